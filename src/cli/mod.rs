@@ -1,0 +1,25 @@
+//! The command line: argument definitions (clap) and one module per command.
+//! Commands call the library, render its events, and map its typed errors to
+//! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
+
+pub mod exit;
+
+use clap::{Parser, Subcommand};
+
+/// Write installer images to USB sticks that boot, and prove they do.
+#[derive(Debug, Parser)]
+#[command(name = "bootstick", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+impl Command {
+    /// Runs the chosen command.
+    pub fn run(self) -> Result<(), exit::Failure> {
+        match self {}
+    }
+}

@@ -1,0 +1,11 @@
+//! bootstick: turn installer images into USB sticks that boot.
+//!
+//! The library is a pipeline (see `docs/architecture.md`): an image is
+//! inspected, compiled into a [`plan::Plan`], streamed onto a target by the
+//! write engine and read back to prove the target holds exactly the plan.
+//! Every stage reports progress as [`events::Event`]s and fails with a typed
+//! error; only the binary turns those into text and exit codes.
+
+pub mod events;
+pub mod image;
+pub mod plan;

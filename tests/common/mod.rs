@@ -1,0 +1,123 @@
+//! Helpers shared by the integration tests: locating the binary, skipping
+//! (visibly) when a tool or privilege is missing, and loop devices that are
+//! always detached.
+//!
+//! A test that needs something the machine lacks calls [`require_tools`] or
+//! [`require_root`]. Under plain `cargo test` that prints a `SKIP:` line and
+//! the test returns early; under `scripts/test.sh` (and so in CI) the variable
+//! `BOOTSTICK_REQUIRE_ALL=1` is set and a missing prerequisite fails the test
+//! instead, so CI can never go green by skipping.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `bootstick` binary built for this test run.
+pub fn bootstick() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bootstick"))
+}
+
+fn strict() -> bool {
+    std::env::var_os("BOOTSTICK_REQUIRE_ALL").is_some_and(|v| v == "1")
+}
+
+fn skip(test: &str, why: &str) -> bool {
+    if strict() {
+        panic!("{test}: {why} (BOOTSTICK_REQUIRE_ALL=1 forbids skipping; run scripts/test.sh to install it)");
+    }
+    eprintln!("SKIP: {test}: {why}");
+    false
+}
+
+/// True when a program named `tool` is on PATH.
+pub fn have_tool(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let p = dir.join(tool);
+            p.is_file()
+                && std::fs::metadata(&p)
+                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+                    .unwrap_or(false)
+        })
+    })
+}
+
+/// True when every tool is installed; otherwise skips (or fails, in strict mode).
+pub fn require_tools(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<_> = tools.iter().filter(|t| !have_tool(t)).collect();
+    if missing.is_empty() {
+        true
+    } else {
+        skip(test, &format!("needs {missing:?} on PATH"))
+    }
+}
+
+/// True when running as root (loop devices, mounts); otherwise skips.
+pub fn require_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        true
+    } else {
+        skip(test, "needs root (loop devices)")
+    }
+}
+
+/// Runs a command, panicking with its output when it fails. Returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A loop device attached to a backing file; detached on drop. Only devices
+/// this process attached are ever detached.
+pub struct LoopDevice {
+    path: PathBuf,
+}
+
+impl LoopDevice {
+    /// Attaches `backing` to a free loop device.
+    pub fn attach(backing: &Path) -> LoopDevice {
+        let out = run(Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(backing));
+        LoopDevice {
+            path: PathBuf::from(out.trim()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
+    }
+}
+
+/// A file of `len` bytes of deterministic, non-compressible data.
+pub fn pseudo_random_file(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    while left > 0 {
+        // xorshift64*: fast, and good enough to defeat compression and dedup.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+        let n = left.min(8) as usize;
+        f.write_all(&v[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
