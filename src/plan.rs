@@ -429,7 +429,7 @@ mod tests {
             let mut skip = 0;
             while skip < len {
                 let s = e.slice(skip, chunk);
-                prop_assert!(s.len() <= chunk && s.len() > 0);
+                prop_assert!(s.len() <= chunk && !s.is_empty());
                 skip += s.len();
                 b.append(s).unwrap();
             }
