@@ -37,6 +37,7 @@ pub struct Failure {
 }
 
 impl Failure {
+    #[allow(dead_code)] // used by the first command
     pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
         Failure {
             exit,
