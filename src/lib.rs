@@ -7,5 +7,6 @@
 //! error; only the binary turns those into text and exit codes.
 
 pub mod events;
+pub mod hash;
 pub mod image;
 pub mod plan;

@@ -1,0 +1,194 @@
+//! Hash algorithms that images are checked with, shared by the trust checks
+//! (which read them from checksum files) and the write engine (which hashes
+//! the source while streaming it, so an image that changed between the check
+//! and the write is caught).
+
+use std::fmt;
+
+/// A digest algorithm distributions publish image hashes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashAlgorithm {
+    /// SHA-256 (SHA256SUMS, Fedora CHECKSUM, `.sha256` files).
+    Sha256,
+    /// SHA-512 (SHA512SUMS, openSUSE).
+    Sha512,
+    /// BLAKE2b with a 512-bit output (Arch's `b2sums.txt`).
+    Blake2b512,
+}
+
+impl HashAlgorithm {
+    /// Every supported algorithm, strongest-preferred order for tie-breaking.
+    pub const ALL: [HashAlgorithm; 3] = [
+        HashAlgorithm::Sha256,
+        HashAlgorithm::Sha512,
+        HashAlgorithm::Blake2b512,
+    ];
+
+    /// The digest length in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlgorithm::Sha256 => 32,
+            HashAlgorithm::Sha512 | HashAlgorithm::Blake2b512 => 64,
+        }
+    }
+
+    /// The algorithm whose digests are `bytes` long, when only one fits.
+    /// BLAKE2b-512 and SHA-512 are both 64 bytes, so a bare 64-byte hex
+    /// string is ambiguous and the caller must know the algorithm otherwise.
+    pub fn from_len(bytes: usize) -> Option<HashAlgorithm> {
+        match bytes {
+            32 => Some(HashAlgorithm::Sha256),
+            _ => None,
+        }
+    }
+
+    /// A fresh incremental hasher.
+    pub fn hasher(self) -> Hasher {
+        use sha2::Digest;
+        Hasher(match self {
+            HashAlgorithm::Sha256 => Inner::Sha256(sha2::Sha256::new()),
+            HashAlgorithm::Sha512 => Inner::Sha512(sha2::Sha512::new()),
+            HashAlgorithm::Blake2b512 => Inner::Blake2b512(blake2::Blake2b512::new()),
+        })
+    }
+
+    /// The conventional lower-case name (`sha256`, `sha512`, `blake2b-512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sha256 => "sha256",
+            HashAlgorithm::Sha512 => "sha512",
+            HashAlgorithm::Blake2b512 => "blake2b-512",
+        }
+    }
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An incremental hasher for one [`HashAlgorithm`].
+#[derive(Clone)]
+pub struct Hasher(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+    Blake2b512(blake2::Blake2b512),
+}
+
+impl Hasher {
+    /// Feeds `data` to the hash.
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest;
+        match &mut self.0 {
+            Inner::Sha256(h) => h.update(data),
+            Inner::Sha512(h) => h.update(data),
+            Inner::Blake2b512(h) => h.update(data),
+        }
+    }
+
+    /// Finishes and returns the digest.
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        match self.0 {
+            Inner::Sha256(h) => Digest::new(HashAlgorithm::Sha256, h.finalize().to_vec()),
+            Inner::Sha512(h) => Digest::new(HashAlgorithm::Sha512, h.finalize().to_vec()),
+            Inner::Blake2b512(h) => Digest::new(HashAlgorithm::Blake2b512, h.finalize().to_vec()),
+        }
+    }
+}
+
+/// A digest together with the algorithm that produced it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Digest {
+    algorithm: HashAlgorithm,
+    bytes: Vec<u8>,
+}
+
+impl Digest {
+    fn new(algorithm: HashAlgorithm, bytes: Vec<u8>) -> Digest {
+        Digest { algorithm, bytes }
+    }
+
+    /// A digest given as bytes, refused when the length does not fit the
+    /// algorithm.
+    pub fn from_bytes(algorithm: HashAlgorithm, bytes: Vec<u8>) -> Option<Digest> {
+        (bytes.len() == algorithm.digest_len()).then_some(Digest { algorithm, bytes })
+    }
+
+    /// A digest given as hex (either case), refused when it is not hex or has
+    /// the wrong length for the algorithm.
+    pub fn from_hex(algorithm: HashAlgorithm, hex: &str) -> Option<Digest> {
+        let hex = hex.as_bytes();
+        if hex.len() != algorithm.digest_len() * 2 {
+            return None;
+        }
+        let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let bytes = hex
+            .chunks(2)
+            .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+            .collect::<Option<Vec<u8>>>()?;
+        Some(Digest { algorithm, bytes })
+    }
+
+    pub fn algorithm(&self) -> HashAlgorithm {
+        self.algorithm
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm, self.to_hex())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm, self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_answers() {
+        // Published test vectors for the message "abc".
+        let cases = [
+            (HashAlgorithm::Sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (HashAlgorithm::Sha512, "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"),
+            (HashAlgorithm::Blake2b512, "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923"),
+        ];
+        for (alg, hex) in cases {
+            let mut h = alg.hasher();
+            h.update(b"a");
+            h.update(b"bc");
+            let d = h.finish();
+            assert_eq!(d.to_hex(), hex, "{alg}");
+            assert_eq!(Digest::from_hex(alg, &hex.to_uppercase()), Some(d));
+        }
+    }
+
+    #[test]
+    fn hex_is_checked() {
+        assert!(Digest::from_hex(HashAlgorithm::Sha256, "zz").is_none());
+        assert!(Digest::from_hex(HashAlgorithm::Sha256, &"g".repeat(64)).is_none());
+        assert!(Digest::from_hex(HashAlgorithm::Sha512, &"a".repeat(64)).is_none());
+        assert_eq!(HashAlgorithm::from_len(32), Some(HashAlgorithm::Sha256));
+        assert_eq!(HashAlgorithm::from_len(64), None);
+    }
+}
