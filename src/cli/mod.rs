@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod exit;
+pub mod list;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +16,16 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// List disks that can be written (removable or USB-attached; --all for every disk).
+    List(list::Args),
+}
 
 impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
-        match self {}
+        match self {
+            Command::List(args) => list::run(args),
+        }
     }
 }
