@@ -11,3 +11,4 @@ pub mod events;
 pub mod hash;
 pub mod image;
 pub mod plan;
+pub mod trust;

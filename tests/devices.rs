@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sysfs")
+        .join(name)
 }
 
 fn disks(name: &str) -> BTreeMap<String, Disk> {
@@ -36,7 +38,13 @@ fn check_classes(tree: &str, expected: &[Class]) {
     for &(name, transport, kind, removable, system, listed) in expected {
         let disk = &d[name];
         assert_eq!(
-            (disk.transport, disk.kind, disk.removable, disk.system, disk.listed_by_default),
+            (
+                disk.transport,
+                disk.kind,
+                disk.removable,
+                disk.system,
+                disk.listed_by_default
+            ),
             (transport, kind, removable, system, listed),
             "{tree}/{name}: (transport, kind, removable, system, listed_by_default)"
         );
@@ -80,7 +88,10 @@ fn laptop_tree_details() {
         vec!["/", "/boot", "/boot/efi", "swap /dev/dm-2"]
     );
     assert_eq!(sda.serial.as_deref(), Some("S3Z1NB0K123456A"));
-    assert_eq!(sda.vendor, None, "the SCSI-translation vendor \"ATA\" is no vendor");
+    assert_eq!(
+        sda.vendor, None,
+        "the SCSI-translation vendor \"ATA\" is no vendor"
+    );
     assert_eq!(
         file_name(&sda.by_id).as_deref(),
         Some("ata-Samsung_SSD_860_EVO_500GB_S3Z1NB0K123456A"),
@@ -88,13 +99,20 @@ fn laptop_tree_details() {
     );
     assert_eq!(sda.partitions.len(), 3);
     assert_eq!(sda.partitions[2].holders, vec!["dm-0"]);
-    assert_eq!(sda.partitions[0].mountpoints, vec![PathBuf::from("/boot/efi")]);
+    assert_eq!(
+        sda.partitions[0].mountpoints,
+        vec![PathBuf::from("/boot/efi")]
+    );
     assert_eq!(sda.size_bytes, 500 << 30);
 
     let sdb = &d["sdb"];
     assert_eq!(sdb.vendor.as_deref(), Some("SanDisk"));
     assert_eq!(sdb.model.as_deref(), Some("Cruzer Blade"));
-    assert_eq!(sdb.serial.as_deref(), Some("4C530001231019115082"), "from the USB device");
+    assert_eq!(
+        sdb.serial.as_deref(),
+        Some("4C530001231019115082"),
+        "from the USB device"
+    );
     assert_eq!(
         file_name(&sdb.by_id).as_deref(),
         Some("usb-SanDisk_Cruzer_Blade_4C530001231019115082-0:0")
@@ -103,7 +121,12 @@ fn laptop_tree_details() {
     assert_eq!(sdb.size_bytes, 30031872 * 512);
     let p = &sdb.partitions[0];
     assert_eq!(
-        (p.number, p.start_bytes, p.fstype.as_deref(), p.label.as_deref()),
+        (
+            p.number,
+            p.start_bytes,
+            p.fstype.as_deref(),
+            p.label.as_deref()
+        ),
         (Some(1), 2048 * 512, Some("vfat"), Some("MY STICK"))
     );
     assert_eq!(p.mountpoints, vec![PathBuf::from("/media/u/MY STICK")]);
@@ -113,14 +136,25 @@ fn laptop_tree_details() {
         (sdc.logical_block_size, sdc.physical_block_size),
         (512, 4096)
     );
-    assert_eq!(sdc.partitions[0].label.as_deref(), Some("T7"), "label from /dev/disk/by-label");
+    assert_eq!(
+        sdc.partitions[0].label.as_deref(),
+        Some("T7"),
+        "label from /dev/disk/by-label"
+    );
 
     let nvme = &d["nvme0n1"];
     assert_eq!(nvme.model.as_deref(), Some("Samsung SSD 970 EVO Plus 1TB"));
     assert_eq!(nvme.serial.as_deref(), Some("S4EWNX0R123456"));
-    assert_eq!(nvme.partitions[0].mountpoints, vec![PathBuf::from("/srv/data")]);
+    assert_eq!(
+        nvme.partitions[0].mountpoints,
+        vec![PathBuf::from("/srv/data")]
+    );
 
-    assert_eq!(d["sde"].serial.as_deref(), Some("WD-WCC6Y0123456"), "from VPD page 0x80");
+    assert_eq!(
+        d["sde"].serial.as_deref(),
+        Some("WD-WCC6Y0123456"),
+        "from VPD page 0x80"
+    );
     assert_eq!(d["sde"].system_reasons, vec!["swap /dev/sde1"]);
     assert!(d["sde"].partitions[0].swap && !d["sde"].partitions[1].swap);
     assert_eq!(d["mmcblk0"].serial.as_deref(), Some("0x1234abcd"));
@@ -158,14 +192,25 @@ fn list_json_schema_and_default_view() {
     let root = fixture("laptop");
     let root = root.to_str().unwrap();
     let default = list_json(&["--root", root]);
-    let names: Vec<&str> = default.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = default
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["mmcblk0", "sdb", "sdc", "sdd"]);
     let all = list_json(&["--all", "--root", root]);
     assert_eq!(all.len(), 9);
     for d in &all {
         for key in [
-            "path", "by_id", "transport", "removable", "system", "vendor", "model", "serial",
-            "size_bytes", "partitions",
+            "path",
+            "by_id",
+            "transport",
+            "removable",
+            "system",
+            "vendor",
+            "model",
+            "serial",
+            "size_bytes",
+            "partitions",
         ] {
             assert!(d.get(key).is_some(), "{key} missing in {d}");
         }
@@ -202,7 +247,12 @@ fn real_machine_smoke() {
     let source = source.trim();
     if source.starts_with("/dev/") {
         let deps = common::run(std::process::Command::new("lsblk").args([
-            "-n", "-r", "-s", "-o", "NAME,TYPE", source,
+            "-n",
+            "-r",
+            "-s",
+            "-o",
+            "NAME,TYPE",
+            source,
         ]));
         let roots: Vec<&str> = deps
             .lines()
@@ -210,20 +260,32 @@ fn real_machine_smoke() {
             .filter(|(_, t)| *t == "disk")
             .map(|(n, _)| n)
             .collect();
-        assert!(!roots.is_empty(), "lsblk found no disk under {source}: {deps}");
+        assert!(
+            !roots.is_empty(),
+            "lsblk found no disk under {source}: {deps}"
+        );
         for r in roots {
             let d = all
                 .iter()
                 .find(|d| d["name"] == r)
                 .unwrap_or_else(|| panic!("disk {r} holding / is not listed"));
             assert_eq!(d["system"], true, "{r} holds / but is not marked system");
-            assert!(d["system_reasons"].as_array().unwrap().iter().any(|x| x == "/"));
+            assert!(d["system_reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "/"));
         }
     } else {
         eprintln!("NOTE: / is on {source}, not a block device; only parsing is checked");
     }
     let lsblk = common::run(std::process::Command::new("lsblk").args([
-        "-b", "-d", "-n", "-r", "-o", "NAME,SIZE,RO,TYPE",
+        "-b",
+        "-d",
+        "-n",
+        "-r",
+        "-o",
+        "NAME,SIZE,RO,TYPE",
     ]));
     for line in lsblk.lines() {
         let f: Vec<&str> = line.split(' ').collect();
@@ -236,7 +298,12 @@ fn real_machine_smoke() {
             .iter()
             .find(|d| d["name"] == f[0])
             .unwrap_or_else(|| panic!("lsblk lists disk {} that list does not", f[0]));
-        assert_eq!(d["size_bytes"].as_u64().unwrap().to_string(), f[1], "{}", f[0]);
+        assert_eq!(
+            d["size_bytes"].as_u64().unwrap().to_string(),
+            f[1],
+            "{}",
+            f[0]
+        );
         assert_eq!(d["read_only"], f[2] == "1", "{}", f[0]);
     }
 }

@@ -136,7 +136,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .filter(|d| args.all || d.listed_by_default)
         .collect();
     if args.json {
-        let text = serde_json::to_string_pretty(&shown).map_err(|e| Failure::new(Exit::Internal, e))?;
+        let text =
+            serde_json::to_string_pretty(&shown).map_err(|e| Failure::new(Exit::Internal, e))?;
         println!("{text}");
     } else if shown.is_empty() {
         eprintln!(

@@ -4,6 +4,7 @@
 
 pub mod exit;
 pub mod list;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// List disks that can be written (removable or USB-attached; --all for every disk).
     List(list::Args),
+    /// Check an image's checksum and signature the way its distribution publishes them.
+    Verify(verify::Args),
 }
 
 impl Command {
@@ -26,6 +29,7 @@ impl Command {
     pub fn run(self) -> Result<(), exit::Failure> {
         match self {
             Command::List(args) => list::run(args),
+            Command::Verify(args) => verify::run(args),
         }
     }
 }

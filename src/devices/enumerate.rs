@@ -156,10 +156,11 @@ pub(crate) struct State {
 
 impl State {
     pub fn read(roots: &Roots) -> Result<State, super::Error> {
-        let mounts = fs::read_to_string(&roots.mountinfo).map_err(|source| super::Error::Sysfs {
-            path: roots.mountinfo.clone(),
-            source,
-        })?;
+        let mounts =
+            fs::read_to_string(&roots.mountinfo).map_err(|source| super::Error::Sysfs {
+                path: roots.mountinfo.clone(),
+                source,
+            })?;
         // /proc/swaps is missing without swap support: no swap then.
         let swaps = fs::read_to_string(&roots.swaps).unwrap_or_default();
         Ok(State {
@@ -281,9 +282,17 @@ pub(crate) fn unescape_udev(s: &str) -> String {
 /// (`usb-…`, `ata-…`, `nvme-<model>_<serial>`) before WWN/EUI ones.
 fn preferred_by_id(links: &[String]) -> Option<&String> {
     let opaque = |l: &str| {
-        ["wwn-", "nvme-eui.", "nvme-nvme.", "scsi-0", "scsi-1", "scsi-3", "scsi-S"]
-            .iter()
-            .any(|p| l.starts_with(p))
+        [
+            "wwn-",
+            "nvme-eui.",
+            "nvme-nvme.",
+            "scsi-0",
+            "scsi-1",
+            "scsi-3",
+            "scsi-S",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
     };
     links
         .iter()
@@ -331,7 +340,10 @@ fn label_of(graph: &Graph, node: &Node, udev: &UdevEntry) -> Option<String> {
 
 /// Mounts per block-device node: by device number, or by source for
 /// filesystems with an anonymous device number (btrfs).
-pub(crate) fn mounts_by_node<'a>(graph: &Graph, state: &'a State) -> HashMap<String, Vec<&'a Mount>> {
+pub(crate) fn mounts_by_node<'a>(
+    graph: &Graph,
+    state: &'a State,
+) -> HashMap<String, Vec<&'a Mount>> {
     let mut map: HashMap<String, Vec<&Mount>> = HashMap::new();
     for m in &state.mounts {
         if let Some(n) = super::system::mount_node(graph, m) {
@@ -352,7 +364,10 @@ fn mounts_of(mounts: &HashMap<String, Vec<&Mount>>, name: &str) -> (Vec<PathBuf>
 fn describe(
     graph: &Graph,
     mounts: &HashMap<String, Vec<&Mount>>,
-    node: &Node, kind: Kind, size_bytes: u64) -> Disk {
+    node: &Node,
+    kind: Kind,
+    size_bytes: u64,
+) -> Disk {
     let roots = &graph.roots;
     let udev = graph.udev(node);
     let transport = transport_of(&node.name, &node.devpath);
@@ -455,25 +470,43 @@ mod tests {
             Transport::Usb
         );
         assert_eq!(
-            t("sda", "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda"),
+            t(
+                "sda",
+                "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda"
+            ),
             Transport::Sata
         );
         assert_eq!(
-            t("nvme0n1", "devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1"),
+            t(
+                "nvme0n1",
+                "devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1"
+            ),
             Transport::Nvme
         );
         assert_eq!(
-            t("mmcblk0", "devices/pci0000:00/0000:00:14.5/mmc_host/mmc0/mmc0:aaaa/block/mmcblk0"),
+            t(
+                "mmcblk0",
+                "devices/pci0000:00/0000:00:14.5/mmc_host/mmc0/mmc0:aaaa/block/mmcblk0"
+            ),
             Transport::Mmc
         );
-        assert_eq!(t("vda", "devices/pci0000:00/0000:00:02.0/virtio1/block/vda"), Transport::Virtio);
         assert_eq!(
-            t("sda", "devices/pci0000:00/0000:00:03.0/virtio0/host2/target2:0:0/2:0:0:0/block/sda"),
+            t("vda", "devices/pci0000:00/0000:00:02.0/virtio1/block/vda"),
+            Transport::Virtio
+        );
+        assert_eq!(
+            t(
+                "sda",
+                "devices/pci0000:00/0000:00:03.0/virtio0/host2/target2:0:0/2:0:0:0/block/sda"
+            ),
             Transport::Scsi
         );
         assert_eq!(t("loop0", "devices/virtual/block/loop0"), Transport::Loop);
         assert_eq!(t("zram0", "devices/virtual/block/zram0"), Transport::Zram);
-        assert_eq!(t("weird", "devices/virtual/block/weird"), Transport::Unknown);
+        assert_eq!(
+            t("weird", "devices/virtual/block/weird"),
+            Transport::Unknown
+        );
         // "usbmon" or "usb" without a number is not a USB controller.
         assert_eq!(t("x", "devices/usb/block/x"), Transport::Unknown);
     }

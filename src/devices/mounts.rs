@@ -56,7 +56,9 @@ pub fn unescape_octal(s: &str) -> String {
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -123,7 +125,13 @@ mod tests {
                     91 27 0:44 / /home rw master:3 shared:2 - btrfs /dev/mapper/vg-home rw\n";
         let m = parse_mountinfo(text);
         assert_eq!(m.len(), 3);
-        assert_eq!(m[0].dev, DevNum { major: 254, minor: 0 });
+        assert_eq!(
+            m[0].dev,
+            DevNum {
+                major: 254,
+                minor: 0
+            }
+        );
         assert_eq!(m[1].mountpoint, PathBuf::from("/media/u/MY STICK"));
         assert_eq!(m[1].fstype, "vfat");
         assert_eq!(m[2].source, "/dev/mapper/vg-home");

@@ -146,7 +146,10 @@ impl Graph {
             for sub in list_dir(&dir) {
                 let pdir = dir.join(&sub);
                 if pdir.join("partition").is_file() {
-                    nodes.insert(sub.clone(), make_node(roots, &sub, pdir, Some(name.clone())));
+                    nodes.insert(
+                        sub.clone(),
+                        make_node(roots, &sub, pdir, Some(name.clone())),
+                    );
                 }
             }
             nodes.insert(name.clone(), make_node(roots, &name, dir, None));
