@@ -493,7 +493,7 @@ fn read_gpt_header(src: &dyn ByteSource, bs: u32, lba: u64) -> Result<GptHeader,
             ),
         ));
     }
-    if hdr.entry_size < 128 || hdr.entry_size % 8 != 0 {
+    if hdr.entry_size < 128 || !hdr.entry_size.is_multiple_of(8) {
         return Err(malformed(
             "GPT header",
             at,
