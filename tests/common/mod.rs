@@ -92,6 +92,17 @@ impl LoopDevice {
         }
     }
 
+    /// Attaches `backing` with partition scanning (`losetup -P`), so the
+    /// kernel creates `loopNpM` partition devices.
+    pub fn attach_partscan(backing: &Path) -> LoopDevice {
+        let out = run(Command::new("losetup")
+            .args(["-f", "--show", "-P"])
+            .arg(backing));
+        LoopDevice {
+            path: PathBuf::from(out.trim()),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
