@@ -37,7 +37,6 @@ pub struct Failure {
 }
 
 impl Failure {
-    #[allow(dead_code)] // used by the first command
     pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
         Failure {
             exit,

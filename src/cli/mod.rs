@@ -2,7 +2,10 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod compare;
 pub mod exit;
+pub mod render;
+pub mod write;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +18,17 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    Write(write::Args),
+    Compare(compare::Args),
+}
 
 impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
-        match self {}
+        match self {
+            Command::Write(a) => write::run(a),
+            Command::Compare(a) => compare::run(a),
+        }
     }
 }
