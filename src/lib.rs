@@ -10,4 +10,5 @@ pub mod events;
 pub mod hash;
 pub mod image;
 pub mod plan;
+pub mod trust;
 pub mod write;

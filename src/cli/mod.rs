@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod exit;
 pub mod render;
+pub mod verify;
 pub mod write;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     Write(write::Args),
     Compare(compare::Args),
+    /// Check an image's checksum and signature the way its distribution publishes them.
+    Verify(verify::Args),
 }
 
 impl Command {
@@ -29,6 +32,7 @@ impl Command {
         match self {
             Command::Write(a) => write::run(a),
             Command::Compare(a) => compare::run(a),
+            Command::Verify(args) => verify::run(args),
         }
     }
 }

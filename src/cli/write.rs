@@ -14,11 +14,10 @@ use super::render::{human_bytes, Renderer};
 use bootstick::plan::{Plan, PlanError};
 use bootstick::write;
 
-/// Write an image (a hybrid ISO or a raw disk image) to a stick or a file,
-/// byte for byte, then read it back to prove the target holds exactly the
-/// image.
+/// Write an image to a stick or a file, then read it back to prove it.
 ///
-/// When the image is smaller than the device, the device's last MiB is
+/// The image (a hybrid ISO or a raw disk image) is copied byte for byte with
+/// direct I/O, flushed, and read back bypassing the page cache. When the image is smaller than the device, the device's last MiB is
 /// zeroed too, so no stale backup partition table survives there.
 ///
 /// Examples:
