@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod exit;
+pub mod list;
 pub mod render;
 pub mod verify;
 pub mod write;
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     Write(write::Args),
     Compare(compare::Args),
+    /// List disks that can be written (removable or USB-attached; --all for every disk).
+    List(list::Args),
     /// Check an image's checksum and signature the way its distribution publishes them.
     Verify(verify::Args),
 }
@@ -32,6 +35,7 @@ impl Command {
         match self {
             Command::Write(a) => write::run(a),
             Command::Compare(a) => compare::run(a),
+            Command::List(args) => list::run(args),
             Command::Verify(args) => verify::run(args),
         }
     }
