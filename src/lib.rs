@@ -10,3 +10,4 @@ pub mod events;
 pub mod hash;
 pub mod image;
 pub mod plan;
+pub mod trust;

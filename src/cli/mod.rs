@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod exit;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +16,16 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check an image's checksum and signature the way its distribution publishes them.
+    Verify(verify::Args),
+}
 
 impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
-        match self {}
+        match self {
+            Command::Verify(args) => verify::run(args),
+        }
     }
 }
