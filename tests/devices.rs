@@ -732,7 +732,7 @@ fn partition_table_is_reread_after_writing() {
         .unwrap()
         .set_len(16 << 20)
         .unwrap();
-    let lo = common::LoopDevice::attach_partscan(&backing);
+    let lo = common::LoopDevice::attach_with(&backing, &["-P"]);
     let disk = loop_disk(&lo);
     assert!(disk.partitions.is_empty());
     let g = devices::Guarded::open(&Roots::live(), &disk).unwrap();

@@ -92,11 +92,12 @@ impl LoopDevice {
         }
     }
 
-    /// Attaches `backing` with partition scanning (`losetup -P`), so the
-    /// kernel creates `loopNpM` partition devices.
-    pub fn attach_partscan(backing: &Path) -> LoopDevice {
+    /// Attaches `backing` with extra `losetup` options (e.g.
+    /// `["--sector-size", "4096"]` for a 4Kn device).
+    pub fn attach_with(backing: &Path, options: &[&str]) -> LoopDevice {
         let out = run(Command::new("losetup")
-            .args(["-f", "--show", "-P"])
+            .args(options)
+            .args(["-f", "--show"])
             .arg(backing));
         LoopDevice {
             path: PathBuf::from(out.trim()),
