@@ -9,5 +9,6 @@
 pub mod events;
 pub mod hash;
 pub mod image;
+pub mod inspect;
 pub mod plan;
 pub mod trust;

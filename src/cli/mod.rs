@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod exit;
+pub mod inspect;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Check an image's checksum and signature the way its distribution publishes them.
     Verify(verify::Args),
+    /// Show what an image holds (filesystems, El Torito, partition tables) and
+    /// whether it would be written raw or through a built layout, and why.
+    Inspect(inspect::Args),
 }
 
 impl Command {
@@ -26,6 +30,7 @@ impl Command {
     pub fn run(self) -> Result<(), exit::Failure> {
         match self {
             Command::Verify(args) => verify::run(args),
+            Command::Inspect(args) => inspect::run(args),
         }
     }
 }
