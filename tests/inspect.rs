@@ -605,3 +605,80 @@ fn truncated_hybrid_is_reported_not_fatal() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.iso"));
 }
+
+/// `7z l -ba` of an image: path → size (None for directories).
+fn seven_zip(img: &Path) -> std::collections::BTreeMap<String, Option<u64>> {
+    let out = common::run(Command::new("7z").args(["l", "-ba"]).arg(img));
+    out.lines()
+        .filter(|l| l.len() > 53)
+        .map(|l| {
+            let attr = &l[20..25];
+            let size = l[26..38].trim();
+            let name = l[53..].trim().to_owned();
+            let size = (!attr.starts_with('D')).then(|| size.parse().unwrap_or(0));
+            (name, size)
+        })
+        .collect()
+}
+
+/// Windows-like media (UDF bridge, bootmgr, install.wim, El Torito BIOS +
+/// UEFI, blank system area): a layout, and the facts match 7-Zip's listing.
+#[test]
+fn windows_like_media_needs_a_layout() {
+    let mut tools = ISO_TOOLS.to_vec();
+    tools.push("7z");
+    if !common::require_tools("windows_like_media_needs_a_layout", &tools) {
+        return;
+    }
+    let img = recipes::image("inspect", "windows-like");
+    let v = inspect_json(&img);
+    assert_eq!(
+        decision_of(&v),
+        (
+            "layout".into(),
+            vec![
+                "not-hybrid".into(),
+                "efi-only-in-el-torito".into(),
+                "windows-media".into()
+            ]
+        ),
+        "{v:#}"
+    );
+    assert_eq!(v["tree"], "udf");
+    assert_eq!(v["label"], "CCCOMA_X64FRE_EN-US_DV9");
+    let listing = seven_zip(&img);
+    let f = &v["facts"];
+    let w = &f["windows"];
+    assert_eq!(w["bootmgr"], true);
+    assert_eq!(w["bootmgr_efi"], true);
+    assert_eq!(w["boot_wim"], true);
+    assert_eq!(w["efi_bootx64"], true);
+    assert_eq!(
+        w["install_image"]["size"].as_u64(),
+        listing["sources/install.wim"]
+    );
+    let files = listing.values().filter(|s| s.is_some()).count() as u64;
+    let dirs = listing.values().filter(|s| s.is_none()).count() as u64;
+    assert_eq!(
+        (
+            f["files"].as_u64().unwrap(),
+            f["directories"].as_u64().unwrap()
+        ),
+        (files, dirs)
+    );
+    assert_eq!(f["efi_loaders"][0]["path"], "/efi/boot/bootx64.efi");
+    assert!(f["large_files"].as_array().unwrap().is_empty());
+    // Boot images sized by the files at their blocks, as 7-Zip lists them.
+    let images = v["el_torito"]["images"].as_array().unwrap();
+    for (i, path) in [
+        (0, "boot/etfsboot.com"),
+        (1, "efi/microsoft/boot/efisys.bin"),
+    ] {
+        assert_eq!(images[i]["size_from"]["from"], "file");
+        assert_eq!(images[i]["size_from"]["path"], format!("/{path}"));
+        assert_eq!(images[i]["len"].as_u64(), listing[path], "{path}");
+    }
+    assert_eq!(images[1]["efi_loaders"][0]["path"], "/EFI/BOOT/BOOTX64.EFI");
+    let report = xorriso_report(&img);
+    assert!(!report.contains("MBR partition      :"));
+}

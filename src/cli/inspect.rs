@@ -3,7 +3,7 @@
 //! written raw or through a built layout, with the reasons.
 
 use super::exit::{Exit, Failure};
-use bootstick::image::{ByteSource, FileTree, ImageFile};
+use bootstick::image::{self, ByteSource, FileTree, ImageFile};
 use bootstick::inspect::{self, Inspection};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -43,9 +43,13 @@ pub fn inspect_path(path: &Path) -> Result<Inspection, Failure> {
 
 /// The image's file tree, or `None` when it has no filesystem we read (a
 /// disk image) or the tree is unreadable (the inspection then reports what
-/// the boot structures alone say).
-fn open_tree(_src: &Arc<dyn ByteSource>) -> Option<Box<dyn FileTree>> {
-    None // WIRE-OPEN-TREE: image::open::open_tree(src.clone()).ok() once iso lands
+/// the boot structures alone say). UDF is preferred, as Rufus does: Windows
+/// media keep their files only there.
+fn open_tree(src: &Arc<dyn ByteSource>) -> Option<Box<dyn FileTree>> {
+    match image::udf::Udf::open(src.clone()) {
+        Ok(Some(udf)) => Some(Box::new(udf)),
+        _ => None,
+    }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {

@@ -4,6 +4,7 @@
 
 pub mod exit;
 pub mod inspect;
+pub mod list;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List disks that can be written (removable or USB-attached; --all for every disk).
+    List(list::Args),
     /// Check an image's checksum and signature the way its distribution publishes them.
     Verify(verify::Args),
     /// Show what an image holds (filesystems, El Torito, partition tables) and
@@ -29,6 +32,7 @@ impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
         match self {
+            Command::List(args) => list::run(args),
             Command::Verify(args) => verify::run(args),
             Command::Inspect(args) => inspect::run(args),
         }
