@@ -13,3 +13,4 @@ pub mod image;
 pub mod inspect;
 pub mod plan;
 pub mod trust;
+pub mod write;

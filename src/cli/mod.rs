@@ -2,10 +2,13 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod compare;
 pub mod exit;
 pub mod inspect;
 pub mod list;
+pub mod render;
 pub mod verify;
+pub mod write;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Write(write::Args),
+    Compare(compare::Args),
     /// List disks that can be written (removable or USB-attached; --all for every disk).
     List(list::Args),
     /// Check an image's checksum and signature the way its distribution publishes them.
@@ -32,6 +37,8 @@ impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
         match self {
+            Command::Write(a) => write::run(a),
+            Command::Compare(a) => compare::run(a),
             Command::List(args) => list::run(args),
             Command::Verify(args) => verify::run(args),
             Command::Inspect(args) => inspect::run(args),
