@@ -3,6 +3,8 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod exit;
+pub mod list;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +17,19 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// List disks that can be written (removable or USB-attached; --all for every disk).
+    List(list::Args),
+    /// Check an image's checksum and signature the way its distribution publishes them.
+    Verify(verify::Args),
+}
 
 impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
-        match self {}
+        match self {
+            Command::List(args) => list::run(args),
+            Command::Verify(args) => verify::run(args),
+        }
     }
 }

@@ -8,6 +8,9 @@
 //! the bytes, so a 6 GiB `install.wim` is never loaded into memory: a plan can
 //! stream it straight from the image.
 
+pub mod eltorito;
+pub mod partitions;
+
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
