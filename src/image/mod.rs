@@ -16,6 +16,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+pub mod udf;
+
 /// Random-access bytes of an image: a file on disk, or memory (tests, fuzzing,
 /// an extracted El Torito image).
 pub trait ByteSource: Send + Sync {
