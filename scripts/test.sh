@@ -19,6 +19,7 @@ packages=(
   gnupg minisign signify-openbsd                      # signature peers
   e2fsprogs util-linux                                # ext4 for mounted-target tests, losetup
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
+  binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
 )
 
 missing=()
@@ -31,6 +32,14 @@ if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The test-bed fetches its guest kernel with `apt-get download` (not installed:
+# no initramfs-tools run, the host's /boot untouched), which needs package lists.
+if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  sudo_=""
+  [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
 fi
 
 export BOOTSTICK_REQUIRE_ALL=1

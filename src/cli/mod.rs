@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod exit;
+pub mod list;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List disks that can be written (removable or USB-attached; --all for every disk).
+    List(list::Args),
     /// Check an image's checksum and signature the way its distribution publishes them.
     Verify(verify::Args),
 }
@@ -25,6 +28,7 @@ impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
         match self {
+            Command::List(args) => list::run(args),
             Command::Verify(args) => verify::run(args),
         }
     }

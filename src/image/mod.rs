@@ -8,10 +8,15 @@
 //! the bytes, so a 6 GiB `install.wim` is never loaded into memory: a plan can
 //! stream it straight from the image.
 
+pub mod eltorito;
+pub mod partitions;
+
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+
+pub mod udf;
 
 /// Random-access bytes of an image: a file on disk, or memory (tests, fuzzing,
 /// an extracted El Torito image).

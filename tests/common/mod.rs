@@ -121,3 +121,5 @@ pub fn pseudo_random_file(path: &Path, len: u64, seed: u64) {
     }
     f.flush().unwrap();
 }
+pub mod guest;
+pub mod recipes;
