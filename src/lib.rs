@@ -12,3 +12,4 @@ pub mod hash;
 pub mod image;
 pub mod plan;
 pub mod trust;
+pub mod write;

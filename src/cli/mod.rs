@@ -2,9 +2,12 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod compare;
 pub mod exit;
 pub mod list;
+pub mod render;
 pub mod verify;
+pub mod write;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Write(write::Args),
+    Compare(compare::Args),
     /// List disks that can be written (removable or USB-attached; --all for every disk).
     List(list::Args),
     /// Check an image's checksum and signature the way its distribution publishes them.
@@ -28,6 +33,8 @@ impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
         match self {
+            Command::Write(a) => write::run(a),
+            Command::Compare(a) => compare::run(a),
             Command::List(args) => list::run(args),
             Command::Verify(args) => verify::run(args),
         }

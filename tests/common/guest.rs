@@ -155,7 +155,41 @@ fn package_field(show: &str, field: &str) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// A complete cached kernel, newest first: once a kernel is cached the
+/// test-bed sticks to it (apt is slow to ask, and a pinned guest kernel keeps
+/// runs comparable). Delete `target/fixtures/guest-kernel-*` to move on.
+fn cached_kernel() -> Option<PathBuf> {
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(fixtures_dir())
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("guest-kernel-"))
+                && p.join("modules.order").is_file()
+        })
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, p)| p)
+}
+
 fn build_kernel() -> Kernel {
+    let dest = cached_kernel().unwrap_or_else(download_kernel);
+    let release = std::fs::read_to_string(dest.join("release")).unwrap();
+    let modules = std::fs::read_to_string(dest.join("modules.order"))
+        .unwrap()
+        .lines()
+        .map(|n| dest.join(n))
+        .collect();
+    Kernel {
+        release,
+        vmlinux: dest.join("vmlinux"),
+        modules,
+    }
+}
+
+/// Fetches and unpacks the kernel package; returns the cache directory.
+fn download_kernel() -> PathBuf {
     let pkg = kernel_package();
     let show = output(Command::new("apt-cache").args(["show", "--no-all-versions", &pkg]));
     let sha = package_field(&show, "SHA256")
@@ -203,17 +237,7 @@ fn build_kernel() -> Kernel {
         std::fs::write(tmp.join("modules.order"), names).unwrap();
         publish(&tmp, &dest);
     }
-    let release = std::fs::read_to_string(dest.join("release")).unwrap();
-    let modules = std::fs::read_to_string(dest.join("modules.order"))
-        .unwrap()
-        .lines()
-        .map(|n| dest.join(n))
-        .collect();
-    Kernel {
-        release,
-        vmlinux: dest.join("vmlinux"),
-        modules,
-    }
+    dest
 }
 
 /// Module name as the kernel spells it (`xhci-pci.ko` → `xhci_pci`).
@@ -309,7 +333,10 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 for m in $(cat /lib/modules/load); do
-  insmod /lib/modules/$m || echo "testbed init: insmod $m failed"
+  args=
+  # usb-storage waits 1 s before scanning a new device by default.
+  [ "$m" = usb-storage.ko ] && args=delay_use=0
+  insmod /lib/modules/$m $args || echo "testbed init: insmod $m failed"
 done
 /lib/systemd/systemd-udevd --daemon --resolve-names=never
 udevadm trigger --action=add --type=subsystems
@@ -396,7 +423,9 @@ fn build_initramfs() -> PathBuf {
     libs.sort();
     libs.dedup();
 
-    // The cache key: every byte that goes into the archive.
+    // The cache key: every file that goes into the archive, by path, size
+    // and modification time (hashing the ~50 MB debug binary with an
+    // unoptimised SHA-256 would cost seconds per test process), and /init.
     let mut key = Sha256::new();
     key.update(INIT.as_bytes());
     let mut inputs: Vec<PathBuf> = executables.clone();
@@ -404,8 +433,18 @@ fn build_initramfs() -> PathBuf {
     inputs.extend(kernel.modules.iter().cloned());
     inputs.extend(UDEV_RULES.iter().map(|r| rules_dir.join(r)));
     for p in &inputs {
-        key.update(p.to_string_lossy().as_bytes());
-        key.update(std::fs::read(p).unwrap());
+        let meta = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let mtime = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        key.update(format!(
+            "{}\0{}\0{}\n",
+            p.display(),
+            meta.len(),
+            mtime.as_nanos()
+        ));
     }
     let key = hex(&key.finalize());
     let dest = fixtures_dir().join(format!("guest-initramfs-{}", &key[..16]));
@@ -472,7 +511,29 @@ fn build_initramfs() -> PathBuf {
     assert!(child.wait().unwrap().success(), "cpio failed");
     std::fs::remove_dir_all(&root).unwrap();
     publish(&tmp, &dest);
+    remove_stale_initramfs(&dest);
     cpio
+}
+
+/// Every build of bootstick makes a new initramfs (~20 MB): drop those of
+/// earlier builds that no run can still be using.
+fn remove_stale_initramfs(current: &Path) {
+    let Ok(entries) = std::fs::read_dir(fixtures_dir()) else {
+        return;
+    };
+    for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let stale = p != current
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("guest-initramfs-"))
+            && p.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+        if stale {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
 }
 
 // ---------------------------------------------------------------- accelerator
@@ -572,6 +633,7 @@ impl Stick {
 pub struct Guest {
     script: String,
     files: Vec<(String, PathBuf)>,
+    sparse: Vec<(String, u64)>,
     pub sticks: Vec<Stick>,
     pub timeout: Duration,
     accel: &'static str,
@@ -596,6 +658,20 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// The lines a script printed after a line `@@ <name>` and before the next
+    /// `@@ ` line: scripts mark the output of each command this way.
+    pub fn section(&self, name: &str) -> String {
+        let head = format!("@@ {name}");
+        let mut lines = self.output.lines().skip_while(|l| l.trim_end() != head);
+        assert!(lines.next().is_some(), "no `{head}` in the output:\n{self}");
+        lines
+            .take_while(|l| !l.starts_with("@@ "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -613,6 +689,7 @@ impl Guest {
         Guest {
             script: script.to_string(),
             files: Vec::new(),
+            sparse: Vec::new(),
             sticks: Vec::new(),
             timeout: Duration::from_secs(180),
             accel: "",
@@ -622,6 +699,13 @@ impl Guest {
     /// Puts a host file on the guest's system disk as `/mnt/sys/<name>`.
     pub fn file(mut self, name: &str, host: &Path) -> Guest {
         self.files.push((name.to_string(), host.to_path_buf()));
+        self
+    }
+
+    /// Puts a sparse file of `len` zero bytes on the system disk as
+    /// `/mnt/sys/<name>`: a large image that costs no host disk space.
+    pub fn sparse_file(mut self, name: &str, len: u64) -> Guest {
+        self.sparse.push((name.to_string(), len));
         self
     }
 
@@ -738,6 +822,13 @@ impl Guest {
                 std::fs::copy(host, &to).unwrap_or_else(|e| panic!("{}: {e}", host.display()));
             }
             bytes += std::fs::metadata(host).unwrap().len();
+        }
+        for (name, len) in &self.sparse {
+            std::fs::File::create(content.join(name))
+                .unwrap()
+                .set_len(*len)
+                .unwrap();
+            bytes += 1 << 20; // metadata; mkfs.ext4 -d keeps the holes
         }
         let size = (bytes + bytes / 8 + (64 << 20)).div_ceil(1 << 20) << 20;
         let img = dir.join("sysdisk.img");
