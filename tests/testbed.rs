@@ -87,3 +87,67 @@ fn guest_reports_the_script_exit_status() {
     assert!(out.output.contains("before"), "{out}");
     assert!(out.output.contains("nonexistent-path"), "{out}");
 }
+
+/// `bootstick list --json`, parsed.
+fn disks(json: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(json)
+        .unwrap_or_else(|e| panic!("list --json is not JSON ({e}):\n{json}"))
+        .as_array()
+        .unwrap_or_else(|| panic!("list --json is not an array:\n{json}"))
+        .clone()
+}
+
+/// Two sticks and a mounted virtio system disk (holding `/boot`): `list`
+/// offers exactly the two sticks, each as removable USB with QEMU's
+/// vendor/model, its own serial, size and by-id link; the system disk
+/// appears only under `--all`, marked as a system disk.
+#[test]
+fn list_offers_the_sticks_not_the_system_disk() {
+    if !guest::require("list_offers_the_sticks_not_the_system_disk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = Stick::new(&stick_image(dir.path(), "a.img", 64), "BSTA0001");
+    let b = Stick::new(&stick_image(dir.path(), "b.img", 96), "BSTB0002");
+    let script = r#"
+echo "@@ list"; bootstick list --json
+echo "@@ all"; bootstick list --all --json
+echo "@@ table"; bootstick list
+"#;
+    let out = Guest::new(script).stick(a.clone()).stick(b.clone()).run();
+    out.assert_success();
+    let listed = disks(&out.section("list"));
+    assert_eq!(listed.len(), 2, "exactly the two sticks:\n{out}");
+    for (stick, mib) in [(&a, 64u64), (&b, 96)] {
+        let d = listed
+            .iter()
+            .find(|d| d["serial"] == stick.serial.as_str())
+            .unwrap_or_else(|| panic!("no disk with serial {}:\n{out}", stick.serial));
+        assert_eq!(d["transport"], "usb", "{out}");
+        assert_eq!(d["kind"], "disk", "{out}");
+        assert_eq!(d["removable"], true, "{out}");
+        assert_eq!(d["vendor"], "QEMU", "{out}");
+        assert_eq!(d["model"], "QEMU HARDDISK", "{out}");
+        assert_eq!(d["size_bytes"], mib << 20, "{out}");
+        assert_eq!(d["by_id"], stick.by_id().as_str(), "{out}");
+        assert_eq!(d["system"], false, "{out}");
+        assert!(
+            d["path"].as_str().is_some_and(|p| p.starts_with("/dev/sd")),
+            "{out}"
+        );
+    }
+    let all = disks(&out.section("all"));
+    let vda = all
+        .iter()
+        .find(|d| d["path"] == "/dev/vda")
+        .unwrap_or_else(|| panic!("--all lacks the system disk:\n{out}"));
+    assert_eq!(vda["system"], true, "{out}");
+    assert_eq!(vda["transport"], "virtio", "{out}");
+    assert_eq!(vda["listed_by_default"], false, "{out}");
+    let table = out.section("table");
+    assert!(
+        table.contains("BSTA0001") && table.contains("BSTB0002"),
+        "{out}"
+    );
+    assert!(!table.contains("/dev/vda"), "{out}");
+}

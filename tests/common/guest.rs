@@ -21,7 +21,8 @@
 //!   and `/init`. Keyed by the hash of everything that goes in.
 //! - per run: an ext4 image (made with `mkfs.ext4 -d`, never mounted on the
 //!   host) holding the test's script `run.sh` and its files; the guest mounts
-//!   it at `/mnt/sys` and runs the script there.
+//!   it at `/mnt/sys` (and binds it on `/boot`, so it is a system disk the way
+//!   an installed system's disk is) and runs the script there.
 //!
 //! The script's output goes to the second serial port between markers, with
 //! its exit status; the kernel console (first port) is kept for diagnostics.
@@ -357,6 +358,9 @@ done
 udevadm settle --timeout=60
 mkdir -p /mnt/sys
 mount -t ext4 /dev/vda /mnt/sys || echo "testbed init: cannot mount the system disk"
+# Like an installed system's disk, it holds /boot (the root is the initramfs).
+mkdir -p /boot
+mount --bind /mnt/sys /boot
 stty -F /dev/ttyS1 raw -echo
 cd /mnt/sys
 echo "@@BOOTSTICK-GUEST-BEGIN@@" > /dev/ttyS1
@@ -364,6 +368,7 @@ sh ./run.sh > /dev/ttyS1 2>&1 < /dev/null
 echo "@@BOOTSTICK-GUEST-END@@ $?" > /dev/ttyS1
 cd /
 sync
+umount /boot
 umount /mnt/sys
 poweroff -f
 "#;
