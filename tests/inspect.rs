@@ -682,3 +682,85 @@ fn windows_like_media_needs_a_layout() {
     let report = xorriso_report(&img);
     assert!(!report.contains("MBR partition      :"));
 }
+
+/// `write` follows the decision: a non-hybrid ISO is refused (exit 3, the
+/// target untouched) unless `--raw`, which copies it byte for byte with a
+/// warning; a hybrid is written without one; unrecognised bytes are written
+/// with a warning.
+#[test]
+fn write_follows_the_decision() {
+    if !common::require_tools(
+        "write_follows_the_decision",
+        &["genisoimage", "grub-mkrescue", "xorriso", "cmp"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stick.img");
+    let write = |img: &Path, extra: &[&str]| {
+        common::bootstick()
+            .args(["write", "--yes", "--json"])
+            .args(extra)
+            .arg(img)
+            .arg(&target)
+            .output()
+            .unwrap()
+    };
+    let warnings = |out: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "warning")
+            .map(|v| v["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let same = |img: &Path| {
+        Command::new("cmp")
+            .arg(img)
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success()
+    };
+
+    let plain = recipes::image("inspect", "bios-only");
+    let out = write(&plain, &[]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("this ISO is not hybrid: it needs a built FAT32 layout, which bootstick does not build yet; use --raw"),
+        "{text}"
+    );
+    assert!(
+        !target.exists(),
+        "a refused write must not create the target"
+    );
+
+    let out = write(&plain, &["--raw"]);
+    assert!(out.status.success(), "{out:?}");
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("not a hybrid ISO"), "{w:?}");
+    assert!(same(&plain));
+
+    let hybrid = recipes::image("inspect", "grub-hybrid");
+    let out = write(&hybrid, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(warnings(&out).is_empty(), "{:?}", warnings(&out));
+    assert!(same(&hybrid));
+    let start = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "start")
+        .unwrap();
+    assert_eq!(start["decision"]["mode"], "raw");
+
+    let blob = dir.path().join("blob.bin");
+    common::pseudo_random_file(&blob, 3 << 20, 11);
+    let out = write(&blob, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let w = warnings(&out);
+    assert!(w.iter().any(|m| m.contains("recognises")), "{w:?}");
+    assert!(same(&blob));
+}

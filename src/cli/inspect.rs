@@ -332,3 +332,56 @@ fn size_from(s: &bootstick::image::eltorito::SizeSource) -> String {
         SizeSource::Catalog => "catalog count".into(),
     }
 }
+
+/// What `write` learns from the inspection before touching the target.
+pub struct WriteMode {
+    pub decision: inspect::Decision,
+    /// Things to tell the user as warning events once the job has started.
+    pub warnings: Vec<String>,
+}
+
+/// Decides how `write` may copy `path`: refuses (bad input, exit 3) an ISO
+/// that needs a built layout unless `raw` forces a byte copy, since
+/// bootstick does not build layouts yet; warns when the image is forced or
+/// not recognised.
+pub fn write_mode(path: &Path, raw: bool) -> Result<WriteMode, Failure> {
+    use inspect::{Code, Mode};
+    let inspection = inspect_path(path)?;
+    let decision = inspection.decision;
+    let reasons = || {
+        decision
+            .reasons
+            .iter()
+            .map(|r| format!("\n  - {}", r.message))
+            .collect::<String>()
+    };
+    let mut warnings = Vec::new();
+    match decision.mode {
+        Mode::Layout if !raw => {
+            return Err(Failure::new(
+                Exit::BadInput,
+                anyhow::anyhow!(
+                    "this ISO is not hybrid: it needs a built FAT32 layout, which bootstick does not build yet; \
+                     use --raw to copy it byte for byte anyway (it will likely not boot){}\n\
+                     (`bootstick inspect {}` shows the details)",
+                    reasons(),
+                    path.display()
+                ),
+            ));
+        }
+        Mode::Layout => warnings.push(format!(
+            "{} is not a hybrid ISO; copying it byte for byte as asked (--raw): the stick will likely not boot{}",
+            path.display(),
+            reasons()
+        )),
+        Mode::Raw => {
+            if decision.reasons.iter().any(|r| r.code == Code::Unrecognised) {
+                warnings.push(format!(
+                    "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(WriteMode { decision, warnings })
+}
