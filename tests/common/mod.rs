@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -64,7 +66,9 @@ pub fn require_root(test: &str) -> bool {
 
 /// Runs a command, panicking with its output when it fails. Returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
@@ -84,9 +88,7 @@ pub struct LoopDevice {
 impl LoopDevice {
     /// Attaches `backing` to a free loop device.
     pub fn attach(backing: &Path) -> LoopDevice {
-        let out = run(Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(backing));
+        let out = run(Command::new("losetup").args(["-f", "--show"]).arg(backing));
         LoopDevice {
             path: PathBuf::from(out.trim()),
         }
