@@ -14,11 +14,13 @@ packages=(
   qemu-system-x86 ovmf                                # boot proofs: SeaBIOS and OVMF
   grub-pc-bin grub-efi-amd64-bin grub-common xorriso  # fixture hybrid ISOs (grub-mkrescue)
   genisoimage p7zip-full                              # ISO/UDF fixtures and an independent reader
+  udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
   mtools dosfstools gdisk                             # FAT and GPT oracles
   wimtools                                            # WIM oracle
   gnupg minisign signify-openbsd                      # signature peers
   e2fsprogs util-linux                                # ext4 for mounted-target tests, losetup
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
+  binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
 )
 
 missing=()
@@ -31,6 +33,14 @@ if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The test-bed fetches its guest kernel with `apt-get download` (not installed:
+# no initramfs-tools run, the host's /boot untouched), which needs package lists.
+if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  sudo_=""
+  [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
 fi
 
 export BOOTSTICK_REQUIRE_ALL=1

@@ -14,6 +14,7 @@ pub enum HashAlgorithm {
     /// SHA-512 (SHA512SUMS, openSUSE).
     Sha512,
     /// BLAKE2b with a 512-bit output (Arch's `b2sums.txt`).
+    #[serde(rename = "blake2b-512")]
     Blake2b512,
 }
 

@@ -6,7 +6,11 @@
 //! Every stage reports progress as [`events::Event`]s and fails with a typed
 //! error; only the binary turns those into text and exit codes.
 
+pub mod devices;
 pub mod events;
 pub mod hash;
 pub mod image;
+pub mod inspect;
 pub mod plan;
+pub mod trust;
+pub mod write;

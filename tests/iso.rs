@@ -618,3 +618,31 @@ proptest::proptest! {
         }
     }
 }
+
+/// With a UDF bridge (genisoimage -udf), UDF is preferred and the ISO 9660
+/// views stay readable by name.
+#[test]
+fn udf_is_preferred_and_iso_views_remain() {
+    if !common::require_tools("udf_is_preferred", &["genisoimage"]) {
+        return;
+    }
+    let image = master("geniso-udf", "genisoimage", &["-quiet", "-udf", "-R", "-J"]);
+    let src = open_file(&image);
+    assert_eq!(
+        bootstick::image::open::available(&src).unwrap(),
+        [
+            FsKind::Udf,
+            FsKind::RockRidge,
+            FsKind::Joliet,
+            FsKind::Iso9660
+        ]
+    );
+    let tree = open_tree(src.clone()).unwrap();
+    assert_eq!(tree.kind(), FsKind::Udf);
+    assert_eq!(read_all(&src, &*tree, "README"), b"readme\n");
+    let rr = open_tree_as(src.clone(), FsKind::RockRidge).unwrap();
+    assert_eq!(
+        read_all(&src, &*rr, "data/random-100k.bin"),
+        std::fs::read(source_tree().join("data/random-100k.bin")).unwrap()
+    );
+}

@@ -21,6 +21,28 @@ pub enum Exit {
     VerifyMismatch = 6,
     /// The user declined the confirmation, or none could be asked.
     Declined = 7,
+    /// `verify`: the image's hash matches a checksum, but no trusted
+    /// signature covers it (none found, or no `--key` given).
+    ChecksumOnly = 10,
+    /// `verify`: the image's hash differs from the one listed for it.
+    Mismatch = 11,
+    /// `verify`: checksum files exist, but none lists the image.
+    NotListed = 12,
+    /// `verify`: a signature is malformed or does not verify.
+    BadSignature = 13,
+    /// `verify`: signatures exist, but none by a key that was given.
+    UnknownKey = 14,
+    /// `verify`: the only signatures by given keys use SHA-1 or MD5.
+    WeakSignature = 15,
+    /// `verify`: the signing key has expired.
+    ExpiredKey = 16,
+    /// `verify`: the signing key is revoked.
+    RevokedKey = 17,
+    /// `verify`: nothing to check the image against.
+    NoReference = 18,
+    /// `write --verify-source`: the image changed between the check and the
+    /// write (the streamed bytes hash differently from the checked ones).
+    SourceChanged = 19,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -37,7 +59,6 @@ pub struct Failure {
 }
 
 impl Failure {
-    #[allow(dead_code)] // used by the first command
     pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
         Failure {
             exit,

@@ -2,7 +2,13 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod compare;
 pub mod exit;
+pub mod inspect;
+pub mod list;
+pub mod render;
+pub mod verify;
+pub mod write;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +21,27 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    Write(write::Args),
+    Compare(compare::Args),
+    /// List disks that can be written (removable or USB-attached; --all for every disk).
+    List(list::Args),
+    /// Check an image's checksum and signature the way its distribution publishes them.
+    Verify(verify::Args),
+    /// Show what an image holds (filesystems, El Torito, partition tables) and
+    /// whether it would be written raw or through a built layout, and why.
+    Inspect(inspect::Args),
+}
 
 impl Command {
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
-        match self {}
+        match self {
+            Command::Write(a) => write::run(a),
+            Command::Compare(a) => compare::run(a),
+            Command::List(args) => list::run(args),
+            Command::Verify(args) => verify::run(args),
+            Command::Inspect(args) => inspect::run(args),
+        }
     }
 }

@@ -8,6 +8,9 @@
 //! the bytes, so a 6 GiB `install.wim` is never loaded into memory: a plan can
 //! stream it straight from the image.
 
+pub mod eltorito;
+pub mod partitions;
+
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -16,6 +19,7 @@ use std::path::Path;
 pub mod iso9660;
 pub mod open;
 pub mod tree;
+pub mod udf;
 
 /// Random-access bytes of an image: a file on disk, or memory (tests, fuzzing,
 /// an extracted El Torito image).

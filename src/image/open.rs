@@ -7,13 +7,20 @@
 //! Unicode names), then plain ISO 9660. [`open_tree_as`] reads a chosen one.
 
 use crate::image::iso9660::Iso9660;
+use crate::image::udf::Udf;
 use crate::image::{ByteSource, Error, FileTree, FsKind};
 use std::sync::Arc;
 
-/// The file trees the image holds, in order of preference.
-pub fn available(src: &dyn ByteSource) -> Result<Vec<FsKind>, Error> {
+/// The file trees the image holds, in order of preference. A damaged UDF
+/// or ISO 9660 side is an error here rather than silently skipped: a Windows
+/// image whose UDF is broken would otherwise show only its ISO 9660
+/// `README.TXT`. [`open_tree_as`] still reads the intact side when asked.
+pub fn available(src: &Arc<dyn ByteSource>) -> Result<Vec<FsKind>, Error> {
     let mut kinds = Vec::new();
-    if let Some(p) = Iso9660::probe(src)? {
+    if Udf::open(src.clone())?.is_some() {
+        kinds.push(FsKind::Udf);
+    }
+    if let Some(p) = Iso9660::probe(&**src)? {
         kinds.extend(p.kinds);
     }
     Ok(kinds)
@@ -21,7 +28,7 @@ pub fn available(src: &dyn ByteSource) -> Result<Vec<FsKind>, Error> {
 
 /// Opens the preferred file tree: UDF, Rock Ridge, Joliet, ISO 9660.
 pub fn open_tree(src: Arc<dyn ByteSource>) -> Result<Box<dyn FileTree>, Error> {
-    match available(&*src)?.first() {
+    match available(&src)?.first() {
         Some(&kind) => open_tree_as(src, kind),
         None => Err(Error::NoFilesystem),
     }
@@ -34,12 +41,12 @@ pub fn open_tree_as(src: Arc<dyn ByteSource>, kind: FsKind) -> Result<Box<dyn Fi
         FsKind::Iso9660 | FsKind::Joliet | FsKind::RockRidge => {
             Iso9660::open_as(src.clone(), kind)?.map(|t| Box::new(t) as Box<dyn FileTree>)
         }
-        FsKind::Udf => None,
+        FsKind::Udf => Udf::open(src.clone())?.map(|t| Box::new(t) as Box<dyn FileTree>),
     };
     match tree {
         Some(t) => Ok(t),
         None => {
-            let have = available(&*src)?;
+            let have = available(&src).unwrap_or_default();
             let available = if have.is_empty() {
                 "none".to_owned()
             } else {

@@ -94,6 +94,18 @@ impl LoopDevice {
         }
     }
 
+    /// Attaches `backing` with extra `losetup` options (e.g.
+    /// `["--sector-size", "4096"]` for a 4Kn device).
+    pub fn attach_with(backing: &Path, options: &[&str]) -> LoopDevice {
+        let out = run(Command::new("losetup")
+            .args(options)
+            .args(["-f", "--show"])
+            .arg(backing));
+        LoopDevice {
+            path: PathBuf::from(out.trim()),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -123,3 +135,5 @@ pub fn pseudo_random_file(path: &Path, len: u64, seed: u64) {
     }
     f.flush().unwrap();
 }
+pub mod guest;
+pub mod recipes;

@@ -1,0 +1,247 @@
+//! Rendering library events for people (an indicatif bar on a terminal, plain
+//! lines otherwise) or for programs (`--json`: one JSON object per line on
+//! stdout; the schema is documented in `docs/cli.md`).
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+
+use bootstick::events::{Event, Observer, Phase};
+
+/// At most one JSON progress line per phase this often.
+const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Renders events the way the user asked.
+pub enum Renderer {
+    Human(Human),
+    Json(Json),
+}
+
+impl Renderer {
+    /// A JSON-lines renderer with `json`, else a human one.
+    pub fn new(json: bool) -> Renderer {
+        if json {
+            Renderer::Json(Json::default())
+        } else {
+            Renderer::Human(Human::new())
+        }
+    }
+
+    /// Announces the job (JSON `start` line; nothing for people, who typed it).
+    pub fn start(&self, command: &str, fields: Value) {
+        if let Renderer::Json(j) = self {
+            let mut v = json!({ "event": "start", "command": command });
+            merge(&mut v, fields);
+            j.emit(v);
+        }
+    }
+
+    /// Reports the outcome: a JSON `result` line, or the human summary
+    /// (`summary`, on stdout) / nothing on failure (main prints the error).
+    pub fn result(&self, outcome: Result<(Value, String), (&anyhow::Error, u8)>) {
+        match self {
+            Renderer::Json(j) => {
+                let v = match outcome {
+                    Ok((fields, _)) => {
+                        let mut v = json!({ "event": "result", "ok": true });
+                        merge(&mut v, fields);
+                        v
+                    }
+                    Err((error, code)) => json!({
+                        "event": "result",
+                        "ok": false,
+                        "error": format!("{error:#}"),
+                        "exit_code": code,
+                    }),
+                };
+                j.emit(v);
+            }
+            Renderer::Human(h) => {
+                h.bar.finish_and_clear();
+                if let Ok((_, summary)) = outcome {
+                    println!("{summary}");
+                }
+            }
+        }
+    }
+}
+
+fn merge(into: &mut Value, fields: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, fields) {
+        a.extend(b);
+    }
+}
+
+impl Observer for Renderer {
+    fn event(&self, event: &Event) {
+        match self {
+            Renderer::Human(h) => h.event(event),
+            Renderer::Json(j) => j.event(event),
+        }
+    }
+}
+
+/// A progress bar on a terminal; plain phase lines on stderr otherwise.
+pub struct Human {
+    bar: ProgressBar,
+    started: Mutex<Instant>,
+}
+
+impl Human {
+    fn new() -> Human {
+        let tty = std::io::stderr().is_terminal();
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+        if !tty {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        Human {
+            bar,
+            started: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn event(&self, event: &Event) {
+        match *event {
+            Event::PhaseStarted { phase, total } => {
+                *self.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                self.bar.reset();
+                if total == 0 {
+                    self.bar.set_style(
+                        ProgressStyle::with_template("{prefix:>7} {spinner} {elapsed}")
+                            .expect("valid template"),
+                    );
+                    self.bar.enable_steady_tick(Duration::from_millis(120));
+                } else {
+                    self.bar.disable_steady_tick();
+                    self.bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>7} [{bar:32}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12}  ETA {eta}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                }
+                self.bar.set_length(total);
+                self.bar.set_prefix(phase.name());
+            }
+            Event::Progress { done, .. } => self.bar.set_position(done),
+            Event::PhaseFinished { phase } => {
+                let secs = self
+                    .started
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .elapsed()
+                    .as_secs_f64();
+                let total = self.bar.length().unwrap_or(0);
+                let line = if total > 0 {
+                    format!(
+                        "{:>7}: {} in {secs:.1} s ({}/s)",
+                        phase.name(),
+                        human_bytes(total),
+                        human_bytes((total as f64 / secs.max(1e-6)) as u64)
+                    )
+                } else {
+                    format!("{:>7}: done in {secs:.1} s", phase.name())
+                };
+                self.bar.disable_steady_tick();
+                self.bar.set_length(0);
+                self.bar.set_position(0);
+                self.bar.suspend(|| eprintln!("{line}"));
+            }
+            Event::Warning(ref w) => self.bar.suspend(|| eprintln!("warning: {w}")),
+        }
+    }
+}
+
+/// Newline-delimited JSON on stdout.
+#[derive(Default)]
+pub struct Json {
+    state: Mutex<JsonState>,
+}
+
+#[derive(Default)]
+struct JsonState {
+    phase_start: Option<Instant>,
+    last_progress: Option<Instant>,
+    last_done: u64,
+    last_total: u64,
+    phase: Option<Phase>,
+}
+
+impl Json {
+    fn emit(&self, v: Value) {
+        let mut out = std::io::stdout().lock();
+        // A closed pipe must not kill the job: the device write goes on.
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    }
+
+    fn progress_line(phase: Phase, done: u64, total: u64, started: Option<Instant>) -> Value {
+        let secs = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        json!({
+            "event": "progress",
+            "phase": phase.name(),
+            "done": done,
+            "total": total,
+            "bytes_per_second": rate.round() as u64,
+        })
+    }
+
+    fn event(&self, event: &Event) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match *event {
+            Event::PhaseStarted { phase, total } => {
+                st.phase = Some(phase);
+                st.phase_start = Some(Instant::now());
+                st.last_progress = None;
+                st.last_done = 0;
+                st.last_total = total;
+                self.emit(json!({ "event": "phase", "phase": phase.name(), "total": total }));
+            }
+            Event::Progress { phase, done, total } => {
+                let due = st
+                    .last_progress
+                    .is_none_or(|t| t.elapsed() >= JSON_PROGRESS_EVERY);
+                st.last_done = done;
+                st.last_total = total;
+                if due {
+                    st.last_progress = Some(Instant::now());
+                    self.emit(Json::progress_line(phase, done, total, st.phase_start));
+                }
+            }
+            Event::PhaseFinished { phase } => {
+                let secs = st.phase_start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                self.emit(json!({
+                    "event": "phase_done",
+                    "phase": phase.name(),
+                    "bytes": st.last_done,
+                    "seconds": (secs * 1000.0).round() / 1000.0,
+                }));
+                st.phase = None;
+            }
+            Event::Warning(ref message) => {
+                self.emit(json!({ "event": "warning", "message": message }));
+            }
+        }
+    }
+}
+
+/// `1.5 GiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

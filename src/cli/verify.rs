@@ -1,0 +1,196 @@
+//! `bootstick verify IMAGE`: check an image's checksum and signature the way
+//! its distribution publishes them, and say which file, line and signer
+//! vouched for it. Each outcome has its own exit code (`docs/cli.md`).
+
+use super::exit::{Exit, Failure};
+use bootstick::events::{Event, Observer};
+use bootstick::hash::{Digest, HashAlgorithm};
+use bootstick::trust::{self, Outcome, Report};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image to check.
+    pub image: PathBuf,
+    /// A checksum file (SHA256SUMS, CHECKSUM, x.iso.sha256, b2sums.txt, …);
+    /// repeatable. Without it, checksum files beside the image are used.
+    #[arg(long, value_name = "FILE")]
+    pub sums: Vec<PathBuf>,
+    /// The image's expected SHA-256, in hex.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// The image's expected SHA-512, in hex.
+    #[arg(long, value_name = "HEX")]
+    pub sha512: Option<String>,
+    /// Do not look for checksum or signature files beside the image.
+    #[arg(long)]
+    pub no_discover: bool,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The exit code of each outcome.
+pub fn exit_for(outcome: Outcome) -> Exit {
+    match outcome {
+        Outcome::Verified => Exit::Ok,
+        Outcome::ChecksumOnly => Exit::ChecksumOnly,
+        Outcome::Mismatch => Exit::Mismatch,
+        Outcome::NotListed => Exit::NotListed,
+        Outcome::BadSignature => Exit::BadSignature,
+        Outcome::UnknownKey => Exit::UnknownKey,
+        Outcome::WeakSignature => Exit::WeakSignature,
+        Outcome::ExpiredKey => Exit::ExpiredKey,
+        Outcome::RevokedKey => Exit::RevokedKey,
+        Outcome::NoReference => Exit::NoReference,
+    }
+}
+
+fn digest_arg(alg: HashAlgorithm, hex: &str, flag: &str) -> Result<Digest, Failure> {
+    Digest::from_hex(alg, hex.trim()).ok_or_else(|| {
+        Failure::new(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "--{flag} wants {} hex digits, got {:?}",
+                alg.digest_len() * 2,
+                hex
+            ),
+        )
+    })
+}
+
+/// Builds the library request from the shared flags (also used by `write`).
+pub fn request(
+    image: PathBuf,
+    sums: Vec<PathBuf>,
+    sha256: Option<&str>,
+    sha512: Option<&str>,
+    discover: bool,
+) -> Result<trust::Request, Failure> {
+    let mut expected = Vec::new();
+    if let Some(h) = sha256 {
+        expected.push(digest_arg(HashAlgorithm::Sha256, h, "sha256")?);
+    }
+    if let Some(h) = sha512 {
+        expected.push(digest_arg(HashAlgorithm::Sha512, h, "sha512")?);
+    }
+    Ok(trust::Request {
+        image,
+        sums,
+        expected,
+        discover,
+    })
+}
+
+/// Runs the check with a progress bar on an interactive stderr.
+pub fn check(req: &trust::Request, quiet: bool) -> Result<Report, Failure> {
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "checking {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let observer = |e: &Event| {
+        if let (Some(b), Event::Progress { done, total, .. }) = (&bar, e) {
+            b.set_length(*total);
+            b.set_position(*done);
+        }
+    };
+    let result = trust::check(req, &observer as &dyn Observer);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result.map_err(|e| Failure::new(Exit::BadInput, e))
+}
+
+/// Human-readable report lines.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!("outcome: {}", report.outcome.name()));
+    line(format!(
+        "image: {} ({} bytes)",
+        report.image.display(),
+        report.size
+    ));
+    for (alg, hex) in &report.digests {
+        line(format!("{alg}: {hex}"));
+    }
+    if let Some(m) = &report.matched {
+        let at = m.line.map(|l| format!(" line {l}")).unwrap_or_default();
+        let name = m
+            .name
+            .as_deref()
+            .map(|n| format!(" as {n:?}"))
+            .unwrap_or_default();
+        line(format!(
+            "checksum: {}{at}{name} ({})",
+            m.source, m.algorithm
+        ));
+    }
+    for m in &report.mismatches {
+        let at = m.line.map(|l| format!(" line {l}")).unwrap_or_default();
+        line(format!(
+            "MISMATCH: {}{at} lists {} {}",
+            m.source, m.algorithm, m.expected
+        ));
+    }
+    for s in &report.sources {
+        for i in &s.ignored {
+            line(format!("note: {}: {i}", s.source));
+        }
+    }
+    for n in &report.notes {
+        line(format!("note: {n}"));
+    }
+    out
+}
+
+/// One sentence saying why an outcome other than `verified` is not success.
+pub fn failure_message(report: &Report) -> String {
+    match report.outcome {
+        Outcome::Verified => "verified".into(),
+        Outcome::ChecksumOnly => "the checksum matches, but no trusted signature covers it (give --key to check signatures)".into(),
+        Outcome::Mismatch => "the image's hash differs from the published one: the download is corrupt or was tampered with".into(),
+        Outcome::NotListed => "no checksum file lists this image by name or by hash".into(),
+        Outcome::BadSignature => "a signature does not verify: the checksum file or signature was altered".into(),
+        Outcome::UnknownKey => "no signature is by a key given with --key".into(),
+        Outcome::WeakSignature => "the signatures use SHA-1 or MD5, which are refused".into(),
+        Outcome::ExpiredKey => "the signing key has expired".into(),
+        Outcome::RevokedKey => "the signing key is revoked".into(),
+        Outcome::NoReference => "nothing to check against: give --sums, --sha256 or put the checksum files beside the image".into(),
+    }
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let req = request(
+        args.image,
+        args.sums,
+        args.sha256.as_deref(),
+        args.sha512.as_deref(),
+        !args.no_discover,
+    )?;
+    let report = check(&req, args.json)?;
+    if args.json {
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
+        println!("{json}");
+    } else {
+        print!("{}", render(&report));
+    }
+    match exit_for(report.outcome) {
+        Exit::Ok => Ok(()),
+        code => Err(Failure::new(
+            code,
+            anyhow::anyhow!("{}: {}", report.outcome.name(), failure_message(&report)),
+        )),
+    }
+}

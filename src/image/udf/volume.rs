@@ -1,0 +1,314 @@
+//! Finding the UDF volume: the volume recognition sequence (ECMA-167 2/8.3),
+//! the anchor volume descriptor pointer (3/10.2), and the volume descriptor
+//! sequence (3/8.4) with its primary volume, partition and logical volume
+//! descriptors.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::tag::{self, id};
+use super::{cs0, malformed};
+use crate::image::{ByteSource, Error};
+
+/// Byte offset of the volume recognition sequence: after the 32 KiB system area.
+const VRS_START: u64 = 32768;
+/// How many volume structure descriptors we scan before giving up.
+const VRS_MAX: u64 = 64;
+/// How many sectors of one volume descriptor sequence we read at most. The
+/// spec asks for at least 16; writers use 16 or 32.
+const VDS_MAX_SECTORS: u64 = 256;
+/// How many volume descriptor pointers (VDS continuations) we follow.
+const VDS_MAX_HOPS: usize = 16;
+/// The most partition maps we accept in a logical volume descriptor.
+const MAX_PARTITION_MAPS: u32 = 64;
+
+/// What the volume recognition sequence says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Recognition {
+    /// 2 for NSR02 (UDF ≤ 2.00), 3 for NSR03.
+    pub nsr: u8,
+    /// The spacing of the volume structure descriptors (2048 or 4096).
+    pub stride: u64,
+}
+
+/// Scans for `BEA01`, then `NSR02`/`NSR03`, then `TEA01`.
+pub(crate) fn recognize(src: &dyn ByteSource) -> Result<Option<Recognition>, Error> {
+    for stride in [2048u64, 4096] {
+        let mut in_extended = false;
+        let mut nsr = None;
+        for i in 0..VRS_MAX {
+            let off = VRS_START + i * stride;
+            let mut d = [0u8; 7];
+            if off + stride > src.len() {
+                break;
+            }
+            src.read_exact_at(off, &mut d, "UDF volume structure descriptor")?;
+            match &d[1..6] {
+                b"BEA01" => in_extended = true,
+                b"NSR02" if in_extended => nsr = Some(2),
+                b"NSR03" if in_extended => nsr = Some(3),
+                b"TEA01" if in_extended => {
+                    if let Some(nsr) = nsr {
+                        return Ok(Some(Recognition { nsr, stride }));
+                    }
+                    in_extended = false;
+                }
+                b"CD001" | b"CDW02" | b"BOOT2" | b"NSR02" | b"NSR03" => {}
+                _ => break,
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A partition map of the logical volume, before the metadata file is read.
+#[derive(Clone, Debug)]
+pub(crate) enum PartMap {
+    Physical {
+        start: u64,
+        blocks: u64,
+    },
+    Metadata {
+        start: u64,
+        blocks: u64,
+        file: u32,
+        mirror: u32,
+    },
+}
+
+/// The logical volume as the volume descriptor sequence describes it.
+#[derive(Clone, Debug)]
+pub(crate) struct Volume {
+    pub block: u64,
+    pub label: String,
+    /// The domain's UDF revision (0x0102, 0x0250, …).
+    pub revision: u16,
+    pub maps: Vec<PartMap>,
+    /// Partition reference and block of the file set descriptor.
+    pub fsd: (u16, u32),
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Finds the anchor for sector size `sector`: at sector 256, the last sector,
+/// sector N−257 or sector 512. Returns the anchor's (main, reserve) VDS extents.
+fn anchor(src: &dyn ByteSource, sector: u64) -> Option<[(u64, u64); 2]> {
+    let n = src.len() / sector;
+    let mut candidates = vec![256u64];
+    if n > 0 {
+        candidates.push(n - 1);
+    }
+    if n > 257 {
+        candidates.push(n - 257);
+    }
+    candidates.push(512);
+    for s in candidates {
+        let mut buf = vec![0u8; 512.min(sector) as usize];
+        if src
+            .read_exact_at(s * sector, &mut buf, "UDF anchor volume descriptor pointer")
+            .is_err()
+        {
+            continue;
+        }
+        let Ok(loc) = u32::try_from(s) else { continue };
+        if tag::check(&buf, s * sector, &[id::AVDP], Some(loc)).is_ok() {
+            let ext = |at| (u64::from(u32_at(&buf, at + 4)), u64::from(u32_at(&buf, at)));
+            return Some([ext(16), ext(24)]);
+        }
+    }
+    None
+}
+
+/// Locates the anchor and reads the volume descriptor sequence (the main one,
+/// then the reserve copy if the main one is unusable).
+pub(crate) fn read(src: &Arc<dyn ByteSource>, rec: Recognition) -> Result<Volume, Error> {
+    let sizes: &[u64] = if rec.stride == 4096 {
+        &[4096]
+    } else {
+        &[2048, 512, 4096]
+    };
+    for &sector in sizes {
+        let Some([main, reserve]) = anchor(src.as_ref(), sector) else {
+            continue;
+        };
+        return match sequence(src.as_ref(), sector, main) {
+            Ok(v) => Ok(v),
+            Err(e) => sequence(src.as_ref(), sector, reserve).map_err(|_| e),
+        };
+    }
+    Err(malformed(
+        VRS_START,
+        "the UDF volume recognition sequence is present but no anchor volume descriptor pointer was found at sector 256, N-1, N-257 or 512 (for 2048-, 512- or 4096-byte sectors)".into(),
+    ))
+}
+
+/// Reads one volume descriptor sequence starting at extent (`loc`, `len`) in sectors/bytes.
+fn sequence(src: &dyn ByteSource, sector: u64, (loc, len): (u64, u64)) -> Result<Volume, Error> {
+    let mut pvd: Option<(u32, Vec<u8>)> = None;
+    let mut lvd: Option<(u32, u64, Vec<u8>)> = None;
+    let mut pds: Vec<(u32, u16, u64, u64)> = Vec::new();
+    let mut extent = (loc, len);
+    let mut seen = HashSet::new();
+    'hops: for _ in 0..VDS_MAX_HOPS {
+        if !seen.insert(extent.0) {
+            return Err(Error::Loop {
+                path: format!("UDF volume descriptor sequence at sector {}", extent.0),
+            });
+        }
+        let sectors = (extent.1 / sector).min(VDS_MAX_SECTORS);
+        for i in 0..sectors {
+            let s = extent.0 + i;
+            let off = s * sector;
+            let buf = src.read_vec(off, sector, sector, "UDF volume descriptor")?;
+            if buf.iter().all(|&b| b == 0) {
+                break 'hops;
+            }
+            let loc =
+                u32::try_from(s).map_err(|_| malformed(off, "sector number overflows".into()))?;
+            let t = tag::check(&buf, off, &[1, 2, 3, 4, 5, 6, 7, 8], Some(loc))?;
+            let vdsn = u32_at(&buf, 16);
+            match t.id {
+                id::TD => break 'hops,
+                id::VDP => {
+                    extent = (u64::from(u32_at(&buf, 24)), u64::from(u32_at(&buf, 20)));
+                    continue 'hops;
+                }
+                id::PVD if pvd.as_ref().is_none_or(|p| p.0 <= vdsn) => pvd = Some((vdsn, buf)),
+                id::LVD if lvd.as_ref().is_none_or(|l| l.0 <= vdsn) => lvd = Some((vdsn, off, buf)),
+                id::PD => {
+                    let number = u16_at(&buf, 22);
+                    let start = u64::from(u32_at(&buf, 188));
+                    let blocks = u64::from(u32_at(&buf, 192));
+                    match pds.iter_mut().find(|p| p.1 == number) {
+                        Some(p) if p.0 <= vdsn => *p = (vdsn, number, start, blocks),
+                        Some(_) => {}
+                        None => pds.push((vdsn, number, start, blocks)),
+                    }
+                }
+                _ => {}
+            }
+        }
+        break;
+    }
+    let at = loc * sector;
+    let (_, lvd_off, lvd) = lvd.ok_or_else(|| {
+        malformed(
+            at,
+            "volume descriptor sequence has no logical volume descriptor".into(),
+        )
+    })?;
+    let block = u64::from(u32_at(&lvd, 212));
+    if block != sector {
+        return Err(malformed(
+            lvd_off,
+            format!("logical block size {block} differs from the sector size {sector}; UDF requires them equal"),
+        ));
+    }
+    let revision = u16_at(&lvd, 216 + 24);
+    let label = {
+        let l = cs0::dstring(&lvd[84..212]);
+        if l.is_empty() {
+            pvd.map(|(_, p)| cs0::dstring(&p[24..56]))
+                .unwrap_or_default()
+        } else {
+            l
+        }
+    };
+    let fsd = (u16_at(&lvd, 248 + 8), u32_at(&lvd, 248 + 4));
+    let table_len = u32_at(&lvd, 264) as usize;
+    let count = u32_at(&lvd, 268);
+    if count == 0 || count > MAX_PARTITION_MAPS {
+        return Err(malformed(
+            lvd_off,
+            format!(
+                "logical volume has {count} partition maps (expected 1 to {MAX_PARTITION_MAPS})"
+            ),
+        ));
+    }
+    let table = lvd.get(440..440 + table_len).ok_or_else(|| {
+        malformed(
+            lvd_off,
+            format!("partition map table of {table_len} bytes overflows the descriptor"),
+        )
+    })?;
+    let pd = |number: u16| {
+        pds.iter()
+            .find(|p| p.1 == number)
+            .map(|p| (p.2 * sector, p.3))
+            .ok_or_else(|| {
+                malformed(
+                    lvd_off,
+                    format!(
+                        "partition map names partition {number}, which has no partition descriptor"
+                    ),
+                )
+            })
+    };
+    let mut maps = Vec::new();
+    let mut pos = 0usize;
+    for _ in 0..count {
+        let (kind, len) = match table.get(pos..pos + 2) {
+            Some(h) => (h[0], usize::from(h[1])),
+            None => {
+                return Err(malformed(
+                    lvd_off + 440 + pos as u64,
+                    "partition map table ends early".into(),
+                ))
+            }
+        };
+        let map = table
+            .get(pos..pos + len)
+            .filter(|_| len >= 6)
+            .ok_or_else(|| {
+                malformed(
+                    lvd_off + 440 + pos as u64,
+                    format!("partition map of length {len} does not fit"),
+                )
+            })?;
+        match kind {
+            1 => {
+                let (start, blocks) = pd(u16_at(map, 4))?;
+                maps.push(PartMap::Physical { start, blocks });
+            }
+            2 if len >= 64 => {
+                let ident = &map[5..28];
+                if ident.starts_with(b"*UDF Metadata Partition") {
+                    let (start, blocks) = pd(u16_at(map, 38))?;
+                    maps.push(PartMap::Metadata {
+                        start,
+                        blocks,
+                        file: u32_at(map, 40),
+                        mirror: u32_at(map, 44),
+                    });
+                } else {
+                    let name = String::from_utf8_lossy(ident)
+                        .trim_end_matches('\0')
+                        .to_owned();
+                    return Err(malformed(
+                        lvd_off + 440 + pos as u64,
+                        format!("partition map type {name:?} is not supported (only physical and metadata partitions; virtual and sparable ones are for CD-R/RW media, not installer images)"),
+                    ));
+                }
+            }
+            other => {
+                return Err(malformed(
+                    lvd_off + 440 + pos as u64,
+                    format!("unknown partition map type {other} (length {len})"),
+                ))
+            }
+        }
+        pos += len;
+    }
+    Ok(Volume {
+        block,
+        label,
+        revision,
+        maps,
+        fsd,
+    })
+}

@@ -1,0 +1,115 @@
+//! Finding the checksum and signature files a distribution publishes beside
+//! its image, so `bootstick verify IMAGE` works on a download folder as is.
+//!
+//! Only names distributions actually use are picked up (a folder of
+//! downloads holds unrelated files): `SHA256SUMS`, `SHA512SUMS` (Ubuntu,
+//! Debian), `sha256sum.txt` (Mint), `sha256sums.txt`, `b2sums.txt` (Arch),
+//! `*-CHECKSUM` (Fedora), `SHA256` (OpenBSD) and `IMAGE.sha256`-style
+//! single-hash files (openSUSE). Signatures are the same names with `.gpg`,
+//! `.sign`, `.asc`, `.sig` or `.minisig` appended.
+
+use std::path::{Path, PathBuf};
+
+/// Extensions a detached signature adds to the name of the file it signs.
+pub const SIGNATURE_EXTENSIONS: [&str; 5] = ["gpg", "sign", "asc", "sig", "minisig"];
+
+/// Checksum files in the image's folder, sorted by name.
+pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = match image.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let image_name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != image_name
+            && is_sums_name(&name, &image_name)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            found.push(dir.join(&name));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// True for the file names checksum lists are published under.
+pub fn is_sums_name(name: &str, image_name: &str) -> bool {
+    const LISTS: [&str; 14] = [
+        "sha256sums",
+        "sha512sums",
+        "sha256sums.txt",
+        "sha512sums.txt",
+        "sha256sum.txt",
+        "sha512sum.txt",
+        "b2sums",
+        "b2sums.txt",
+        "checksum",
+        "checksums",
+        "checksums.txt",
+        "sha256",
+        "sha512",
+        "sha256sums.asc.txt",
+    ];
+    const SINGLE: [&str; 6] = ["sha256", "sha512", "sha256sum", "sha512sum", "b2sum", "b2"];
+    let lower = name.to_ascii_lowercase();
+    if LISTS.contains(&lower.as_str()) || lower.ends_with("-checksum") {
+        return true;
+    }
+    match name
+        .strip_prefix(image_name)
+        .and_then(|r| r.strip_prefix('.'))
+    {
+        Some(ext) => SINGLE.contains(&ext.to_ascii_lowercase().as_str()),
+        None => false,
+    }
+}
+
+/// Existing detached signature files for `file` (`file.gpg`, `file.sig`, …).
+pub fn signatures_of(file: &Path) -> Vec<PathBuf> {
+    SIGNATURE_EXTENSIONS
+        .iter()
+        .map(|ext| {
+            let mut p = file.as_os_str().to_owned();
+            p.push(".");
+            p.push(ext);
+            PathBuf::from(p)
+        })
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_names_only() {
+        for n in [
+            "SHA256SUMS",
+            "SHA512SUMS",
+            "sha256sum.txt",
+            "b2sums.txt",
+            "Fedora-Server-43-x86_64-CHECKSUM",
+            "SHA256",
+            "x.iso.sha256",
+            "x.iso.SHA512",
+        ] {
+            assert!(is_sums_name(n, "x.iso"), "{n}");
+        }
+        for n in [
+            "x.iso",
+            "y.iso.sha256",
+            "SHA256SUMS.gpg",
+            "notes.txt",
+            "x.iso.sig",
+        ] {
+            assert!(!is_sums_name(n, "x.iso"), "{n}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Hashing an image in one streaming pass, in bounded memory.
+//!
+//! An installer image is several GiB, so it is read once, in fixed-size
+//! chunks, and every consumer sees the same bytes as they pass: the checksum
+//! hashers here, and (through [`HashingReader`]'s `Read` impl) an OpenPGP
+//! signature check that pulls the image through its own hasher. Memory use is
+//! one buffer plus the hasher states, whatever the image size.
+
+use crate::events::{Event, Observer, Phase};
+use crate::hash::{Digest, HashAlgorithm, Hasher};
+use std::io::{self, Read};
+
+/// Size of one read from the image.
+pub const CHUNK: usize = 1 << 20;
+
+/// A reader that feeds every byte it returns to a set of hashers and reports
+/// progress as [`Phase::Check`] events.
+pub struct HashingReader<'o, R> {
+    inner: R,
+    hashers: Vec<Hasher>,
+    algorithms: Vec<HashAlgorithm>,
+    done: u64,
+    total: u64,
+    observer: &'o dyn Observer,
+}
+
+impl<'o, R: Read> HashingReader<'o, R> {
+    /// Wraps `inner`, hashing with each of `algorithms` (duplicates are
+    /// hashed once). `total` is the expected length, for progress only.
+    pub fn new(
+        inner: R,
+        algorithms: &[HashAlgorithm],
+        total: u64,
+        observer: &'o dyn Observer,
+    ) -> Self {
+        let mut algs: Vec<HashAlgorithm> = Vec::new();
+        for a in algorithms {
+            if !algs.contains(a) {
+                algs.push(*a);
+            }
+        }
+        HashingReader {
+            inner,
+            hashers: algs.iter().map(|a| a.hasher()).collect(),
+            algorithms: algs,
+            done: 0,
+            total,
+            observer,
+        }
+    }
+
+    /// Reads whatever is left to the end, hashing it.
+    pub fn drain(&mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            if self.read(&mut buf)? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// How many bytes passed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.done
+    }
+
+    /// The digests of everything read, one per distinct algorithm.
+    pub fn finish(self) -> Vec<Digest> {
+        self.hashers.into_iter().map(Hasher::finish).collect()
+    }
+
+    /// The algorithms being computed.
+    pub fn algorithms(&self) -> &[HashAlgorithm] {
+        &self.algorithms
+    }
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        for h in &mut self.hashers {
+            h.update(&buf[..n]);
+        }
+        if n > 0 {
+            let before = self.done / CHUNK as u64;
+            self.done += n as u64;
+            // One event per MiB crossed keeps observers cheap even when the
+            // consumer reads in small pieces.
+            if self.done / CHUNK as u64 != before || self.done == self.total {
+                self.observer.event(&Event::Progress {
+                    phase: Phase::Check,
+                    done: self.done,
+                    total: self.total,
+                });
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Silent;
+
+    #[test]
+    fn hashes_everything_once_per_algorithm() {
+        let data = vec![7u8; CHUNK * 2 + 5];
+        let algs = [
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Blake2b512,
+            HashAlgorithm::Sha256,
+        ];
+        let mut r = HashingReader::new(&data[..], &algs, data.len() as u64, &Silent);
+        let mut small = [0u8; 1000];
+        r.read_exact(&mut small).unwrap();
+        r.drain().unwrap();
+        assert_eq!(r.bytes_read(), data.len() as u64);
+        let d = r.finish();
+        assert_eq!(d.len(), 2);
+        let mut h = HashAlgorithm::Sha256.hasher();
+        h.update(&data);
+        assert_eq!(d[0], h.finish());
+        assert_eq!(d[1].algorithm(), HashAlgorithm::Blake2b512);
+    }
+}

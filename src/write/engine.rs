@@ -1,0 +1,367 @@
+//! The write pipeline: reader thread → hasher thread → writer (caller's thread).
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use rustix::fs::OFlags;
+
+use super::align::{write_ops, AlignedBuf, Alignment, Op};
+use super::fill::{fill, read_source};
+use super::{verify, CompareReport, Error, Options, Report, Target};
+use crate::events::{Event, Observer, Phase};
+use crate::hash::{Digest, HashAlgorithm};
+use crate::plan::{Extent, Plan};
+
+/// Buffers circulating in the write pipeline: one being filled, one being
+/// hashed, one being written, and one queued between each stage.
+const WRITE_BUFFERS: usize = 6;
+
+/// A filled buffer on its way to the target.
+struct Chunk {
+    op: Op,
+    buf: AlignedBuf,
+    /// Parts of the buffer that came from the source, in plan order.
+    source_parts: Vec<Range<usize>>,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        (self.op.range.end - self.op.range.start) as usize
+    }
+}
+
+/// Turns `O_DIRECT` on or off for an open file. Fails where the filesystem
+/// does not support direct I/O (tmpfs, some FUSE filesystems).
+pub(super) fn set_direct(file: &File, on: bool) -> std::io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    let flags = if on {
+        flags | OFlags::DIRECT
+    } else {
+        flags - OFlags::DIRECT
+    };
+    rustix::fs::fcntl_setfl(file, flags)?;
+    Ok(())
+}
+
+/// The length of a file or block device.
+pub(super) fn file_len(file: &File) -> std::io::Result<u64> {
+    let mut f = file;
+    f.seek(SeekFrom::End(0))
+}
+
+/// True when the plan's source extents, in target order, read the whole
+/// source exactly once from byte 0 to its end, so the digest of the streamed
+/// bytes is the digest of the image.
+fn is_sequential(plan: &Plan, source_len: u64) -> bool {
+    let mut next = 0;
+    for p in plan.pieces() {
+        if let Extent::Source { offset, len } = p.extent {
+            if offset != next {
+                return false;
+            }
+            next += len;
+        }
+    }
+    next == source_len
+}
+
+/// Hashes the whole source (for plans that do not stream it in order).
+fn hash_source(
+    source: &File,
+    len: u64,
+    algorithm: HashAlgorithm,
+    observer: &dyn Observer,
+) -> Result<Digest, Error> {
+    observer.event(&Event::PhaseStarted {
+        phase: Phase::Check,
+        total: len,
+    });
+    let mut h = algorithm.hasher();
+    let mut buf = vec![0u8; super::DEFAULT_CHUNK];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        read_source(source, at, &mut buf[..n])?;
+        h.update(&buf[..n]);
+        at += n as u64;
+        observer.event(&Event::Progress {
+            phase: Phase::Check,
+            done: at,
+            total: len,
+        });
+    }
+    observer.event(&Event::PhaseFinished {
+        phase: Phase::Check,
+    });
+    Ok(h.finish())
+}
+
+fn check_digest(expected: &Option<Digest>, actual: &Digest) -> Result<(), Error> {
+    match expected {
+        Some(e) if e != actual => Err(Error::SourceChanged {
+            expected: e.clone(),
+            actual: actual.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn write(
+    plan: &Plan,
+    source: &File,
+    target: &mut Target,
+    mut options: Options,
+    observer: &dyn Observer,
+) -> Result<Report, Error> {
+    let source_len = file_len(source).map_err(|e| Error::ReadSource {
+        offset: 0,
+        source: e,
+    })?;
+    plan.check_source(source_len)?;
+    if let Some(cap) = target.capacity() {
+        plan.check_fits(cap)?;
+    }
+    let algorithm = options
+        .expect_source
+        .as_ref()
+        .map_or(HashAlgorithm::Sha256, Digest::algorithm);
+    let sequential = is_sequential(plan, source_len);
+    let prehashed = if sequential {
+        None
+    } else {
+        let d = hash_source(source, source_len, algorithm, observer)?;
+        check_digest(&options.expect_source, &d)?;
+        Some(d)
+    };
+    let _ = rustix::fs::fadvise(source, 0, None, rustix::fs::Advice::Sequential);
+
+    let file = target.file_handle();
+    let align = Alignment::of(file, target.is_block_device());
+    let direct = match set_direct(file, true) {
+        Ok(()) => true,
+        Err(e) => {
+            observer.event(&Event::Warning(format!(
+                "{} refused O_DIRECT ({e}); writing through the page cache instead",
+                target.path().display()
+            )));
+            false
+        }
+    };
+    let chunk = align.chunk(options.chunk_size);
+    let ops = write_ops(plan, align, chunk, direct);
+    let total = plan.bytes_to_write();
+
+    observer.event(&Event::PhaseStarted {
+        phase: Phase::Write,
+        total,
+    });
+    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(WRITE_BUFFERS);
+    for _ in 0..WRITE_BUFFERS.min(ops.len()) {
+        free_tx
+            .send(AlignedBuf::new(chunk, align.memory))
+            .expect("the pool has room for every buffer");
+    }
+    let (filled_tx, filled_rx) = sync_channel::<Result<Chunk, Error>>(1);
+    let (hashed_tx, hashed_rx) = sync_channel::<Result<Chunk, Error>>(1);
+    let hash_stream = sequential;
+    let (written, streamed) = std::thread::scope(|s| {
+        let ops = &ops;
+        s.spawn(move || read_stage(plan, source, ops, free_rx, filled_tx));
+        let hasher = s.spawn(move || hash_stage(algorithm, hash_stream, filled_rx, hashed_tx));
+        let written = write_stage(
+            file,
+            direct,
+            total,
+            options.before_first_write.take(),
+            hashed_rx,
+            free_tx,
+            observer,
+        );
+        let streamed = hasher.join().expect("the hasher thread does not panic");
+        (written, streamed)
+    });
+    let direct_io = written?;
+    let source_digest = match prehashed {
+        Some(d) => d,
+        None => streamed
+            .ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?,
+    };
+    check_digest(&options.expect_source, &source_digest)?;
+    observer.event(&Event::PhaseFinished {
+        phase: Phase::Write,
+    });
+
+    observer.event(&Event::PhaseStarted {
+        phase: Phase::Sync,
+        total: 0,
+    });
+    file.sync_all().map_err(|source| Error::Sync { source })?;
+    observer.event(&Event::PhaseFinished { phase: Phase::Sync });
+
+    if options.verify {
+        verify::check(plan, source, target, chunk, observer)?;
+    }
+    Ok(Report {
+        bytes_written: total,
+        source_digest,
+        verified: options.verify,
+        direct_io,
+    })
+}
+
+/// Fills buffers from the plan, in target order.
+fn read_stage(
+    plan: &Plan,
+    source: &File,
+    ops: &[Op],
+    free: Receiver<AlignedBuf>,
+    out: SyncSender<Result<Chunk, Error>>,
+) {
+    for op in ops {
+        let Ok(mut buf) = free.recv() else { return };
+        let len = (op.range.end - op.range.start) as usize;
+        let msg = fill(plan, source, op.range.start, buf.get_mut(len)).map(|source_parts| Chunk {
+            op: op.clone(),
+            buf,
+            source_parts,
+        });
+        let failed = msg.is_err();
+        if out.send(msg).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Hashes the source bytes of each chunk (when the plan streams the source
+/// in order) and passes the chunk on. Returns the digest once every chunk
+/// went through, `None` when the pipeline stopped early.
+fn hash_stage(
+    algorithm: HashAlgorithm,
+    enabled: bool,
+    input: Receiver<Result<Chunk, Error>>,
+    out: SyncSender<Result<Chunk, Error>>,
+) -> Option<Digest> {
+    let mut h = algorithm.hasher();
+    for msg in input {
+        let failed = msg.is_err();
+        if let (Ok(c), true) = (&msg, enabled) {
+            let data = c.buf.get(c.len());
+            for p in &c.source_parts {
+                h.update(&data[p.clone()]);
+            }
+        }
+        if out.send(msg).is_err() || failed {
+            return None;
+        }
+    }
+    Some(h.finish())
+}
+
+/// Writes chunks as they arrive and recycles their buffers. Returns whether
+/// direct I/O stayed on.
+fn write_stage(
+    file: &File,
+    direct: bool,
+    total: u64,
+    mut before_first_write: Option<super::BeforeFirstWrite>,
+    input: Receiver<Result<Chunk, Error>>,
+    free: SyncSender<AlignedBuf>,
+    observer: &dyn Observer,
+) -> Result<bool, Error> {
+    let mut direct_ok = direct;
+    let mut fd_direct = direct;
+    let mut done = 0u64;
+    for msg in input {
+        let c = msg?;
+        if let Some(check) = before_first_write.take() {
+            check().map_err(Error::Refused)?;
+        }
+        let want_direct = c.op.direct && direct_ok;
+        if want_direct != fd_direct {
+            set_direct(file, want_direct).map_err(|source| Error::WriteTarget {
+                offset: c.op.range.start,
+                source,
+            })?;
+            fd_direct = want_direct;
+        }
+        let data = c.buf.get(c.len());
+        match write_all_at(file, data, c.op.range.start) {
+            Ok(()) => {}
+            Err((_, e)) if fd_direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                // The filesystem accepted O_DIRECT but not this I/O: fall back.
+                observer.event(&Event::Warning(format!(
+                    "direct write refused at byte {} ({e}); continuing through the page cache",
+                    c.op.range.start
+                )));
+                direct_ok = false;
+                fd_direct = false;
+                set_direct(file, false).map_err(|source| Error::WriteTarget {
+                    offset: c.op.range.start,
+                    source,
+                })?;
+                write_all_at(file, data, c.op.range.start)
+                    .map_err(|(offset, source)| Error::WriteTarget { offset, source })?;
+            }
+            Err((offset, source)) => return Err(Error::WriteTarget { offset, source }),
+        }
+        done += c.len() as u64;
+        observer.event(&Event::Progress {
+            phase: Phase::Write,
+            done,
+            total,
+        });
+        let _ = free.send(c.buf);
+    }
+    if done != total {
+        return Err(Error::Internal(format!(
+            "wrote {done} of {total} bytes: the pipeline stopped early"
+        )));
+    }
+    Ok(direct_ok)
+}
+
+/// `pwrite` until everything is written; on failure, the failing offset.
+fn write_all_at(file: &File, mut data: &[u8], mut at: u64) -> Result<(), (u64, std::io::Error)> {
+    while !data.is_empty() {
+        match file.write_at(data, at) {
+            Ok(0) => {
+                return Err((
+                    at,
+                    std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "the target accepted no more bytes",
+                    ),
+                ))
+            }
+            Ok(n) => {
+                data = &data[n..];
+                at += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((at, e)),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn compare(
+    plan: &Plan,
+    source: &File,
+    target: &Target,
+    chunk_size: usize,
+    observer: &dyn Observer,
+) -> Result<CompareReport, Error> {
+    let source_len = file_len(source).map_err(|e| Error::ReadSource {
+        offset: 0,
+        source: e,
+    })?;
+    plan.check_source(source_len)?;
+    let direct_io = verify::check(plan, source, target, chunk_size, observer)?;
+    Ok(CompareReport {
+        bytes_compared: plan.bytes_to_write(),
+        direct_io,
+    })
+}

@@ -1,0 +1,71 @@
+//! Producing the bytes a plan puts at a target range.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+use super::Error;
+use crate::plan::{Extent, Plan};
+
+/// Fills `out` with what the plan puts at target bytes `at..at + out.len()`,
+/// which the plan must cover without a gap. Returns the parts of `out` that
+/// came from the source, in order (the engine hashes those).
+pub fn fill(
+    plan: &Plan,
+    source: &File,
+    at: u64,
+    out: &mut [u8],
+) -> Result<Vec<Range<usize>>, Error> {
+    let end = at + out.len() as u64;
+    let pieces = plan.pieces();
+    // The first piece that ends after `at`.
+    let first = pieces.partition_point(|p| p.end() <= at);
+    let mut parts = Vec::new();
+    let mut pos = at;
+    for p in &pieces[first..] {
+        if pos >= end {
+            break;
+        }
+        if p.at > pos {
+            return Err(Error::Internal(format!(
+                "plan has a gap at target byte {pos} inside a write range"
+            )));
+        }
+        let skip = pos - p.at;
+        let take = (p.end() - pos).min(end - pos) as usize;
+        let o = (pos - at) as usize;
+        let dst = &mut out[o..o + take];
+        match &p.extent {
+            Extent::Bytes(b) => dst.copy_from_slice(&b[skip as usize..skip as usize + take]),
+            Extent::Zeros { .. } => dst.fill(0),
+            Extent::Source { offset, .. } => {
+                let from = offset + skip;
+                read_source(source, from, dst)?;
+                parts.push(o..o + take);
+            }
+        }
+        pos += take as u64;
+    }
+    if pos < end {
+        return Err(Error::Internal(format!(
+            "plan ends at target byte {pos} inside a write range ending at {end}"
+        )));
+    }
+    Ok(parts)
+}
+
+/// Reads exactly `dst.len()` source bytes at `offset`; a source that ends
+/// early was truncated after the plan was made.
+pub fn read_source(source: &File, offset: u64, dst: &mut [u8]) -> Result<(), Error> {
+    let mut done = 0;
+    while done < dst.len() {
+        let at = offset + done as u64;
+        match source.read_at(&mut dst[done..], at) {
+            Ok(0) => return Err(Error::SourceTruncated { at }),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(Error::ReadSource { offset: at, source }),
+        }
+    }
+    Ok(())
+}

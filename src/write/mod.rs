@@ -1,0 +1,210 @@
+//! The write engine: streams a [`Plan`] onto a [`Target`], makes it durable,
+//! and reads it back to prove the target holds exactly the plan.
+//!
+//! # Why it is built this way
+//!
+//! - **Direct I/O.** Block devices (and files, where the filesystem allows)
+//!   are written with `O_DIRECT`, so a multi-gigabyte image does not flood the
+//!   page cache and the progress shown is the progress of the device, not of
+//!   memory. Buffers and offsets are aligned to what the kernel reports
+//!   (`statx(STATX_DIOALIGN)`, else `BLKSSZGET`, else 4096, see [`align`]).
+//!   Unaligned edges of a run go through the page cache. Where `O_DIRECT` is
+//!   refused (tmpfs), the engine falls back to buffered I/O and says so with an
+//!   [`Event::Warning`].
+//! - **A pipeline.** A reader thread fills aligned buffers from the plan, a
+//!   hasher thread hashes the source bytes, and the calling thread writes. A
+//!   small fixed pool of buffers circulates between them, so memory stays
+//!   bounded (about 24 MiB) whatever the image size and the device never
+//!   waits for the CPU.
+//! - **The source is hashed while it is streamed.** [`Report::source_digest`]
+//!   is the digest of exactly the bytes that were written, and a mismatch
+//!   with [`Options::expect_source`] fails with [`Error::SourceChanged`]: the
+//!   image changed between its check and the write.
+//! - **Nothing is claimed before `fsync`.** The target is flushed (which also
+//!   sends a cache flush to the device) before the write counts as done.
+//! - **Read-back bypasses the page cache.** Verification reads the target
+//!   with `O_DIRECT` (or, where refused, after `posix_fadvise(DONTNEED)`),
+//!   compares chunk by chunk and reports the first differing byte: a
+//!   fake-capacity stick shows up as a mismatch at the offset where its real
+//!   capacity ends.
+//!
+//! # Use
+//!
+//! ```no_run
+//! use bootstick::{events::Silent, plan::Plan, write};
+//! # fn main() -> Result<(), write::Error> {
+//! let source = std::fs::File::open("image.iso").unwrap();
+//! let len = source.metadata().unwrap().len();
+//! let mut target = write::Target::open("/dev/sdX".as_ref())?;
+//! let plan = match target.capacity() {
+//!     Some(cap) => Plan::raw(len).with_tail_wipe(cap)?,
+//!     None => Plan::raw(len),
+//! };
+//! let report = write::write(&plan, &source, &mut target, write::Options::default(), &Silent)?;
+//! println!("{}", report.source_digest);
+//! # Ok(()) }
+//! ```
+
+pub mod align;
+mod engine;
+mod fill;
+mod target;
+mod verify;
+
+use std::path::PathBuf;
+
+use crate::events::Observer;
+use crate::hash::Digest;
+use crate::plan::{Plan, PlanError};
+
+pub use target::Target;
+
+/// How much data one I/O operation moves by default: large enough that
+/// per-call overhead vanishes, small enough that the buffer pool stays small.
+pub const DEFAULT_CHUNK: usize = 4 << 20;
+
+/// A check run right before the first byte reaches the target. The device
+/// layer uses it to re-check that the device is still the one the user chose
+/// (a re-plugged stick can get the same `/dev/sdX`). An `Err` stops the job
+/// with [`Error::Refused`] and nothing written.
+pub type BeforeFirstWrite = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
+/// How to write.
+pub struct Options {
+    /// Read the target back after writing and compare it with the plan.
+    pub verify: bool,
+    /// Called once, right before the first write; see [`BeforeFirstWrite`].
+    pub before_first_write: Option<BeforeFirstWrite>,
+    /// The digest the source must have (from a checksum or signature check).
+    /// The source is hashed with this digest's algorithm while streaming;
+    /// without it, SHA-256 is used and nothing is compared.
+    pub expect_source: Option<Digest>,
+    /// Bytes per I/O operation; rounded to the target's alignment.
+    pub chunk_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            verify: true,
+            before_first_write: None,
+            expect_source: None,
+            chunk_size: DEFAULT_CHUNK,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("verify", &self.verify)
+            .field("before_first_write", &self.before_first_write.is_some())
+            .field("expect_source", &self.expect_source)
+            .field("chunk_size", &self.chunk_size)
+            .finish()
+    }
+}
+
+/// What a successful write did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Bytes put on the target (the plan's extents; gaps are not counted).
+    pub bytes_written: u64,
+    /// The digest of the whole source image. For plans that stream the source
+    /// once, in order (raw copies), these are exactly the bytes written; for
+    /// other plans the source is hashed in a pass before writing.
+    pub source_digest: Digest,
+    /// The target was read back and matched the plan.
+    pub verified: bool,
+    /// The bulk of the data went out with `O_DIRECT`.
+    pub direct_io: bool,
+}
+
+/// What a successful comparison found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompareReport {
+    /// Bytes compared (all equal).
+    pub bytes_compared: u64,
+    /// The target was read with `O_DIRECT`, not through the page cache.
+    pub direct_io: bool,
+}
+
+/// Why a write or comparison failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The plan does not fit the source or the target.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("cannot open {}", path.display())]
+    OpenTarget {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is neither a block device nor a regular file; give a disk (e.g. /dev/sdX) or an image file path",
+        path.display()
+    )]
+    NotATarget { path: PathBuf },
+    #[error("cannot read the image at byte {offset}")]
+    ReadSource { offset: u64, source: std::io::Error },
+    #[error(
+        "the image ends at byte {at} but was longer when the plan was made; was it truncated or replaced while being written?"
+    )]
+    SourceTruncated { at: u64 },
+    #[error(
+        "the image's {} digest is {}, but {} was expected: the image changed after it was checked; do not trust the target, check the image and write again",
+        expected.algorithm(), actual.to_hex(), expected.to_hex()
+    )]
+    SourceChanged { expected: Digest, actual: Digest },
+    #[error("refused before the first write: {0}")]
+    Refused(String),
+    #[error(
+        "writing the target failed at byte {offset}; the stick may be failing, full or removed"
+    )]
+    WriteTarget { offset: u64, source: std::io::Error },
+    #[error("flushing the target to stable storage failed; the stick may be failing or removed")]
+    Sync { source: std::io::Error },
+    #[error("reading the target back failed at byte {offset}")]
+    ReadTarget { offset: u64, source: std::io::Error },
+    #[error(
+        "the target differs from the image at byte {offset} (0x{offset:x}); a failing or fake-capacity stick, or something else wrote to it"
+    )]
+    Mismatch { offset: u64 },
+    #[error(
+        "the target ends at byte {at} but the image needs {needed} bytes; a smaller or fake-capacity stick?"
+    )]
+    TargetShort { at: u64, needed: u64 },
+    #[error("internal error in the write engine: {0}")]
+    Internal(String),
+}
+
+/// Streams `plan` (whose `Source` extents are read from `source`) onto
+/// `target`, flushes it, and with [`Options::verify`] reads it back.
+///
+/// Checks that the plan fits the source and the target before anything is
+/// written. Progress goes to `observer` as phases `write`, `sync` and
+/// `verify` (and `check`, when a non-sequential plan makes the engine hash
+/// the source first). Nothing outside the plan's extents is written.
+pub fn write(
+    plan: &Plan,
+    source: &std::fs::File,
+    target: &mut Target,
+    options: Options,
+    observer: &dyn Observer,
+) -> Result<Report, Error> {
+    engine::write(plan, source, target, options, observer)
+}
+
+/// Compares `target` with what `plan` would put on it, without writing, and
+/// reports the first differing byte as [`Error::Mismatch`] (or
+/// [`Error::TargetShort`] when the target ends early). Progress is reported
+/// as phase `verify`.
+pub fn compare(
+    plan: &Plan,
+    source: &std::fs::File,
+    target: &Target,
+    chunk_size: usize,
+    observer: &dyn Observer,
+) -> Result<CompareReport, Error> {
+    engine::compare(plan, source, target, chunk_size, observer)
+}

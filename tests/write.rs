@@ -1,0 +1,655 @@
+//! The write engine and the `write` / `compare` commands, checked with
+//! independent readers: `cmp`, and reading backing files of loop devices.
+
+mod common;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bootstick::events::{Event, Phase, Silent};
+use bootstick::hash::{Digest, HashAlgorithm};
+use bootstick::plan::{Extent, Plan, MIB};
+use bootstick::write::{self, Options, Target};
+use common::{bootstick, pseudo_random_file, require_root, require_tools, LoopDevice};
+use proptest::prelude::*;
+
+/// A small chunk so tests cross many chunk boundaries with small images.
+const CHUNK: usize = 64 * 1024;
+
+fn opts() -> Options {
+    Options {
+        chunk_size: CHUNK,
+        ..Options::default()
+    }
+}
+
+fn cmp_files(a: &Path, b: &Path) {
+    common::run(Command::new("cmp").arg(a).arg(b));
+}
+
+fn sha256_file(p: &Path) -> String {
+    let out = common::run(Command::new("sha256sum").arg(p));
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+fn fill_file(path: &Path, len: u64, byte: u8) {
+    std::fs::write(path, vec![byte; len as usize]).unwrap();
+}
+
+fn read_range(path: &Path, at: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    File::open(path)
+        .unwrap()
+        .read_exact_at(&mut buf, at)
+        .unwrap();
+    buf
+}
+
+/// Writes an image of `len` bytes to a new file through the library and
+/// checks it with `cmp`.
+fn write_file_roundtrip(dir: &Path, len: u64) {
+    let img = dir.join(format!("img-{len}"));
+    let out = dir.join(format!("out-{len}"));
+    pseudo_random_file(&img, len, len);
+    let source = File::open(&img).unwrap();
+    let mut target = Target::file(&out).unwrap();
+    let report = write::write(&Plan::raw(len), &source, &mut target, opts(), &Silent).unwrap();
+    assert_eq!(report.bytes_written, len);
+    assert!(report.verified);
+    cmp_files(&img, &out);
+    assert_eq!(report.source_digest.to_hex(), sha256_file(&img));
+}
+
+#[test]
+fn odd_sizes_to_files_match_byte_for_byte() {
+    if !require_tools(
+        "odd_sizes_to_files_match_byte_for_byte",
+        &["cmp", "sha256sum"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = CHUNK as u64;
+    for len in [
+        0,
+        1,
+        511,
+        512,
+        513,
+        4095,
+        4096,
+        c - 1,
+        c,
+        c + 1,
+        3 * c + 4097,
+    ] {
+        write_file_roundtrip(dir.path(), len);
+    }
+}
+
+#[test]
+fn events_come_in_phase_order_with_monotonic_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, 300_000, 7);
+    let events = Mutex::new(Vec::new());
+    let obs = |e: &Event| events.lock().unwrap().push(e.clone());
+    let mut target = Target::file(&dir.path().join("out")).unwrap();
+    write::write(
+        &Plan::raw(300_000),
+        &File::open(&img).unwrap(),
+        &mut target,
+        opts(),
+        &obs,
+    )
+    .unwrap();
+    let events = events.into_inner().unwrap();
+    let phases: Vec<Phase> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseStarted { phase, .. } => Some(*phase),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(phases, [Phase::Write, Phase::Sync, Phase::Verify]);
+    for phase in [Phase::Write, Phase::Verify] {
+        let done: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Progress {
+                    phase: p,
+                    done,
+                    total,
+                } if *p == phase => {
+                    assert_eq!(*total, 300_000);
+                    Some(*done)
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(done.windows(2).all(|w| w[0] < w[1]), "{phase:?}: {done:?}");
+        assert_eq!(done.last(), Some(&300_000));
+    }
+    assert!(!events.iter().any(|e| matches!(e, Event::Warning(_))));
+}
+
+#[test]
+fn expected_digest_mismatch_fails_distinctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, 100_000, 1);
+    let mut target = Target::file(&dir.path().join("out")).unwrap();
+    let wrong = Digest::from_hex(HashAlgorithm::Sha512, &"ab".repeat(64)).unwrap();
+    let err = write::write(
+        &Plan::raw(100_000),
+        &File::open(&img).unwrap(),
+        &mut target,
+        Options {
+            expect_source: Some(wrong.clone()),
+            ..opts()
+        },
+        &Silent,
+    )
+    .unwrap_err();
+    match err {
+        write::Error::SourceChanged { expected, actual } => {
+            assert_eq!(expected, wrong);
+            assert_eq!(actual.algorithm(), HashAlgorithm::Sha512);
+        }
+        e => panic!("expected SourceChanged, got {e:?}"),
+    }
+}
+
+#[test]
+fn expected_digest_match_is_reported_with_its_algorithm() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    std::fs::write(&img, b"abc").unwrap();
+    let want = Digest::from_hex(HashAlgorithm::Blake2b512, "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923").unwrap();
+    let mut target = Target::file(&dir.path().join("out")).unwrap();
+    let r = write::write(
+        &Plan::raw(3),
+        &File::open(&img).unwrap(),
+        &mut target,
+        Options {
+            expect_source: Some(want.clone()),
+            ..opts()
+        },
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(r.source_digest, want);
+}
+
+#[test]
+fn truncated_source_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, 1000, 1);
+    let out = dir.path().join("out");
+    let mut target = Target::file(&out).unwrap();
+    let err = write::write(
+        &Plan::raw(2000),
+        &File::open(&img).unwrap(),
+        &mut target,
+        opts(),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, write::Error::Plan(_)), "{err:?}");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+}
+
+// ---------------------------------------------------------------- CLI, files
+
+#[test]
+fn cli_write_file_and_compare() {
+    if !require_tools("cli_write_file_and_compare", &["cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image.iso");
+    let out = dir.path().join("stick.img");
+    pseudo_random_file(&img, 5 * MIB + 123, 42);
+    common::run(bootstick().arg("write").arg(&img).arg(&out));
+    cmp_files(&img, &out);
+    let stdout = common::run(bootstick().arg("compare").arg(&img).arg(&out));
+    assert!(stdout.contains("identical"), "{stdout}");
+
+    // Corrupt one byte: compare names exactly that offset and exits 6.
+    let bad_at = 3 * MIB + 77;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+        let old = read_range(&out, bad_at, 1)[0];
+        f.write_all_at(&[!old], bad_at).unwrap();
+    }
+    let o = bootstick()
+        .arg("compare")
+        .arg(&img)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("at byte {bad_at} ")), "{err}");
+
+    // A target shorter than the image is a mismatch where it ends.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&out)
+        .unwrap()
+        .set_len(MIB)
+        .unwrap();
+    let o = bootstick()
+        .arg("compare")
+        .arg(&img)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("ends at byte {MIB}")), "{err}");
+}
+
+#[test]
+fn cli_no_verify_and_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image.iso");
+    let out = dir.path().join("stick.img");
+    pseudo_random_file(&img, 2 * MIB + 1, 3);
+    let stdout = common::run(
+        bootstick()
+            .args(["write", "--json", "--no-verify"])
+            .arg(&img)
+            .arg(&out),
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(lines[0]["event"], "start");
+    assert_eq!(lines[0]["image_bytes"], 2 * MIB + 1);
+    let phases: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["event"] == "phase")
+        .map(|l| l["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["write", "sync"]);
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "result");
+    assert_eq!(last["ok"], true);
+    assert_eq!(last["verified"], false);
+    assert_eq!(last["bytes_written"], 2 * MIB + 1);
+    assert_eq!(last["source_digest"]["algorithm"], "sha256");
+    let mut data = Vec::new();
+    File::open(&img).unwrap().read_to_end(&mut data).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+}
+
+#[test]
+fn cli_json_failure_has_ok_false_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bootstick()
+        .args(["write", "--json"])
+        .arg(dir.path().join("missing.iso"))
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["event"], "result");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["exit_code"], 3);
+    assert!(v["error"].as_str().unwrap().contains("missing.iso"));
+}
+
+// ------------------------------------------------------------- loop devices
+
+/// A backing file of `len` bytes of 0xFF with a loop device on it.
+fn ff_loop(dir: &Path, len: u64, options: &[&str]) -> (PathBuf, LoopDevice) {
+    let backing = dir.join("backing");
+    fill_file(&backing, len, 0xFF);
+    let dev = LoopDevice::attach_with(&backing, options);
+    (backing, dev)
+}
+
+#[test]
+fn cli_write_to_loop_device_wipes_tail_and_keeps_gap() {
+    let t = "cli_write_to_loop_device_wipes_tail_and_keeps_gap";
+    if !require_root(t) || !require_tools(t, &["losetup", "cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ff_loop(dir.path(), 16 * MIB, &[]);
+    let img = dir.path().join("image.iso");
+    let len = 3 * MIB + 333; // an odd tail: not a multiple of the sector size
+    pseudo_random_file(&img, len, 9);
+    let out = common::run(
+        bootstick()
+            .args(["write", "--yes", "--json"])
+            .arg(&img)
+            .arg(dev.path()),
+    );
+    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["verified"], true);
+    assert_eq!(result["direct_io"], true, "loop devices accept O_DIRECT");
+    // The device holds the image (cmp on the device itself, then the backing file).
+    common::run(
+        Command::new("cmp")
+            .arg("-n")
+            .arg(len.to_string())
+            .arg(&img)
+            .arg(dev.path()),
+    );
+    drop(dev);
+    common::run(
+        Command::new("cmp")
+            .arg("-n")
+            .arg(len.to_string())
+            .arg(&img)
+            .arg(&backing),
+    );
+    // The last MiB is zeroed, what lies between is untouched.
+    assert!(read_range(&backing, 15 * MIB, MIB as usize)
+        .iter()
+        .all(|&b| b == 0));
+    let gap = read_range(&backing, len, (15 * MIB - len) as usize);
+    assert!(gap.iter().all(|&b| b == 0xFF));
+}
+
+#[test]
+fn image_larger_than_device_is_refused_untouched() {
+    let t = "image_larger_than_device_is_refused_untouched";
+    if !require_root(t) || !require_tools(t, &["losetup", "sha256sum"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ff_loop(dir.path(), 4 * MIB, &[]);
+    let before = sha256_file(&backing);
+    let img = dir.path().join("image.iso");
+    pseudo_random_file(&img, 4 * MIB + 1, 5);
+    let o = bootstick()
+        .args(["write", "--yes"])
+        .arg(&img)
+        .arg(dev.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("larger stick"));
+    drop(dev);
+    assert_eq!(sha256_file(&backing), before);
+}
+
+#[test]
+fn block_device_without_yes_or_terminal_is_declined() {
+    let t = "block_device_without_yes_or_terminal_is_declined";
+    if !require_root(t) || !require_tools(t, &["losetup", "sha256sum"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ff_loop(dir.path(), 4 * MIB, &[]);
+    let before = sha256_file(&backing);
+    let img = dir.path().join("image.iso");
+    pseudo_random_file(&img, MIB, 5);
+    let o = bootstick()
+        .arg("write")
+        .arg(&img)
+        .arg(dev.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--yes") && err.contains(&dev.path().display().to_string()),
+        "{err}"
+    );
+    drop(dev);
+    assert_eq!(sha256_file(&backing), before);
+}
+
+#[test]
+fn compare_on_loop_device_reports_corruption_offset() {
+    let t = "compare_on_loop_device_reports_corruption_offset";
+    if !require_root(t) || !require_tools(t, &["losetup"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_backing, dev) = ff_loop(dir.path(), 8 * MIB, &[]);
+    let img = dir.path().join("image.iso");
+    pseudo_random_file(&img, 5 * MIB + 1, 11);
+    common::run(
+        bootstick()
+            .args(["write", "--yes"])
+            .arg(&img)
+            .arg(dev.path()),
+    );
+    common::run(bootstick().arg("compare").arg(&img).arg(dev.path()));
+    // Flip a byte on the device behind bootstick's back (through the device
+    // node with O_DIRECT-free dd + fsync, as another program would).
+    let bad_at = 4 * MIB + 4097;
+    let old = read_range(dev.path(), bad_at, 1)[0];
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dev.path())
+            .unwrap();
+        f.write_all_at(&[old ^ 0x5A], bad_at).unwrap();
+        f.sync_all().unwrap();
+    }
+    let o = bootstick()
+        .args(["compare", "--json"])
+        .arg(&img)
+        .arg(dev.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(6));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at byte {bad_at} ")),
+        "{v}"
+    );
+}
+
+#[test]
+fn before_first_write_refusal_leaves_device_untouched() {
+    let t = "before_first_write_refusal_leaves_device_untouched";
+    if !require_root(t) || !require_tools(t, &["losetup", "sha256sum"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ff_loop(dir.path(), 4 * MIB, &[]);
+    let before = sha256_file(&backing);
+    let img = dir.path().join("image.iso");
+    pseudo_random_file(&img, MIB, 5);
+    let called = Arc::new(AtomicBool::new(false));
+    let c2 = called.clone();
+    let mut target = Target::open(dev.path()).unwrap();
+    assert!(target.is_block_device());
+    assert_eq!(target.capacity(), Some(4 * MIB));
+    let plan = Plan::raw(MIB).with_tail_wipe(4 * MIB).unwrap();
+    let err = write::write(
+        &plan,
+        &File::open(&img).unwrap(),
+        &mut target,
+        Options {
+            before_first_write: Some(Box::new(move || {
+                c2.store(true, Ordering::SeqCst);
+                Err("serial changed".into())
+            })),
+            ..opts()
+        },
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(called.load(Ordering::SeqCst));
+    assert!(
+        matches!(err, write::Error::Refused(ref m) if m == "serial changed"),
+        "{err:?}"
+    );
+    drop(target);
+    drop(dev);
+    assert_eq!(sha256_file(&backing), before);
+}
+
+#[test]
+fn four_k_sector_device_with_odd_tail() {
+    let t = "four_k_sector_device_with_odd_tail";
+    if !require_root(t) || !require_tools(t, &["losetup", "cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ff_loop(dir.path(), 8 * MIB, &["--sector-size", "4096"]);
+    let img = dir.path().join("image.iso");
+    let len = 2 * MIB + 4096 + 513;
+    pseudo_random_file(&img, len, 13);
+    let source = File::open(&img).unwrap();
+    let mut target = Target::open(dev.path()).unwrap();
+    let plan = Plan::raw(len).with_tail_wipe(8 * MIB).unwrap();
+    let report = write::write(&plan, &source, &mut target, opts(), &Silent).unwrap();
+    assert!(report.direct_io && report.verified);
+    drop(target);
+    drop(dev);
+    common::run(
+        Command::new("cmp")
+            .arg("-n")
+            .arg(len.to_string())
+            .arg(&img)
+            .arg(&backing),
+    );
+    // Inside the last partial 4 KiB block, bytes after the image are untouched.
+    let after = read_range(&backing, len, 4096 - 513);
+    assert!(after.iter().all(|&b| b == 0xFF));
+    assert!(read_range(&backing, 7 * MIB, MIB as usize)
+        .iter()
+        .all(|&b| b == 0));
+}
+
+/// A ramfs mount (ramfs has no direct I/O), unmounted on drop.
+struct Ramfs(tempfile::TempDir);
+
+impl Drop for Ramfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn direct_io_refused_falls_back_with_a_warning() {
+    let t = "direct_io_refused_falls_back_with_a_warning";
+    if !require_root(t) || !require_tools(t, &["mount", "umount", "cmp"]) {
+        return;
+    }
+    let mnt = Ramfs(tempfile::tempdir().unwrap());
+    common::run(
+        Command::new("mount")
+            .args(["-t", "ramfs", "none"])
+            .arg(mnt.0.path()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, 300_001, 17);
+    let out = mnt.0.path().join("out");
+    let warnings = Mutex::new(Vec::new());
+    let obs = |e: &Event| {
+        if let Event::Warning(w) = e {
+            warnings.lock().unwrap().push(w.clone());
+        }
+    };
+    let mut target = Target::file(&out).unwrap();
+    let report = write::write(
+        &Plan::raw(300_001),
+        &File::open(&img).unwrap(),
+        &mut target,
+        opts(),
+        &obs,
+    )
+    .unwrap();
+    assert!(!report.direct_io && report.verified);
+    let w = warnings.into_inner().unwrap();
+    assert!(w.iter().any(|w| w.contains("O_DIRECT")), "{w:?}");
+    cmp_files(&img, &out);
+}
+
+// ------------------------------------------------ arbitrary plans, property
+
+fn arb_extent() -> impl Strategy<Value = (u64, Extent)> {
+    let gap = prop_oneof![Just(0u64), 0u64..3000];
+    let ext = prop_oneof![
+        (1usize..5000)
+            .prop_map(|n| Extent::bytes((0..n).map(|i| (i * 7 + 3) as u8).collect::<Vec<_>>())),
+        (1u64..20_000).prop_map(|len| Extent::Zeros { len }),
+        (0u64..100_000, 1u64..40_000).prop_map(|(offset, len)| Extent::Source { offset, len }),
+    ];
+    (gap, ext)
+}
+
+fn model(plan: &Plan, source: &[u8], target: &mut [u8]) {
+    for p in plan.pieces() {
+        let at = p.at as usize;
+        let len = p.extent.len() as usize;
+        match &p.extent {
+            Extent::Bytes(b) => target[at..at + len].copy_from_slice(b),
+            Extent::Zeros { .. } => target[at..at + len].fill(0),
+            Extent::Source { offset, .. } => target[at..at + len]
+                .copy_from_slice(&source[*offset as usize..*offset as usize + len]),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any plan (bytes, zeros and source ranges at unaligned offsets, with
+    /// gaps) written to a 4Kn loop device leaves exactly what a byte model
+    /// says: planned bytes replaced, gaps untouched.
+    #[test]
+    fn arbitrary_plans_on_a_loop_device(extents in proptest::collection::vec(arb_extent(), 1..8)) {
+        let t = "arbitrary_plans_on_a_loop_device";
+        if !require_root(t) || !require_tools(t, &["losetup"]) {
+            return Ok(());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dev_len = MIB;
+        let (backing, dev) = ff_loop(dir.path(), dev_len, &["--sector-size", "4096"]);
+        let img = dir.path().join("img");
+        pseudo_random_file(&img, 140_000, 99);
+        let source = std::fs::read(&img).unwrap();
+        let mut b = Plan::builder();
+        for (gap, e) in extents {
+            let at = b.end() + gap;
+            b.push(at, e).unwrap();
+        }
+        let plan = b.build();
+        prop_assume!(plan.end() <= dev_len);
+        let mut expect = vec![0xFFu8; dev_len as usize];
+        model(&plan, &source, &mut expect);
+        let mut target = Target::open(dev.path()).unwrap();
+        let report = write::write(&plan, &File::open(&img).unwrap(), &mut target, Options { chunk_size: 8192, ..Options::default() }, &Silent).unwrap();
+        prop_assert!(report.verified);
+        drop(target);
+        drop(dev);
+        let got = std::fs::read(&backing).unwrap();
+        let first_bad = got.iter().zip(&expect).position(|(a, b)| a != b);
+        prop_assert_eq!(first_bad, None, "plan {:?}", plan);
+    }
+}
