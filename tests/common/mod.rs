@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod qemu;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
