@@ -206,6 +206,7 @@ fn tree_image() -> Option<PathBuf> {
 #[test]
 fn genisoimage_udf_tree_matches_7z() {
     let Some(image) = tree_image() else { return };
+    assert!(Udf::probe(&ImageFile::open(&image).unwrap()).unwrap());
     let udf = open(&image);
     assert_eq!(udf.label(), "UDF_TREE");
     assert_eq!(udf.nsr(), 2);
@@ -408,6 +409,7 @@ fn images_without_udf_are_not_udf() {
         },
     );
     let src: Arc<dyn ByteSource> = Arc::new(ImageFile::open(&image).unwrap());
+    assert!(!Udf::probe(src.as_ref()).unwrap());
     assert!(Udf::open(src).unwrap().is_none());
 }
 
