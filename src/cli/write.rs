@@ -60,9 +60,8 @@ pub fn exit_for(e: &write::Error) -> Exit {
         E::OpenTarget { .. } | E::WriteTarget { .. } | E::Sync { .. } | E::ReadTarget { .. } => {
             Exit::WriteFailed
         }
-        E::ReadSource { .. } | E::SourceTruncated { .. } | E::SourceChanged { .. } => {
-            Exit::BadInput
-        }
+        E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
+        E::SourceChanged { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
     }
 }
