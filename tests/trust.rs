@@ -1207,7 +1207,8 @@ fn write_checks_the_source_first() {
     );
 
     // Each failed check refuses before the target is even created.
-    let refusals: [(&str, &dyn Fn(&Path), &[&str], i32); 5] = [
+    type Refusal<'a> = (&'a str, &'a dyn Fn(&Path), &'a [&'a str], i32);
+    let refusals: [Refusal; 5] = [
         (
             "tampered image",
             &|d| flip_byte(&d.join("arch.iso"), 5000),
