@@ -97,6 +97,10 @@ pub enum Content {
     Source(FileData),
     /// Bytes built in memory (small generated files).
     Bytes(Arc<[u8]>),
+    /// The listed contents one after another: files assembled from built
+    /// bytes and image ranges (a split WIM part: new header and lookup
+    /// table, resources copied from the image).
+    Concat(Vec<Content>),
 }
 
 impl Content {
@@ -105,7 +109,36 @@ impl Content {
         match self {
             Content::Source(d) => d.size,
             Content::Bytes(b) => b.len() as u64,
+            Content::Concat(parts) => parts.iter().fold(0u64, |a, c| a.saturating_add(c.size())),
         }
+    }
+
+    /// Appends this content's extents to `builder` from target byte `pos`
+    /// on; returns the byte after the last one.
+    fn push(&self, mut pos: u64, builder: &mut PlanBuilder) -> Result<u64, Error> {
+        match self {
+            Content::Bytes(b) => {
+                builder.push(pos, Extent::Bytes(b.clone()))?;
+                pos += b.len() as u64;
+            }
+            Content::Source(data) => {
+                for run in &data.runs {
+                    let e = match *run {
+                        Run::Data { offset, len } => Extent::Source { offset, len },
+                        Run::Zeros { len } => Extent::Zeros { len },
+                    };
+                    let len = e.len();
+                    builder.push(pos, e)?;
+                    pos += len;
+                }
+            }
+            Content::Concat(parts) => {
+                for c in parts {
+                    pos = c.push(pos, builder)?;
+                }
+            }
+        }
+        Ok(pos)
     }
 }
 
@@ -373,25 +406,7 @@ pub fn build(
             }
             ObjKind::File(content) => {
                 files += 1;
-                let mut pos = start;
-                match content {
-                    Content::Bytes(b) => {
-                        builder.push(pos, Extent::Bytes(b.clone()))?;
-                        pos += b.len() as u64;
-                    }
-                    Content::Source(data) => {
-                        for run in &data.runs {
-                            let e = match *run {
-                                Run::Data { offset, len } => Extent::Source { offset, len },
-                                Run::Zeros { len } => Extent::Zeros { len },
-                            };
-                            let len = e.len();
-                            builder.push(pos, e)?;
-                            pos += len;
-                        }
-                    }
-                }
-                pos - start
+                content.push(start, builder)? - start
             }
         };
         // Zero the slack of the last cluster: no stale bytes of the stick
@@ -546,6 +561,11 @@ fn check_content(path: &str, c: &Content) -> Result<(), Error> {
             path: path.to_owned(),
             size,
         });
+    }
+    if let Content::Concat(parts) = c {
+        for p in parts {
+            check_content(path, p)?;
+        }
     }
     if let Content::Source(d) = c {
         let runs = d
