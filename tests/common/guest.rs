@@ -788,14 +788,27 @@ impl Guest {
                 ),
             };
             cmd.arg("-blockdev").arg(node);
-            let mut dev = format!(
-                "usb-storage,bus=xhci.0,id=stick{i},drive=drive{i},removable=on,serial={}",
-                s.serial
-            );
-            if let Some(n) = s.logical_block_size {
-                dev.push_str(&format!(",logical_block_size={n},physical_block_size={n}"));
+            match s.logical_block_size {
+                None => {
+                    cmd.arg("-device").arg(format!(
+                        "usb-storage,bus=xhci.0,id=stick{i},drive=drive{i},removable=on,serial={}",
+                        s.serial
+                    ));
+                }
+                // usb-storage does not pass a sector size on to its SCSI
+                // disk; the bare transport (usb-bot, the same device to the
+                // guest) with an explicit scsi-hd does.
+                Some(n) => {
+                    cmd.arg("-device").arg(format!(
+                        "usb-bot,bus=xhci.0,id=stick{i},serial={}",
+                        s.serial
+                    ));
+                    cmd.arg("-device").arg(format!(
+                        "scsi-hd,bus=stick{i}.0,lun=0,drive=drive{i},removable=on,\
+                         logical_block_size={n},physical_block_size={n}"
+                    ));
+                }
             }
-            cmd.arg("-device").arg(dev);
         }
         cmd.stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("qemu.out")).unwrap())
