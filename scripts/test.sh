@@ -14,6 +14,7 @@ packages=(
   qemu-system-x86 ovmf                                # boot proofs: SeaBIOS and OVMF
   grub-pc-bin grub-efi-amd64-bin grub-common xorriso  # fixture hybrid ISOs (grub-mkrescue)
   genisoimage p7zip-full                              # ISO/UDF fixtures and an independent reader
+  udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
   mtools dosfstools gdisk                             # FAT and GPT oracles
   wimtools                                            # WIM oracle
   gnupg minisign signify-openbsd                      # signature peers

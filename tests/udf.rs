@@ -410,3 +410,517 @@ fn images_without_udf_are_not_udf() {
     let src: Arc<dyn ByteSource> = Arc::new(ImageFile::open(&image).unwrap());
     assert!(Udf::open(src).unwrap().is_none());
 }
+
+// ---- Hand-built images: the forms genisoimage never writes, and hostile ones.
+
+mod udf_build;
+
+use bootstick::image::Error;
+use udf_build::{build, link, Ad, Node, Opts, BS};
+
+/// Deterministic bytes.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
+
+fn sample(o: &Opts) -> Vec<(String, Node)> {
+    // Embedded data must fit in the file entry's block.
+    let big = if o.ad == Ad::Embedded {
+        1500
+    } else {
+        5 * BS + 100
+    };
+    let n = |s: &str| s.to_owned();
+    vec![
+        (n("README.TXT"), Node::File(b"read me\r\n".to_vec())),
+        (
+            n("sources"),
+            Node::Dir(vec![
+                (n("install.wim"), Node::File(pattern(big, 1))),
+                (n("empty"), Node::File(Vec::new())),
+                (
+                    n("deeper"),
+                    Node::Dir(vec![(n("boot.wim"), Node::File(pattern(700, 2)))]),
+                ),
+            ]),
+        ),
+        (
+            n("Привет"),
+            Node::Dir(vec![(n("Ünï.txt"), Node::File(b"x".to_vec()))]),
+        ),
+        (
+            n("link-rel"),
+            Node::Link(link(&[(3, ""), (5, "sources"), (5, "install.wim")])),
+        ),
+        (
+            n("link-abs"),
+            Node::Link(link(&[(2, ""), (5, "etc"), (5, "passwd")])),
+        ),
+        (n("holes.bin"), Node::Unrecorded(3 * BS as u64 + 5)),
+    ]
+}
+
+/// Walks an image through our reader: path → (kind, size, contents).
+fn walk_all(
+    udf: &Udf,
+    src: &dyn ByteSource,
+) -> Result<BTreeMap<String, (NodeKind, Vec<u8>)>, Error> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(String::new(), udf.root())];
+    while let Some((prefix, dir)) = stack.pop() {
+        for e in udf.read_dir(dir)? {
+            let path = format!("{prefix}/{}", e.name);
+            let data = match e.kind {
+                NodeKind::Dir => {
+                    stack.push((path.clone(), e.node));
+                    Vec::new()
+                }
+                NodeKind::File => {
+                    let d = udf.file_data(e.node)?;
+                    assert_eq!(d.runs.iter().map(Run::len).sum::<u64>(), d.size);
+                    assert_eq!(d.size, e.size);
+                    read_file_at(src, &d.runs, 0, d.size.min(1 << 20) as usize)
+                }
+                NodeKind::Symlink(_) => Vec::new(),
+            };
+            out.insert(path, (e.kind, data));
+        }
+    }
+    Ok(out)
+}
+
+fn open_mem(img: Vec<u8>) -> Result<Option<Udf>, Error> {
+    Udf::open(Arc::new(img))
+}
+
+#[test]
+fn hand_built_images_in_every_form_read_back() {
+    let mut forms = Vec::new();
+    for efe in [false, true] {
+        for ad in [Ad::Short, Ad::Long, Ad::Ext, Ad::Embedded] {
+            for metadata in [false, true] {
+                for (extent_blocks, aed) in [(1 << 20, false), (2, false), (1, true)] {
+                    forms.push(Opts {
+                        efe,
+                        ad,
+                        metadata,
+                        extent_blocks,
+                        aed,
+                        name16: extent_blocks == 2,
+                        ..Opts::default()
+                    });
+                }
+            }
+        }
+    }
+    for o in forms {
+        let b = build(o.clone(), "HANDMADE", &sample(&o));
+        let img = b.img.clone();
+        let udf = open_mem(img.clone())
+            .unwrap()
+            .unwrap_or_else(|| panic!("{o:?}: no UDF"));
+        assert_eq!(udf.label(), "HANDMADE");
+        assert_eq!(udf.revision(), if o.metadata { 0x0250 } else { 0x0201 });
+        let got = walk_all(&udf, &img).unwrap_or_else(|e| panic!("{o:?}: {e}"));
+        let big = if o.ad == Ad::Embedded {
+            1500
+        } else {
+            5 * BS + 100
+        };
+        let want: BTreeMap<String, (NodeKind, Vec<u8>)> = [
+            ("/README.TXT", NodeKind::File, b"read me\r\n".to_vec()),
+            ("/sources", NodeKind::Dir, vec![]),
+            ("/sources/install.wim", NodeKind::File, pattern(big, 1)),
+            ("/sources/empty", NodeKind::File, vec![]),
+            ("/sources/deeper", NodeKind::Dir, vec![]),
+            ("/sources/deeper/boot.wim", NodeKind::File, pattern(700, 2)),
+            ("/Привет", NodeKind::Dir, vec![]),
+            ("/Привет/Ünï.txt", NodeKind::File, b"x".to_vec()),
+            (
+                "/link-rel",
+                NodeKind::Symlink("../sources/install.wim".into()),
+                vec![],
+            ),
+            ("/link-abs", NodeKind::Symlink("/etc/passwd".into()), vec![]),
+            ("/holes.bin", NodeKind::File, vec![0; 3 * BS + 5]),
+        ]
+        .into_iter()
+        .map(|(p, k, d)| (p.to_owned(), (k, d)))
+        .collect();
+        assert_eq!(got, want, "{o:?}");
+        // The unrecorded extent reads as zeros without touching the image.
+        let holes = udf
+            .read_dir(udf.root())
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == "holes.bin")
+            .unwrap();
+        let data = udf.file_data(holes.node).unwrap();
+        assert_eq!(
+            data.runs,
+            [Run::Zeros {
+                len: 3 * BS as u64 + 5
+            }],
+            "{o:?}"
+        );
+    }
+}
+
+/// 7-Zip agrees with the hand-built images in every form it reads (it
+/// refuses extended allocation descriptors, continuation extents, symbolic
+/// links, unrecorded extents
+/// and a metadata file in more than one extent), listing and contents.
+#[test]
+fn hand_built_images_match_7z() {
+    if !common::require_tools("udf hand-built vs 7z", &["7z"]) {
+        return;
+    }
+    let d = Opts::default;
+    for o in [
+        d(),
+        Opts {
+            ad: Ad::Long,
+            efe: true,
+            ..d()
+        },
+        Opts {
+            extent_blocks: 2,
+            name16: true,
+            ..d()
+        },
+        Opts {
+            extent_blocks: 1,
+            ad: Ad::Long,
+            ..d()
+        },
+        Opts {
+            ad: Ad::Embedded,
+            efe: true,
+            ..d()
+        },
+        Opts {
+            metadata: true,
+            meta_split: false,
+            ad: Ad::Long,
+            ..d()
+        },
+        Opts {
+            metadata: true,
+            meta_split: false,
+            efe: true,
+            ad: Ad::Embedded,
+            ..d()
+        },
+    ] {
+        let mut tree = sample(&o);
+        tree.retain(|(n, _)| !n.starts_with("link") && n != "holes.bin");
+        let b = build(o.clone(), "HANDMADE", &tree);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hand.iso");
+        std::fs::write(&path, &b.img).unwrap();
+        eprintln!("form {o:?}");
+        check_against_7z(&path);
+    }
+}
+
+/// Image byte offset of the ICB behind `node` in a hand-built image.
+fn icb_offset(b: &udf_build::Builder, node: NodeId) -> usize {
+    b.offset((node.0 >> 32) as u16, node.0 as u32)
+}
+
+/// Walks everything, returning the first error.
+fn walk_err(img: Vec<u8>) -> Error {
+    let udf = match open_mem(img.clone()) {
+        Err(e) => return e,
+        Ok(u) => u.expect("UDF volume"),
+    };
+    walk_all(&udf, &img).expect_err("walk should fail")
+}
+
+/// Re-seals a descriptor's tag after editing it (new CRC and checksum).
+fn reseal(img: &mut [u8], at: usize, len: usize) {
+    let id = u16::from_le_bytes([img[at], img[at + 1]]);
+    let loc = u32::from_le_bytes(img[at + 12..at + 16].try_into().unwrap());
+    udf_build::put_tag(&mut img[at..at + len], id, loc);
+}
+
+fn find(udf: &Udf, dir: NodeId, name: &str) -> NodeId {
+    udf.read_dir(dir)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("{name} not found"))
+        .node
+}
+
+#[test]
+fn continuation_loop_is_a_typed_loop_error() {
+    let o = Opts {
+        extent_blocks: 1,
+        aed: true,
+        aed_loop: true,
+        ad: Ad::Long,
+        ..Opts::default()
+    };
+    // A file of 3 blocks + 1 byte: 4 descriptors, the last three in the
+    // allocation extent descriptor, which then continues into itself; the
+    // FE claims more bytes than the descriptors hold so the reader follows it.
+    let tree = vec![("f".to_owned(), Node::File(pattern(3 * BS + 1, 3)))];
+    let b = build(o, "LOOP", &tree);
+    let mut img = b.img.clone();
+    let udf = open_mem(img.clone()).unwrap().unwrap();
+    let f = find(&udf, udf.root(), "f");
+    let fe = icb_offset(&b, f);
+    img[fe + 56..fe + 64].copy_from_slice(&(10 * BS as u64).to_le_bytes());
+    reseal(&mut img, fe, 176 + 32);
+    let udf = open_mem(img).unwrap().unwrap();
+    let err = udf.file_data(f).unwrap_err();
+    assert!(matches!(err, Error::Loop { .. }), "{err}");
+}
+
+#[test]
+fn directory_pointing_at_itself_or_an_ancestor_is_a_loop() {
+    let n = |s: &str| s.to_owned();
+    for up in [0, 1, 2] {
+        let tree = vec![(
+            n("a"),
+            Node::Dir(vec![(
+                n("b"),
+                Node::Dir(vec![(n("back"), Node::Ancestor(up))]),
+            )]),
+        )];
+        let b = build(Opts::default(), "LOOP", &tree);
+        let err = walk_err(b.img);
+        assert!(matches!(err, Error::Loop { .. }), "up={up}: {err}");
+    }
+}
+
+#[test]
+fn absurd_nesting_is_too_deep() {
+    let mut node = Node::File(b"bottom".to_vec());
+    for i in 0..70 {
+        node = Node::Dir(vec![(format!("d{i}"), node)]);
+    }
+    let o = Opts {
+        ad: Ad::Embedded,
+        ..Opts::default()
+    };
+    let b = build(o, "DEEP", &[("top".to_owned(), node)]);
+    let err = walk_err(b.img);
+    assert!(matches!(err, Error::TooDeep { limit: 64, .. }), "{err}");
+}
+
+#[test]
+fn broken_descriptors_are_typed_errors_with_offsets() {
+    let tree = vec![("f".to_owned(), Node::File(pattern(3000, 9)))];
+    let b = build(Opts::default(), "BROKEN", &tree);
+    let udf = open_mem(b.img.clone()).unwrap().unwrap();
+    let f = find(&udf, udf.root(), "f");
+    let fe = icb_offset(&b, f);
+    let fe_len = 176 + 8;
+    let malformed_at = |img: Vec<u8>, what: &str| {
+        let udf = open_mem(img).unwrap().unwrap();
+        match udf.file_data(f) {
+            Err(Error::Malformed { offset, detail, .. }) => {
+                assert!(detail.contains(what), "{detail}");
+                offset
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    };
+    // Tag checksum.
+    let mut img = b.img.clone();
+    img[fe + 4] ^= 1;
+    assert_eq!(malformed_at(img, "checksum"), fe as u64);
+    // Tag location.
+    let mut img = b.img.clone();
+    img[fe + 12] ^= 1;
+    reseal(&mut img, fe, fe_len);
+    assert_eq!(malformed_at(img, "location"), fe as u64);
+    // CRC.
+    let mut img = b.img.clone();
+    img[fe + 40] ^= 0xff;
+    assert_eq!(malformed_at(img, "CRC"), fe as u64);
+    // An extent beyond the partition.
+    let mut img = b.img.clone();
+    img[fe + 176 + 4..fe + 176 + 8].copy_from_slice(&(udf_build::PART_BLOCKS - 1).to_le_bytes());
+    reseal(&mut img, fe, fe_len);
+    malformed_at(img, "past the partition");
+    // A size the descriptors do not cover.
+    let mut img = b.img.clone();
+    img[fe + 56..fe + 64].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    reseal(&mut img, fe, fe_len);
+    malformed_at(img, "cover only");
+    // An unknown allocation descriptor type.
+    let mut img = b.img.clone();
+    img[fe + 34] = 5;
+    reseal(&mut img, fe, fe_len);
+    malformed_at(img, "allocation descriptor type");
+    // Another ICB strategy.
+    let mut img = b.img.clone();
+    img[fe + 20] = 1;
+    reseal(&mut img, fe, fe_len);
+    malformed_at(img, "strategy");
+}
+
+#[test]
+fn reserve_sequence_and_metadata_mirror_stand_in_for_broken_ones() {
+    let o = Opts {
+        metadata: true,
+        ad: Ad::Long,
+        ..Opts::default()
+    };
+    let b = build(o.clone(), "RESERVE", &sample(&o));
+    let lvd = (udf_build::MAIN_VDS as usize + 2) * BS;
+    // Main LVD broken: the reserve sequence is used.
+    let mut img = b.img.clone();
+    img[lvd + 4] ^= 0x55;
+    let udf = open_mem(img.clone()).unwrap().unwrap();
+    assert_eq!(udf.label(), "RESERVE");
+    walk_all(&udf, &img).unwrap();
+    // Both broken: a typed error naming the main sequence's offset.
+    let rlvd = (udf_build::RESERVE_VDS as usize + 2) * BS;
+    img[rlvd + 4] ^= 0x55;
+    match open_mem(img) {
+        Err(Error::Malformed { offset, .. }) => assert_eq!(offset, lvd as u64),
+        other => panic!("{other:?}"),
+    }
+    // Metadata file broken: its mirror is used.
+    let mut img = b.img.clone();
+    let meta = b.offset(0, 1);
+    img[meta + 4] ^= 0x55;
+    let udf = open_mem(img.clone()).unwrap().unwrap();
+    assert_eq!(walk_all(&udf, &img).unwrap().len(), 11);
+    // No anchor anywhere: an error, not "no UDF".
+    let mut img = b.img.clone();
+    img[256 * BS + 4] ^= 1;
+    let n = img.len() - BS;
+    img[n + 4] ^= 1;
+    assert!(matches!(open_mem(img), Err(Error::Malformed { .. })));
+}
+
+/// Where the interesting bytes of a hand-built image are: the recognition
+/// sequence, both descriptor sequences, the anchor and the start of the
+/// partition (metadata file, file set descriptor, entries, directories).
+fn mutation_target(idx: usize) -> usize {
+    let regions = [
+        (16 * BS, 3 * BS),
+        (udf_build::MAIN_VDS as usize * BS, 4 * BS),
+        (udf_build::RESERVE_VDS as usize * BS, 4 * BS),
+        (256 * BS, 512),
+        (udf_build::PART_START as usize * BS, 120 * BS),
+    ];
+    let total: usize = regions.iter().map(|r| r.1).sum();
+    let mut i = idx % total;
+    for (start, len) in regions {
+        if i < len {
+            return start + i;
+        }
+        i -= len;
+    }
+    unreachable!()
+}
+
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn base(form: u8) -> Vec<u8> {
+        let o = match form % 4 {
+            0 => Opts::default(),
+            1 => Opts {
+                metadata: true,
+                efe: true,
+                ad: Ad::Long,
+                extent_blocks: 1,
+                aed: true,
+                ..Opts::default()
+            },
+            2 => Opts {
+                ad: Ad::Ext,
+                extent_blocks: 2,
+                name16: true,
+                ..Opts::default()
+            },
+            _ => Opts {
+                ad: Ad::Embedded,
+                metadata: true,
+                ..Opts::default()
+            },
+        };
+        build(o.clone(), "FUZZ", &sample(&o)).img
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        /// Any byte changes in the structures: the reader answers (data or a
+        /// typed error) and never panics.
+        #[test]
+        fn mutated_images_never_panic(
+            form in 0u8..4,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..12),
+        ) {
+            let mut img = base(form);
+            for (at, v) in edits {
+                let i = mutation_target(at);
+                img[i] = v;
+            }
+            if let Ok(Some(udf)) = open_mem(img.clone()) {
+                let _ = walk_all(&udf, &img);
+            }
+        }
+    }
+}
+
+/// mkudffs (udftools) writes what genisoimage cannot: NSR03, UDF 2.01,
+/// extended file entries, and 512- and 4096-byte blocks. Its images are empty
+/// (populating one needs a kernel UDF driver), so the oracle is udfinfo's
+/// label and counts.
+#[test]
+fn mkudffs_volumes_in_every_block_size() {
+    if !common::require_tools("udf mkudffs", &["mkudffs", "udfinfo"]) {
+        return;
+    }
+    for bs in [512u64, 2048, 4096] {
+        for ad in ["inicb", "short", "long"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("mk.img");
+            std::fs::File::create(&path)
+                .unwrap()
+                .set_len(16 << 20)
+                .unwrap();
+            let label = format!("MK{bs}{ad}");
+            common::run(
+                Command::new("mkudffs")
+                    .args([
+                        "--media-type=hd",
+                        &format!("--blocksize={bs}"),
+                        &format!("--ad={ad}"),
+                    ])
+                    .arg(format!("--label={label}"))
+                    .arg(&path),
+            );
+            let info = common::run(Command::new("udfinfo").arg(&path));
+            let field = |k: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                    .unwrap_or_else(|| panic!("udfinfo has no {k}: {info}"))
+                    .to_owned()
+            };
+            let udf = open(&path);
+            assert_eq!(udf.label(), field("lvid"));
+            assert_eq!(udf.label(), label);
+            assert_eq!(udf.block_size(), bs);
+            assert_eq!(udf.block_size().to_string(), field("blocksize"));
+            assert_eq!(
+                format!("{}.{:02x}", udf.revision() >> 8, udf.revision() & 0xff),
+                field("udfrev")
+            );
+            assert_eq!(udf.nsr(), 3);
+            assert_eq!(field("numfiles"), "0");
+            assert!(udf.read_dir(udf.root()).unwrap().is_empty());
+        }
+    }
+}
