@@ -157,9 +157,9 @@ echo "@@ table"; bootstick list
 fn write_result(section: &str, out: &guest::Outcome) -> (serde_json::Value, i32) {
     let result = section
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "result")
-        .last()
+        .find(|v| v["event"] == "result")
         .unwrap_or_else(|| panic!("no JSON result line:\n{out}"));
     let rc = section
         .lines()
