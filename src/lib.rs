@@ -10,6 +10,7 @@ pub mod devices;
 pub mod events;
 pub mod hash;
 pub mod image;
+pub mod inspect;
 pub mod plan;
 pub mod trust;
 pub mod write;

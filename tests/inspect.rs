@@ -448,3 +448,319 @@ fn plain_gpt_disk_image() {
         "sgdisk -v said:\n{text}"
     );
 }
+
+/// `bootstick inspect --json IMAGE`, parsed.
+fn inspect_json(img: &Path) -> serde_json::Value {
+    let out = common::run(common::bootstick().args(["inspect", "--json"]).arg(img));
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("inspect --json printed no JSON ({e}):\n{out}"))
+}
+
+fn decision_of(v: &serde_json::Value) -> (String, Vec<String>) {
+    let d = &v["decision"];
+    (
+        d["mode"].as_str().unwrap().to_owned(),
+        d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert!(!r["message"].as_str().unwrap().is_empty());
+                r["code"].as_str().unwrap().to_owned()
+            })
+            .collect(),
+    )
+}
+
+/// The decision for each kind of image, through the command line, with the
+/// facts behind each reason cross-checked against xorriso and sgdisk.
+#[test]
+fn decisions() {
+    let mut tools = ISO_TOOLS.to_vec();
+    tools.extend(["grub-mkrescue", "sgdisk"]);
+    if !common::require_tools("decisions", &tools) {
+        return;
+    }
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "grub-hybrid",
+            "raw",
+            &["bios-boot-code", "esp-with-loaders"],
+        ),
+        (
+            "ubuntu-like",
+            "raw",
+            &["bios-boot-code", "esp-with-loaders"],
+        ),
+        (
+            "bios-hybrid",
+            "raw",
+            &["bios-boot-code", "efi-only-in-el-torito"],
+        ),
+        ("bios-only", "layout", &["not-hybrid"]),
+        (
+            "efi-count1",
+            "layout",
+            &["not-hybrid", "efi-only-in-el-torito"],
+        ),
+        (
+            "gpt-disk",
+            "raw",
+            &["disk-image", "mbr-not-bootable", "esp-with-loaders"],
+        ),
+    ];
+    for (recipe, mode, codes) in cases {
+        let img = recipes::image("inspect", recipe);
+        let v = inspect_json(&img);
+        assert_eq!(
+            decision_of(&v),
+            (
+                mode.to_string(),
+                codes.iter().map(|c| c.to_string()).collect()
+            ),
+            "{recipe}: {v:#}"
+        );
+        assert_eq!(
+            v["size"].as_u64().unwrap(),
+            std::fs::metadata(&img).unwrap().len()
+        );
+        let report = xorriso_report(&img);
+        // bios-boot-code exactly when xorriso recognises GRUB's MBR code.
+        assert_eq!(
+            codes.contains(&"bios-boot-code"),
+            report.contains("grub2-mbr"),
+            "{recipe}: {report}"
+        );
+        // esp-with-loaders names the partition sgdisk types EF00.
+        if codes.contains(&"esp-with-loaders") {
+            let rows = sgdisk_rows(&img);
+            let esp = rows.iter().find(|r| r.3 == "EF00").unwrap();
+            let esps = v["partitions"]["esps"].as_array().unwrap();
+            assert_eq!(esps.len(), 1, "{recipe}");
+            assert_eq!(esps[0]["index"].as_u64().unwrap(), u64::from(esp.0));
+            assert_eq!(esps[0]["offset"].as_u64().unwrap(), esp.1 * 512);
+            let loaders = esps[0]["loaders"].as_array().unwrap();
+            let theirs = mtools_loaders(&img, esp.1 * 512);
+            assert_eq!(loaders.len(), theirs.len(), "{recipe}");
+        }
+        // The El Torito entries of the JSON are xorriso's.
+        if !recipe.ends_with("disk") {
+            let ours: Vec<(u64, u64)> = v["el_torito"]["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    (
+                        i["load_rba"].as_u64().unwrap(),
+                        i["sector_count"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            let theirs: Vec<(u64, u64)> = xorriso_boot_imgs(&report)
+                .iter()
+                .map(|x| (u64::from(x.lba), u64::from(x.count)))
+                .collect();
+            assert_eq!(ours, theirs, "{recipe}");
+        }
+    }
+}
+
+/// Bytes that are no known format are copied as given, and said so.
+#[test]
+fn unrecognised_image_is_raw_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("blob.bin");
+    common::pseudo_random_file(&img, 1 << 20, 7);
+    let v = inspect_json(&img);
+    assert_eq!(decision_of(&v), ("raw".into(), vec!["unrecognised".into()]));
+    let out = common::run(common::bootstick().arg("inspect").arg(&img));
+    assert!(out.contains("decision     raw"), "{out}");
+    assert!(out.contains("unrecognised"), "{out}");
+}
+
+/// A truncated hybrid (an interrupted download) is still inspected: what
+/// lies past the end is reported, nothing fails or panics.
+#[test]
+fn truncated_hybrid_is_reported_not_fatal() {
+    if !common::require_tools(
+        "truncated_hybrid_is_reported_not_fatal",
+        &["grub-mkrescue", "xorriso"],
+    ) {
+        return;
+    }
+    let img = recipes::image("inspect", "grub-hybrid");
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.iso");
+    let bytes = std::fs::read(&img).unwrap();
+    std::fs::write(&cut, &bytes[..4 << 20]).unwrap();
+    let v = inspect_json(&cut);
+    assert_eq!(v["partitions"]["gpt"]["backup"]["state"], "outside-image");
+    let bios = &v["el_torito"]["images"][0];
+    assert_eq!(bios["truncated"], true, "{v:#}");
+    // A missing file is a bad-input error (exit 3) naming the path.
+    let out = common::bootstick()
+        .args(["inspect", "/nonexistent/x.iso"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.iso"));
+}
+
+/// `7z l -ba` of an image: path → size (None for directories).
+fn seven_zip(img: &Path) -> std::collections::BTreeMap<String, Option<u64>> {
+    let out = common::run(Command::new("7z").args(["l", "-ba"]).arg(img));
+    out.lines()
+        .filter(|l| l.len() > 53)
+        .map(|l| {
+            let attr = &l[20..25];
+            let size = l[26..38].trim();
+            let name = l[53..].trim().to_owned();
+            let size = (!attr.starts_with('D')).then(|| size.parse().unwrap_or(0));
+            (name, size)
+        })
+        .collect()
+}
+
+/// Windows-like media (UDF bridge, bootmgr, install.wim, El Torito BIOS +
+/// UEFI, blank system area): a layout, and the facts match 7-Zip's listing.
+#[test]
+fn windows_like_media_needs_a_layout() {
+    let mut tools = ISO_TOOLS.to_vec();
+    tools.push("7z");
+    if !common::require_tools("windows_like_media_needs_a_layout", &tools) {
+        return;
+    }
+    let img = recipes::image("inspect", "windows-like");
+    let v = inspect_json(&img);
+    assert_eq!(
+        decision_of(&v),
+        (
+            "layout".into(),
+            vec![
+                "not-hybrid".into(),
+                "efi-only-in-el-torito".into(),
+                "windows-media".into()
+            ]
+        ),
+        "{v:#}"
+    );
+    assert_eq!(v["tree"], "udf");
+    assert_eq!(v["label"], "CCCOMA_X64FRE_EN-US_DV9");
+    let listing = seven_zip(&img);
+    let f = &v["facts"];
+    let w = &f["windows"];
+    assert_eq!(w["bootmgr"], true);
+    assert_eq!(w["bootmgr_efi"], true);
+    assert_eq!(w["boot_wim"], true);
+    assert_eq!(w["efi_bootx64"], true);
+    assert_eq!(
+        w["install_image"]["size"].as_u64(),
+        listing["sources/install.wim"]
+    );
+    let files = listing.values().filter(|s| s.is_some()).count() as u64;
+    let dirs = listing.values().filter(|s| s.is_none()).count() as u64;
+    assert_eq!(
+        (
+            f["files"].as_u64().unwrap(),
+            f["directories"].as_u64().unwrap()
+        ),
+        (files, dirs)
+    );
+    assert_eq!(f["efi_loaders"][0]["path"], "/efi/boot/bootx64.efi");
+    assert!(f["large_files"].as_array().unwrap().is_empty());
+    // Boot images sized by the files at their blocks, as 7-Zip lists them.
+    let images = v["el_torito"]["images"].as_array().unwrap();
+    for (i, path) in [
+        (0, "boot/etfsboot.com"),
+        (1, "efi/microsoft/boot/efisys.bin"),
+    ] {
+        assert_eq!(images[i]["size_from"]["from"], "file");
+        assert_eq!(images[i]["size_from"]["path"], format!("/{path}"));
+        assert_eq!(images[i]["len"].as_u64(), listing[path], "{path}");
+    }
+    assert_eq!(images[1]["efi_loaders"][0]["path"], "/EFI/BOOT/BOOTX64.EFI");
+    let report = xorriso_report(&img);
+    assert!(!report.contains("MBR partition      :"));
+}
+
+/// `write` follows the decision: a non-hybrid ISO is refused (exit 3, the
+/// target untouched) unless `--raw`, which copies it byte for byte with a
+/// warning; a hybrid is written without one; unrecognised bytes are written
+/// with a warning.
+#[test]
+fn write_follows_the_decision() {
+    if !common::require_tools(
+        "write_follows_the_decision",
+        &["genisoimage", "grub-mkrescue", "xorriso", "cmp"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stick.img");
+    let write = |img: &Path, extra: &[&str]| {
+        common::bootstick()
+            .args(["write", "--yes", "--json"])
+            .args(extra)
+            .arg(img)
+            .arg(&target)
+            .output()
+            .unwrap()
+    };
+    let warnings = |out: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "warning")
+            .map(|v| v["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let same = |img: &Path| {
+        Command::new("cmp")
+            .arg(img)
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success()
+    };
+
+    let plain = recipes::image("inspect", "bios-only");
+    let out = write(&plain, &[]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("this ISO is not hybrid: it needs a built FAT32 layout, which bootstick does not build yet; use --raw"),
+        "{text}"
+    );
+    assert!(
+        !target.exists(),
+        "a refused write must not create the target"
+    );
+
+    let out = write(&plain, &["--raw"]);
+    assert!(out.status.success(), "{out:?}");
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("not a hybrid ISO"), "{w:?}");
+    assert!(same(&plain));
+
+    let hybrid = recipes::image("inspect", "grub-hybrid");
+    let out = write(&hybrid, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(warnings(&out).is_empty(), "{:?}", warnings(&out));
+    assert!(same(&hybrid));
+    let start = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "start")
+        .unwrap();
+    assert_eq!(start["decision"]["mode"], "raw");
+
+    let blob = dir.path().join("blob.bin");
+    common::pseudo_random_file(&blob, 3 << 20, 11);
+    let out = write(&blob, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let w = warnings(&out);
+    assert!(w.iter().any(|m| m.contains("recognises")), "{w:?}");
+    assert!(same(&blob));
+}

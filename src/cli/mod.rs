@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod exit;
+pub mod inspect;
 pub mod list;
 pub mod render;
 pub mod verify;
@@ -27,6 +28,9 @@ pub enum Command {
     List(list::Args),
     /// Check an image's checksum and signature the way its distribution publishes them.
     Verify(verify::Args),
+    /// Show what an image holds (filesystems, El Torito, partition tables) and
+    /// whether it would be written raw or through a built layout, and why.
+    Inspect(inspect::Args),
 }
 
 impl Command {
@@ -37,6 +41,7 @@ impl Command {
             Command::Compare(a) => compare::run(a),
             Command::List(args) => list::run(args),
             Command::Verify(args) => verify::run(args),
+            Command::Inspect(args) => inspect::run(args),
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct Args {
     /// (schema in docs/cli.md).
     #[arg(long)]
     pub json: bool,
+    /// Copy the image byte for byte even when `bootstick inspect` says it
+    /// needs a built layout (a non-hybrid ISO, which will likely not boot).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// The exit code a write-engine error maps to.
@@ -123,6 +127,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let (source, image_len) = open_image(&args.image)?;
+    let mode = super::inspect::write_mode(&args.image, args.raw)?;
     let fail = |e: write::Error| Failure::new(exit_for(&e), e);
     let mut target = write::Target::open(&args.target).map_err(fail)?;
     let plan = match target.capacity() {
@@ -144,8 +149,12 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "block_device": target.is_block_device(),
             "plan_bytes": plan.bytes_to_write(),
             "verify": !args.no_verify,
+            "decision": mode.decision,
         }),
     );
+    for w in mode.warnings {
+        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w));
+    }
     let options = write::Options {
         verify: !args.no_verify,
         ..write::Options::default()

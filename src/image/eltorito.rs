@@ -321,6 +321,7 @@ pub enum SizeSource {
 /// A boot image's extent in the image file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BootImage {
+    #[serde(flatten)]
     pub entry: BootEntry,
     pub offset: u64,
     pub len: u64,

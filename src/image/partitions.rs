@@ -205,6 +205,17 @@ pub enum Table {
     Apm,
 }
 
+impl Table {
+    /// "MBR", "GPT" or "APM", for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Mbr => "MBR",
+            Table::Gpt => "GPT",
+            Table::Apm => "APM",
+        }
+    }
+}
+
 /// A partition from any table, in bytes: what El Torito size resolution and
 /// the classifier need without caring about the table kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

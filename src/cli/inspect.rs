@@ -1,0 +1,387 @@
+//! `bootstick inspect IMAGE [--json]`: what the image holds (label, size,
+//! filesystems, El Torito entries, partition tables) and whether it would be
+//! written raw or through a built layout, with the reasons.
+
+use super::exit::{Exit, Failure};
+use bootstick::image::{self, ByteSource, FileTree, ImageFile};
+use bootstick::inspect::{self, Inspection};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image to inspect (ISO, disk image, …).
+    pub image: PathBuf,
+    /// Print the report as one JSON object on stdout (schema in docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The JSON document: the image path, then the inspection.
+#[derive(Serialize)]
+struct Report<'a> {
+    image: &'a Path,
+    #[serde(flatten)]
+    inspection: &'a Inspection,
+}
+
+/// Opens `path` and inspects it, reading its file tree when it has one.
+/// Shared with `write`, which needs the same decision.
+pub fn inspect_path(path: &Path) -> Result<Inspection, Failure> {
+    let file = ImageFile::open(path).map_err(|e| Failure::new(Exit::BadInput, e))?;
+    let src: Arc<dyn ByteSource> = Arc::new(file);
+    let tree = open_tree(&src);
+    inspect::inspect(&*src, tree.as_deref()).map_err(|e| {
+        Failure::new(
+            Exit::BadInput,
+            anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
+        )
+    })
+}
+
+/// The image's file tree, or `None` when it has no filesystem we read (a
+/// disk image) or the tree is unreadable (the inspection then reports what
+/// the boot structures alone say). UDF is preferred, as Rufus does: Windows
+/// media keep their files only there.
+fn open_tree(src: &Arc<dyn ByteSource>) -> Option<Box<dyn FileTree>> {
+    match image::udf::Udf::open(src.clone()) {
+        Ok(Some(udf)) => Some(Box::new(udf)),
+        _ => None,
+    }
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let inspection = inspect_path(&args.image)?;
+    if args.json {
+        let doc = Report {
+            image: &args.image,
+            inspection: &inspection,
+        };
+        let mut text =
+            serde_json::to_string_pretty(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
+        text.push('\n');
+        emit(&text)
+    } else {
+        emit(&render(&args.image, &inspection))
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::new(Exit::Internal, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {} ({n} bytes)", UNITS[u])
+    }
+}
+
+fn names<T: Serialize>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|k| {
+            serde_json::to_value(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn label_of<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The human-readable report.
+fn render(path: &Path, i: &Inspection) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "image        {}", path.display());
+    let _ = writeln!(o, "size         {}", human_size(i.size));
+    if let Some(l) = &i.label {
+        let _ = writeln!(o, "label        {l}");
+    }
+    let fs = if i.filesystems.is_empty() {
+        "none".to_owned()
+    } else {
+        names(&i.filesystems)
+    };
+    let _ = writeln!(o, "filesystems  {fs}");
+    if let Some(t) = i.tree {
+        let _ = writeln!(o, "tree read as {}", label_of(&t));
+    }
+    match &i.el_torito {
+        None => {
+            let _ = writeln!(o, "El Torito    none");
+        }
+        Some(et) => {
+            let _ = writeln!(
+                o,
+                "El Torito    catalog at block {}, {} boot image(s)",
+                et.catalog_lba,
+                et.images.len()
+            );
+            for b in &et.images {
+                let e = &b.image.entry;
+                let _ = writeln!(
+                    o,
+                    "  #{} {:<6} {:<13} {} block {} count {} -> {} at byte {} (size from {}{})",
+                    e.index,
+                    label_of(&e.platform),
+                    label_of(&e.media),
+                    if e.bootable {
+                        "bootable"
+                    } else {
+                        "not-bootable"
+                    },
+                    e.load_rba,
+                    e.sector_count,
+                    b.image.len,
+                    b.image.offset,
+                    size_from(&b.image.size_from),
+                    if b.image.truncated { ", truncated" } else { "" }
+                );
+                if let Some(l) = &b.efi_loaders {
+                    let _ = writeln!(o, "      EFI loaders: {}", loaders(l));
+                }
+                if let Some(err) = &b.error {
+                    let _ = writeln!(o, "      not a FAT image: {err}");
+                }
+            }
+        }
+    }
+    let p = &i.partitions;
+    match &p.mbr {
+        None => {
+            let _ = writeln!(o, "MBR          none");
+        }
+        Some(m) => {
+            let _ = writeln!(
+                o,
+                "MBR          boot code {}, {}{} entr{}",
+                if m.boot_code { "present" } else { "absent" },
+                if m.is_protective() {
+                    "protective, "
+                } else {
+                    ""
+                },
+                m.entries.len(),
+                if m.entries.len() == 1 { "y" } else { "ies" }
+            );
+            for e in &m.entries {
+                let _ = writeln!(
+                    o,
+                    "  {} type {:#04x}{} start {} sectors {}",
+                    e.index,
+                    e.kind,
+                    if e.active { " active" } else { "" },
+                    e.start_lba,
+                    e.sectors
+                );
+            }
+        }
+    }
+    if let Some(g) = &p.gpt {
+        let _ = writeln!(
+            o,
+            "GPT          {}-byte blocks, disk {}, backup {}",
+            g.block_size,
+            g.disk_guid,
+            match &g.backup {
+                bootstick::image::partitions::BackupState::Valid => "valid".to_owned(),
+                bootstick::image::partitions::BackupState::OutsideImage =>
+                    "outside the image".to_owned(),
+                bootstick::image::partitions::BackupState::Invalid(why) =>
+                    format!("invalid ({why})"),
+            }
+        );
+        for e in &g.entries {
+            let _ = writeln!(
+                o,
+                "  {} {:?} {} blocks {}..={}",
+                e.index,
+                e.name,
+                e.type_name
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| e.type_guid.to_string()),
+                e.first_lba,
+                e.last_lba
+            );
+        }
+    }
+    if let Some(a) = &p.apm {
+        let _ = writeln!(o, "APM          {}-byte blocks", a.block_size);
+        for e in &a.entries {
+            let _ = writeln!(
+                o,
+                "  {} {:?} {} start {} blocks {}",
+                e.index, e.name, e.kind, e.start_block, e.blocks
+            );
+        }
+    }
+    for esp in &p.esps {
+        let _ = writeln!(
+            o,
+            "ESP          {} partition {} at byte {}: {}",
+            esp.partition.table.name(),
+            esp.partition.index,
+            esp.partition.offset,
+            match &esp.error {
+                Some(e) => format!("unreadable ({e})"),
+                None => loaders(&esp.loaders),
+            }
+        );
+    }
+    if let Some(f) = &i.facts {
+        let _ = writeln!(
+            o,
+            "tree         {} files, {} directories, {}",
+            f.files,
+            f.directories,
+            human_size(f.total_bytes)
+        );
+        if f.windows.is_windows() {
+            let mut w = vec![];
+            if f.windows.bootmgr {
+                w.push("bootmgr".to_owned());
+            }
+            if f.windows.bootmgr_efi {
+                w.push("bootmgr.efi".to_owned());
+            }
+            if let Some(img) = &f.windows.install_image {
+                w.push(format!("{} ({})", img.path, human_size(img.size)));
+            }
+            let _ = writeln!(o, "Windows      {}", w.join(", "));
+        }
+        if !f.loaders.syslinux.is_empty() {
+            let _ = writeln!(o, "syslinux     {}", f.loaders.syslinux.join(", "));
+        }
+        if !f.loaders.grub.is_empty() {
+            let _ = writeln!(o, "GRUB         {}", f.loaders.grub.join(", "));
+        }
+        let efi: Vec<&str> = f.efi_loaders.iter().map(|l| l.path.as_str()).collect();
+        let _ = writeln!(
+            o,
+            "EFI in tree  {}",
+            if efi.is_empty() {
+                "none".to_owned()
+            } else {
+                efi.join(", ")
+            }
+        );
+        for l in &f.large_files {
+            let _ = writeln!(o, "over 4 GiB   {} ({})", l.path, human_size(l.size));
+        }
+        if f.walk_truncated {
+            let _ = writeln!(o, "tree         (scan stopped early: too many entries)");
+        }
+    }
+    for p in &i.problems {
+        let _ = writeln!(o, "problem      {p}");
+    }
+    let _ = writeln!(o, "decision     {}", i.decision.mode.name());
+    for r in &i.decision.reasons {
+        let _ = writeln!(o, "  - {}: {}", label_of(&r.code), r.message);
+    }
+    o
+}
+
+fn loaders(l: &[bootstick::image::eltorito::FatFile]) -> String {
+    if l.is_empty() {
+        "no /EFI/BOOT/BOOT*.EFI".to_owned()
+    } else {
+        l.iter()
+            .map(|f| format!("{} ({} bytes)", f.path, f.size))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn size_from(s: &bootstick::image::eltorito::SizeSource) -> String {
+    use bootstick::image::eltorito::SizeSource;
+    match s {
+        SizeSource::File { path } => format!("file {path}"),
+        SizeSource::Partition { table, index } => {
+            format!("{} partition {index}", table.name())
+        }
+        SizeSource::FatBootSector => "FAT boot sector".into(),
+        SizeSource::FloppyMedia => "floppy media type".into(),
+        SizeSource::Catalog => "catalog count".into(),
+    }
+}
+
+/// What `write` learns from the inspection before touching the target.
+pub struct WriteMode {
+    pub decision: inspect::Decision,
+    /// Things to tell the user as warning events once the job has started.
+    pub warnings: Vec<String>,
+}
+
+/// Decides how `write` may copy `path`: refuses (bad input, exit 3) an ISO
+/// that needs a built layout unless `raw` forces a byte copy, since
+/// bootstick does not build layouts yet; warns when the image is forced or
+/// not recognised.
+pub fn write_mode(path: &Path, raw: bool) -> Result<WriteMode, Failure> {
+    use inspect::{Code, Mode};
+    let inspection = inspect_path(path)?;
+    let decision = inspection.decision;
+    let reasons = || {
+        decision
+            .reasons
+            .iter()
+            .map(|r| format!("\n  - {}", r.message))
+            .collect::<String>()
+    };
+    let mut warnings = Vec::new();
+    match decision.mode {
+        Mode::Layout if !raw => {
+            return Err(Failure::new(
+                Exit::BadInput,
+                anyhow::anyhow!(
+                    "this ISO is not hybrid: it needs a built FAT32 layout, which bootstick does not build yet; \
+                     use --raw to copy it byte for byte anyway (it will likely not boot){}\n\
+                     (`bootstick inspect {}` shows the details)",
+                    reasons(),
+                    path.display()
+                ),
+            ));
+        }
+        Mode::Layout => warnings.push(format!(
+            "{} is not a hybrid ISO; copying it byte for byte as asked (--raw): the stick will likely not boot{}",
+            path.display(),
+            reasons()
+        )),
+        Mode::Raw => {
+            if decision.reasons.iter().any(|r| r.code == Code::Unrecognised) {
+                warnings.push(format!(
+                    "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(WriteMode { decision, warnings })
+}
