@@ -8,6 +8,7 @@
 mod common;
 
 use common::guest::{self, Guest, Stick};
+use common::qemu;
 
 /// A sparse stick image of `mib` MiB.
 fn stick_image(dir: &std::path::Path, name: &str, mib: u64) -> std::path::PathBuf {
@@ -324,4 +325,40 @@ fn two_sticks_each_targeted_by_by_id() {
     assert_eq!(write_result(&out.section("b"), &out).1, 0, "{out}");
     assert_same_prefix(&ib, &sb, 3 << 20);
     assert_same_prefix(&ia, &sa, 2 << 20);
+}
+
+/// The whole path a user takes: inside the guest, `write` a hybrid ISO (the
+/// GRUB fixture) to the stick by its device node, verified; then on the host
+/// real firmware — SeaBIOS and OVMF — boots the stick's backing file as a
+/// USB mass-storage device and the fixture's marker appears.
+#[test]
+fn stick_written_in_the_guest_boots_under_seabios_and_ovmf() {
+    let test = "stick_written_in_the_guest_boots_under_seabios_and_ovmf";
+    if !guest::require(test)
+        || !qemu::require(test, &qemu::Firmware::ALL)
+        || !common::require_tools(test, qemu::FIXTURE_TOOLS)
+    {
+        return;
+    }
+    let iso = qemu::grub_hybrid_iso();
+    let iso_len = std::fs::metadata(&iso).unwrap().len();
+    let dir = tempfile::tempdir().unwrap();
+    // A stick full of stale data: only what bootstick writes can boot.
+    let stick_img = dir.path().join("stick.img");
+    common::pseudo_random_file(&stick_img, 64 << 20, 61);
+    let script = r#"
+echo "@@ write"; bootstick write --yes --json grub.iso /dev/sda; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("grub.iso", &iso)
+        .stick(Stick::new(&stick_img, "BSTBOOT1"))
+        .run();
+    out.assert_success();
+    let (result, rc) = write_result(&out.section("write"), &out);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(result["verified"], true, "{out}");
+    assert_same_prefix(&iso, &stick_img, iso_len);
+    for fw in qemu::Firmware::ALL {
+        qemu::Boot::new(&stick_img, fw, &qemu::fixture_marker(fw)).assert_boots();
+    }
 }
