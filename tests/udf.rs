@@ -511,6 +511,8 @@ fn hand_built_images_in_every_form_read_back() {
                         extent_blocks,
                         aed,
                         name16: extent_blocks == 2,
+                        fid_iu: if aed { 32 } else { 0 },
+                        ea: if extent_blocks == 2 { 48 } else { 0 },
                         ..Opts::default()
                     });
                 }
@@ -585,6 +587,8 @@ fn hand_built_images_match_7z() {
         Opts {
             ad: Ad::Long,
             efe: true,
+            fid_iu: 32,
+            ea: 48,
             ..d()
         },
         Opts {
@@ -749,7 +753,8 @@ fn broken_descriptors_are_typed_errors_with_offsets() {
     let mut img = b.img.clone();
     img[fe + 176 + 4..fe + 176 + 8].copy_from_slice(&(udf_build::PART_BLOCKS - 1).to_le_bytes());
     reseal(&mut img, fe, fe_len);
-    malformed_at(img, "past the partition");
+    let would_be = (udf_build::PART_START + udf_build::PART_BLOCKS - 1) as u64 * BS as u64;
+    assert_eq!(malformed_at(img, "past the partition"), would_be);
     // A size the descriptors do not cover.
     let mut img = b.img.clone();
     img[fe + 56..fe + 64].copy_from_slice(&(1u64 << 40).to_le_bytes());
