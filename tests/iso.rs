@@ -6,6 +6,7 @@
 //! sizes) must give typed errors, never a panic.
 
 mod common;
+mod iso_fuzz;
 
 use bootstick::image::open::{open_tree, open_tree_as};
 use bootstick::image::tree::{walk, FileReader};
@@ -599,52 +600,46 @@ fn absurd_sizes_and_extents_are_refused() {
     );
 }
 
-proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
-
-    /// Random byte changes anywhere in the metadata area of a valid image
-    /// never panic or hang: the reader returns a listing or a typed error.
-    #[test]
-    fn mutated_images_never_panic(
-        edits in proptest::collection::vec((32_768usize..120_000, proptest::prelude::any::<u8>()), 1..40)
-    ) {
-        if let Some(mut img) = hostile_base() {
-            for (at, byte) in edits {
-                if at < img.len() {
-                    img[at] = byte;
-                }
-            }
-            let _ = exercise(img);
-        }
+/// A fixture in the fuzz target's input encoding: the image from sector 16
+/// on, trailing zeros cut (what `fuzz/make-iso-seeds.sh` writes).
+fn fuzz_seed() -> Option<Vec<u8>> {
+    let img = hostile_base()?;
+    let mut seed = img[iso_fuzz::INPUT_OFFSET..].to_vec();
+    while seed.last() == Some(&0) {
+        seed.pop();
     }
+    Some(seed)
 }
 
-/// With a UDF bridge (genisoimage -udf), UDF is preferred and the ISO 9660
-/// views stay readable by name.
 #[test]
-fn udf_is_preferred_and_iso_views_remain() {
-    if !common::require_tools("udf_is_preferred", &["genisoimage"]) {
-        return;
+fn fuzz_body_reads_a_seed() {
+    let Some(seed) = fuzz_seed() else { return };
+    assert!(iso_fuzz::exercise(&seed).unwrap() > 30);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Random byte changes in the metadata of a valid image, run through the
+    /// fuzz target's own body: a listing or a typed error, never a panic
+    /// (including the body's own consistency assertions) or a hang.
+    #[test]
+    fn mutated_images_never_panic(
+        edits in proptest::collection::vec((0usize..24_576, proptest::prelude::any::<u8>()), 1..40),
+        cut in proptest::option::of(0usize..1_000_000),
+    ) {
+        if let Some(mut seed) = fuzz_seed() {
+            for (at, byte) in edits {
+                if at < seed.len() {
+                    seed[at] = byte;
+                }
+            }
+            if let Some(cut) = cut {
+                seed.truncate(cut);
+            }
+            let _ = iso_fuzz::exercise(&seed);
+        }
     }
-    let image = master("geniso-udf", "genisoimage", &["-quiet", "-udf", "-R", "-J"]);
-    let src = open_file(&image);
-    assert_eq!(
-        bootstick::image::open::available(&src).unwrap(),
-        [
-            FsKind::Udf,
-            FsKind::RockRidge,
-            FsKind::Joliet,
-            FsKind::Iso9660
-        ]
-    );
-    let tree = open_tree(src.clone()).unwrap();
-    assert_eq!(tree.kind(), FsKind::Udf);
-    assert_eq!(read_all(&src, &*tree, "README"), b"readme\n");
-    let rr = open_tree_as(src.clone(), FsKind::RockRidge).unwrap();
-    assert_eq!(
-        read_all(&src, &*rr, "data/random-100k.bin"),
-        std::fs::read(source_tree().join("data/random-100k.bin")).unwrap()
-    );
 }
 
 // ---------------------------------------------------------------------------
@@ -797,4 +792,31 @@ fn ls_json_recursive_matches_xorriso() {
     let (code, _, err) = bootstick(&["ls".as_ref(), image.as_os_str(), "no/such".as_ref()]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("/no"), "{err}");
+}
+/// With a UDF bridge (genisoimage -udf), UDF is preferred and the ISO 9660
+/// views stay readable by name.
+#[test]
+fn udf_is_preferred_and_iso_views_remain() {
+    if !common::require_tools("udf_is_preferred", &["genisoimage"]) {
+        return;
+    }
+    let image = master("geniso-udf", "genisoimage", &["-quiet", "-udf", "-R", "-J"]);
+    let src = open_file(&image);
+    assert_eq!(
+        bootstick::image::open::available(&src).unwrap(),
+        [
+            FsKind::Udf,
+            FsKind::RockRidge,
+            FsKind::Joliet,
+            FsKind::Iso9660
+        ]
+    );
+    let tree = open_tree(src.clone()).unwrap();
+    assert_eq!(tree.kind(), FsKind::Udf);
+    assert_eq!(read_all(&src, &*tree, "README"), b"readme\n");
+    let rr = open_tree_as(src.clone(), FsKind::RockRidge).unwrap();
+    assert_eq!(
+        read_all(&src, &*rr, "data/random-100k.bin"),
+        std::fs::read(source_tree().join("data/random-100k.bin")).unwrap()
+    );
 }
