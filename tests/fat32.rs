@@ -258,9 +258,8 @@ fn assert_same(who: &str, got: &Expected, exp: &Expected) {
     }
 }
 
-fn check_volume(size: u64, label: &str) {
-    let t = "check_volume";
-    if !common::require_tools(t, &["fsck.fat", "mcopy"]) {
+fn check_volume(t: &str, size: u64, label: &str) {
+    if !common::require_tools(t, &["fsck.fat", "mcopy", "mlabel"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -296,12 +295,20 @@ fn check_volume(size: u64, label: &str) {
 
 #[test]
 fn fat32_volume_with_512_byte_clusters_reads_back_everywhere() {
-    check_volume(64 << 20, "BOOTSTICK");
+    check_volume(
+        "fat32_volume_with_512_byte_clusters_reads_back_everywhere",
+        64 << 20,
+        "BOOTSTICK",
+    );
 }
 
 #[test]
 fn fat32_volume_with_4k_clusters_reads_back_everywhere() {
-    check_volume(300 << 20, "Win Install");
+    check_volume(
+        "fat32_volume_with_4k_clusters_reads_back_everywhere",
+        300 << 20,
+        "Win Install",
+    );
 }
 
 /// A volume placed at 1 MiB (a partition's start, recorded as hidden

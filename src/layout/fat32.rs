@@ -1037,4 +1037,83 @@ mod tests {
         );
         assert!(matches!(plan(&d, &opts), Err(Error::VolumeFull { .. })));
     }
+
+    /// Applies a plan without a source (all `Bytes`/`Zeros`) to a buffer.
+    fn apply(plan: &Plan, size: u64) -> Vec<u8> {
+        let mut v = vec![0u8; size as usize];
+        for p in plan.pieces() {
+            let at = p.at as usize;
+            match &p.extent {
+                Extent::Bytes(b) => v[at..at + b.len()].copy_from_slice(b),
+                Extent::Zeros { len } => v[at..at + *len as usize].fill(0),
+                Extent::Source { .. } => panic!("no source in this test"),
+            }
+        }
+        v
+    }
+
+    fn name_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        // Short and long names, mixed case, dots, spaces, characters 8.3
+        // names cannot hold, non-ASCII; often colliding after conversion.
+        prop_oneof![
+            "[A-Z0-9]{1,8}(\\.[A-Z]{1,3})?",
+            "[a-zA-Z]{1,12}(\\.[a-z]{1,4})?",
+            "[a-c .+é日]{1,20}[a-c]",
+            "(Long|long|LONG) name [0-9]{1,2}\\.txt",
+            "\\.[a-z]{1,5}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Whatever the names, `fatfs` lists exactly them (long names), with
+        /// unique short names, and each file's contents.
+        #[test]
+        fn fatfs_reads_back_any_names(names in proptest::collection::vec(name_strategy(), 1..40)) {
+            use std::io::Read;
+            let mut seen = HashSet::new();
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(|n| check_name("/", n).is_ok() && seen.insert(n.to_lowercase()))
+                .collect();
+            let mut root = Dir::new();
+            let mut sub = Dir::new();
+            for (i, n) in names.iter().enumerate() {
+                root.file(n, Content::Bytes(Arc::from(format!("{i}:{n}").as_bytes())));
+                sub.file(n, Content::Bytes(Arc::from(&b""[..])));
+            }
+            root.dir("sub dir", sub);
+            let size = 34u64 << 20;
+            let (plan, _) = plan(&root, &Options::new(size, "PROP")).unwrap();
+            let img = apply(&plan, size);
+            let fs = fatfs::FileSystem::new(std::io::Cursor::new(img), fatfs::FsOptions::new()).unwrap();
+            let mut shorts = HashSet::new();
+            let mut got = Vec::new();
+            for e in fs.root_dir().iter() {
+                let e = e.unwrap();
+                proptest::prop_assert!(shorts.insert(e.short_file_name()), "duplicate short name");
+                if e.is_file() {
+                    let mut body = String::new();
+                    e.to_file().read_to_string(&mut body).unwrap();
+                    got.push((e.file_name(), body));
+                }
+            }
+            let want: Vec<(String, String)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), format!("{i}:{n}")))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+            let sub_names: Vec<String> = fs
+                .root_dir()
+                .open_dir("sub dir")
+                .unwrap()
+                .iter()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n != "." && n != "..")
+                .collect();
+            proptest::prop_assert_eq!(sub_names, names);
+        }
+    }
 }
