@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod qemu;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
