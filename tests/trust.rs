@@ -243,3 +243,713 @@ fn unreadable_inputs_are_bad_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+// ---------------------------------------------------------------------------
+// OpenPGP: keys and signatures made by gpg, the oracle.
+// ---------------------------------------------------------------------------
+
+/// Bump when the recipe below changes: the cache directory is keyed by it.
+const GPG_RECIPE: &str = "trust-gpg-v1";
+
+/// Keys and signatures made once by `gpg` and cached under
+/// `target/fixtures/<recipe>/`.
+struct GpgFixtures {
+    dir: PathBuf,
+}
+
+impl GpgFixtures {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The fingerprint gpg reports for a fixture key file.
+    fn fingerprint(&self, key: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{key}.fpr")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+fn gpg(home: &Path) -> Command {
+    let mut c = Command::new("gpg");
+    c.arg("--homedir").arg(home).args([
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]);
+    c
+}
+
+fn fixtures_root() -> PathBuf {
+    // tests run from the package root; target/ may be elsewhere (CARGO_TARGET_DIR)
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bootstick"));
+    exe.parent().unwrap().parent().unwrap().join("fixtures")
+}
+
+fn gpg_fixtures() -> Option<GpgFixtures> {
+    if !require_tools("gpg fixtures", &["gpg", "gpgconf", "sha256sum"]) {
+        return None;
+    }
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = ONCE.get_or_init(|| {
+        let root = fixtures_root();
+        std::fs::create_dir_all(&root).unwrap();
+        let dir = root.join(GPG_RECIPE);
+        let lock = std::fs::File::create(root.join(format!("{GPG_RECIPE}.lock"))).unwrap();
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        if !dir.join("done").exists() {
+            let tmp = root.join(format!("{GPG_RECIPE}.tmp"));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).unwrap();
+            build_gpg_fixtures(&tmp);
+            std::fs::write(tmp.join("done"), "").unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&tmp, &dir).unwrap();
+        }
+        dir
+    });
+    Some(GpgFixtures { dir: dir.clone() })
+}
+
+fn build_gpg_fixtures(out: &Path) {
+    let home = out.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gen = |uid: &str, algo: &str, usage: &str, expire: &str, faked: Option<&str>| {
+        let mut c = gpg(&home);
+        if let Some(t) = faked {
+            c.arg("--faked-system-time").arg(t);
+        }
+        run(c.args(["--quick-gen-key", uid, algo, usage, expire]));
+        let colons = run(gpg(&home).args(["--with-colons", "--fingerprint", uid]));
+        colons
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .unwrap()
+            .split(':')
+            .nth(9)
+            .unwrap()
+            .to_string()
+    };
+    let export = |fpr: &str, name: &str, armor: bool| {
+        let mut c = gpg(&home);
+        if armor {
+            c.arg("--armor");
+        }
+        let file = out.join(name);
+        run(c.arg("--output").arg(&file).args(["--export", fpr]));
+    };
+    let keys = [
+        ("rsa4096", "Test RSA-4096 <rsa4096@example.org>", "rsa4096"),
+        ("rsa2048", "Test RSA-2048 <rsa2048@example.org>", "rsa2048"),
+        ("ed25519", "Test Ed25519 <ed25519@example.org>", "ed25519"),
+        ("other", "Someone Else <other@example.org>", "ed25519"),
+        ("revoked", "Revoked Key <revoked@example.org>", "ed25519"),
+    ];
+    for (name, uid, algo) in keys {
+        let fpr = gen(uid, algo, "sign", "never", None);
+        std::fs::write(out.join(format!("{name}.fpr")), &fpr).unwrap();
+    }
+    // Expired: made in 2020, valid for a day; it signs while still valid.
+    let fpr = gen(
+        "Expired Key <expired@example.org>",
+        "ed25519",
+        "sign",
+        "1d",
+        Some("20200101T000000"),
+    );
+    std::fs::write(out.join("expired.fpr"), &fpr).unwrap();
+    // A certify-only primary whose signing is done by a subkey.
+    let fpr = gen(
+        "Subkey Signer <sub@example.org>",
+        "ed25519",
+        "cert",
+        "never",
+        None,
+    );
+    run(gpg(&home).args(["--quick-add-key", &fpr, "ed25519", "sign", "never"]));
+    std::fs::write(out.join("sub.fpr"), &fpr).unwrap();
+
+    let fp = |n: &str| std::fs::read_to_string(out.join(format!("{n}.fpr"))).unwrap();
+
+    // The data: an image and the checksum files a distribution would publish.
+    let image = out.join("arch.iso");
+    pseudo_random_file(&image, 3 * 1024 * 1024 + 777, 99);
+    pseudo_random_file(&out.join("other.iso"), 4096, 5);
+    let sums = tool(out, "sha256sum", &["other.iso", "arch.iso"]);
+    std::fs::write(out.join("SHA256SUMS"), &sums).unwrap();
+    let size = std::fs::metadata(&image).unwrap().len();
+    let tagged = tool(out, "sha256sum", &["--tag", "arch.iso"]);
+    std::fs::write(
+        out.join("CHECKSUM"),
+        format!("# arch.iso: {size} bytes\n{tagged}"),
+    )
+    .unwrap();
+
+    let sign = |signers: &[&str], extra: &[&str], input: &str, output: &str| {
+        let mut c = gpg(&home);
+        for s in signers {
+            c.arg("--local-user").arg(format!("{}!", fp(s)));
+        }
+        c.args(extra)
+            .arg("--output")
+            .arg(out.join(output))
+            .arg(out.join(input));
+        run(&mut c);
+    };
+    sign(
+        &["rsa4096"],
+        &["--armor", "--detach-sign"],
+        "SHA256SUMS",
+        "sums.rsa4096.asc",
+    );
+    sign(
+        &["rsa2048"],
+        &["--detach-sign"],
+        "SHA256SUMS",
+        "sums.rsa2048.bin",
+    );
+    sign(
+        &["ed25519"],
+        &["--armor", "--detach-sign"],
+        "SHA256SUMS",
+        "sums.ed25519.asc",
+    );
+    sign(
+        &["other"],
+        &["--armor", "--detach-sign"],
+        "SHA256SUMS",
+        "sums.other.asc",
+    );
+    sign(
+        &["other", "rsa4096"],
+        &["--armor", "--detach-sign"],
+        "SHA256SUMS",
+        "sums.multi.asc",
+    );
+    sign(
+        &["rsa4096"],
+        &["--armor", "--detach-sign", "--digest-algo", "SHA1"],
+        "SHA256SUMS",
+        "sums.sha1.asc",
+    );
+    sign(
+        &["expired"],
+        &[
+            "--faked-system-time",
+            "20200101T120000",
+            "--armor",
+            "--detach-sign",
+        ],
+        "SHA256SUMS",
+        "sums.expired.asc",
+    );
+    sign(
+        &["revoked"],
+        &["--armor", "--detach-sign"],
+        "SHA256SUMS",
+        "sums.revoked.asc",
+    );
+    // The subkey signs: `fpr!` of the subkey is found by gpg from the primary.
+    {
+        let mut c = gpg(&home);
+        c.arg("--local-user")
+            .arg(fp("sub"))
+            .args(["--armor", "--detach-sign", "--output"])
+            .arg(out.join("sums.sub.asc"))
+            .arg(out.join("SHA256SUMS"));
+        run(&mut c);
+    }
+    sign(&["rsa4096"], &["--clearsign"], "CHECKSUM", "CHECKSUM.clear");
+    sign(&["ed25519"], &["--detach-sign"], "arch.iso", "arch.iso.sig");
+
+    // Revoke after signing: gpg stored a revocation certificate at key
+    // generation; importing it (minus its guard colon) revokes the key.
+    let rev = std::fs::read_to_string(
+        home.join("openpgp-revocs.d")
+            .join(format!("{}.rev", fp("revoked"))),
+    )
+    .unwrap()
+    .replace(
+        ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+    );
+    std::fs::write(out.join("revoke.asc"), rev).unwrap();
+    run(gpg(&home).arg("--import").arg(out.join("revoke.asc")));
+
+    for (name, armor) in [
+        ("rsa4096", true),
+        ("rsa2048", false),
+        ("ed25519", true),
+        ("other", true),
+        ("revoked", true),
+        ("expired", true),
+        ("sub", true),
+    ] {
+        export(&fp(name), &format!("{name}.key"), armor);
+    }
+    // A keyring of two keys in one armored block.
+    run(gpg(&home)
+        .args(["--armor", "--output"])
+        .arg(out.join("keyring.key"))
+        .args(["--export", &fp("rsa4096"), &fp("ed25519")]));
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--kill", "gpg-agent"])
+        .status();
+}
+
+/// A fresh folder holding copies of fixture files under new names.
+fn stage(fx: &GpgFixtures, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in files {
+        std::fs::copy(fx.path(from), dir.path().join(to)).unwrap();
+    }
+    dir
+}
+
+fn verify_with_keys(
+    dir: &Path,
+    image: &str,
+    keys: &[&GpgFixtures],
+    key_names: &[&str],
+    extra: &[&str],
+) -> Verdict {
+    let mut args: Vec<std::ffi::OsString> = vec![dir.join(image).into_os_string()];
+    for (fx, k) in keys.iter().zip(key_names) {
+        args.push("--key".into());
+        args.push(fx.path(&format!("{k}.key")).into_os_string());
+    }
+    args.extend(extra.iter().map(std::ffi::OsString::from));
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    verify(&refs)
+}
+
+/// Verifies with one key file.
+fn verify_key(fx: &GpgFixtures, dir: &Path, key: &str, extra: &[&str]) -> Verdict {
+    verify_with_keys(dir, "arch.iso", &[fx], &[key], extra)
+}
+
+/// gpg's own verdict on a detached signature with only `key` imported.
+fn gpg_accepts(fx: &GpgFixtures, key: &str, sig: &Path, data: Option<&Path>) -> bool {
+    let home = tempfile::tempdir().unwrap();
+    // gpg fails a file with several signatures when it lacks any signer's key.
+    let keys: &[&str] = if key == "multi" {
+        &["rsa4096", "other"]
+    } else {
+        &[key]
+    };
+    for k in keys {
+        run(gpg(home.path())
+            .arg("--import")
+            .arg(fx.path(&format!("{k}.key"))));
+    }
+    let mut c = gpg(home.path());
+    c.arg("--verify").arg(sig);
+    if let Some(d) = data {
+        c.arg(d);
+    }
+    let ok = c.output().unwrap().status.success();
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "gpg-agent"])
+        .status();
+    ok
+}
+
+fn assert_signer(v: &Verdict, fx: &GpgFixtures, key: &str, uid: &str) {
+    let s = &v.json["signers"][0];
+    assert_eq!(s["fingerprint"], fx.fingerprint(key), "{:#}", v.json);
+    assert!(s["user_id"].as_str().unwrap().contains(uid), "{:#}", v.json);
+}
+
+#[test]
+fn openpgp_detached_signatures_over_checksum_files() {
+    let Some(fx) = gpg_fixtures() else { return };
+    // (signature fixture, published name, key file, uid)
+    let cases = [
+        (
+            "sums.rsa4096.asc",
+            "SHA256SUMS.gpg",
+            "rsa4096",
+            "rsa4096@example.org",
+        ),
+        (
+            "sums.rsa2048.bin",
+            "SHA256SUMS.sign",
+            "rsa2048",
+            "rsa2048@example.org",
+        ),
+        (
+            "sums.ed25519.asc",
+            "SHA256SUMS.asc",
+            "ed25519",
+            "ed25519@example.org",
+        ),
+        (
+            "sums.ed25519.asc",
+            "SHA256SUMS.gpg",
+            "keyring",
+            "ed25519@example.org",
+        ),
+        (
+            "sums.multi.asc",
+            "SHA256SUMS.gpg",
+            "rsa4096",
+            "rsa4096@example.org",
+        ),
+    ];
+    for (sig, published, key, uid) in cases {
+        let dir = stage(
+            &fx,
+            &[
+                ("arch.iso", "arch.iso"),
+                ("SHA256SUMS", "SHA256SUMS"),
+                (sig, published),
+            ],
+        );
+        // gpg agrees the signature is good.
+        let gpg_key = match (key, sig) {
+            ("keyring", _) => "ed25519",
+            (_, "sums.multi.asc") => "multi",
+            _ => key,
+        };
+        assert!(gpg_accepts(
+            &fx,
+            gpg_key,
+            &dir.path().join(published),
+            Some(&dir.path().join("SHA256SUMS"))
+        ));
+        let v = verify_key(&fx, dir.path(), key, &[]);
+        assert_outcome(&v, "verified", 0);
+        let signer_key = if key == "keyring" { "ed25519" } else { key };
+        assert_signer(&v, &fx, signer_key, uid);
+        assert_eq!(v.json["matched"]["line"], 2);
+        assert!(v.json["matched"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("SHA256SUMS"));
+        if sig == "sums.multi.asc" {
+            // Both signatures reported: the good one, and the other key's.
+            let sigs = &v.json["signatures"][0]["signatures"];
+            let statuses: Vec<_> = sigs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["status"].clone())
+                .collect();
+            assert_eq!(statuses.len(), 2, "{:#}", v.json);
+            assert!(statuses.contains(&"good".into()) && statuses.contains(&"unknown-key".into()));
+        }
+    }
+    // Without a key the signature cannot count.
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("SHA256SUMS", "SHA256SUMS"),
+            ("sums.rsa4096.asc", "SHA256SUMS.gpg"),
+        ],
+    );
+    let v = verify_image(&dir.path().join("arch.iso"), &[]);
+    assert_outcome(&v, "checksum-only", 10);
+    // Several signatures where the given key made none.
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("SHA256SUMS", "SHA256SUMS"),
+            ("sums.multi.asc", "SHA256SUMS.gpg"),
+        ],
+    );
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "ed25519", &[]),
+        "unknown-key",
+        14,
+    );
+}
+
+#[test]
+fn openpgp_subkey_signature() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("SHA256SUMS", "SHA256SUMS"),
+            ("sums.sub.asc", "SHA256SUMS.gpg"),
+        ],
+    );
+    let v = verify_key(&fx, dir.path(), "sub", &[]);
+    assert_outcome(&v, "verified", 0);
+    assert_signer(&v, &fx, "sub", "sub@example.org");
+    assert!(v.json["signers"][0]["subkey"].is_string());
+}
+
+#[test]
+fn openpgp_refusals() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let case = |sig: &str, key: &str| {
+        let dir = stage(
+            &fx,
+            &[
+                ("arch.iso", "arch.iso"),
+                ("SHA256SUMS", "SHA256SUMS"),
+                (sig, "SHA256SUMS.gpg"),
+            ],
+        );
+        verify_key(&fx, dir.path(), key, &[])
+    };
+    // gpg itself checks the SHA-1 signature fine: refusing it is our rule.
+    assert_outcome(&case("sums.sha1.asc", "rsa4096"), "weak-signature", 15);
+    assert_outcome(&case("sums.expired.asc", "expired"), "expired-key", 16);
+    assert_outcome(&case("sums.revoked.asc", "revoked"), "revoked-key", 17);
+    assert_outcome(&case("sums.other.asc", "rsa4096"), "unknown-key", 14);
+}
+
+#[test]
+fn openpgp_pins() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("SHA256SUMS", "SHA256SUMS"),
+            ("sums.rsa4096.asc", "SHA256SUMS.gpg"),
+        ],
+    );
+    let rsa = fx.fingerprint("rsa4096");
+    let ed = fx.fingerprint("ed25519");
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "keyring", &["--fingerprint", &rsa]),
+        "verified",
+        0,
+    );
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "keyring", &["--fingerprint", &ed]),
+        "unknown-key",
+        14,
+    );
+    let out = bootstick()
+        .arg("verify")
+        .arg(dir.path().join("arch.iso"))
+        .arg("--key")
+        .arg(fx.path("rsa4096.key"))
+        .args(["--fingerprint", &ed])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a pin no given key has is bad input"
+    );
+}
+
+#[test]
+fn openpgp_clearsigned_checksum() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("CHECKSUM.clear", "Fedora-arch-CHECKSUM"),
+        ],
+    );
+    assert!(gpg_accepts(
+        &fx,
+        "rsa4096",
+        &dir.path().join("Fedora-arch-CHECKSUM"),
+        None
+    ));
+    let v = verify_key(&fx, dir.path(), "rsa4096", &[]);
+    assert_outcome(&v, "verified", 0);
+    assert_eq!(v.json["signatures"][0]["format"], "openpgp-clearsigned");
+    assert_eq!(v.json["sources"][0]["clearsigned"], true);
+
+    // An edited hash inside the signed text breaks the signature.
+    let text = std::fs::read_to_string(fx.path("CHECKSUM.clear")).unwrap();
+    let pos = text.find(") = ").unwrap() + 6;
+    let mut bytes = text.clone().into_bytes();
+    bytes[pos] = if bytes[pos] == b'0' { b'1' } else { b'0' };
+    std::fs::write(dir.path().join("Fedora-arch-CHECKSUM"), &bytes).unwrap();
+    assert!(!gpg_accepts(
+        &fx,
+        "rsa4096",
+        &dir.path().join("Fedora-arch-CHECKSUM"),
+        None
+    ));
+    assert_outcome(&verify_key(&fx, dir.path(), "rsa4096", &[]), "mismatch", 11);
+
+    // A hash added outside the signed text does not count: the signed part
+    // lists another image only, the unsigned tail lists this one.
+    let other = stage(&fx, &[("arch.iso", "renamed.iso")]);
+    let tail = tool(other.path(), "sha256sum", &["--tag", "renamed.iso"]);
+    std::fs::write(
+        dir.path().join("Fedora-arch-CHECKSUM"),
+        format!("{text}{tail}"),
+    )
+    .unwrap();
+    std::fs::copy(fx.path("arch.iso"), dir.path().join("renamed.iso")).unwrap();
+    std::fs::remove_file(dir.path().join("arch.iso")).unwrap();
+    let v = verify_with_keys(dir.path(), "renamed.iso", &[&fx], &["rsa4096"], &[]);
+    assert_ne!(v.json["outcome"], "verified", "{:#}", v.json);
+    assert_ne!(v.code, 0);
+}
+
+#[test]
+fn openpgp_signature_over_the_image_itself() {
+    let Some(fx) = gpg_fixtures() else { return };
+    // Arch: a binary Ed25519 signature over the ISO, no checksum file.
+    let dir = stage(
+        &fx,
+        &[("arch.iso", "arch.iso"), ("arch.iso.sig", "arch.iso.sig")],
+    );
+    assert!(gpg_accepts(
+        &fx,
+        "ed25519",
+        &dir.path().join("arch.iso.sig"),
+        Some(&dir.path().join("arch.iso"))
+    ));
+    let v = verify_key(&fx, dir.path(), "ed25519", &[]);
+    assert_outcome(&v, "verified", 0);
+    assert_signer(&v, &fx, "ed25519", "ed25519@example.org");
+    assert_eq!(
+        v.json["signatures"][0]["covers"],
+        dir.path().join("arch.iso").to_str().unwrap()
+    );
+
+    // Given explicitly under another name, with discovery off.
+    let sig = dir.path().join("signature.bin");
+    std::fs::rename(dir.path().join("arch.iso.sig"), &sig).unwrap();
+    let v = verify_key(
+        &fx,
+        dir.path(),
+        "ed25519",
+        &["--no-discover", "--sig", sig.to_str().unwrap()],
+    );
+    assert_outcome(&v, "verified", 0);
+
+    // One flipped byte in the image.
+    std::fs::rename(&sig, dir.path().join("arch.iso.sig")).unwrap();
+    flip_byte(&dir.path().join("arch.iso"), 1024 * 1024 + 3);
+    assert!(!gpg_accepts(
+        &fx,
+        "ed25519",
+        &dir.path().join("arch.iso.sig"),
+        Some(&dir.path().join("arch.iso"))
+    ));
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "ed25519", &[]),
+        "bad-signature",
+        13,
+    );
+}
+
+#[test]
+fn openpgp_tampering() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let base = [
+        ("arch.iso", "arch.iso"),
+        ("SHA256SUMS", "SHA256SUMS"),
+        ("sums.rsa4096.asc", "SHA256SUMS.gpg"),
+    ];
+
+    // A flipped byte in the image: the signed list still verifies, the hash not.
+    let dir = stage(&fx, &base);
+    flip_byte(&dir.path().join("arch.iso"), 100);
+    assert_outcome(&verify_key(&fx, dir.path(), "rsa4096", &[]), "mismatch", 11);
+
+    // A flipped byte in the checksum file (in the other image's line, so the
+    // image's own line still matches): the signature no longer verifies.
+    let dir = stage(&fx, &base);
+    flip_byte(&dir.path().join("SHA256SUMS"), 3);
+    assert!(!gpg_accepts(
+        &fx,
+        "rsa4096",
+        &dir.path().join("SHA256SUMS.gpg"),
+        Some(&dir.path().join("SHA256SUMS"))
+    ));
+    let v = verify_key(&fx, dir.path(), "rsa4096", &[]);
+    assert_outcome(&v, "bad-signature", 13);
+
+    // A flipped byte inside the signature (binary, in the signature MPI).
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("SHA256SUMS", "SHA256SUMS"),
+            ("sums.rsa2048.bin", "SHA256SUMS.sign"),
+        ],
+    );
+    let sig = dir.path().join("SHA256SUMS.sign");
+    let len = std::fs::metadata(&sig).unwrap().len() as usize;
+    flip_byte(&sig, len - 10);
+    assert!(!gpg_accepts(
+        &fx,
+        "rsa2048",
+        &sig,
+        Some(&dir.path().join("SHA256SUMS"))
+    ));
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "rsa2048", &[]),
+        "bad-signature",
+        13,
+    );
+
+    // A flipped character in an armored signature body, in its last line
+    // of base64 (the signature value; the start holds unhashed subpackets,
+    // which a signature does not cover).
+    let dir = stage(&fx, &base);
+    let sig = dir.path().join("SHA256SUMS.gpg");
+    let text = std::fs::read_to_string(&sig).unwrap();
+    let last_line = text
+        .lines()
+        .rfind(|l| !l.is_empty() && !l.starts_with('=') && !l.starts_with("-----"))
+        .unwrap();
+    let body = text.find(last_line).unwrap() + 4;
+    let mut b = text.into_bytes();
+    b[body] = if b[body] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&sig, b).unwrap();
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "rsa4096", &[]),
+        "bad-signature",
+        13,
+    );
+
+    // Truncated and garbage signature files.
+    for bytes in [
+        std::fs::read(fx.path("sums.rsa2048.bin")).unwrap()[..100].to_vec(),
+        std::fs::read(fx.path("sums.rsa4096.asc")).unwrap()[..300].to_vec(),
+        b"this is not a signature\n".to_vec(),
+        vec![0x88; 64],
+    ] {
+        let dir = stage(&fx, &base);
+        std::fs::write(dir.path().join("SHA256SUMS.gpg"), &bytes).unwrap();
+        assert_outcome(
+            &verify_key(&fx, dir.path(), "rsa4096", &[]),
+            "bad-signature",
+            13,
+        );
+    }
+
+    // A signature by a key that was not given.
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("SHA256SUMS", "SHA256SUMS"),
+            ("sums.other.asc", "SHA256SUMS.gpg"),
+        ],
+    );
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "rsa4096", &[]),
+        "unknown-key",
+        14,
+    );
+}

@@ -13,6 +13,16 @@ use std::path::PathBuf;
 pub struct Args {
     /// The image to check.
     pub image: PathBuf,
+    #[command(flatten)]
+    pub references: References,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What an image is checked against; shared by `verify` and `write`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct References {
     /// A checksum file (SHA256SUMS, CHECKSUM, x.iso.sha256, b2sums.txt, …);
     /// repeatable. Without it, checksum files beside the image are used.
     #[arg(long, value_name = "FILE")]
@@ -23,12 +33,23 @@ pub struct Args {
     /// The image's expected SHA-512, in hex.
     #[arg(long, value_name = "HEX")]
     pub sha512: Option<String>,
+    /// A signature file (SHA256SUMS.gpg, x.iso.sig, …); repeatable. It signs
+    /// the file its name minus the extension names (a --sums file or the
+    /// image); other names are taken to sign the image. Signature files
+    /// beside the image and the checksum files are found without it.
+    #[arg(long, value_name = "FILE")]
+    pub sig: Vec<PathBuf>,
+    /// An OpenPGP public key or keyring (armored or binary) whose signatures
+    /// are trusted; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub key: Vec<PathBuf>,
+    /// Trust only the --key keys with this fingerprint (or long key ID);
+    /// repeatable.
+    #[arg(long, value_name = "FPR")]
+    pub fingerprint: Vec<String>,
     /// Do not look for checksum or signature files beside the image.
     #[arg(long)]
     pub no_discover: bool,
-    /// Print the report as one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The exit code of each outcome.
@@ -61,25 +82,22 @@ fn digest_arg(alg: HashAlgorithm, hex: &str, flag: &str) -> Result<Digest, Failu
 }
 
 /// Builds the library request from the shared flags (also used by `write`).
-pub fn request(
-    image: PathBuf,
-    sums: Vec<PathBuf>,
-    sha256: Option<&str>,
-    sha512: Option<&str>,
-    discover: bool,
-) -> Result<trust::Request, Failure> {
+pub fn request(image: PathBuf, r: &References) -> Result<trust::Request, Failure> {
     let mut expected = Vec::new();
-    if let Some(h) = sha256 {
+    if let Some(h) = &r.sha256 {
         expected.push(digest_arg(HashAlgorithm::Sha256, h, "sha256")?);
     }
-    if let Some(h) = sha512 {
+    if let Some(h) = &r.sha512 {
         expected.push(digest_arg(HashAlgorithm::Sha512, h, "sha512")?);
     }
     Ok(trust::Request {
         image,
-        sums,
+        sums: r.sums.clone(),
         expected,
-        discover,
+        signatures: r.sig.clone(),
+        keys: r.key.clone(),
+        fingerprints: r.fingerprint.clone(),
+        discover: !r.no_discover,
     })
 }
 
@@ -136,6 +154,40 @@ pub fn render(report: &Report) -> String {
             m.source, m.algorithm
         ));
     }
+    for f in &report.signatures {
+        let detail = f
+            .detail
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        line(format!(
+            "signature file: {} ({}, over {}): {}{detail}",
+            f.file,
+            f.format,
+            f.covers,
+            status_name(f.status)
+        ));
+        for c in &f.signatures {
+            let who = c
+                .signer
+                .as_ref()
+                .map(signer_text)
+                .unwrap_or_else(|| format!("issuer {}", c.issuer.join(" ")));
+            let detail = c
+                .detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            line(format!(
+                "  {} {} by {who}{detail}",
+                status_name(c.status),
+                c.hash
+            ));
+        }
+    }
+    for s in &report.signers {
+        line(format!("signed by: {}", signer_text(s)));
+    }
     for m in &report.mismatches {
         let at = m.line.map(|l| format!(" line {l}")).unwrap_or_default();
         line(format!(
@@ -152,6 +204,25 @@ pub fn render(report: &Report) -> String {
         line(format!("note: {n}"));
     }
     out
+}
+
+fn status_name(s: bootstick::trust::signature::Status) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn signer_text(s: &bootstick::trust::signature::Signer) -> String {
+    let sub = s
+        .subkey
+        .as_deref()
+        .map(|k| format!(" (subkey {k})"))
+        .unwrap_or_default();
+    match &s.user_id {
+        Some(u) => format!("{}{sub} {u:?}", s.fingerprint),
+        None => format!("{}{sub}", s.fingerprint),
+    }
 }
 
 /// One sentence saying why an outcome other than `verified` is not success.
@@ -171,13 +242,7 @@ pub fn failure_message(report: &Report) -> String {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let req = request(
-        args.image,
-        args.sums,
-        args.sha256.as_deref(),
-        args.sha512.as_deref(),
-        !args.no_discover,
-    )?;
+    let req = request(args.image, &args.references)?;
     let report = check(&req, args.json)?;
     if args.json {
         let json =

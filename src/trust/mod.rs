@@ -11,12 +11,15 @@
 //! decided in.
 
 pub mod discover;
+pub mod openpgp;
+pub mod signature;
 pub mod stream;
 pub mod sums;
 
 use crate::events::{Event, Observer, Phase};
 use crate::hash::{Digest, HashAlgorithm};
 use serde::Serialize;
+use signature::{Checked, SignatureFile, Signer, Status};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -90,6 +93,8 @@ pub enum Error {
     },
     #[error("{path} is not text: {reason}")]
     NotText { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Key(#[from] openpgp::KeyError),
 }
 
 /// What to check the image against.
@@ -101,7 +106,16 @@ pub struct Request {
     pub sums: Vec<PathBuf>,
     /// Hashes given on the command line (`--sha256`, `--sha512`).
     pub expected: Vec<Digest>,
-    /// Look for checksum files beside the image when none are given.
+    /// Signature files given explicitly (`--sig`). What each one signs is
+    /// told by its name: `X.gpg` signs `X` (a checksum file or the image);
+    /// a name that matches neither is taken to sign the image.
+    pub signatures: Vec<PathBuf>,
+    /// Files holding the keys signatures are checked with (`--key`).
+    pub keys: Vec<PathBuf>,
+    /// Fingerprints the keys are narrowed to (`--fingerprint`).
+    pub fingerprints: Vec<String>,
+    /// Look for checksum files (when none are given) and for signature
+    /// files beside the image and the checksum files.
     pub discover: bool,
 }
 
@@ -121,6 +135,8 @@ pub struct Listing {
     pub algorithm: HashAlgorithm,
     /// The listed digest in hex.
     pub expected: String,
+    /// Who signed the checksum file, by good signatures from given keys.
+    pub signed_by: Vec<Signer>,
 }
 
 /// One checksum reference that was read.
@@ -148,6 +164,12 @@ pub struct Report {
     /// Listings that name the image but carry another hash.
     pub mismatches: Vec<Listing>,
     pub sources: Vec<SourceSummary>,
+    /// Every signature file read, and the verdict on each signature in it.
+    pub signatures: Vec<SignatureFile>,
+    /// Who vouches for the image when the outcome is `verified`.
+    pub signers: Vec<Signer>,
+    /// The keys that were trusted (after `--fingerprint` pins).
+    pub keys: Vec<Signer>,
     /// Things worth knowing that did not decide the outcome.
     pub notes: Vec<String>,
     /// The SHA-256 of the image bytes that were checked; `write` passes it to
@@ -161,13 +183,54 @@ struct Source {
     name: String,
     sums: sums::Sums,
     clearsigned: bool,
+    /// Indexes into the signature files that cover this source.
+    signed_by: Vec<usize>,
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The signature formats a signature file may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SigFormat {
+    OpenPgp,
+    Unknown,
+}
+
+fn sig_format(bytes: &[u8]) -> SigFormat {
+    if openpgp::looks_like_openpgp(bytes) {
+        SigFormat::OpenPgp
+    } else {
+        SigFormat::Unknown
+    }
+}
+
+/// A signature over the image whose cryptographic check needs the image
+/// bytes: done during (or after) the streaming pass.
+struct Pending<'k> {
+    file: usize,
+    sig: pgp::packet::Signature,
+    signing: openpgp::SigningKeyRef<'k>,
+    signer: Signer,
 }
 
 /// Runs the check described by `req`, reporting progress of the image pass
 /// to `observer`.
 pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
     let mut notes = Vec::new();
-    let mut sources = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
+    let mut sig_files: Vec<SignatureFile> = Vec::new();
+    let keys = openpgp::Keyring::load(&req.keys, &req.fingerprints)?;
 
     let mut sums_files = req.sums.clone();
     if sums_files.is_empty() && req.expected.is_empty() && req.discover {
@@ -176,8 +239,50 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
             source,
         })?;
     }
-    for path in &sums_files {
-        sources.push(load_sums(path)?);
+
+    // Which file each explicit --sig signs, by its name.
+    let mut image_sigs: Vec<PathBuf> = Vec::new();
+    let mut sums_sigs: Vec<Vec<PathBuf>> = vec![Vec::new(); sums_files.len()];
+    for sig in &req.signatures {
+        let stem = sig.file_stem().map(|s| s.to_string_lossy().into_owned());
+        match sums_files
+            .iter()
+            .position(|f| stem.as_deref() == Some(file_name(f).as_str()))
+        {
+            Some(i) => sums_sigs[i].push(sig.clone()),
+            None => image_sigs.push(sig.clone()),
+        }
+    }
+    if req.discover {
+        for (i, f) in sums_files.iter().enumerate() {
+            sums_sigs[i].extend(discover::signatures_of(f));
+        }
+        image_sigs.extend(discover::signatures_of(&req.image));
+    }
+    for list in sums_sigs.iter_mut().chain(std::iter::once(&mut image_sigs)) {
+        let mut seen: Vec<PathBuf> = Vec::new();
+        list.retain(|p| {
+            let dup = seen.iter().any(|s| same_file(s, p));
+            seen.push(p.clone());
+            !dup
+        });
+    }
+
+    for (path, sigs) in sums_files.iter().zip(&sums_sigs) {
+        let (source, bytes, clearsigned) = load_sums(path, &keys)?;
+        let mut signed_by = Vec::new();
+        if let Some(c) = clearsigned {
+            signed_by.push(sig_files.len());
+            sig_files.push(c);
+        }
+        for sig in sigs {
+            signed_by.push(sig_files.len());
+            sig_files.push(check_detached_over_bytes(sig, path, &bytes, &keys)?);
+        }
+        sources.push(Source {
+            signed_by,
+            ..source
+        });
     }
     if !req.expected.is_empty() {
         sources.push(Source {
@@ -196,12 +301,55 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
                 ignored: Vec::new(),
             },
             clearsigned: false,
+            signed_by: Vec::new(),
         });
     }
     for s in &sources {
         if s.sums.entries.is_empty() {
             notes.push(format!("{} lists no usable checksum", s.name));
         }
+    }
+
+    // Signatures over the image: decide what needs no data now, queue the
+    // rest for the streaming pass.
+    let image_display = req.image.display().to_string();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut image_sig_files = Vec::new();
+    for path in &image_sigs {
+        let idx = sig_files.len();
+        image_sig_files.push(idx);
+        let bytes = read_small(path)?;
+        let mut file = SignatureFile {
+            file: path.display().to_string(),
+            covers: image_display.clone(),
+            format: "openpgp",
+            status: Status::Bad,
+            signatures: Vec::new(),
+            detail: None,
+        };
+        match sig_format(&bytes) {
+            SigFormat::OpenPgp => match openpgp::parse_detached(&bytes) {
+                Ok(sigs) => {
+                    for sig in sigs {
+                        match openpgp::plan(&sig, &keys) {
+                            openpgp::Plan::Done(c) => file.signatures.push(c),
+                            openpgp::Plan::Verify { signing, signer } => pending.push(Pending {
+                                file: idx,
+                                sig,
+                                signing,
+                                signer,
+                            }),
+                        }
+                    }
+                }
+                Err(e) => file.detail = Some(e),
+            },
+            SigFormat::Unknown => {
+                file.format = "unknown";
+                file.detail = Some("not a signature format bootstick knows".into());
+            }
+        }
+        sig_files.push(file);
     }
 
     // Every algorithm any entry may use, plus SHA-256 for the write engine.
@@ -211,16 +359,57 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
             algorithms.extend(e.candidates.iter().copied());
         }
     }
-    let (size, digests) = hash_image(&req.image, &algorithms, observer)?;
+    let mut pending = pending.into_iter();
+    let first = pending.next();
+    let (size, digests, first_result) = hash_image(&req.image, &algorithms, observer, |r| {
+        first.as_ref().map(|p| p.signing.verify(&p.sig, r))
+    })?;
+    if let (Some(p), Some(result)) = (first, first_result) {
+        sig_files[p.file]
+            .signatures
+            .push(openpgp::finish(&p.sig, p.signer, result));
+    }
+    // Further candidates need their own pass, but only while their file has
+    // no good signature yet (any good one suffices).
+    for p in pending {
+        let file = &mut sig_files[p.file];
+        let checked = if file.signatures.iter().any(|c| c.status == Status::Good) {
+            Checked {
+                status: Status::Unchecked,
+                detail: Some("not needed: another signature in this file is good".into()),
+                ..openpgp::finish(&p.sig, p.signer, Ok(()))
+            }
+        } else {
+            let f = File::open(&req.image).map_err(|source| Error::Io {
+                path: req.image.clone(),
+                source,
+            })?;
+            let result = p
+                .signing
+                .verify(&p.sig, std::io::BufReader::with_capacity(stream::CHUNK, f));
+            openpgp::finish(&p.sig, p.signer, result)
+        };
+        file.signatures.push(checked);
+    }
+    for f in &mut sig_files {
+        if f.detail.is_none() || !f.signatures.is_empty() {
+            f.status = signature::file_status(&f.signatures);
+        }
+    }
 
-    let image_name = req
-        .image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    // Match the image against every listing.
+    let image_name = file_name(&req.image);
+    let good_signers = |idxs: &[usize]| -> Vec<Signer> {
+        idxs.iter()
+            .flat_map(|&i| sig_files[i].signatures.iter())
+            .filter(|c| c.status == Status::Good)
+            .filter_map(|c| c.signer.clone())
+            .collect()
+    };
     let mut matched: Option<Listing> = None;
     let mut mismatches = Vec::new();
     for s in &sources {
+        let signed_by = good_signers(&s.signed_by);
         for e in &s.sums.entries {
             let hit = e.candidates.iter().find(|a| {
                 digests
@@ -234,10 +423,16 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
                 renamed,
                 algorithm: alg,
                 expected: e.hex(),
+                signed_by: signed_by.clone(),
             };
             let names_image = e.name.is_none() || e.names(&image_name);
+            // Prefer a signed listing, then one under the image's own name.
+            let better = |m: &Listing| {
+                (m.signed_by.is_empty() && !signed_by.is_empty())
+                    || (m.signed_by.is_empty() == signed_by.is_empty() && m.renamed && names_image)
+            };
             match hit {
-                Some(&alg) if matched.as_ref().is_none_or(|m| m.renamed && names_image) => {
+                Some(&alg) if matched.as_ref().is_none_or(better) => {
                     matched = Some(listing(alg, !names_image));
                 }
                 Some(_) => {}
@@ -253,15 +448,53 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
         ));
     }
 
+    let image_signers = good_signers(&image_sig_files);
+    let mut signers: Vec<Signer> = image_signers.clone();
+    if let Some(m) = &matched {
+        signers.extend(m.signed_by.iter().cloned());
+    }
+    signers.dedup();
+    let worst = |statuses: &[Status]| {
+        sig_files
+            .iter()
+            .map(|f| f.status)
+            .filter(|s| statuses.contains(s))
+            .min()
+    };
+    let unchecked = sig_files.iter().any(|f| f.status == Status::Unchecked);
+    if unchecked {
+        notes.push("signatures were found but not checked: give the signing key with --key".into());
+    }
     let outcome = if !mismatches.is_empty() {
         Outcome::Mismatch
+    } else if worst(&[Status::Bad]).is_some() {
+        Outcome::BadSignature
+    } else if !signers.is_empty() {
+        Outcome::Verified
+    } else if let Some(s) = worst(&[
+        Status::RevokedKey,
+        Status::ExpiredKey,
+        Status::Weak,
+        Status::UnknownKey,
+    ]) {
+        match s {
+            Status::RevokedKey => Outcome::RevokedKey,
+            Status::ExpiredKey => Outcome::ExpiredKey,
+            Status::Weak => Outcome::WeakSignature,
+            _ => Outcome::UnknownKey,
+        }
     } else if matched.is_some() {
         Outcome::ChecksumOnly
+    } else if unchecked {
+        Outcome::UnknownKey
     } else if !sources.is_empty() {
         Outcome::NotListed
     } else {
         Outcome::NoReference
     };
+    if outcome != Outcome::Verified {
+        signers.clear();
+    }
 
     Ok(Report {
         outcome,
@@ -291,6 +524,9 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
                 clearsigned: s.clearsigned,
             })
             .collect(),
+        signatures: sig_files,
+        signers,
+        keys: keys.describe(),
         notes,
     })
 }
@@ -317,56 +553,100 @@ pub fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(buf)
 }
 
-fn load_sums(path: &Path) -> Result<Source, Error> {
+/// Reads a checksum file. A clearsigned one yields only its signed text, and
+/// the verdict on its signatures.
+fn load_sums(
+    path: &Path,
+    keys: &openpgp::Keyring,
+) -> Result<(Source, Vec<u8>, Option<SignatureFile>), Error> {
     let bytes = read_small(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| Error::NotText {
+    let text = String::from_utf8(bytes.clone()).map_err(|e| Error::NotText {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let hint = sums::hint_from_file_name(&file_name);
-    let (text, clearsigned) = match cleartext(&text) {
-        Some(Ok(signed)) => (signed, true),
-        Some(Err(reason)) => {
-            return Err(Error::NotText {
-                path: path.to_path_buf(),
-                reason: format!("malformed clearsigned file: {reason}"),
-            })
-        }
-        None => (text, false),
-    };
-    Ok(Source {
-        name: path.display().to_string(),
-        sums: sums::parse(&text, hint),
+    let hint = sums::hint_from_file_name(&file_name(path));
+    let name = path.display().to_string();
+    let source = |text: &str, clearsigned: bool| Source {
+        name: name.clone(),
+        sums: sums::parse(text, hint),
         clearsigned,
-    })
-}
-
-/// The signed text of a clearsigned file (`-----BEGIN PGP SIGNED
-/// MESSAGE-----`), or `None` when `text` is not one. Only this text counts:
-/// lines before the header or after the signature are not signed.
-fn cleartext(text: &str) -> Option<Result<String, String>> {
+        signed_by: Vec::new(),
+    };
     if !text
         .trim_start()
         .starts_with("-----BEGIN PGP SIGNED MESSAGE-----")
     {
-        return None;
+        return Ok((source(&text, false), bytes, None));
     }
-    Some(
-        pgp::composed::CleartextSignedMessage::from_string(text.trim_start())
-            .map(|(msg, _)| msg.signed_text())
-            .map_err(|e| e.to_string()),
-    )
+    let mut file = SignatureFile {
+        file: name.clone(),
+        covers: name.clone(),
+        format: "openpgp-clearsigned",
+        status: Status::Bad,
+        signatures: Vec::new(),
+        detail: None,
+    };
+    match openpgp::parse_clearsigned(&text) {
+        Ok((signed, sigs)) => {
+            file.signatures = sigs
+                .iter()
+                .map(|s| openpgp::check_bytes(s, keys, signed.as_bytes()))
+                .collect();
+            file.status = signature::file_status(&file.signatures);
+            Ok((source(&signed, true), bytes, Some(file)))
+        }
+        Err(e) => {
+            // Nothing in a clearsigned file that does not parse is trusted.
+            file.detail = Some(format!("malformed clearsigned file: {e}"));
+            Ok((source("", true), bytes, Some(file)))
+        }
+    }
 }
 
-fn hash_image(
+/// Checks a detached signature file over a checksum file's bytes.
+fn check_detached_over_bytes(
+    sig_path: &Path,
+    covers: &Path,
+    data: &[u8],
+    keys: &openpgp::Keyring,
+) -> Result<SignatureFile, Error> {
+    let bytes = read_small(sig_path)?;
+    let mut file = SignatureFile {
+        file: sig_path.display().to_string(),
+        covers: covers.display().to_string(),
+        format: "openpgp",
+        status: Status::Bad,
+        signatures: Vec::new(),
+        detail: None,
+    };
+    match sig_format(&bytes) {
+        SigFormat::OpenPgp => match openpgp::parse_detached(&bytes) {
+            Ok(sigs) => {
+                file.signatures = sigs
+                    .iter()
+                    .map(|s| openpgp::check_bytes(s, keys, data))
+                    .collect();
+                file.status = signature::file_status(&file.signatures);
+            }
+            Err(e) => file.detail = Some(e),
+        },
+        SigFormat::Unknown => {
+            file.format = "unknown";
+            file.detail = Some("not a signature format bootstick knows".into());
+        }
+    }
+    Ok(file)
+}
+
+/// Streams the image once through every hasher; `consume` may read the
+/// stream first (an OpenPGP signature check pulling the image through its
+/// own hasher), and whatever it leaves is drained.
+fn hash_image<T>(
     path: &Path,
     algorithms: &[HashAlgorithm],
     observer: &dyn Observer,
-) -> Result<(u64, Vec<Digest>), Error> {
+    consume: impl FnOnce(&mut stream::HashingReader<'_, File>) -> T,
+) -> Result<(u64, Vec<Digest>, T), Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -378,10 +658,11 @@ fn hash_image(
         total,
     });
     let mut r = stream::HashingReader::new(f, algorithms, total, observer);
+    let t = consume(&mut r);
     r.drain().map_err(io)?;
     let size = r.bytes_read();
     observer.event(&Event::PhaseFinished {
         phase: Phase::Check,
     });
-    Ok((size, r.finish()))
+    Ok((size, r.finish(), t))
 }

@@ -1,0 +1,515 @@
+//! OpenPGP signatures (Ubuntu, Debian, Fedora, Arch, Mint, openSUSE) checked
+//! with the `pgp` crate (rPGP), against keys the user gave.
+//!
+//! rPGP parses keys and signature packets and verifies RSA and EdDSA
+//! signatures from a reader, so a signature over a multi-GB image (Arch) is
+//! checked while the image streams past ([`super::stream::HashingReader`]).
+//! What rPGP leaves to its caller is decided here:
+//!
+//! * **Which keys count.** Only keys from `--key` files, optionally narrowed
+//!   by `--fingerprint` pins. A key must have a valid self-signature; its
+//!   user ID, expiry and revocations come from self-signatures that verify.
+//!   Signing subkeys count when their binding and back-signature verify.
+//! * **Which signatures are refused** before any cryptography: SHA-1, MD5 and
+//!   RIPEMD-160 hashes, signatures by expired or revoked keys, signatures
+//!   that are not document signatures (type 0x00 binary / 0x01 text).
+//! * **Several signatures per file**: each is checked and reported; any good
+//!   one from a given key makes the file good.
+
+use super::signature::{Checked, Signer, Status};
+use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::crypto::hash::HashAlgorithm as PgpHash;
+use pgp::packet::{Signature, SignatureType};
+use pgp::types::{KeyDetails, Tag, Timestamp};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Problems with the keys given (`--key`, `--fingerprint`): input errors,
+/// not outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: not an OpenPGP public key or keyring: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{path}: key {fingerprint} has no valid self-signature, so its user ID and expiry cannot be trusted")]
+    NoSelfSignature { path: PathBuf, fingerprint: String },
+    #[error("--fingerprint {0}: no key given with --key has this fingerprint")]
+    PinNotFound(String),
+    #[error("--fingerprint {0}: not a hex fingerprint")]
+    BadPin(String),
+}
+
+/// A key that may make signatures: the primary or a bound signing subkey.
+#[derive(Clone)]
+enum SigningKey {
+    Primary,
+    Sub(Box<pgp::packet::PublicSubkey>),
+}
+
+struct Candidate {
+    signing: SigningKey,
+    fingerprint: pgp::types::Fingerprint,
+    key_id: pgp::types::KeyId,
+    /// Why this key may not sign (expired, revoked), if so.
+    invalid: Option<(Status, String)>,
+}
+
+/// A given key with what its self-signatures say.
+struct GivenKey {
+    key: SignedPublicKey,
+    fingerprint: String,
+    user_id: Option<String>,
+    candidates: Vec<Candidate>,
+}
+
+/// The keys signatures are checked against.
+#[derive(Default)]
+pub struct Keyring {
+    keys: Vec<GivenKey>,
+}
+
+fn fpr(f: &pgp::types::Fingerprint) -> String {
+    format!("{f:X}")
+}
+
+fn key_id_hex(k: &pgp::types::KeyId) -> String {
+    k.as_ref().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn now() -> u32 {
+    Timestamp::now().as_secs()
+}
+
+fn secs(t: Option<Timestamp>) -> u32 {
+    t.map(|t| t.as_secs()).unwrap_or(0)
+}
+
+/// The newest signature in `sigs` that `valid` accepts.
+fn newest<'a>(sigs: impl Iterator<Item = &'a Signature>) -> Option<&'a Signature> {
+    sigs.max_by_key(|s| secs(s.created()))
+}
+
+/// When a key created at `created` expires per `sig`, if it does.
+fn expiry(created: Timestamp, sig: &Signature) -> Option<u64> {
+    sig.key_expiration_time()
+        .filter(|d| d.as_secs() > 0)
+        .map(|d| created.as_secs() as u64 + u64::from(d.as_secs()))
+}
+
+impl Keyring {
+    /// True when no key was given.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// How many keys (primary keys) are trusted.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Loads every public key in `paths` (armored or binary, one key or a
+    /// keyring), then keeps only those matching `pins` when pins are given.
+    pub fn load(paths: &[PathBuf], pins: &[String]) -> Result<Keyring, super::Error> {
+        let mut keys = Vec::new();
+        for path in paths {
+            let bytes = super::read_small(path)?;
+            for key in parse_keys(&bytes).map_err(|reason| KeyError::Parse {
+                path: path.clone(),
+                reason,
+            })? {
+                keys.push(examine(key, path)?);
+            }
+        }
+        if !pins.is_empty() {
+            let mut wanted = Vec::new();
+            for p in pins {
+                let clean: String = p
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .trim_start_matches("0x")
+                    .to_ascii_uppercase();
+                if clean.len() < 16 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(KeyError::BadPin(p.clone()).into());
+                }
+                // A full fingerprint must match exactly; a shorter pin must
+                // match its end (a long key ID).
+                if !keys
+                    .iter()
+                    .any(|k: &GivenKey| k.fingerprint.ends_with(&clean))
+                {
+                    return Err(KeyError::PinNotFound(p.clone()).into());
+                }
+                wanted.push(clean);
+            }
+            keys.retain(|k| wanted.iter().any(|w| k.fingerprint.ends_with(w.as_str())));
+        }
+        Ok(Keyring { keys })
+    }
+
+    /// Fingerprints and user IDs of the trusted keys.
+    pub fn describe(&self) -> Vec<Signer> {
+        self.keys
+            .iter()
+            .map(|k| Signer {
+                fingerprint: k.fingerprint.clone(),
+                subkey: None,
+                user_id: k.user_id.clone(),
+            })
+            .collect()
+    }
+
+    /// The given keys this signature names as its issuer.
+    fn issuers_of<'k>(&'k self, sig: &Signature) -> Vec<(&'k GivenKey, &'k Candidate)> {
+        let fps = sig.issuer_fingerprint();
+        let ids = sig.issuer_key_id();
+        let mut out = Vec::new();
+        for k in &self.keys {
+            for c in &k.candidates {
+                if fps.iter().any(|f| **f == c.fingerprint) || ids.iter().any(|i| **i == c.key_id) {
+                    out.push((k, c));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Splits concatenated armored blocks or parses binary packets into keys.
+fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, String> {
+    const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+    let mut keys = Vec::new();
+    if let Some(text) = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains(BEGIN))
+    {
+        for block in text.split(BEGIN).skip(1) {
+            let armored = format!("{BEGIN}{block}");
+            let (it, _) = SignedPublicKey::from_armor_many_buf_with_options(
+                armored.as_bytes(),
+                pgp::armor::DearmorOptions::new(),
+            )
+            .map_err(|e| e.to_string())?;
+            for k in it {
+                keys.push(k.map_err(|e| e.to_string())?);
+            }
+        }
+    } else {
+        for k in SignedPublicKey::from_bytes_many(bytes).map_err(|e| e.to_string())? {
+            keys.push(k.map_err(|e| e.to_string())?);
+        }
+    }
+    if keys.is_empty() {
+        return Err("no public key found".into());
+    }
+    Ok(keys)
+}
+
+/// Reads a key's self-signatures: user ID, expiry, revocation, and which
+/// subkeys may sign.
+fn examine(key: SignedPublicKey, path: &Path) -> Result<GivenKey, super::Error> {
+    let primary = &key.primary_key;
+    let fingerprint = fpr(&primary.fingerprint());
+    let mut self_sigs: Vec<&Signature> = Vec::new();
+    let mut user_id = None;
+    let mut primary_uid = false;
+    for user in &key.details.users {
+        let valid: Vec<&Signature> = user
+            .signatures
+            .iter()
+            .filter(|s| {
+                s.verify_certification(primary, Tag::UserId, &user.id)
+                    .is_ok()
+            })
+            .collect();
+        if let Some(latest) = newest(valid.iter().copied()) {
+            let is_primary = latest.is_primary();
+            if user_id.is_none() || (is_primary && !primary_uid) {
+                user_id = Some(String::from_utf8_lossy(user.id.id()).into_owned());
+                primary_uid = is_primary;
+            }
+            self_sigs.push(latest);
+        }
+    }
+    self_sigs.extend(
+        key.details
+            .direct_signatures
+            .iter()
+            .filter(|s| s.verify_key(primary).is_ok()),
+    );
+    let Some(latest) = newest(self_sigs.iter().copied()) else {
+        return Err(KeyError::NoSelfSignature {
+            path: path.to_path_buf(),
+            fingerprint,
+        }
+        .into());
+    };
+    let t = now() as u64;
+    let revoked = key
+        .details
+        .revocation_signatures
+        .iter()
+        .any(|s| s.verify_key(primary).is_ok());
+    let primary_invalid = if revoked {
+        Some((Status::RevokedKey, format!("key {fingerprint} is revoked")))
+    } else {
+        match expiry(primary.created_at(), latest) {
+            Some(e) if e <= t => Some((
+                Status::ExpiredKey,
+                format!("key {fingerprint} expired at {e} (Unix time)"),
+            )),
+            _ => None,
+        }
+    };
+    let mut candidates = Vec::new();
+    let flags = latest.key_flags();
+    let no_flags = !(flags.sign()
+        || flags.certify()
+        || flags.encrypt_comms()
+        || flags.encrypt_storage()
+        || flags.authentication());
+    if flags.sign() || no_flags {
+        candidates.push(Candidate {
+            signing: SigningKey::Primary,
+            fingerprint: primary.fingerprint(),
+            key_id: primary.legacy_key_id(),
+            invalid: primary_invalid.clone(),
+        });
+    }
+    for sub in &key.public_subkeys {
+        let bindings = sub.signatures.iter().filter(|s| {
+            s.typ() == Some(SignatureType::SubkeyBinding)
+                && s.verify_subkey_binding(primary, &sub.key).is_ok()
+        });
+        let Some(binding) = newest(bindings) else {
+            continue;
+        };
+        if !binding.key_flags().sign() {
+            continue;
+        }
+        // A signing subkey must sign the primary back, or anyone could
+        // claim someone else's subkey.
+        let backsig = binding
+            .embedded_signature()
+            .is_some_and(|b| b.verify_primary_key_binding(&sub.key, primary).is_ok());
+        if !backsig {
+            continue;
+        }
+        let sub_fpr = fpr(&sub.key.fingerprint());
+        let sub_revoked = sub.signatures.iter().any(|s| {
+            s.typ() == Some(SignatureType::SubkeyRevocation)
+                && s.verify_subkey_binding(primary, &sub.key).is_ok()
+        });
+        let invalid = primary_invalid.clone().or_else(|| {
+            if sub_revoked {
+                Some((Status::RevokedKey, format!("subkey {sub_fpr} is revoked")))
+            } else {
+                match expiry(sub.key.created_at(), binding) {
+                    Some(e) if e <= t => Some((
+                        Status::ExpiredKey,
+                        format!("subkey {sub_fpr} expired at {e} (Unix time)"),
+                    )),
+                    _ => None,
+                }
+            }
+        });
+        candidates.push(Candidate {
+            signing: SigningKey::Sub(Box::new(sub.key.clone())),
+            fingerprint: sub.key.fingerprint(),
+            key_id: sub.key.legacy_key_id(),
+            invalid,
+        });
+    }
+    Ok(GivenKey {
+        fingerprint,
+        user_id,
+        candidates,
+        key,
+    })
+}
+
+/// True when `bytes` look like an OpenPGP signature (armored or a binary
+/// signature packet) rather than minisign/signify text.
+pub fn looks_like_openpgp(bytes: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
+    if t.trim_start().starts_with("-----BEGIN PGP") {
+        return true;
+    }
+    // Binary: a packet header with tag 2 (signature), old or new format.
+    matches!(bytes.first(), Some(b) if b & 0x80 != 0 && ((b & 0x40 != 0 && b & 0x3f == 2) || (b & 0x40 == 0 && (b >> 2) & 0x0f == 2)))
+}
+
+/// Parses a detached signature file: armored or binary, one or more
+/// signature packets and nothing else.
+pub fn parse_detached(bytes: &[u8]) -> Result<Vec<Signature>, String> {
+    let text = std::str::from_utf8(bytes).ok();
+    let sigs: Vec<pgp::errors::Result<DetachedSignature>> = match text {
+        Some(t) if t.trim_start().starts_with("-----BEGIN PGP SIGNATURE-----") => {
+            let (it, _) = DetachedSignature::from_armor_many_buf_with_options(
+                t.trim_start().as_bytes(),
+                pgp::armor::DearmorOptions::new(),
+            )
+            .map_err(|e| format!("bad armor: {e}"))?;
+            it.collect()
+        }
+        Some(t) if t.trim_start().starts_with("-----BEGIN PGP") => {
+            return Err("not a detached signature (another armored block)".into())
+        }
+        _ => DetachedSignature::from_bytes_many(bytes)
+            .map_err(|e| e.to_string())?
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for s in sigs {
+        out.push(
+            s.map_err(|e| format!("bad signature packet: {e}"))?
+                .signature,
+        );
+    }
+    if out.is_empty() {
+        return Err("no signature packet found".into());
+    }
+    Ok(out)
+}
+
+/// Parses a clearsigned file: the signed text (normalized as signed) and
+/// its signatures.
+pub fn parse_clearsigned(text: &str) -> Result<(String, Vec<Signature>), String> {
+    let (msg, _) = CleartextSignedMessage::from_armor_buf(
+        text.trim_start().as_bytes(),
+        pgp::armor::DearmorOptions::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    if msg.signatures().is_empty() {
+        return Err("no signature in the clearsigned file".into());
+    }
+    Ok((msg.signed_text(), msg.signatures().to_vec()))
+}
+
+fn hash_name(sig: &Signature) -> String {
+    sig.hash_alg()
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn issuers(sig: &Signature) -> Vec<String> {
+    let mut v: Vec<String> = sig.issuer_fingerprint().iter().map(|f| fpr(f)).collect();
+    v.extend(sig.issuer_key_id().iter().map(|k| key_id_hex(k)));
+    v
+}
+
+/// What to do with one signature before reading any data: a verdict that
+/// needs no cryptography, or the key to verify it with.
+pub enum Plan<'k> {
+    Done(Checked),
+    Verify {
+        signing: SigningKeyRef<'k>,
+        signer: Signer,
+    },
+}
+
+/// The key material to verify with (primary or subkey).
+pub struct SigningKeyRef<'k>(&'k SigningKey, &'k SignedPublicKey);
+
+impl SigningKeyRef<'_> {
+    /// Verifies `sig` over everything `data` yields.
+    pub fn verify<R: Read>(&self, sig: &Signature, data: R) -> Result<(), String> {
+        let r = match self.0 {
+            SigningKey::Primary => sig.verify(&self.1.primary_key, data),
+            SigningKey::Sub(sub) => sig.verify(sub.as_ref(), data),
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
+
+/// Decides what can be decided about `sig` without the data.
+pub fn plan<'k>(sig: &Signature, keys: &'k Keyring) -> Plan<'k> {
+    let base = |status: Status, detail: Option<String>, signer: Option<Signer>| Checked {
+        status,
+        issuer: issuers(sig),
+        hash: hash_name(sig),
+        signer,
+        detail,
+    };
+    if keys.is_empty() {
+        return Plan::Done(base(Status::Unchecked, Some("no --key given".into()), None));
+    }
+    if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
+        return Plan::Done(base(
+            Status::Bad,
+            Some(format!("not a document signature ({:?})", sig.typ())),
+            None,
+        ));
+    }
+    let found = keys.issuers_of(sig);
+    let Some((given, cand)) = found
+        .iter()
+        .find(|(_, c)| c.invalid.is_none())
+        .or(found.first())
+        .copied()
+    else {
+        return Plan::Done(base(
+            Status::UnknownKey,
+            Some("made by a key that was not given".into()),
+            None,
+        ));
+    };
+    let signer = Signer {
+        fingerprint: given.fingerprint.clone(),
+        subkey: match cand.signing {
+            SigningKey::Primary => None,
+            SigningKey::Sub(_) => Some(fpr(&cand.fingerprint)),
+        },
+        user_id: given.user_id.clone(),
+    };
+    if matches!(
+        sig.hash_alg(),
+        Some(PgpHash::Md5 | PgpHash::Sha1 | PgpHash::Ripemd160) | None
+    ) {
+        return Plan::Done(base(
+            Status::Weak,
+            Some(format!("{} signatures are refused", hash_name(sig))),
+            Some(signer),
+        ));
+    }
+    if let Some((status, why)) = &cand.invalid {
+        return Plan::Done(base(*status, Some(why.clone()), Some(signer)));
+    }
+    // A signature made after its key expired, or dated in the future, is
+    // not accepted (the key-expiry check above covers expiry before now).
+    if secs(sig.created()) as u64 > now() as u64 + 86_400 {
+        return Plan::Done(base(
+            Status::Bad,
+            Some("signature is dated in the future".into()),
+            Some(signer),
+        ));
+    }
+    Plan::Verify {
+        signing: SigningKeyRef(&cand.signing, &given.key),
+        signer,
+    }
+}
+
+/// Checks `sig` over `data` (whole, in memory: a checksum file).
+pub fn check_bytes(sig: &Signature, keys: &Keyring, data: &[u8]) -> Checked {
+    match plan(sig, keys) {
+        Plan::Done(c) => c,
+        Plan::Verify {
+            signing, signer, ..
+        } => finish(sig, signer, signing.verify(sig, data)),
+    }
+}
+
+/// Turns the result of a verification into a [`Checked`].
+pub fn finish(sig: &Signature, signer: Signer, result: Result<(), String>) -> Checked {
+    Checked {
+        status: if result.is_ok() {
+            Status::Good
+        } else {
+            Status::Bad
+        },
+        issuer: issuers(sig),
+        hash: hash_name(sig),
+        signer: Some(signer),
+        detail: result.err(),
+    }
+}
