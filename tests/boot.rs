@@ -3,7 +3,9 @@
 //!
 //! This file first proves the harness itself: the grub-hybrid fixture ISO,
 //! attached as a USB stick, boots under both firmwares, and a blank disk
-//! (the negative control) does not — so a boot test here can fail.
+//! (the negative control) does not — so a boot test here can fail. Then the
+//! product: what `bootstick write` puts into an image file and onto a block
+//! device (a loop device) boots under both firmwares.
 
 mod common;
 
@@ -105,4 +107,94 @@ fn blank_disk_does_not_boot_under_seabios() {
 #[test]
 fn blank_disk_does_not_boot_under_ovmf() {
     blank_does_not_boot("blank_disk_does_not_boot_under_ovmf", Firmware::Ovmf);
+}
+
+// ------------------------------------------------- media written by bootstick
+
+/// Boots `disk` under SeaBIOS and OVMF at once (two threads: each TCG boot
+/// is single-threaded) and asserts each prints its own platform's marker.
+fn boots_under_both(disk: &std::path::Path) {
+    std::thread::scope(|s| {
+        let boots: Vec<_> = Firmware::ALL
+            .into_iter()
+            .map(|fw| {
+                s.spawn(move || Boot::new(disk, fw, &qemu::fixture_marker(fw)).assert_boots())
+            })
+            .collect();
+        for b in boots {
+            if let Err(panic) = b.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+/// `bootstick write --yes IMAGE TARGET`, asserting the JSON result says ok.
+fn bootstick_write(image: &std::path::Path, target: &std::path::Path) {
+    let out = common::run(
+        common::bootstick()
+            .args(["write", "--yes", "--json"])
+            .arg(image)
+            .arg(target),
+    );
+    let last = out.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: not JSON: {last:?}"));
+    assert_eq!(v["ok"], true, "write result: {last}");
+    assert_eq!(v["verified"], true, "write result: {last}");
+}
+
+/// The bytes at the start of `target` are the image, says `cmp` (the oracle
+/// for content; the firmware is the oracle for bootability).
+fn cmp_prefix(image: &std::path::Path, target: &std::path::Path) {
+    let len = std::fs::metadata(image).unwrap().len();
+    common::run(
+        std::process::Command::new("cmp")
+            .arg("-n")
+            .arg(len.to_string())
+            .arg(image)
+            .arg(target),
+    );
+}
+
+/// An image file of a stick made by bootstick boots under BIOS and UEFI. The
+/// target file exists beforehand, larger than the image and full of stale
+/// junk, as a reused stick image would be (bootstick overwrites it).
+#[test]
+fn bootstick_written_file_boots_under_seabios_and_ovmf() {
+    let t = "bootstick_written_file_boots_under_seabios_and_ovmf";
+    let Some(iso) = fixture(t, &Firmware::ALL) else {
+        return;
+    };
+    if !common::require_tools(t, &["cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stick = dir.path().join("stick.img");
+    let iso_len = std::fs::metadata(&iso).unwrap().len();
+    common::pseudo_random_file(&stick, iso_len + (7 << 20) + 4321, 77);
+    bootstick_write(&iso, &stick);
+    cmp_prefix(&iso, &stick);
+    boots_under_both(&stick);
+}
+
+/// The realistic case: bootstick writes the fixture to a block device (a
+/// loop device over a stale, larger backing file), and firmware boots that
+/// device, attached to the guest as a USB stick, under BIOS and UEFI.
+#[test]
+fn bootstick_written_loop_device_boots_under_seabios_and_ovmf() {
+    let t = "bootstick_written_loop_device_boots_under_seabios_and_ovmf";
+    if !common::require_root(t) || !common::require_tools(t, &["losetup", "cmp"]) {
+        return;
+    }
+    let Some(iso) = fixture(t, &Firmware::ALL) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("backing.img");
+    common::pseudo_random_file(&backing, 32 << 20, 78);
+    let dev = common::LoopDevice::attach(&backing);
+    bootstick_write(&iso, dev.path());
+    cmp_prefix(&iso, dev.path());
+    boots_under_both(dev.path());
 }

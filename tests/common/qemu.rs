@@ -35,7 +35,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The QEMU binary every boot uses.
@@ -156,18 +156,35 @@ pub fn accel() -> &'static str {
 }
 
 /// Boots the grub-hybrid fixture under OVMF with `-accel kvm`: true when its
-/// marker appears within 10 s (TCG needs about 4 s idle). The probe must be
+/// marker appears within 10 s (TCG needs about 4 s idle). The verdict is
+/// cached per host kernel under `target/fixtures/`. The probe must be
 /// a real workload: on the test machines a 512-byte real-mode boot sector
 /// sometimes works under the broken nested KVM while OVMF then dies with a
 /// KVM emulation error or hangs, so only a firmware + GRUB boot that reaches
 /// long mode is evidence that KVM works.
 fn kvm_probe() -> bool {
-    if !Path::new("/dev/kvm").exists()
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !usable
         || !FIXTURE_TOOLS.iter().all(|t| super::have_tool(t))
         || !super::have_tool(QEMU)
         || find_ovmf().is_none()
     {
         return false;
+    }
+    // Remember the verdict per host kernel: a broken KVM costs the timeout.
+    use sha2::{Digest, Sha256};
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let key: String = Sha256::digest(host.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cache = fixture_cache().join(format!("boot-kvm-probe-{key}"));
+    if let Ok(v) = std::fs::read_to_string(&cache) {
+        return v.trim() == "kvm";
     }
     let iso = grub_hybrid_iso();
     let out = boot_with(
@@ -175,7 +192,9 @@ fn kvm_probe() -> bool {
             .timeout(Duration::from_secs(10)),
         "kvm",
     );
-    out.end == End::Marker
+    let works = out.end == End::Marker;
+    let _ = std::fs::write(&cache, if works { "kvm" } else { "tcg" });
+    works
 }
 
 /// One boot to run: the medium, the firmware, the marker that proves success.
@@ -285,7 +304,33 @@ fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Boots running at once in this process, and a wake-up for waiters.
+static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// At most two guests at once per test process: each TCG guest keeps one
+/// host core busy, and the machines have two.
+fn slot() -> SlotGuard {
+    let (m, cv) = &SLOTS;
+    let mut busy = m.lock().unwrap_or_else(|e| e.into_inner());
+    while *busy >= 2 {
+        busy = cv.wait(busy).unwrap_or_else(|e| e.into_inner());
+    }
+    *busy += 1;
+    SlotGuard
+}
+
+struct SlotGuard;
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let (m, cv) = &SLOTS;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        cv.notify_one();
+    }
+}
+
 fn boot_with(boot: &Boot, accel: &'static str) -> Outcome {
+    let _slot = slot();
     let dir = tempfile::tempdir().expect("temporary directory for a boot");
     let serial = dir.path().join("serial.log");
     let debugcon = dir.path().join("firmware.log");
