@@ -307,3 +307,486 @@ fn real_machine_smoke() {
         assert_eq!(d["read_only"], f[2] == "1", "{}", f[0]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Target resolution and the refusal rules, on the captured trees.
+
+fn resolve_in(tree: &str, target: &str) -> Result<devices::Resolved, devices::Error> {
+    devices::resolve(&Roots::under(&fixture(tree)), Path::new(target))
+}
+
+fn resolved_name(r: devices::Resolved) -> (String, bool) {
+    match r {
+        devices::Resolved::Disk { disk, by_path } => (disk.name, by_path),
+        other => panic!("expected a disk, got {other:?}"),
+    }
+}
+
+#[test]
+fn targets_resolve_by_path_link_and_serial() {
+    let name = |t| resolved_name(resolve_in("laptop", t).unwrap());
+    assert_eq!(name("/dev/sdb"), ("sdb".into(), true));
+    assert_eq!(
+        name("/dev/disk/by-id/usb-SanDisk_Cruzer_Blade_4C530001231019115082-0:0"),
+        ("sdb".into(), true)
+    );
+    assert_eq!(
+        name("/dev/disk/by-path/pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0"),
+        ("sdb".into(), true)
+    );
+    assert_eq!(name("4C530001231019115082"), ("sdb".into(), false));
+    assert_eq!(
+        name("usb-Samsung_PSSD_T7_S5SXNG0R700001K-0:0"),
+        ("sdc".into(), false)
+    );
+    // An explicitly named loop device is a target; it has no serial to find it by.
+    assert_eq!(name("/dev/loop0"), ("loop0".into(), true));
+}
+
+#[test]
+fn bad_targets_are_explained() {
+    let err = |t| resolve_in("laptop", t).unwrap_err();
+    let e = err("/dev/sdb1");
+    assert!(
+        matches!(&e, devices::Error::Partition { disk, .. } if disk.ends_with("dev/sdb")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("partition sdb1 of the disk"), "{e}");
+    let e = err("/dev/disk/by-id/usb-SanDisk_Cruzer_Blade_4C530001231019115082-0:0-part1");
+    assert!(matches!(e, devices::Error::Partition { .. }), "{e}");
+    let e = err("/dev/mapper/vg-root");
+    assert!(
+        matches!(&e, devices::Error::NotWholeDisk { name, .. } if name == "dm-1"),
+        "{e}"
+    );
+    let e = err("NOSUCHSERIAL");
+    assert!(matches!(e, devices::Error::UnknownTarget { .. }), "{e}");
+    assert!(e.to_string().contains("bootstick list"), "{e}");
+    let e = err("/dev/sdz");
+    assert!(matches!(e, devices::Error::UnknownTarget { .. }), "{e}");
+    // A directory is neither a disk nor an image file.
+    let e = devices::resolve(&Roots::live(), Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_err();
+    assert!(matches!(e, devices::Error::NotATarget { .. }), "{e}");
+    // A new path is an image file to create, an existing regular file too.
+    let r = resolve_in("laptop", "out/stick.img").unwrap();
+    assert_eq!(r, devices::Resolved::File("out/stick.img".into()));
+}
+
+#[test]
+fn refusal_rules() {
+    use devices::{check, Error as E, Policy};
+    let d = disks("laptop");
+    let none = Policy::default();
+    let all = Policy {
+        unmount: true,
+        force: true,
+    };
+    // The system disk: no flag overrides it.
+    let e = check(&d["sda"], 1, all).unwrap_err();
+    assert!(matches!(e, E::SystemDisk { .. }), "{e}");
+    assert!(e.to_string().contains("/boot/efi"), "{e}");
+    assert!(matches!(
+        check(&d["sde"], 1, all),
+        Err(E::SystemDisk { .. })
+    ));
+    // An internal disk needs --force, then its mounts need --unmount.
+    let e = check(&d["nvme0n1"], 1, none).unwrap_err();
+    assert!(
+        matches!(e, E::NotRemovable { .. }) && e.to_string().contains("--force"),
+        "{e}"
+    );
+    let force = Policy {
+        force: true,
+        unmount: false,
+    };
+    let e = check(&d["nvme0n1"], 1, force).unwrap_err();
+    assert!(
+        matches!(e, E::Mounted { .. }) && e.to_string().contains("/srv/data"),
+        "{e}"
+    );
+    check(&d["nvme0n1"], 1, all).unwrap();
+    // A USB SSD with removable=0 needs no --force; a mounted stick needs --unmount.
+    check(&d["sdc"], 1, none).unwrap();
+    let e = check(&d["sdb"], 1, none).unwrap_err();
+    assert!(e.to_string().contains("--unmount"), "{e}");
+    let unmount = Policy {
+        unmount: true,
+        force: false,
+    };
+    check(&d["sdb"], 1, unmount).unwrap();
+    let e = check(&d["sdb"], d["sdb"].size_bytes + 1, unmount).unwrap_err();
+    assert!(matches!(e, E::TooSmall { .. }), "{e}");
+    // Read-only, swap and stacked devices, whatever the flags.
+    let mut ro = d["sdc"].clone();
+    ro.read_only = true;
+    assert!(matches!(check(&ro, 1, all), Err(E::ReadOnly { .. })));
+    let mut swap = d["sdc"].clone();
+    swap.partitions[0].swap = true;
+    assert!(matches!(check(&swap, 1, all), Err(E::Swap { .. })));
+    let mut held = d["sdc"].clone();
+    held.partitions[0].holders = vec!["dm-3".into()];
+    let e = check(&held, 1, all).unwrap_err();
+    assert!(
+        matches!(e, E::Held { .. }) && e.to_string().contains("dm-3 on sdc1"),
+        "{e}"
+    );
+    // The picker offers exactly the non-system disks of the default view.
+    let offered: Vec<&str> = d
+        .values()
+        .filter(|x| devices::eligible(x))
+        .map(|x| x.name.as_str())
+        .collect();
+    assert_eq!(offered, vec!["mmcblk0", "sdb", "sdc", "sdd"]);
+}
+
+// ---------------------------------------------------------------------------
+// The guarded open, unmount and partition re-read, on real loop devices.
+
+fn loop_disk(lo: &common::LoopDevice) -> Disk {
+    match devices::resolve(&Roots::live(), lo.path()).unwrap() {
+        devices::Resolved::Disk { disk, by_path } => {
+            assert!(by_path);
+            *disk
+        }
+        other => panic!("{} resolved to {other:?}", lo.path().display()),
+    }
+}
+
+fn cmp(a: &Path, b: &Path) {
+    common::run(std::process::Command::new("cmp").arg(a).arg(b));
+}
+
+fn is_mounted(dev: &Path) -> bool {
+    std::process::Command::new("findmnt")
+        .arg("--source")
+        .arg(dev)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn mounted_loop_is_refused_then_unmounted_deepest_first() {
+    if !common::require_root("mounted_loop_is_refused_then_unmounted_deepest_first")
+        || !common::require_tools(
+            "mounted_loop_is_refused_then_unmounted_deepest_first",
+            &["mkfs.ext4", "mount", "findmnt"],
+        )
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("ext4.img");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    common::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&backing),
+    );
+    let lo = common::LoopDevice::attach(&backing);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    common::run(std::process::Command::new("mount").arg(lo.path()).arg(&mnt));
+    let inner = mnt.join("sub");
+    std::fs::create_dir(&inner).unwrap();
+    // The same filesystem bind-mounted below itself: only deepest-first works.
+    common::run(
+        std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(&mnt)
+            .arg(&inner),
+    );
+
+    let disk = loop_disk(&lo);
+    let mut points: Vec<&PathBuf> = disk.all_mountpoints().collect();
+    points.sort();
+    assert_eq!(points, vec![&mnt, &inner]);
+    let e = devices::check(&disk, 1 << 20, devices::Policy::default()).unwrap_err();
+    assert!(matches!(e, devices::Error::Mounted { .. }), "{e}");
+    assert!(e.to_string().contains(mnt.to_str().unwrap()), "{e}");
+    // The kernel agrees: the exclusive open fails while it is mounted.
+    let e = devices::Guarded::open(&Roots::live(), &disk).unwrap_err();
+    assert!(matches!(e, devices::Error::Busy { .. }), "{e}");
+
+    let policy = devices::Policy {
+        unmount: true,
+        force: false,
+    };
+    devices::check(&disk, 1 << 20, policy).unwrap();
+    let done = devices::unmount_all(&Roots::live(), &disk).unwrap();
+    assert_eq!(done, vec![inner.clone(), mnt.clone()]);
+    assert!(
+        !is_mounted(lo.path()),
+        "findmnt still shows {}",
+        lo.path().display()
+    );
+    let g = devices::Guarded::open(&Roots::live(), &disk).unwrap();
+    // While we hold it, nothing can mount it.
+    let out = std::process::Command::new("mount")
+        .arg(lo.path())
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "mounted while held exclusively");
+    drop(g);
+}
+
+#[test]
+fn exclusive_holder_blocks_the_open_and_nothing_is_written() {
+    if !common::require_root("exclusive_holder_blocks_the_open_and_nothing_is_written") {
+        return;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("disk.img");
+    let copy = tmp.path().join("copy.img");
+    common::pseudo_random_file(&backing, 8 << 20, 7);
+    std::fs::copy(&backing, &copy).unwrap();
+    let lo = common::LoopDevice::attach(&backing);
+    let disk = loop_disk(&lo);
+    let holder = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(lo.path())
+        .unwrap();
+    let e = devices::Guarded::open(&Roots::live(), &disk).unwrap_err();
+    assert!(matches!(e, devices::Error::Busy { .. }), "{e}");
+    drop(holder);
+    let g = devices::Guarded::open(&Roots::live(), &disk).unwrap();
+    // And the other way round: while we hold it, no one else can claim it.
+    let other = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(lo.path());
+    assert_eq!(other.unwrap_err().raw_os_error(), Some(libc::EBUSY));
+    // flock is held: a non-blocking shared lock (udev's probe) fails.
+    let probe = std::fs::File::open(lo.path()).unwrap();
+    assert!(rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockShared).is_err());
+    drop(g);
+    rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockShared).unwrap();
+    cmp(&backing, &copy);
+}
+
+fn set_capacity(lo: &common::LoopDevice, backing: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(backing)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    common::run(
+        std::process::Command::new("losetup")
+            .arg("-c")
+            .arg(lo.path()),
+    );
+}
+
+#[test]
+fn identity_change_between_choice_and_write_is_caught() {
+    if !common::require_root("identity_change_between_choice_and_write_is_caught") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("disk.img");
+    let copy = tmp.path().join("copy.img");
+    common::pseudo_random_file(&backing, 8 << 20, 9);
+    std::fs::copy(&backing, &copy).unwrap();
+    let lo = common::LoopDevice::attach(&backing);
+    let chosen = loop_disk(&lo);
+    assert_eq!(chosen.size_bytes, 8 << 20);
+
+    // Changed between the choice and the open: the open refuses.
+    set_capacity(&lo, &backing, 12 << 20);
+    let e = devices::Guarded::open(&Roots::live(), &chosen).unwrap_err();
+    assert!(
+        matches!(&e, devices::Error::IdentityChanged(m) if m.contains("size was 8388608 bytes, now 12582912")),
+        "{e}"
+    );
+
+    // Changed after the open, before the first write: the engine's check refuses.
+    let chosen = loop_disk(&lo);
+    let g = devices::Guarded::open(&Roots::live(), &chosen).unwrap();
+    let check = g.identity_check().unwrap();
+    set_capacity(&lo, &backing, 16 << 20);
+    let e = check().unwrap_err();
+    assert!(e.contains("no longer the disk that was chosen"), "{e}");
+    // The identity stays the one chosen: a fresh check still fails.
+    let check = g.identity_check().unwrap();
+    assert!(check().is_err(), "the size still differs from the choice");
+    drop(g);
+    // Choosing the disk again (as it is now) passes.
+    let now = loop_disk(&lo);
+    let g = devices::Guarded::open(&Roots::live(), &now).unwrap();
+    g.identity_check().unwrap()().unwrap();
+    drop(g);
+
+    // Nothing was written: the original bytes are intact, the growth is zeros.
+    common::run(
+        std::process::Command::new("cmp")
+            .arg("-n")
+            .arg((8u64 << 20).to_string())
+            .arg(&backing)
+            .arg(&copy),
+    );
+}
+
+/// An MBR-partitioned image made by `sfdisk` (the oracle for the table).
+fn sfdisk_image(path: &Path, len: u64, script: &str) {
+    use std::io::Write;
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+    let mut child = std::process::Command::new("sfdisk")
+        .arg("-q")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// (number, start, size) in bytes of a table, as `sfdisk --json` reads it.
+fn sfdisk_parts(path: &Path) -> Vec<(u64, u64, u64)> {
+    let out = common::run(std::process::Command::new("sfdisk").arg("--json").arg(path));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut parts: Vec<(u64, u64, u64)> = v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let node = p["node"].as_str().unwrap();
+            let n: u64 = node
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (
+                n,
+                p["start"].as_u64().unwrap() * 512,
+                p["size"].as_u64().unwrap() * 512,
+            )
+        })
+        .collect();
+    parts.sort();
+    parts
+}
+
+/// The kernel's view: (number, start, size) from sysfs, and whether each
+/// partition's device node exists.
+fn kernel_parts(lo: &Path) -> Vec<(u64, u64, u64)> {
+    let name = lo.file_name().unwrap().to_str().unwrap();
+    let dir = Path::new("/sys/block").join(name);
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let read = |f: &str| -> Option<u64> {
+            std::fs::read_to_string(p.join(f)).ok()?.trim().parse().ok()
+        };
+        if let Some(n) = read("partition") {
+            assert!(
+                Path::new("/dev").join(p.file_name().unwrap()).exists(),
+                "no node for {}",
+                p.display()
+            );
+            v.push((n, read("start").unwrap() * 512, read("size").unwrap() * 512));
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn partition_table_is_reread_after_writing() {
+    if !common::require_root("partition_table_is_reread_after_writing")
+        || !common::require_tools("partition_table_is_reread_after_writing", &["sfdisk"])
+    {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let two = tmp.path().join("two.img");
+    sfdisk_image(
+        &two,
+        16 << 20,
+        "label: dos\nstart=2048, size=8192, type=c\nstart=10240, size=10240, type=83\n",
+    );
+    let one = tmp.path().join("one.img");
+    sfdisk_image(
+        &one,
+        16 << 20,
+        "label: dos\nstart=4096, size=16384, type=83\n",
+    );
+
+    let backing = tmp.path().join("disk.img");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let lo = common::LoopDevice::attach_with(&backing, &["-P"]);
+    let disk = loop_disk(&lo);
+    assert!(disk.partitions.is_empty());
+    let g = devices::Guarded::open(&Roots::live(), &disk).unwrap();
+
+    // A table written through the guarded handle is made visible.
+    let mbr = std::fs::read(&two).unwrap();
+    g.file().write_all_at(&mbr[..512], 0).unwrap();
+    g.file().sync_all().unwrap();
+    let r = g.reread_partitions().unwrap();
+    // BLKRRPART where the kernel parses MBRs; BLKPG where it is built without
+    // MSDOS partition support (as on the CI machines).
+    assert!(
+        matches!(
+            r.method,
+            devices::RereadMethod::Blkrrpart | devices::RereadMethod::Blkpg
+        ),
+        "{:?}",
+        r.method
+    );
+    assert_eq!(r.partitions.len(), 2);
+    assert_eq!(kernel_parts(lo.path()), sfdisk_parts(&two));
+
+    // The BLKPG fallback brings the kernel in line with a new table too.
+    let mbr = std::fs::read(&one).unwrap();
+    g.file().write_all_at(&mbr[..512], 0).unwrap();
+    g.file().sync_all().unwrap();
+    g.blkpg_sync().unwrap();
+    let nodes = g.wait_for_nodes().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(kernel_parts(lo.path()), sfdisk_parts(&one));
+
+    // A partition of the loop device is refused, naming the disk.
+    let part = nodes[0].clone();
+    drop(g);
+    let e = devices::resolve(&Roots::live(), &part).unwrap_err();
+    assert!(
+        matches!(&e, devices::Error::Partition { disk, .. } if disk == lo.path()),
+        "{e}"
+    );
+}
+
+#[test]
+fn loop_without_partition_support_needs_no_reread() {
+    if !common::require_root("loop_without_partition_support_needs_no_reread") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("disk.img");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    let lo = common::LoopDevice::attach(&backing);
+    let g = devices::Guarded::open(&Roots::live(), &loop_disk(&lo)).unwrap();
+    let r = g.reread_partitions().unwrap();
+    assert_eq!(r.method, devices::RereadMethod::Unsupported);
+}

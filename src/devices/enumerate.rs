@@ -119,6 +119,8 @@ pub struct Disk {
     pub listed_by_default: bool,
     /// The sysfs device path, relative to the sysfs root.
     pub sysfs_path: String,
+    /// For a loop device: the file behind it.
+    pub backing_file: Option<String>,
 }
 
 impl Disk {
@@ -450,6 +452,7 @@ fn describe(
         system_reasons: Vec::new(),
         listed_by_default,
         sysfs_path: node.devpath.clone(),
+        backing_file: attr(dir, "loop/backing_file"),
     }
 }
 

@@ -8,22 +8,37 @@
 //!   filesystems, so a blank or freshly written stick is listed — with the
 //!   facts a user needs to recognise a disk (model, size, serial, labels) and
 //!   the facts the safety rules need (system disk, mounts, holders, swap).
+//! - [`resolve`] turns TARGET (path, by-id/by-path link, serial) into a whole
+//!   disk or an image file; [`check`] applies the refusal rules.
+//! - [`Guarded::open`] opens the disk with `O_EXCL` + `flock(LOCK_EX)` and
+//!   [`Guarded::identity_check`] is the write engine's last check before the
+//!   first byte; [`unmount_all`] and [`Guarded::reread_partitions`] bracket
+//!   the write.
 //! - Every input is read relative to [`Roots`], so tests run the enumerator
 //!   on captured trees and the VM test-bed runs it inside a guest.
 
 mod enumerate;
+mod guard;
 pub mod mounts;
+mod reread;
+mod resolve;
+mod safety;
 mod sysfs;
 mod system;
 
 pub use enumerate::{by_name, enumerate, Disk, Kind, Partition, Transport};
+pub use guard::{unmount_all, Guarded, Identity};
 pub use mounts::DevNum;
+pub use reread::{Method as RereadMethod, Reread};
+pub use resolve::{resolve, Resolved};
+pub use safety::{check, eligible, Policy};
 pub use sysfs::Roots;
 pub use system::SYSTEM_MOUNTPOINTS;
 
 use std::path::PathBuf;
 
 /// Why a device question could not be answered or a target was refused.
+/// Every message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source} (is sysfs/procfs mounted?)")]
@@ -31,4 +46,114 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "no disk or file named {target:?}: not a /dev path, a /dev/disk/by-id or by-path link, or the serial number of a disk; run `bootstick list` (or `list --all`) to see the disks; to create an image file, give a path such as ./{target}.img"
+    )]
+    UnknownTarget { target: String },
+    #[error("serial number {serial:?} belongs to several disks ({}); name the disk by its /dev path instead", list(paths))]
+    AmbiguousSerial { serial: String, paths: Vec<PathBuf> },
+    #[error(
+        "{} is neither a block device nor a regular file; give a whole disk such as /dev/sdX or the path of an image file",
+        path.display()
+    )]
+    NotATarget { path: PathBuf },
+    #[error(
+        "{} is partition {partition} of the disk {}; bootstick writes whole disks: give {} (everything on it will be erased)",
+        path.display(), disk.display(), disk.display()
+    )]
+    Partition {
+        path: PathBuf,
+        partition: String,
+        disk: PathBuf,
+    },
+    #[error(
+        "{} is {name}, a device-mapper or RAID device, not a disk; give a whole disk (see `bootstick list`)",
+        path.display()
+    )]
+    NotWholeDisk { path: PathBuf, name: String },
+    #[error(
+        "{} is a system disk (it holds {reasons}); bootstick never writes to it and no flag overrides this; choose another disk (`bootstick list`)",
+        path.display()
+    )]
+    SystemDisk { path: PathBuf, reasons: String },
+    #[error(
+        "{} is read-only (a write-protect switch on the stick or card?); unlock it, plug it in again and retry",
+        path.display()
+    )]
+    ReadOnly { path: PathBuf },
+    #[error(
+        "{} is an internal {transport} disk, neither removable nor USB-attached; if you really mean to erase it, add --force",
+        path.display()
+    )]
+    NotRemovable {
+        path: PathBuf,
+        transport: &'static str,
+    },
+    #[error("{} holds active swap ({swaps}); run `swapoff {swaps}` first", path.display())]
+    Swap { path: PathBuf, swaps: String },
+    #[error(
+        "{} is in use by {holders} (dm-crypt, LVM or RAID); close them first (cryptsetup close, vgchange -an, mdadm --stop)",
+        path.display()
+    )]
+    Held { path: PathBuf, holders: String },
+    #[error(
+        "{} has mounted filesystems ({mountpoints}); add --unmount to unmount them first, or unmount them yourself",
+        path.display()
+    )]
+    Mounted { path: PathBuf, mountpoints: String },
+    #[error(
+        "{} holds {size} bytes but the image needs {needed} bytes; use a larger stick",
+        path.display()
+    )]
+    TooSmall {
+        path: PathBuf,
+        size: u64,
+        needed: u64,
+    },
+    #[error(
+        "{} is busy: a partition is mounted (perhaps in another mount namespace), used as swap or by dm/md, or another program opened it exclusively; close what uses it and retry",
+        path.display()
+    )]
+    Busy { path: PathBuf },
+    #[error("cannot open {}: {source} (writing to a disk needs root)", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is locked by another program (flock: a partitioning tool or udev?): {source}; wait for it to finish and retry",
+        path.display()
+    )]
+    Locked {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    IdentityChanged(String),
+    #[error(
+        "cannot unmount {}: {source}; close the programs using it (`fuser -vm {}` lists them) and retry",
+        mountpoint.display(), mountpoint.display()
+    )]
+    Unmount {
+        mountpoint: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the kernel could not re-read the partition table of {}: {source}; unplug the stick and plug it in again to see its partitions",
+        path.display()
+    )]
+    Reread {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot eject {}: {reason}", path.display())]
+    Eject { path: PathBuf, reason: String },
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,0 +1,108 @@
+//! Turning what the user typed as TARGET into a whole disk or an image file.
+//!
+//! TARGET may be a `/dev` node, any symlink to one (`/dev/disk/by-id/…`,
+//! `/dev/disk/by-path/…`), a serial number or a by-id link name, or the path
+//! of an image file to create. A partition is refused naming its disk, so the
+//! user can correct `sdb1` to `sdb` knowingly rather than by guessing.
+
+use super::enumerate::{build, Disk, Kind, State};
+use super::sysfs::{Graph, Roots};
+use super::Error;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+/// What a TARGET names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// A whole disk; `by_path` is false when it was found by serial number or
+    /// by-id name rather than named by a path.
+    Disk { disk: Box<Disk>, by_path: bool },
+    /// A regular file (existing, or to be created): an image of a stick.
+    File(PathBuf),
+}
+
+/// True when `s` can only be meant as a path (a new image file).
+fn looks_like_path(s: &str) -> bool {
+    s.contains('/') || s.contains('.')
+}
+
+/// Resolves `target` against the disks under `roots`.
+pub fn resolve(roots: &Roots, target: &Path) -> Result<Resolved, Error> {
+    let graph = Graph::read(roots)?;
+    let state = State::read(roots)?;
+    let disks = build(&graph, &state);
+    let as_str = target.to_string_lossy();
+
+    let meta = std::fs::metadata(target);
+    let under_dev = target.starts_with("/dev") || target.starts_with(&roots.dev);
+    let node = match &meta {
+        Ok(m) if m.file_type().is_file() && !under_dev => {
+            return Ok(Resolved::File(target.to_path_buf()))
+        }
+        // Also a regular file under /dev: left by a write to a disk that was
+        // not there, never a target.
+        Ok(m) if !m.file_type().is_block_device() => {
+            return Err(Error::NotATarget {
+                path: target.to_path_buf(),
+            })
+        }
+        Ok(_) => graph.node_for_dev_path(target),
+        Err(_) if under_dev => graph.node_for_dev_path(target),
+        Err(_) => {
+            if looks_like_path(&as_str) {
+                return Ok(Resolved::File(target.to_path_buf()));
+            }
+            return by_serial(&disks, &as_str);
+        }
+    };
+    let Some(node) = node else {
+        return Err(Error::UnknownTarget {
+            target: as_str.into_owned(),
+        });
+    };
+    if let Some(disk) = disks.iter().find(|d| d.name == node) {
+        return Ok(Resolved::Disk {
+            disk: Box::new(disk.clone()),
+            by_path: true,
+        });
+    }
+    if let Some(parent) = graph.nodes.get(&node).and_then(|n| n.parent.clone()) {
+        let disk = disks.iter().find(|d| d.name == parent);
+        return Err(Error::Partition {
+            path: target.to_path_buf(),
+            partition: node,
+            disk: disk.map_or_else(|| roots.dev.join(&parent), |d| d.path.clone()),
+        });
+    }
+    Err(Error::NotWholeDisk {
+        path: target.to_path_buf(),
+        name: node,
+    })
+}
+
+/// A disk by serial number or by-id link name (exact match). Only ordinary
+/// disks qualify: loop, ram and optical devices must be named by path.
+fn by_serial(disks: &[Disk], s: &str) -> Result<Resolved, Error> {
+    let hits: Vec<&Disk> = disks
+        .iter()
+        .filter(|d| d.kind == Kind::Disk)
+        .filter(|d| {
+            d.serial.as_deref() == Some(s)
+                || d.by_id
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| n == s)
+        })
+        .collect();
+    match hits.as_slice() {
+        [] => Err(Error::UnknownTarget { target: s.into() }),
+        [d] => Ok(Resolved::Disk {
+            disk: Box::new((*d).clone()),
+            by_path: false,
+        }),
+        many => Err(Error::AmbiguousSerial {
+            serial: s.into(),
+            paths: many.iter().map(|d| d.path.clone()).collect(),
+        }),
+    }
+}
