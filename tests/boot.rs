@@ -118,7 +118,15 @@ fn boots_under_both(disk: &std::path::Path) {
         let boots: Vec<_> = Firmware::ALL
             .into_iter()
             .map(|fw| {
-                s.spawn(move || Boot::new(disk, fw, &qemu::fixture_marker(fw)).assert_boots())
+                s.spawn(move || {
+                    let out = Boot::new(disk, fw, &qemu::fixture_marker(fw)).assert_boots();
+                    eprintln!(
+                        "{}: {fw:?} marker after {:.1} s ({})",
+                        disk.display(),
+                        out.elapsed.as_secs_f64(),
+                        out.accel
+                    );
+                })
             })
             .collect();
         for b in boots {

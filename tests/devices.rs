@@ -790,3 +790,251 @@ fn loop_without_partition_support_needs_no_reread() {
     let r = g.reread_partitions().unwrap();
     assert_eq!(r.method, devices::RereadMethod::Unsupported);
 }
+
+// ---------------------------------------------------------------------------
+// `bootstick write` with the device layer, on real loop devices.
+
+fn ext4_loop(dir: &Path, len: u64) -> (PathBuf, common::LoopDevice) {
+    let backing = dir.join("ext4.img");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+    common::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&backing),
+    );
+    let lo = common::LoopDevice::attach(&backing);
+    (backing, lo)
+}
+
+fn write_cli(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    common::bootstick()
+        .arg("write")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn code_and_err(o: &std::process::Output) -> (Option<i32>, String) {
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_write_refuses_a_mounted_disk_and_unmounts_with_the_flag() {
+    let t = "cli_write_refuses_a_mounted_disk_and_unmounts_with_the_flag";
+    if !common::require_root(t)
+        || !common::require_tools(t, &["mkfs.ext4", "mount", "findmnt", "cmp"])
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (backing, lo) = ext4_loop(tmp.path(), 16 << 20);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    common::run(std::process::Command::new("mount").arg(lo.path()).arg(&mnt));
+    let img = tmp.path().join("image.iso");
+    common::pseudo_random_file(&img, 3 << 20, 11);
+
+    let o = write_cli(&["--yes".as_ref(), img.as_os_str(), lo.path().as_os_str()]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("--unmount") && err.contains(mnt.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(is_mounted(lo.path()), "refusal must leave the mount alone");
+
+    let o = write_cli(&[
+        "--yes".as_ref(),
+        "--unmount".as_ref(),
+        img.as_os_str(),
+        lo.path().as_os_str(),
+    ]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!is_mounted(lo.path()), "still mounted after --unmount");
+    common::run(
+        std::process::Command::new("cmp")
+            .arg("-n")
+            .arg((3u64 << 20).to_string())
+            .arg(&img)
+            .arg(&backing),
+    );
+}
+
+#[test]
+fn cli_write_refusals_leave_the_disk_untouched() {
+    let t = "cli_write_refusals_leave_the_disk_untouched";
+    if !common::require_root(t) || !common::require_tools(t, &["partx", "sfdisk", "cmp"]) {
+        return;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("disk.img");
+    sfdisk_image(
+        &backing,
+        16 << 20,
+        "label: dos\nstart=2048, size=8192, type=83\n",
+    );
+    let copy = tmp.path().join("copy.img");
+    std::fs::copy(&backing, &copy).unwrap();
+    let lo = common::LoopDevice::attach_with(&backing, &["-P"]);
+    // The kernel here may lack an MBR parser: let partx add the partition.
+    let _ = std::process::Command::new("partx")
+        .arg("-a")
+        .arg(lo.path())
+        .output();
+    let part = PathBuf::from(format!("{}p1", lo.path().display()));
+    let img = tmp.path().join("image.iso");
+    common::pseudo_random_file(&img, 1 << 20, 12);
+    let lo_s = lo.path().display().to_string();
+
+    // A partition: refused, naming its disk.
+    if part.exists() {
+        let o = write_cli(&["--yes".as_ref(), img.as_os_str(), part.as_os_str()]);
+        let (code, err) = code_and_err(&o);
+        assert_eq!(code, Some(4), "{err}");
+        assert!(err.contains(&format!("give {lo_s}")), "{err}");
+    } else {
+        panic!("partx did not create {}", part.display());
+    }
+
+    // Held exclusively by someone else: refused as busy.
+    let holder = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(lo.path())
+        .unwrap();
+    let o = write_cli(&["--yes".as_ref(), img.as_os_str(), lo.path().as_os_str()]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("busy"), "{err}");
+    drop(holder);
+
+    // Too small, not a target, unknown target.
+    let big = tmp.path().join("big.iso");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let o = write_cli(&["--yes".as_ref(), big.as_os_str(), lo.path().as_os_str()]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("larger stick"), "{err}");
+    let o = write_cli(&["--yes".as_ref(), img.as_os_str(), "/dev/null".as_ref()]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("neither a block device nor a regular file"),
+        "{err}"
+    );
+    let o = write_cli(&["--yes".as_ref(), img.as_os_str(), "NOSUCHSERIAL".as_ref()]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("bootstick list"), "{err}");
+    // No TARGET and no terminal to offer a choice.
+    let o = write_cli(&["--yes".as_ref(), img.as_os_str()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // No terminal and no --yes.
+    let o = write_cli(&[img.as_os_str(), lo.path().as_os_str()]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(7), "{err}");
+
+    drop(lo);
+    cmp(&backing, &copy);
+}
+
+#[test]
+fn cli_write_rereads_partitions_and_reports_them() {
+    let t = "cli_write_rereads_partitions_and_reports_them";
+    if !common::require_root(t) || !common::require_tools(t, &["sfdisk"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("two.img");
+    sfdisk_image(
+        &img,
+        8 << 20,
+        "label: dos\nstart=2048, size=4096, type=c\nstart=6144, size=8192, type=83\n",
+    );
+    let backing = tmp.path().join("disk.img");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let lo = common::LoopDevice::attach_with(&backing, &["-P"]);
+    let o = common::bootstick()
+        .args(["write", "--yes", "--json", "--eject"])
+        .arg(&img)
+        .arg(lo.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let parts = result["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{result}");
+    assert_eq!(kernel_parts(lo.path()), sfdisk_parts(&img));
+    // --eject cannot detach a loop device: a warning, not a failure.
+    assert_eq!(result["ejected"], false);
+    assert!(out.contains("cannot be detached"), "{out}");
+    let start: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(start["disk"]["transport"], "loop");
+}
+
+#[test]
+fn engine_refuses_when_the_disk_changes_before_the_first_write() {
+    let t = "engine_refuses_when_the_disk_changes_before_the_first_write";
+    if !common::require_root(t) {
+        return;
+    }
+    use bootstick::{events::Silent, plan::Plan, write};
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("disk.img");
+    let copy = tmp.path().join("copy.img");
+    common::pseudo_random_file(&backing, 8 << 20, 13);
+    std::fs::copy(&backing, &copy).unwrap();
+    let img = tmp.path().join("image.iso");
+    common::pseudo_random_file(&img, 1 << 20, 14);
+    let lo = common::LoopDevice::attach(&backing);
+
+    let chosen = loop_disk(&lo);
+    let guard = devices::Guarded::open(&Roots::live(), &chosen).unwrap();
+    let mut target = write::Target::block_device(guard.try_clone().unwrap(), &chosen.path).unwrap();
+    let check = guard.identity_check().unwrap();
+    // The hook: between the choice and the first write, the device changes.
+    set_capacity(&lo, &backing, 10 << 20);
+    let options = write::Options {
+        before_first_write: Some(check),
+        ..write::Options::default()
+    };
+    let source = std::fs::File::open(&img).unwrap();
+    let plan = Plan::raw(1 << 20);
+    let e = write::write(&plan, &source, &mut target, options, &Silent).unwrap_err();
+    assert!(matches!(e, write::Error::Refused(_)), "{e}");
+    assert!(e.to_string().contains("size was 8388608 bytes"), "{e}");
+    drop(target);
+    drop(guard);
+    common::run(
+        std::process::Command::new("cmp")
+            .arg("-n")
+            .arg((8u64 << 20).to_string())
+            .arg(&backing)
+            .arg(&copy),
+    );
+}

@@ -292,6 +292,67 @@ fn cli_no_verify_and_json_lines() {
     assert_eq!(std::fs::read(&out).unwrap(), data);
 }
 
+/// The `--json` stream follows docs/cli.md: every line an object with
+/// `event` and a non-decreasing `t`; progress lines of one phase at least
+/// 250 ms apart (unthrottled there would be one per 4 MiB chunk); each phase
+/// opened by `phase` and closed by `phase_done` with all its bytes.
+#[test]
+fn cli_json_schema_and_progress_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image.iso");
+    let out = dir.path().join("stick.img");
+    let len = 24 * MIB + 5;
+    pseudo_random_file(&img, len, 4);
+    let stdout = common::run(bootstick().args(["write", "--json"]).arg(&img).arg(&out));
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let mut last_t = 0.0;
+    let mut open: Option<String> = None;
+    let mut last_progress: Option<f64> = None;
+    let mut phases = Vec::new();
+    for l in &lines {
+        let t = l["t"].as_f64().unwrap();
+        assert!(t >= last_t, "{l}");
+        last_t = t;
+        match l["event"].as_str().unwrap() {
+            "start" => assert_eq!(l["command"], "write"),
+            "phase" => {
+                assert!(open.is_none(), "{l}");
+                open = Some(l["phase"].as_str().unwrap().to_owned());
+                phases.push(open.clone().unwrap());
+                last_progress = None;
+            }
+            "progress" => {
+                assert_eq!(l["phase"].as_str(), open.as_deref(), "{l}");
+                assert!(l["done"].as_u64().unwrap() <= l["total"].as_u64().unwrap());
+                assert!(l["bytes_per_second"].is_u64());
+                if let Some(p) = last_progress {
+                    assert!(t - p >= 0.249, "progress lines {p} and {t} too close");
+                }
+                last_progress = Some(t);
+            }
+            "phase_done" => {
+                let phase = open.take().unwrap();
+                assert_eq!(l["phase"], phase.as_str());
+                if phase != "sync" {
+                    assert_eq!(l["bytes"], len, "{l}");
+                }
+            }
+            "result" => {
+                assert_eq!(l["ok"], true);
+                assert_eq!(l["verified"], true);
+            }
+            // Random bytes are an unrecognised image: written, with a warning.
+            "warning" => assert!(l["message"].is_string(), "{l}"),
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    assert_eq!(phases, ["write", "sync", "verify"]);
+    assert_eq!(lines.last().unwrap()["event"], "result");
+}
+
 #[test]
 fn cli_json_failure_has_ok_false_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();

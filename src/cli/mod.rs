@@ -7,6 +7,7 @@ pub mod exit;
 pub mod inspect;
 pub mod list;
 pub mod render;
+pub mod target;
 pub mod verify;
 pub mod write;
 

@@ -24,7 +24,7 @@ impl Renderer {
     /// A JSON-lines renderer with `json`, else a human one.
     pub fn new(json: bool) -> Renderer {
         if json {
-            Renderer::Json(Json::default())
+            Renderer::Json(Json::new())
         } else {
             Renderer::Human(Human::new())
         }
@@ -156,9 +156,10 @@ impl Human {
     }
 }
 
-/// Newline-delimited JSON on stdout.
-#[derive(Default)]
+/// Newline-delimited JSON on stdout. Every line carries `t`, the seconds
+/// since the command started.
 pub struct Json {
+    created: Instant,
     state: Mutex<JsonState>,
 }
 
@@ -172,7 +173,16 @@ struct JsonState {
 }
 
 impl Json {
-    fn emit(&self, v: Value) {
+    fn new() -> Json {
+        Json {
+            created: Instant::now(),
+            state: Mutex::default(),
+        }
+    }
+
+    fn emit(&self, mut v: Value) {
+        let t = (self.created.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        merge(&mut v, json!({ "t": t }));
         let mut out = std::io::stdout().lock();
         // A closed pipe must not kill the job: the device write goes on.
         let _ = writeln!(out, "{v}");

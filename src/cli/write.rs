@@ -2,7 +2,6 @@
 //! file, flush it, read it back.
 
 use std::fs::File;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -29,9 +28,13 @@ use bootstick::write;
 pub struct Args {
     /// The image to write.
     pub image: PathBuf,
-    /// Where to write it: a whole disk (e.g. /dev/sdb; everything on it is
-    /// erased) or a file path (created, or overwritten).
-    pub target: PathBuf,
+    /// Where to write it: a whole disk (e.g. /dev/sdb, a /dev/disk/by-id
+    /// link or the disk's serial number; everything on it is erased) or a file
+    /// path (created, or overwritten). Omitted on a terminal: choose from a
+    /// list of removable and USB disks.
+    pub target: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: super::target::DeviceArgs,
     /// Do not ask before overwriting a block device.
     #[arg(short, long)]
     pub yes: bool,
@@ -60,9 +63,8 @@ pub fn exit_for(e: &write::Error) -> Exit {
         E::OpenTarget { .. } | E::WriteTarget { .. } | E::Sync { .. } | E::ReadTarget { .. } => {
             Exit::WriteFailed
         }
-        E::ReadSource { .. } | E::SourceTruncated { .. } | E::SourceChanged { .. } => {
-            Exit::BadInput
-        }
+        E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
+        E::SourceChanged { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
     }
 }
@@ -80,42 +82,6 @@ pub fn open_image(path: &Path) -> Result<(File, u64), Failure> {
     open().map_err(|e| Failure::new(Exit::BadInput, e))
 }
 
-/// Asks the user to confirm erasing a block device. Refuses when nobody can
-/// be asked (stdin is not a terminal).
-fn confirm(target: &write::Target, image: &Path, image_len: u64) -> Result<(), Failure> {
-    let cap = target.capacity().unwrap_or(0);
-    let what = format!(
-        "{} ({}, {cap} bytes)",
-        target.path().display(),
-        human_bytes(cap)
-    );
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            Exit::Declined,
-            anyhow::anyhow!(
-                "writing to {what} erases everything on it; no terminal to ask for confirmation, pass --yes to proceed"
-            ),
-        ));
-    }
-    eprint!(
-        "Write {} ({}) to {what}?\nEVERYTHING on {} will be erased. Continue? [y/N] ",
-        image.display(),
-        human_bytes(image_len),
-        target.path().display()
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            Exit::Declined,
-            anyhow::anyhow!("not confirmed; {} was not touched", target.path().display()),
-        ))
-    }
-}
-
 pub fn run(args: Args) -> Result<(), Failure> {
     let render = Renderer::new(args.json);
     let result = run_inner(&args, &render);
@@ -129,21 +95,40 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let (source, image_len) = open_image(&args.image)?;
     let mode = super::inspect::write_mode(&args.image, args.raw)?;
     let fail = |e: write::Error| Failure::new(exit_for(&e), e);
-    let mut target = write::Target::open(&args.target).map_err(fail)?;
+    // Target selection, safety rules, confirmation and the guarded open
+    // (docs/devices.md). A disk stays open with O_EXCL + flock until `guard`
+    // is dropped, after the partition table is re-read.
+    let chosen = super::target::choose(
+        args.target.as_deref(),
+        &args.device,
+        args.yes,
+        &args.image,
+        image_len,
+        image_len,
+    )?;
+    let (mut target, device) = match chosen {
+        super::target::Chosen::File(p) => (write::Target::open(&p).map_err(fail)?, None),
+        super::target::Chosen::Disk { disk, guard } => {
+            let file = guard
+                .try_clone()
+                .map_err(|e| Failure::new(super::target::exit_for(&e), e))?;
+            let t = write::Target::block_device(file, &disk.path).map_err(fail)?;
+            (t, Some((disk, *guard)))
+        }
+    };
+    let target_path = target.path().to_path_buf();
     let plan = match target.capacity() {
         Some(cap) => Plan::raw(image_len)
             .with_tail_wipe(cap)
             .map_err(|e| fail(e.into()))?,
         None => Plan::raw(image_len),
     };
-    if target.is_block_device() && !args.yes {
-        confirm(&target, &args.image, image_len)?;
-    }
     render.start(
         "write",
         json!({
             "image": args.image,
-            "target": args.target,
+            "target": target_path,
+            "disk": device.as_ref().map(|(d, _)| d),
             "image_bytes": image_len,
             "target_bytes": target.capacity(),
             "block_device": target.is_block_device(),
@@ -155,17 +140,28 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     for w in mode.warnings {
         bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w));
     }
+    let before_first_write = match &device {
+        Some((_, guard)) => Some(
+            guard
+                .identity_check()
+                .map_err(|e| Failure::new(super::target::exit_for(&e), e))?,
+        ),
+        None => None,
+    };
     let options = write::Options {
         verify: !args.no_verify,
+        before_first_write,
         ..write::Options::default()
     };
     let started = Instant::now();
     let report = write::write(&plan, &source, &mut target, options, render).map_err(fail)?;
     let secs = started.elapsed().as_secs_f64();
+    drop(target);
+    let after = device.map(|(disk, guard)| after_write(&disk, guard, args.device.eject, render));
     let summary = format!(
         "Wrote {} to {} in {secs:.1} s ({}/s){}.\nImage {}: {}",
         human_bytes(image_len),
-        args.target.display(),
+        target_path.display(),
         human_bytes((report.bytes_written as f64 / secs.max(1e-6)) as u64),
         if report.verified {
             ", verified by reading it back"
@@ -185,8 +181,47 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
                 "hex": report.source_digest.to_hex(),
             },
             "seconds": (secs * 1000.0).round() / 1000.0,
+            "partitions": after.as_ref().map(|a| &a.partitions),
+            "ejected": after.as_ref().is_some_and(|a| a.ejected),
         }),
         summary,
     )));
     Ok(())
+}
+
+/// What happened to a disk after the write.
+struct After {
+    partitions: Vec<PathBuf>,
+    ejected: bool,
+}
+
+/// Re-reads the partition table while the disk is still held, then releases
+/// it and (with `--eject`) detaches it. The image is already written and
+/// verified: problems here are warnings, not failures.
+fn after_write(
+    disk: &bootstick::devices::Disk,
+    guard: bootstick::devices::Guarded,
+    eject: bool,
+    render: &Renderer,
+) -> After {
+    use bootstick::events::{Event, Observer};
+    let partitions = match guard.reread_partitions() {
+        Ok(r) => r.partitions,
+        Err(e) => {
+            render.event(&Event::Warning(e.to_string()));
+            Vec::new()
+        }
+    };
+    drop(guard);
+    let mut ejected = false;
+    if eject {
+        match bootstick::devices::eject(&bootstick::devices::Roots::live(), disk) {
+            Ok(()) => ejected = true,
+            Err(e) => render.event(&Event::Warning(e.to_string())),
+        }
+    }
+    After {
+        partitions,
+        ejected,
+    }
 }

@@ -298,3 +298,28 @@ pub fn unmount_all(roots: &Roots, disk: &Disk) -> Result<Vec<PathBuf>, Error> {
         source: std::io::Error::other("filesystems keep being mounted again"),
     })
 }
+
+/// Detaches a SCSI-attached disk (USB sticks and card readers are SCSI
+/// disks) through its `device/delete` attribute: the kernel flushes the
+/// drive's cache, stops it and removes the device, so it can be pulled.
+/// Call it only after every handle on the disk is closed.
+pub fn eject(roots: &Roots, disk: &Disk) -> Result<(), Error> {
+    let attr = roots
+        .sys
+        .join("block")
+        .join(&disk.name)
+        .join("device/delete");
+    if !attr.exists() {
+        return Err(Error::Eject {
+            path: disk.path.clone(),
+            reason: format!(
+                "a {} device cannot be detached this way; unplug it once the command has finished",
+                disk.transport.name()
+            ),
+        });
+    }
+    std::fs::write(&attr, "1").map_err(|e| Error::Eject {
+        path: disk.path.clone(),
+        reason: format!("writing {}: {e}", attr.display()),
+    })
+}

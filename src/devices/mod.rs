@@ -27,7 +27,7 @@ mod sysfs;
 mod system;
 
 pub use enumerate::{by_name, enumerate, Disk, Kind, Partition, Transport};
-pub use guard::{unmount_all, Guarded, Identity};
+pub use guard::{eject, unmount_all, Guarded, Identity};
 pub use mounts::DevNum;
 pub use reread::{Method as RereadMethod, Reread};
 pub use resolve::{resolve, Resolved};

@@ -1,0 +1,188 @@
+//! Choosing the disk a command writes to: resolving TARGET (or offering a
+//! picker), applying the safety rules, asking for confirmation, unmounting,
+//! and opening the disk exclusively. Used by `write`; the rules and their
+//! reasons are in `docs/devices.md`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use super::exit::{Exit, Failure};
+use super::list::{human_size, table};
+use bootstick::devices::{self, Disk, Guarded, Policy, Resolved, Roots};
+
+/// Flags that change which disks may be written and what happens around it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    /// Unmount the target's mounted filesystems first (deepest first, never
+    /// lazily: a busy filesystem stops the job instead).
+    #[arg(long)]
+    pub unmount: bool,
+    /// Allow an internal disk (neither removable nor USB-attached). A system
+    /// disk is never written, with or without this flag.
+    #[arg(long)]
+    pub force: bool,
+    /// After writing, detach the disk from the system (SCSI/USB disks) so it
+    /// can be unplugged right away.
+    #[arg(long)]
+    pub eject: bool,
+}
+
+/// Where the job writes.
+pub enum Chosen {
+    /// A regular file (an image of a stick).
+    File(PathBuf),
+    /// A whole disk, open with `O_EXCL` and locked for the whole job.
+    Disk {
+        disk: Box<Disk>,
+        guard: Box<Guarded>,
+    },
+}
+
+/// The exit code for a device error.
+pub fn exit_for(e: &devices::Error) -> Exit {
+    use devices::Error as E;
+    match e {
+        E::UnknownTarget { .. } => Exit::BadInput,
+        E::Sysfs { .. } => Exit::Internal,
+        E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
+        _ => Exit::Refused,
+    }
+}
+
+fn fail(e: devices::Error) -> Failure {
+    Failure::new(exit_for(&e), e)
+}
+
+/// One line per disk for confirmation and the picker.
+fn describe(d: &Disk) -> String {
+    let mut s = table(&[d]);
+    // Drop the header line of the table.
+    if let Some(i) = s.find('\n') {
+        s.drain(..=i);
+    }
+    s
+}
+
+fn read_line() -> String {
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    answer.trim().to_string()
+}
+
+/// Offers the eligible disks and lets the user choose one by number. Never
+/// chooses by itself, even when only one disk qualifies.
+fn pick(roots: &Roots) -> Result<PathBuf, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "no TARGET given and no terminal to offer a choice; name the disk (see `bootstick list`)"
+            ),
+        ));
+    }
+    let disks = devices::enumerate(roots).map_err(fail)?;
+    let offered: Vec<&Disk> = disks.iter().filter(|d| devices::eligible(d)).collect();
+    if offered.is_empty() {
+        return Err(Failure::new(
+            Exit::BadInput,
+            anyhow::anyhow!(
+                "no removable or USB disk found; plug in a stick, or name the target (`bootstick list --all` shows every disk)"
+            ),
+        ));
+    }
+    eprintln!("Disks that can be written:");
+    for (i, d) in offered.iter().enumerate() {
+        eprint!("[{}] {}", i + 1, describe(d));
+    }
+    eprint!("Number of the disk to write (Enter to cancel): ");
+    let _ = std::io::stderr().flush();
+    let answer = read_line();
+    match answer.parse::<usize>() {
+        Ok(n) if (1..=offered.len()).contains(&n) => Ok(offered[n - 1].path.clone()),
+        _ if answer.is_empty() => Err(Failure::new(
+            Exit::Declined,
+            anyhow::anyhow!("no disk chosen; nothing was written"),
+        )),
+        _ => Err(Failure::new(
+            Exit::Declined,
+            anyhow::anyhow!("{answer:?} is not one of the numbers shown; nothing was written"),
+        )),
+    }
+}
+
+/// Asks before erasing `disk`, naming what is on it. Without a terminal the
+/// job is refused: scripts must say `--yes`.
+fn confirm(disk: &Disk, image: &Path, image_len: u64, unmount: bool) -> Result<(), Failure> {
+    let what = format!(
+        "{} ({}, {} bytes)",
+        disk.path.display(),
+        human_size(disk.size_bytes),
+        disk.size_bytes
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            Exit::Declined,
+            anyhow::anyhow!(
+                "writing to {what} erases everything on it; no terminal to ask for confirmation, pass --yes to proceed"
+            ),
+        ));
+    }
+    let mounted = disk.all_mountpoints().next().is_some();
+    eprint!(
+        "Write {} ({}) to this disk?\n{}{}EVERYTHING on {what} will be erased. Continue? [y/N] ",
+        image.display(),
+        human_size(image_len),
+        describe(disk),
+        if mounted && unmount {
+            "Its mounted filesystems will be unmounted first.\n"
+        } else {
+            ""
+        },
+    );
+    let _ = std::io::stderr().flush();
+    if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Exit::Declined,
+            anyhow::anyhow!("not confirmed; {} was not touched", disk.path.display()),
+        ))
+    }
+}
+
+/// Resolves TARGET (or asks for one), checks the rules for writing
+/// `needed` bytes, confirms, unmounts and opens.
+pub fn choose(
+    target: Option<&Path>,
+    args: &DeviceArgs,
+    yes: bool,
+    image: &Path,
+    image_len: u64,
+    needed: u64,
+) -> Result<Chosen, Failure> {
+    let roots = Roots::live();
+    let target = match target {
+        Some(t) => t.to_path_buf(),
+        None => pick(&roots)?,
+    };
+    let disk = match devices::resolve(&roots, &target).map_err(fail)? {
+        Resolved::File(p) => return Ok(Chosen::File(p)),
+        Resolved::Disk { disk, .. } => disk,
+    };
+    let policy = Policy {
+        unmount: args.unmount,
+        force: args.force,
+    };
+    devices::check(&disk, needed, policy).map_err(fail)?;
+    if !yes {
+        confirm(&disk, image, image_len, args.unmount)?;
+    }
+    if args.unmount {
+        devices::unmount_all(&roots, &disk).map_err(fail)?;
+    }
+    let guard = Guarded::open(&roots, &disk).map_err(fail)?;
+    Ok(Chosen::Disk {
+        disk,
+        guard: Box::new(guard),
+    })
+}
