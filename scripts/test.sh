@@ -21,6 +21,7 @@ packages=(
   e2fsprogs util-linux                                # ext4 for mounted-target tests, losetup
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
+  time                                                # scripts/bench.sh: peak RSS (GNU time -v)
 )
 
 missing=()

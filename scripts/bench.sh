@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Benchmark: bootstick write (and write + verify) against dd on a loop device.
+#
+#   sudo scripts/bench.sh                  # 2 GiB image, 2 rounds
+#   BENCH_SIZE_MIB=512 BENCH_ROUNDS=1 sudo scripts/bench.sh
+#
+# Prints, side by side: dd write (bs=4M oflag=direct conv=fsync), dd read
+# (bs=4M iflag=direct), bootstick write --no-verify, bootstick write (with its
+# read-back), the ratios against the targets, and peak RSS (GNU time). Each
+# figure is the best of BENCH_ROUNDS rounds; the rounds interleave the four
+# commands so a noisy neighbour hurts all of them alike.
+#
+# The image is non-compressible (/dev/urandom) and stays in the page cache for
+# every command (dd reads it through the cache too), so the figures compare
+# the device side. The loop device does direct I/O to its backing file
+# (losetup --direct-io=on), so it behaves like a device rather than like
+# memory. Needs root, losetup, dd, /usr/bin/time (Debian package `time`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE_MIB=${BENCH_SIZE_MIB:-2048}
+ROUNDS=${BENCH_ROUNDS:-2}
+[ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (loop devices)" >&2; exit 1; }
+for t in losetup dd /usr/bin/time fallocate; do
+  command -v "$t" >/dev/null || { echo "bench.sh: needs $t" >&2; exit 1; }
+done
+
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/bootstick
+
+WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/bootstick-bench.XXXXXX")
+LOOP=""
+cleanup() {
+  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+img=$WORK/image.bin
+backing=$WORK/backing.bin
+echo "bench: making a ${SIZE_MIB} MiB non-compressible image in $WORK" >&2
+head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$img"
+# The device is exactly the image's size: no tail wipe, same bytes as dd.
+fallocate -l "$((SIZE_MIB * 1024 * 1024))" "$backing"
+LOOP=$(losetup --direct-io=on -f --show "$backing")
+echo "bench: loop device $LOOP ($(cat /sys/block/"$(basename "$LOOP")"/loop/dio 2>/dev/null || echo '?') = direct I/O to the backing file)" >&2
+# Warm-up write (not measured): the backing file's extents get initialized,
+# so no measured run pays for block allocation.
+dd if="$img" of="$LOOP" bs=4M oflag=direct conv=fsync status=none
+
+declare -A best_s best_rss best_cpu
+measure() { # name command...
+  local name=$1; shift
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || {
+    echo "bench: $name failed:" >&2; cat "$WORK/err" >&2; exit 1;
+  }
+  local s rss user sys
+  read -r s rss user sys <"$WORK/time"
+  if [ -z "${best_s[$name]:-}" ] || awk -v a="$s" -v b="${best_s[$name]}" 'BEGIN{exit !(a<b)}'; then
+    best_s[$name]=$s
+    best_cpu[$name]=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
+  fi
+  if [ -z "${best_rss[$name]:-}" ] || [ "$rss" -gt "${best_rss[$name]}" ]; then
+    best_rss[$name]=$rss
+  fi
+  echo "bench: round $round $name: ${s} s, user ${user} s, sys ${sys} s, peak RSS ${rss} KiB" >&2
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  measure "dd write" dd if="$img" of="$LOOP" bs=4M oflag=direct conv=fsync status=none
+  measure "dd read" dd if="$LOOP" of=/dev/null bs=4M iflag=direct status=none
+  measure "bootstick write" "$BIN" write --yes --no-verify "$img" "$LOOP"
+  measure "bootstick write+verify" "$BIN" write --yes "$img" "$LOOP"
+done
+# The last run must have left the image on the device.
+cmp "$img" "$LOOP" || { echo "bench: device differs from the image!" >&2; exit 1; }
+
+echo
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared: other jobs may run)"
+echo "image ${SIZE_MIB} MiB, loop device (direct I/O backing file), best of ${ROUNDS} round(s)"
+printf '%-24s %9s %9s %9s %12s\n' "" "seconds" "MiB/s" "CPU s" "peak RSS"
+for name in "dd write" "dd read" "bootstick write" "bootstick write+verify"; do
+  awk -v n="$name" -v s="${best_s[$name]}" -v r="${best_rss[$name]}" -v m="$SIZE_MIB" -v c="${best_cpu[$name]}" \
+    'BEGIN{printf "%-24s %9.2f %9.0f %9.2f %8.1f MiB\n", n, s, (s>0? m/s : 0), c, r/1024}'
+done
+echo
+awk -v w="${best_s[dd write]}" -v r="${best_s[dd read]}" \
+    -v bw="${best_s[bootstick write]}" -v bv="${best_s[bootstick write+verify]}" \
+    -v rss="${best_rss[bootstick write+verify]}" 'BEGIN{
+  printf "bootstick write / dd write                  = %.3f  (target <= 1.02)\n", bw/w
+  printf "bootstick write+verify / (dd write+dd read) = %.3f  (target <= 1.05)\n", bv/(w+r)
+  printf "bootstick write+verify peak RSS             = %.1f MiB  (target <= 64)\n", rss/1024
+}'
