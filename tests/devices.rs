@@ -1038,3 +1038,80 @@ fn engine_refuses_when_the_disk_changes_before_the_first_write() {
             .arg(&copy),
     );
 }
+
+/// Runs `bootstick write` on a pseudo-terminal (util-linux `script`), typing
+/// `answer`. Returns the exit code and everything shown.
+fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let cmd = format!("{} write {args}", env!("CARGO_BIN_EXE_bootstick"));
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn confirmation_names_the_disk_and_its_partitions() {
+    let t = "confirmation_names_the_disk_and_its_partitions";
+    if !common::require_root(t) || !common::require_tools(t, &["script", "partx", "sfdisk", "cmp"])
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let backing = tmp.path().join("disk.img");
+    sfdisk_image(
+        &backing,
+        16 << 20,
+        "label: dos\nstart=2048, size=8192, type=83\n",
+    );
+    let copy = tmp.path().join("copy.img");
+    std::fs::copy(&backing, &copy).unwrap();
+    let lo = common::LoopDevice::attach_with(&backing, &["-P"]);
+    let _ = std::process::Command::new("partx")
+        .arg("-a")
+        .arg(lo.path())
+        .output();
+    let img = tmp.path().join("image.iso");
+    common::pseudo_random_file(&img, 1 << 20, 15);
+    let args = format!("{} {}", img.display(), lo.path().display());
+
+    // Declined: nothing is written.
+    let (code, shown) = write_on_terminal(&args, "n\n");
+    assert_eq!(code, Some(7), "{shown}");
+    let name = lo.path().file_name().unwrap().to_str().unwrap();
+    assert!(
+        shown.contains("16.0 MiB") && shown.contains("16777216 bytes"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("{name}p1")) && shown.contains("4.0 MiB"),
+        "{shown}"
+    );
+    assert!(shown.contains("EVERYTHING on"), "{shown}");
+    cmp(&backing, &copy);
+
+    // Confirmed: written.
+    let (code, shown) = write_on_terminal(&args, "y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    common::run(
+        std::process::Command::new("cmp")
+            .arg("-n")
+            .arg((1u64 << 20).to_string())
+            .arg(&img)
+            .arg(&backing),
+    );
+}

@@ -206,6 +206,7 @@ fn tree_image() -> Option<PathBuf> {
 #[test]
 fn genisoimage_udf_tree_matches_7z() {
     let Some(image) = tree_image() else { return };
+    assert!(Udf::probe(&ImageFile::open(&image).unwrap()).unwrap());
     let udf = open(&image);
     assert_eq!(udf.label(), "UDF_TREE");
     assert_eq!(udf.nsr(), 2);
@@ -408,6 +409,7 @@ fn images_without_udf_are_not_udf() {
         },
     );
     let src: Arc<dyn ByteSource> = Arc::new(ImageFile::open(&image).unwrap());
+    assert!(!Udf::probe(src.as_ref()).unwrap());
     assert!(Udf::open(src).unwrap().is_none());
 }
 
@@ -801,28 +803,6 @@ fn reserve_sequence_and_metadata_mirror_stand_in_for_broken_ones() {
     assert!(matches!(open_mem(img), Err(Error::Malformed { .. })));
 }
 
-/// Where the interesting bytes of a hand-built image are: the recognition
-/// sequence, both descriptor sequences, the anchor and the start of the
-/// partition (metadata file, file set descriptor, entries, directories).
-fn mutation_target(idx: usize) -> usize {
-    let regions = [
-        (16 * BS, 3 * BS),
-        (udf_build::MAIN_VDS as usize * BS, 4 * BS),
-        (udf_build::RESERVE_VDS as usize * BS, 4 * BS),
-        (256 * BS, 512),
-        (udf_build::PART_START as usize * BS, 120 * BS),
-    ];
-    let total: usize = regions.iter().map(|r| r.1).sum();
-    let mut i = idx % total;
-    for (start, len) in regions {
-        if i < len {
-            return start + i;
-        }
-        i -= len;
-    }
-    unreachable!()
-}
-
 mod mutations {
     use super::*;
     use proptest::prelude::*;
@@ -864,7 +844,7 @@ mod mutations {
         ) {
             let mut img = base(form);
             for (at, v) in edits {
-                let i = mutation_target(at);
+                let i = udf_build::mutation_target(at);
                 img[i] = v;
             }
             if let Ok(Some(udf)) = open_mem(img.clone()) {

@@ -16,6 +16,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+pub mod iso9660;
+pub mod open;
+pub mod tree;
 pub mod udf;
 
 /// Random-access bytes of an image: a file on disk, or memory (tests, fuzzing,
@@ -197,6 +200,18 @@ pub enum FsKind {
     Udf,
 }
 
+impl std::fmt::Display for FsKind {
+    /// The names the CLI accepts for `--fs` and prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FsKind::Iso9660 => "iso9660",
+            FsKind::Joliet => "joliet",
+            FsKind::RockRidge => "rock-ridge",
+            FsKind::Udf => "udf",
+        })
+    }
+}
+
 /// A read-only file tree inside an image: what the ISO 9660 (with Joliet and
 /// Rock Ridge) and UDF readers provide. Directory listings are produced on
 /// demand so nothing forces the whole tree into memory.
@@ -271,4 +286,6 @@ pub enum Error {
     },
     #[error("no ISO 9660 or UDF filesystem found in the image")]
     NoFilesystem,
+    #[error("the image has no {kind} file tree (it has: {available})")]
+    FsAbsent { kind: FsKind, available: String },
 }

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod qemu;
 
 use std::path::{Path, PathBuf};

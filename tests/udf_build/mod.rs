@@ -472,3 +472,72 @@ pub fn build(o: Opts, label: &str, root: &[(String, Node)]) -> Builder {
     b.img[last * BS..last * BS + 512].copy_from_slice(&a);
     b
 }
+
+/// Where the interesting bytes of a hand-built image are: the recognition
+/// sequence, both descriptor sequences, the anchor and the start of the
+/// partition (metadata file, file set descriptor, entries, directories).
+pub fn mutation_target(idx: usize) -> usize {
+    let regions = [
+        (16 * BS, 3 * BS),
+        (MAIN_VDS as usize * BS, 4 * BS),
+        (RESERVE_VDS as usize * BS, 4 * BS),
+        (256 * BS, 512),
+        (PART_START as usize * BS, 120 * BS),
+    ];
+    let total: usize = regions.iter().map(|r| r.1).sum();
+    let mut i = idx % total;
+    for (start, len) in regions {
+        if i < len {
+            return start + i;
+        }
+        i -= len;
+    }
+    unreachable!()
+}
+
+/// One of four small images in different forms, for mutation testing and
+/// fuzzing: short ADs; a metadata partition with extended file entries, long
+/// ADs and continuation extents; extended ADs with 16-bit names; embedded data
+/// in a metadata partition.
+pub fn fuzz_base(form: u8) -> Vec<u8> {
+    let d = Opts::default;
+    let o = match form % 4 {
+        0 => d(),
+        1 => Opts {
+            metadata: true,
+            efe: true,
+            ad: Ad::Long,
+            extent_blocks: 1,
+            aed: true,
+            ..d()
+        },
+        2 => Opts {
+            ad: Ad::Ext,
+            extent_blocks: 2,
+            name16: true,
+            ..d()
+        },
+        _ => Opts {
+            ad: Ad::Embedded,
+            metadata: true,
+            ..d()
+        },
+    };
+    let n = |s: &str| s.to_owned();
+    let tree = vec![
+        (n("README.TXT"), Node::File(b"read me".to_vec())),
+        (
+            n("sources"),
+            Node::Dir(vec![
+                (
+                    n("install.wim"),
+                    Node::File((0..1500u32).map(|i| i as u8).collect()),
+                ),
+                (n("sub"), Node::Dir(vec![(n("x"), Node::File(vec![1; 10]))])),
+            ]),
+        ),
+        (n("link"), Node::Link(link(&[(3, ""), (5, "sources")]))),
+        (n("holes"), Node::Unrecorded(5000)),
+    ];
+    build(o, "FUZZ", &tree).img
+}

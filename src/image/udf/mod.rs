@@ -147,6 +147,13 @@ impl Udf {
         Ok(Some(udf))
     }
 
+    /// True when the image carries a UDF volume recognition sequence: cheap
+    /// (a few 7-byte reads), for listing which file trees an image has before
+    /// opening one.
+    pub fn probe(src: &dyn ByteSource) -> Result<bool, Error> {
+        Ok(volume::recognize(src)?.is_some())
+    }
+
     /// The UDF revision named by the logical volume's domain (0x0102 for
     /// Windows media and genisoimage, 0x0250/0x0260 for metadata-partition
     /// volumes).
