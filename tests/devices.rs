@@ -1115,3 +1115,100 @@ fn confirmation_names_the_disk_and_its_partitions() {
             .arg(&backing),
     );
 }
+
+// ---------------------------------------------------------------------------
+// On emulated USB sticks in the test-bed guest (real usb-storage SCSI disks,
+// real udev, a Debian kernel that parses MBRs).
+
+#[test]
+fn guest_usb_sticks_selection_safety_and_eject() {
+    use common::guest::{Guest, Stick};
+    if !common::guest::require("guest_usb_sticks_selection_safety_and_eject")
+        || !common::require_tools(
+            "guest_usb_sticks_selection_safety_and_eject",
+            &["sfdisk", "mkfs.ext4"],
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("two.img");
+    sfdisk_image(
+        &img,
+        8 << 20,
+        "label: dos\nstart=2048, size=4096, type=c\nstart=6144, size=8192, type=83\n",
+    );
+    let image_sha = common::run(std::process::Command::new("sha256sum").arg(&img));
+    let image_sha = image_sha.split_whitespace().next().unwrap().to_string();
+    let a_img = dir.path().join("a.img");
+    std::fs::File::create(&a_img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let b_img = dir.path().join("b.img");
+    std::fs::File::create(&b_img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    common::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&b_img),
+    );
+    let a = Stick::new(&a_img, "BSTDA001");
+    let b = Stick::new(&b_img, "BSTDB002");
+    let script = format!(
+        r#"
+A=$(readlink -f {a_id}); B=$(readlink -f {b_id})
+echo "@@ system"; bootstick write --yes two.img /dev/vda 2>&1; echo "rc=$?"
+echo "@@ serial"; out=$(bootstick write --yes --json two.img BSTDA001 2>&1); rc=$?; echo "$out" | tail -n 1; echo "rc=$rc"
+echo "@@ parts"; ls -d ${{A}}1 ${{A}}2 2>&1
+echo "@@ sha"; head -c 8388608 $A | sha256sum
+echo "@@ mounted"; mkdir -p /m; mount $B /m; bootstick write --yes two.img {b_id} 2>&1; echo "rc=$?"
+echo "@@ unmount"; bootstick write --yes --unmount two.img {b_id} >/dev/null 2>&1; echo "rc=$?"; grep -c "^$B " /proc/mounts
+echo "@@ eject"; out=$(bootstick write --yes --json --eject two.img {a_id} 2>&1); rc=$?; echo "$out" | tail -n 1; echo "rc=$rc"
+echo "@@ after"; ls /sys/block
+echo "@@ end"
+"#,
+        a_id = a.by_id(),
+        b_id = b.by_id()
+    );
+    let out = Guest::new(&script)
+        .file("two.img", &img)
+        .stick(a)
+        .stick(b)
+        .run();
+    out.assert_success();
+    // The system disk (holding /boot) is refused, naming why.
+    let s = out.section("system");
+    assert!(s.contains("rc=4") && s.contains("system disk"), "{out}");
+    // Found by serial, written, verified, partitions re-read by the kernel.
+    let s = out.section("serial");
+    assert!(s.contains("rc=0"), "{out}");
+    let result: serde_json::Value = serde_json::from_str(s.lines().next().unwrap()).unwrap();
+    assert_eq!(result["verified"], true, "{out}");
+    assert_eq!(result["partitions"].as_array().unwrap().len(), 2, "{out}");
+    assert!(!out.section("parts").contains("No such file"), "{out}");
+    assert!(out.section("sha").contains(&image_sha), "{out}");
+    // A mounted stick: refused, then unmounted and written with --unmount.
+    let s = out.section("mounted");
+    assert!(s.contains("rc=4") && s.contains("--unmount"), "{out}");
+    let s = out.section("unmount");
+    assert!(s.contains("rc=0") && s.lines().last() == Some("0"), "{out}");
+    // --eject detaches the stick: its disk is gone from /sys/block.
+    let s = out.section("eject");
+    assert!(
+        s.contains("rc=0") && s.contains("\"ejected\":true"),
+        "{out}"
+    );
+    let after = out.section("after");
+    assert!(after.contains("sdb") || after.contains("sda"), "{out}");
+    assert_eq!(
+        after
+            .split_whitespace()
+            .filter(|d| d.starts_with("sd"))
+            .count(),
+        1,
+        "{out}"
+    );
+}

@@ -784,7 +784,11 @@ fn openpgp_clearsigned_checksum() {
         &dir.path().join("Fedora-arch-CHECKSUM"),
         None
     ));
-    assert_outcome(&verify_key(&fx, dir.path(), "rsa4096", &[]), "mismatch", 11);
+    assert_outcome(
+        &verify_key(&fx, dir.path(), "rsa4096", &[]),
+        "bad-signature",
+        13,
+    );
 
     // A hash added outside the signed text does not count: the signed part
     // lists another image only, the unsigned tail lists this one.
@@ -952,4 +956,202 @@ fn openpgp_tampering() {
         "unknown-key",
         14,
     );
+}
+
+// ---------------------------------------------------------------------------
+// minisign and signify, signed by the real tools.
+// ---------------------------------------------------------------------------
+
+fn minisign_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
+    let public = dir.join(format!("{name}.pub"));
+    let secret = dir.join(format!("{name}.key"));
+    run(Command::new("minisign")
+        .args(["-G", "-W", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret));
+    // The key id, as minisign prints it in the public key's comment.
+    let text = std::fs::read_to_string(&public).unwrap();
+    let id = text
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    (public, secret, id)
+}
+
+fn minisign_accepts(public: &Path, file: &Path, sig: &Path) -> bool {
+    Command::new("minisign")
+        .args(["-V", "-q", "-p"])
+        .arg(public)
+        .arg("-x")
+        .arg(sig)
+        .arg("-m")
+        .arg(file)
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn minisign_signatures() {
+    if !require_tools("minisign", &["minisign", "sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("x.iso");
+    let keys = tempfile::tempdir().unwrap();
+    let (public, secret, id) = minisign_keys(keys.path(), "release");
+    let (other_public, _, _) = minisign_keys(keys.path(), "other");
+    let key = public.to_str().unwrap();
+
+    // Prehashed (the default) over the image itself.
+    run(Command::new("minisign")
+        .args(["-S", "-s"])
+        .arg(&secret)
+        .args(["-t", "release 1.0 image"])
+        .arg("-m")
+        .arg(&image));
+    let sig = dir.path().join("x.iso.minisig");
+    assert!(minisign_accepts(&public, &image, &sig));
+    let v = verify_image(&image, &["--key", key]);
+    assert_outcome(&v, "verified", 0);
+    assert_eq!(v.json["signers"][0]["fingerprint"], id.to_uppercase());
+    assert_eq!(v.json["signatures"][0]["format"], "minisign");
+    assert_outcome(
+        &verify_image(&image, &["--key", key, "--fingerprint", &id]),
+        "verified",
+        0,
+    );
+    assert!(v.json["signatures"][0]["signatures"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("release 1.0 image"));
+    assert_outcome(
+        &verify_image(&image, &["--key", other_public.to_str().unwrap()]),
+        "unknown-key",
+        14,
+    );
+
+    // An edited trusted comment: the global signature no longer verifies.
+    let original = std::fs::read_to_string(&sig).unwrap();
+    std::fs::write(
+        &sig,
+        original.replace("release 1.0 image", "release 2.0 image"),
+    )
+    .unwrap();
+    assert!(!minisign_accepts(&public, &image, &sig));
+    assert_outcome(&verify_image(&image, &["--key", key]), "bad-signature", 13);
+    std::fs::write(&sig, &original).unwrap();
+
+    // A flipped byte in the image.
+    flip_byte(&image, 2 * 1024 * 1024);
+    assert!(!minisign_accepts(&public, &image, &sig));
+    assert_outcome(&verify_image(&image, &["--key", key]), "bad-signature", 13);
+    flip_byte(&image, 2 * 1024 * 1024);
+
+    // Legacy (pure Ed25519) over a checksum file.
+    std::fs::remove_file(&sig).unwrap();
+    std::fs::write(
+        dir.path().join("SHA256SUMS"),
+        tool(dir.path(), "sha256sum", &["x.iso"]),
+    )
+    .unwrap();
+    run(Command::new("minisign")
+        .args(["-S", "-l", "-s"])
+        .arg(&secret)
+        .arg("-m")
+        .arg(dir.path().join("SHA256SUMS")));
+    assert!(minisign_accepts(
+        &public,
+        &dir.path().join("SHA256SUMS"),
+        &dir.path().join("SHA256SUMS.minisig")
+    ));
+    let v = verify_image(&image, &["--key", key]);
+    assert_outcome(&v, "verified", 0);
+    assert_eq!(
+        v.json["signatures"][0]["signatures"][0]["hash"],
+        "none (pure Ed25519)"
+    );
+    // ... and the checksum file edited after signing.
+    flip_byte(&dir.path().join("SHA256SUMS"), 70);
+    assert_outcome(&verify_image(&image, &["--key", key]), "bad-signature", 13);
+}
+
+#[test]
+fn signify_signatures() {
+    if !require_tools("signify", &["signify-openbsd", "sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("install.img");
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("release.pub");
+    let secret = keys.path().join("release.sec");
+    run(Command::new("signify-openbsd")
+        .args(["-G", "-n", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret));
+    let key = public.to_str().unwrap();
+
+    // Detached over a GNU checksum file.
+    std::fs::write(
+        dir.path().join("SHA256SUMS"),
+        tool(dir.path(), "sha256sum", &["install.img"]),
+    )
+    .unwrap();
+    run(Command::new("signify-openbsd")
+        .args(["-S", "-s"])
+        .arg(&secret)
+        .arg("-m")
+        .arg(dir.path().join("SHA256SUMS")));
+    let v = verify_image(&image, &["--key", key]);
+    assert_outcome(&v, "verified", 0);
+    assert_eq!(v.json["signatures"][0]["format"], "signify");
+    std::fs::remove_file(dir.path().join("SHA256SUMS")).unwrap();
+    std::fs::remove_file(dir.path().join("SHA256SUMS.sig")).unwrap();
+
+    // OpenBSD style: BSD lines embedded in SHA256.sig (`signify -S -e`),
+    // checked by `signify -C` as the oracle.
+    let list = dir.path().join("SHA256");
+    std::fs::write(
+        &list,
+        tool(dir.path(), "sha256sum", &["--tag", "install.img"]),
+    )
+    .unwrap();
+    let sig = dir.path().join("SHA256.sig");
+    run(Command::new("signify-openbsd")
+        .args(["-S", "-e", "-s"])
+        .arg(&secret)
+        .arg("-m")
+        .arg(&list)
+        .arg("-x")
+        .arg(&sig));
+    std::fs::remove_file(&list).unwrap();
+    let oracle = |dir: &Path| {
+        Command::new("signify-openbsd")
+            .current_dir(dir)
+            .args(["-C", "-q", "-p", key, "-x", "SHA256.sig"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(oracle(dir.path()));
+    let v = verify_image(&image, &["--key", key]);
+    assert_outcome(&v, "verified", 0);
+    assert!(v.json["matched"]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("SHA256.sig"));
+
+    // An edited hash in the embedded list.
+    let text = std::fs::read_to_string(&sig).unwrap();
+    let pos = text.find(") = ").unwrap() + 6;
+    let mut b = text.into_bytes();
+    b[pos] = if b[pos] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&sig, b).unwrap();
+    assert!(!oracle(dir.path()));
+    assert_outcome(&verify_image(&image, &["--key", key]), "bad-signature", 13);
 }

@@ -34,8 +34,29 @@ pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
             found.push(dir.join(&name));
         }
     }
+    // OpenBSD publishes `SHA256.sig`, a signify file with the list embedded;
+    // alone (without a plain `SHA256` beside it) it is the checksum file.
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let lower = name.to_ascii_lowercase();
+        if let Some(plain) = lower.strip_suffix(".sig") {
+            if (plain == "sha256" || plain == "sha512")
+                && !found.iter().any(|f| file_name_lower(f) == plain)
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                found.push(dir.join(&name));
+            }
+        }
+    }
     found.sort();
     Ok(found)
+}
+
+fn file_name_lower(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// True for the file names checksum lists are published under.

@@ -11,6 +11,7 @@
 //! decided in.
 
 pub mod discover;
+pub mod ed25519;
 pub mod openpgp;
 pub mod signature;
 pub mod stream;
@@ -204,14 +205,88 @@ fn same_file(a: &Path, b: &Path) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SigFormat {
     OpenPgp,
+    /// minisign or signify (told apart when parsed).
+    Ed25519,
     Unknown,
 }
 
 fn sig_format(bytes: &[u8]) -> SigFormat {
     if openpgp::looks_like_openpgp(bytes) {
         SigFormat::OpenPgp
+    } else if ed25519::looks_like(bytes) {
+        SigFormat::Ed25519
     } else {
         SigFormat::Unknown
+    }
+}
+
+fn tool_name(t: ed25519::Tool) -> &'static str {
+    match t {
+        ed25519::Tool::Minisign => "minisign",
+        ed25519::Tool::Signify => "signify",
+    }
+}
+
+/// Every key given: OpenPGP keys and minisign/signify Ed25519 keys.
+struct Keys {
+    pgp: openpgp::Keyring,
+    ed: Vec<ed25519::PublicKey>,
+}
+
+impl Keys {
+    fn any(&self) -> bool {
+        !self.pgp.is_empty() || !self.ed.is_empty()
+    }
+
+    /// Reads each `--key` file as a minisign/signify public key when it
+    /// looks like one, else as OpenPGP; then applies the pins, refusing a
+    /// pin no key has.
+    fn load(paths: &[PathBuf], pins: &[String]) -> Result<Keys, Error> {
+        let mut pgp_files = Vec::new();
+        let mut ed = Vec::new();
+        for path in paths {
+            let bytes = read_small(path)?;
+            if ed25519::looks_like(&bytes) {
+                ed.push(ed25519::parse_public_key(&bytes).map_err(|reason| {
+                    openpgp::KeyError::Parse {
+                        path: path.clone(),
+                        reason,
+                    }
+                })?);
+            } else {
+                pgp_files.push((path.clone(), bytes));
+            }
+        }
+        let mut pgp = openpgp::Keyring::from_files(&pgp_files)?;
+        if !pins.is_empty() {
+            let mut wanted = Vec::new();
+            for p in pins {
+                let bare = p.trim().trim_start_matches("0x").to_ascii_uppercase();
+                let bare = bare.trim_start_matches('0');
+                if let Some(k) = ed.iter().find(|k| k.id_hex() == bare) {
+                    wanted.push(k.id_hex());
+                    continue;
+                }
+                let pin = openpgp::normalize_pin(p)?;
+                if !pgp.has_pin(&pin) && !ed.iter().any(|k| k.id_hex() == pin) {
+                    return Err(openpgp::KeyError::PinNotFound(p.clone()).into());
+                }
+                wanted.push(pin);
+            }
+            pgp.retain_pins(&wanted);
+            ed.retain(|k| wanted.contains(&k.id_hex()));
+        }
+        Ok(Keys { pgp, ed })
+    }
+
+    fn describe(&self) -> Vec<Signer> {
+        let mut v = self.pgp.describe();
+        v.extend(self.ed.iter().map(|k| Signer {
+            fingerprint: k.id_hex(),
+            subkey: None,
+            user_id: None,
+        }));
+        v
     }
 }
 
@@ -230,7 +305,7 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
     let mut notes = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut sig_files: Vec<SignatureFile> = Vec::new();
-    let keys = openpgp::Keyring::load(&req.keys, &req.fingerprints)?;
+    let keys = Keys::load(&req.keys, &req.fingerprints)?;
 
     let mut sums_files = req.sums.clone();
     if sums_files.is_empty() && req.expected.is_empty() && req.discover {
@@ -314,6 +389,7 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
     // rest for the streaming pass.
     let image_display = req.image.display().to_string();
     let mut pending: Vec<Pending> = Vec::new();
+    let mut pending_ed: Vec<(usize, ed25519::Signature)> = Vec::new();
     let mut image_sig_files = Vec::new();
     for path in &image_sigs {
         let idx = sig_files.len();
@@ -331,7 +407,7 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
             SigFormat::OpenPgp => match openpgp::parse_detached(&bytes) {
                 Ok(sigs) => {
                     for sig in sigs {
-                        match openpgp::plan(&sig, &keys) {
+                        match openpgp::plan(&sig, &keys.pgp, keys.any()) {
                             openpgp::Plan::Done(c) => file.signatures.push(c),
                             openpgp::Plan::Verify { signing, signer } => pending.push(Pending {
                                 file: idx,
@@ -343,6 +419,16 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
                     }
                 }
                 Err(e) => file.detail = Some(e),
+            },
+            SigFormat::Ed25519 => match ed25519::parse_signature(&bytes) {
+                Ok(sig) => {
+                    file.format = tool_name(sig.tool);
+                    pending_ed.push((idx, sig));
+                }
+                Err(e) => {
+                    file.format = "minisign/signify";
+                    file.detail = Some(e);
+                }
             },
             SigFormat::Unknown => {
                 file.format = "unknown";
@@ -358,6 +444,9 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
         for e in &s.sums.entries {
             algorithms.extend(e.candidates.iter().copied());
         }
+    }
+    if pending_ed.iter().any(|(_, s)| s.prehashed) {
+        algorithms.push(HashAlgorithm::Blake2b512);
     }
     let mut pending = pending.into_iter();
     let first = pending.next();
@@ -390,6 +479,24 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
             openpgp::finish(&p.sig, p.signer, result)
         };
         file.signatures.push(checked);
+    }
+    // minisign/signify over the image: from the BLAKE2b-512 of the pass, or
+    // (pure Ed25519) from the image read whole when it is small enough.
+    for (idx, sig) in pending_ed {
+        let b2 = digests
+            .iter()
+            .find(|d| d.algorithm() == HashAlgorithm::Blake2b512);
+        let whole;
+        let data = match (sig.prehashed, b2) {
+            (true, Some(d)) => ed25519::Data::Blake2b512(d.as_bytes(), size),
+            _ if size <= ed25519::MAX_PURE_MESSAGE => {
+                whole = read_whole(&req.image, size)?;
+                ed25519::Data::Bytes(&whole)
+            }
+            _ => ed25519::Data::Blake2b512(&[], size),
+        };
+        let checked = ed25519::check(&sig, &keys.ed, keys.any(), data);
+        sig_files[idx].signatures.push(checked);
     }
     for f in &mut sig_files {
         if f.detail.is_none() || !f.signatures.is_empty() {
@@ -465,10 +572,10 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
     if unchecked {
         notes.push("signatures were found but not checked: give the signing key with --key".into());
     }
-    let outcome = if !mismatches.is_empty() {
-        Outcome::Mismatch
-    } else if worst(&[Status::Bad]).is_some() {
+    let outcome = if worst(&[Status::Bad]).is_some() {
         Outcome::BadSignature
+    } else if !mismatches.is_empty() {
+        Outcome::Mismatch
     } else if !signers.is_empty() {
         Outcome::Verified
     } else if let Some(s) = worst(&[
@@ -555,11 +662,11 @@ pub fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// Reads a checksum file. A clearsigned one yields only its signed text, and
 /// the verdict on its signatures.
-fn load_sums(
-    path: &Path,
-    keys: &openpgp::Keyring,
-) -> Result<(Source, Vec<u8>, Option<SignatureFile>), Error> {
+fn load_sums(path: &Path, keys: &Keys) -> Result<(Source, Vec<u8>, Option<SignatureFile>), Error> {
     let bytes = read_small(path)?;
+    if ed25519::looks_like(&bytes) {
+        return Ok(load_signify_embedded(path, bytes, keys));
+    }
     let text = String::from_utf8(bytes.clone()).map_err(|e| Error::NotText {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -590,7 +697,7 @@ fn load_sums(
         Ok((signed, sigs)) => {
             file.signatures = sigs
                 .iter()
-                .map(|s| openpgp::check_bytes(s, keys, signed.as_bytes()))
+                .map(|s| openpgp::check_bytes(s, &keys.pgp, keys.any(), signed.as_bytes()))
                 .collect();
             file.status = signature::file_status(&file.signatures);
             Ok((source(&signed, true), bytes, Some(file)))
@@ -603,12 +710,72 @@ fn load_sums(
     }
 }
 
+/// A signify `-e` file used as a checksum file: the embedded message is the
+/// list, and only it counts once the signature over it verifies.
+fn load_signify_embedded(
+    path: &Path,
+    bytes: Vec<u8>,
+    keys: &Keys,
+) -> (Source, Vec<u8>, Option<SignatureFile>) {
+    let name = path.display().to_string();
+    let mut file = SignatureFile {
+        file: name.clone(),
+        covers: name.clone(),
+        format: "signify",
+        status: Status::Bad,
+        signatures: Vec::new(),
+        detail: None,
+    };
+    let mut text = String::new();
+    match ed25519::parse_signature(&bytes) {
+        Ok(sig) => match (&sig.embedded, sig.tool) {
+            (Some(message), ed25519::Tool::Signify) => match std::str::from_utf8(message) {
+                Ok(t) => {
+                    text = t.to_string();
+                    file.signatures = vec![ed25519::check(
+                        &sig,
+                        &keys.ed,
+                        keys.any(),
+                        ed25519::Data::Bytes(message),
+                    )];
+                    file.status = signature::file_status(&file.signatures);
+                }
+                Err(e) => file.detail = Some(format!("the embedded message is not text: {e}")),
+            },
+            _ => file.detail = Some("a signature file without an embedded checksum list".into()),
+        },
+        Err(e) => file.detail = Some(e),
+    }
+    let source = Source {
+        name,
+        sums: sums::parse(&text, sums::hint_from_file_name(&file_name(path))),
+        clearsigned: false,
+        signed_by: Vec::new(),
+    };
+    (source, bytes, Some(file))
+}
+
+/// Reads a small image whole (a pure Ed25519 signature needs the message).
+fn read_whole(path: &Path, size: u64) -> Result<Vec<u8>, Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut buf = Vec::with_capacity(size as usize);
+    File::open(path)
+        .map_err(io)?
+        .take(ed25519::MAX_PURE_MESSAGE + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    Ok(buf)
+}
+
 /// Checks a detached signature file over a checksum file's bytes.
 fn check_detached_over_bytes(
     sig_path: &Path,
     covers: &Path,
     data: &[u8],
-    keys: &openpgp::Keyring,
+    keys: &Keys,
 ) -> Result<SignatureFile, Error> {
     let bytes = read_small(sig_path)?;
     let mut file = SignatureFile {
@@ -624,11 +791,27 @@ fn check_detached_over_bytes(
             Ok(sigs) => {
                 file.signatures = sigs
                     .iter()
-                    .map(|s| openpgp::check_bytes(s, keys, data))
+                    .map(|s| openpgp::check_bytes(s, &keys.pgp, keys.any(), data))
                     .collect();
                 file.status = signature::file_status(&file.signatures);
             }
             Err(e) => file.detail = Some(e),
+        },
+        SigFormat::Ed25519 => match ed25519::parse_signature(&bytes) {
+            Ok(sig) => {
+                file.format = tool_name(sig.tool);
+                file.signatures = vec![ed25519::check(
+                    &sig,
+                    &keys.ed,
+                    keys.any(),
+                    ed25519::Data::Bytes(data),
+                )];
+                file.status = signature::file_status(&file.signatures);
+            }
+            Err(e) => {
+                file.format = "minisign/signify";
+                file.detail = Some(e);
+            }
         },
         SigFormat::Unknown => {
             file.format = "unknown";

@@ -106,44 +106,31 @@ impl Keyring {
         self.keys.len()
     }
 
-    /// Loads every public key in `paths` (armored or binary, one key or a
-    /// keyring), then keeps only those matching `pins` when pins are given.
-    pub fn load(paths: &[PathBuf], pins: &[String]) -> Result<Keyring, super::Error> {
+    /// Loads every public key in `files` (path, content; armored or
+    /// binary, one key or a keyring).
+    pub fn from_files(files: &[(PathBuf, Vec<u8>)]) -> Result<Keyring, super::Error> {
         let mut keys = Vec::new();
-        for path in paths {
-            let bytes = super::read_small(path)?;
-            for key in parse_keys(&bytes).map_err(|reason| KeyError::Parse {
+        for (path, bytes) in files {
+            for key in parse_keys(bytes).map_err(|reason| KeyError::Parse {
                 path: path.clone(),
                 reason,
             })? {
                 keys.push(examine(key, path)?);
             }
         }
-        if !pins.is_empty() {
-            let mut wanted = Vec::new();
-            for p in pins {
-                let clean: String = p
-                    .chars()
-                    .filter(|c| !c.is_whitespace())
-                    .collect::<String>()
-                    .trim_start_matches("0x")
-                    .to_ascii_uppercase();
-                if clean.len() < 16 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(KeyError::BadPin(p.clone()).into());
-                }
-                // A full fingerprint must match exactly; a shorter pin must
-                // match its end (a long key ID).
-                if !keys
-                    .iter()
-                    .any(|k: &GivenKey| k.fingerprint.ends_with(&clean))
-                {
-                    return Err(KeyError::PinNotFound(p.clone()).into());
-                }
-                wanted.push(clean);
-            }
-            keys.retain(|k| wanted.iter().any(|w| k.fingerprint.ends_with(w.as_str())));
-        }
         Ok(Keyring { keys })
+    }
+
+    /// True when a key's fingerprint ends with the normalized `pin` (a
+    /// full fingerprint, or a long key ID).
+    pub fn has_pin(&self, pin: &str) -> bool {
+        self.keys.iter().any(|k| k.fingerprint.ends_with(pin))
+    }
+
+    /// Keeps only the keys that some normalized pin names.
+    pub fn retain_pins(&mut self, pins: &[String]) {
+        self.keys
+            .retain(|k| pins.iter().any(|w| k.fingerprint.ends_with(w.as_str())));
     }
 
     /// Fingerprints and user IDs of the trusted keys.
@@ -172,6 +159,21 @@ impl Keyring {
         }
         out
     }
+}
+
+/// A `--fingerprint` value in the form keys are compared in: upper-case
+/// hex, spaces and a `0x` prefix removed, at least a long key ID.
+pub fn normalize_pin(p: &str) -> Result<String, KeyError> {
+    let clean: String = p
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .trim_start_matches("0x")
+        .to_ascii_uppercase();
+    if clean.len() < 16 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(KeyError::BadPin(p.to_string()));
+    }
+    Ok(clean)
 }
 
 /// Splits concatenated armored blocks or parses binary packets into keys.
@@ -422,7 +424,7 @@ impl SigningKeyRef<'_> {
 }
 
 /// Decides what can be decided about `sig` without the data.
-pub fn plan<'k>(sig: &Signature, keys: &'k Keyring) -> Plan<'k> {
+pub fn plan<'k>(sig: &Signature, keys: &'k Keyring, any_keys: bool) -> Plan<'k> {
     let base = |status: Status, detail: Option<String>, signer: Option<Signer>| Checked {
         status,
         issuer: issuers(sig),
@@ -430,7 +432,7 @@ pub fn plan<'k>(sig: &Signature, keys: &'k Keyring) -> Plan<'k> {
         signer,
         detail,
     };
-    if keys.is_empty() {
+    if !any_keys {
         return Plan::Done(base(Status::Unchecked, Some("no --key given".into()), None));
     }
     if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
@@ -490,8 +492,8 @@ pub fn plan<'k>(sig: &Signature, keys: &'k Keyring) -> Plan<'k> {
 }
 
 /// Checks `sig` over `data` (whole, in memory: a checksum file).
-pub fn check_bytes(sig: &Signature, keys: &Keyring, data: &[u8]) -> Checked {
-    match plan(sig, keys) {
+pub fn check_bytes(sig: &Signature, keys: &Keyring, any_keys: bool, data: &[u8]) -> Checked {
+    match plan(sig, keys, any_keys) {
         Plan::Done(c) => c,
         Plan::Verify {
             signing, signer, ..
