@@ -561,6 +561,19 @@ fn decisions() {
                 .map(|x| (u64::from(x.lba), u64::from(x.count)))
                 .collect();
             assert_eq!(ours, theirs, "{recipe}");
+            // Boot images sized from the tree have the size xorriso gives
+            // the file at that path.
+            for i in v["el_torito"]["images"].as_array().unwrap() {
+                if i["size_from"]["from"] == "file" {
+                    let path = i["size_from"]["path"].as_str().unwrap();
+                    assert_eq!(
+                        i["len"].as_u64().unwrap(),
+                        xorriso_file_size(&img, path),
+                        "{recipe} {path}"
+                    );
+                }
+            }
+            assert!(v["facts"].is_object(), "{recipe}: the ISO tree was read");
         }
     }
 }
