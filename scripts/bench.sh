@@ -40,6 +40,9 @@ img=$WORK/image.bin
 backing=$WORK/backing.bin
 echo "bench: making a ${SIZE_MIB} MiB non-compressible image in $WORK" >&2
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$img"
+# Flush the new image now, so its writeback does not compete with the first
+# measured commands (it stays in the page cache).
+sync "$img"
 # The device is exactly the image's size: no tail wipe, same bytes as dd.
 fallocate -l "$((SIZE_MIB * 1024 * 1024))" "$backing"
 LOOP=$(losetup --direct-io=on -f --show "$backing")

@@ -11,6 +11,7 @@ pub mod events;
 pub mod hash;
 pub mod image;
 pub mod inspect;
+pub mod layout;
 pub mod plan;
 pub mod trust;
 pub mod write;

@@ -206,3 +206,90 @@ fn bootstick_written_loop_device_boots_under_seabios_and_ovmf() {
     cmp_prefix(&iso, dev.path());
     boots_under_both(dev.path());
 }
+
+// ------------------------------------------------- layouts bootstick builds
+
+/// A FAT32 volume laid out by `layout::fat32` boots under UEFI: OVMF's own
+/// FAT driver finds `\EFI\BOOT\BOOTX64.EFI` (a standalone GRUB whose bytes
+/// are `Source` ranges of the plan's source) in an MBR partition of type
+/// 0xEF at 1 MiB and runs it. The MBR here is a minimal test-side table; the
+/// volume, its FATs and directories are bootstick's.
+#[test]
+fn fat32_layout_boots_under_ovmf() {
+    use bootstick::image::{FileData, Run};
+    use bootstick::layout::fat32::{self, Content, Dir, Options};
+    use bootstick::plan::{Extent, Plan};
+
+    let t = "fat32_layout_boots_under_ovmf";
+    if !common::require_tools(t, qemu::STANDALONE_TOOLS) || !qemu::require(t, &[Firmware::Ovmf]) {
+        return;
+    }
+    let efi = qemu::grub_efi_standalone();
+    let efi_len = std::fs::metadata(&efi).unwrap().len();
+
+    let mut boot = Dir::new();
+    boot.file(
+        "BOOTX64.EFI",
+        Content::Source(FileData {
+            size: efi_len,
+            runs: vec![Run::Data {
+                offset: 0,
+                len: efi_len,
+            }],
+        }),
+    );
+    let mut efi_dir = Dir::new();
+    efi_dir.dir("BOOT", boot);
+    let mut root = Dir::new();
+    root.dir("EFI", efi_dir);
+
+    const START: u64 = 2048; // LBA of the partition: 1 MiB
+    let volume = 48u64 << 20;
+    let mut options = Options::new(volume, "BOOTSTICK");
+    options.hidden_sectors = START as u32;
+
+    let mut mbr = [0u8; 512];
+    mbr[440..444].copy_from_slice(&0x2026_1129u32.to_le_bytes());
+    let e = &mut mbr[446..462];
+    e[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]); // CHS: use LBA
+    e[4] = 0xEF; // EFI system partition
+    e[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
+    e[8..12].copy_from_slice(&(START as u32).to_le_bytes());
+    e[12..16].copy_from_slice(&((volume / 512) as u32).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xAA;
+
+    let mut b = Plan::builder();
+    b.push(0, Extent::bytes(mbr.to_vec())).unwrap();
+    fat32::build(&root, &options, START * 512, &mut b).unwrap();
+    let plan = b.build();
+
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("esp-disk.img");
+    let source = std::fs::File::open(&efi).unwrap();
+    let mut target = bootstick::write::Target::file(&disk).unwrap();
+    let report = bootstick::write::write(
+        &plan,
+        &source,
+        &mut target,
+        bootstick::write::Options::default(),
+        &bootstick::events::Silent,
+    )
+    .unwrap();
+    assert!(report.verified);
+    drop(target);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(START * 512 + volume)
+        .unwrap();
+
+    let out =
+        Boot::new(&disk, Firmware::Ovmf, &qemu::fixture_marker(Firmware::Ovmf)).assert_boots();
+    eprintln!(
+        "{t}: marker after {:.1} s ({})",
+        out.elapsed.as_secs_f64(),
+        out.accel
+    );
+}

@@ -339,6 +339,8 @@ fn targets_resolve_by_path_link_and_serial() {
         name("usb-Samsung_PSSD_T7_S5SXNG0R700001K-0:0"),
         ("sdc".into(), false)
     );
+    // Any by-id name, not only the preferred one.
+    assert_eq!(name("wwn-0x5002538e40a0b1c2"), ("sda".into(), false));
     // An explicitly named loop device is a target; it has no serial to find it by.
     assert_eq!(name("/dev/loop0"), ("loop0".into(), true));
 }
@@ -1211,4 +1213,27 @@ echo "@@ end"
         1,
         "{out}"
     );
+}
+
+/// Without TARGET on a terminal, `write` offers a choice and never picks by
+/// itself: pressing Enter cancels (or, with no eligible disk on this machine,
+/// it says so). Either way nothing is written and the exit is not 0.
+#[test]
+fn picker_never_chooses_by_itself() {
+    let t = "picker_never_chooses_by_itself";
+    if !common::require_tools(t, &["script"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("image.iso");
+    common::pseudo_random_file(&img, 1 << 20, 16);
+    let (code, shown) = write_on_terminal(&img.display().to_string(), "\n");
+    match code {
+        Some(3) => assert!(shown.contains("no removable or USB disk found"), "{shown}"),
+        Some(7) => assert!(
+            shown.contains("Number of the disk to write") && shown.contains("no disk chosen"),
+            "{shown}"
+        ),
+        other => panic!("exit {other:?}:\n{shown}"),
+    }
 }

@@ -6,6 +6,7 @@
 //! sizes) must give typed errors, never a panic.
 
 mod common;
+mod iso_fuzz;
 
 use bootstick::image::open::{open_tree, open_tree_as};
 use bootstick::image::tree::{walk, FileReader};
@@ -599,26 +600,199 @@ fn absurd_sizes_and_extents_are_refused() {
     );
 }
 
-proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+/// A fixture in the fuzz target's input encoding: the image from sector 16
+/// on, trailing zeros cut (what `fuzz/make-iso-seeds.sh` writes).
+fn fuzz_seed() -> Option<Vec<u8>> {
+    let img = hostile_base()?;
+    let mut seed = img[iso_fuzz::INPUT_OFFSET..].to_vec();
+    while seed.last() == Some(&0) {
+        seed.pop();
+    }
+    Some(seed)
+}
 
-    /// Random byte changes anywhere in the metadata area of a valid image
-    /// never panic or hang: the reader returns a listing or a typed error.
+#[test]
+fn fuzz_body_reads_a_seed() {
+    let Some(seed) = fuzz_seed() else { return };
+    assert!(iso_fuzz::exercise(&seed).unwrap() > 30);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Random byte changes in the metadata of a valid image, run through the
+    /// fuzz target's own body: a listing or a typed error, never a panic
+    /// (including the body's own consistency assertions) or a hang.
     #[test]
     fn mutated_images_never_panic(
-        edits in proptest::collection::vec((32_768usize..120_000, proptest::prelude::any::<u8>()), 1..40)
+        edits in proptest::collection::vec((0usize..24_576, proptest::prelude::any::<u8>()), 1..40),
+        cut in proptest::option::of(0usize..1_000_000),
     ) {
-        if let Some(mut img) = hostile_base() {
+        if let Some(mut seed) = fuzz_seed() {
             for (at, byte) in edits {
-                if at < img.len() {
-                    img[at] = byte;
+                if at < seed.len() {
+                    seed[at] = byte;
                 }
             }
-            let _ = exercise(img);
+            if let Some(cut) = cut {
+                seed.truncate(cut);
+            }
+            let _ = iso_fuzz::exercise(&seed);
         }
     }
 }
 
+// ---------------------------------------------------------------------------
+// The `ls` and `extract` commands.
+
+/// Runs bootstick, returning (exit code, stdout, stderr).
+fn bootstick(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = common::bootstick().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn diff_trees(a: &Path, b: &Path) {
+    common::run(
+        Command::new("diff")
+            .args(["-r", "--no-dereference"])
+            .arg(a)
+            .arg(b),
+    );
+}
+
+#[test]
+fn extract_rock_ridge_matches_xorriso_extract() {
+    if !common::require_tools("extract_rock_ridge", &["xorriso", "diff", "chmod"]) {
+        return;
+    }
+    for image in [genisoimage_rr_joliet(), xorriso_rr_joliet()]
+        .into_iter()
+        .flatten()
+    {
+        let work = tempfile::tempdir().unwrap();
+        let ours = work.path().join("ours");
+        let theirs = work.path().join("theirs");
+        let (code, _, err) = bootstick(&["extract".as_ref(), image.as_os_str(), ours.as_os_str()]);
+        assert_eq!(code, 0, "{err}");
+        // The absolute link is the one thing we refuse to recreate.
+        assert!(err.contains("abs-link"), "{err}");
+        assert!(std::fs::symlink_metadata(ours.join("abs-link")).is_err());
+        common::run(
+            Command::new("xorriso")
+                .args(["-osirrox", "on", "-indev"])
+                .arg(&image)
+                .args(["-extract", "/"])
+                .arg(&theirs),
+        );
+        std::fs::remove_file(theirs.join("abs-link")).unwrap();
+        // xorriso restores read-only modes; make its tree removable.
+        common::run(Command::new("chmod").args(["-R", "u+w"]).arg(&theirs));
+        diff_trees(&ours, &theirs);
+        assert_eq!(
+            std::fs::read_link(ours.join("sub/link")).unwrap(),
+            Path::new("../README")
+        );
+    }
+}
+
+#[test]
+fn extract_joliet_matches_7z_extract() {
+    let Some(image) = genisoimage_rr_joliet() else {
+        return;
+    };
+    if !common::require_tools("extract_joliet_matches_7z", &["7z", "diff"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let ours = work.path().join("ours");
+    let theirs = work.path().join("theirs");
+    let (code, _, err) = bootstick(&[
+        "extract".as_ref(),
+        "--fs".as_ref(),
+        "joliet".as_ref(),
+        image.as_os_str(),
+        ours.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    common::run(
+        Command::new("7z")
+            .args(["x", "-y"])
+            .arg(format!("-o{}", theirs.display()))
+            .arg(&image),
+    );
+    diff_trees(&ours, &theirs);
+}
+
+#[test]
+fn extract_refuses_a_non_empty_directory() {
+    let Some(image) = genisoimage_rr_joliet() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("precious"), "keep").unwrap();
+    let (code, _, err) = bootstick(&[
+        "extract".as_ref(),
+        image.as_os_str(),
+        work.path().as_os_str(),
+    ]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn ls_json_recursive_matches_xorriso() {
+    let Some(image) = xorriso_rr_joliet() else {
+        return;
+    };
+    let (code, out, err) = bootstick(&[
+        "ls".as_ref(),
+        "-R".as_ref(),
+        "--json".as_ref(),
+        image.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["fs"], "rock-ridge");
+    let mut ours = Listing::new();
+    for e in doc["entries"].as_array().unwrap() {
+        let kind = match e["type"].as_str().unwrap() {
+            "dir" => 'd',
+            "symlink" => 'l',
+            _ => '-',
+        };
+        ours.insert(
+            e["path"].as_str().unwrap().to_owned(),
+            (
+                kind,
+                e["size"].as_u64().unwrap(),
+                e["target"].as_str().map(String::from),
+            ),
+        );
+    }
+    assert_eq!(ours, xorriso_listing(&image));
+    // A sub-directory, in text, and a single file.
+    let (code, out, _) = bootstick(&["ls".as_ref(), image.as_os_str(), "sub".as_ref()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('l') && l.ends_with("link -> ../README")),
+        "{out}"
+    );
+    let (code, out, _) = bootstick(&[
+        "ls".as_ref(),
+        image.as_os_str(),
+        "data/random-100k.bin".as_ref(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains(" 100000 data/random-100k.bin"), "{out}");
+    let (code, _, err) = bootstick(&["ls".as_ref(), image.as_os_str(), "no/such".as_ref()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("/no"), "{err}");
+}
 /// With a UDF bridge (genisoimage -udf), UDF is preferred and the ISO 9660
 /// views stay readable by name.
 #[test]

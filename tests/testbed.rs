@@ -8,6 +8,7 @@
 mod common;
 
 use common::guest::{self, Guest, Stick};
+use common::qemu;
 
 /// A sparse stick image of `mib` MiB.
 fn stick_image(dir: &std::path::Path, name: &str, mib: u64) -> std::path::PathBuf {
@@ -150,4 +151,214 @@ echo "@@ table"; bootstick list
         "{out}"
     );
     assert!(!table.contains("/dev/vda"), "{out}");
+}
+
+/// The `{"event":"result",…}` line `write --json` ends with, and the exit
+/// status the script printed after it as `rc=N`.
+fn write_result(section: &str, out: &guest::Outcome) -> (serde_json::Value, i32) {
+    let result = section
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "result")
+        .unwrap_or_else(|| panic!("no JSON result line:\n{out}"));
+    let rc = section
+        .lines()
+        .find_map(|l| l.strip_prefix("rc="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rc= line:\n{out}"));
+    (result, rc)
+}
+
+/// Runs `cmp` on the host: the first `len` bytes of `a` and `b` are equal.
+fn assert_same_prefix(a: &std::path::Path, b: &std::path::Path, len: u64) {
+    common::run(
+        std::process::Command::new("cmp")
+            .args(["-n", &len.to_string()])
+            .arg(a)
+            .arg(b),
+    );
+}
+
+/// Inside the guest: `write` to the mounted system disk is refused (exit 4)
+/// before a byte of the image reaches it; `write` to the USB stick by its
+/// device node succeeds, verified. On the host, `cmp` finds the image in the
+/// stick's backing file, and the stick's last MiB (stale data before) zeroed.
+#[test]
+fn write_refuses_the_system_disk_and_writes_the_stick() {
+    if !guest::require("write_refuses_the_system_disk_and_writes_the_stick") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.img");
+    let image_len = (5 << 20) + 4321;
+    common::pseudo_random_file(&image, image_len, 41);
+    let stick_img = dir.path().join("stick.img");
+    common::pseudo_random_file(&stick_img, 64 << 20, 42);
+    let script = r#"
+echo "@@ refuse"
+head -c 4096 /dev/vda | md5sum
+bootstick write --yes --json image.img /dev/vda; echo "rc=$?"
+head -c 4096 /dev/vda | md5sum
+cmp -n 65536 image.img /dev/vda >/dev/null 2>&1; echo "cmp=$?"
+grep -c '^/dev/vda /mnt/sys ext4' /proc/mounts
+echo "@@ write"
+bootstick write --yes --json image.img /dev/sda; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("image.img", &image)
+        .stick(Stick::new(&stick_img, "BSTW0001"))
+        .run();
+    out.assert_success();
+
+    let refuse = out.section("refuse");
+    let (result, rc) = write_result(&refuse, &out);
+    assert_eq!(
+        rc, 4,
+        "write to the system disk not refused (exit 4):\n{out}"
+    );
+    assert_eq!(result["ok"], false, "{out}");
+    let sums: Vec<&str> = refuse.lines().filter(|l| l.ends_with("  -")).collect();
+    assert_eq!(sums.len(), 2, "{out}");
+    assert_eq!(
+        sums[0], sums[1],
+        "the system disk's first 4 KiB changed:\n{out}"
+    );
+    assert!(
+        refuse.contains("cmp=1"),
+        "the image reached the system disk:\n{out}"
+    );
+    assert!(
+        refuse.trim_end().ends_with('1'),
+        "the system disk is not mounted any more:\n{out}"
+    );
+
+    let (result, rc) = write_result(&out.section("write"), &out);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(result["ok"], true, "{out}");
+    assert_eq!(result["verified"], true, "{out}");
+    assert_same_prefix(&image, &stick_img, image_len);
+    let data = std::fs::read(&stick_img).unwrap();
+    assert!(
+        data[data.len() - (1 << 20)..].iter().all(|&b| b == 0),
+        "the stick's last MiB still holds old data"
+    );
+}
+
+/// A stick with 4096-byte logical sectors (many large USB drives): an image
+/// whose length is not a multiple of the sector size is written and
+/// verified through the real device node, and `cmp` finds it on the host.
+#[test]
+fn write_to_a_4k_sector_stick() {
+    if !guest::require("write_to_a_4k_sector_stick") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.img");
+    let image_len = (3 << 20) + 1234;
+    common::pseudo_random_file(&image, image_len, 43);
+    let stick_img = dir.path().join("stick.img");
+    common::pseudo_random_file(&stick_img, 32 << 20, 44);
+    let mut stick = Stick::new(&stick_img, "BST4KN01");
+    stick.logical_block_size = Some(4096);
+    let script = r#"
+echo "@@ lbs"; cat /sys/block/sda/queue/logical_block_size
+echo "@@ write"; bootstick write --yes --json image.img /dev/sda; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("image.img", &image)
+        .stick(stick)
+        .run();
+    out.assert_success();
+    assert_eq!(out.section("lbs").trim(), "4096", "{out}");
+    let (result, rc) = write_result(&out.section("write"), &out);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(result["verified"], true, "{out}");
+    assert_same_prefix(&image, &stick_img, image_len);
+}
+
+/// Two sticks at once: each is written through its own `/dev/disk/by-id`
+/// link, and each backing file gets exactly its image — the other stick is
+/// never touched.
+#[test]
+fn two_sticks_each_targeted_by_by_id() {
+    if !guest::require("two_sticks_each_targeted_by_by_id") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ia, ib) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    common::pseudo_random_file(&ia, 2 << 20, 51);
+    common::pseudo_random_file(&ib, 3 << 20, 52);
+    let (sa, sb) = (dir.path().join("sa.img"), dir.path().join("sb.img"));
+    common::pseudo_random_file(&sa, 32 << 20, 53);
+    common::pseudo_random_file(&sb, 32 << 20, 54);
+    let before_b = std::fs::read(&sb).unwrap();
+    let (a, b) = (Stick::new(&sa, "BSTTWO0A"), Stick::new(&sb, "BSTTWO0B"));
+    // First only stick A, by by-id: B must be untouched.
+    let script = format!(
+        "echo '@@ a'; bootstick write --yes --json a.img {}; echo \"rc=$?\"\n",
+        a.by_id()
+    );
+    let out = Guest::new(&script)
+        .file("a.img", &ia)
+        .stick(a.clone())
+        .stick(b.clone())
+        .run();
+    out.assert_success();
+    assert_eq!(write_result(&out.section("a"), &out).1, 0, "{out}");
+    assert_same_prefix(&ia, &sa, 2 << 20);
+    assert!(
+        std::fs::read(&sb).unwrap() == before_b,
+        "writing stick A changed stick B"
+    );
+    // Then B, by by-id.
+    let script = format!(
+        "echo '@@ b'; bootstick write --yes --json b.img {}; echo \"rc=$?\"\n",
+        b.by_id()
+    );
+    let out = Guest::new(&script)
+        .file("b.img", &ib)
+        .stick(a)
+        .stick(b)
+        .run();
+    out.assert_success();
+    assert_eq!(write_result(&out.section("b"), &out).1, 0, "{out}");
+    assert_same_prefix(&ib, &sb, 3 << 20);
+    assert_same_prefix(&ia, &sa, 2 << 20);
+}
+
+/// The whole path a user takes: inside the guest, `write` a hybrid ISO (the
+/// GRUB fixture) to the stick by its device node, verified; then on the host
+/// real firmware — SeaBIOS and OVMF — boots the stick's backing file as a
+/// USB mass-storage device and the fixture's marker appears.
+#[test]
+fn stick_written_in_the_guest_boots_under_seabios_and_ovmf() {
+    let test = "stick_written_in_the_guest_boots_under_seabios_and_ovmf";
+    if !guest::require(test)
+        || !qemu::require(test, &qemu::Firmware::ALL)
+        || !common::require_tools(test, qemu::FIXTURE_TOOLS)
+    {
+        return;
+    }
+    let iso = qemu::grub_hybrid_iso();
+    let iso_len = std::fs::metadata(&iso).unwrap().len();
+    let dir = tempfile::tempdir().unwrap();
+    // A stick full of stale data: only what bootstick writes can boot.
+    let stick_img = dir.path().join("stick.img");
+    common::pseudo_random_file(&stick_img, 64 << 20, 61);
+    let script = r#"
+echo "@@ write"; bootstick write --yes --json grub.iso /dev/sda; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("grub.iso", &iso)
+        .stick(Stick::new(&stick_img, "BSTBOOT1"))
+        .run();
+    out.assert_success();
+    let (result, rc) = write_result(&out.section("write"), &out);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(result["verified"], true, "{out}");
+    assert_same_prefix(&iso, &stick_img, iso_len);
+    for fw in qemu::Firmware::ALL {
+        qemu::Boot::new(&stick_img, fw, &qemu::fixture_marker(fw)).assert_boots();
+    }
 }

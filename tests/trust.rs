@@ -1155,3 +1155,167 @@ fn signify_signatures() {
     assert!(!oracle(dir.path()));
     assert_outcome(&verify_image(&image, &["--key", key]), "bad-signature", 13);
 }
+
+// ---------------------------------------------------------------------------
+// `write` checks the source first, and the engine re-checks what it streams.
+// ---------------------------------------------------------------------------
+
+fn write_cmd(image: &Path, target: &Path, extra: &[&str]) -> std::process::Output {
+    bootstick()
+        .args(["write", "--yes", "--json"])
+        .args(extra)
+        .arg(image)
+        .arg(target)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn write_checks_the_source_first() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let base = [
+        ("arch.iso", "arch.iso"),
+        ("SHA256SUMS", "SHA256SUMS"),
+        ("sums.rsa4096.asc", "SHA256SUMS.gpg"),
+    ];
+    let key = fx.path("rsa4096.key");
+    let key = key.to_str().unwrap();
+
+    // Signed and matching: written, and `cmp` finds the target identical.
+    let dir = stage(&fx, &base);
+    let target = dir.path().join("stick.img");
+    let out = write_cmd(&dir.path().join("arch.iso"), &target, &["--key", key]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run(Command::new("cmp")
+        .arg(dir.path().join("arch.iso"))
+        .arg(&target));
+    let start: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains("\"start\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(start["source_check"]["outcome"], "verified");
+    assert_eq!(
+        start["source_check"]["signers"][0]["fingerprint"],
+        fx.fingerprint("rsa4096")
+    );
+
+    // Each failed check refuses before the target is even created.
+    type Refusal<'a> = (&'a str, &'a dyn Fn(&Path), &'a [&'a str], i32);
+    let refusals: [Refusal; 5] = [
+        (
+            "tampered image",
+            &|d| flip_byte(&d.join("arch.iso"), 5000),
+            &["--key", key],
+            11,
+        ),
+        (
+            "tampered list",
+            &|d| flip_byte(&d.join("SHA256SUMS"), 3),
+            &["--key", key],
+            13,
+        ),
+        ("unknown key", &|_| {}, &["--key", "OTHER"], 14),
+        (
+            "unsigned, signature required",
+            &|_| {},
+            &["--require-signature"],
+            10,
+        ),
+        (
+            "nothing to check, --verify-source",
+            &|d| {
+                for f in ["SHA256SUMS", "SHA256SUMS.gpg"] {
+                    std::fs::remove_file(d.join(f)).unwrap();
+                }
+            },
+            &["--verify-source"],
+            18,
+        ),
+    ];
+    let other = fx.path("other.key");
+    for (what, tamper, extra, code) in refusals {
+        let dir = stage(&fx, &base);
+        tamper(dir.path());
+        let extra: Vec<&str> = extra
+            .iter()
+            .map(|a| {
+                if *a == "OTHER" {
+                    other.to_str().unwrap()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let target = dir.path().join("stick.img");
+        let out = write_cmd(&dir.path().join("arch.iso"), &target, &extra);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(!target.exists(), "{what}: the target was created");
+    }
+
+    // Checksum only (no key given): written, with a warning.
+    let dir = stage(&fx, &base);
+    let target = dir.path().join("stick.img");
+    let out = write_cmd(&dir.path().join("arch.iso"), &target, &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no trusted signature"));
+    run(Command::new("cmp")
+        .arg(dir.path().join("arch.iso"))
+        .arg(&target));
+}
+
+/// The digest a check hands to the engine catches an image that changes
+/// after it was checked and before it is streamed.
+#[test]
+fn image_changed_after_the_check_is_caught_by_the_engine() {
+    if !require_tools("source_changed", &["sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("x.iso");
+    std::fs::write(
+        dir.path().join("SHA256SUMS"),
+        tool(dir.path(), "sha256sum", &["x.iso"]),
+    )
+    .unwrap();
+    let req = bootstick::trust::Request {
+        image: image.clone(),
+        discover: true,
+        ..Default::default()
+    };
+    let report = bootstick::trust::check(&req, &bootstick::events::Silent).unwrap();
+    assert_eq!(report.outcome, bootstick::trust::Outcome::ChecksumOnly);
+    let digest = report.checked_sha256.clone().unwrap();
+
+    flip_byte(&image, 2 * 1024 * 1024 + 1);
+    let source = std::fs::File::open(&image).unwrap();
+    let len = source.metadata().unwrap().len();
+    let target_path = dir.path().join("stick.img");
+    let mut target = bootstick::write::Target::open(&target_path).unwrap();
+    let options = bootstick::write::Options {
+        expect_source: Some(digest),
+        ..Default::default()
+    };
+    let err = bootstick::write::write(
+        &bootstick::plan::Plan::raw(len),
+        &source,
+        &mut target,
+        options,
+        &bootstick::events::Silent,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, bootstick::write::Error::SourceChanged { .. }),
+        "{err:?}"
+    );
+}

@@ -4,8 +4,11 @@
 
 pub mod compare;
 pub mod exit;
+pub mod extract;
+pub mod fs_choice;
 pub mod inspect;
 pub mod list;
+pub mod ls;
 pub mod render;
 pub mod target;
 pub mod verify;
@@ -32,6 +35,10 @@ pub enum Command {
     /// Show what an image holds (filesystems, El Torito, partition tables) and
     /// whether it would be written raw or through a built layout, and why.
     Inspect(inspect::Args),
+    /// List a directory of an image's file tree (UDF, Rock Ridge, Joliet or ISO 9660).
+    Ls(ls::Args),
+    /// Copy an image's files into a directory; nothing is written outside it.
+    Extract(extract::Args),
 }
 
 impl Command {
@@ -43,6 +50,8 @@ impl Command {
             Command::List(args) => list::run(args),
             Command::Verify(args) => verify::run(args),
             Command::Inspect(args) => inspect::run(args),
+            Command::Ls(args) => ls::run(args),
+            Command::Extract(args) => extract::run(args),
         }
     }
 }

@@ -11,13 +11,15 @@ use serde_json::json;
 use super::exit::{Exit, Failure};
 use super::render::{human_bytes, Renderer};
 use bootstick::plan::{Plan, PlanError};
+use bootstick::trust::{self, Outcome, Report};
 use bootstick::write;
 
 /// Write an image to a stick or a file, then read it back to prove it.
 ///
-/// The image (a hybrid ISO or a raw disk image) is copied byte for byte with
-/// direct I/O, flushed, and read back bypassing the page cache. When the image is smaller than the device, the device's last MiB is
-/// zeroed too, so no stale backup partition table survives there.
+/// The image (a hybrid ISO or a raw disk image) is copied byte for byte
+/// with direct I/O, flushed, and read back bypassing the page cache. When
+/// the image is smaller than the device, the device's last MiB is zeroed
+/// too, so no stale backup partition table survives there.
 ///
 /// Examples:
 ///   bootstick write debian-13-amd64-netinst.iso /dev/sdb
@@ -49,6 +51,81 @@ pub struct Args {
     /// needs a built layout (a non-hybrid ISO, which will likely not boot).
     #[arg(long)]
     pub raw: bool,
+    /// Check the image (as `bootstick verify` does) before writing, and
+    /// refuse when the check fails or finds nothing to check against. Without
+    /// it the check still runs when checksum or signature files sit beside the
+    /// image or references are given, but an image with none is written.
+    #[arg(long)]
+    pub verify_source: bool,
+    /// Refuse an image whose checksum matches but that no trusted signature
+    /// covers (outcome `checksum-only`).
+    #[arg(long)]
+    pub require_signature: bool,
+    #[command(flatten)]
+    pub references: super::verify::References,
+}
+
+/// Checks the image before anything is written (docs/trust.md). Returns the
+/// report when a check ran and passed; the write engine is then given its
+/// SHA-256, so an image that changes between this check and the write fails
+/// with `source-changed` (exit 19).
+fn check_source(args: &Args, render: &Renderer) -> Result<Option<Report>, Failure> {
+    let req = super::verify::request(args.image.clone(), &args.references)?;
+    if !args.verify_source && !trust::has_references(&req) {
+        return Ok(None);
+    }
+    let report = trust::check(&req, render).map_err(|e| Failure::new(Exit::BadInput, e))?;
+    let refuse = |report: &Report| {
+        Failure::new(
+            super::verify::exit_for(report.outcome),
+            anyhow::anyhow!(
+                "source check: {}: {}; nothing was written",
+                report.outcome.name(),
+                super::verify::failure_message(report)
+            ),
+        )
+    };
+    match report.outcome {
+        Outcome::Verified => Ok(Some(report)),
+        Outcome::ChecksumOnly if !args.require_signature => {
+            bootstick::events::Observer::event(
+                render,
+                &bootstick::events::Event::Warning(format!(
+                    "source check: {}",
+                    super::verify::failure_message(&report)
+                )),
+            );
+            Ok(Some(report))
+        }
+        _ => Err(refuse(&report)),
+    }
+}
+
+/// One line saying what vouched for the image.
+fn check_summary(report: &Report) -> String {
+    let via = report
+        .matched
+        .as_ref()
+        .map(|m| match m.line {
+            Some(l) => format!(" via {} line {l}", m.source),
+            None => format!(" via {}", m.source),
+        })
+        .unwrap_or_default();
+    let by = report
+        .signers
+        .iter()
+        .map(|s| match &s.user_id {
+            Some(u) => format!("{} {u:?}", s.fingerprint),
+            None => s.fingerprint.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let by = if by.is_empty() {
+        String::new()
+    } else {
+        format!(", signed by {by}")
+    };
+    format!("Source check: {}{via}{by}.", report.outcome.name())
 }
 
 /// The exit code a write-engine error maps to.
@@ -93,6 +170,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let (source, image_len) = open_image(&args.image)?;
+    let checked = check_source(args, render)?;
     let mode = super::inspect::write_mode(&args.image, args.raw)?;
     let fail = |e: write::Error| Failure::new(exit_for(&e), e);
     // Target selection, safety rules, confirmation and the guarded open
@@ -135,6 +213,12 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "plan_bytes": plan.bytes_to_write(),
             "verify": !args.no_verify,
             "decision": mode.decision,
+            "source_check": checked.as_ref().map(|r| json!({
+                "outcome": r.outcome,
+                "matched": r.matched,
+                "signers": r.signers,
+                "sha256": r.checked_sha256.as_ref().map(|d| d.to_hex()),
+            })),
         }),
     );
     for w in mode.warnings {
@@ -151,6 +235,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let options = write::Options {
         verify: !args.no_verify,
         before_first_write,
+        expect_source: checked.as_ref().and_then(|r| r.checked_sha256.clone()),
         ..write::Options::default()
     };
     let started = Instant::now();
@@ -171,6 +256,10 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         report.source_digest.algorithm(),
         report.source_digest.to_hex(),
     );
+    let summary = match &checked {
+        Some(r) => format!("{summary}\n{}", check_summary(r)),
+        None => summary,
+    };
     render.result(Ok((
         json!({
             "bytes_written": report.bytes_written,

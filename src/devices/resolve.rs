@@ -52,7 +52,7 @@ pub fn resolve(roots: &Roots, target: &Path) -> Result<Resolved, Error> {
             if looks_like_path(&as_str) {
                 return Ok(Resolved::File(target.to_path_buf()));
             }
-            return by_serial(&disks, &as_str);
+            return by_serial(&graph, &disks, &as_str);
         }
     };
     let Some(node) = node else {
@@ -82,17 +82,22 @@ pub fn resolve(roots: &Roots, target: &Path) -> Result<Resolved, Error> {
 
 /// A disk by serial number or by-id link name (exact match). Only ordinary
 /// disks qualify: loop, ram and optical devices must be named by path.
-fn by_serial(disks: &[Disk], s: &str) -> Result<Resolved, Error> {
+fn by_serial(graph: &Graph, disks: &[Disk], s: &str) -> Result<Resolved, Error> {
+    // Any of a disk's by-id names counts, not only the one `list` shows.
+    let by_id_name = |d: &Disk| {
+        graph
+            .links
+            .get(&d.name)
+            .is_some_and(|ls| ls.iter().any(|(k, l)| k == "by-id" && l == s))
+            || d.by_id
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n == s)
+    };
     let hits: Vec<&Disk> = disks
         .iter()
         .filter(|d| d.kind == Kind::Disk)
-        .filter(|d| {
-            d.serial.as_deref() == Some(s)
-                || d.by_id
-                    .as_ref()
-                    .and_then(|p| p.file_name())
-                    .is_some_and(|n| n == s)
-        })
+        .filter(|d| d.serial.as_deref() == Some(s) || by_id_name(d))
         .collect();
     match hits.as_slice() {
         [] => Err(Error::UnknownTarget { target: s.into() }),

@@ -12,6 +12,8 @@
 
 pub mod discover;
 pub mod ed25519;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod openpgp;
 pub mod signature;
 pub mod stream;
@@ -297,6 +299,18 @@ struct Pending<'k> {
     sig: pgp::packet::Signature,
     signing: openpgp::SigningKeyRef<'k>,
     signer: Signer,
+}
+
+/// True when there is anything to check the image against: references given
+/// explicitly, or (with discovery on) checksum or signature files beside the
+/// image. `write` checks automatically exactly when this holds.
+pub fn has_references(req: &Request) -> bool {
+    if !req.sums.is_empty() || !req.expected.is_empty() || !req.signatures.is_empty() {
+        return true;
+    }
+    req.discover
+        && (discover::sums_beside(&req.image).is_ok_and(|v| !v.is_empty())
+            || !discover::signatures_of(&req.image).is_empty())
 }
 
 /// Runs the check described by `req`, reporting progress of the image pass

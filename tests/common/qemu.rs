@@ -549,3 +549,45 @@ pub fn grub_hybrid_iso() -> PathBuf {
     std::fs::rename(&out, &iso).expect("move the built fixture into the cache");
     iso
 }
+
+/// Tools needed for [`grub_efi_standalone`].
+pub const STANDALONE_TOOLS: &[&str] = &["grub-mkstandalone"];
+
+/// A standalone GRUB EFI application (`BOOTX64.EFI`) with the grub-hybrid
+/// fixture's `grub.cfg` embedded (it prints the `-efi` marker and powers
+/// off). Used to prove that FAT volumes bootstick lays out itself boot under
+/// UEFI. Built by `grub-mkstandalone`, cached like [`grub_hybrid_iso`].
+pub fn grub_efi_standalone() -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let cfg_path = recipe_dir().join("grub.cfg");
+    let cfg = std::fs::read(&cfg_path).expect("fixture grub.cfg");
+    assert!(
+        Path::new("/usr/lib/grub/x86_64-efi").is_dir(),
+        "grub-mkstandalone needs /usr/lib/grub/x86_64-efi (Debian: grub-efi-amd64-bin)"
+    );
+    let version = super::run(Command::new("grub-mkstandalone").arg("--version"));
+    let mut h = Sha256::new();
+    h.update(&cfg);
+    h.update(&version);
+    let key: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cache = fixture_cache();
+    let efi = cache.join(format!("grub-standalone-{key}.efi"));
+    if efi.is_file() {
+        return efi;
+    }
+    std::fs::create_dir_all(&cache).expect("create target/fixtures");
+    let work = tempfile::tempdir_in(&cache).expect("fixture work directory");
+    let out = work.path().join("BOOTX64.EFI");
+    super::run(
+        Command::new("grub-mkstandalone")
+            .args(["-O", "x86_64-efi", "--locales=", "--fonts=", "--themes="])
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("boot/grub/grub.cfg={}", cfg_path.display())),
+    );
+    std::fs::rename(&out, &efi).expect("move the built fixture into the cache");
+    efi
+}
