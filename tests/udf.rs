@@ -437,6 +437,8 @@ fn sample(o: &Opts) -> Vec<(String, Node)> {
     let n = |s: &str| s.to_owned();
     vec![
         (n("README.TXT"), Node::File(b"read me\r\n".to_vec())),
+        (n("autorun.inf"), Node::Hidden(b"[autorun]\r\n".to_vec())),
+        (n("gone.txt"), Node::Deleted(b"deleted".to_vec())),
         (
             n("sources"),
             Node::Dir(vec![
@@ -535,6 +537,7 @@ fn hand_built_images_in_every_form_read_back() {
         };
         let want: BTreeMap<String, (NodeKind, Vec<u8>)> = [
             ("/README.TXT", NodeKind::File, b"read me\r\n".to_vec()),
+            ("/autorun.inf", NodeKind::File, b"[autorun]\r\n".to_vec()),
             ("/sources", NodeKind::Dir, vec![]),
             ("/sources/install.wim", NodeKind::File, pattern(big, 1)),
             ("/sources/empty", NodeKind::File, vec![]),
@@ -799,7 +802,7 @@ fn reserve_sequence_and_metadata_mirror_stand_in_for_broken_ones() {
     let meta = b.offset(0, 1);
     img[meta + 4] ^= 0x55;
     let udf = open_mem(img.clone()).unwrap().unwrap();
-    assert_eq!(walk_all(&udf, &img).unwrap().len(), 11);
+    assert_eq!(walk_all(&udf, &img).unwrap().len(), 12);
     // No anchor anywhere: an error, not "no UDF".
     let mut img = b.img.clone();
     img[256 * BS + 4] ^= 1;
