@@ -12,6 +12,8 @@
 
 pub mod discover;
 pub mod ed25519;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod openpgp;
 pub mod signature;
 pub mod stream;
