@@ -16,9 +16,10 @@ use bootstick::write;
 
 /// Write an image to a stick or a file, then read it back to prove it.
 ///
-/// The image (a hybrid ISO or a raw disk image) is copied byte for byte with
-/// direct I/O, flushed, and read back bypassing the page cache. When the image is smaller than the device, the device's last MiB is
-/// zeroed too, so no stale backup partition table survives there.
+/// The image (a hybrid ISO or a raw disk image) is copied byte for byte
+/// with direct I/O, flushed, and read back bypassing the page cache. When
+/// the image is smaller than the device, the device's last MiB is zeroed
+/// too, so no stale backup partition table survives there.
 ///
 /// Examples:
 ///   bootstick write debian-13-amd64-netinst.iso /dev/sdb
