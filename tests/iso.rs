@@ -820,3 +820,55 @@ fn udf_is_preferred_and_iso_views_remain() {
         std::fs::read(source_tree().join("data/random-100k.bin")).unwrap()
     );
 }
+
+/// Extracting the >4 GiB multi-extent file: the bytes equal the sparse source
+/// xorriso was given (`cmp`), zeros become holes, and memory stays bounded
+/// (peak RSS from GNU time, far below the file size).
+#[test]
+fn extract_over_4gib_streams_sparse_with_bounded_memory() {
+    let Some((image, size)) = big_image() else {
+        return;
+    };
+    if !common::require_tools("extract_over_4gib", &["cmp", "time"]) {
+        return;
+    }
+    let work = tempfile::tempdir_in(common::fixtures::fixture_dir()).unwrap();
+    let out = work.path().join("out");
+    let rss = work.path().join("rss");
+    common::run(
+        Command::new("time")
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss)
+            .arg(env!("CARGO_BIN_EXE_bootstick"))
+            .arg("extract")
+            .arg(&image)
+            .arg(&out),
+    );
+    let kib: u64 = std::fs::read_to_string(&rss)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(kib < 64 * 1024, "peak RSS {kib} KiB");
+    let got = out.join("huge.bin");
+    let meta = std::fs::metadata(&got).unwrap();
+    assert_eq!(meta.len(), size);
+    assert!(
+        std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < 64 << 20,
+        "zeros were written out instead of left as holes"
+    );
+    let want = work.path().join("source.bin");
+    let f = std::fs::File::create(&want).unwrap();
+    f.set_len(size).unwrap();
+    for (at, mark) in markers(size) {
+        std::os::unix::fs::FileExt::write_all_at(&f, mark, at).unwrap();
+    }
+    drop(f);
+    common::run(Command::new("cmp").arg(&got).arg(&want));
+    assert_eq!(std::fs::read(out.join("small.txt")).unwrap(), b"small\n");
+}

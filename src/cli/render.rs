@@ -110,7 +110,7 @@ impl Human {
                 self.bar.reset();
                 if total == 0 {
                     self.bar.set_style(
-                        ProgressStyle::with_template("{prefix:>7} {spinner} {elapsed}")
+                        ProgressStyle::with_template("{prefix:>7.bold.cyan} {spinner} {elapsed}")
                             .expect("valid template"),
                     );
                     self.bar.enable_steady_tick(Duration::from_millis(120));
@@ -118,7 +118,7 @@ impl Human {
                     self.bar.disable_steady_tick();
                     self.bar.set_style(
                         ProgressStyle::with_template(
-                            "{prefix:>7} [{bar:32}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12}  ETA {eta}",
+                            "{prefix:>7.bold.cyan} [{bar:32.green}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12}  ETA {eta}",
                         )
                         .expect("valid template")
                         .progress_chars("=> "),

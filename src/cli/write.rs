@@ -16,9 +16,10 @@ use bootstick::write;
 
 /// Write an image to a stick or a file, then read it back to prove it.
 ///
-/// The image (a hybrid ISO or a raw disk image) is copied byte for byte with
-/// direct I/O, flushed, and read back bypassing the page cache. When the image is smaller than the device, the device's last MiB is
-/// zeroed too, so no stale backup partition table survives there.
+/// The image (a hybrid ISO or a raw disk image) is copied byte for byte
+/// with direct I/O, flushed, and read back bypassing the page cache. When
+/// the image is smaller than the device, the device's last MiB is zeroed
+/// too, so no stale backup partition table survives there.
 ///
 /// Examples:
 ///   bootstick write debian-13-amd64-netinst.iso /dev/sdb
@@ -136,9 +137,11 @@ pub fn exit_for(e: &write::Error) -> Exit {
         E::Plan(_) | E::Internal(_) => Exit::Internal,
         E::OpenTarget { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => Exit::Refused,
         E::NotATarget { .. } | E::Refused(_) => Exit::Refused,
-        E::OpenTarget { .. } | E::WriteTarget { .. } | E::Sync { .. } | E::ReadTarget { .. } => {
-            Exit::WriteFailed
-        }
+        E::OpenTarget { .. }
+        | E::WriteTarget { .. }
+        | E::Sync { .. }
+        | E::ReadTarget { .. }
+        | E::Disappeared { .. } => Exit::WriteFailed,
         E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
         E::SourceChanged { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
