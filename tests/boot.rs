@@ -9,6 +9,7 @@
 
 mod common;
 
+use bootstick::layout::disk::Table;
 use common::qemu::{self, Boot, End, Firmware};
 use std::path::PathBuf;
 
@@ -209,18 +210,16 @@ fn bootstick_written_loop_device_boots_under_seabios_and_ovmf() {
 
 // ------------------------------------------------- layouts bootstick builds
 
-/// A FAT32 volume laid out by `layout::fat32` boots under UEFI: OVMF's own
-/// FAT driver finds `\EFI\BOOT\BOOTX64.EFI` (a standalone GRUB whose bytes
-/// are `Source` ranges of the plan's source) in an MBR partition of type
-/// 0xEF at 1 MiB and runs it. The MBR here is a minimal test-side table; the
-/// volume, its FATs and directories are bootstick's.
-#[test]
-fn fat32_layout_boots_under_ovmf() {
+/// A stick laid out by `layout::disk::fat32_stick` boots under UEFI: OVMF's
+/// own partition and FAT drivers find `\EFI\BOOT\BOOTX64.EFI` (a standalone
+/// GRUB whose bytes are `Source` ranges of the plan's source) in the FAT32
+/// data partition at 1 MiB, behind an MBR or a GPT, and run it. The whole
+/// disk is one plan written by the engine.
+fn fat32_layout_boots(t: &str, table: Table) {
     use bootstick::image::{FileData, Run};
-    use bootstick::layout::fat32::{self, Content, Dir, Options};
-    use bootstick::plan::{Extent, Plan};
+    use bootstick::layout::disk::{self, Options};
+    use bootstick::layout::fat32::{Content, Dir};
 
-    let t = "fat32_layout_boots_under_ovmf";
     if !common::require_tools(t, qemu::STANDALONE_TOOLS) || !qemu::require(t, &[Firmware::Ovmf]) {
         return;
     }
@@ -243,29 +242,21 @@ fn fat32_layout_boots_under_ovmf() {
     let mut root = Dir::new();
     root.dir("EFI", efi_dir);
 
-    const START: u64 = 2048; // LBA of the partition: 1 MiB
-    let volume = 48u64 << 20;
-    let mut options = Options::new(volume, "BOOTSTICK");
-    options.hidden_sectors = START as u32;
-
-    let mut mbr = [0u8; 512];
-    mbr[440..444].copy_from_slice(&0x2026_1129u32.to_le_bytes());
-    let e = &mut mbr[446..462];
-    e[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]); // CHS: use LBA
-    e[4] = 0xEF; // EFI system partition
-    e[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
-    e[8..12].copy_from_slice(&(START as u32).to_le_bytes());
-    e[12..16].copy_from_slice(&((volume / 512) as u32).to_le_bytes());
-    mbr[510] = 0x55;
-    mbr[511] = 0xAA;
-
-    let mut b = Plan::builder();
-    b.push(0, Extent::bytes(mbr.to_vec())).unwrap();
-    fat32::build(&root, &options, START * 512, &mut b).unwrap();
-    let plan = b.build();
+    let size = 50 << 20;
+    let (plan, _) = disk::fat32_stick(
+        &root,
+        &Options {
+            size,
+            table,
+            label: "BOOTSTICK".into(),
+            id: 0x2026_1129,
+            mtime: 1_767_225_600,
+        },
+    )
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("esp-disk.img");
+    let disk = dir.path().join("stick.img");
     let source = std::fs::File::open(&efi).unwrap();
     let mut target = bootstick::write::Target::file(&disk).unwrap();
     let report = bootstick::write::write(
@@ -278,11 +269,12 @@ fn fat32_layout_boots_under_ovmf() {
     .unwrap();
     assert!(report.verified);
     drop(target);
+    // Free clusters are not in the plan: give the image the stick's size.
     std::fs::OpenOptions::new()
         .write(true)
         .open(&disk)
         .unwrap()
-        .set_len(START * 512 + volume)
+        .set_len(size)
         .unwrap();
 
     let out =
@@ -292,4 +284,14 @@ fn fat32_layout_boots_under_ovmf() {
         out.elapsed.as_secs_f64(),
         out.accel
     );
+}
+
+#[test]
+fn fat32_layout_in_mbr_partition_boots_under_ovmf() {
+    fat32_layout_boots("fat32_layout_in_mbr_partition_boots_under_ovmf", Table::Mbr);
+}
+
+#[test]
+fn fat32_layout_in_gpt_partition_boots_under_ovmf() {
+    fat32_layout_boots("fat32_layout_in_gpt_partition_boots_under_ovmf", Table::Gpt);
 }
