@@ -209,18 +209,24 @@ fn bootstick_written_loop_device_boots_under_seabios_and_ovmf() {
 
 // ------------------------------------------------- layouts bootstick builds
 
+/// Which partition table [`fat32_layout_boots`] puts in front of the volume.
+#[derive(Clone, Copy, Debug)]
+enum Table {
+    Mbr,
+    Gpt,
+}
+
 /// A FAT32 volume laid out by `layout::fat32` boots under UEFI: OVMF's own
 /// FAT driver finds `\EFI\BOOT\BOOTX64.EFI` (a standalone GRUB whose bytes
-/// are `Source` ranges of the plan's source) in an MBR partition of type
-/// 0xEF at 1 MiB and runs it. The MBR here is a minimal test-side table; the
-/// volume, its FATs and directories are bootstick's.
-#[test]
-fn fat32_layout_boots_under_ovmf() {
+/// are `Source` ranges of the plan's source) in an EFI system partition at
+/// 1 MiB, behind an MBR or a GPT made by `layout::partition`, and runs it.
+/// The whole disk is one plan written by the engine.
+fn fat32_layout_boots(t: &str, table: Table) {
     use bootstick::image::{FileData, Run};
     use bootstick::layout::fat32::{self, Content, Dir, Options};
+    use bootstick::layout::partition::{self, Kind, Partition};
     use bootstick::plan::{Extent, Plan};
 
-    let t = "fat32_layout_boots_under_ovmf";
     if !common::require_tools(t, qemu::STANDALONE_TOOLS) || !qemu::require(t, &[Firmware::Ovmf]) {
         return;
     }
@@ -243,26 +249,44 @@ fn fat32_layout_boots_under_ovmf() {
     let mut root = Dir::new();
     root.dir("EFI", efi_dir);
 
-    const START: u64 = 2048; // LBA of the partition: 1 MiB
-    let volume = 48u64 << 20;
+    const MIB: u64 = 1 << 20;
+    let volume = 48 * MIB;
+    let disk_size = 50 * MIB;
     let mut options = Options::new(volume, "BOOTSTICK");
-    options.hidden_sectors = START as u32;
-
-    let mut mbr = [0u8; 512];
-    mbr[440..444].copy_from_slice(&0x2026_1129u32.to_le_bytes());
-    let e = &mut mbr[446..462];
-    e[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]); // CHS: use LBA
-    e[4] = 0xEF; // EFI system partition
-    e[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
-    e[8..12].copy_from_slice(&(START as u32).to_le_bytes());
-    e[12..16].copy_from_slice(&((volume / 512) as u32).to_le_bytes());
-    mbr[510] = 0x55;
-    mbr[511] = 0xAA;
+    options.hidden_sectors = (MIB / 512) as u32;
+    let esp = Partition {
+        start: MIB,
+        len: volume,
+        kind: Kind::EfiSystem,
+        name: "EFI system partition".into(),
+        bootable: true,
+    };
 
     let mut b = Plan::builder();
-    b.push(0, Extent::bytes(mbr.to_vec())).unwrap();
-    fat32::build(&root, &options, START * 512, &mut b).unwrap();
+    let backup = match table {
+        Table::Mbr => {
+            let mbr = partition::mbr(0x2026_1129, disk_size, std::slice::from_ref(&esp)).unwrap();
+            b.push(0, Extent::bytes(mbr.to_vec())).unwrap();
+            None
+        }
+        Table::Gpt => {
+            let guid = partition::guid("B0075714-0000-4000-8000-202611290002");
+            let gpt = partition::gpt(disk_size, guid, std::slice::from_ref(&esp)).unwrap();
+            gpt.push_primary(&mut b).unwrap();
+            Some(gpt)
+        }
+    };
+    fat32::build(&root, &options, MIB, &mut b).unwrap();
+    let mut end = Extent::Zeros { len: 512 };
+    if let Some(gpt) = &backup {
+        gpt.push_backup(&mut b).unwrap();
+        end = Extent::Zeros { len: 0 };
+    }
+    // An MBR disk: one zero sector at the very end makes the image file
+    // the disk's full size (a GPT's backup header already ends there).
+    b.push(disk_size - end.len(), end).unwrap();
     let plan = b.build();
+    assert_eq!(plan.end(), disk_size);
 
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("esp-disk.img");
@@ -278,12 +302,6 @@ fn fat32_layout_boots_under_ovmf() {
     .unwrap();
     assert!(report.verified);
     drop(target);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&disk)
-        .unwrap()
-        .set_len(START * 512 + volume)
-        .unwrap();
 
     let out =
         Boot::new(&disk, Firmware::Ovmf, &qemu::fixture_marker(Firmware::Ovmf)).assert_boots();
@@ -292,4 +310,14 @@ fn fat32_layout_boots_under_ovmf() {
         out.elapsed.as_secs_f64(),
         out.accel
     );
+}
+
+#[test]
+fn fat32_layout_in_mbr_partition_boots_under_ovmf() {
+    fat32_layout_boots("fat32_layout_in_mbr_partition_boots_under_ovmf", Table::Mbr);
+}
+
+#[test]
+fn fat32_layout_in_gpt_partition_boots_under_ovmf() {
+    fat32_layout_boots("fat32_layout_in_gpt_partition_boots_under_ovmf", Table::Gpt);
 }

@@ -561,6 +561,19 @@ fn decisions() {
                 .map(|x| (u64::from(x.lba), u64::from(x.count)))
                 .collect();
             assert_eq!(ours, theirs, "{recipe}");
+            // Boot images sized from the tree have the size xorriso gives
+            // the file at that path.
+            for i in v["el_torito"]["images"].as_array().unwrap() {
+                if i["size_from"]["from"] == "file" {
+                    let path = i["size_from"]["path"].as_str().unwrap();
+                    assert_eq!(
+                        i["len"].as_u64().unwrap(),
+                        xorriso_file_size(&img, path),
+                        "{recipe} {path}"
+                    );
+                }
+            }
+            assert!(v["facts"].is_object(), "{recipe}: the ISO tree was read");
         }
     }
 }
@@ -763,4 +776,72 @@ fn write_follows_the_decision() {
     let w = warnings(&out);
     assert!(w.iter().any(|m| m.contains("recognises")), "{w:?}");
     assert!(same(&blob));
+}
+
+/// No input makes the readers panic: random mutations of the system area,
+/// volume descriptors, boot catalog, ESP boot sector/FAT/root directory and
+/// backup GPT of real hybrids, and random truncations, all inspect to a
+/// report or a typed error.
+#[test]
+fn mutated_images_never_panic() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    if !common::require_tools(
+        "mutated_images_never_panic",
+        &["grub-mkrescue", "xorriso", "mkfs.fat", "mmd", "mcopy"],
+    ) {
+        return;
+    }
+    for recipe in ["ubuntu-like", "grub-hybrid"] {
+        let original = std::fs::read(recipes::image("inspect", recipe)).unwrap();
+        let len = original.len();
+        let src = ImageFile::open(&recipes::image("inspect", recipe)).unwrap();
+        let cat = eltorito::read_catalog(&src).unwrap().unwrap();
+        let cat_at = cat.catalog_lba as usize * 2048;
+        let efi_at = cat.entries.last().unwrap().offset() as usize;
+        // (start, length) of the byte ranges worth mutating.
+        let regions = [
+            (0usize, 40 * 1024),
+            (32 * 1024, 8 * 1024),
+            (cat_at, 2048),
+            (efi_at, 16 * 1024),
+            (len - 20 * 1024, 20 * 1024),
+        ];
+        let mutation = (0..regions.len(), any::<u16>(), any::<u8>());
+        let strategy = (
+            proptest::collection::vec(mutation, 1..24),
+            proptest::option::weighted(0.2, 0..len),
+        );
+        let mut runner = TestRunner::new(Config {
+            // PROPTEST_CASES=N for a longer hunt.
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(48),
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&strategy, |(muts, cut)| {
+                let mut bytes = original.clone();
+                for (r, off, val) in muts {
+                    let (start, n) = regions[r];
+                    bytes[start + usize::from(off) % n] = val;
+                }
+                if let Some(c) = cut {
+                    bytes.truncate(c);
+                }
+                let inspection = bootstick::inspect::inspect(&bytes, None);
+                if let Ok(i) = inspection {
+                    prop_assert!(!i.decision.reasons.is_empty());
+                    for b in i.el_torito.iter().flat_map(|e| &e.images) {
+                        let inside =
+                            b.image.offset.saturating_add(b.image.len) <= bytes.len() as u64;
+                        prop_assert!(inside || (b.image.len == 0 && b.image.truncated));
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
 }

@@ -277,12 +277,13 @@ echo "@@ write"; bootstick write --yes --json image.img /dev/sda; echo "rc=$?"
     assert_same_prefix(&image, &stick_img, image_len);
 }
 
-/// Two sticks at once: each is written through its own `/dev/disk/by-id`
-/// link, and each backing file gets exactly its image — the other stick is
-/// never touched.
+/// Two sticks at once, each written through its `/dev/disk/by-id` link in
+/// one guest and by its serial number in another: each backing file gets
+/// exactly its image (`cmp` on the host), and the other stick's bytes are
+/// unchanged by every write (`md5sum` of the whole device in the guest).
 #[test]
-fn two_sticks_each_targeted_by_by_id() {
-    if !guest::require("two_sticks_each_targeted_by_by_id") {
+fn two_sticks_each_targeted_by_by_id_and_by_serial() {
+    if !guest::require("two_sticks_each_targeted_by_by_id_and_by_serial") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -292,39 +293,67 @@ fn two_sticks_each_targeted_by_by_id() {
     let (sa, sb) = (dir.path().join("sa.img"), dir.path().join("sb.img"));
     common::pseudo_random_file(&sa, 32 << 20, 53);
     common::pseudo_random_file(&sb, 32 << 20, 54);
-    let before_b = std::fs::read(&sb).unwrap();
     let (a, b) = (Stick::new(&sa, "BSTTWO0A"), Stick::new(&sb, "BSTTWO0B"));
-    // First only stick A, by by-id: B must be untouched.
-    let script = format!(
-        "echo '@@ a'; bootstick write --yes --json a.img {}; echo \"rc=$?\"\n",
-        a.by_id()
-    );
-    let out = Guest::new(&script)
-        .file("a.img", &ia)
-        .stick(a.clone())
-        .stick(b.clone())
-        .run();
-    out.assert_success();
-    assert_eq!(write_result(&out.section("a"), &out).1, 0, "{out}");
+    // Writes `first` to `t1` and `second` to `t2`, hashing the other stick
+    // around each write.
+    let script = |first: &str, t1: &str, other1: &str, second: &str, t2: &str, other2: &str| {
+        format!(
+            r#"
+echo "@@ w1"
+md5sum < {other1}
+bootstick write --yes --json {first} {t1}; echo "rc=$?"
+md5sum < {other1}
+echo "@@ w2"
+md5sum < {other2}
+bootstick write --yes --json {second} {t2}; echo "rc=$?"
+md5sum < {other2}
+"#
+        )
+    };
+    let check = |out: &guest::Outcome| {
+        out.assert_success();
+        for w in ["w1", "w2"] {
+            let section = out.section(w);
+            assert_eq!(write_result(&section, out).1, 0, "{out}");
+            let sums: Vec<&str> = section.lines().filter(|l| l.ends_with("  -")).collect();
+            assert_eq!(sums.len(), 2, "{out}");
+            assert_eq!(sums[0], sums[1], "a write changed the other stick:\n{out}");
+        }
+    };
+    // A by by-id, B by serial.
+    let out = Guest::new(&script(
+        "a.img",
+        &a.by_id(),
+        &b.by_id(),
+        "b.img",
+        &b.serial,
+        &a.by_id(),
+    ))
+    .file("a.img", &ia)
+    .file("b.img", &ib)
+    .stick(a.clone())
+    .stick(b.clone())
+    .run();
+    check(&out);
     assert_same_prefix(&ia, &sa, 2 << 20);
-    assert!(
-        std::fs::read(&sb).unwrap() == before_b,
-        "writing stick A changed stick B"
-    );
-    // Then B, by by-id.
-    let script = format!(
-        "echo '@@ b'; bootstick write --yes --json b.img {}; echo \"rc=$?\"\n",
-        b.by_id()
-    );
-    let out = Guest::new(&script)
-        .file("b.img", &ib)
-        .stick(a)
-        .stick(b)
-        .run();
-    out.assert_success();
-    assert_eq!(write_result(&out.section("b"), &out).1, 0, "{out}");
     assert_same_prefix(&ib, &sb, 3 << 20);
-    assert_same_prefix(&ia, &sa, 2 << 20);
+    // Swapped: A by serial, B by by-id.
+    let out = Guest::new(&script(
+        "b.img",
+        &a.serial,
+        &b.by_id(),
+        "a.img",
+        &b.by_id(),
+        &a.by_id(),
+    ))
+    .file("a.img", &ia)
+    .file("b.img", &ib)
+    .stick(a)
+    .stick(b)
+    .run();
+    check(&out);
+    assert_same_prefix(&ib, &sa, 3 << 20);
+    assert_same_prefix(&ia, &sb, 2 << 20);
 }
 
 /// The whole path a user takes: inside the guest, `write` a hybrid ISO (the
@@ -361,4 +390,151 @@ echo "@@ write"; bootstick write --yes --json grub.iso /dev/sda; echo "rc=$?"
     for fw in qemu::Firmware::ALL {
         qemu::Boot::new(&stick_img, fw, &qemu::fixture_marker(fw)).assert_boots();
     }
+}
+
+/// A `blkdebug` rules file that fails every `iotype` ("read" or "write")
+/// request touching 512-byte `sector` with EIO.
+fn blkdebug_rules(dir: &std::path::Path, iotype: &str, sector: u64) -> std::path::PathBuf {
+    let event = match iotype {
+        "read" => "read_aio",
+        "write" => "write_aio",
+        other => panic!("iotype {other}"),
+    };
+    let p = dir.join(format!("blkdebug-{iotype}-{sector}.conf"));
+    std::fs::write(
+        &p,
+        format!(
+            "[inject-error]\nevent = \"{event}\"\niotype = \"{iotype}\"\nerrno = \"5\"\n\
+             sector = \"{sector}\"\nonce = \"off\"\nimmediately = \"off\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The byte offset bootstick's error message names (`… at byte N …`).
+fn named_offset(text: &str) -> u64 {
+    let at = text
+        .find("at byte ")
+        .unwrap_or_else(|| panic!("no `at byte` offset in:\n{text}"));
+    text[at + 8..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no offset after `at byte` in:\n{text}"))
+}
+
+/// Writes a 16 MiB image inside the guest onto a stick whose I/O of `iotype`
+/// at `sector` fails, and checks the failure: exit 5 ("write failed"), a JSON
+/// result with `ok: false`, and an error naming an offset at or before the
+/// failing byte and within one write request (16 MiB) of it.
+fn write_fails_at(iotype: &str, sector: u64, what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = stick_image(dir.path(), "stick.img", 64);
+    let image = dir.path().join("image.img");
+    common::pseudo_random_file(&image, 16 << 20, 23);
+    let mut stick = Stick::new(&img, "BSTFAULT");
+    stick.blkdebug = Some(blkdebug_rules(dir.path(), iotype, sector));
+    let script = r#"
+echo "@@ write"; bootstick write --yes --json image.img /dev/sda; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("image.img", &image)
+        .stick(stick)
+        .run();
+    out.assert_success();
+    let (result, rc) = write_result(&out.section("write"), &out);
+    assert_eq!(rc, 5, "expected exit 5 (write failed):\n{out}");
+    assert_eq!(result["ok"], false, "{out}");
+    assert_eq!(result["exit_code"], 5, "{out}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(what),
+        "the error does not say `{what}`:\n{out}"
+    );
+    assert!(
+        !error.contains("disappeared"),
+        "an I/O error on a present stick reported as an unplug:\n{out}"
+    );
+    let off = named_offset(error);
+    let bad = sector * 512;
+    assert!(
+        off <= bad && bad - off < 16 << 20,
+        "offset {off} does not locate the failing byte {bad}:\n{out}"
+    );
+}
+
+/// An I/O error while writing (QEMU `blkdebug` fails writes touching one
+/// sector, as a failing stick does): bootstick fails naming the offset and
+/// never claims success.
+#[test]
+fn write_error_fails_naming_the_offset() {
+    if !guest::require("write_error_fails_naming_the_offset") {
+        return;
+    }
+    write_fails_at("write", 8 << 11, "writing"); // 8 MiB
+}
+
+/// An I/O error while reading the stick back (the write itself succeeded):
+/// the verify fails naming the offset, never "verified".
+#[test]
+fn read_error_during_verify_fails_naming_the_offset() {
+    if !guest::require("read_error_during_verify_fails_naming_the_offset") {
+        return;
+    }
+    write_fails_at("read", 12 << 11, "reading"); // 12 MiB
+}
+
+/// The stick is pulled (QMP `device_del`) while bootstick is writing: it ends
+/// by itself — the guest powers off well before the harness's hang guard —
+/// with exit 5 and an error saying the stick disappeared (not "full" or
+/// "failing"), naming the offset, never success.
+#[test]
+fn unplug_mid_write_ends_with_a_clear_error() {
+    if !guest::require("unplug_mid_write_ends_with_a_clear_error") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = stick_image(dir.path(), "stick.img", 2048);
+    // Unplug once 10 MiB (20480 sectors) have reached the stick.
+    let script = r#"
+bootstick write --yes --json big.img /dev/sda > /tmp/w.log 2>&1 &
+p=$!
+i=0
+while kill -0 $p 2>/dev/null && [ "$(awk '{print $7}' /sys/block/sda/stat)" -lt 20480 ]; do
+  sleep 0.05; i=$((i+1)); [ $i -gt 2400 ] && break
+done
+echo "@@ unplug-now"
+wait $p; echo "rc=$?"
+cat /tmp/w.log
+echo "@@ end"
+"#;
+    let mut g = Guest::new(script)
+        .sparse_file("big.img", 1 << 30)
+        .stick(Stick::new(&img, "BSTPULL1"))
+        .spawn();
+    assert!(
+        g.wait_for_output("@@ unplug-now"),
+        "the write never started"
+    );
+    let reply = g.qmp("device_del", serde_json::json!({"id": "stick0"}));
+    assert!(reply.get("return").is_some(), "device_del failed: {reply}");
+    let out = g
+        .finish_within()
+        .expect("bootstick hung after the stick was pulled");
+    out.assert_success();
+    let (result, rc) = write_result(&out.section("unplug-now"), &out);
+    assert_eq!(rc, 5, "expected exit 5:\n{out}");
+    assert_eq!(result["ok"], false, "{out}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("disappeared"),
+        "the error does not say the stick disappeared:\n{out}"
+    );
+    let off = named_offset(error);
+    assert!(
+        (10 << 20..1 << 30).contains(&off),
+        "offset {off} is not where the write was cut:\n{out}"
+    );
 }

@@ -511,6 +511,8 @@ fn hand_built_images_in_every_form_read_back() {
                         extent_blocks,
                         aed,
                         name16: extent_blocks == 2,
+                        fid_iu: if aed { 32 } else { 0 },
+                        ea: if extent_blocks == 2 { 48 } else { 0 },
                         ..Opts::default()
                     });
                 }
@@ -585,6 +587,8 @@ fn hand_built_images_match_7z() {
         Opts {
             ad: Ad::Long,
             efe: true,
+            fid_iu: 32,
+            ea: 48,
             ..d()
         },
         Opts {
@@ -749,7 +753,8 @@ fn broken_descriptors_are_typed_errors_with_offsets() {
     let mut img = b.img.clone();
     img[fe + 176 + 4..fe + 176 + 8].copy_from_slice(&(udf_build::PART_BLOCKS - 1).to_le_bytes());
     reseal(&mut img, fe, fe_len);
-    malformed_at(img, "past the partition");
+    let would_be = (udf_build::PART_START + udf_build::PART_BLOCKS - 1) as u64 * BS as u64;
+    assert_eq!(malformed_at(img, "past the partition"), would_be);
     // A size the descriptors do not cover.
     let mut img = b.img.clone();
     img[fe + 56..fe + 64].copy_from_slice(&(1u64 << 40).to_le_bytes());
@@ -903,4 +908,62 @@ fn mkudffs_volumes_in_every_block_size() {
             assert!(udf.read_dir(udf.root()).unwrap().is_empty());
         }
     }
+}
+
+/// Through the project's entry point: `open_tree` picks UDF on the bridge
+/// (whose ISO 9660 side is only a README), `tree::walk` sees every file and
+/// `FileReader` streams the same bytes as the source tree.
+#[test]
+fn open_tree_prefers_udf_on_the_bridge() {
+    use bootstick::image::{open, tree, FsKind};
+    use std::io::Read;
+    let Some(image) = bridge_image() else { return };
+    let src: Arc<dyn ByteSource> = Arc::new(ImageFile::open(&image).unwrap());
+    let kinds = open::available(&src).unwrap();
+    assert_eq!(kinds.first(), Some(&FsKind::Udf), "{kinds:?}");
+    let t = open::open_tree(src.clone()).unwrap();
+    assert_eq!(t.kind(), FsKind::Udf);
+    let scratch = tempfile::tempdir().unwrap();
+    make_tree(scratch.path());
+    let mut files = 0;
+    tree::walk::<Error>(t.as_ref(), t.root(), |v| {
+        if v.entry.kind == NodeKind::File {
+            let mut got = Vec::new();
+            tree::FileReader::new(src.clone(), t.file_data(v.entry.node)?)
+                .read_to_end(&mut got)
+                .unwrap();
+            assert!(
+                got == std::fs::read(scratch.path().join(v.path)).unwrap(),
+                "{}",
+                v.path
+            );
+            files += 1;
+        }
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(files, 155);
+    let wim = tree::lookup(t.as_ref(), "/sources/install.wim").unwrap();
+    assert_eq!(wim.size, (3 << 20) + 123);
+    // The ISO 9660 view of the same image is the README alone.
+    let iso = open::open_tree_as(src, FsKind::Iso9660).unwrap();
+    let names: Vec<_> = iso
+        .read_dir(iso.root())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["README.TXT"]);
+}
+
+/// The generic walker also refuses a hand-built UDF directory loop.
+#[test]
+fn tree_walk_refuses_udf_loops() {
+    use bootstick::image::tree;
+    let n = |s: &str| s.to_owned();
+    let t = vec![(n("a"), Node::Dir(vec![(n("up"), Node::Ancestor(1))]))];
+    let b = build(Opts::default(), "LOOP", &t);
+    let udf = open_mem(b.img).unwrap().unwrap();
+    let err = tree::walk::<Error>(&udf, udf.root(), |_| Ok(true)).unwrap_err();
+    assert!(matches!(err, Error::Loop { .. }), "{err}");
 }

@@ -714,3 +714,60 @@ proptest! {
         prop_assert_eq!(first_bad, None, "plan {:?}", plan);
     }
 }
+
+/// A plan that reads the source out of order (as built layouts will) still
+/// reports the digest of the whole image, checked before the first write.
+#[test]
+fn out_of_order_plan_is_hashed_before_writing() {
+    if !require_tools("out_of_order_plan_is_hashed_before_writing", &["sha256sum"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, 200_000, 21);
+    let mut b = Plan::builder();
+    b.append(Extent::Source {
+        offset: 100_000,
+        len: 100_000,
+    })
+    .unwrap();
+    b.append(Extent::Source {
+        offset: 0,
+        len: 100_000,
+    })
+    .unwrap();
+    let plan = b.build();
+    let out = dir.path().join("out");
+    let mut target = Target::file(&out).unwrap();
+    let r = write::write(
+        &plan,
+        &File::open(&img).unwrap(),
+        &mut target,
+        opts(),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(r.source_digest.to_hex(), sha256_file(&img));
+    let data = std::fs::read(&img).unwrap();
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(&got[..100_000], &data[100_000..]);
+    assert_eq!(&got[100_000..], &data[..100_000]);
+
+    // With a wrong expected digest nothing is written at all.
+    let out2 = dir.path().join("out2");
+    let mut target = Target::file(&out2).unwrap();
+    let wrong = Digest::from_hex(HashAlgorithm::Sha256, &"00".repeat(32)).unwrap();
+    let err = write::write(
+        &plan,
+        &File::open(&img).unwrap(),
+        &mut target,
+        Options {
+            expect_source: Some(wrong),
+            ..opts()
+        },
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, write::Error::SourceChanged { .. }), "{err:?}");
+    assert_eq!(std::fs::metadata(&out2).unwrap().len(), 0);
+}

@@ -32,23 +32,30 @@ struct Report<'a> {
 pub fn inspect_path(path: &Path) -> Result<Inspection, Failure> {
     let file = ImageFile::open(path).map_err(|e| Failure::new(Exit::BadInput, e))?;
     let src: Arc<dyn ByteSource> = Arc::new(file);
-    let tree = open_tree(&src);
-    inspect::inspect(&*src, tree.as_deref()).map_err(|e| {
+    // A damaged tree does not stop the inspection: the boot structures
+    // still decide, and the damage is reported as a problem.
+    let (tree, tree_problem) = match open_tree(&src) {
+        Ok(t) => (t, None),
+        Err(e) => (None, Some(format!("file tree: {e}"))),
+    };
+    let mut inspection = inspect::inspect(&*src, tree.as_deref()).map_err(|e| {
         Failure::new(
             Exit::BadInput,
             anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
         )
-    })
+    })?;
+    inspection.problems.extend(tree_problem);
+    Ok(inspection)
 }
 
-/// The image's file tree, or `None` when it has no filesystem we read (a
-/// disk image) or the tree is unreadable (the inspection then reports what
-/// the boot structures alone say). UDF is preferred, as Rufus does: Windows
-/// media keep their files only there.
-fn open_tree(src: &Arc<dyn ByteSource>) -> Option<Box<dyn FileTree>> {
-    match image::udf::Udf::open(src.clone()) {
-        Ok(Some(udf)) => Some(Box::new(udf)),
-        _ => None,
+/// The image's file tree (UDF preferred, then Rock Ridge, Joliet, ISO 9660,
+/// as `image::open` decides), `Ok(None)` when the image has no filesystem we
+/// read (a disk image), or the reason the tree could not be read.
+fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Option<Box<dyn FileTree>>, image::Error> {
+    match image::open::open_tree(src.clone()) {
+        Ok(t) => Ok(Some(t)),
+        Err(image::Error::NoFilesystem) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

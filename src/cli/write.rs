@@ -137,9 +137,11 @@ pub fn exit_for(e: &write::Error) -> Exit {
         E::Plan(_) | E::Internal(_) => Exit::Internal,
         E::OpenTarget { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => Exit::Refused,
         E::NotATarget { .. } | E::Refused(_) => Exit::Refused,
-        E::OpenTarget { .. } | E::WriteTarget { .. } | E::Sync { .. } | E::ReadTarget { .. } => {
-            Exit::WriteFailed
-        }
+        E::OpenTarget { .. }
+        | E::WriteTarget { .. }
+        | E::Sync { .. }
+        | E::ReadTarget { .. }
+        | E::Disappeared { .. } => Exit::WriteFailed,
         E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
         E::SourceChanged { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,

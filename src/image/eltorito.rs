@@ -383,7 +383,7 @@ pub fn resolve_size(
 
 /// Finds a regular file whose first data run starts at byte `offset`.
 /// Breadth-first, with a visited set against directory loops, bounded depth
-/// and a bounded number of entries.
+/// and a bounded number of entries; damaged entries are skipped.
 fn file_starting_at(tree: &dyn FileTree, offset: u64) -> Result<Option<(String, u64)>, Error> {
     let mut seen = HashSet::new();
     let mut queue = std::collections::VecDeque::from([(tree.root(), String::new(), 0usize)]);
@@ -392,7 +392,14 @@ fn file_starting_at(tree: &dyn FileTree, offset: u64) -> Result<Option<(String, 
         if !seen.insert(dir) || depth > super::MAX_DEPTH {
             continue;
         }
-        for e in tree.read_dir(dir)? {
+        // A damaged directory or file is skipped: it cannot be the boot
+        // image's file, and the tree scan reports the damage. I/O errors stop.
+        let entries = match tree.read_dir(dir) {
+            Ok(v) => v,
+            Err(e @ Error::Io { .. }) => return Err(e),
+            Err(_) => continue,
+        };
+        for e in entries {
             visited += 1;
             if visited > MAX_TREE_ENTRIES {
                 return Ok(None);
@@ -401,7 +408,11 @@ fn file_starting_at(tree: &dyn FileTree, offset: u64) -> Result<Option<(String, 
             match e.kind {
                 NodeKind::Dir => queue.push_back((e.node, child, depth + 1)),
                 NodeKind::File if e.size > 0 => {
-                    let data = tree.file_data(e.node)?;
+                    let data = match tree.file_data(e.node) {
+                        Ok(d) => d,
+                        Err(e @ Error::Io { .. }) => return Err(e),
+                        Err(_) => continue,
+                    };
                     if let Some(Run::Data { offset: o, .. }) = data.runs.first() {
                         if *o == offset {
                             return Ok(Some((child, data.size)));

@@ -327,4 +327,73 @@ pub(crate) mod tests {
         assert_eq!(f.efi_loaders[0].path, "/EFI/boot/bootx64.efi");
         assert!(f.large_files.is_empty());
     }
+
+    /// A directory that contains itself: scanned once, no hang.
+    struct LoopTree;
+    impl FileTree for LoopTree {
+        fn kind(&self) -> FsKind {
+            FsKind::Iso9660
+        }
+        fn label(&self) -> &str {
+            ""
+        }
+        fn root(&self) -> NodeId {
+            NodeId(0)
+        }
+        fn read_dir(&self, _: NodeId) -> Result<Vec<DirEntry>, Error> {
+            Ok(vec![DirEntry {
+                name: "again".into(),
+                kind: NodeKind::Dir,
+                size: 0,
+                node: NodeId(0),
+            }])
+        }
+        fn file_data(&self, _: NodeId) -> Result<FileData, Error> {
+            Ok(FileData::default())
+        }
+    }
+
+    #[test]
+    fn directory_loops_terminate() {
+        let f = scan(&LoopTree).unwrap();
+        assert_eq!((f.files, f.directories), (0, 1));
+        let entry = crate::image::eltorito::BootEntry {
+            index: 0,
+            platform: crate::image::eltorito::Platform::Efi,
+            bootable: true,
+            media: crate::image::eltorito::Media::NoEmulation,
+            load_segment: 0,
+            system_type: 0,
+            sector_count: 1,
+            load_rba: 20,
+        };
+        let img = vec![0u8; 64 * 2048];
+        let r = crate::image::eltorito::resolve_size(&img, &entry, Some(&LoopTree), &[]).unwrap();
+        assert_eq!(r.len, 512);
+    }
+
+    #[test]
+    fn boot_image_sized_from_the_tree() {
+        let t = FakeTree::new("X", &[("boot/efi.img", 1_474_560), ("readme", 10)]);
+        // FakeTree puts node n at block 100 + n: boot=1, efi.img=2.
+        let entry = crate::image::eltorito::BootEntry {
+            index: 1,
+            platform: crate::image::eltorito::Platform::Efi,
+            bootable: true,
+            media: crate::image::eltorito::Media::NoEmulation,
+            load_segment: 0,
+            system_type: 0,
+            sector_count: 1,
+            load_rba: 102,
+        };
+        let img = vec![0u8; 2048 * 2048];
+        let r = crate::image::eltorito::resolve_size(&img, &entry, Some(&t), &[]).unwrap();
+        assert_eq!(r.len, 1_474_560);
+        assert_eq!(
+            r.size_from,
+            crate::image::eltorito::SizeSource::File {
+                path: "/boot/efi.img".into()
+            }
+        );
+    }
 }

@@ -6,3 +6,4 @@
 //! verifier and progress never know a layout was built.
 
 pub mod fat32;
+pub mod partition;

@@ -174,8 +174,61 @@ pub enum Error {
         "the target ends at byte {at} but the image needs {needed} bytes; a smaller or fake-capacity stick?"
     )]
     TargetShort { at: u64, needed: u64 },
+    /// The device went away under an I/O: unplugged, or its USB connection
+    /// reset. The kernel then fails writes with ENODEV, or (having set the
+    /// disk's size to 0 first) with ENOSPC or EIO, which would otherwise read
+    /// as a full or failing stick.
+    #[error(
+        "the target disappeared while {during} (unplugged, or its USB connection reset); the stick holds an incomplete image: plug it in again and write it again"
+    )]
+    Disappeared {
+        /// What was being done, with the byte offset: `writing at byte N`.
+        during: String,
+        /// The failed I/O; `None` when a read-back simply found the device
+        /// ended (a vanished disk reads as empty).
+        source: Option<std::io::Error>,
+    },
     #[error("internal error in the write engine: {0}")]
     Internal(String),
+}
+
+/// True when `target` is a block device that is no longer there as it was
+/// opened: the I/O failed with "no such device" (`errno`), or the device's
+/// size now differs from its size at open (the kernel sets an unplugged
+/// disk's capacity to 0 before it removes the device node).
+fn disappeared(target: &Target, errno: Option<i32>) -> bool {
+    if !target.is_block_device() {
+        return false;
+    }
+    if matches!(errno, Some(libc::ENODEV | libc::ENXIO | libc::ENOMEDIUM)) {
+        return true;
+    }
+    match engine::file_len(target.file_handle()) {
+        Ok(now) => Some(now) != target.capacity(),
+        Err(_) => true,
+    }
+}
+
+/// Re-labels a failure on a target that has disappeared as
+/// [`Error::Disappeared`], so the user reads "unplugged", not "full",
+/// "failing" or "a fake-capacity stick".
+fn explain_disappearance(target: &Target, e: Error) -> Error {
+    let (during, source) = match e {
+        Error::WriteTarget { offset, source } if disappeared(target, source.raw_os_error()) => {
+            (format!("writing at byte {offset}"), Some(source))
+        }
+        Error::ReadTarget { offset, source } if disappeared(target, source.raw_os_error()) => {
+            (format!("reading it back at byte {offset}"), Some(source))
+        }
+        Error::Sync { source } if disappeared(target, source.raw_os_error()) => {
+            ("flushing it to stable storage".to_string(), Some(source))
+        }
+        Error::TargetShort { at, .. } if disappeared(target, None) => {
+            (format!("reading it back at byte {at}"), None)
+        }
+        other => return other,
+    };
+    Error::Disappeared { during, source }
 }
 
 /// Streams `plan` (whose `Source` extents are read from `source`) onto
@@ -193,6 +246,7 @@ pub fn write(
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
     engine::write(plan, source, target, options, observer)
+        .map_err(|e| explain_disappearance(target, e))
 }
 
 /// Compares `target` with what `plan` would put on it, without writing, and
@@ -207,4 +261,5 @@ pub fn compare(
     observer: &dyn Observer,
 ) -> Result<CompareReport, Error> {
     engine::compare(plan, source, target, chunk_size, observer)
+        .map_err(|e| explain_disappearance(target, e))
 }

@@ -94,6 +94,10 @@ pub struct Opts {
     pub name16: bool,
     /// Record the metadata file in two separate extents (7-Zip reads only one).
     pub meta_split: bool,
+    /// Bytes of implementation use in every file identifier descriptor.
+    pub fid_iu: usize,
+    /// Bytes of extended attributes in every file entry (ahead of the ADs).
+    pub ea: usize,
 }
 
 impl Default for Opts {
@@ -107,6 +111,8 @@ impl Default for Opts {
             aed_loop: false,
             name16: false,
             meta_split: true,
+            fid_iu: 0,
+            ea: 0,
         }
     }
 }
@@ -283,8 +289,9 @@ impl Builder {
     }
 
     fn write_fe(&mut self, part: u16, lbn: u32, file_type: u8, size: u64, flag: u16, area: &[u8]) {
+        let ea = if file_type >= 250 { 0 } else { self.o.ea };
         let base = if self.o.efe { 216 } else { 176 };
-        let mut d = vec![0u8; base + area.len()];
+        let mut d = vec![0u8; base + ea + area.len()];
         assert!(d.len() <= BS, "file entry too big");
         d[20..22].copy_from_slice(&4u16.to_le_bytes());
         d[24..26].copy_from_slice(&1u16.to_le_bytes());
@@ -298,14 +305,19 @@ impl Builder {
         } else {
             172
         };
+        d[lad_at - 4..lad_at].copy_from_slice(&(ea as u32).to_le_bytes());
         d[lad_at..lad_at + 4].copy_from_slice(&(area.len() as u32).to_le_bytes());
-        d[base..].copy_from_slice(area);
+        for (i, b) in d[base..base + ea].iter_mut().enumerate() {
+            *b = 0xa0 ^ i as u8;
+        }
+        d[base + ea..].copy_from_slice(area);
         put_tag(&mut d, if self.o.efe { 266 } else { 261 }, lbn);
         self.write(part, lbn, &d);
     }
 
     fn fid(&self, chars: u8, name: &[u8], part: u16, lbn: u32) -> Vec<u8> {
-        let len = (38 + name.len() + 3) & !3;
+        let iu = self.o.fid_iu;
+        let len = (38 + iu + name.len() + 3) & !3;
         let mut d = vec![0u8; len];
         d[16..18].copy_from_slice(&1u16.to_le_bytes());
         d[18] = chars;
@@ -313,7 +325,11 @@ impl Builder {
         d[20..24].copy_from_slice(&(BS as u32).to_le_bytes());
         d[24..28].copy_from_slice(&lbn.to_le_bytes());
         d[28..30].copy_from_slice(&part.to_le_bytes());
-        d[38..38 + name.len()].copy_from_slice(name);
+        d[36..38].copy_from_slice(&(iu as u16).to_le_bytes());
+        for (i, b) in d[38..38 + iu].iter_mut().enumerate() {
+            *b = 0x5a ^ i as u8;
+        }
+        d[38 + iu..38 + iu + name.len()].copy_from_slice(name);
         put_tag(&mut d, 257, 0);
         d
     }

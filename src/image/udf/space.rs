@@ -51,7 +51,7 @@ impl Space {
                 let end = start_byte.saturating_add(len);
                 if end > blocks * self.block {
                     return Err(malformed(
-                        *start,
+                        start.saturating_add(start_byte),
                         format!(
                             "an extent of {len} bytes at block {lbn} of partition {part} runs past the partition's end ({blocks} blocks)"
                         ),
@@ -63,6 +63,12 @@ impl Space {
                 });
             }
             Part::Metadata { runs } => {
+                // Errors name where the metadata file's data starts: that is
+                // the mapping that failed.
+                let meta_at = match runs.first() {
+                    Some(Run::Data { offset, .. }) => *offset,
+                    _ => 0,
+                };
                 // Walk the metadata file's runs to the one holding `start_byte`.
                 let mut pos = 0u64;
                 let mut want = start_byte;
@@ -85,7 +91,7 @@ impl Space {
                         }),
                         Run::Zeros { .. } => {
                             return Err(malformed(
-                                0,
+                                meta_at,
                                 format!(
                                     "block {lbn} of the metadata partition lies in an unrecorded extent of the metadata file"
                                 ),
@@ -98,7 +104,7 @@ impl Space {
                 }
                 if left > 0 {
                     return Err(malformed(
-                        0,
+                        meta_at,
                         format!(
                             "an extent of {len} bytes at block {lbn} of the metadata partition runs past the metadata file's end ({pos} bytes)"
                         ),
