@@ -7,5 +7,6 @@
 
 pub mod disk;
 pub mod fat32;
+pub mod from_iso;
 pub mod partition;
 pub mod wim;
