@@ -9,6 +9,7 @@
 
 mod common;
 
+use bootstick::layout::disk::Table;
 use common::qemu::{self, Boot, End, Firmware};
 use std::path::PathBuf;
 
@@ -209,23 +210,15 @@ fn bootstick_written_loop_device_boots_under_seabios_and_ovmf() {
 
 // ------------------------------------------------- layouts bootstick builds
 
-/// Which partition table [`fat32_layout_boots`] puts in front of the volume.
-#[derive(Clone, Copy, Debug)]
-enum Table {
-    Mbr,
-    Gpt,
-}
-
-/// A FAT32 volume laid out by `layout::fat32` boots under UEFI: OVMF's own
-/// FAT driver finds `\EFI\BOOT\BOOTX64.EFI` (a standalone GRUB whose bytes
-/// are `Source` ranges of the plan's source) in an EFI system partition at
-/// 1 MiB, behind an MBR or a GPT made by `layout::partition`, and runs it.
-/// The whole disk is one plan written by the engine.
+/// A stick laid out by `layout::disk::fat32_stick` boots under UEFI: OVMF's
+/// own partition and FAT drivers find `\EFI\BOOT\BOOTX64.EFI` (a standalone
+/// GRUB whose bytes are `Source` ranges of the plan's source) in the FAT32
+/// data partition at 1 MiB, behind an MBR or a GPT, and run it. The whole
+/// disk is one plan written by the engine.
 fn fat32_layout_boots(t: &str, table: Table) {
     use bootstick::image::{FileData, Run};
-    use bootstick::layout::fat32::{self, Content, Dir, Options};
-    use bootstick::layout::partition::{self, Kind, Partition};
-    use bootstick::plan::{Extent, Plan};
+    use bootstick::layout::disk::{self, Options};
+    use bootstick::layout::fat32::{Content, Dir};
 
     if !common::require_tools(t, qemu::STANDALONE_TOOLS) || !qemu::require(t, &[Firmware::Ovmf]) {
         return;
@@ -249,47 +242,21 @@ fn fat32_layout_boots(t: &str, table: Table) {
     let mut root = Dir::new();
     root.dir("EFI", efi_dir);
 
-    const MIB: u64 = 1 << 20;
-    let volume = 48 * MIB;
-    let disk_size = 50 * MIB;
-    let mut options = Options::new(volume, "BOOTSTICK");
-    options.hidden_sectors = (MIB / 512) as u32;
-    let esp = Partition {
-        start: MIB,
-        len: volume,
-        kind: Kind::EfiSystem,
-        name: "EFI system partition".into(),
-        bootable: true,
-    };
-
-    let mut b = Plan::builder();
-    let backup = match table {
-        Table::Mbr => {
-            let mbr = partition::mbr(0x2026_1129, disk_size, std::slice::from_ref(&esp)).unwrap();
-            b.push(0, Extent::bytes(mbr.to_vec())).unwrap();
-            None
-        }
-        Table::Gpt => {
-            let guid = partition::guid("B0075714-0000-4000-8000-202611290002");
-            let gpt = partition::gpt(disk_size, guid, std::slice::from_ref(&esp)).unwrap();
-            gpt.push_primary(&mut b).unwrap();
-            Some(gpt)
-        }
-    };
-    fat32::build(&root, &options, MIB, &mut b).unwrap();
-    let mut end = Extent::Zeros { len: 512 };
-    if let Some(gpt) = &backup {
-        gpt.push_backup(&mut b).unwrap();
-        end = Extent::Zeros { len: 0 };
-    }
-    // An MBR disk: one zero sector at the very end makes the image file
-    // the disk's full size (a GPT's backup header already ends there).
-    b.push(disk_size - end.len(), end).unwrap();
-    let plan = b.build();
-    assert_eq!(plan.end(), disk_size);
+    let size = 50 << 20;
+    let (plan, _) = disk::fat32_stick(
+        &root,
+        &Options {
+            size,
+            table,
+            label: "BOOTSTICK".into(),
+            id: 0x2026_1129,
+            mtime: 1_767_225_600,
+        },
+    )
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("esp-disk.img");
+    let disk = dir.path().join("stick.img");
     let source = std::fs::File::open(&efi).unwrap();
     let mut target = bootstick::write::Target::file(&disk).unwrap();
     let report = bootstick::write::write(
@@ -302,6 +269,13 @@ fn fat32_layout_boots(t: &str, table: Table) {
     .unwrap();
     assert!(report.verified);
     drop(target);
+    // Free clusters are not in the plan: give the image the stick's size.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
 
     let out =
         Boot::new(&disk, Firmware::Ovmf, &qemu::fixture_marker(Firmware::Ovmf)).assert_boots();

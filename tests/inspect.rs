@@ -831,7 +831,10 @@ fn mutated_images_never_panic() {
                 if let Some(c) = cut {
                     bytes.truncate(c);
                 }
-                let inspection = bootstick::inspect::inspect(&bytes, None);
+                // With the file tree too, when the mutated image still has one.
+                let shared: std::sync::Arc<dyn ByteSource> = std::sync::Arc::new(bytes.clone());
+                let tree = bootstick::image::open::open_tree(shared).ok();
+                let inspection = bootstick::inspect::inspect(&bytes, tree.as_deref());
                 if let Ok(i) = inspection {
                     prop_assert!(!i.decision.reasons.is_empty());
                     for b in i.el_torito.iter().flat_map(|e| &e.images) {

@@ -872,3 +872,39 @@ fn extract_over_4gib_streams_sparse_with_bounded_memory() {
     common::run(Command::new("cmp").arg(&got).arg(&want));
     assert_eq!(std::fs::read(out.join("small.txt")).unwrap(), b"small\n");
 }
+
+/// A Rock Ridge name rewritten to climb out of the extraction directory
+/// (same length as the original, so the image stays well-formed): `ls`
+/// shows it as stored, `extract` skips it with a warning and writes nothing
+/// outside DIR.
+#[test]
+fn extract_skips_a_name_that_escapes() {
+    let Some(mut img) = hostile_base() else {
+        return;
+    };
+    let from = b"multi.dots.tar.gz";
+    let to = b"../../../../tmp/x";
+    assert_eq!(from.len(), to.len());
+    let at = img
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the NM name");
+    img[at..at + to.len()].copy_from_slice(to);
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("evil.iso");
+    std::fs::write(&image, &img).unwrap();
+    let (code, out, err) = bootstick(&["ls".as_ref(), image.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("../../../../tmp/x"), "{out}");
+    let dir = work.path().join("a/b/c/d/out");
+    let (code, _, err) = bootstick(&["extract".as_ref(), image.as_os_str(), dir.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("skipping ../../../../tmp/x"), "{err}");
+    assert!(!work.path().join("tmp").exists());
+    assert!(dir.join("README").exists());
+    let outside: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside.len(), 2, "{outside:?}");
+}

@@ -123,3 +123,83 @@ fn gpt_is_verified_by_sgdisk_and_read_by_sfdisk() {
         "a corrupted entry array went unnoticed:\n{text}"
     );
 }
+
+/// `layout::disk::fat32_stick` under both tables: sfdisk sees one FAT32
+/// data partition from 1 MiB ending on a MiB boundary, and mtools reads the
+/// files from the volume inside it.
+#[test]
+fn fat32_stick_is_read_by_sfdisk_and_mtools() {
+    use bootstick::layout::disk::{self, Options, Table};
+    use bootstick::layout::fat32::{Content, Dir};
+    let t = "fat32_stick_is_read_by_sfdisk_and_mtools";
+    if !common::require_tools(t, &["sfdisk", "sgdisk", "mtype"]) {
+        return;
+    }
+    for table in [Table::Mbr, Table::Gpt] {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 100 * MIB + 12345 * 512;
+        let mut root = Dir::new();
+        let mut sub = Dir::new();
+        sub.file(
+            "Hello World.txt",
+            Content::Bytes(std::sync::Arc::from(&b"hello from the stick\n"[..])),
+        );
+        root.dir("sources", sub);
+        let (plan, _) = disk::fat32_stick(
+            &root,
+            &Options {
+                size,
+                table,
+                label: "WIN11".into(),
+                id: 7,
+                mtime: 0,
+            },
+        )
+        .unwrap();
+        let src = dir.path().join("empty-source");
+        std::fs::write(&src, b"").unwrap();
+        let img = dir.path().join("stick.img");
+        let mut target = bootstick::write::Target::file(&img).unwrap();
+        bootstick::write::write(
+            &plan,
+            &std::fs::File::open(&src).unwrap(),
+            &mut target,
+            bootstick::write::Options::default(),
+            &bootstick::events::Silent,
+        )
+        .unwrap();
+        drop(target);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+
+        let pt = sfdisk_json(&img);
+        let p = pt["partitions"].as_array().unwrap();
+        assert_eq!(p.len(), 1, "{table:?}: {pt}");
+        assert_eq!(p[0]["start"].as_u64(), Some(2048), "{table:?}: {pt}");
+        let end = (p[0]["start"].as_u64().unwrap() + p[0]["size"].as_u64().unwrap()) * 512;
+        assert_eq!(
+            end % MIB,
+            0,
+            "{table:?}: partition end not MiB-aligned: {pt}"
+        );
+        match table {
+            Table::Mbr => assert_eq!(p[0]["type"], "c"),
+            Table::Gpt => {
+                assert_eq!(p[0]["type"], "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7");
+                let v = common::run(Command::new("sgdisk").arg("-v").arg(&img));
+                assert!(v.contains("No problems found"), "sgdisk -v:\n{v}");
+            }
+        }
+        let at = format!("{}@@1M", img.display());
+        let body = common::run(
+            Command::new("mtype")
+                .args(["-i", &at])
+                .arg("::/sources/Hello World.txt"),
+        );
+        assert_eq!(body, "hello from the stick\n", "{table:?}");
+    }
+}

@@ -437,6 +437,8 @@ fn sample(o: &Opts) -> Vec<(String, Node)> {
     let n = |s: &str| s.to_owned();
     vec![
         (n("README.TXT"), Node::File(b"read me\r\n".to_vec())),
+        (n("autorun.inf"), Node::Hidden(b"[autorun]\r\n".to_vec())),
+        (n("gone.txt"), Node::Deleted(b"deleted".to_vec())),
         (
             n("sources"),
             Node::Dir(vec![
@@ -535,6 +537,7 @@ fn hand_built_images_in_every_form_read_back() {
         };
         let want: BTreeMap<String, (NodeKind, Vec<u8>)> = [
             ("/README.TXT", NodeKind::File, b"read me\r\n".to_vec()),
+            ("/autorun.inf", NodeKind::File, b"[autorun]\r\n".to_vec()),
             ("/sources", NodeKind::Dir, vec![]),
             ("/sources/install.wim", NodeKind::File, pattern(big, 1)),
             ("/sources/empty", NodeKind::File, vec![]),
@@ -799,7 +802,7 @@ fn reserve_sequence_and_metadata_mirror_stand_in_for_broken_ones() {
     let meta = b.offset(0, 1);
     img[meta + 4] ^= 0x55;
     let udf = open_mem(img.clone()).unwrap().unwrap();
-    assert_eq!(walk_all(&udf, &img).unwrap().len(), 11);
+    assert_eq!(walk_all(&udf, &img).unwrap().len(), 12);
     // No anchor anywhere: an error, not "no UDF".
     let mut img = b.img.clone();
     img[256 * BS + 4] ^= 1;
@@ -966,4 +969,62 @@ fn tree_walk_refuses_udf_loops() {
     let udf = open_mem(b.img).unwrap().unwrap();
     let err = tree::walk::<Error>(&udf, udf.root(), |_| Ok(true)).unwrap_err();
     assert!(matches!(err, Error::Loop { .. }), "{err}");
+}
+
+/// `bootstick ls -R --json` and `bootstick extract` read the bridge through
+/// UDF: the listing equals 7-Zip's and the extracted tree equals `7z x`'s
+/// (`diff -r`).
+#[test]
+fn cli_ls_and_extract_read_the_bridge_through_udf() {
+    let Some(image) = bridge_image() else { return };
+    if !common::require_tools("udf cli", &["diff"]) {
+        return;
+    }
+    let out = common::run(common::bootstick().args(["ls", "-R", "--json"]).arg(&image));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["fs"], "udf");
+    assert_eq!(v["label"], "CCCOMA_X64FRE_EN-US_DV9");
+    let ours: BTreeMap<String, (bool, u64)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_owned(),
+                (e["type"] == "dir", e["size"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(ours, seven_zip_listing(&image, "udf"));
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours");
+    let theirs = dir.path().join("theirs");
+    common::run(common::bootstick().arg("extract").arg(&image).arg(&ours));
+    common::run(
+        Command::new("7z")
+            .args(["x", "-tudf", "-y"])
+            .arg(format!("-o{}", theirs.display()))
+            .arg(&image),
+    );
+    common::run(Command::new("diff").arg("-r").arg(&ours).arg(&theirs));
+}
+
+/// A looping hand-built image makes `bootstick ls -R` fail with exit 3 and
+/// say so, instead of hanging or crashing.
+#[test]
+fn cli_ls_reports_a_udf_loop() {
+    let n = |s: &str| s.to_owned();
+    let t = vec![(n("a"), Node::Dir(vec![(n("up"), Node::Ancestor(1))]))];
+    let b = build(Opts::default(), "LOOP", &t);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loop.iso");
+    std::fs::write(&path, &b.img).unwrap();
+    let out = common::bootstick()
+        .args(["ls", "-R"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loops"), "{err}");
 }

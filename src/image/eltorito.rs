@@ -348,7 +348,8 @@ pub fn resolve_size(
             offset,
             len: len.min(avail),
             size_from,
-            truncated: len > avail,
+            // Past the end counts as cut off even when the size is unknown (0).
+            truncated: len > avail || offset > image_len,
         }
     };
     if let Some(bytes) = entry.media.floppy_bytes() {

@@ -5,5 +5,6 @@
 //! contents as `Source` ranges of the image, so the write engine, the
 //! verifier and progress never know a layout was built.
 
+pub mod disk;
 pub mod fat32;
 pub mod partition;

@@ -51,6 +51,8 @@ struct Candidate {
     key_id: pgp::types::KeyId,
     /// Why this key may not sign (expired, revoked), if so.
     invalid: Option<(Status, String)>,
+    /// When the (sub)key was created: no signature can be older.
+    created: u32,
 }
 
 /// A given key with what its self-signatures say.
@@ -275,6 +277,7 @@ fn examine(key: SignedPublicKey, path: &Path) -> Result<GivenKey, super::Error> 
             fingerprint: primary.fingerprint(),
             key_id: primary.legacy_key_id(),
             invalid: primary_invalid.clone(),
+            created: primary.created_at().as_secs(),
         });
     }
     for sub in &key.public_subkeys {
@@ -319,6 +322,7 @@ fn examine(key: SignedPublicKey, path: &Path) -> Result<GivenKey, super::Error> 
             fingerprint: sub.key.fingerprint(),
             key_id: sub.key.legacy_key_id(),
             invalid,
+            created: sub.key.created_at().as_secs(),
         });
     }
     Ok(GivenKey {
@@ -476,14 +480,33 @@ pub fn plan<'k>(sig: &Signature, keys: &'k Keyring, any_keys: bool) -> Plan<'k> 
     if let Some((status, why)) = &cand.invalid {
         return Plan::Done(base(*status, Some(why.clone()), Some(signer)));
     }
-    // A signature made after its key expired, or dated in the future, is
-    // not accepted (the key-expiry check above covers expiry before now).
-    if secs(sig.created()) as u64 > now() as u64 + 86_400 {
+    // A signature dated in the future, or before its key existed, is not
+    // accepted (the key-expiry check above covers expiry before now).
+    let created = secs(sig.created());
+    if created as u64 > now() as u64 + 86_400 {
         return Plan::Done(base(
             Status::Bad,
             Some("signature is dated in the future".into()),
             Some(signer),
         ));
+    }
+    if created < cand.created {
+        return Plan::Done(base(
+            Status::Bad,
+            Some("signature is older than the key that made it".into()),
+            Some(signer),
+        ));
+    }
+    // A signature may carry its own expiry.
+    if let Some(d) = sig.signature_expiration_time().filter(|d| d.as_secs() > 0) {
+        let end = created as u64 + u64::from(d.as_secs());
+        if end <= now() as u64 {
+            return Plan::Done(base(
+                Status::ExpiredKey,
+                Some(format!("the signature itself expired at {end} (Unix time)")),
+                Some(signer),
+            ));
+        }
     }
     Plan::Verify {
         signing: SigningKeyRef(&cand.signing, &given.key),

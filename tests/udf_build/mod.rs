@@ -127,6 +127,10 @@ pub enum Node {
     /// A directory entry pointing at the ICB of the directory `n` levels up
     /// (0 = the directory holding the entry).
     Ancestor(usize),
+    /// A file whose identifier descriptor has the "hidden" (existence) bit.
+    Hidden(Vec<u8>),
+    /// A file whose identifier descriptor has the "deleted" bit.
+    Deleted(Vec<u8>),
 }
 
 /// Path components for a symlink: (type, identifier).
@@ -356,11 +360,16 @@ impl Builder {
                     self.dir(&format!("{path}/{name}"), (ip, l), &chain, kids);
                     (2, (ip, l))
                 }
-                Node::File(bytes) => {
+                Node::File(bytes) | Node::Hidden(bytes) | Node::Deleted(bytes) => {
                     let l = self.alloc(ip, 1);
                     let (flag, area) = self.place(bytes, false, false);
                     self.write_fe(ip, l, 5, bytes.len() as u64, flag, &area);
-                    (0, (ip, l))
+                    let chars = match node {
+                        Node::Hidden(_) => 1,
+                        Node::Deleted(_) => 4,
+                        _ => 0,
+                    };
+                    (chars, (ip, l))
                 }
                 Node::Unrecorded(size) => {
                     let l = self.alloc(ip, 1);

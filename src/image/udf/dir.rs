@@ -8,7 +8,6 @@ use super::{cs0, malformed};
 use crate::image::Error;
 
 /// File characteristics bits (4/14.4.3).
-const HIDDEN: u8 = 1;
 const DIRECTORY: u8 = 2;
 const DELETED: u8 = 4;
 const PARENT: u8 = 8;
@@ -32,7 +31,10 @@ pub(crate) struct Listing {
 
 /// Parses the directory data `data`, whose first byte is at image byte
 /// `base` (used for error offsets; approximate when the data is fragmented).
-/// Hidden and deleted entries are skipped; the parent entry is returned apart.
+/// Deleted entries are skipped; the parent entry is returned apart. Hidden
+/// entries are listed: the "existence" bit asks a *user interface* not to show
+/// a file, but a stick must hold every file the installer may open, and
+/// 7-Zip and libcdio (Rufus) list them too.
 pub(crate) fn parse(data: &[u8], base: u64) -> Result<Listing, Error> {
     let mut out = Listing::default();
     let mut pos = 0usize;
@@ -68,7 +70,7 @@ pub(crate) fn parse(data: &[u8], base: u64) -> Result<Listing, Error> {
             out.parent = Some((part, lbn));
             continue;
         }
-        if chars & (DELETED | HIDDEN) != 0 || icb_len == 0 {
+        if chars & DELETED != 0 || icb_len == 0 {
             continue;
         }
         let name = cs0::decode(&rest[38 + l_iu..38 + l_iu + l_fi], off + 38 + l_iu as u64)?;
