@@ -696,8 +696,8 @@ fn windows_like_media_needs_a_layout() {
     assert!(!report.contains("MBR partition      :"));
 }
 
-/// `write` follows the decision: a non-hybrid ISO is refused (exit 3, the
-/// target untouched) unless `--raw`, which copies it byte for byte with a
+/// `write` follows the decision: a non-hybrid ISO without a UEFI loader (no
+/// built layout could boot) is refused (exit 3, the target untouched) unless `--raw`, which copies it byte for byte with a
 /// warning; a hybrid is written without one; unrecognised bytes are written
 /// with a warning.
 #[test]
@@ -742,7 +742,8 @@ fn write_follows_the_decision() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(
-        text.contains("this ISO is not hybrid: it needs a built FAT32 layout, which bootstick does not build yet; use --raw"),
+        text.contains("this ISO is not hybrid and has no UEFI loader")
+            && text.contains("use --raw to copy it byte for byte anyway"),
         "{text}"
     );
     assert!(

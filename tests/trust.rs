@@ -249,7 +249,7 @@ fn unreadable_inputs_are_bad_input() {
 // ---------------------------------------------------------------------------
 
 /// Bump when the recipe below changes: the cache directory is keyed by it.
-const GPG_RECIPE: &str = "trust-gpg-v1";
+const GPG_RECIPE: &str = "trust-gpg-v2";
 
 /// Keys and signatures made once by `gpg` and cached under
 /// `target/fixtures/<recipe>/`.
@@ -363,6 +363,16 @@ fn build_gpg_fixtures(out: &Path) {
         Some("20200101T000000"),
     );
     std::fs::write(out.join("expired.fpr"), &fpr).unwrap();
+    // A key made in 2020 that never expires, for signatures with their own
+    // expiry.
+    let fpr = gen(
+        "Old Key <old@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+        Some("20200101T000000"),
+    );
+    std::fs::write(out.join("old.fpr"), &fpr).unwrap();
     // A certify-only primary whose signing is done by a subkey.
     let fpr = gen(
         "Subkey Signer <sub@example.org>",
@@ -454,6 +464,34 @@ fn build_gpg_fixtures(out: &Path) {
         "SHA256SUMS",
         "sums.revoked.asc",
     );
+    // A signature valid for a day, made in 2020: it has expired.
+    sign(
+        &["old"],
+        &[
+            "--faked-system-time",
+            "20200102T000000",
+            "--default-sig-expire",
+            "1d",
+            "--armor",
+            "--detach-sign",
+        ],
+        "SHA256SUMS",
+        "sums.sig-expired.asc",
+    );
+    // A signature dated before its key was made (gpg needs to be told to
+    // ignore the time conflict).
+    sign(
+        &["rsa4096"],
+        &[
+            "--faked-system-time",
+            "20200102T000000",
+            "--ignore-time-conflict",
+            "--armor",
+            "--detach-sign",
+        ],
+        "SHA256SUMS",
+        "sums.backdated.asc",
+    );
     // The subkey signs: `fpr!` of the subkey is found by gpg from the primary.
     {
         let mut c = gpg(&home);
@@ -488,6 +526,7 @@ fn build_gpg_fixtures(out: &Path) {
         ("other", true),
         ("revoked", true),
         ("expired", true),
+        ("old", true),
         ("sub", true),
     ] {
         export(&fp(name), &format!("{name}.key"), armor);
@@ -710,6 +749,8 @@ fn openpgp_refusals() {
     assert_outcome(&case("sums.sha1.asc", "rsa4096"), "weak-signature", 15);
     assert_outcome(&case("sums.expired.asc", "expired"), "expired-key", 16);
     assert_outcome(&case("sums.revoked.asc", "revoked"), "revoked-key", 17);
+    assert_outcome(&case("sums.sig-expired.asc", "old"), "expired-key", 16);
+    assert_outcome(&case("sums.backdated.asc", "rsa4096"), "bad-signature", 13);
     assert_outcome(&case("sums.other.asc", "rsa4096"), "unknown-key", 14);
 }
 

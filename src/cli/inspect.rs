@@ -347,9 +347,8 @@ pub struct WriteMode {
     pub warnings: Vec<String>,
 }
 
-/// Decides how `write` may copy `path`: refuses (bad input, exit 3) an ISO
-/// that needs a built layout unless `raw` forces a byte copy, since
-/// bootstick does not build layouts yet; warns when the image is forced or
+/// Decides how `write` may copy `path`: an ISO that needs a built layout gets
+/// one unless `raw` forces a byte copy; warns when the image is forced or
 /// not recognised.
 pub fn write_mode(path: &Path, raw: bool) -> Result<WriteMode, Failure> {
     use inspect::{Code, Mode};
@@ -364,18 +363,8 @@ pub fn write_mode(path: &Path, raw: bool) -> Result<WriteMode, Failure> {
     };
     let mut warnings = Vec::new();
     match decision.mode {
-        Mode::Layout if !raw => {
-            return Err(Failure::new(
-                Exit::BadInput,
-                anyhow::anyhow!(
-                    "this ISO is not hybrid: it needs a built FAT32 layout, which bootstick does not build yet; \
-                     use --raw to copy it byte for byte anyway (it will likely not boot){}\n\
-                     (`bootstick inspect {}` shows the details)",
-                    reasons(),
-                    path.display()
-                ),
-            ));
-        }
+        // `write` builds the FAT32 layout (layout::from_iso).
+        Mode::Layout if !raw => {}
         Mode::Layout => warnings.push(format!(
             "{} is not a hybrid ISO; copying it byte for byte as asked (--raw): the stick will likely not boot{}",
             path.display(),

@@ -235,7 +235,7 @@ pub fn failure_message(report: &Report) -> String {
         Outcome::BadSignature => "a signature does not verify: the checksum file or signature was altered".into(),
         Outcome::UnknownKey => "no signature is by a key given with --key".into(),
         Outcome::WeakSignature => "the signatures use SHA-1 or MD5, which are refused".into(),
-        Outcome::ExpiredKey => "the signing key has expired".into(),
+        Outcome::ExpiredKey => "the signing key (or the signature itself) has expired".into(),
         Outcome::RevokedKey => "the signing key is revoked".into(),
         Outcome::NoReference => "nothing to check against: give --sums, --sha256 or put the checksum files beside the image".into(),
     }

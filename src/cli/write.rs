@@ -1,5 +1,6 @@
-//! `bootstick write IMAGE TARGET`: raw-copy an image onto a stick or into a
-//! file, flush it, read it back.
+//! `bootstick write IMAGE TARGET`: raw-copy an image (or build a FAT32
+//! layout of a non-hybrid ISO) onto a stick or into a file, flush it, read it
+//! back.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,14 +11,17 @@ use serde_json::json;
 
 use super::exit::{Exit, Failure};
 use super::render::{human_bytes, Renderer};
+use bootstick::inspect::Mode;
+use bootstick::layout::{disk, from_iso};
 use bootstick::plan::{Plan, PlanError};
 use bootstick::trust::{self, Outcome, Report};
 use bootstick::write;
 
 /// Write an image to a stick or a file, then read it back to prove it.
 ///
-/// The image (a hybrid ISO or a raw disk image) is copied byte for byte
-/// with direct I/O, flushed, and read back bypassing the page cache. When
+/// A hybrid ISO or a raw disk image is copied byte for byte; a non-hybrid
+/// ISO gets a built layout (GPT + FAT32 holding its files, UEFI boot). Both
+/// are written with direct I/O, flushed, and read back bypassing the page cache. When
 /// the image is smaller than the device, the device's last MiB is zeroed
 /// too, so no stale backup partition table survives there.
 ///
@@ -48,9 +52,14 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Copy the image byte for byte even when `bootstick inspect` says it
-    /// needs a built layout (a non-hybrid ISO, which will likely not boot).
+    /// needs a built layout (a non-hybrid ISO, which will likely not boot
+    /// that way).
     #[arg(long)]
     pub raw: bool,
+    /// Partition table of a built layout (ignored for byte copies): `gpt`
+    /// (UEFI) or `mbr` (also readable by old systems; still UEFI boot).
+    #[arg(long, value_enum, default_value = "gpt")]
+    pub table: TableArg,
     /// Check the image (as `bootstick verify` does) before writing, and
     /// refuse when the check fails or finds nothing to check against. Without
     /// it the check still runs when checksum or signature files sit beside the
@@ -63,6 +72,61 @@ pub struct Args {
     pub require_signature: bool,
     #[command(flatten)]
     pub references: super::verify::References,
+}
+
+/// `--table` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableArg {
+    Gpt,
+    Mbr,
+}
+
+/// The exit code a layout error maps to.
+fn layout_exit(e: &from_iso::Error) -> Exit {
+    use bootstick::layout::fat32;
+    use from_iso::Error as E;
+    match e {
+        E::FileTooLarge { .. } | E::TargetTooSmall { .. } => Exit::Refused,
+        E::Disk(disk::Error::Partition(_) | disk::Error::Plan(_)) => Exit::Internal,
+        E::Disk(disk::Error::Fat32 {
+            source: fat32::Error::Plan(_),
+            ..
+        }) => Exit::Internal,
+        E::Image(_) | E::NoEfiLoader | E::LoaderTooLarge { .. } | E::Loader { .. } | E::Disk(_) => {
+            Exit::BadInput
+        }
+    }
+}
+
+/// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md) for a
+/// target of `target_size` bytes (`None`: an image file, sized to fit).
+fn build_layout(
+    image: &Path,
+    table: TableArg,
+    target_size: Option<u64>,
+) -> Result<from_iso::Layout, Failure> {
+    use bootstick::image::{open::open_tree, ByteSource, ImageFile};
+    let fail = |e: from_iso::Error| {
+        let code = layout_exit(&e);
+        Failure::new(
+            code,
+            anyhow::Error::new(e).context(format!("cannot build a layout of {}", image.display())),
+        )
+    };
+    let file = ImageFile::open(image).map_err(|e| fail(e.into()))?;
+    let src: std::sync::Arc<dyn ByteSource> = std::sync::Arc::new(file);
+    let tree = open_tree(src.clone()).map_err(|e| fail(e.into()))?;
+    let options = from_iso::Options {
+        table: match table {
+            TableArg::Gpt => disk::Table::Gpt,
+            TableArg::Mbr => disk::Table::Mbr,
+        },
+        target_size,
+        mtime: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    };
+    from_iso::build(&src, &*tree, &options).map_err(fail)
 }
 
 /// Checks the image before anything is written (docs/trust.md). Returns the
@@ -175,6 +239,15 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let checked = check_source(args, render)?;
     let mode = super::inspect::write_mode(&args.image, args.raw)?;
     let fail = |e: write::Error| Failure::new(exit_for(&e), e);
+    // A non-hybrid ISO gets a built layout unless --raw. It is built once
+    // before the target is chosen (to know the size it needs, and to refuse
+    // before anything is opened), and again for a device's real size.
+    let mut layout = if mode.decision.mode == Mode::Layout && !args.raw {
+        Some(build_layout(&args.image, args.table, None)?)
+    } else {
+        None
+    };
+    let needed = layout.as_ref().map_or(image_len, |l| l.min_size);
     // Target selection, safety rules, confirmation and the guarded open
     // (docs/devices.md). A disk stays open with O_EXCL + flock until `guard`
     // is dropped, after the partition table is re-read.
@@ -184,7 +257,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         args.yes,
         &args.image,
         image_len,
-        image_len,
+        needed,
     )?;
     let (mut target, device) = match chosen {
         super::target::Chosen::File(p) => (write::Target::open(&p).map_err(fail)?, None),
@@ -197,12 +270,33 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         }
     };
     let target_path = target.path().to_path_buf();
-    let plan = match target.capacity() {
-        Some(cap) => Plan::raw(image_len)
+    if let (Some(cap), Some(l)) = (target.capacity(), layout.as_ref()) {
+        if l.disk_size != cap {
+            layout = Some(build_layout(&args.image, args.table, Some(cap))?);
+        }
+    }
+    let plan = match (&layout, target.capacity()) {
+        (Some(l), _) => l.plan.clone(),
+        (None, Some(cap)) => Plan::raw(image_len)
             .with_tail_wipe(cap)
             .map_err(|e| fail(e.into()))?,
-        None => Plan::raw(image_len),
+        (None, None) => Plan::raw(image_len),
     };
+    let layout_json = layout.as_ref().map(|l| {
+        json!({
+            "table": match l.table { disk::Table::Gpt => "gpt", disk::Table::Mbr => "mbr" },
+            "filesystem": "fat32",
+            "label": l.label,
+            "disk_bytes": l.disk_size,
+            "min_bytes": l.min_size,
+            "files": l.files,
+            "directories": l.dirs,
+            "file_bytes": l.file_bytes,
+            "added_loaders": l.added_loaders,
+            "skipped_links": l.skipped_links,
+        })
+    });
+    let mode_name = if layout.is_some() { "layout" } else { "raw" };
     render.start(
         "write",
         json!({
@@ -215,6 +309,8 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "plan_bytes": plan.bytes_to_write(),
             "verify": !args.no_verify,
             "decision": mode.decision,
+            "mode": mode_name,
+            "layout": layout_json,
             "source_check": checked.as_ref().map(|r| json!({
                 "outcome": r.outcome,
                 "matched": r.matched,
@@ -245,9 +341,34 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let secs = started.elapsed().as_secs_f64();
     drop(target);
     let after = device.map(|(disk, guard)| after_write(&disk, guard, args.device.eject, render));
+    let what = match &layout {
+        Some(l) => format!(
+            "a built layout ({} + FAT32 \"{}\", {} files in {} directories{}) of {}",
+            match l.table {
+                disk::Table::Gpt => "GPT",
+                disk::Table::Mbr => "MBR",
+            },
+            l.label,
+            l.files,
+            l.dirs,
+            if l.added_loaders.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; EFI loader {} from the El Torito image",
+                    l.added_loaders
+                        .iter()
+                        .map(|a| a.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            human_bytes(image_len)
+        ),
+        None => format!("{} byte for byte", human_bytes(image_len)),
+    };
     let summary = format!(
-        "Wrote {} to {} in {secs:.1} s ({}/s){}.\nImage {}: {}",
-        human_bytes(image_len),
+        "Wrote {what} to {} in {secs:.1} s ({}/s){}.\nImage {}: {}",
         target_path.display(),
         human_bytes((report.bytes_written as f64 / secs.max(1e-6)) as u64),
         if report.verified {
@@ -274,6 +395,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "seconds": (secs * 1000.0).round() / 1000.0,
             "partitions": after.as_ref().map(|a| &a.partitions),
             "ejected": after.as_ref().is_some_and(|a| a.ejected),
+            "mode": mode_name,
         }),
         summary,
     )));

@@ -7,4 +7,5 @@
 
 pub mod disk;
 pub mod fat32;
+pub mod from_iso;
 pub mod partition;

@@ -111,7 +111,7 @@ impl Udf {
                         Ok(r) => r,
                         Err(e) => metadata_runs(&phys, mirror).map_err(|_| e)?,
                     };
-                    Part::Metadata { runs }
+                    Part::metadata(runs)
                 }
             });
         }

@@ -1,0 +1,439 @@
+//! The built layout of a non-hybrid ISO: its whole file tree copied into one
+//! FAT32 partition (behind a GPT, or an MBR), so UEFI firmware boots the
+//! stick from `\EFI\BOOT\BOOTX64.EFI` like any removable disk.
+//!
+//! Nothing of the image is loaded: files become `Source` ranges of the ISO
+//! (the runs its reader reports), so the write engine streams them straight
+//! from the image. The one exception is the EFI loaders: many ISOs keep
+//! them only inside the El Torito EFI boot image (a small FAT volume) and
+//! not in their tree. When the tree lacks `/EFI/BOOT/BOOT*.EFI`, the loaders
+//! of that image are read (capped at [`MAX_LOADER`] each) and added to the
+//! tree as in-memory files, which is what makes the stick bootable at all.
+//!
+//! Files of 4 GiB or more cannot be stored on FAT32; they are refused here,
+//! naming the file, before anything is written.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::image::eltorito::{self, Platform, SourceCursor};
+use crate::image::tree::{safe_component, walk};
+use crate::image::{self, ByteSource, FileTree, NodeKind};
+use crate::layout::disk::{self, Table};
+use crate::layout::fat32::{self, Content, Dir};
+use crate::plan::{Plan, MIB};
+
+/// The largest EFI loader read out of an El Torito image. Real loaders
+/// (shim, GRUB, Windows' bootmgfw) are a few MiB; a standalone GRUB with
+/// modules stays under 16 MiB.
+pub const MAX_LOADER: u64 = 64 << 20;
+
+/// The smallest stick we lay out: a FAT32 volume needs 65525 clusters, i.e.
+/// about 33 MiB with 512-byte clusters, plus the table and alignment.
+pub const MIN_DISK: u64 = 40 * MIB;
+
+/// Why the layout could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the image's file tree: {0}")]
+    Image(#[from] image::Error),
+    #[error(
+        "{path} is {size} bytes; a FAT32 layout holds files up to 4 GiB - 1 byte, so this ISO \
+         cannot be written as a built layout (nothing was written)"
+    )]
+    FileTooLarge { path: String, size: u64 },
+    #[error(
+        "the EFI loader {path} in the El Torito boot image is {size} bytes, more than the \
+         {MAX_LOADER}-byte limit; the image is damaged or not an installer"
+    )]
+    LoaderTooLarge { path: String, size: u64 },
+    #[error("cannot read the EFI loader {path} from the El Torito boot image at byte {offset}: {detail}")]
+    Loader {
+        path: String,
+        offset: u64,
+        detail: String,
+    },
+    #[error(
+        "this ISO is not hybrid and has no UEFI loader (no /EFI/BOOT/BOOT*.EFI in its tree or in \
+         an El Torito EFI image): a built FAT32 layout would not boot, and bootstick builds \
+         UEFI-only layouts; use --raw to copy it byte for byte anyway (it will likely not boot)"
+    )]
+    NoEfiLoader,
+    #[error(
+        "the built layout needs {needed} bytes but the target holds only {available} bytes; \
+         use a larger stick (nothing was written)"
+    )]
+    TargetTooSmall { needed: u64, available: u64 },
+    #[error("cannot lay out the stick: {0}")]
+    Disk(#[from] disk::Error),
+}
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub table: Table,
+    /// The target's size when it is a device: the partition then fills it.
+    /// `None` (an image file) sizes the stick to the files plus slack.
+    pub target_size: Option<u64>,
+    /// Timestamp of every file, in seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// A loader added from the El Torito EFI image.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AddedLoader {
+    /// Where it lands on the stick, e.g. `EFI/BOOT/BOOTX64.EFI`.
+    pub path: String,
+    pub size: u64,
+}
+
+/// The built layout: its plan and what it holds.
+#[derive(Debug)]
+pub struct Layout {
+    pub plan: Plan,
+    /// Size of the laid-out disk in bytes (the plan's end).
+    pub disk_size: u64,
+    /// The smallest disk this layout fits on.
+    pub min_size: u64,
+    pub table: Table,
+    pub label: String,
+    pub files: usize,
+    pub dirs: usize,
+    /// Bytes of file contents.
+    pub file_bytes: u64,
+    pub added_loaders: Vec<AddedLoader>,
+    /// Symbolic links of the image, which FAT32 cannot hold (skipped).
+    pub skipped_links: Vec<String>,
+}
+
+/// The FAT volume label for an ISO label: uppercase ASCII letters, digits,
+/// `_` and `-`, other characters as `_`, at most 11; `BOOTSTICK` if empty.
+pub fn fat_label(iso_label: &str) -> String {
+    let l: String = iso_label
+        .trim()
+        .chars()
+        .map(|c| match c.to_ascii_uppercase() {
+            c @ ('A'..='Z' | '0'..='9' | '_' | '-') => c,
+            _ => '_',
+        })
+        .take(11)
+        .collect();
+    let l = l.trim_end_matches('_').to_owned();
+    if l.is_empty() {
+        "BOOTSTICK".into()
+    } else {
+        l
+    }
+}
+
+/// The tree mapped to FAT32, with its totals.
+struct Mapped {
+    root: Dir,
+    files: usize,
+    dirs: usize,
+    file_bytes: u64,
+    /// Bytes the data area needs, each file and directory rounded to 32 KiB
+    /// (the largest cluster): a safe first guess at the volume size.
+    rounded: u64,
+    added: Vec<AddedLoader>,
+    links: Vec<String>,
+    /// The tree itself holds an `EFI/BOOT/BOOT*.EFI`.
+    tree_loader: bool,
+}
+
+/// An open directory while the tree is mapped.
+struct Open {
+    /// Path from the root, uppercase, `/`-separated ("" for the root).
+    upper: String,
+    name: String,
+    dir: Dir,
+    names: HashSet<String>,
+}
+
+/// Builds the layout of the ISO read as `tree` from `src`.
+pub fn build(
+    src: &Arc<dyn ByteSource>,
+    tree: &dyn FileTree,
+    options: &Options,
+) -> Result<Layout, Error> {
+    let loaders = el_torito_loaders(src, tree)?;
+    let mapped = map_tree(tree, loaders)?;
+    if !mapped.tree_loader && mapped.added.is_empty() {
+        return Err(Error::NoEfiLoader);
+    }
+    let label = fat_label(tree.label());
+    let id = crate::layout::partition::crc32(format!("{}:{}", tree.label(), src.len()).as_bytes());
+    let disk_options = |size| disk::Options {
+        size,
+        table: options.table,
+        label: label.clone(),
+        id,
+        mtime: options.mtime,
+    };
+    // Smallest size that fits: the rounded data plus FAT and table overhead
+    // plus slack, grown until the formatter agrees.
+    let mut size = (mapped.rounded + mapped.rounded / 32 + 4 * MIB).max(MIN_DISK);
+    size = size.div_ceil(MIB) * MIB;
+    let min_size = loop {
+        match disk::fat32_stick(&mapped.root, &disk_options(size)) {
+            Ok(_) => break size,
+            Err(disk::Error::Fat32 {
+                source: fat32::Error::VolumeFull { .. } | fat32::Error::ClusterCount { .. },
+                ..
+            }) if size < (1 << 41) => size = (size + size / 8).div_ceil(MIB) * MIB,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let disk_size = match options.target_size {
+        Some(cap) if cap < min_size => {
+            return Err(Error::TargetTooSmall {
+                needed: min_size,
+                available: cap,
+            })
+        }
+        Some(cap) => cap,
+        None => min_size,
+    };
+    let (plan, _) = disk::fat32_stick(&mapped.root, &disk_options(disk_size))?;
+    // The plan covers the whole disk (an MBR layout's free clusters at the
+    // end are otherwise not part of it): an image file gets the stick's size,
+    // and a device's last MiB holds no stale backup GPT.
+    let plan = plan.with_tail_wipe(disk_size).map_err(disk::Error::from)?;
+    Ok(Layout {
+        plan,
+        disk_size,
+        min_size,
+        table: options.table,
+        label,
+        files: mapped.files,
+        dirs: mapped.dirs,
+        file_bytes: mapped.file_bytes,
+        added_loaders: mapped.added,
+        skipped_links: mapped.links,
+    })
+}
+
+/// Walks the tree into a FAT32 directory, adding `loaders` (name, bytes)
+/// under `EFI/BOOT` where the tree has no file of that name.
+fn map_tree(tree: &dyn FileTree, loaders: Vec<(String, Vec<u8>)>) -> Result<Mapped, Error> {
+    let mut m = Mapped {
+        root: Dir::new(),
+        files: 0,
+        dirs: 0,
+        file_bytes: 0,
+        rounded: 32 << 10,
+        added: Vec::new(),
+        links: Vec::new(),
+        tree_loader: false,
+    };
+    let mut loaders = Some(loaders);
+    let mut stack = vec![Open {
+        upper: String::new(),
+        name: String::new(),
+        dir: Dir::new(),
+        names: HashSet::new(),
+    }];
+    let round = |n: u64| n.div_ceil(32 << 10) * (32 << 10);
+    walk(tree, tree.root(), |v| -> Result<bool, Error> {
+        while stack.len() > v.depth {
+            close(&mut stack, &mut loaders, &mut m);
+        }
+        let name = safe_component(&v.entry.name)?.to_owned();
+        let top = stack.last_mut().expect("the root stays open");
+        let upper = if top.upper.is_empty() {
+            name.to_uppercase()
+        } else {
+            format!("{}/{}", top.upper, name.to_uppercase())
+        };
+        match &v.entry.kind {
+            NodeKind::Dir => {
+                top.names.insert(name.to_uppercase());
+                m.dirs += 1;
+                m.rounded += 32 << 10;
+                stack.push(Open {
+                    upper,
+                    name,
+                    dir: Dir::new(),
+                    names: HashSet::new(),
+                });
+                Ok(true)
+            }
+            NodeKind::File => {
+                let data = tree.file_data(v.entry.node)?;
+                if data.size > fat32::MAX_FILE {
+                    return Err(Error::FileTooLarge {
+                        path: format!("/{}", v.path),
+                        size: data.size,
+                    });
+                }
+                top.names.insert(name.to_uppercase());
+                let up = name.to_uppercase();
+                m.tree_loader |=
+                    top.upper == "EFI/BOOT" && up.starts_with("BOOT") && up.ends_with(".EFI");
+                m.files += 1;
+                m.file_bytes += data.size;
+                m.rounded += round(data.size);
+                top.dir.file(&name, Content::Source(data));
+                Ok(false)
+            }
+            NodeKind::Symlink(_) => {
+                m.links.push(format!("/{}", v.path));
+                Ok(false)
+            }
+        }
+    })?;
+    while stack.len() > 1 {
+        close(&mut stack, &mut loaders, &mut m);
+    }
+    let mut root = stack.pop().expect("the root");
+    add_loaders(&mut root, &mut loaders, &mut m);
+    m.root = root.dir;
+    Ok(m)
+}
+
+/// Closes the innermost open directory into its parent, adding the loaders
+/// first when it is `EFI/BOOT` (or `EFI` without a `BOOT`).
+fn close(stack: &mut Vec<Open>, loaders: &mut Option<Vec<(String, Vec<u8>)>>, m: &mut Mapped) {
+    let mut open = stack.pop().expect("a directory to close");
+    add_loaders(&mut open, loaders, m);
+    let parent = stack.last_mut().expect("a parent");
+    parent.dir.dir(&open.name, open.dir);
+}
+
+fn add_loaders(open: &mut Open, loaders: &mut Option<Vec<(String, Vec<u8>)>>, m: &mut Mapped) {
+    // Where the loaders go: into this EFI/BOOT, or a new BOOT (in EFI) or
+    // EFI/BOOT (in the root) when the tree has none by that name.
+    let missing = match open.upper.as_str() {
+        "EFI/BOOT" => None,
+        "EFI" if !open.names.contains("BOOT") => Some(&["BOOT"][..]),
+        "" if !open.names.contains("EFI") => Some(&["EFI", "BOOT"][..]),
+        _ => return,
+    };
+    let Some(list) = loaders.take() else { return };
+    if list.is_empty() {
+        return;
+    }
+    let names = match missing {
+        None => std::mem::take(&mut open.names),
+        Some(_) => HashSet::new(),
+    };
+    let mut boot = Dir::new();
+    let into = match missing {
+        None => &mut open.dir,
+        Some(_) => &mut boot,
+    };
+    for (name, bytes) in list {
+        if names.contains(&name.to_uppercase()) {
+            continue;
+        }
+        let size = bytes.len() as u64;
+        m.files += 1;
+        m.file_bytes += size;
+        m.rounded += size.div_ceil(32 << 10) * (32 << 10);
+        m.added.push(AddedLoader {
+            path: format!("EFI/BOOT/{name}"),
+            size,
+        });
+        into.file(&name, Content::Bytes(bytes.into()));
+    }
+    match missing {
+        Some(["BOOT"]) => {
+            m.dirs += 1;
+            open.dir.dir("BOOT", boot);
+        }
+        Some(_) => {
+            let mut efi = Dir::new();
+            efi.dir("BOOT", boot);
+            m.dirs += 2;
+            open.dir.dir("EFI", efi);
+        }
+        None => {}
+    }
+}
+
+/// The removable-media loaders (`EFI/BOOT/BOOT*.EFI`) inside the El Torito
+/// EFI boot images, as (file name, bytes); empty when the ISO has none.
+fn el_torito_loaders(
+    src: &Arc<dyn ByteSource>,
+    tree: &dyn FileTree,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let Some(catalog) = eltorito::read_catalog(&**src)? else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in catalog
+        .entries
+        .iter()
+        .filter(|e| e.platform == Platform::Efi)
+    {
+        let img = eltorito::resolve_size(&**src, entry, Some(tree), &[])?;
+        // An unreadable EFI image is no loader source; inspect reports it.
+        let Ok(found) = eltorito::efi_loaders(&**src, img.offset, img.len) else {
+            continue;
+        };
+        for f in found {
+            let name = f.path.rsplit('/').next().unwrap_or_default().to_uppercase();
+            if out.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            if f.size > MAX_LOADER {
+                return Err(Error::LoaderTooLarge {
+                    path: f.path,
+                    size: f.size,
+                });
+            }
+            let bytes = read_fat_file(&**src, img.offset, img.len, &f.path).map_err(|detail| {
+                Error::Loader {
+                    path: f.path.clone(),
+                    offset: img.offset,
+                    detail,
+                }
+            })?;
+            out.push((name, bytes));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the file at `path` (`/`-separated, as `efi_loaders` lists it) from
+/// the FAT volume at `offset`, at most [`MAX_LOADER`] bytes.
+fn read_fat_file(
+    src: &dyn ByteSource,
+    offset: u64,
+    len: u64,
+    path: &str,
+) -> Result<Vec<u8>, String> {
+    let mut s = [0u8; 512];
+    src.read_exact_at(offset, &mut s, "FAT boot sector")
+        .map_err(|e| e.to_string())?;
+    let vol = eltorito::bpb_volume_len(&s).ok_or("no FAT boot sector")?;
+    let cursor = SourceCursor::new(src, offset, len.max(vol));
+    let fs = fatfs::FileSystem::new(cursor, fatfs::FsOptions::new()).map_err(|e| e.to_string())?;
+    let mut file = fs
+        .root_dir()
+        .open_file(path.trim_start_matches('/'))
+        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(MAX_LOADER + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_LOADER {
+        return Err(format!("longer than {MAX_LOADER} bytes"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sanitised() {
+        assert_eq!(fat_label("Debian 13.1.0 amd64 n"), "DEBIAN_13_1");
+        assert_eq!(fat_label("  "), "BOOTSTICK");
+        assert_eq!(fat_label("ccsa_x64frE_en-us_dv9"), "CCSA_X64FRE");
+        assert_eq!(fat_label("é"), "BOOTSTICK");
+    }
+}

@@ -1,0 +1,401 @@
+//! Built layouts of non-hybrid ISOs (`layout::from_iso`, `write` in layout
+//! mode). The ISO is mastered at test time by xorriso WITHOUT a hybrid MBR:
+//! nested directories, long names, a few MiB of pseudo-random files, and an
+//! El Torito EFI boot image (a FAT image made by mkfs.fat + mtools) holding a
+//! standalone GRUB, while the ISO tree itself has no /EFI/BOOT. Oracles:
+//! `sgdisk -v`, `sfdisk --json`, `fsck.fat -n`, `mcopy -s` + `diff -r`
+//! against `7z x` of the ISO, `cmp` of the loader, and OVMF booting the
+//! written stick.
+
+mod common;
+
+use common::fixtures::cached;
+use common::qemu::{self, Boot, Firmware};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TOOLS: &[&str] = &[
+    "xorriso", "mkfs.fat", "mmd", "mcopy", "sgdisk", "sfdisk", "fsck.fat", "7z", "diff",
+];
+
+/// The non-hybrid ISO with an EFI-only El Torito image, and the loader in it.
+fn fixture() -> (PathBuf, PathBuf) {
+    let efi = qemu::grub_efi_standalone();
+    let efi_bytes = std::fs::read(&efi).unwrap();
+    let efi_hash: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(&efi_bytes)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let recipe = format!(
+        "layout-v1 efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \
+         mkfs.fat -C; xorriso -as mkisofs -R -J -V BSTK_Layout_Test -e efiboot.img -no-emul-boot"
+    );
+    let iso = cached("layout-nonhybrid", "iso", &recipe, |out| {
+        let dir = tempfile::tempdir_in(common::fixtures::fixture_dir()).unwrap();
+        let root = dir.path().join("root");
+        let deep = root.join("alpha/beta/gamma/delta");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir_all(root.join("docs/Manuals and Guides")).unwrap();
+        common::pseudo_random_file(&root.join("alpha/random-1.bin"), 1 << 20, 1);
+        common::pseudo_random_file(&deep.join("A rather long file name.data"), 2 << 20, 2);
+        common::pseudo_random_file(
+            &root.join("docs/Manuals and Guides/Installation Guide (English).pdf"),
+            (3 << 19) + 17,
+            3,
+        );
+        std::fs::write(root.join("README.txt"), "a non-hybrid test ISO\n").unwrap();
+        std::fs::write(root.join("alpha/beta/empty"), "").unwrap();
+        // The El Torito EFI image: a FAT volume with EFI/BOOT/BOOTX64.EFI.
+        let img = root.join("efiboot.img");
+        let kib = efi_bytes.len() as u64 / 1024 + 1024;
+        common::run(
+            Command::new("mkfs.fat")
+                .arg("-C")
+                .arg(&img)
+                .arg(kib.to_string()),
+        );
+        common::run(
+            Command::new("mmd")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(&img)
+                .args(["::/EFI", "::/EFI/BOOT"]),
+        );
+        common::run(
+            Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(&img)
+                .arg(&efi)
+                .arg("::/EFI/BOOT/BOOTX64.EFI"),
+        );
+        common::run(
+            Command::new("xorriso")
+                .args([
+                    "-as",
+                    "mkisofs",
+                    "-quiet",
+                    "-R",
+                    "-J",
+                    "-V",
+                    "BSTK_Layout_Test",
+                ])
+                .args(["-e", "efiboot.img", "-no-emul-boot", "-o"])
+                .arg(out)
+                .arg(&root),
+        );
+    });
+    (iso, efi)
+}
+
+fn mtools(cmd: &str) -> Command {
+    let mut c = Command::new(cmd);
+    c.env("MTOOLS_SKIP_CHECK", "1");
+    c
+}
+
+/// Checks a written stick (image file or device) against the ISO: table,
+/// filesystem, tree, loader. Returns nothing; panics with the oracle's words.
+fn check_stick(stick: &Path, iso: &Path, efi: &Path, work: &Path) {
+    check_stick_table(stick, iso, efi, work, "gpt")
+}
+
+fn check_stick_table(stick: &Path, iso: &Path, efi: &Path, work: &Path, label: &str) {
+    if label == "gpt" {
+        let out = common::run(Command::new("sgdisk").arg("-v").arg(stick));
+        assert!(out.contains("No problems found"), "sgdisk -v: {out}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&common::run(
+        Command::new("sfdisk").arg("--json").arg(stick),
+    ))
+    .unwrap();
+    let table = &json["partitiontable"];
+    assert_eq!(table["label"], label, "{json:#}");
+    let parts = table["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{json:#}");
+    assert_eq!(parts[0]["start"], 2048, "{json:#}");
+    let want = if label == "gpt" {
+        "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+    } else {
+        "c"
+    };
+    assert_eq!(parts[0]["type"], want, "basic data partition: {json:#}");
+    let sectors = parts[0]["size"].as_u64().unwrap();
+
+    // The partition alone, for fsck.fat and mtools.
+    let part = work.join("part.img");
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", stick.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"])
+            .arg(format!("count={}", sectors * 512 / (1 << 20))),
+    );
+    let fsck = Command::new("fsck.fat")
+        .args(["-n", "-V"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "fsck.fat -n: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let label = common::run(mtools("mlabel").arg("-s").arg("-i").arg(&part).arg("::"));
+    assert!(label.contains("BSTK_LAYOUT"), "mlabel: {label}");
+
+    // The tree, copied out by mtools, against 7z's extraction of the ISO.
+    let ours = work.join("ours");
+    let theirs = work.join("theirs");
+    std::fs::create_dir_all(&ours).unwrap();
+    common::run(
+        mtools("mcopy")
+            .args(["-s", "-n", "-i"])
+            .arg(&part)
+            .arg("::/*")
+            .arg(&ours),
+    );
+    common::run(
+        Command::new("7z")
+            .args(["x", "-y", "-bd"])
+            .arg(format!("-o{}", theirs.display()))
+            .arg(iso),
+    );
+    let loader = ours.join("EFI/BOOT/BOOTX64.EFI");
+    assert_eq!(
+        std::fs::read(&loader).unwrap(),
+        std::fs::read(efi).unwrap(),
+        "BOOTX64.EFI is the El Torito image's loader"
+    );
+    std::fs::remove_dir_all(ours.join("EFI")).unwrap();
+    // 7z lists El Torito images as a [BOOT] folder; they are not files.
+    let _ = std::fs::remove_dir_all(theirs.join("[BOOT]"));
+    common::run(Command::new("diff").arg("-r").arg(&theirs).arg(&ours));
+}
+
+fn write_json(iso: &Path, target: &Path) -> Vec<serde_json::Value> {
+    let out = common::bootstick()
+        .args(["write", "--yes", "--json"])
+        .arg(iso)
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "write failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn non_hybrid_iso_is_written_as_a_gpt_fat32_layout_that_boots_under_ovmf() {
+    let t = "non_hybrid_iso_is_written_as_a_gpt_fat32_layout_that_boots_under_ovmf";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !qemu::require(t, &[Firmware::Ovmf])
+    {
+        return;
+    }
+    let (iso, efi) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let stick = work.path().join("stick.img");
+    let events = write_json(&iso, &stick);
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["mode"], "layout", "{start:#}");
+    assert_eq!(start["decision"]["mode"], "layout", "{start:#}");
+    assert_eq!(start["layout"]["table"], "gpt", "{start:#}");
+    assert_eq!(
+        start["layout"]["added_loaders"][0]["path"], "EFI/BOOT/BOOTX64.EFI",
+        "{start:#}"
+    );
+    let result = events.iter().find(|e| e["event"] == "result").unwrap();
+    assert_eq!(result["ok"], true, "{result:#}");
+    assert_eq!(result["mode"], "layout", "{result:#}");
+    assert_eq!(result["verified"], true, "{result:#}");
+    check_stick(&stick, &iso, &efi, work.path());
+
+    let out = Boot::new(
+        &stick,
+        Firmware::Ovmf,
+        &qemu::fixture_marker(Firmware::Ovmf),
+    )
+    .assert_boots();
+    eprintln!(
+        "{t}: marker after {:.1} s ({})",
+        out.elapsed.as_secs_f64(),
+        out.accel
+    );
+}
+
+#[test]
+fn non_hybrid_iso_is_written_as_a_layout_to_a_loop_device() {
+    let t = "non_hybrid_iso_is_written_as_a_layout_to_a_loop_device";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_root(t)
+    {
+        return;
+    }
+    let (iso, efi) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("backing.img");
+    // A stale, non-zero 96 MiB "stick".
+    common::pseudo_random_file(&backing, 96 << 20, 9);
+    let dev = common::LoopDevice::attach(&backing);
+    let events = write_json(&iso, dev.path());
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["mode"], "layout", "{start:#}");
+    // On a device the partition fills it.
+    assert_eq!(start["layout"]["disk_bytes"], 96u64 << 20, "{start:#}");
+    drop(dev);
+    check_stick(&backing, &iso, &efi, work.path());
+}
+
+/// `--table mbr`: an MBR with one FAT32 (LBA) partition; the image file
+/// has the whole stick's size.
+#[test]
+fn table_mbr_builds_an_mbr_layout() {
+    let t = "table_mbr_builds_an_mbr_layout";
+    if !common::require_tools(t, TOOLS) || !common::require_tools(t, qemu::STANDALONE_TOOLS) {
+        return;
+    }
+    let (iso, efi) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let stick = work.path().join("mbr.img");
+    let out = common::bootstick()
+        .args(["write", "--yes", "--table", "mbr"])
+        .arg(&iso)
+        .arg(&stick)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("built layout (MBR + FAT32"), "{stdout}");
+    let len = std::fs::metadata(&stick).unwrap().len();
+    assert_eq!(len % (1 << 20), 0, "{len}");
+    check_stick_table(&stick, &iso, &efi, work.path(), "dos");
+}
+
+/// `--raw` still copies the ISO byte for byte.
+#[test]
+fn raw_flag_still_copies_byte_for_byte() {
+    let t = "raw_flag_still_copies_byte_for_byte";
+    if !common::require_tools(t, TOOLS) || !common::require_tools(t, qemu::STANDALONE_TOOLS) {
+        return;
+    }
+    let (iso, _) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let stick = work.path().join("raw.img");
+    let out = common::bootstick()
+        .args(["write", "--yes", "--raw"])
+        .arg(&iso)
+        .arg(&stick)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::run(Command::new("cmp").arg(&iso).arg(&stick));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("byte for byte"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A target smaller than the layout: refused before anything is written.
+#[test]
+fn too_small_a_target_is_refused_and_untouched() {
+    let t = "too_small_a_target_is_refused_and_untouched";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_root(t)
+    {
+        return;
+    }
+    let (iso, _) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("small.img");
+    common::pseudo_random_file(&backing, 16 << 20, 5);
+    let before = std::fs::read(&backing).unwrap();
+    let dev = common::LoopDevice::attach(&backing);
+    let out = common::bootstick()
+        .args(["write", "--yes"])
+        .arg(&iso)
+        .arg(dev.path())
+        .output()
+        .unwrap();
+    drop(dev);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("use a larger stick"), "{err}");
+    assert!(
+        std::fs::read(&backing).unwrap() == before,
+        "the target changed"
+    );
+}
+
+/// A file of 4 GiB or more cannot go on FAT32: the refusal names it, and
+/// no target file is created.
+#[test]
+fn iso_with_a_4gib_file_is_refused_naming_it() {
+    const SIZE: u64 = 4 << 30;
+    let t = "iso_with_a_4gib_file_is_refused_naming_it";
+    if !common::require_tools(t, &["xorriso", "fallocate"]) {
+        return;
+    }
+    let recipe = format!("layout-big-v1 {SIZE} xorriso -as mkisofs -R -J -iso-level 3");
+    let iso = cached("layout-big", "iso", &recipe, |out| {
+        let dir = tempfile::tempdir_in(common::fixtures::fixture_dir()).unwrap();
+        let src = dir.path().join("tree");
+        std::fs::create_dir_all(src.join("sources")).unwrap();
+        let f = std::fs::File::create(src.join("sources/install.wim")).unwrap();
+        f.set_len(SIZE).unwrap();
+        drop(f);
+        std::fs::write(src.join("setup.txt"), "small\n").unwrap();
+        common::run(
+            Command::new("xorriso")
+                .args([
+                    "-as",
+                    "mkisofs",
+                    "-quiet",
+                    "-R",
+                    "-J",
+                    "-iso-level",
+                    "3",
+                    "-o",
+                ])
+                .arg(out)
+                .arg(&src),
+        );
+        common::run(Command::new("fallocate").arg("--dig-holes").arg(out));
+    });
+    let work = tempfile::tempdir().unwrap();
+    let stick = work.path().join("stick.img");
+    let out = common::bootstick()
+        .args(["write", "--yes"])
+        .arg(&iso)
+        .arg(&stick)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("/sources/install.wim"), "{err}");
+    assert!(err.contains(&SIZE.to_string()), "{err}");
+    assert!(!stick.exists(), "nothing may be written");
+}
