@@ -399,3 +399,49 @@ fn iso_with_a_4gib_file_is_refused_naming_it() {
     assert!(err.contains(&SIZE.to_string()), "{err}");
     assert!(!stick.exists(), "nothing may be written");
 }
+
+/// `inspect` shows the layout `write` would build, or why it cannot.
+#[test]
+fn inspect_shows_the_planned_layout() {
+    let t = "inspect_shows_the_planned_layout";
+    if !common::require_tools(t, TOOLS) || !common::require_tools(t, qemu::STANDALONE_TOOLS) {
+        return;
+    }
+    let (iso, _) = fixture();
+    let out = common::bootstick()
+        .arg("inspect")
+        .arg(&iso)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("layout       GPT + FAT32 \"BSTK_LAYOUT\"")
+            && text.contains("EFI loader EFI/BOOT/BOOTX64.EFI from the El Torito image"),
+        "{text}"
+    );
+    let out = common::bootstick()
+        .args(["inspect", "--json"])
+        .arg(&iso)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["decision"]["mode"], "layout", "{v:#}");
+    assert_eq!(v["layout"]["table"], "gpt", "{v:#}");
+    assert_eq!(
+        v["layout"]["added_loaders"][0]["path"],
+        "EFI/BOOT/BOOTX64.EFI"
+    );
+    // The file target of `write` gets exactly this size.
+    let work = tempfile::tempdir().unwrap();
+    let stick = work.path().join("stick.img");
+    write_json(&iso, &stick);
+    assert_eq!(
+        v["layout"]["min_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&stick).unwrap().len()
+    );
+}

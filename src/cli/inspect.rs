@@ -23,6 +23,10 @@ pub struct Args {
 #[derive(Serialize)]
 struct Report<'a> {
     image: &'a Path,
+    /// The layout `write` would build (a `layout` decision only), or why
+    /// it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layout: Option<serde_json::Value>,
     #[serde(flatten)]
     inspection: &'a Inspection,
 }
@@ -61,9 +65,18 @@ fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Option<Box<dyn FileTree>>, ima
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let inspection = inspect_path(&args.image)?;
+    // The layout `write` would build for an image file target (docs/layout.md).
+    let planned = (inspection.decision.mode == inspect::Mode::Layout)
+        .then(|| super::write::build_layout(&args.image, super::write::TableArg::Gpt, None));
     if args.json {
         let doc = Report {
             image: &args.image,
+            layout: planned.as_ref().map(|p| match p {
+                Ok(l) => super::write::layout_json(l),
+                Err(f) => {
+                    serde_json::json!({ "error": format!("{:#}", f.error), "exit": f.exit as u8 })
+                }
+            }),
             inspection: &inspection,
         };
         let mut text =
@@ -71,7 +84,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
         text.push('\n');
         emit(&text)
     } else {
-        emit(&render(&args.image, &inspection))
+        let mut text = render(&args.image, &inspection);
+        match &planned {
+            Some(Ok(l)) => {
+                let _ = writeln!(
+                    text,
+                    "layout       {}; at least {}",
+                    super::write::layout_line(l),
+                    human_size(l.min_size)
+                );
+            }
+            Some(Err(f)) => {
+                let _ = writeln!(text, "layout       cannot be built: {:#}", f.error);
+            }
+            None => {}
+        }
+        emit(&text)
     }
 }
 

@@ -100,7 +100,7 @@ fn layout_exit(e: &from_iso::Error) -> Exit {
 
 /// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md) for a
 /// target of `target_size` bytes (`None`: an image file, sized to fit).
-fn build_layout(
+pub fn build_layout(
     image: &Path,
     table: TableArg,
     target_size: Option<u64>,
@@ -127,6 +127,52 @@ fn build_layout(
             .map_or(0, |d| d.as_secs() as i64),
     };
     from_iso::build(&src, &*tree, &options).map_err(fail)
+}
+
+/// The `layout` object of `write`'s JSON start line and `inspect --json`.
+pub fn layout_json(l: &from_iso::Layout) -> serde_json::Value {
+    json!({
+        "table": table_name(l.table),
+        "filesystem": "fat32",
+        "label": l.label,
+        "disk_bytes": l.disk_size,
+        "min_bytes": l.min_size,
+        "files": l.files,
+        "directories": l.dirs,
+        "file_bytes": l.file_bytes,
+        "added_loaders": l.added_loaders,
+        "skipped_links": l.skipped_links,
+    })
+}
+
+fn table_name(t: disk::Table) -> &'static str {
+    match t {
+        disk::Table::Gpt => "gpt",
+        disk::Table::Mbr => "mbr",
+    }
+}
+
+/// One line describing a layout, for people.
+pub fn layout_line(l: &from_iso::Layout) -> String {
+    format!(
+        "{} + FAT32 \"{}\", {} files in {} directories{}",
+        table_name(l.table).to_uppercase(),
+        l.label,
+        l.files,
+        l.dirs,
+        if l.added_loaders.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; EFI loader {} from the El Torito image",
+                l.added_loaders
+                    .iter()
+                    .map(|a| a.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    )
 }
 
 /// Checks the image before anything is written (docs/trust.md). Returns the
@@ -282,20 +328,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             .map_err(|e| fail(e.into()))?,
         (None, None) => Plan::raw(image_len),
     };
-    let layout_json = layout.as_ref().map(|l| {
-        json!({
-            "table": match l.table { disk::Table::Gpt => "gpt", disk::Table::Mbr => "mbr" },
-            "filesystem": "fat32",
-            "label": l.label,
-            "disk_bytes": l.disk_size,
-            "min_bytes": l.min_size,
-            "files": l.files,
-            "directories": l.dirs,
-            "file_bytes": l.file_bytes,
-            "added_loaders": l.added_loaders,
-            "skipped_links": l.skipped_links,
-        })
-    });
+    let layout_json = layout.as_ref().map(layout_json);
     let mode_name = if layout.is_some() { "layout" } else { "raw" };
     render.start(
         "write",
@@ -343,26 +376,8 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let after = device.map(|(disk, guard)| after_write(&disk, guard, args.device.eject, render));
     let what = match &layout {
         Some(l) => format!(
-            "a built layout ({} + FAT32 \"{}\", {} files in {} directories{}) of {}",
-            match l.table {
-                disk::Table::Gpt => "GPT",
-                disk::Table::Mbr => "MBR",
-            },
-            l.label,
-            l.files,
-            l.dirs,
-            if l.added_loaders.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; EFI loader {} from the El Torito image",
-                    l.added_loaders
-                        .iter()
-                        .map(|a| a.path.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
+            "a built layout ({}) of {}",
+            layout_line(l),
             human_bytes(image_len)
         ),
         None => format!("{} byte for byte", human_bytes(image_len)),
