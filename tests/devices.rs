@@ -444,6 +444,40 @@ fn refusal_rules() {
 // ---------------------------------------------------------------------------
 // The guarded open, unmount and partition re-read, on real loop devices.
 
+/// Retries `f` for a few seconds while it fails.
+///
+/// Tests in this binary run in parallel threads and spawn programs. Between
+/// `fork` and `exec` a child holds copies of *all* the parent's descriptors,
+/// including another test's O_EXCL claim and flock on its loop device, until
+/// `O_CLOEXEC` closes them. On a loaded machine that window is long enough for
+/// a device that was just released to still look claimed, so an expected
+/// success is retried; expected refusals are never retried.
+fn retry_while_shared<T, E: std::fmt::Display>(
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("retrying after: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The guarded open of a disk that is expected to succeed (see
+/// [`retry_while_shared`] for why a momentary `Busy` is retried).
+fn guarded_open(disk: &Disk) -> devices::Guarded {
+    retry_while_shared(|| match devices::Guarded::open(&Roots::live(), disk) {
+        Err(e @ devices::Error::Busy { .. }) => Err(e),
+        other => Ok(other),
+    })
+    .unwrap()
+    .unwrap()
+}
+
 fn loop_disk(lo: &common::LoopDevice) -> Disk {
     match devices::resolve(&Roots::live(), lo.path()).unwrap() {
         devices::Resolved::Disk { disk, by_path } => {
@@ -526,7 +560,7 @@ fn mounted_loop_is_refused_then_unmounted_deepest_first() {
         "findmnt still shows {}",
         lo.path().display()
     );
-    let g = devices::Guarded::open(&Roots::live(), &disk).unwrap();
+    let g = guarded_open(&disk);
     // While we hold it, nothing can mount it.
     let out = std::process::Command::new("mount")
         .arg(lo.path())
@@ -558,7 +592,7 @@ fn exclusive_holder_blocks_the_open_and_nothing_is_written() {
     let e = devices::Guarded::open(&Roots::live(), &disk).unwrap_err();
     assert!(matches!(e, devices::Error::Busy { .. }), "{e}");
     drop(holder);
-    let g = devices::Guarded::open(&Roots::live(), &disk).unwrap();
+    let g = guarded_open(&disk);
     // And the other way round: while we hold it, no one else can claim it.
     let other = std::fs::OpenOptions::new()
         .read(true)
@@ -569,7 +603,11 @@ fn exclusive_holder_blocks_the_open_and_nothing_is_written() {
     let probe = std::fs::File::open(lo.path()).unwrap();
     assert!(rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockShared).is_err());
     drop(g);
-    rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockShared).unwrap();
+    retry_while_shared(|| {
+        rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockShared)
+            .map_err(|e| e.to_string())
+    })
+    .unwrap();
     cmp(&backing, &copy);
 }
 
@@ -611,7 +649,7 @@ fn identity_change_between_choice_and_write_is_caught() {
 
     // Changed after the open, before the first write: the engine's check refuses.
     let chosen = loop_disk(&lo);
-    let g = devices::Guarded::open(&Roots::live(), &chosen).unwrap();
+    let g = guarded_open(&chosen);
     let check = g.identity_check().unwrap();
     set_capacity(&lo, &backing, 16 << 20);
     let e = check().unwrap_err();
@@ -622,7 +660,7 @@ fn identity_change_between_choice_and_write_is_caught() {
     drop(g);
     // Choosing the disk again (as it is now) passes.
     let now = loop_disk(&lo);
-    let g = devices::Guarded::open(&Roots::live(), &now).unwrap();
+    let g = guarded_open(&now);
     g.identity_check().unwrap()().unwrap();
     drop(g);
 
@@ -737,7 +775,7 @@ fn partition_table_is_reread_after_writing() {
     let lo = common::LoopDevice::attach_with(&backing, &["-P"]);
     let disk = loop_disk(&lo);
     assert!(disk.partitions.is_empty());
-    let g = devices::Guarded::open(&Roots::live(), &disk).unwrap();
+    let g = guarded_open(&disk);
 
     // A table written through the guarded handle is made visible.
     let mbr = std::fs::read(&two).unwrap();
@@ -788,7 +826,7 @@ fn loop_without_partition_support_needs_no_reread() {
         .set_len(4 << 20)
         .unwrap();
     let lo = common::LoopDevice::attach(&backing);
-    let g = devices::Guarded::open(&Roots::live(), &loop_disk(&lo)).unwrap();
+    let g = guarded_open(&loop_disk(&lo));
     let r = g.reread_partitions().unwrap();
     assert_eq!(r.method, devices::RereadMethod::Unsupported);
 }
@@ -1016,7 +1054,7 @@ fn engine_refuses_when_the_disk_changes_before_the_first_write() {
     let lo = common::LoopDevice::attach(&backing);
 
     let chosen = loop_disk(&lo);
-    let guard = devices::Guarded::open(&Roots::live(), &chosen).unwrap();
+    let guard = guarded_open(&chosen);
     let mut target = write::Target::block_device(guard.try_clone().unwrap(), &chosen.path).unwrap();
     let check = guard.identity_check().unwrap();
     // The hook: between the choice and the first write, the device changes.

@@ -356,6 +356,48 @@ md5sum < {other2}
     assert_same_prefix(&ia, &sb, 2 << 20);
 }
 
+/// Two sticks reporting the same serial number (cheap sticks do): naming the
+/// target by that serial is refused as ambiguous (exit 4) and neither stick
+/// is touched — bootstick never guesses which one was meant.
+#[test]
+fn a_serial_shared_by_two_sticks_is_refused() {
+    if !guest::require("a_serial_shared_by_two_sticks_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("a.img");
+    common::pseudo_random_file(&image, 1 << 20, 71);
+    let (sa, sb) = (dir.path().join("sa.img"), dir.path().join("sb.img"));
+    common::pseudo_random_file(&sa, 16 << 20, 72);
+    common::pseudo_random_file(&sb, 16 << 20, 73);
+    let (before_a, before_b) = (std::fs::read(&sa).unwrap(), std::fs::read(&sb).unwrap());
+    let script = r#"
+echo "@@ write"; bootstick write --yes --json a.img BSTSAME1; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("a.img", &image)
+        .stick(Stick::new(&sa, "BSTSAME1"))
+        .stick(Stick::new(&sb, "BSTSAME1"))
+        .run();
+    out.assert_success();
+    let (result, rc) = write_result(&out.section("write"), &out);
+    assert_eq!(rc, 4, "an ambiguous serial was not refused:\n{out}");
+    assert_eq!(result["ok"], false, "{out}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("/dev/sda") && error.contains("/dev/sdb"),
+        "the refusal does not name both disks:\n{out}"
+    );
+    assert!(
+        std::fs::read(&sa).unwrap() == before_a,
+        "stick A was written"
+    );
+    assert!(
+        std::fs::read(&sb).unwrap() == before_b,
+        "stick B was written"
+    );
+}
+
 /// The whole path a user takes: inside the guest, `write` a hybrid ISO (the
 /// GRUB fixture) to the stick by its device node, verified; then on the host
 /// real firmware — SeaBIOS and OVMF — boots the stick's backing file as a

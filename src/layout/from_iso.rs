@@ -428,6 +428,125 @@ fn read_fat_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::{DirEntry, FileData, FsKind, NodeId, Run};
+    use fat32::Node;
+
+    /// An in-memory tree: node 0 is the root; `(parent, name, size or None
+    /// for a directory)`; node ids are indices + 1.
+    struct Mock(Vec<(u64, &'static str, Option<u64>)>);
+
+    impl FileTree for Mock {
+        fn kind(&self) -> FsKind {
+            FsKind::Iso9660
+        }
+        fn label(&self) -> &str {
+            "MOCK"
+        }
+        fn root(&self) -> NodeId {
+            NodeId(0)
+        }
+        fn read_dir(&self, dir: NodeId) -> Result<Vec<DirEntry>, image::Error> {
+            Ok(self
+                .0
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.0 == dir.0)
+                .map(|(i, e)| DirEntry {
+                    name: e.1.into(),
+                    kind: if e.2.is_some() {
+                        NodeKind::File
+                    } else {
+                        NodeKind::Dir
+                    },
+                    size: e.2.unwrap_or(0),
+                    node: NodeId(i as u64 + 1),
+                })
+                .collect())
+        }
+        fn file_data(&self, file: NodeId) -> Result<FileData, image::Error> {
+            let size = self.0[file.0 as usize - 1].2.unwrap_or(0);
+            Ok(FileData {
+                size,
+                runs: vec![Run::Data {
+                    offset: 0,
+                    len: size,
+                }],
+            })
+        }
+    }
+
+    fn loader() -> Vec<(String, Vec<u8>)> {
+        vec![("BOOTX64.EFI".into(), b"MZ loader".to_vec())]
+    }
+
+    /// Names of the entries under `path` (`/`-separated directory names).
+    fn names_at(root: &Dir, path: &[&str]) -> Vec<String> {
+        let mut d = root;
+        for p in path {
+            d = match d.entries().iter().find(|(n, _)| n == p) {
+                Some((_, Node::Dir(x))) => x,
+                _ => panic!("no directory {p} in {:?}", d.entries()),
+            };
+        }
+        d.entries().iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    #[test]
+    fn a_loader_in_the_tree_is_kept_whatever_its_case() {
+        let tree = Mock(vec![
+            (0, "efi", None),
+            (1, "boot", None),
+            (2, "bootx64.efi", Some(10)),
+        ]);
+        let m = map_tree(&tree, loader()).unwrap();
+        assert!(m.tree_loader);
+        assert!(m.added.is_empty());
+        assert_eq!(names_at(&m.root, &["efi", "boot"]), ["bootx64.efi"]);
+    }
+
+    #[test]
+    fn loaders_join_an_existing_efi_boot_directory() {
+        let tree = Mock(vec![
+            (0, "EFI", None),
+            (1, "Boot", None),
+            (2, "grub.cfg", Some(5)),
+        ]);
+        let m = map_tree(&tree, loader()).unwrap();
+        assert!(!m.tree_loader);
+        assert_eq!(m.added.len(), 1);
+        assert_eq!(names_at(&m.root, &[]), ["EFI"]);
+        assert_eq!(names_at(&m.root, &["EFI"]), ["Boot"]);
+        assert_eq!(
+            names_at(&m.root, &["EFI", "Boot"]),
+            ["grub.cfg", "BOOTX64.EFI"]
+        );
+    }
+
+    #[test]
+    fn loaders_get_a_boot_directory_in_an_existing_efi() {
+        let tree = Mock(vec![(0, "efi", None), (1, "microsoft", None)]);
+        let m = map_tree(&tree, loader()).unwrap();
+        assert_eq!(names_at(&m.root, &["efi"]), ["microsoft", "BOOT"]);
+        assert_eq!(names_at(&m.root, &["efi", "BOOT"]), ["BOOTX64.EFI"]);
+    }
+
+    #[test]
+    fn a_4_gib_file_is_refused_by_path() {
+        let tree = Mock(vec![
+            (0, "sources", None),
+            (1, "install.wim", Some(1 << 32)),
+        ]);
+        match map_tree(&tree, Vec::new()) {
+            Err(Error::FileTooLarge { path, size }) => {
+                assert_eq!(path, "/sources/install.wim");
+                assert_eq!(size, 1 << 32);
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a 4 GiB file was accepted"),
+        }
+        let tree = Mock(vec![(0, "max.bin", Some(u64::from(u32::MAX)))]);
+        assert!(map_tree(&tree, Vec::new()).is_ok());
+    }
 
     #[test]
     fn labels_are_sanitised() {
