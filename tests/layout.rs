@@ -352,10 +352,14 @@ fn too_small_a_target_is_refused_and_untouched() {
 
 /// A file of 4 GiB or more cannot go on FAT32: the refusal names it, and
 /// no target file is created.
+/// A 4 GiB `sources/install.wim` is split into `.swm` parts; one that is
+/// not a WIM at all (here: 4 GiB of zeros) is refused before anything is
+/// written, naming the file. (Other files of 4 GiB or more are refused by
+/// `layout::from_iso`, unit-tested there.)
 #[test]
-fn iso_with_a_4gib_file_is_refused_naming_it() {
+fn iso_with_a_4gib_install_wim_that_is_no_wim_is_refused_naming_it() {
     const SIZE: u64 = 4 << 30;
-    let t = "iso_with_a_4gib_file_is_refused_naming_it";
+    let t = "iso_with_a_4gib_install_wim_that_is_no_wim_is_refused_naming_it";
     if !common::require_tools(t, &["xorriso", "fallocate"]) {
         return;
     }
@@ -394,9 +398,9 @@ fn iso_with_a_4gib_file_is_refused_naming_it() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("/sources/install.wim"), "{err}");
-    assert!(err.contains(&SIZE.to_string()), "{err}");
+    assert!(err.contains(".swm"), "{err}");
     assert!(!stick.exists(), "nothing may be written");
 }
 
@@ -444,4 +448,126 @@ fn inspect_shows_the_planned_layout() {
         v["layout"]["min_bytes"].as_u64().unwrap(),
         std::fs::metadata(&stick).unwrap().len()
     );
+}
+
+/// A Windows-like ISO whose `sources/install.wim` is larger than the split
+/// threshold: the layout carries `install.swm`, `install2.swm`, … instead,
+/// and wimlib (the oracle) verifies and applies the parts copied off the
+/// FAT32 partition. The threshold is lowered so a small WIM exercises the
+/// path a > 4 GiB one takes.
+#[test]
+fn install_wim_over_the_threshold_is_split_into_swm_parts() {
+    let t = "install_wim_over_the_threshold_is_split_into_swm_parts";
+    if !common::require_tools(
+        t,
+        &["xorriso", "wimlib-imagex", "mcopy", "fsck.fat", "diff"],
+    ) {
+        return;
+    }
+    use bootstick::events::Silent;
+    use bootstick::image::{open::open_tree, ByteSource, ImageFile};
+    use bootstick::layout::{disk, from_iso};
+    use bootstick::write::{self, Target};
+
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    for i in 0..6u64 {
+        common::pseudo_random_file(&tree.join(format!("f{i}.bin")), 100_000 + i * 7_001, i + 40);
+    }
+    common::pseudo_random_file(&tree.join("sub/g.bin"), 150_000, 77);
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    std::fs::create_dir_all(root.join("efi/boot")).unwrap();
+    std::fs::write(root.join("bootmgr"), b"not really bootmgr\n").unwrap();
+    std::fs::write(root.join("efi/boot/bootx64.efi"), b"not really a loader\n").unwrap();
+    let wim = root.join("sources/install.wim");
+    common::run(
+        Command::new("wimlib-imagex")
+            .arg("capture")
+            .arg(&tree)
+            .arg(&wim)
+            .arg("--compress=lzx"),
+    );
+    let wim_len = std::fs::metadata(&wim).unwrap().len();
+    let iso = work.path().join("win.iso");
+    common::run(
+        Command::new("xorriso")
+            .args([
+                "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "WIN_LIKE", "-o",
+            ])
+            .arg(&iso)
+            .arg(&root),
+    );
+
+    let src: std::sync::Arc<dyn ByteSource> = std::sync::Arc::new(ImageFile::open(&iso).unwrap());
+    let files = open_tree(src.clone()).unwrap();
+    let options = from_iso::Options {
+        table: disk::Table::Gpt,
+        target_size: None,
+        mtime: 0,
+        wim_split: from_iso::WimSplit {
+            above: 0,
+            part_limit: 256 << 10,
+        },
+    };
+    let layout = from_iso::build(&src, &*files, &options).unwrap();
+    let names: Vec<&str> = layout.wim_parts.iter().map(|p| p.path.as_str()).collect();
+    assert!(names.len() >= 2, "{names:?} (WIM of {wim_len} bytes)");
+    assert_eq!(names[0], "sources/install.swm");
+    assert_eq!(names[1], "sources/install2.swm");
+
+    let stick = work.path().join("stick.img");
+    let mut target = Target::file(&stick).unwrap();
+    let source = std::fs::File::open(&iso).unwrap();
+    let report = write::write(
+        &layout.plan,
+        &source,
+        &mut target,
+        write::Options::default(),
+        &Silent,
+    )
+    .unwrap();
+    assert!(report.verified);
+    drop(target);
+    assert_eq!(std::fs::metadata(&stick).unwrap().len(), layout.disk_size);
+
+    // The partition starts at 1 MiB (docs/layout.md).
+    let part = format!("{}@@1M", stick.display());
+    let listing = common::run(mtools("mdir").args(["-b", "-i", &part, "::/sources"]));
+    assert!(!listing.to_lowercase().contains("install.wim"), "{listing}");
+    let out = work.path().join("copied");
+    std::fs::create_dir_all(&out).unwrap();
+    common::run(
+        mtools("mcopy")
+            .args(["-s", "-n", "-i", &part, "::/sources"])
+            .arg(&out),
+    );
+    let dir = out.join("sources");
+    let mut copied: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| format!("sources/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    copied.sort();
+    let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(copied, expected);
+    let refs = format!("--ref={}/install*.swm", dir.display());
+    let first = dir.join("install.swm");
+    common::run(
+        Command::new("wimlib-imagex")
+            .arg("verify")
+            .arg(&first)
+            .arg(&refs),
+    );
+    let applied = work.path().join("applied");
+    common::run(
+        Command::new("wimlib-imagex")
+            .arg("apply")
+            .arg(&first)
+            .arg("1")
+            .arg(&applied)
+            .arg(&refs),
+    );
+    common::run(Command::new("diff").arg("-r").arg(&tree).arg(&applied));
 }

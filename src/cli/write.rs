@@ -92,9 +92,12 @@ fn layout_exit(e: &from_iso::Error) -> Exit {
             source: fat32::Error::Plan(_),
             ..
         }) => Exit::Internal,
-        E::Image(_) | E::NoEfiLoader | E::LoaderTooLarge { .. } | E::Loader { .. } | E::Disk(_) => {
-            Exit::BadInput
-        }
+        E::Image(_)
+        | E::NoEfiLoader
+        | E::LoaderTooLarge { .. }
+        | E::Loader { .. }
+        | E::Disk(_)
+        | E::Wim { .. } => Exit::BadInput,
     }
 }
 
@@ -125,6 +128,7 @@ pub fn build_layout(
         mtime: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64),
+        wim_split: from_iso::WimSplit::default(),
     };
     from_iso::build(&src, &*tree, &options).map_err(fail)
 }
@@ -142,6 +146,7 @@ pub fn layout_json(l: &from_iso::Layout) -> serde_json::Value {
         "file_bytes": l.file_bytes,
         "added_loaders": l.added_loaders,
         "skipped_links": l.skipped_links,
+        "wim_parts": l.wim_parts,
     })
 }
 
@@ -155,7 +160,7 @@ fn table_name(t: disk::Table) -> &'static str {
 /// One line describing a layout, for people.
 pub fn layout_line(l: &from_iso::Layout) -> String {
     format!(
-        "{} + FAT32 \"{}\", {} files in {} directories{}",
+        "{} + FAT32 \"{}\", {} files in {} directories{}{}",
         table_name(l.table).to_uppercase(),
         l.label,
         l.files,
@@ -170,6 +175,14 @@ pub fn layout_line(l: &from_iso::Layout) -> String {
                     .map(|a| a.path.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
+            )
+        },
+        if l.wim_parts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; sources/install.wim split into {} .swm parts",
+                l.wim_parts.len()
             )
         }
     )

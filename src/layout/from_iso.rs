@@ -10,8 +10,10 @@
 //! of that image are read (capped at [`MAX_LOADER`] each) and added to the
 //! tree as in-memory files, which is what makes the stick bootable at all.
 //!
-//! Files of 4 GiB or more cannot be stored on FAT32; they are refused here,
-//! naming the file, before anything is written.
+//! Files of 4 GiB or more cannot be stored on FAT32. `sources/install.wim`
+//! (Windows installers) is then split into `install.swm`, `install2.swm`, …
+//! by [`crate::layout::wim`], which Windows Setup reads as one image; any
+//! other such file is refused here, naming it, before anything is written.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -22,6 +24,7 @@ use crate::image::tree::{safe_component, walk};
 use crate::image::{self, ByteSource, FileTree, NodeKind};
 use crate::layout::disk::{self, Table};
 use crate::layout::fat32::{self, Content, Dir};
+use crate::layout::wim;
 use crate::plan::{Plan, MIB};
 
 /// The largest EFI loader read out of an El Torito image. Real loaders
@@ -67,6 +70,40 @@ pub enum Error {
     TargetTooSmall { needed: u64, available: u64 },
     #[error("cannot lay out the stick: {0}")]
     Disk(#[from] disk::Error),
+    #[error("cannot split {path} into .swm parts for FAT32: {source}")]
+    Wim {
+        path: String,
+        #[source]
+        source: wim::Error,
+    },
+}
+
+/// When `sources/install.wim` is split, and into parts of what size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WimSplit {
+    /// A WIM larger than this many bytes is split.
+    pub above: u64,
+    /// Resource bytes per part (wimlib's accounting, see [`wim::split`]).
+    pub part_limit: u64,
+}
+
+impl Default for WimSplit {
+    /// What FAT32 needs: split only what cannot be stored, into parts of
+    /// [`wim::FAT32_PART_LIMIT`] (the size DISM and wimlib users pick).
+    fn default() -> Self {
+        WimSplit {
+            above: fat32::MAX_FILE,
+            part_limit: wim::FAT32_PART_LIMIT,
+        }
+    }
+}
+
+/// A part of a split `install.wim` on the stick.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WimPart {
+    /// Where it lands, e.g. `sources/install2.swm`.
+    pub path: String,
+    pub size: u64,
 }
 
 /// What to build.
@@ -78,6 +115,9 @@ pub struct Options {
     pub target_size: Option<u64>,
     /// Timestamp of every file, in seconds since the Unix epoch.
     pub mtime: i64,
+    /// Splitting of `sources/install.wim` (the default is what FAT32 needs;
+    /// tests lower it to split small WIMs).
+    pub wim_split: WimSplit,
 }
 
 /// A loader added from the El Torito EFI image.
@@ -105,6 +145,8 @@ pub struct Layout {
     pub added_loaders: Vec<AddedLoader>,
     /// Symbolic links of the image, which FAT32 cannot hold (skipped).
     pub skipped_links: Vec<String>,
+    /// The parts `sources/install.wim` was split into (empty when it was not).
+    pub wim_parts: Vec<WimPart>,
 }
 
 /// The FAT volume label for an ISO label: uppercase ASCII letters, digits,
@@ -138,6 +180,7 @@ struct Mapped {
     rounded: u64,
     added: Vec<AddedLoader>,
     links: Vec<String>,
+    wim_parts: Vec<WimPart>,
     /// The tree itself holds an `EFI/BOOT/BOOT*.EFI`.
     tree_loader: bool,
 }
@@ -158,7 +201,7 @@ pub fn build(
     options: &Options,
 ) -> Result<Layout, Error> {
     let loaders = el_torito_loaders(src, tree)?;
-    let mapped = map_tree(tree, loaders)?;
+    let mapped = map_tree(&**src, tree, loaders, options.wim_split)?;
     if !mapped.tree_loader && mapped.added.is_empty() {
         return Err(Error::NoEfiLoader);
     }
@@ -211,12 +254,18 @@ pub fn build(
         file_bytes: mapped.file_bytes,
         added_loaders: mapped.added,
         skipped_links: mapped.links,
+        wim_parts: mapped.wim_parts,
     })
 }
 
 /// Walks the tree into a FAT32 directory, adding `loaders` (name, bytes)
 /// under `EFI/BOOT` where the tree has no file of that name.
-fn map_tree(tree: &dyn FileTree, loaders: Vec<(String, Vec<u8>)>) -> Result<Mapped, Error> {
+fn map_tree(
+    src: &dyn ByteSource,
+    tree: &dyn FileTree,
+    loaders: Vec<(String, Vec<u8>)>,
+    wim_split: WimSplit,
+) -> Result<Mapped, Error> {
     let mut m = Mapped {
         root: Dir::new(),
         files: 0,
@@ -225,6 +274,7 @@ fn map_tree(tree: &dyn FileTree, loaders: Vec<(String, Vec<u8>)>) -> Result<Mapp
         rounded: 32 << 10,
         added: Vec::new(),
         links: Vec::new(),
+        wim_parts: Vec::new(),
         tree_loader: false,
     };
     let mut loaders = Some(loaders);
@@ -261,6 +311,36 @@ fn map_tree(tree: &dyn FileTree, loaders: Vec<(String, Vec<u8>)>) -> Result<Mapp
             }
             NodeKind::File => {
                 let data = tree.file_data(v.entry.node)?;
+                if data.size > wim_split.above && upper == "SOURCES/INSTALL.WIM" {
+                    let path = format!("/{}", v.path);
+                    let parts = wim::split(src, &data, wim_split.part_limit).map_err(|source| {
+                        Error::Wim {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    for part in parts {
+                        let size = part.content.size();
+                        if size > fat32::MAX_FILE {
+                            // One resource alone nearly fills a part.
+                            return Err(Error::FileTooLarge {
+                                path: format!("{path} (part {})", part.name),
+                                size,
+                            });
+                        }
+                        top.names.insert(part.name.to_uppercase());
+                        m.files += 1;
+                        m.file_bytes += size;
+                        m.rounded += round(size);
+                        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                        m.wim_parts.push(WimPart {
+                            path: format!("{}/{}", dir.trim_start_matches('/'), part.name),
+                            size,
+                        });
+                        top.dir.file(&part.name, part.content);
+                    }
+                    return Ok(false);
+                }
                 if data.size > fat32::MAX_FILE {
                     return Err(Error::FileTooLarge {
                         path: format!("/{}", v.path),
@@ -498,7 +578,7 @@ mod tests {
             (1, "boot", None),
             (2, "bootx64.efi", Some(10)),
         ]);
-        let m = map_tree(&tree, loader()).unwrap();
+        let m = map_tree(&Vec::<u8>::new(), &tree, loader(), WimSplit::default()).unwrap();
         assert!(m.tree_loader);
         assert!(m.added.is_empty());
         assert_eq!(names_at(&m.root, &["efi", "boot"]), ["bootx64.efi"]);
@@ -511,7 +591,7 @@ mod tests {
             (1, "Boot", None),
             (2, "grub.cfg", Some(5)),
         ]);
-        let m = map_tree(&tree, loader()).unwrap();
+        let m = map_tree(&Vec::<u8>::new(), &tree, loader(), WimSplit::default()).unwrap();
         assert!(!m.tree_loader);
         assert_eq!(m.added.len(), 1);
         assert_eq!(names_at(&m.root, &[]), ["EFI"]);
@@ -525,27 +605,35 @@ mod tests {
     #[test]
     fn loaders_get_a_boot_directory_in_an_existing_efi() {
         let tree = Mock(vec![(0, "efi", None), (1, "microsoft", None)]);
-        let m = map_tree(&tree, loader()).unwrap();
+        let m = map_tree(&Vec::<u8>::new(), &tree, loader(), WimSplit::default()).unwrap();
         assert_eq!(names_at(&m.root, &["efi"]), ["microsoft", "BOOT"]);
         assert_eq!(names_at(&m.root, &["efi", "BOOT"]), ["BOOTX64.EFI"]);
     }
 
     #[test]
     fn a_4_gib_file_is_refused_by_path() {
-        let tree = Mock(vec![
-            (0, "sources", None),
-            (1, "install.wim", Some(1 << 32)),
-        ]);
-        match map_tree(&tree, Vec::new()) {
+        let tree = Mock(vec![(0, "sources", None), (1, "boot.vhd", Some(1 << 32))]);
+        match map_tree(&Vec::<u8>::new(), &tree, Vec::new(), WimSplit::default()) {
             Err(Error::FileTooLarge { path, size }) => {
-                assert_eq!(path, "/sources/install.wim");
+                assert_eq!(path, "/sources/boot.vhd");
                 assert_eq!(size, 1 << 32);
             }
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a 4 GiB file was accepted"),
         }
+        // `sources/install.wim` goes to the splitter instead, which reads it
+        // (here: it is not there to read) and names it when it cannot.
+        let tree = Mock(vec![
+            (0, "sources", None),
+            (1, "install.wim", Some(1 << 32)),
+        ]);
+        match map_tree(&Vec::<u8>::new(), &tree, Vec::new(), WimSplit::default()) {
+            Err(Error::Wim { path, .. }) => assert_eq!(path, "/sources/install.wim"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("an unreadable install.wim was accepted"),
+        }
         let tree = Mock(vec![(0, "max.bin", Some(u64::from(u32::MAX)))]);
-        assert!(map_tree(&tree, Vec::new()).is_ok());
+        assert!(map_tree(&Vec::<u8>::new(), &tree, Vec::new(), WimSplit::default()).is_ok());
     }
 
     #[test]
