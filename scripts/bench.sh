@@ -6,9 +6,10 @@
 #
 # Prints, side by side: dd write (bs=4M oflag=direct conv=fsync), dd read
 # (bs=4M iflag=direct), bootstick write --no-verify, bootstick write (with its
-# read-back), the ratios against the targets, and peak RSS (GNU time). Each
-# figure is the best of BENCH_ROUNDS rounds; the rounds interleave the four
-# commands so a noisy neighbour hurts all of them alike.
+# read-back), bootstick write --no-verify --digest (the cost of SHA-256; not
+# part of the ratios), the ratios against the targets, and peak RSS (GNU
+# time). Each figure is the best of BENCH_ROUNDS rounds; the rounds interleave
+# the commands so a noisy neighbour hurts all of them alike.
 #
 # The image is non-compressible (/dev/urandom) and stays in the page cache for
 # every command (dd reads it through the cache too), so the figures compare
@@ -74,6 +75,7 @@ for round in $(seq 1 "$ROUNDS"); do
   measure "dd read" dd if="$LOOP" of=/dev/null bs=4M iflag=direct status=none
   measure "bootstick write" "$BIN" write --yes --no-verify "$img" "$LOOP"
   measure "bootstick write+verify" "$BIN" write --yes "$img" "$LOOP"
+  measure "write --digest (sha256)" "$BIN" write --yes --no-verify --digest "$img" "$LOOP"
 done
 # The last run must have left the image on the device.
 cmp "$img" "$LOOP" || { echo "bench: device differs from the image!" >&2; exit 1; }
@@ -82,7 +84,7 @@ echo
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared: other jobs may run)"
 echo "image ${SIZE_MIB} MiB, loop device (direct I/O backing file), best of ${ROUNDS} round(s)"
 printf '%-24s %9s %9s %9s %12s\n' "" "seconds" "MiB/s" "CPU s" "peak RSS"
-for name in "dd write" "dd read" "bootstick write" "bootstick write+verify"; do
+for name in "dd write" "dd read" "bootstick write" "bootstick write+verify" "write --digest (sha256)"; do
   awk -v n="$name" -v s="${best_s[$name]}" -v r="${best_rss[$name]}" -v m="$SIZE_MIB" -v c="${best_cpu[$name]}" \
     'BEGIN{printf "%-24s %9.2f %9.0f %9.2f %8.1f MiB\n", n, s, (s>0? m/s : 0), c, r/1024}'
 done

@@ -47,6 +47,11 @@ pub struct Args {
     /// Skip reading the target back after writing.
     #[arg(long)]
     pub no_verify: bool,
+    /// Also report the SHA-256 of the image, computed while it is written
+    /// (a source check reports the digest it checked anyway). Off by
+    /// default: the read-back already proves the stick holds the image.
+    #[arg(long)]
+    pub digest: bool,
     /// Print newline-delimited JSON events on stdout instead of a progress bar
     /// (schema in docs/cli.md).
     #[arg(long)]
@@ -380,6 +385,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         verify: !args.no_verify,
         before_first_write,
         expect_source: checked.as_ref().and_then(|r| r.checked_sha256.clone()),
+        digest: args
+            .digest
+            .then_some(bootstick::hash::HashAlgorithm::Sha256),
         ..write::Options::default()
     };
     let started = Instant::now();
@@ -396,7 +404,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         None => format!("{} byte for byte", human_bytes(image_len)),
     };
     let summary = format!(
-        "Wrote {what} to {} in {secs:.1} s ({}/s){}.\nImage {}: {}",
+        "Wrote {what} to {} in {secs:.1} s ({}/s){}.{}",
         target_path.display(),
         human_bytes((report.bytes_written as f64 / secs.max(1e-6)) as u64),
         if report.verified {
@@ -404,8 +412,10 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         } else {
             ", NOT verified (--no-verify)"
         },
-        report.source_digest.algorithm(),
-        report.source_digest.to_hex(),
+        match &report.source_digest {
+            Some(d) => format!("\nImage {}: {}", d.algorithm(), d.to_hex()),
+            None => String::new(),
+        },
     );
     let summary = match &checked {
         Some(r) => format!("{summary}\n{}", check_summary(r)),
@@ -416,10 +426,10 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "bytes_written": report.bytes_written,
             "verified": report.verified,
             "direct_io": report.direct_io,
-            "source_digest": {
-                "algorithm": report.source_digest.algorithm(),
-                "hex": report.source_digest.to_hex(),
-            },
+            "source_digest": report.source_digest.as_ref().map(|d| json!({
+                "algorithm": d.algorithm(),
+                "hex": d.to_hex(),
+            })),
             "seconds": (secs * 1000.0).round() / 1000.0,
             "partitions": after.as_ref().map(|a| &a.partitions),
             "ejected": after.as_ref().is_some_and(|a| a.ejected),

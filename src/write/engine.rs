@@ -124,17 +124,20 @@ pub(super) fn write(
     if let Some(cap) = target.capacity() {
         plan.check_fits(cap)?;
     }
+    // The source is hashed only when something asks for its digest.
     let algorithm = options
         .expect_source
         .as_ref()
-        .map_or(HashAlgorithm::Sha256, Digest::algorithm);
+        .map(Digest::algorithm)
+        .or(options.digest);
     let sequential = is_sequential(plan, source_len);
-    let prehashed = if sequential {
-        None
-    } else {
-        let d = hash_source(source, source_len, algorithm, observer)?;
-        check_digest(&options.expect_source, &d)?;
-        Some(d)
+    let prehashed = match algorithm {
+        Some(algorithm) if !sequential => {
+            let d = hash_source(source, source_len, algorithm, observer)?;
+            check_digest(&options.expect_source, &d)?;
+            Some(d)
+        }
+        _ => None,
     };
     let _ = rustix::fs::fadvise(source, 0, None, rustix::fs::Advice::Sequential);
 
@@ -166,11 +169,13 @@ pub(super) fn write(
     }
     let (filled_tx, filled_rx) = sync_channel::<Result<Chunk, Error>>(1);
     let (hashed_tx, hashed_rx) = sync_channel::<Result<Chunk, Error>>(1);
-    let hash_stream = sequential;
+    let hash_stream = sequential && algorithm.is_some();
+    let stage_algorithm = algorithm.unwrap_or(HashAlgorithm::Sha256);
     let (written, streamed) = std::thread::scope(|s| {
         let ops = &ops;
         s.spawn(move || read_stage(plan, source, ops, free_rx, filled_tx));
-        let hasher = s.spawn(move || hash_stage(algorithm, hash_stream, filled_rx, hashed_tx));
+        let hasher =
+            s.spawn(move || hash_stage(stage_algorithm, hash_stream, filled_rx, hashed_tx));
         let written = write_stage(
             file,
             direct,
@@ -184,12 +189,16 @@ pub(super) fn write(
         (written, streamed)
     });
     let direct_io = written?;
-    let source_digest = match prehashed {
-        Some(d) => d,
-        None => streamed
-            .ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?,
+    let streamed = streamed
+        .ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?;
+    let source_digest = match (prehashed, algorithm) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => Some(streamed),
+        (None, None) => None,
     };
-    check_digest(&options.expect_source, &source_digest)?;
+    if let Some(d) = &source_digest {
+        check_digest(&options.expect_source, d)?;
+    }
     observer.event(&Event::PhaseFinished {
         phase: Phase::Write,
     });

@@ -54,7 +54,7 @@ mod verify;
 use std::path::PathBuf;
 
 use crate::events::Observer;
-use crate::hash::Digest;
+use crate::hash::{Digest, HashAlgorithm};
 use crate::plan::{Plan, PlanError};
 
 pub use target::Target;
@@ -76,9 +76,17 @@ pub struct Options {
     /// Called once, right before the first write; see [`BeforeFirstWrite`].
     pub before_first_write: Option<BeforeFirstWrite>,
     /// The digest the source must have (from a checksum or signature check).
-    /// The source is hashed with this digest's algorithm while streaming;
-    /// without it, SHA-256 is used and nothing is compared.
+    /// The source is hashed with this digest's algorithm while streaming and
+    /// compared at the end.
     pub expect_source: Option<Digest>,
+    /// Hash the source with this algorithm while streaming and report it in
+    /// [`Report::source_digest`], without comparing it to anything.
+    ///
+    /// Off by default: the read-back already proves the target holds the
+    /// image, and SHA-256 runs at about 2 GB/s on one core, so a digest nobody
+    /// compares would make a fast device wait on the CPU (`docs/performance.md`).
+    /// [`Options::expect_source`] hashes whatever this says.
+    pub digest: Option<HashAlgorithm>,
     /// Bytes per I/O operation; rounded to the target's alignment.
     pub chunk_size: usize,
 }
@@ -89,6 +97,7 @@ impl Default for Options {
             verify: true,
             before_first_write: None,
             expect_source: None,
+            digest: None,
             chunk_size: DEFAULT_CHUNK,
         }
     }
@@ -100,6 +109,7 @@ impl std::fmt::Debug for Options {
             .field("verify", &self.verify)
             .field("before_first_write", &self.before_first_write.is_some())
             .field("expect_source", &self.expect_source)
+            .field("digest", &self.digest)
             .field("chunk_size", &self.chunk_size)
             .finish()
     }
@@ -110,10 +120,12 @@ impl std::fmt::Debug for Options {
 pub struct Report {
     /// Bytes put on the target (the plan's extents; gaps are not counted).
     pub bytes_written: u64,
-    /// The digest of the whole source image. For plans that stream the source
-    /// once, in order (raw copies), these are exactly the bytes written; for
-    /// other plans the source is hashed in a pass before writing.
-    pub source_digest: Digest,
+    /// The digest of the whole source image, when one was asked for
+    /// ([`Options::digest`] or [`Options::expect_source`]). For plans that
+    /// stream the source once, in order (raw copies), these are exactly the
+    /// bytes written; for other plans the source is hashed in a pass before
+    /// writing.
+    pub source_digest: Option<Digest>,
     /// The target was read back and matched the plan.
     pub verified: bool,
     /// The bulk of the data went out with `O_DIRECT`.
