@@ -3,6 +3,7 @@
 //! written raw or through a built layout, with the reasons.
 
 use super::exit::{Exit, Failure};
+use super::render::human_bytes;
 use bootstick::image::{self, ByteSource, FileTree, ImageFile};
 use bootstick::inspect::{self, Inspection};
 use serde::Serialize;
@@ -115,18 +116,12 @@ fn emit(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// A size for people, with the exact byte count beside it once rounded.
 fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
+    if n < 1024 {
+        human_bytes(n)
     } else {
-        format!("{v:.1} {} ({n} bytes)", UNITS[u])
+        format!("{} ({n} bytes)", human_bytes(n))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `bootstick list`: the disks that could be written, as a table or JSON.
 
 use super::exit::{Exit, Failure};
+use super::render::human_bytes;
 use bootstick::devices::{self, Disk, Roots};
 use std::path::PathBuf;
 
@@ -18,22 +19,6 @@ pub struct Args {
     /// the running system (captured trees, tests).
     #[arg(long, hide = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
-}
-
-/// `1.5 GiB`-style sizes for people; JSON carries exact bytes.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 /// What a user must know about a disk besides its name and size.
@@ -63,7 +48,7 @@ pub fn notes(d: &Disk) -> Vec<String> {
 }
 
 fn describe_part(p: &devices::Partition) -> String {
-    let mut s = format!("  {:<12} {:>10}", p.name, human_size(p.size_bytes));
+    let mut s = format!("  {:<12} {:>10}", p.name, human_bytes(p.size_bytes));
     if let Some(fs) = &p.fstype {
         s.push_str(&format!("  {fs}"));
     }
@@ -97,7 +82,7 @@ pub fn table(disks: &[&Disk]) -> String {
         out.push_str(&format!(
             "{:<14} {:>10}  {:<9} {:<28} {:<20} {}\n",
             d.path.display(),
-            human_size(d.size_bytes),
+            human_bytes(d.size_bytes),
             d.transport.name(),
             if model.is_empty() { "-".into() } else { model },
             d.serial.as_deref().unwrap_or("-"),

@@ -7,7 +7,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use super::exit::{Exit, Failure};
-use super::list::{human_size, table};
+use super::list::table;
+use super::render::human_bytes;
 use bootstick::devices::{self, Disk, Guarded, Policy, Resolved, Roots};
 
 /// Flags that change which disks may be written and what happens around it.
@@ -116,7 +117,7 @@ fn confirm(disk: &Disk, image: &Path, image_len: u64, unmount: bool) -> Result<(
     let what = format!(
         "{} ({}, {} bytes)",
         disk.path.display(),
-        human_size(disk.size_bytes),
+        human_bytes(disk.size_bytes),
         disk.size_bytes
     );
     if !std::io::stdin().is_terminal() {
@@ -131,7 +132,7 @@ fn confirm(disk: &Disk, image: &Path, image_len: u64, unmount: bool) -> Result<(
     eprint!(
         "Write {} ({}) to this disk?\n{}{}EVERYTHING on {what} will be erased. Continue? [y/N] ",
         image.display(),
-        human_size(image_len),
+        human_bytes(image_len),
         describe(disk),
         if mounted && unmount {
             "Its mounted filesystems will be unmounted first.\n"
