@@ -81,58 +81,45 @@ impl Target {
     /// Wraps an already opened block device (the device layer opens it with
     /// its own safety checks: `O_EXCL`, `flock`). `path` is only used in
     /// messages. The file must be readable for verification.
-    pub fn block_device(mut file: File, path: &Path) -> Result<Target, Error> {
-        let meta = file.metadata().map_err(|source| Error::OpenTarget {
-            path: path.to_owned(),
-            source,
-        })?;
-        if !meta.file_type().is_block_device() {
+    pub fn block_device(file: File, path: &Path) -> Result<Target, Error> {
+        let target = Target::existing(file, path)?;
+        if !target.block_device {
             return Err(Error::NotATarget {
                 path: path.to_owned(),
             });
         }
-        // Seeking to the end of a block device yields its size in bytes.
-        let len = file
-            .seek(SeekFrom::End(0))
-            .map_err(|source| Error::OpenTarget {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Target {
-            file,
-            path: path.to_owned(),
-            block_device: true,
-            capacity: Some(len),
-        })
+        Ok(target)
     }
 
     /// Opens an existing block device or regular file read-only, to compare
     /// it with an image.
     pub fn open_read(path: &Path) -> Result<Target, Error> {
-        let mut file = File::open(path).map_err(|source| Error::OpenTarget {
+        let file = File::open(path).map_err(|source| Error::OpenTarget {
             path: path.to_owned(),
             source,
         })?;
-        let meta = file.metadata().map_err(|source| Error::OpenTarget {
+        Target::existing(file, path)
+    }
+
+    /// An opened block device or regular file with its current size
+    /// (seeking to the end of a block device yields its size in bytes);
+    /// anything else is refused.
+    fn existing(mut file: File, path: &Path) -> Result<Target, Error> {
+        let open_error = |source| Error::OpenTarget {
             path: path.to_owned(),
             source,
-        })?;
-        let block_device = meta.file_type().is_block_device();
-        if !block_device && !meta.file_type().is_file() {
+        };
+        let kind = file.metadata().map_err(open_error)?.file_type();
+        if !kind.is_block_device() && !kind.is_file() {
             return Err(Error::NotATarget {
                 path: path.to_owned(),
             });
         }
-        let len = file
-            .seek(SeekFrom::End(0))
-            .map_err(|source| Error::OpenTarget {
-                path: path.to_owned(),
-                source,
-            })?;
+        let len = file.seek(SeekFrom::End(0)).map_err(open_error)?;
         Ok(Target {
             file,
             path: path.to_owned(),
-            block_device,
+            block_device: kind.is_block_device(),
             capacity: Some(len),
         })
     }
