@@ -37,11 +37,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let render = Renderer::new(args.json);
-    let result = run_inner(&args, &render);
-    if let Err(f) = &result {
-        render.result(Err((&f.error, f.exit as u8)));
-    }
-    result
+    render.failure(run_inner(&args, &render))
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {

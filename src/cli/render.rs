@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use bootstick::events::{Event, Observer, Phase};
 
+use super::exit::Failure;
+
 /// At most one JSON progress line per phase this often.
 const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -37,6 +39,15 @@ impl Renderer {
             merge(&mut v, fields);
             j.emit(v);
         }
+    }
+
+    /// Passes a command's outcome through, first reporting a failure as the
+    /// `result` event (a success reports its own result, with its details).
+    pub fn failure(&self, result: Result<(), Failure>) -> Result<(), Failure> {
+        if let Err(f) = &result {
+            self.result(Err((&f.error, f.exit as u8)));
+        }
+        result
     }
 
     /// Reports the outcome: a JSON `result` line, or the human summary

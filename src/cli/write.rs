@@ -291,11 +291,7 @@ pub fn open_image(path: &Path) -> Result<(File, u64), Failure> {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let render = Renderer::new(args.json);
-    let result = run_inner(&args, &render);
-    if let Err(f) = &result {
-        render.result(Err((&f.error, f.exit as u8)));
-    }
-    result
+    render.failure(run_inner(&args, &render))
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
