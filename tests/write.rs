@@ -209,6 +209,143 @@ fn truncated_source_is_refused_before_writing() {
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
 }
 
+/// An observer that runs `act` once, when the read-back starts: the write is
+/// done and flushed, and nothing has been read back yet.
+struct BeforeReadBack<F: Fn() + Sync> {
+    act: F,
+    done: AtomicBool,
+}
+
+impl<F: Fn() + Sync> bootstick::events::Observer for BeforeReadBack<F> {
+    fn event(&self, e: &Event) {
+        if matches!(
+            e,
+            Event::PhaseStarted {
+                phase: Phase::Verify,
+                ..
+            }
+        ) && !self.done.swap(true, Ordering::SeqCst)
+        {
+            (self.act)();
+        }
+    }
+}
+
+fn before_read_back<F: Fn() + Sync>(act: F) -> BeforeReadBack<F> {
+    BeforeReadBack {
+        act,
+        done: AtomicBool::new(false),
+    }
+}
+
+/// Flips the byte at `at` of the file at `path`.
+fn flip_byte(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[!b[0]], at).unwrap();
+}
+
+/// The read-back checks the target against checksums the write pass took,
+/// without the source: a byte changed on the target after the write is
+/// still named exactly, wherever it lies in its chunk.
+#[test]
+fn read_back_names_a_byte_changed_after_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 10 * CHUNK as u64 + 333;
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, len, 7);
+    for at in [
+        0,
+        CHUNK as u64 - 1,
+        CHUNK as u64,
+        5 * CHUNK as u64 + 17,
+        len - 1,
+    ] {
+        let out = dir.path().join(format!("out-{at}"));
+        let mut target = Target::file(&out).unwrap();
+        let err = write::write(
+            &Plan::raw(len),
+            &File::open(&img).unwrap(),
+            &mut target,
+            opts(),
+            &before_read_back(|| flip_byte(&out, at)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, write::Error::Mismatch { offset } if offset == at),
+            "corrupted at {at}: {err:?}"
+        );
+    }
+}
+
+/// A target that holds the image's *current* bytes where the write sent
+/// others means the image changed while it was written: said as such, not
+/// as a failing stick.
+#[test]
+fn image_changed_during_the_write_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 4 * CHUNK as u64;
+    let img = dir.path().join("img");
+    let out = dir.path().join("out");
+    pseudo_random_file(&img, len, 8);
+    let at = 2 * CHUNK as u64 + 5;
+    let mut target = Target::file(&out).unwrap();
+    let err = write::write(
+        &Plan::raw(len),
+        &File::open(&img).unwrap(),
+        &mut target,
+        opts(),
+        &before_read_back(|| {
+            flip_byte(&img, at);
+            flip_byte(&out, at);
+        }),
+    )
+    .unwrap_err();
+    match err {
+        write::Error::SourceChangedDuringWrite { start, end } => {
+            assert!(start <= at && at < end, "{start}..{end} holds {at}");
+        }
+        e => panic!("expected SourceChangedDuringWrite, got {e:?}"),
+    }
+}
+
+/// A target cut short after the write reads back as short, at its new end.
+#[test]
+fn target_cut_short_after_the_write_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 3 * CHUNK as u64 + 100;
+    let img = dir.path().join("img");
+    let out = dir.path().join("out");
+    pseudo_random_file(&img, len, 9);
+    let mut target = Target::file(&out).unwrap();
+    let cut = CHUNK as u64 + 10;
+    let err = write::write(
+        &Plan::raw(len),
+        &File::open(&img).unwrap(),
+        &mut target,
+        opts(),
+        &before_read_back(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&out)
+                .unwrap()
+                .set_len(cut)
+                .unwrap()
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, write::Error::TargetShort { at, needed } if at == cut && needed == len),
+        "{err:?}"
+    );
+}
+
 // ---------------------------------------------------------------- CLI, files
 
 #[test]

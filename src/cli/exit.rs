@@ -40,8 +40,10 @@ pub enum Exit {
     RevokedKey = 17,
     /// `verify`: nothing to check the image against.
     NoReference = 18,
-    /// `write --verify-source`: the image changed between the check and the
-    /// write (the streamed bytes hash differently from the checked ones).
+    /// `write`: the image changed between the check and the write (with
+    /// `--verify-source`: the streamed bytes hash differently from the
+    /// checked ones), or while it was written (the read-back found the
+    /// image's new contents where other bytes were sent).
     SourceChanged = 19,
 }
 

@@ -271,7 +271,7 @@ pub fn exit_for(e: &write::Error) -> Exit {
         | E::ReadTarget { .. }
         | E::Disappeared { .. } => Exit::WriteFailed,
         E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
-        E::SourceChanged { .. } => Exit::SourceChanged,
+        E::SourceChanged { .. } | E::SourceChangedDuringWrite { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
     }
 }

@@ -181,27 +181,31 @@ pub struct CheckOp {
     pub check: Range<u64>,
 }
 
-/// Cuts the plan into read-back operations. With `direct`, reads are widened
-/// to aligned ranges (a block device's size is a multiple of its block size,
-/// and a file's read simply stops at its end), so even the unaligned edges are
-/// read from the medium and never from the page cache.
+/// Cuts the plan into read-back operations, on a grid of `chunk`-sized cells
+/// of the target: each operation checks the part of one run inside one cell.
+/// The checked ranges therefore depend only on the plan and `chunk`, not on
+/// the alignment or on whether the target takes direct I/O, so the write
+/// pass can checksum exactly the ranges the read-back will check
+/// ([`super::sums`]). With `direct`, reads are widened to aligned ranges (a
+/// block device's size is a multiple of its block size, and a file's read
+/// simply stops at its end), so even the unaligned edges are read from the
+/// medium and never from the page cache; `chunk` is a multiple of the
+/// alignment, so a widened read stays inside its cell.
 pub fn check_ops(plan: &Plan, align: Alignment, chunk: usize, direct: bool) -> Vec<CheckOp> {
     let chunk = chunk as u64;
     let mut ops = Vec::new();
     for run in runs(plan) {
-        let (start, end) = if direct {
-            (align.down(run.start), align.up(run.end))
-        } else {
-            (run.start, run.end)
-        };
-        let mut at = start;
-        while at < end {
-            let stop = end.min(at + chunk);
-            ops.push(CheckOp {
-                read: at..stop,
-                check: at.max(run.start)..stop.min(run.end),
-            });
-            at = stop;
+        let mut at = run.start;
+        while at < run.end {
+            let cell_end = (at - at % chunk).saturating_add(chunk);
+            let check = at..run.end.min(cell_end);
+            let read = if direct {
+                align.down(check.start)..align.up(check.end)
+            } else {
+                check.clone()
+            };
+            at = check.end;
+            ops.push(CheckOp { read, check });
         }
     }
     ops
@@ -354,9 +358,20 @@ mod tests {
                     prop_assert_eq!(op.read.start % a.offset, 0);
                     prop_assert_eq!(op.read.end % a.offset, 0);
                 }
+                prop_assert!(op.read.end - op.read.start <= a.chunk(8192) as u64);
                 total += op.check.end - op.check.start;
             }
             prop_assert_eq!(total, plan.bytes_to_write());
+        }
+
+        /// The checked ranges depend on the plan and the chunk only, so the
+        /// write pass can checksum them before the read-back's alignment is
+        /// known.
+        #[test]
+        fn check_ranges_ignore_alignment_and_direct(plan in arb_plan(), shift in 9u32..13, direct: bool) {
+            let a = Alignment::new(1 << shift, 512);
+            let checks = |a, direct| check_ops(&plan, a, 8192, direct).into_iter().map(|o| o.check).collect::<Vec<_>>();
+            prop_assert_eq!(checks(a, direct), checks(Alignment::new(512, 512), false));
         }
     }
 }

@@ -8,9 +8,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use rustix::fs::OFlags;
 
-use super::align::{write_ops, AlignedBuf, Alignment, Op};
+use super::align::{check_ops, write_ops, AlignedBuf, Alignment, Op};
 use super::fill::{fill, read_source};
-use super::{verify, CompareReport, Error, Options, Report, Target};
+use super::sums::{RangeSums, Summer};
+use super::verify::{self, Expected};
+use super::{CompareReport, Error, Options, Report, Target};
 use crate::events::{Event, Observer, Phase};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::plan::{Extent, Plan};
@@ -169,13 +171,21 @@ pub(super) fn write(
     }
     let (filled_tx, filled_rx) = sync_channel::<Result<Chunk, Error>>(1);
     let (hashed_tx, hashed_rx) = sync_channel::<Result<Chunk, Error>>(1);
-    let hash_stream = sequential && algorithm.is_some();
-    let stage_algorithm = algorithm.unwrap_or(HashAlgorithm::Sha256);
+    let stream_algorithm = algorithm.filter(|_| sequential);
+    // The read-back checks the target against checksums of what was sent
+    // (see `sums`), cut at the ranges it will check.
+    let summer = options.verify.then(|| {
+        Summer::new(
+            check_ops(plan, align, chunk, false)
+                .into_iter()
+                .map(|op| op.check)
+                .collect(),
+        )
+    });
     let (written, streamed) = std::thread::scope(|s| {
         let ops = &ops;
         s.spawn(move || read_stage(plan, source, ops, free_rx, filled_tx));
-        let hasher =
-            s.spawn(move || hash_stage(stage_algorithm, hash_stream, filled_rx, hashed_tx));
+        let hasher = s.spawn(move || hash_stage(stream_algorithm, summer, filled_rx, hashed_tx));
         let written = write_stage(
             file,
             direct,
@@ -189,13 +199,9 @@ pub(super) fn write(
         (written, streamed)
     });
     let direct_io = written?;
-    let streamed = streamed
+    let (streamed, sums) = streamed
         .ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?;
-    let source_digest = match (prehashed, algorithm) {
-        (Some(d), _) => Some(d),
-        (None, Some(_)) => Some(streamed),
-        (None, None) => None,
-    };
+    let source_digest = prehashed.or(streamed);
     if let Some(d) = &source_digest {
         check_digest(&options.expect_source, d)?;
     }
@@ -210,8 +216,9 @@ pub(super) fn write(
     file.sync_all().map_err(|source| Error::Sync { source })?;
     observer.event(&Event::PhaseFinished { phase: Phase::Sync });
 
-    if options.verify {
-        verify::check(plan, source, target, chunk, observer)?;
+    if let Some(sums) = sums {
+        let sums = sums.map_err(|why| Error::Internal(format!("write checksums: {why}")))?;
+        verify::check(plan, source, target, chunk, Expected::Sums(&sums), observer)?;
     }
     Ok(Report {
         bytes_written: total,
@@ -244,29 +251,40 @@ fn read_stage(
     }
 }
 
-/// Hashes the source bytes of each chunk (when the plan streams the source
-/// in order) and passes the chunk on. Returns the digest once every chunk
-/// went through, `None` when the pipeline stopped early.
+/// What the hasher stage found once every chunk went through: the digest of
+/// the streamed source bytes (when asked for) and the checksums for the
+/// read-back (when it will run).
+type Hashed = (Option<Digest>, Option<Result<RangeSums, String>>);
+
+/// Hashes the source bytes of each chunk with `algorithm` (given when the
+/// plan streams the source in order) and feeds every byte sent to `summer`
+/// (given when the target will be read back), then passes the chunk on.
+/// Returns `None` when the pipeline stopped early.
 fn hash_stage(
-    algorithm: HashAlgorithm,
-    enabled: bool,
+    algorithm: Option<HashAlgorithm>,
+    mut summer: Option<Summer>,
     input: Receiver<Result<Chunk, Error>>,
     out: SyncSender<Result<Chunk, Error>>,
-) -> Option<Digest> {
-    let mut h = algorithm.hasher();
+) -> Option<Hashed> {
+    let mut hasher = algorithm.map(HashAlgorithm::hasher);
     for msg in input {
         let failed = msg.is_err();
-        if let (Ok(c), true) = (&msg, enabled) {
+        if let Ok(c) = &msg {
             let data = c.buf.get(c.len());
-            for p in &c.source_parts {
-                h.update(&data[p.clone()]);
+            if let Some(h) = &mut hasher {
+                for p in &c.source_parts {
+                    h.update(&data[p.clone()]);
+                }
+            }
+            if let Some(s) = &mut summer {
+                s.feed(c.op.range.start, data);
             }
         }
         if out.send(msg).is_err() || failed {
             return None;
         }
     }
-    Some(h.finish())
+    Some((hasher.map(|h| h.finish()), summer.map(Summer::finish)))
 }
 
 /// Writes chunks as they arrive and recycles their buffers. Returns whether
@@ -368,7 +386,7 @@ pub(super) fn compare(
         source: e,
     })?;
     plan.check_source(source_len)?;
-    let direct_io = verify::check(plan, source, target, chunk_size, observer)?;
+    let direct_io = verify::check(plan, source, target, chunk_size, Expected::Plan, observer)?;
     Ok(CompareReport {
         bytes_compared: plan.bytes_to_write(),
         direct_io,

@@ -24,9 +24,15 @@
 //!   sends a cache flush to the device) before the write counts as done.
 //! - **Read-back bypasses the page cache.** Verification reads the target
 //!   with `O_DIRECT` (or, where refused, after `posix_fadvise(DONTNEED)`),
-//!   compares chunk by chunk and reports the first differing byte: a
+//!   checks it chunk by chunk and reports the first differing byte: a
 //!   fake-capacity stick shows up as a mismatch at the offset where its real
 //!   capacity ends.
+//! - **The read-back reads only the target.** The write pass takes an XXH3
+//!   checksum of each chunk it sends (on the hasher thread, off the writer's
+//!   path), and the read-back checks the target against those; only a chunk
+//!   whose checksum differs is compared with the source byte by byte, to
+//!   name the first differing byte. Reading the source a second time would
+//!   double the read-back's I/O (`sums` explains the choice of checksum).
 //!
 //! # Use
 //!
@@ -48,6 +54,7 @@
 pub mod align;
 mod engine;
 mod fill;
+mod sums;
 mod target;
 mod verify;
 
@@ -168,6 +175,12 @@ pub enum Error {
         expected.algorithm(), actual.to_hex(), expected.to_hex()
     )]
     SourceChanged { expected: Digest, actual: Digest },
+    /// The read-back found the target's bytes in `start..end` differ from
+    /// what the write pass sent there, yet equal to the image's bytes now.
+    #[error(
+        "the image changed while it was being written (target bytes {start}..{end} hold its new contents, not what was written); the target holds a mix: write again"
+    )]
+    SourceChangedDuringWrite { start: u64, end: u64 },
     #[error("refused before the first write: {0}")]
     Refused(String),
     #[error(

@@ -1,10 +1,12 @@
 //! Reading the target back and comparing it with the plan.
 //!
-//! Two threads run ahead of the comparison: one reads the target (with
-//! `O_DIRECT`, so the answer comes from the medium and not from the page
-//! cache that the write just went through), one produces the expected bytes
-//! from the plan. The calling thread compares and reports the first byte that
-//! differs.
+//! A thread reads the target ahead of the comparison (with `O_DIRECT`, so the
+//! answer comes from the medium and not from the page cache that the write
+//! just went through). After a write, the calling thread checks each range
+//! against the checksum the write pass took of it ([`Expected::Sums`]); for
+//! `compare`, where nothing was written, a second thread produces the
+//! expected bytes from the plan ([`Expected::Plan`]). Either way a difference
+//! is reported as the first byte that differs.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -13,12 +15,22 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use super::align::{check_ops, AlignedBuf, Alignment, CheckOp};
 use super::engine::{file_len, set_direct};
 use super::fill::fill;
+use super::sums::{checksum, RangeSums};
 use super::{Error, Target};
 use crate::events::{Event, Observer, Phase};
 use crate::plan::Plan;
 
 /// Buffers per side (target, expected): one in use, one queued, one spare.
 const VERIFY_BUFFERS: usize = 3;
+
+/// What the target's bytes are compared with.
+pub(super) enum Expected<'a> {
+    /// The plan's bytes, produced again from the source.
+    Plan,
+    /// The checksums the write pass took of the ranges [`check_ops`] cuts
+    /// (with the same chunk size).
+    Sums(&'a RangeSums),
+}
 
 /// Compares the target with the plan; `Ok(true)` when the target was read
 /// with `O_DIRECT`.
@@ -27,18 +39,21 @@ pub(super) fn check(
     source: &File,
     target: &Target,
     chunk_size: usize,
+    expected: Expected,
     observer: &dyn Observer,
 ) -> Result<bool, Error> {
     let target_len =
         file_len(target.file_handle()).map_err(|source| Error::ReadTarget { offset: 0, source })?;
     if plan.end() > target_len {
         // Compare what is there first: a differing byte is the better report.
+        // (The checksums cover the whole plan's ranges, not the prefix's.)
         check_inner(
             &plan_prefix(plan, target_len),
             source,
             target,
             target_len,
             chunk_size,
+            Expected::Plan,
             observer,
         )?;
         return Err(Error::TargetShort {
@@ -46,7 +61,9 @@ pub(super) fn check(
             needed: plan.end(),
         });
     }
-    let direct = check_inner(plan, source, target, target_len, chunk_size, observer)?;
+    let direct = check_inner(
+        plan, source, target, target_len, chunk_size, expected, observer,
+    )?;
     observer.event(&Event::PhaseFinished {
         phase: Phase::Verify,
     });
@@ -72,6 +89,7 @@ fn check_inner(
     target: &Target,
     target_len: u64,
     chunk_size: usize,
+    expected: Expected,
     observer: &dyn Observer,
 ) -> Result<bool, Error> {
     let file = target.file_handle();
@@ -91,6 +109,15 @@ fn check_inner(
     };
     let chunk = align.chunk(chunk_size);
     let ops = check_ops(plan, align, chunk, direct);
+    if let Expected::Sums(sums) = &expected {
+        if sums.len() != ops.len() {
+            return Err(Error::Internal(format!(
+                "{} write checksums for {} read-back ranges",
+                sums.len(),
+                ops.len()
+            )));
+        }
+    }
     let total = plan.bytes_to_write();
     observer.event(&Event::PhaseStarted {
         phase: Phase::Verify,
@@ -99,22 +126,36 @@ fn check_inner(
 
     let n_bufs = VERIFY_BUFFERS.min(ops.len());
     let (tfree_tx, tfree_rx) = sync_channel::<AlignedBuf>(VERIFY_BUFFERS);
-    let (efree_tx, efree_rx) = sync_channel::<AlignedBuf>(VERIFY_BUFFERS);
     for _ in 0..n_bufs {
         tfree_tx
             .send(AlignedBuf::new(chunk, align.memory))
             .expect("room for every buffer");
-        efree_tx
-            .send(AlignedBuf::new(chunk, align.memory))
-            .expect("room for every buffer");
     }
     let (tread_tx, tread_rx) = sync_channel(1);
-    let (eread_tx, eread_rx) = sync_channel(1);
+    let ctx = Compare {
+        plan,
+        source,
+        ops: &ops,
+        total,
+        observer,
+    };
     let result = std::thread::scope(|s| {
         let ops = &ops;
         s.spawn(move || read_target(file, target_len, ops, tfree_rx, tread_tx));
-        s.spawn(move || read_expected(plan, source, ops, efree_rx, eread_tx));
-        compare_stage(ops, total, tread_rx, eread_rx, tfree_tx, efree_tx, observer)
+        match expected {
+            Expected::Sums(sums) => ctx.against_sums(sums, tread_rx, tfree_tx),
+            Expected::Plan => {
+                let (efree_tx, efree_rx) = sync_channel::<AlignedBuf>(VERIFY_BUFFERS);
+                for _ in 0..n_bufs {
+                    efree_tx
+                        .send(AlignedBuf::new(chunk, align.memory))
+                        .expect("room for every buffer");
+                }
+                let (eread_tx, eread_rx) = sync_channel(1);
+                s.spawn(move || read_expected(plan, source, ops, efree_rx, eread_tx));
+                ctx.against_plan(tread_rx, eread_rx, tfree_tx, efree_tx)
+            }
+        }
     });
     result?;
     Ok(direct)
@@ -181,46 +222,121 @@ fn read_expected(
     }
 }
 
-fn compare_stage(
-    ops: &[CheckOp],
+/// The comparing end of the read-back (the calling thread).
+struct Compare<'a> {
+    plan: &'a Plan,
+    source: &'a File,
+    ops: &'a [CheckOp],
     total: u64,
-    target: Receiver<TargetMsg>,
-    expected: Receiver<ExpectedMsg>,
-    tfree: SyncSender<AlignedBuf>,
-    efree: SyncSender<AlignedBuf>,
-    observer: &dyn Observer,
-) -> Result<(), Error> {
-    let mut done = 0u64;
-    for op in ops {
-        let (tbuf, got) = recv(&target)??;
-        let ebuf = recv(&expected)??;
-        let check_len = (op.check.end - op.check.start) as usize;
-        let skip = (op.check.start - op.read.start) as usize;
-        let have = got.saturating_sub(skip).min(check_len);
-        let t = &tbuf.get(got)[skip.min(got)..skip.min(got) + have];
-        let e = &ebuf.get(check_len)[..have];
-        if t != e {
-            let i = t.iter().zip(e).position(|(a, b)| a != b).unwrap_or(0);
-            return Err(Error::Mismatch {
-                offset: op.check.start + i as u64,
-            });
+    observer: &'a dyn Observer,
+}
+
+impl Compare<'_> {
+    /// Checks each range read from the target against the write pass's
+    /// checksum of it.
+    fn against_sums(
+        &self,
+        sums: &RangeSums,
+        target: Receiver<TargetMsg>,
+        tfree: SyncSender<AlignedBuf>,
+    ) -> Result<(), Error> {
+        let mut done = 0u64;
+        for (i, op) in self.ops.iter().enumerate() {
+            let (tbuf, got) = recv(&target)??;
+            let t = checked_part(op, &tbuf, got);
+            if t.len() as u64 != op.check.end - op.check.start || sums.get(i) != Some(checksum(t)) {
+                return Err(self.locate(op, t));
+            }
+            done = self.progress(done, op);
+            let _ = tfree.send(tbuf);
         }
-        if have < check_len {
-            return Err(Error::TargetShort {
-                at: op.check.start + have as u64,
-                needed: op.check.end,
-            });
+        Ok(())
+    }
+
+    /// Compares each range read from the target with the plan's bytes there.
+    fn against_plan(
+        &self,
+        target: Receiver<TargetMsg>,
+        expected: Receiver<ExpectedMsg>,
+        tfree: SyncSender<AlignedBuf>,
+        efree: SyncSender<AlignedBuf>,
+    ) -> Result<(), Error> {
+        let mut done = 0u64;
+        for op in self.ops {
+            let (tbuf, got) = recv(&target)??;
+            let ebuf = recv(&expected)??;
+            let t = checked_part(op, &tbuf, got);
+            let check_len = (op.check.end - op.check.start) as usize;
+            differs(op, t, &ebuf.get(check_len)[..t.len()])?;
+            if t.len() < check_len {
+                return Err(self.short(op, t));
+            }
+            done = self.progress(done, op);
+            let _ = tfree.send(tbuf);
+            let _ = efree.send(ebuf);
         }
-        done += check_len as u64;
-        observer.event(&Event::Progress {
+        Ok(())
+    }
+
+    /// Why the target's bytes `t` of `op` fail their checksum: the first byte
+    /// that differs from the plan, else the target's early end, else (the
+    /// target matches the image as it is now, but not what was written) an
+    /// image that changed during the write.
+    fn locate(&self, op: &CheckOp, t: &[u8]) -> Error {
+        let mut e = vec![0u8; t.len()];
+        if let Err(err) = fill(self.plan, self.source, op.check.start, &mut e) {
+            return err;
+        }
+        if let Err(err) = differs(op, t, &e) {
+            return err;
+        }
+        if (t.len() as u64) < op.check.end - op.check.start {
+            return self.short(op, t);
+        }
+        Error::SourceChangedDuringWrite {
+            start: op.check.start,
+            end: op.check.end,
+        }
+    }
+
+    /// [`Error::TargetShort`] for a target that ended after `t` bytes of `op`.
+    fn short(&self, op: &CheckOp, t: &[u8]) -> Error {
+        Error::TargetShort {
+            at: op.check.start + t.len() as u64,
+            needed: self.plan.end(),
+        }
+    }
+
+    fn progress(&self, done: u64, op: &CheckOp) -> u64 {
+        let done = done + (op.check.end - op.check.start);
+        self.observer.event(&Event::Progress {
             phase: Phase::Verify,
             done,
-            total,
+            total: self.total,
         });
-        let _ = tfree.send(tbuf);
-        let _ = efree.send(ebuf);
+        done
     }
-    Ok(())
+}
+
+/// The part of a target buffer (`got` bytes read for `op.read`) that `op`
+/// checks; shorter than the check range when the target ended early.
+fn checked_part<'b>(op: &CheckOp, tbuf: &'b AlignedBuf, got: usize) -> &'b [u8] {
+    let check_len = (op.check.end - op.check.start) as usize;
+    let skip = ((op.check.start - op.read.start) as usize).min(got);
+    let have = (got - skip).min(check_len);
+    &tbuf.get(got)[skip..skip + have]
+}
+
+/// [`Error::Mismatch`] at the first byte where the target's `t` and the
+/// expected `e` (of equal length, starting at `op.check.start`) differ.
+fn differs(op: &CheckOp, t: &[u8], e: &[u8]) -> Result<(), Error> {
+    if t == e {
+        return Ok(());
+    }
+    let i = t.iter().zip(e).position(|(a, b)| a != b).unwrap_or(0);
+    Err(Error::Mismatch {
+        offset: op.check.start + i as u64,
+    })
 }
 
 fn recv<T>(rx: &Receiver<T>) -> Result<T, Error> {
