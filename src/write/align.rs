@@ -17,6 +17,8 @@ use crate::plan::Plan;
 
 /// The smallest alignment ever used: the classic sector size.
 const MIN_ALIGN: u64 = 512;
+/// The page size every Linux architecture this runs on has at least.
+const PAGE: usize = 4096;
 /// The alignment assumed when the kernel tells nothing: the page size that
 /// every Linux block device accepts.
 const FALLBACK_ALIGN: u64 = 4096;
@@ -92,8 +94,12 @@ pub struct AlignedBuf {
 }
 
 impl AlignedBuf {
-    /// A zeroed buffer of `cap` usable bytes aligned to `align` (a power of two).
+    /// A zeroed buffer of `cap` usable bytes aligned to `align` (a power of
+    /// two), and to at least a page: a direct I/O from a buffer that starts
+    /// inside a page touches twice the physical pages, and the block layer
+    /// carries (and the loop driver passes on) a segment per page piece.
     pub fn new(cap: usize, align: usize) -> AlignedBuf {
+        let align = align.max(PAGE);
         let raw = vec![0u8; cap + align];
         let start = raw.as_ptr().align_offset(align);
         assert!(
