@@ -4,7 +4,8 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 
 use rustix::fs::OFlags;
 
@@ -17,9 +18,15 @@ use crate::events::{Event, Observer, Phase};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::plan::{Extent, Plan};
 
+/// Writes handed to the target at once. With one (as `dd` does), the device
+/// idles while the writer wakes up and issues the next write; with two, the
+/// next write is already queued when one completes. Measured in
+/// `docs/performance.md`.
+const WRITES_IN_FLIGHT: usize = 2;
+
 /// Buffers circulating in the write pipeline: one being filled, one being
-/// hashed, one being written, and one queued between each stage.
-const WRITE_BUFFERS: usize = 6;
+/// hashed, one queued between each stage, and one per write in flight.
+const WRITE_BUFFERS: usize = 5 + WRITES_IN_FLIGHT;
 
 /// A filled buffer on its way to the target.
 struct Chunk {
@@ -287,67 +294,198 @@ fn hash_stage(
     Some((hasher.map(|h| h.finish()), summer.map(Summer::finish)))
 }
 
-/// Writes chunks as they arrive and recycles their buffers. Returns whether
-/// direct I/O stayed on.
+/// Writes chunks as they arrive, [`WRITES_IN_FLIGHT`] at a time, and
+/// recycles their buffers. Returns whether direct I/O stayed on.
+///
+/// The calling thread dispatches: it runs the first-write check, switches
+/// the file between direct and buffered I/O (only with no write in flight,
+/// since the flag belongs to the open file and every write sees it), hands
+/// each chunk to an idle write thread and collects completions, which carry
+/// the progress. Writes to distinct ranges may complete in any order; only
+/// `fsync`, after all of them, makes any of them count.
 fn write_stage(
     file: &File,
     direct: bool,
     total: u64,
-    mut before_first_write: Option<super::BeforeFirstWrite>,
+    before_first_write: Option<super::BeforeFirstWrite>,
     input: Receiver<Result<Chunk, Error>>,
     free: SyncSender<AlignedBuf>,
     observer: &dyn Observer,
 ) -> Result<bool, Error> {
-    let mut direct_ok = direct;
-    let mut fd_direct = direct;
-    let mut done = 0u64;
-    for msg in input {
-        let c = msg?;
-        if let Some(check) = before_first_write.take() {
-            check().map_err(Error::Refused)?;
+    // A rendezvous channel: a chunk is handed over only to a thread that is
+    // free to write it now.
+    let (job_tx, job_rx) = sync_channel::<Chunk>(0);
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = channel::<Written>();
+    std::thread::scope(|s| {
+        for _ in 0..WRITES_IN_FLIGHT {
+            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            s.spawn(move || loop {
+                let Ok(c) = job_rx
+                    .lock()
+                    .map_err(drop)
+                    .and_then(|rx| rx.recv().map_err(drop))
+                else {
+                    return;
+                };
+                let result = write_all_at(file, c.buf.get(c.len()), c.op.range.start);
+                if done_tx.send(Written { chunk: c, result }).is_err() {
+                    return;
+                }
+            });
         }
-        let want_direct = c.op.direct && direct_ok;
-        if want_direct != fd_direct {
-            set_direct(file, want_direct).map_err(|source| Error::WriteTarget {
-                offset: c.op.range.start,
-                source,
-            })?;
-            fd_direct = want_direct;
-        }
-        let data = c.buf.get(c.len());
-        match write_all_at(file, data, c.op.range.start) {
-            Ok(()) => {}
-            Err((_, e)) if fd_direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                // The filesystem accepted O_DIRECT but not this I/O: fall back.
-                observer.event(&Event::Warning(format!(
-                    "direct write refused at byte {} ({e}); continuing through the page cache",
-                    c.op.range.start
-                )));
-                direct_ok = false;
-                fd_direct = false;
-                set_direct(file, false).map_err(|source| Error::WriteTarget {
-                    offset: c.op.range.start,
-                    source,
-                })?;
-                write_all_at(file, data, c.op.range.start)
-                    .map_err(|(offset, source)| Error::WriteTarget { offset, source })?;
-            }
-            Err((offset, source)) => return Err(Error::WriteTarget { offset, source }),
-        }
-        done += c.len() as u64;
-        observer.event(&Event::Progress {
-            phase: Phase::Write,
-            done,
+        drop(done_tx);
+        let mut d = Dispatcher {
+            file,
+            direct_ok: direct,
+            fd_direct: direct,
+            done: 0,
             total,
+            in_flight: 0,
+            done_rx,
+            free: &free,
+            observer,
+            retry: Vec::new(),
+        };
+        let result = d
+            .run(before_first_write, input, &job_tx)
+            .and_then(|()| d.drain());
+        drop(job_tx);
+        if result.is_err() {
+            // Let the writes in flight finish before the threads go.
+            let _ = d.wait_all();
+        }
+        result?;
+        if d.done != total {
+            return Err(Error::Internal(format!(
+                "wrote {} of {total} bytes: the pipeline stopped early",
+                d.done
+            )));
+        }
+        Ok(d.direct_ok)
+    })
+}
+
+/// A finished write: its chunk, and where it failed if it did.
+struct Written {
+    chunk: Chunk,
+    result: Result<(), (u64, std::io::Error)>,
+}
+
+/// The dispatching end of [`write_stage`].
+struct Dispatcher<'a> {
+    file: &'a File,
+    /// Direct I/O still works (no write was refused it).
+    direct_ok: bool,
+    /// The file's `O_DIRECT` flag now.
+    fd_direct: bool,
+    done: u64,
+    total: u64,
+    in_flight: usize,
+    done_rx: Receiver<Written>,
+    free: &'a SyncSender<AlignedBuf>,
+    observer: &'a dyn Observer,
+    /// Direct writes the filesystem refused, to write again buffered.
+    retry: Vec<Chunk>,
+}
+
+impl Dispatcher<'_> {
+    fn run(
+        &mut self,
+        mut before_first_write: Option<super::BeforeFirstWrite>,
+        input: Receiver<Result<Chunk, Error>>,
+        jobs: &SyncSender<Chunk>,
+    ) -> Result<(), Error> {
+        for msg in input {
+            let c = msg?;
+            if let Some(check) = before_first_write.take() {
+                check().map_err(Error::Refused)?;
+            }
+            let want_direct = c.op.direct && self.direct_ok;
+            if want_direct != self.fd_direct {
+                self.drain()?;
+                self.set_direct(want_direct, c.op.range.start)?;
+            }
+            while self.in_flight >= WRITES_IN_FLIGHT {
+                self.complete_one()?;
+            }
+            jobs.send(c)
+                .map_err(|_| Error::Internal("the write threads stopped early".into()))?;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// Waits for every write in flight; the first failure, if any.
+    fn wait_all(&mut self) -> Result<(), Error> {
+        let mut first_err = None;
+        while self.in_flight > 0 {
+            if let Err(e) = self.complete_one() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Waits for every write in flight, then writes again, buffered, what
+    /// the filesystem refused to write directly.
+    fn drain(&mut self) -> Result<(), Error> {
+        self.wait_all()?;
+        for c in std::mem::take(&mut self.retry) {
+            self.set_direct(false, c.op.range.start)?;
+            write_all_at(self.file, c.buf.get(c.len()), c.op.range.start)
+                .map_err(|(offset, source)| Error::WriteTarget { offset, source })?;
+            self.finished(c);
+        }
+        Ok(())
+    }
+
+    /// Takes one completion.
+    fn complete_one(&mut self) -> Result<(), Error> {
+        let w = self
+            .done_rx
+            .recv()
+            .map_err(|_| Error::Internal("the write threads stopped early".into()))?;
+        self.in_flight -= 1;
+        match w.result {
+            Ok(()) => {
+                self.finished(w.chunk);
+                Ok(())
+            }
+            Err((_, e)) if self.fd_direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                // The filesystem accepted O_DIRECT but not this I/O: fall back.
+                if self.direct_ok {
+                    self.observer.event(&Event::Warning(format!(
+                        "direct write refused at byte {} ({e}); continuing through the page cache",
+                        w.chunk.op.range.start
+                    )));
+                    self.direct_ok = false;
+                }
+                self.retry.push(w.chunk);
+                Ok(())
+            }
+            Err((offset, source)) => Err(Error::WriteTarget { offset, source }),
+        }
+    }
+
+    fn set_direct(&mut self, on: bool, offset: u64) -> Result<(), Error> {
+        if on != self.fd_direct {
+            set_direct(self.file, on).map_err(|source| Error::WriteTarget { offset, source })?;
+            self.fd_direct = on;
+        }
+        Ok(())
+    }
+
+    /// Counts a chunk as written and recycles its buffer.
+    fn finished(&mut self, c: Chunk) {
+        self.done += c.len() as u64;
+        self.observer.event(&Event::Progress {
+            phase: Phase::Write,
+            done: self.done,
+            total: self.total,
         });
-        let _ = free.send(c.buf);
+        let _ = self.free.send(c.buf);
     }
-    if done != total {
-        return Err(Error::Internal(format!(
-            "wrote {done} of {total} bytes: the pipeline stopped early"
-        )));
-    }
-    Ok(direct_ok)
 }
 
 /// `pwrite` until everything is written; on failure, the failing offset.
