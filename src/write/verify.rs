@@ -20,8 +20,16 @@ use super::{Error, Target};
 use crate::events::{Event, Observer, Phase};
 use crate::plan::Plan;
 
-/// Buffers per side (target, expected): one in use, one queued, one spare.
-const VERIFY_BUFFERS: usize = 3;
+/// Reads of the target in flight at once, each by its own thread taking
+/// every `READS_IN_FLIGHT`-th range: with one, the device idles while the
+/// reader wakes up and issues the next read (as with writes, see
+/// `engine::WRITES_IN_FLIGHT`).
+const READS_IN_FLIGHT: usize = 2;
+/// Buffers per target reader: one being read, one waiting to be compared.
+const BUFFERS_PER_READER: usize = 2;
+/// Buffers for the expected bytes (`compare`): one in use, one queued, one
+/// spare.
+const EXPECTED_BUFFERS: usize = 3;
 
 /// What the target's bytes are compared with.
 pub(super) enum Expected<'a> {
@@ -124,14 +132,6 @@ fn check_inner(
         total,
     });
 
-    let n_bufs = VERIFY_BUFFERS.min(ops.len());
-    let (tfree_tx, tfree_rx) = sync_channel::<AlignedBuf>(VERIFY_BUFFERS);
-    for _ in 0..n_bufs {
-        tfree_tx
-            .send(AlignedBuf::new(chunk, align.memory))
-            .expect("room for every buffer");
-    }
-    let (tread_tx, tread_rx) = sync_channel(1);
     let ctx = Compare {
         plan,
         source,
@@ -141,19 +141,36 @@ fn check_inner(
     };
     let result = std::thread::scope(|s| {
         let ops = &ops;
-        s.spawn(move || read_target(file, target_len, ops, tfree_rx, tread_tx));
+        let mut lanes = Vec::new();
+        for lane in 0..READS_IN_FLIGHT.min(ops.len()) {
+            let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS_PER_READER);
+            for _ in 0..BUFFERS_PER_READER {
+                free_tx
+                    .send(AlignedBuf::new(chunk, align.memory))
+                    .expect("room for every buffer");
+            }
+            let (read_tx, read_rx) = sync_channel(1);
+            let mine = ops.iter().skip(lane).step_by(READS_IN_FLIGHT);
+            s.spawn(move || read_target(file, target_len, mine, free_rx, read_tx));
+            lanes.push(Lane {
+                free: free_tx,
+                read: read_rx,
+            });
+        }
+        let reads = TargetReads { lanes };
         match expected {
-            Expected::Sums(sums) => ctx.against_sums(sums, tread_rx, tfree_tx),
+            Expected::Sums(sums) => ctx.against_sums(sums, &reads),
             Expected::Plan => {
-                let (efree_tx, efree_rx) = sync_channel::<AlignedBuf>(VERIFY_BUFFERS);
-                for _ in 0..n_bufs {
+                let n = EXPECTED_BUFFERS.min(ops.len());
+                let (efree_tx, efree_rx) = sync_channel::<AlignedBuf>(n);
+                for _ in 0..n {
                     efree_tx
                         .send(AlignedBuf::new(chunk, align.memory))
                         .expect("room for every buffer");
                 }
                 let (eread_tx, eread_rx) = sync_channel(1);
                 s.spawn(move || read_expected(plan, source, ops, efree_rx, eread_tx));
-                ctx.against_plan(tread_rx, eread_rx, tfree_tx, efree_tx)
+                ctx.against_plan(&reads, eread_rx, efree_tx)
             }
         }
     });
@@ -164,10 +181,34 @@ fn check_inner(
 type TargetMsg = Result<(AlignedBuf, usize), Error>;
 type ExpectedMsg = Result<AlignedBuf, Error>;
 
-fn read_target(
+/// One target reader's channels: buffers going to it, reads coming back.
+struct Lane {
+    free: SyncSender<AlignedBuf>,
+    read: Receiver<TargetMsg>,
+}
+
+/// The target readers; range `i` is read by lane `i % lanes`.
+struct TargetReads {
+    lanes: Vec<Lane>,
+}
+
+impl TargetReads {
+    /// The `i`-th range as read: the buffer and how many bytes it got.
+    fn take(&self, i: usize) -> Result<(AlignedBuf, usize), Error> {
+        recv(&self.lanes[i % self.lanes.len()].read)?
+    }
+
+    /// Hands the `i`-th range's buffer back to its reader.
+    fn recycle(&self, i: usize, buf: AlignedBuf) {
+        let _ = self.lanes[i % self.lanes.len()].free.send(buf);
+    }
+}
+
+/// Reads `ops` (one lane's share of the ranges) in order.
+fn read_target<'o>(
     file: &File,
     end: u64,
-    ops: &[CheckOp],
+    ops: impl Iterator<Item = &'o CheckOp>,
     free: Receiver<AlignedBuf>,
     out: SyncSender<TargetMsg>,
 ) {
@@ -234,21 +275,16 @@ struct Compare<'a> {
 impl Compare<'_> {
     /// Checks each range read from the target against the write pass's
     /// checksum of it.
-    fn against_sums(
-        &self,
-        sums: &RangeSums,
-        target: Receiver<TargetMsg>,
-        tfree: SyncSender<AlignedBuf>,
-    ) -> Result<(), Error> {
+    fn against_sums(&self, sums: &RangeSums, target: &TargetReads) -> Result<(), Error> {
         let mut done = 0u64;
         for (i, op) in self.ops.iter().enumerate() {
-            let (tbuf, got) = recv(&target)??;
+            let (tbuf, got) = target.take(i)?;
             let t = checked_part(op, &tbuf, got);
             if t.len() as u64 != op.check.end - op.check.start || sums.get(i) != Some(checksum(t)) {
                 return Err(self.locate(op, t));
             }
             done = self.progress(done, op);
-            let _ = tfree.send(tbuf);
+            target.recycle(i, tbuf);
         }
         Ok(())
     }
@@ -256,14 +292,13 @@ impl Compare<'_> {
     /// Compares each range read from the target with the plan's bytes there.
     fn against_plan(
         &self,
-        target: Receiver<TargetMsg>,
+        target: &TargetReads,
         expected: Receiver<ExpectedMsg>,
-        tfree: SyncSender<AlignedBuf>,
         efree: SyncSender<AlignedBuf>,
     ) -> Result<(), Error> {
         let mut done = 0u64;
-        for op in self.ops {
-            let (tbuf, got) = recv(&target)??;
+        for (i, op) in self.ops.iter().enumerate() {
+            let (tbuf, got) = target.take(i)?;
             let ebuf = recv(&expected)??;
             let t = checked_part(op, &tbuf, got);
             let check_len = (op.check.end - op.check.start) as usize;
@@ -272,7 +307,7 @@ impl Compare<'_> {
                 return Err(self.short(op, t));
             }
             done = self.progress(done, op);
-            let _ = tfree.send(tbuf);
+            target.recycle(i, tbuf);
             let _ = efree.send(ebuf);
         }
         Ok(())
