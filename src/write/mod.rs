@@ -12,10 +12,12 @@
 //!   refused (tmpfs), the engine falls back to buffered I/O and says so with an
 //!   [`Event::Warning`].
 //! - **A pipeline.** A reader thread fills aligned buffers from the plan, a
-//!   hasher thread hashes the source bytes, and the calling thread writes. A
-//!   small fixed pool of buffers circulates between them, so memory stays
-//!   bounded (about 24 MiB) whatever the image size and the device never
-//!   waits for the CPU.
+//!   hasher thread hashes the source bytes (and checksums every chunk for
+//!   the read-back), and the calling thread hands the chunks to two write
+//!   threads, so the next write is queued while one completes. A small fixed
+//!   pool of buffers circulates between them, so memory stays bounded (seven
+//!   4 MiB buffers writing, four reading back) whatever the image size and
+//!   the device never waits for the CPU.
 //! - **The source is hashed while it is streamed.** [`Report::source_digest`]
 //!   is the digest of exactly the bytes that were written, and a mismatch
 //!   with [`Options::expect_source`] fails with [`Error::SourceChanged`]: the
