@@ -530,3 +530,91 @@ pub(super) fn compare(
         direct_io,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Events(Mutex<Vec<Event>>);
+
+    impl Observer for Events {
+        fn event(&self, e: &Event) {
+            self.0.lock().unwrap().push(e.clone());
+        }
+    }
+
+    fn chunk(range: Range<u64>, byte: u8) -> Chunk {
+        let len = (range.end - range.start) as usize;
+        let mut buf = AlignedBuf::new(len, 4096);
+        buf.get_mut(len).fill(byte);
+        Chunk {
+            op: Op {
+                range,
+                direct: true,
+            },
+            buf,
+            source_parts: Vec::new(),
+        }
+    }
+
+    /// A direct write the filesystem refuses with EINVAL (here: an
+    /// unaligned one on a filesystem that checks) is written again through
+    /// the page cache once the writes in flight are done, with a warning;
+    /// the writes around it stay direct until then.
+    #[test]
+    fn refused_direct_writes_are_written_again_buffered() {
+        let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+        let path = dir.path().join("target");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(&path)
+            .unwrap();
+        let probe = set_direct(&file, true).and_then(|()| file.write_at(&[0u8; 100], 1));
+        match probe {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            other => {
+                eprintln!(
+                    "SKIP refused_direct_writes_are_written_again_buffered: {} does not refuse unaligned direct writes ({other:?})",
+                    dir.path().display()
+                );
+                return;
+            }
+        }
+        let ranges = [0..8192, 8192..8292, 8292..16384, 16384..20480];
+        let (in_tx, in_rx) = sync_channel(ranges.len());
+        for (i, r) in ranges.iter().enumerate() {
+            in_tx.send(Ok(chunk(r.clone(), i as u8 + 1))).unwrap();
+        }
+        drop(in_tx);
+        let (free_tx, free_rx) = sync_channel(ranges.len());
+        let events = Events::default();
+        let direct = write_stage(&file, true, 20480, None, in_rx, free_tx, &events).unwrap();
+        assert!(!direct, "direct I/O is reported as given up");
+        assert_eq!(
+            free_rx.try_iter().count(),
+            ranges.len(),
+            "every buffer comes back"
+        );
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len(), 20480);
+        for (i, r) in ranges.iter().enumerate() {
+            let bytes = &data[r.start as usize..r.end as usize];
+            assert!(bytes.iter().all(|&b| b == i as u8 + 1), "range {r:?}");
+        }
+        let events = events.0.into_inner().unwrap();
+        let warnings = events
+            .iter()
+            .filter(|e| matches!(e, Event::Warning(w) if w.contains("direct write refused")))
+            .count();
+        assert_eq!(warnings, 1, "{events:?}");
+        let last = events.iter().rev().find_map(|e| match e {
+            Event::Progress { done, .. } => Some(*done),
+            _ => None,
+        });
+        assert_eq!(last, Some(20480));
+    }
+}
