@@ -570,7 +570,7 @@ mod tests {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create_new(true)
             .open(&path)
             .unwrap();
         let probe = set_direct(&file, true).and_then(|()| file.write_at(&[0u8; 100], 1));
