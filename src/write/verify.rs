@@ -151,7 +151,8 @@ fn check_inner(
             }
             let (read_tx, read_rx) = sync_channel(1);
             let mine = ops.iter().skip(lane).step_by(READS_IN_FLIGHT);
-            s.spawn(move || read_target(file, target_len, mine, free_rx, read_tx));
+            let sum = matches!(expected, Expected::Sums(_));
+            s.spawn(move || read_target(file, target_len, mine, sum, free_rx, read_tx));
             lanes.push(Lane {
                 free: free_tx,
                 read: read_rx,
@@ -178,7 +179,17 @@ fn check_inner(
     Ok(direct)
 }
 
-type TargetMsg = Result<(AlignedBuf, usize), Error>;
+/// One range as read from the target.
+struct Read {
+    buf: AlignedBuf,
+    /// Bytes read into `buf` (fewer than asked where the target ended).
+    got: usize,
+    /// The checksum of the checked part, taken by the reader (so two
+    /// readers checksum in parallel) when the read-back checks sums.
+    sum: Option<u128>,
+}
+
+type TargetMsg = Result<Read, Error>;
 type ExpectedMsg = Result<AlignedBuf, Error>;
 
 /// One target reader's channels: buffers going to it, reads coming back.
@@ -193,8 +204,8 @@ struct TargetReads {
 }
 
 impl TargetReads {
-    /// The `i`-th range as read: the buffer and how many bytes it got.
-    fn take(&self, i: usize) -> Result<(AlignedBuf, usize), Error> {
+    /// The `i`-th range as read.
+    fn take(&self, i: usize) -> Result<Read, Error> {
         recv(&self.lanes[i % self.lanes.len()].read)?
     }
 
@@ -204,18 +215,24 @@ impl TargetReads {
     }
 }
 
-/// Reads `ops` (one lane's share of the ranges) in order.
+/// Reads `ops` (one lane's share of the ranges) in order, checksumming each
+/// range's checked part when `sum`.
 fn read_target<'o>(
     file: &File,
     end: u64,
     ops: impl Iterator<Item = &'o CheckOp>,
+    sum: bool,
     free: Receiver<AlignedBuf>,
     out: SyncSender<TargetMsg>,
 ) {
     for op in ops {
         let Ok(mut buf) = free.recv() else { return };
         let len = (op.read.end - op.read.start) as usize;
-        let msg = read_full(file, buf.get_mut(len), op.read.start, end).map(|n| (buf, n));
+        let msg = read_full(file, buf.get_mut(len), op.read.start, end).map(|got| Read {
+            sum: sum.then(|| checksum(checked_part(op, &buf, got))),
+            buf,
+            got,
+        });
         let failed = msg.is_err();
         if out.send(msg).is_err() || failed {
             return;
@@ -278,13 +295,13 @@ impl Compare<'_> {
     fn against_sums(&self, sums: &RangeSums, target: &TargetReads) -> Result<(), Error> {
         let mut done = 0u64;
         for (i, op) in self.ops.iter().enumerate() {
-            let (tbuf, got) = target.take(i)?;
-            let t = checked_part(op, &tbuf, got);
-            if t.len() as u64 != op.check.end - op.check.start || sums.get(i) != Some(checksum(t)) {
+            let read = target.take(i)?;
+            let t = checked_part(op, &read.buf, read.got);
+            if t.len() as u64 != op.check.end - op.check.start || sums.get(i) != read.sum {
                 return Err(self.locate(op, t));
             }
             done = self.progress(done, op);
-            target.recycle(i, tbuf);
+            target.recycle(i, read.buf);
         }
         Ok(())
     }
@@ -298,16 +315,16 @@ impl Compare<'_> {
     ) -> Result<(), Error> {
         let mut done = 0u64;
         for (i, op) in self.ops.iter().enumerate() {
-            let (tbuf, got) = target.take(i)?;
+            let read = target.take(i)?;
             let ebuf = recv(&expected)??;
-            let t = checked_part(op, &tbuf, got);
+            let t = checked_part(op, &read.buf, read.got);
             let check_len = (op.check.end - op.check.start) as usize;
             differs(op, t, &ebuf.get(check_len)[..t.len()])?;
             if t.len() < check_len {
                 return Err(self.short(op, t));
             }
             done = self.progress(done, op);
-            target.recycle(i, tbuf);
+            target.recycle(i, read.buf);
             let _ = efree.send(ebuf);
         }
         Ok(())
