@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: bootstick write (and write + verify) against dd on a loop device.
 #
-#   sudo scripts/bench.sh                  # 2 GiB image, 2 rounds
+#   sudo scripts/bench.sh                  # 2 GiB image, 5 rounds
 #   BENCH_SIZE_MIB=512 BENCH_ROUNDS=1 sudo scripts/bench.sh
 #   BENCH_DIR=/dev/shm sudo scripts/bench.sh   # backing file in memory
 #   BENCH_SETTLE=0 ...                     # no pause between commands
@@ -11,7 +11,9 @@
 # read-back), bootstick write --no-verify --digest (the cost of SHA-256; not
 # part of the ratios), the ratios against the targets, and peak RSS (GNU
 # time). Each figure is the best of BENCH_ROUNDS rounds; the rounds interleave
-# the commands so a noisy neighbour hurts all of them alike.
+# the commands so a noisy neighbour hurts all of them alike. Each ratio is
+# printed twice: from the best figures, and as the median of the ratios
+# within each round (steadier where the device's speed varies between runs).
 #
 # The write+verify target compares with dd write and dd read *of the same
 # round*, run back to back as bootstick's write and read-back are: on a
@@ -30,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MIB=${BENCH_SIZE_MIB:-2048}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-5}
 SETTLE=${BENCH_SETTLE:-3}
 [ "$(id -u)" = 0 ] || { echo "bench.sh: needs root (loop devices)" >&2; exit 1; }
 for t in losetup dd /usr/bin/time fallocate; do
@@ -88,6 +90,7 @@ measure() { # name command...
 }
 
 rounds=()
+wrounds=()
 for round in $(seq 1 "$ROUNDS"); do
   measure "dd write" dd if="$img" of="$LOOP" bs=4M oflag=direct conv=fsync status=none
   measure "dd read" dd if="$LOOP" of=/dev/null bs=4M iflag=direct status=none
@@ -98,6 +101,7 @@ for round in $(seq 1 "$ROUNDS"); do
   measure "bootstick write" "$BIN" write --yes --no-verify "$img" "$LOOP"
   measure "bootstick write+verify" "$BIN" write --yes "$img" "$LOOP"
   measure "write --digest (sha256)" "$BIN" write --yes --no-verify --digest "$img" "$LOOP"
+  wrounds+=("$(awk -v d="${last_s[dd write]}" -v b="${last_s[bootstick write]}" 'BEGIN{printf "%.2f", b/d}')")
   rounds+=("$(awk -v p="$pair" -v b="${last_s[bootstick write+verify]}" 'BEGIN{printf "%.2f", b/p}')")
 done
 # The last run must have left the image on the device.
@@ -114,13 +118,15 @@ done
 echo
 printf '%-24s %9.2f %9s  (best round: dd write then dd read)\n' "dd write + dd read" "$best_pair" ""
 echo
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{printf "%.3f", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 awk -v w="${best_s[dd write]}" -v r="${best_s[dd read]}" -v p="$best_pair" \
     -v bw="${best_s[bootstick write]}" -v bv="${best_s[bootstick write+verify]}" \
+    -v mw="$(median "${wrounds[@]}")" -v mv="$(median "${rounds[@]}")" \
     -v rss="${best_rss[bootstick write+verify]}" 'BEGIN{
-  printf "bootstick write / dd write                  = %.3f  (target <= 1.02)\n", bw/w
-  printf "bootstick write+verify / (dd write+dd read) = %.3f  (target <= 1.05)\n", bv/p
-  printf "  (against the best dd write + best dd read of different rounds: %.3f)\n", bv/(w+r)
-  printf "bootstick write+verify peak RSS             = %.1f MiB  (target <= 64)\n", rss/1024
+  printf "%-44s %8s %8s %s\n", "", "best", "median", "target"
+  printf "%-44s %8.3f %8.3f %s\n", "bootstick write / dd write", bw/w, mw, "<= 1.02"
+  printf "%-44s %8.3f %8.3f %s\n", "bootstick write+verify / (dd write+dd read)", bv/p, mv, "<= 1.05"
+  printf "  (best write+verify against the best dd write + best dd read of different rounds: %.3f)\n", bv/(w+r)
+  printf "bootstick write+verify peak RSS: %.1f MiB (target <= 64)\n", rss/1024
 }'
-median=$(printf '%s\n' "${rounds[@]}" | sort -n | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}')
-echo "write+verify / (dd write+dd read), round by round: ${rounds[*]} (median $median)"
+echo "round by round: write ${wrounds[*]}; write+verify ${rounds[*]}"
