@@ -256,8 +256,25 @@ fn non_hybrid_iso_is_written_as_a_layout_to_a_loop_device() {
     assert_eq!(start["mode"], "layout", "{start:#}");
     // On a device the partition fills it.
     assert_eq!(start["layout"]["disk_bytes"], 96u64 << 20, "{start:#}");
-    drop(dev);
+
+    // `compare` builds the layout for the device's size and matches it; a
+    // raw copy does not; a byte flipped through the device node is named.
+    let (code, events) = compare(&[], &iso, dev.path());
+    assert_eq!(code, Some(0), "{events:#?}");
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["mode"], "layout", "{start:#}");
+    assert_eq!(start["block_device"], true, "{start:#}");
+    assert_eq!(start["layout"]["disk_bytes"], 96u64 << 20, "{start:#}");
+    let (code, _) = compare(&["--raw"], &iso, dev.path());
+    assert_eq!(code, Some(6));
     check_stick(&backing, &iso, &efi, work.path());
+    let bad_at = readme_offset(&backing) + 3;
+    common::flip_byte(dev.path(), bad_at);
+    let (code, events) = compare(&[], &iso, dev.path());
+    assert_eq!(code, Some(6), "{events:#?}");
+    let err = compare_error(&events);
+    assert!(err.contains(&format!("at byte {bad_at} ")), "{err}");
+    drop(dev);
 }
 
 /// `--table mbr`: an MBR with one FAT32 (LBA) partition; the image file
@@ -610,20 +627,6 @@ fn readme_offset(stick: &Path) -> u64 {
     at as u64
 }
 
-/// Flips one byte of `path` (a file or a device) and flushes it.
-fn flip(path: &Path, at: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 0x5A], at).unwrap();
-    f.sync_all().unwrap();
-}
-
 /// The built layout is a function of the ISO and the options: two writes
 /// give the same bytes (`cmp`), `compare` rebuilds them (exit 0), names a
 /// flipped byte in the FAT32 data region (exit 6), and `--raw` or the other
@@ -661,7 +664,7 @@ fn layout_written_file_is_reproducible_and_compares() {
     assert_eq!(code, Some(6), "{events:#?}");
 
     let bad_at = readme_offset(&one) + 5;
-    flip(&one, bad_at);
+    common::flip_byte(&one, bad_at);
     let (code, events) = compare(&[], &iso, &one);
     assert_eq!(code, Some(6), "{events:#?}");
     let err = compare_error(&events);
@@ -691,40 +694,6 @@ fn mbr_layout_compares_with_table_mbr() {
     assert_eq!(start["layout"]["table"], "mbr", "{start:#}");
     let (code, events) = compare(&[], &iso, &stick);
     assert_eq!(code, Some(6), "{events:#?}");
-}
-
-/// On a device the layout fills it: `compare` builds it for the device's
-/// size, matches, and names a byte flipped through the device node.
-#[test]
-fn layout_written_loop_device_compares() {
-    let t = "layout_written_loop_device_compares";
-    if !common::require_tools(t, TOOLS)
-        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
-        || !common::require_root(t)
-    {
-        return;
-    }
-    let (iso, _) = fixture();
-    let work = tempfile::tempdir().unwrap();
-    let backing = work.path().join("backing.img");
-    common::pseudo_random_file(&backing, 96 << 20, 12);
-    let dev = common::LoopDevice::attach(&backing);
-    write_json(&iso, dev.path());
-    let (code, events) = compare(&[], &iso, dev.path());
-    assert_eq!(code, Some(0), "{events:#?}");
-    let start = events.iter().find(|e| e["event"] == "start").unwrap();
-    assert_eq!(start["mode"], "layout", "{start:#}");
-    assert_eq!(start["block_device"], true, "{start:#}");
-    assert_eq!(start["layout"]["disk_bytes"], 96u64 << 20, "{start:#}");
-    let (code, _) = compare(&["--raw"], &iso, dev.path());
-    assert_eq!(code, Some(6));
-
-    let bad_at = readme_offset(&backing) + 3;
-    flip(dev.path(), bad_at);
-    let (code, events) = compare(&[], &iso, dev.path());
-    assert_eq!(code, Some(6), "{events:#?}");
-    let err = compare_error(&events);
-    assert!(err.contains(&format!("at byte {bad_at} ")), "{err}");
 }
 
 /// The files' timestamp comes from the ISO, not the clock: a copy of the

@@ -14,7 +14,7 @@ use bootstick::events::{Event, Phase, Silent};
 use bootstick::hash::{Digest, HashAlgorithm};
 use bootstick::plan::{Extent, Plan, MIB};
 use bootstick::write::{self, Options, Target};
-use common::{bootstick, pseudo_random_file, require_root, require_tools, LoopDevice};
+use common::{bootstick, flip_byte, pseudo_random_file, require_root, require_tools, LoopDevice};
 use proptest::prelude::*;
 
 /// A small chunk so tests cross many chunk boundaries with small images.
@@ -236,19 +236,6 @@ fn before_read_back<F: Fn() + Sync>(act: F) -> BeforeReadBack<F> {
         act,
         done: AtomicBool::new(false),
     }
-}
-
-/// Flips the byte at `at` of the file at `path`.
-fn flip_byte(path: &Path, at: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[!b[0]], at).unwrap();
 }
 
 /// The read-back checks the target against checksums the write pass took,
