@@ -256,8 +256,25 @@ fn non_hybrid_iso_is_written_as_a_layout_to_a_loop_device() {
     assert_eq!(start["mode"], "layout", "{start:#}");
     // On a device the partition fills it.
     assert_eq!(start["layout"]["disk_bytes"], 96u64 << 20, "{start:#}");
-    drop(dev);
+
+    // `compare` builds the layout for the device's size and matches it; a
+    // raw copy does not; a byte flipped through the device node is named.
+    let (code, events) = compare(&[], &iso, dev.path());
+    assert_eq!(code, Some(0), "{events:#?}");
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["mode"], "layout", "{start:#}");
+    assert_eq!(start["block_device"], true, "{start:#}");
+    assert_eq!(start["layout"]["disk_bytes"], 96u64 << 20, "{start:#}");
+    let (code, _) = compare(&["--raw"], &iso, dev.path());
+    assert_eq!(code, Some(6));
     check_stick(&backing, &iso, &efi, work.path());
+    let bad_at = readme_offset(&backing) + 3;
+    common::flip_byte(dev.path(), bad_at);
+    let (code, events) = compare(&[], &iso, dev.path());
+    assert_eq!(code, Some(6), "{events:#?}");
+    let err = compare_error(&events);
+    assert!(err.contains(&format!("at byte {bad_at} ")), "{err}");
+    drop(dev);
 }
 
 /// `--table mbr`: an MBR with one FAT32 (LBA) partition; the image file
@@ -570,4 +587,180 @@ fn install_wim_over_the_threshold_is_split_into_swm_parts() {
             .arg(&refs),
     );
     common::run(Command::new("diff").arg("-r").arg(&tree).arg(&applied));
+}
+
+/// Runs `bootstick compare ARGS... ISO TARGET --json`; returns the exit code
+/// and the JSON lines.
+fn compare(args: &[&str], iso: &Path, target: &Path) -> (Option<i32>, Vec<serde_json::Value>) {
+    let out = common::bootstick()
+        .args(["compare", "--json"])
+        .args(args)
+        .arg(iso)
+        .arg(target)
+        .output()
+        .unwrap();
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.code(), events)
+}
+
+/// The `error` of a failed compare's result line.
+fn compare_error(events: &[serde_json::Value]) -> String {
+    let result = events.iter().find(|e| e["event"] == "result").unwrap();
+    assert_eq!(result["ok"], false, "{result:#}");
+    result["error"].as_str().unwrap().to_owned()
+}
+
+/// Where README.txt's contents lie on a stick: found by searching its
+/// bytes, not through our FAT reader.
+fn readme_offset(stick: &Path) -> u64 {
+    let bytes = std::fs::read(stick).unwrap();
+    let needle = b"a non-hybrid test ISO\n";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("README.txt's contents on the stick");
+    // Past the table and the FATs: inside the partition's data region.
+    assert!(at as u64 > 1 << 20, "{at}");
+    at as u64
+}
+
+/// The built layout is a function of the ISO and the options: two writes
+/// give the same bytes (`cmp`), `compare` rebuilds them (exit 0), names a
+/// flipped byte in the FAT32 data region (exit 6), and `--raw` or the other
+/// table does not match a GPT layout.
+#[test]
+fn layout_written_file_is_reproducible_and_compares() {
+    let t = "layout_written_file_is_reproducible_and_compares";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_tools(t, &["cmp"])
+    {
+        return;
+    }
+    let (iso, _) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let one = work.path().join("one.img");
+    let two = work.path().join("two.img");
+    write_json(&iso, &one);
+    write_json(&iso, &two);
+    common::run(Command::new("cmp").arg(&one).arg(&two));
+
+    let (code, events) = compare(&[], &iso, &one);
+    assert_eq!(code, Some(0), "{events:#?}");
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["mode"], "layout", "{start:#}");
+    assert_eq!(start["layout"]["table"], "gpt", "{start:#}");
+    let len = std::fs::metadata(&one).unwrap().len();
+    assert_eq!(start["layout"]["disk_bytes"], len, "{start:#}");
+
+    // Not a raw copy, nor an MBR layout: both differ from the first sector.
+    let (code, events) = compare(&["--raw"], &iso, &one);
+    assert_eq!(code, Some(6), "{events:#?}");
+    assert!(compare_error(&events).contains("at byte "), "{events:#?}");
+    let (code, events) = compare(&["--table", "mbr"], &iso, &one);
+    assert_eq!(code, Some(6), "{events:#?}");
+
+    let bad_at = readme_offset(&one) + 5;
+    common::flip_byte(&one, bad_at);
+    let (code, events) = compare(&[], &iso, &one);
+    assert_eq!(code, Some(6), "{events:#?}");
+    let err = compare_error(&events);
+    assert!(err.contains(&format!("at byte {bad_at} ")), "{err}");
+}
+
+/// `--table mbr` round trip: an MBR layout compares with `--table mbr`
+/// and not with the default GPT.
+#[test]
+fn mbr_layout_compares_with_table_mbr() {
+    let t = "mbr_layout_compares_with_table_mbr";
+    if !common::require_tools(t, TOOLS) || !common::require_tools(t, qemu::STANDALONE_TOOLS) {
+        return;
+    }
+    let (iso, _) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let stick = work.path().join("mbr.img");
+    common::run(
+        common::bootstick()
+            .args(["write", "--yes", "--table", "mbr"])
+            .arg(&iso)
+            .arg(&stick),
+    );
+    let (code, events) = compare(&["--table", "mbr"], &iso, &stick);
+    assert_eq!(code, Some(0), "{events:#?}");
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["layout"]["table"], "mbr", "{start:#}");
+    let (code, events) = compare(&[], &iso, &stick);
+    assert_eq!(code, Some(6), "{events:#?}");
+}
+
+/// The files' timestamp comes from the ISO, not the clock: a copy of the
+/// fixture with its primary volume descriptor's dates patched (checked with
+/// `xorriso -pvd_info`) gives files of that date in `mdir`: the
+/// modification date, else (modification "not specified") the creation
+/// date.
+#[test]
+fn layout_files_are_dated_from_the_volume_descriptor() {
+    let t = "layout_files_are_dated_from_the_volume_descriptor";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_tools(t, &["mdir", "dd"])
+    {
+        return;
+    }
+    let (iso, _) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    // ECMA-119 8.4.26/8.4.27: 16 digits + a GMT offset byte at PVD bytes
+    // 813 (creation) and 830 (modification); the PVD is sector 16.
+    const PVD: u64 = 16 * 2048;
+    let cases = [
+        (
+            "2001020304050600",
+            "2011121314151600",
+            "Modif. Time  : 2001020304050600",
+            "2001-02-03   4:05",
+        ),
+        (
+            "0000000000000000",
+            "2011121314151600",
+            "Creation Time: 2011121314151600",
+            "2011-12-13  14:15",
+        ),
+    ];
+    for (i, (modified, created, xorriso_line, mdir_date)) in cases.iter().enumerate() {
+        let copy = work.path().join(format!("dated-{i}.iso"));
+        std::fs::copy(&iso, &copy).unwrap();
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
+            f.write_all_at(format!("{created}\0").as_bytes(), PVD + 813)
+                .unwrap();
+            f.write_all_at(format!("{modified}\0").as_bytes(), PVD + 830)
+                .unwrap();
+        }
+        let pvd = common::run(
+            Command::new("xorriso")
+                .arg("-indev")
+                .arg(&copy)
+                .arg("-pvd_info"),
+        );
+        assert!(pvd.contains(xorriso_line), "{pvd}");
+        let stick = work.path().join(format!("dated-{i}.img"));
+        write_json(&copy, &stick);
+        let part = work.path().join("part.img");
+        common::run(
+            Command::new("dd")
+                .arg(format!("if={}", stick.display()))
+                .arg(format!("of={}", part.display()))
+                .args(["bs=1M", "skip=1", "status=none"]),
+        );
+        let listing = common::run(mtools("mdir").arg("-i").arg(&part).arg("::/"));
+        let readme = listing
+            .lines()
+            .find(|l| l.contains("README.txt"))
+            .unwrap_or_else(|| panic!("{listing}"));
+        assert!(readme.contains(mdir_date), "{readme}\n{listing}");
+    }
 }

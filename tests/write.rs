@@ -14,7 +14,7 @@ use bootstick::events::{Event, Phase, Silent};
 use bootstick::hash::{Digest, HashAlgorithm};
 use bootstick::plan::{Extent, Plan, MIB};
 use bootstick::write::{self, Options, Target};
-use common::{bootstick, pseudo_random_file, require_root, require_tools, LoopDevice};
+use common::{bootstick, flip_byte, pseudo_random_file, require_root, require_tools, LoopDevice};
 use proptest::prelude::*;
 
 /// A small chunk so tests cross many chunk boundaries with small images.
@@ -238,17 +238,23 @@ fn before_read_back<F: Fn() + Sync>(act: F) -> BeforeReadBack<F> {
     }
 }
 
-/// Flips the byte at `at` of the file at `path`.
-fn flip_byte(path: &Path, at: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[!b[0]], at).unwrap();
+/// Writes `img` (`len` bytes) to the file `out`, running `act` when the
+/// read-back starts, and returns the error the write must end with.
+fn write_failing_at_read_back(
+    img: &Path,
+    out: &Path,
+    len: u64,
+    act: impl Fn() + Sync,
+) -> write::Error {
+    let mut target = Target::file(out).unwrap();
+    write::write(
+        &Plan::raw(len),
+        &File::open(img).unwrap(),
+        &mut target,
+        opts(),
+        &before_read_back(act),
+    )
+    .unwrap_err()
 }
 
 /// The read-back checks the target against checksums the write pass took,
@@ -268,15 +274,7 @@ fn read_back_names_a_byte_changed_after_the_write() {
         len - 1,
     ] {
         let out = dir.path().join(format!("out-{at}"));
-        let mut target = Target::file(&out).unwrap();
-        let err = write::write(
-            &Plan::raw(len),
-            &File::open(&img).unwrap(),
-            &mut target,
-            opts(),
-            &before_read_back(|| flip_byte(&out, at)),
-        )
-        .unwrap_err();
+        let err = write_failing_at_read_back(&img, &out, len, || flip_byte(&out, at));
         assert!(
             matches!(err, write::Error::Mismatch { offset } if offset == at),
             "corrupted at {at}: {err:?}"
@@ -295,18 +293,10 @@ fn image_changed_during_the_write_is_named() {
     let out = dir.path().join("out");
     pseudo_random_file(&img, len, 8);
     let at = 2 * CHUNK as u64 + 5;
-    let mut target = Target::file(&out).unwrap();
-    let err = write::write(
-        &Plan::raw(len),
-        &File::open(&img).unwrap(),
-        &mut target,
-        opts(),
-        &before_read_back(|| {
-            flip_byte(&img, at);
-            flip_byte(&out, at);
-        }),
-    )
-    .unwrap_err();
+    let err = write_failing_at_read_back(&img, &out, len, || {
+        flip_byte(&img, at);
+        flip_byte(&out, at);
+    });
     match err {
         write::Error::SourceChangedDuringWrite { start, end } => {
             assert!(start <= at && at < end, "{start}..{end} holds {at}");
@@ -323,23 +313,15 @@ fn target_cut_short_after_the_write_is_named() {
     let img = dir.path().join("img");
     let out = dir.path().join("out");
     pseudo_random_file(&img, len, 9);
-    let mut target = Target::file(&out).unwrap();
     let cut = CHUNK as u64 + 10;
-    let err = write::write(
-        &Plan::raw(len),
-        &File::open(&img).unwrap(),
-        &mut target,
-        opts(),
-        &before_read_back(|| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&out)
-                .unwrap()
-                .set_len(cut)
-                .unwrap()
-        }),
-    )
-    .unwrap_err();
+    let err = write_failing_at_read_back(&img, &out, len, || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&out)
+            .unwrap()
+            .set_len(cut)
+            .unwrap()
+    });
     assert!(
         matches!(err, write::Error::TargetShort { at, needed } if at == cut && needed == len),
         "{err:?}"

@@ -1,6 +1,7 @@
-//! `bootstick compare IMAGE TARGET`: does this stick (or file) still hold the
-//! image? Reads the target without writing and reports the first byte that
-//! differs.
+//! `bootstick compare IMAGE TARGET`: does this stick (or file) still hold
+//! what `bootstick write IMAGE TARGET` put there? Rebuilds the plan `write`
+//! would compile (raw copy or built layout), reads the target without
+//! writing and reports the first byte that differs.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,27 +10,44 @@ use serde_json::json;
 
 use super::exit::Failure;
 use super::render::{human_bytes, Renderer};
-use super::write::{exit_for, open_image};
+use super::write::{build_layout, exit_for, layout_json, layout_line, open_image, TableArg};
+use bootstick::inspect::Mode;
 use bootstick::plan::Plan;
 use bootstick::write;
 
-/// Compare a device or file with an image, without writing anything.
+/// Compare a device or file with what `write` makes of an image, without
+/// writing anything.
 ///
-/// Reads the first IMAGE-size bytes of TARGET, bypassing the page cache, and
-/// compares them with the image. Bytes after the image's end are ignored.
-/// Exits 0 when they match, 6 with the first differing offset when they do
-/// not (or when the target is shorter than the image).
+/// The plan is the one `bootstick write` compiles, decided the same way: a
+/// hybrid ISO or a disk image is compared byte for byte (the first
+/// IMAGE-size bytes of TARGET; bytes after the image's end are ignored); a
+/// non-hybrid ISO is compared with the GPT/MBR + FAT32 layout `write`
+/// builds for a target of this size (`--raw` and `--table` as for
+/// `write`). The target is read bypassing the page cache. Exits 0 when it
+/// matches, 6 with the first differing offset when it does not (or when the
+/// target is shorter than the plan).
 ///
 /// Examples:
 ///   bootstick compare debian-13-amd64-netinst.iso /dev/sdb
-///   bootstick compare --json image.iso stick.img
+///   bootstick compare Win11_24H2.iso usb-SanDisk_Ultra_4C530001-0:0
+///   bootstick compare --table mbr --json image.iso stick.img
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// The image the target should hold.
     pub image: PathBuf,
-    /// The device (e.g. /dev/sdb) or file to check.
+    /// The disk or file to check, named as for `write`: a device (e.g.
+    /// /dev/sdb), a /dev/disk/by-id link, the disk's by-id name or serial
+    /// number, or a file. It is only read: any disk may be compared.
     pub target: PathBuf,
+    /// Compare with a byte-for-byte copy even when `write` would build a
+    /// layout (as `write --raw`).
+    #[arg(long)]
+    pub raw: bool,
+    /// Partition table of the built layout, as given to `write` (ignored
+    /// for byte copies).
+    #[arg(long, value_enum, default_value = "gpt")]
+    pub table: TableArg,
     /// Print newline-delimited JSON events on stdout (schema in docs/cli.md).
     #[arg(long)]
     pub json: bool,
@@ -43,22 +61,48 @@ pub fn run(args: Args) -> Result<(), Failure> {
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let (source, image_len) = open_image(&args.image)?;
     let fail = |e: write::Error| Failure::new(exit_for(&e), e);
-    let target = write::Target::open_read(&args.target).map_err(fail)?;
-    let plan = Plan::raw(image_len);
+    let (path, disk) = super::target::resolve_for_reading(&args.target)?;
+    let target = write::Target::open_read(&path).map_err(fail)?;
+    let mode = super::inspect::write_mode(&args.image, args.raw)?;
+    // As `write`: a device's layout fills the device, an image file's is
+    // sized to fit. Raw copies are compared over the image only (the tail
+    // wipe `write` adds on devices is not compared).
+    let layout = if mode.decision.mode == Mode::Layout && !args.raw {
+        let size = target
+            .is_block_device()
+            .then(|| target.capacity())
+            .flatten();
+        Some(build_layout(&args.image, args.table, size)?)
+    } else {
+        None
+    };
+    let plan = match &layout {
+        Some(l) => l.plan.clone(),
+        None => Plan::raw(image_len),
+    };
     render.start(
         "compare",
         json!({
             "image": args.image,
-            "target": args.target,
+            "target": path,
+            "disk": disk,
             "image_bytes": image_len,
             "target_bytes": target.capacity(),
             "block_device": target.is_block_device(),
+            "plan_bytes": plan.bytes_to_write(),
+            "decision": mode.decision,
+            "mode": if layout.is_some() { "layout" } else { "raw" },
+            "layout": layout.as_ref().map(layout_json),
         }),
     );
     let started = Instant::now();
     let report =
         write::compare(&plan, &source, &target, write::DEFAULT_CHUNK, render).map_err(fail)?;
     let secs = started.elapsed().as_secs_f64();
+    let what = match &layout {
+        Some(l) => format!("the built layout ({}) of", layout_line(l)),
+        None => "a byte-for-byte copy of".into(),
+    };
     render.result(Ok((
         json!({
             "bytes_compared": report.bytes_compared,
@@ -66,8 +110,8 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "seconds": (secs * 1000.0).round() / 1000.0,
         }),
         format!(
-            "{} matches {}: all {} ({} bytes) identical.",
-            args.target.display(),
+            "{} holds {what} {}: all {} ({} bytes) identical.",
+            path.display(),
             args.image.display(),
             human_bytes(report.bytes_compared),
             report.bytes_compared

@@ -151,6 +151,18 @@ fn confirm(disk: &Disk, image: &Path, image_len: u64, unmount: bool) -> Result<(
     }
 }
 
+/// Resolves TARGET for a command that only reads it (`compare`): the same
+/// forms as `write` (a path, a /dev/disk/by-id or by-path link, a by-id
+/// name or a serial number), but none of the writing rules: no
+/// confirmation, no exclusive open, and system or internal disks are
+/// allowed. Returns the path to open and the disk, when it is one.
+pub fn resolve_for_reading(target: &Path) -> Result<(PathBuf, Option<Box<Disk>>), Failure> {
+    match devices::resolve(&Roots::live(), target).map_err(fail)? {
+        Resolved::File(p) => Ok((p, None)),
+        Resolved::Disk { disk, .. } => Ok((disk.path.clone(), Some(disk))),
+    }
+}
+
 /// Resolves TARGET (or asks for one), checks the rules for writing
 /// `needed` bytes, confirms, unmounts and opens.
 pub fn choose(

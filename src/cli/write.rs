@@ -130,9 +130,7 @@ pub fn build_layout(
             TableArg::Mbr => disk::Table::Mbr,
         },
         target_size,
-        mtime: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+        mtime: from_iso::image_mtime(&*src).map_err(fail)?,
         wim_split: from_iso::WimSplit::default(),
     };
     from_iso::build(&src, &*tree, &options).map_err(fail)

@@ -36,6 +36,21 @@ pub const MAX_LOADER: u64 = 64 << 20;
 /// about 33 MiB with 512-byte clusters, plus the table and alignment.
 pub const MIN_DISK: u64 = 40 * MIB;
 
+/// The files' timestamp when the ISO does not date its volume:
+/// 1980-01-01 00:00:00 UTC, the earliest date FAT can store.
+pub const FALLBACK_MTIME: i64 = 315_532_800;
+
+/// The timestamp every file of the layout gets: the ISO's primary volume
+/// descriptor's modification date, else its creation date (ECMA-119
+/// §8.4.27, §8.4.26; the Joliet descriptor's when there is no primary),
+/// else [`FALLBACK_MTIME`]. Taking it from the image rather than the clock
+/// makes the layout a function of (image, target size, options): writing
+/// twice gives the same bytes, and `compare` can rebuild them.
+pub fn image_mtime(src: &dyn ByteSource) -> Result<i64, Error> {
+    let probe = image::iso9660::Iso9660::probe(src)?;
+    Ok(probe.and_then(|p| p.date).unwrap_or(FALLBACK_MTIME))
+}
+
 /// Why the layout could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

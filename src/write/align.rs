@@ -12,6 +12,7 @@
 use rustix::fs::{AtFlags, StatxFlags};
 use std::fs::File;
 use std::ops::Range;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::plan::Plan;
 
@@ -107,6 +108,22 @@ impl AlignedBuf {
             "align_offset on a u8 pointer is always exact"
         );
         AlignedBuf { raw, start, cap }
+    }
+
+    /// A pool of `n` buffers of `cap` bytes aligned to `align`, as a channel
+    /// that holds them all: stages take a buffer from the receiver and give
+    /// it back through the sender, so memory stays `n` buffers.
+    pub fn pool(
+        n: usize,
+        cap: usize,
+        align: usize,
+    ) -> (SyncSender<AlignedBuf>, Receiver<AlignedBuf>) {
+        let (tx, rx) = sync_channel(n.max(1));
+        for _ in 0..n {
+            tx.send(AlignedBuf::new(cap, align))
+                .expect("the pool has room for every buffer");
+        }
+        (tx, rx)
     }
 
     /// How many bytes the buffer holds.

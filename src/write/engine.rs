@@ -170,12 +170,7 @@ pub(super) fn write(
         phase: Phase::Write,
         total,
     });
-    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(WRITE_BUFFERS);
-    for _ in 0..WRITE_BUFFERS.min(ops.len()) {
-        free_tx
-            .send(AlignedBuf::new(chunk, align.memory))
-            .expect("the pool has room for every buffer");
-    }
+    let (free_tx, free_rx) = AlignedBuf::pool(WRITE_BUFFERS.min(ops.len()), chunk, align.memory);
     let (filled_tx, filled_rx) = sync_channel::<Result<Chunk, Error>>(1);
     let (hashed_tx, hashed_rx) = sync_channel::<Result<Chunk, Error>>(1);
     let stream_algorithm = algorithm.filter(|_| sequential);

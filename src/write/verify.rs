@@ -143,12 +143,7 @@ fn check_inner(
         let ops = &ops;
         let mut lanes = Vec::new();
         for lane in 0..READS_IN_FLIGHT.min(ops.len()) {
-            let (free_tx, free_rx) = sync_channel::<AlignedBuf>(BUFFERS_PER_READER);
-            for _ in 0..BUFFERS_PER_READER {
-                free_tx
-                    .send(AlignedBuf::new(chunk, align.memory))
-                    .expect("room for every buffer");
-            }
+            let (free_tx, free_rx) = AlignedBuf::pool(BUFFERS_PER_READER, chunk, align.memory);
             let (read_tx, read_rx) = sync_channel(1);
             let mine = ops.iter().skip(lane).step_by(READS_IN_FLIGHT);
             let sum = matches!(expected, Expected::Sums(_));
@@ -162,13 +157,8 @@ fn check_inner(
         match expected {
             Expected::Sums(sums) => ctx.against_sums(sums, &reads),
             Expected::Plan => {
-                let n = EXPECTED_BUFFERS.min(ops.len());
-                let (efree_tx, efree_rx) = sync_channel::<AlignedBuf>(n);
-                for _ in 0..n {
-                    efree_tx
-                        .send(AlignedBuf::new(chunk, align.memory))
-                        .expect("room for every buffer");
-                }
+                let (efree_tx, efree_rx) =
+                    AlignedBuf::pool(EXPECTED_BUFFERS.min(ops.len()), chunk, align.memory);
                 let (eread_tx, eread_rx) = sync_channel(1);
                 s.spawn(move || read_expected(plan, source, ops, efree_rx, eread_tx));
                 ctx.against_plan(&reads, eread_rx, efree_tx)

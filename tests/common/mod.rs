@@ -138,3 +138,18 @@ pub fn pseudo_random_file(path: &Path, len: u64, seed: u64) {
 }
 pub mod guest;
 pub mod recipes;
+
+/// Inverts the byte at `at` of `path` (a file or a device node, written
+/// through the page cache as another program would) and flushes it.
+pub fn flip_byte(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[!b[0]], at).unwrap();
+    f.sync_all().unwrap();
+}

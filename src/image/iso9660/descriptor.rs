@@ -35,6 +35,11 @@ pub(crate) struct Volume {
     pub root_offset: u64,
     /// Length of the root directory in bytes.
     pub root_size: u64,
+    /// Volume creation date and time (ECMA-119 §8.4.26), in seconds since
+    /// the Unix epoch; `None` when not specified or not a valid date.
+    pub created: Option<i64>,
+    /// Volume modification date and time (§8.4.27), as `created`.
+    pub modified: Option<i64>,
 }
 
 /// The volumes of the set that we can read.
@@ -123,5 +128,98 @@ fn volume(d: &[u8], offset: u64, joliet: bool) -> Result<Volume, Error> {
         block_size,
         root_offset: root.data_offset(block_size),
         root_size: u64::from(root.size),
+        created: dec_datetime(&d[813..830]),
+        modified: dec_datetime(&d[830..847]),
     })
+}
+
+/// A volume descriptor date and time (ECMA-119 §8.4.26.1): 16 ASCII digits
+/// `YYYYMMDDhhmmsscc` (local time) and one signed byte, the offset from
+/// GMT in 15-minute intervals (-48..=52), as seconds since the Unix epoch.
+/// "Not specified" (all digits `0`, offset 0) and anything that is not a
+/// real date (non-digits, month 13, an offset out of range) is `None`.
+pub(crate) fn dec_datetime(b: &[u8]) -> Option<i64> {
+    let field = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = &b[range];
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(
+            digits
+                .iter()
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0')),
+        )
+    };
+    let (year, month, day) = (field(0..4)?, field(4..6)?, field(6..8)?);
+    let (hour, minute, second) = (field(8..10)?, field(10..12)?, field(12..14)?);
+    field(14..16)?;
+    let offset = i64::from(b[16] as i8);
+    if year == 0 || !(1..=12).contains(&month) || !(-48..=52).contains(&offset) {
+        return None;
+    }
+    if !(1..=days_in_month(year, month)).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(local - offset * 15 * 60)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dec_datetime;
+
+    fn field(text: &str, offset: i8) -> [u8; 17] {
+        let mut b = [0u8; 17];
+        b[..16].copy_from_slice(text.as_bytes());
+        b[16] = offset as u8;
+        b
+    }
+
+    #[test]
+    fn dates_convert_to_unix_seconds() {
+        // `date -u -d 2024-02-29T12:34:56 +%s`
+        assert_eq!(
+            dec_datetime(&field("2024022912345600", 0)),
+            Some(1_709_210_096)
+        );
+        // Local 13:34:56 at GMT+1 (4 quarter hours) is the same instant.
+        assert_eq!(
+            dec_datetime(&field("2024022913345699", 4)),
+            Some(1_709_210_096)
+        );
+        // GMT-12 (-48): 00:00 local is 12:00 UTC.
+        assert_eq!(dec_datetime(&field("1970010100000000", -48)), Some(43_200));
+    }
+
+    #[test]
+    fn unspecified_and_invalid_dates_are_none() {
+        assert_eq!(dec_datetime(&field("0000000000000000", 0)), None);
+        assert_eq!(dec_datetime(&[0u8; 17]), None);
+        assert_eq!(dec_datetime(&field("2023022912000000", 0)), None);
+        assert_eq!(dec_datetime(&field("2024130112000000", 0)), None);
+        assert_eq!(dec_datetime(&field("2024010124000000", 0)), None);
+        assert_eq!(dec_datetime(&field("2024010112000000", 53)), None);
+        assert_eq!(dec_datetime(&field("20240101 2000000", 0)), None);
+    }
 }

@@ -35,6 +35,10 @@ pub struct Probe {
     pub kinds: Vec<FsKind>,
     /// The primary volume label (or the Joliet one when there is no primary).
     pub label: String,
+    /// The same volume's date, in seconds since the Unix epoch: its
+    /// modification date (ECMA-119 §8.4.27), else its creation date
+    /// (§8.4.26); `None` when neither is specified.
+    pub date: Option<i64>,
 }
 
 /// A readable ISO 9660 tree in one of its three views.
@@ -93,13 +97,10 @@ impl Iso9660 {
         if d.primary.is_some() {
             kinds.push(FsKind::Iso9660);
         }
-        let label = d
-            .primary
-            .as_ref()
-            .or(d.joliet.as_ref())
-            .map(|v| v.label.clone())
-            .unwrap_or_default();
-        Ok(Some(Probe { kinds, label }))
+        let volume = d.primary.as_ref().or(d.joliet.as_ref());
+        let label = volume.map(|v| v.label.clone()).unwrap_or_default();
+        let date = volume.and_then(|v| v.modified.or(v.created));
+        Ok(Some(Probe { kinds, label, date }))
     }
 
     /// Opens the richest view: Rock Ridge, else Joliet, else plain ISO 9660.
