@@ -277,6 +277,66 @@ fn non_hybrid_iso_is_written_as_a_layout_to_a_loop_device() {
     drop(dev);
 }
 
+/// Two devices of different sizes in one command: each gets a layout sized
+/// to it (its partition fills it), and each passes `sgdisk -v`, `fsck.fat -n`
+/// and the tree comparison.
+#[test]
+fn non_hybrid_iso_to_two_loop_devices_of_different_sizes() {
+    let t = "non_hybrid_iso_to_two_loop_devices_of_different_sizes";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_root(t)
+    {
+        return;
+    }
+    let (iso, efi) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let sizes = [64u64 << 20, 96u64 << 20];
+    let backings: Vec<PathBuf> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let b = work.path().join(format!("stick{i}.img"));
+            common::pseudo_random_file(&b, size, 20 + i as u64);
+            b
+        })
+        .collect();
+    let devs: Vec<common::LoopDevice> = backings
+        .iter()
+        .map(|b| common::LoopDevice::attach(b))
+        .collect();
+    let out = common::bootstick()
+        .args(["write", "--yes", "--json"])
+        .arg(&iso)
+        .args(devs.iter().map(|d| d.path()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "write failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (dev, size) in devs.iter().zip(sizes) {
+        let start = events
+            .iter()
+            .find(|e| e["event"] == "start" && e["target"] == dev.path().to_str().unwrap())
+            .unwrap();
+        assert_eq!(start["mode"], "layout", "{start:#}");
+        assert_eq!(start["layout"]["disk_bytes"], size, "{start:#}");
+    }
+    drop(devs);
+    for (i, backing) in backings.iter().enumerate() {
+        let dir = work.path().join(format!("check{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        check_stick(backing, &iso, &efi, &dir);
+    }
+}
+
 /// `--table mbr`: an MBR with one FAT32 (LBA) partition; the image file
 /// has the whole stick's size.
 #[test]
