@@ -42,10 +42,7 @@ fn write_json(image: &Path, targets: &[&Path]) -> (Output, Vec<Value>) {
         .args(targets)
         .output()
         .unwrap();
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::json_lines(&out.stdout);
     (out, events)
 }
 

@@ -178,10 +178,15 @@ fn check_stick_table(stick: &Path, iso: &Path, efi: &Path, work: &Path, label: &
 }
 
 fn write_json(iso: &Path, target: &Path) -> Vec<serde_json::Value> {
+    write_json_to(iso, &[target])
+}
+
+/// `bootstick write --yes --json ISO TARGET...`, which must succeed.
+fn write_json_to(iso: &Path, targets: &[&Path]) -> Vec<serde_json::Value> {
     let out = common::bootstick()
         .args(["write", "--yes", "--json"])
         .arg(iso)
-        .arg(target)
+        .args(targets)
         .output()
         .unwrap();
     assert!(
@@ -305,22 +310,7 @@ fn non_hybrid_iso_to_two_loop_devices_of_different_sizes() {
         .iter()
         .map(|b| common::LoopDevice::attach(b))
         .collect();
-    let out = common::bootstick()
-        .args(["write", "--yes", "--json"])
-        .arg(&iso)
-        .args(devs.iter().map(|d| d.path()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "write failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = write_json_to(&iso, &devs.iter().map(|d| d.path()).collect::<Vec<_>>());
     for (dev, size) in devs.iter().zip(sizes) {
         let start = events
             .iter()

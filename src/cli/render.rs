@@ -74,22 +74,7 @@ impl Renderer {
     /// summary lists every target).
     pub fn target_result(&self, outcome: Result<Value, (&anyhow::Error, u8)>) {
         match self {
-            Renderer::Json(j) => {
-                let v = match outcome {
-                    Ok(fields) => {
-                        let mut v = json!({ "event": "target_result", "ok": true });
-                        merge(&mut v, fields);
-                        v
-                    }
-                    Err((error, code)) => json!({
-                        "event": "target_result",
-                        "ok": false,
-                        "error": format!("{error:#}"),
-                        "exit_code": code,
-                    }),
-                };
-                j.emit(v);
-            }
+            Renderer::Json(j) => j.emit(outcome_line("target_result", outcome)),
             Renderer::Human(h) => h.bar.finish_and_clear(),
         }
     }
@@ -114,22 +99,7 @@ impl Renderer {
     /// (`summary`, on stdout) / nothing on failure (main prints the error).
     pub fn result(&self, outcome: Result<(Value, String), (&anyhow::Error, u8)>) {
         match self {
-            Renderer::Json(j) => {
-                let v = match outcome {
-                    Ok((fields, _)) => {
-                        let mut v = json!({ "event": "result", "ok": true });
-                        merge(&mut v, fields);
-                        v
-                    }
-                    Err((error, code)) => json!({
-                        "event": "result",
-                        "ok": false,
-                        "error": format!("{error:#}"),
-                        "exit_code": code,
-                    }),
-                };
-                j.emit(v);
-            }
+            Renderer::Json(j) => j.emit(outcome_line("result", outcome.map(|(f, _)| f))),
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
                 if let Ok((_, summary)) = outcome {
@@ -137,6 +107,24 @@ impl Renderer {
                 }
             }
         }
+    }
+}
+
+/// A `result`-style line: `ok: true` with `fields`, or `ok: false` with
+/// `error` and `exit_code`.
+fn outcome_line(event: &str, outcome: Result<Value, (&anyhow::Error, u8)>) -> Value {
+    match outcome {
+        Ok(fields) => {
+            let mut v = json!({ "event": event, "ok": true });
+            merge(&mut v, fields);
+            v
+        }
+        Err((error, code)) => json!({
+            "event": event,
+            "ok": false,
+            "error": format!("{error:#}"),
+            "exit_code": code,
+        }),
     }
 }
 

@@ -111,42 +111,61 @@ fn pick(roots: &Roots) -> Result<PathBuf, Failure> {
     }
 }
 
-/// Asks before erasing `disk`, naming what is on it. Without a terminal the
-/// job is refused: scripts must say `--yes`.
-fn confirm(disk: &Disk, image: &Path, image_len: u64, unmount: bool) -> Result<(), Failure> {
-    let what = format!(
-        "{} ({}, {} bytes)",
-        disk.path.display(),
-        human_bytes(disk.size_bytes),
-        disk.size_bytes
-    );
+/// Asks once before erasing `disks`, listing each with what is on it.
+/// Without a terminal the job is refused: scripts must say `--yes`.
+fn confirm(disks: &[&Disk], image: &Path, image_len: u64, unmount: bool) -> Result<(), Failure> {
+    let (what, these, them) = match disks {
+        [disk] => (
+            format!(
+                "{} ({}, {} bytes)",
+                disk.path.display(),
+                human_bytes(disk.size_bytes),
+                disk.size_bytes
+            ),
+            "this disk".to_owned(),
+            "it",
+        ),
+        _ => (
+            disks
+                .iter()
+                .map(|d| d.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("these {} disks", disks.len()),
+            "them",
+        ),
+    };
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             Exit::Declined,
             anyhow::anyhow!(
-                "writing to {what} erases everything on it; no terminal to ask for confirmation, pass --yes to proceed"
+                "writing to {what} erases everything on {them}; no terminal to ask for confirmation, pass --yes to proceed"
             ),
         ));
     }
-    let mounted = disk.all_mountpoints().next().is_some();
+    let mounted = disks.iter().any(|d| d.all_mountpoints().next().is_some());
+    let listed = disks.iter().map(|d| describe(d)).collect::<String>();
     eprint!(
-        "Write {} ({}) to this disk?\n{}{}EVERYTHING on {what} will be erased. Continue? [y/N] ",
+        "Write {} ({}) to {these}?\n{listed}{}EVERYTHING on {what} will be erased. Continue? [y/N] ",
         image.display(),
         human_bytes(image_len),
-        describe(disk),
-        if mounted && unmount {
-            "Its mounted filesystems will be unmounted first.\n"
-        } else {
-            ""
+        match (mounted && unmount, disks.len()) {
+            (false, _) => "",
+            (true, 1) => "Its mounted filesystems will be unmounted first.\n",
+            (true, _) => "Their mounted filesystems will be unmounted first.\n",
         },
     );
     let _ = std::io::stderr().flush();
     if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
         Ok(())
     } else {
+        let untouched = match disks {
+            [disk] => format!("{} was not touched", disk.path.display()),
+            _ => format!("none of {what} was touched"),
+        };
         Err(Failure::new(
             Exit::Declined,
-            anyhow::anyhow!("not confirmed; {} was not touched", disk.path.display()),
+            anyhow::anyhow!("not confirmed; {untouched}"),
         ))
     }
 }
@@ -163,22 +182,13 @@ pub fn resolve_for_reading(target: &Path) -> Result<(PathBuf, Option<Box<Disk>>)
     }
 }
 
-/// Resolves TARGET (or asks for one), checks the rules for writing
-/// `needed` bytes, confirms, unmounts and opens.
-pub fn choose(
-    target: Option<&Path>,
-    args: &DeviceArgs,
-    yes: bool,
-    image: &Path,
-    image_len: u64,
-    needed: u64,
-) -> Result<Chosen, Failure> {
-    let target = match target {
-        Some(t) => t.to_path_buf(),
-        None => pick(&Roots::live())?,
-    };
-    let mut chosen = choose_all(&[target], args, yes, image, image_len, needed)?;
-    Ok(chosen.remove(0))
+/// The TARGETs given, or (none given) the one the user picks.
+pub fn given_or_picked(targets: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    if targets.is_empty() {
+        Ok(vec![pick(&Roots::live())?])
+    } else {
+        Ok(targets.to_vec())
+    }
 }
 
 /// A TARGET resolved and checked by the rules, not yet opened.
@@ -247,12 +257,8 @@ pub fn choose_all(
             Checked::File(_) => None,
         })
         .collect();
-    if !yes {
-        match disks.as_slice() {
-            [] => {}
-            [disk] => confirm(disk, image, image_len, args.unmount)?,
-            _ => confirm_many(&disks, image, image_len, args.unmount)?,
-        }
+    if !yes && !disks.is_empty() {
+        confirm(&disks, image, image_len, args.unmount)?;
     }
     let mut chosen = Vec::with_capacity(checked.len());
     for (_, c) in checked {
@@ -315,50 +321,5 @@ fn same_file_key(p: &Path) -> PathBuf {
     match (dir.canonicalize(), p.file_name()) {
         (Ok(d), Some(name)) => d.join(name),
         _ => p.to_path_buf(),
-    }
-}
-
-/// Asks once before erasing several disks, listing each. Without a terminal
-/// the job is refused, as for one disk.
-fn confirm_many(
-    disks: &[&Disk],
-    image: &Path,
-    image_len: u64,
-    unmount: bool,
-) -> Result<(), Failure> {
-    let names = disks
-        .iter()
-        .map(|d| d.path.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            Exit::Declined,
-            anyhow::anyhow!(
-                "writing to {names} erases everything on them; no terminal to ask for confirmation, pass --yes to proceed"
-            ),
-        ));
-    }
-    let mounted = disks.iter().any(|d| d.all_mountpoints().next().is_some());
-    eprint!(
-        "Write {} ({}) to these {} disks?\n{}{}EVERYTHING on {names} will be erased. Continue? [y/N] ",
-        image.display(),
-        human_bytes(image_len),
-        disks.len(),
-        table(disks),
-        if mounted && unmount {
-            "Their mounted filesystems will be unmounted first.\n"
-        } else {
-            ""
-        },
-    );
-    let _ = std::io::stderr().flush();
-    if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            Exit::Declined,
-            anyhow::anyhow!("not confirmed; none of {names} was touched"),
-        ))
     }
 }

@@ -317,31 +317,24 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         mode: &mode,
         checked: checked.as_ref(),
     };
-    if args.targets.len() > 1 {
-        let chosen = super::target::choose_all(
-            &args.targets,
-            &args.device,
-            args.yes,
-            &args.image,
-            image_len,
-            needed,
-        )?;
-        // Every plan is built (and may refuse) before any job starts.
-        let jobs = chosen
-            .into_iter()
-            .map(|c| prepare(&ctx, c, layout.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        return run_many(&ctx, jobs, render);
-    }
-    let chosen = super::target::choose(
-        args.targets.first().map(PathBuf::as_path),
+    let targets = super::target::given_or_picked(&args.targets)?;
+    let chosen = super::target::choose_all(
+        &targets,
         &args.device,
         args.yes,
         &args.image,
         image_len,
         needed,
     )?;
-    let job = prepare(&ctx, chosen, layout.as_ref())?;
+    // Every plan is built (and may refuse) before any job starts.
+    let mut jobs = chosen
+        .into_iter()
+        .map(|c| prepare(&ctx, c, layout.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if jobs.len() > 1 {
+        return run_many(&ctx, jobs, render);
+    }
+    let job = jobs.remove(0);
     render.start("write", ctx.start_fields(&job));
     for w in &mode.warnings {
         bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w.clone()));

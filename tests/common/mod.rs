@@ -153,3 +153,11 @@ pub fn flip_byte(path: &Path, at: u64) {
     f.write_all_at(&[!b[0]], at).unwrap();
     f.sync_all().unwrap();
 }
+
+/// The JSON lines a `--json` command printed on stdout, parsed.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
