@@ -601,3 +601,100 @@ echo "@@ end"
         "offset {off} is not where the write was cut:\n{out}"
     );
 }
+
+/// The JSON event in a line `write --json` printed, if it is one.
+fn event(line: &str) -> Option<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .filter(|v| v["event"].is_string())
+}
+
+/// The stick is pulled while bootstick reads it back (the write and its
+/// flush done, two reader threads in flight): both readers end and bootstick
+/// with them — the guest powers off well before the harness's hang guard —
+/// with exit 5 and an error saying the stick disappeared while being read
+/// back, at or after the bytes already verified; not a mismatch, not a
+/// failing or fake stick. Reads from the stick are throttled (QEMU
+/// `throttle`, 2 MiB/s) so that the read-back of the 48 MiB image lasts far
+/// longer than the unplug takes to land; writes are not.
+#[test]
+fn unplug_during_read_back_ends_with_a_clear_error() {
+    if !guest::require("unplug_during_read_back_ends_with_a_clear_error") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.img");
+    let image_len = 48 << 20;
+    common::pseudo_random_file(&image, image_len, 81);
+    let stick_len = 64 << 20;
+    let mut stick = Stick::new(
+        &stick_image(dir.path(), "stick.img", stick_len >> 20),
+        "BSTPULL2",
+    );
+    stick.read_bytes_per_second = Some(2 << 20);
+    let script = r#"
+echo "@@ write"; bootstick write --yes --json image.img /dev/sda; echo "rc=$?"
+"#;
+    let mut g = Guest::new(script)
+        .file("image.img", &image)
+        .stick(stick)
+        .spawn();
+    // The first verify progress: the write and sync are done and a range
+    // has been read back and checked.
+    let progress = g
+        .wait_for_line(|l| {
+            event(l).is_some_and(|v| v["event"] == "progress" && v["phase"] == "verify")
+        })
+        .unwrap_or_else(|| panic!("the read-back never started:\n{}", g.output_so_far()));
+    let reply = g.qmp("device_del", serde_json::json!({"id": "stick0"}));
+    assert!(reply.get("return").is_some(), "device_del failed: {reply}");
+    let seen = g.output_so_far();
+    let out = g
+        .finish_within()
+        .expect("bootstick hung after the stick was pulled during the read-back");
+    out.assert_success();
+    let section = out.section("write");
+    let events: Vec<serde_json::Value> = section.lines().filter_map(event).collect();
+    let done = |phase: &str| {
+        events
+            .iter()
+            .any(|v| v["event"] == "phase_done" && v["phase"] == phase)
+    };
+    assert!(
+        done("write") && done("sync"),
+        "the write did not finish before the unplug:\n{out}"
+    );
+    assert!(
+        !done("verify"),
+        "the read-back finished before the unplug:\n{out}"
+    );
+    let (result, rc) = write_result(&section, &out);
+    assert_eq!(rc, 5, "expected exit 5 (write failed):\n{out}");
+    assert_eq!(result["ok"], false, "{out}");
+    assert_eq!(result["exit_code"], 5, "{out}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("disappeared while reading it back at byte"),
+        "the error does not say the stick disappeared during the read-back:\n{out}"
+    );
+    for wrong in ["differs", "failing", "fake"] {
+        assert!(
+            !error.contains(wrong),
+            "an unplug reported as `{wrong}`:\n{out}"
+        );
+    }
+    // Everything up to the last progress printed before the unplug was
+    // read back and matched, so the failed read lies beyond it.
+    let verified = seen
+        .lines()
+        .filter_map(event)
+        .filter(|v| v["event"] == "progress" && v["phase"] == "verify")
+        .filter_map(|v| v["done"].as_u64())
+        .max()
+        .unwrap_or_else(|| panic!("no verify progress in {progress}"));
+    let off = named_offset(error);
+    assert!(
+        (verified..stick_len).contains(&off),
+        "offset {off} is not beyond the {verified} bytes verified before the unplug:\n{out}"
+    );
+}

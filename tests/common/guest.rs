@@ -616,6 +616,9 @@ pub struct Stick {
     pub blkdebug: Option<PathBuf>,
     /// Emulated logical sector size (512 when `None`).
     pub logical_block_size: Option<u32>,
+    /// Cap reads from the stick at this many bytes per second (a QEMU
+    /// `throttle` filter), to stretch a read-back without slowing the write.
+    pub read_bytes_per_second: Option<u64>,
 }
 
 impl Stick {
@@ -625,6 +628,7 @@ impl Stick {
             serial: serial.to_string(),
             blkdebug: None,
             logical_block_size: None,
+            read_bytes_per_second: None,
         }
     }
 
@@ -777,18 +781,32 @@ impl Guest {
             cmd.args(["-device", "qemu-xhci,id=xhci"]);
         }
         for (i, s) in self.sticks.iter().enumerate() {
-            let node = match &s.blkdebug {
+            // The raw node, or under a throttle filter the raw node as its
+            // `file` child (every option prefixed with `file.`).
+            let (top, p) = match s.read_bytes_per_second {
+                None => (format!("node-name=drive{i},"), ""),
+                Some(bps) => {
+                    cmd.arg("-object")
+                        .arg(format!("throttle-group,id=tg{i},x-bps-read={bps}"));
+                    (
+                        format!("driver=throttle,node-name=drive{i},throttle-group=tg{i},"),
+                        "file.",
+                    )
+                }
+            };
+            let raw = match &s.blkdebug {
                 None => format!(
-                    "driver=raw,node-name=drive{i},file.driver=file,file.filename={}",
+                    "{p}driver=raw,{p}file.driver=file,{p}file.filename={}",
                     s.image.display()
                 ),
                 Some(rules) => format!(
-                    "driver=raw,node-name=drive{i},file.driver=blkdebug,file.config={},\
-                     file.image.driver=file,file.image.filename={}",
+                    "{p}driver=raw,{p}file.driver=blkdebug,{p}file.config={},\
+                     {p}file.image.driver=file,{p}file.image.filename={}",
                     rules.display(),
                     s.image.display()
                 ),
             };
+            let node = top + &raw;
             cmd.arg("-blockdev").arg(node);
             match s.logical_block_size {
                 None => {
@@ -893,12 +911,24 @@ impl Running {
     /// Waits until the script has printed `needle`; false if the guest ended
     /// or the run's timeout passed first.
     pub fn wait_for_output(&mut self, needle: &str) -> bool {
+        self.wait_for_line(|l| l.contains(needle)).is_some()
+    }
+
+    /// Waits until the script has printed a whole line for which `wanted`
+    /// holds, and returns it; `None` if the guest ended or the run's timeout
+    /// passed first.
+    pub fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool) -> Option<String> {
         loop {
-            if self.output_so_far().contains(needle) {
-                return true;
+            let ended =
+                self.started.elapsed() > self.timeout || self.child.try_wait().unwrap().is_some();
+            let out = self.output_so_far();
+            // Only lines ended by a newline: the last one may still be growing.
+            let complete = out.rsplit_once('\n').map_or("", |(whole, _)| whole);
+            if let Some(l) = complete.lines().find(|l| wanted(l)) {
+                return Some(l.to_string());
             }
-            if self.started.elapsed() > self.timeout || self.child.try_wait().unwrap().is_some() {
-                return self.output_so_far().contains(needle);
+            if ended {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
