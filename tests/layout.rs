@@ -178,10 +178,15 @@ fn check_stick_table(stick: &Path, iso: &Path, efi: &Path, work: &Path, label: &
 }
 
 fn write_json(iso: &Path, target: &Path) -> Vec<serde_json::Value> {
+    write_json_to(iso, &[target])
+}
+
+/// `bootstick write --yes --json ISO TARGET...`, which must succeed.
+fn write_json_to(iso: &Path, targets: &[&Path]) -> Vec<serde_json::Value> {
     let out = common::bootstick()
         .args(["write", "--yes", "--json"])
         .arg(iso)
-        .arg(target)
+        .args(targets)
         .output()
         .unwrap();
     assert!(
@@ -275,6 +280,51 @@ fn non_hybrid_iso_is_written_as_a_layout_to_a_loop_device() {
     let err = compare_error(&events);
     assert!(err.contains(&format!("at byte {bad_at} ")), "{err}");
     drop(dev);
+}
+
+/// Two devices of different sizes in one command: each gets a layout sized
+/// to it (its partition fills it), and each passes `sgdisk -v`, `fsck.fat -n`
+/// and the tree comparison.
+#[test]
+fn non_hybrid_iso_to_two_loop_devices_of_different_sizes() {
+    let t = "non_hybrid_iso_to_two_loop_devices_of_different_sizes";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_root(t)
+    {
+        return;
+    }
+    let (iso, efi) = fixture();
+    let work = tempfile::tempdir().unwrap();
+    let sizes = [64u64 << 20, 96u64 << 20];
+    let backings: Vec<PathBuf> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let b = work.path().join(format!("stick{i}.img"));
+            common::pseudo_random_file(&b, size, 20 + i as u64);
+            b
+        })
+        .collect();
+    let devs: Vec<common::LoopDevice> = backings
+        .iter()
+        .map(|b| common::LoopDevice::attach(b))
+        .collect();
+    let events = write_json_to(&iso, &devs.iter().map(|d| d.path()).collect::<Vec<_>>());
+    for (dev, size) in devs.iter().zip(sizes) {
+        let start = events
+            .iter()
+            .find(|e| e["event"] == "start" && e["target"] == dev.path().to_str().unwrap())
+            .unwrap();
+        assert_eq!(start["mode"], "layout", "{start:#}");
+        assert_eq!(start["layout"]["disk_bytes"], size, "{start:#}");
+    }
+    drop(devs);
+    for (i, backing) in backings.iter().enumerate() {
+        let dir = work.path().join(format!("check{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        check_stick(backing, &iso, &efi, &dir);
+    }
 }
 
 /// `--table mbr`: an MBR with one FAT32 (LBA) partition; the image file

@@ -320,21 +320,42 @@ md5sum < {other2}
             assert_eq!(sums[0], sums[1], "a write changed the other stick:\n{out}");
         }
     };
+    // `compare` takes the same names (read only, no --yes): each stick by
+    // its serial and by its by-id link name matches its own image and not
+    // the other's.
+    let by_id_name = |s: &Stick| s.by_id().rsplit('/').next().unwrap().to_owned();
+    let compares = format!(
+        r#"
+echo "@@ c"
+bootstick compare a.img {}; echo "a-serial rc=$?"
+bootstick compare b.img {}; echo "b-by-id rc=$?"
+bootstick compare b.img {}; echo "a-other rc=$?"
+"#,
+        a.serial,
+        by_id_name(&b),
+        by_id_name(&a),
+    );
     // A by by-id, B by serial.
-    let out = Guest::new(&script(
-        "a.img",
-        &a.by_id(),
-        &b.by_id(),
-        "b.img",
-        &b.serial,
-        &a.by_id(),
-    ))
+    let out = Guest::new(
+        &(script(
+            "a.img",
+            &a.by_id(),
+            &b.by_id(),
+            "b.img",
+            &b.serial,
+            &a.by_id(),
+        ) + &compares),
+    )
     .file("a.img", &ia)
     .file("b.img", &ib)
     .stick(a.clone())
     .stick(b.clone())
     .run();
     check(&out);
+    let c = out.section("c");
+    for want in ["a-serial rc=0", "b-by-id rc=0", "a-other rc=6"] {
+        assert!(c.lines().any(|l| l == want), "{want}:\n{out}");
+    }
     assert_same_prefix(&ia, &sa, 2 << 20);
     assert_same_prefix(&ib, &sb, 3 << 20);
     // Swapped: A by serial, B by by-id.

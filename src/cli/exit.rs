@@ -58,6 +58,9 @@ impl From<Exit> for std::process::ExitCode {
 pub struct Failure {
     pub exit: Exit,
     pub error: anyhow::Error,
+    /// The command already reported this failure in its own `result` event
+    /// (a multi-target `write`), so it is not reported again.
+    pub reported: bool,
 }
 
 impl Failure {
@@ -65,6 +68,13 @@ impl Failure {
         Failure {
             exit,
             error: error.into(),
+            reported: false,
         }
+    }
+
+    /// Marks the failure as already reported by the command.
+    pub fn reported(mut self) -> Self {
+        self.reported = true;
+        self
     }
 }

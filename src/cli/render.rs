@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use bootstick::events::{Event, Observer, Phase};
@@ -42,34 +42,64 @@ impl Renderer {
     }
 
     /// Passes a command's outcome through, first reporting a failure as the
-    /// `result` event (a success reports its own result, with its details).
+    /// `result` event (a success reports its own result, with its details;
+    /// a failure already reported, as a multi-target job's is, is not
+    /// reported again).
     pub fn failure(&self, result: Result<(), Failure>) -> Result<(), Failure> {
         if let Err(f) = &result {
-            self.result(Err((&f.error, f.exit as u8)));
+            if !f.reported {
+                self.result(Err((&f.error, f.exit as u8)));
+            }
         }
         result
+    }
+
+    /// A renderer for one target of a job writing several: JSON lines carry
+    /// `"target": label`; people get a bar of their own labelled with it
+    /// (all bars of the job drawn together by one `MultiProgress`).
+    pub fn for_target(&self, label: &str) -> Renderer {
+        match self {
+            Renderer::Json(j) => Renderer::Json(Json {
+                created: j.created,
+                state: Mutex::default(),
+                target: Some(label.to_owned()),
+            }),
+            Renderer::Human(h) => Renderer::Human(h.for_target(label)),
+        }
+    }
+
+    /// Reports one target's outcome in a job writing several: a JSON
+    /// `target_result` line (`ok`, and the result fields or `error` and
+    /// `exit_code`); for people the target's bar is cleared (the job's
+    /// summary lists every target).
+    pub fn target_result(&self, outcome: Result<Value, (&anyhow::Error, u8)>) {
+        match self {
+            Renderer::Json(j) => j.emit(outcome_line("target_result", outcome)),
+            Renderer::Human(h) => h.bar.finish_and_clear(),
+        }
+    }
+
+    /// The overall outcome of a job writing several targets: a JSON `result`
+    /// line with `ok` and `fields`, or `summary` on stdout for people.
+    pub fn overall(&self, ok: bool, fields: Value, summary: &str) {
+        match self {
+            Renderer::Json(j) => {
+                let mut v = json!({ "event": "result", "ok": ok });
+                merge(&mut v, fields);
+                j.emit(v);
+            }
+            Renderer::Human(h) => {
+                h.bar.finish_and_clear();
+                println!("{summary}");
+            }
+        }
     }
 
     /// Reports the outcome: a JSON `result` line, or the human summary
     /// (`summary`, on stdout) / nothing on failure (main prints the error).
     pub fn result(&self, outcome: Result<(Value, String), (&anyhow::Error, u8)>) {
         match self {
-            Renderer::Json(j) => {
-                let v = match outcome {
-                    Ok((fields, _)) => {
-                        let mut v = json!({ "event": "result", "ok": true });
-                        merge(&mut v, fields);
-                        v
-                    }
-                    Err((error, code)) => json!({
-                        "event": "result",
-                        "ok": false,
-                        "error": format!("{error:#}"),
-                        "exit_code": code,
-                    }),
-                };
-                j.emit(v);
-            }
+            Renderer::Json(j) => j.emit(outcome_line("result", outcome.map(|(f, _)| f))),
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
                 if let Ok((_, summary)) = outcome {
@@ -77,6 +107,24 @@ impl Renderer {
                 }
             }
         }
+    }
+}
+
+/// A `result`-style line: `ok: true` with `fields`, or `ok: false` with
+/// `error` and `exit_code`.
+fn outcome_line(event: &str, outcome: Result<Value, (&anyhow::Error, u8)>) -> Value {
+    match outcome {
+        Ok(fields) => {
+            let mut v = json!({ "event": event, "ok": true });
+            merge(&mut v, fields);
+            v
+        }
+        Err((error, code)) => json!({
+            "event": event,
+            "ok": false,
+            "error": format!("{error:#}"),
+            "exit_code": code,
+        }),
     }
 }
 
@@ -99,18 +147,55 @@ impl Observer for Renderer {
 pub struct Human {
     bar: ProgressBar,
     started: Mutex<Instant>,
+    /// Draws the bars of a job's targets together; a single-target job
+    /// uses `bar` alone and never draws through it.
+    multi: MultiProgress,
+    /// The target this bar belongs to, in a job writing several.
+    label: Option<String>,
 }
 
 impl Human {
     fn new() -> Human {
         let tty = std::io::stderr().is_terminal();
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
         if !tty {
             bar.set_draw_target(ProgressDrawTarget::hidden());
+            multi.set_draw_target(ProgressDrawTarget::hidden());
         }
         Human {
             bar,
             started: Mutex::new(Instant::now()),
+            multi,
+            label: None,
+        }
+    }
+
+    fn for_target(&self, label: &str) -> Human {
+        let bar = self.multi.add(ProgressBar::new(0));
+        bar.set_message(label.to_owned());
+        Human {
+            bar,
+            started: Mutex::new(Instant::now()),
+            multi: self.multi.clone(),
+            label: Some(label.to_owned()),
+        }
+    }
+
+    /// `template` with the target's label in front, in a multi-target job.
+    fn style(&self, template: &str) -> ProgressStyle {
+        let template = match self.label {
+            Some(_) => format!("{{msg}} {template}"),
+            None => template.to_owned(),
+        };
+        ProgressStyle::with_template(&template).expect("valid template")
+    }
+
+    /// `line` after the target's label, in a multi-target job.
+    fn labelled(&self, line: String) -> String {
+        match &self.label {
+            Some(l) => format!("{l}: {line}"),
+            None => line,
         }
     }
 
@@ -120,18 +205,15 @@ impl Human {
                 *self.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 self.bar.reset();
                 if total == 0 {
-                    self.bar.set_style(
-                        ProgressStyle::with_template("{prefix:>7.bold.cyan} {spinner} {elapsed}")
-                            .expect("valid template"),
-                    );
+                    self.bar
+                        .set_style(self.style("{prefix:>7.bold.cyan} {spinner} {elapsed}"));
                     self.bar.enable_steady_tick(Duration::from_millis(120));
                 } else {
                     self.bar.disable_steady_tick();
                     self.bar.set_style(
-                        ProgressStyle::with_template(
+                        self.style(
                             "{prefix:>7.bold.cyan} [{bar:32.green}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12}  ETA {eta}",
                         )
-                        .expect("valid template")
                         .progress_chars("=> "),
                     );
                 }
@@ -160,9 +242,13 @@ impl Human {
                 self.bar.disable_steady_tick();
                 self.bar.set_length(0);
                 self.bar.set_position(0);
+                let line = self.labelled(line);
                 self.bar.suspend(|| eprintln!("{line}"));
             }
-            Event::Warning(ref w) => self.bar.suspend(|| eprintln!("warning: {w}")),
+            Event::Warning(ref w) => {
+                let w = self.labelled(w.clone());
+                self.bar.suspend(|| eprintln!("warning: {w}"))
+            }
         }
     }
 }
@@ -172,6 +258,8 @@ impl Human {
 pub struct Json {
     created: Instant,
     state: Mutex<JsonState>,
+    /// Added to every line as `target`, in a job writing several targets.
+    target: Option<String>,
 }
 
 #[derive(Default)]
@@ -188,12 +276,16 @@ impl Json {
         Json {
             created: Instant::now(),
             state: Mutex::default(),
+            target: None,
         }
     }
 
     fn emit(&self, mut v: Value) {
         let t = (self.created.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         merge(&mut v, json!({ "t": t }));
+        if let Some(target) = &self.target {
+            merge(&mut v, json!({ "target": target }));
+        }
         let mut out = std::io::stdout().lock();
         // A closed pipe must not kill the job: the device write goes on.
         let _ = writeln!(out, "{v}");

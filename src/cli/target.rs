@@ -111,42 +111,61 @@ fn pick(roots: &Roots) -> Result<PathBuf, Failure> {
     }
 }
 
-/// Asks before erasing `disk`, naming what is on it. Without a terminal the
-/// job is refused: scripts must say `--yes`.
-fn confirm(disk: &Disk, image: &Path, image_len: u64, unmount: bool) -> Result<(), Failure> {
-    let what = format!(
-        "{} ({}, {} bytes)",
-        disk.path.display(),
-        human_bytes(disk.size_bytes),
-        disk.size_bytes
-    );
+/// Asks once before erasing `disks`, listing each with what is on it.
+/// Without a terminal the job is refused: scripts must say `--yes`.
+fn confirm(disks: &[&Disk], image: &Path, image_len: u64, unmount: bool) -> Result<(), Failure> {
+    let (what, these, them) = match disks {
+        [disk] => (
+            format!(
+                "{} ({}, {} bytes)",
+                disk.path.display(),
+                human_bytes(disk.size_bytes),
+                disk.size_bytes
+            ),
+            "this disk".to_owned(),
+            "it",
+        ),
+        _ => (
+            disks
+                .iter()
+                .map(|d| d.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("these {} disks", disks.len()),
+            "them",
+        ),
+    };
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             Exit::Declined,
             anyhow::anyhow!(
-                "writing to {what} erases everything on it; no terminal to ask for confirmation, pass --yes to proceed"
+                "writing to {what} erases everything on {them}; no terminal to ask for confirmation, pass --yes to proceed"
             ),
         ));
     }
-    let mounted = disk.all_mountpoints().next().is_some();
+    let mounted = disks.iter().any(|d| d.all_mountpoints().next().is_some());
+    let listed = disks.iter().map(|d| describe(d)).collect::<String>();
     eprint!(
-        "Write {} ({}) to this disk?\n{}{}EVERYTHING on {what} will be erased. Continue? [y/N] ",
+        "Write {} ({}) to {these}?\n{listed}{}EVERYTHING on {what} will be erased. Continue? [y/N] ",
         image.display(),
         human_bytes(image_len),
-        describe(disk),
-        if mounted && unmount {
-            "Its mounted filesystems will be unmounted first.\n"
-        } else {
-            ""
+        match (mounted && unmount, disks.len()) {
+            (false, _) => "",
+            (true, 1) => "Its mounted filesystems will be unmounted first.\n",
+            (true, _) => "Their mounted filesystems will be unmounted first.\n",
         },
     );
     let _ = std::io::stderr().flush();
     if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
         Ok(())
     } else {
+        let untouched = match disks {
+            [disk] => format!("{} was not touched", disk.path.display()),
+            _ => format!("none of {what} was touched"),
+        };
         Err(Failure::new(
             Exit::Declined,
-            anyhow::anyhow!("not confirmed; {} was not touched", disk.path.display()),
+            anyhow::anyhow!("not confirmed; {untouched}"),
         ))
     }
 }
@@ -163,39 +182,144 @@ pub fn resolve_for_reading(target: &Path) -> Result<(PathBuf, Option<Box<Disk>>)
     }
 }
 
-/// Resolves TARGET (or asks for one), checks the rules for writing
-/// `needed` bytes, confirms, unmounts and opens.
-pub fn choose(
-    target: Option<&Path>,
+/// The TARGETs given, or (none given) the one the user picks.
+pub fn given_or_picked(targets: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    if targets.is_empty() {
+        Ok(vec![pick(&Roots::live())?])
+    } else {
+        Ok(targets.to_vec())
+    }
+}
+
+/// A TARGET resolved and checked by the rules, not yet opened.
+enum Checked {
+    File(PathBuf),
+    Disk(Box<Disk>),
+}
+
+/// Resolves every TARGET and checks the rules for writing `needed` bytes
+/// to each, then confirms once, unmounts and opens every disk, in argument
+/// order. Any refusal (a rule, the same disk or file named twice, a declined
+/// confirmation, a disk that cannot be opened) stops the whole job before
+/// anything is written; with several targets the message names each refused
+/// one. Guards opened before a later disk fails are released on return.
+pub fn choose_all(
+    targets: &[PathBuf],
     args: &DeviceArgs,
     yes: bool,
     image: &Path,
     image_len: u64,
     needed: u64,
-) -> Result<Chosen, Failure> {
+) -> Result<Vec<Chosen>, Failure> {
     let roots = Roots::live();
-    let target = match target {
-        Some(t) => t.to_path_buf(),
-        None => pick(&roots)?,
-    };
-    let disk = match devices::resolve(&roots, &target).map_err(fail)? {
-        Resolved::File(p) => return Ok(Chosen::File(p)),
-        Resolved::Disk { disk, .. } => disk,
-    };
     let policy = Policy {
         unmount: args.unmount,
         force: args.force,
     };
-    devices::check(&disk, needed, policy).map_err(fail)?;
-    if !yes {
-        confirm(&disk, image, image_len, args.unmount)?;
+    let check_one = |target: &Path| -> Result<Checked, Failure> {
+        match devices::resolve(&roots, target).map_err(fail)? {
+            Resolved::File(p) => Ok(Checked::File(p)),
+            Resolved::Disk { disk, .. } => {
+                devices::check(&disk, needed, policy).map_err(fail)?;
+                Ok(Checked::Disk(disk))
+            }
+        }
+    };
+    let mut checked = Vec::with_capacity(targets.len());
+    let mut refused: Vec<(Exit, String)> = Vec::new();
+    for target in targets {
+        match check_one(target) {
+            Ok(c) => checked.push((target, c)),
+            Err(f) if targets.len() == 1 => return Err(f),
+            Err(f) => refused.push((f.exit, format!("{}: {:#}", target.display(), f.error))),
+        }
     }
-    if args.unmount {
-        devices::unmount_all(&roots, &disk).map_err(fail)?;
+    refused.extend(named_twice(&checked));
+    if let Some((exit, _)) = refused.first() {
+        return Err(Failure::new(
+            *exit,
+            anyhow::anyhow!(
+                "{} of {} targets refused, nothing was written:\n  {}",
+                refused.len(),
+                targets.len(),
+                refused
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ),
+        ));
     }
-    let guard = Guarded::open(&roots, &disk).map_err(fail)?;
-    Ok(Chosen::Disk {
-        disk,
-        guard: Box::new(guard),
-    })
+    let disks: Vec<&Disk> = checked
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Checked::Disk(d) => Some(&**d),
+            Checked::File(_) => None,
+        })
+        .collect();
+    if !yes && !disks.is_empty() {
+        confirm(&disks, image, image_len, args.unmount)?;
+    }
+    let mut chosen = Vec::with_capacity(checked.len());
+    for (_, c) in checked {
+        chosen.push(match c {
+            Checked::File(p) => Chosen::File(p),
+            Checked::Disk(disk) => {
+                if args.unmount {
+                    devices::unmount_all(&roots, &disk).map_err(fail)?;
+                }
+                let guard = Guarded::open(&roots, &disk).map_err(fail)?;
+                Chosen::Disk {
+                    disk,
+                    guard: Box::new(guard),
+                }
+            }
+        });
+    }
+    Ok(chosen)
+}
+
+/// Refusals for targets that name a disk or file an earlier one already
+/// named (`/dev/sdb` and its by-id link, `stick.img` and `./stick.img`):
+/// two jobs writing one disk would destroy each other's work.
+fn named_twice(checked: &[(&PathBuf, Checked)]) -> Vec<(Exit, String)> {
+    let key = |c: &Checked| match c {
+        Checked::Disk(d) => d.path.clone(),
+        Checked::File(p) => same_file_key(p),
+    };
+    let mut refused = Vec::new();
+    for (i, (target, c)) in checked.iter().enumerate() {
+        if let Some((first, _)) = checked[..i].iter().find(|(_, e)| key(e) == key(c)) {
+            refused.push((
+                Exit::Refused,
+                format!(
+                    "{} is the same {} as {}; name each target once",
+                    target.display(),
+                    if matches!(c, Checked::Disk(_)) {
+                        "disk"
+                    } else {
+                        "file"
+                    },
+                    first.display()
+                ),
+            ));
+        }
+    }
+    refused
+}
+
+/// A file target's path with its directory resolved (the file itself may
+/// not exist yet), so two spellings of one file compare equal.
+fn same_file_key(p: &Path) -> PathBuf {
+    if let Ok(c) = p.canonicalize() {
+        return c;
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (dir.canonicalize(), p.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => p.to_path_buf(),
+    }
 }

@@ -36,9 +36,11 @@ pub struct Args {
     pub image: PathBuf,
     /// Where to write it: a whole disk (e.g. /dev/sdb, a /dev/disk/by-id
     /// link or the disk's serial number; everything on it is erased) or a file
-    /// path (created, or overwritten). Omitted on a terminal: choose from a
-    /// list of removable and USB disks.
-    pub target: Option<PathBuf>,
+    /// path (created, or overwritten). Several TARGETs are written at once,
+    /// each checked before any is written. Omitted on a terminal: choose one
+    /// from a list of removable and USB disks.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<PathBuf>,
     #[command(flatten)]
     pub device: super::target::DeviceArgs,
     /// Do not ask before overwriting a block device.
@@ -296,28 +298,97 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let (source, image_len) = open_image(&args.image)?;
     let checked = check_source(args, render)?;
     let mode = super::inspect::write_mode(&args.image, args.raw)?;
-    let fail = |e: write::Error| Failure::new(exit_for(&e), e);
     // A non-hybrid ISO gets a built layout unless --raw. It is built once
-    // before the target is chosen (to know the size it needs, and to refuse
-    // before anything is opened), and again for a device's real size.
-    let mut layout = if mode.decision.mode == Mode::Layout && !args.raw {
+    // before the targets are chosen (to know the size it needs, and to refuse
+    // before anything is opened), and again for each device's real size.
+    let layout = if mode.decision.mode == Mode::Layout && !args.raw {
         Some(build_layout(&args.image, args.table, None)?)
     } else {
         None
     };
     let needed = layout.as_ref().map_or(image_len, |l| l.min_size);
     // Target selection, safety rules, confirmation and the guarded open
-    // (docs/devices.md). A disk stays open with O_EXCL + flock until `guard`
-    // is dropped, after the partition table is re-read.
-    let chosen = super::target::choose(
-        args.target.as_deref(),
+    // (docs/devices.md). A disk stays open with O_EXCL + flock until its
+    // guard is dropped, after the partition table is re-read.
+    let ctx = Shared {
+        args,
+        source: &source,
+        image_len,
+        mode: &mode,
+        checked: checked.as_ref(),
+    };
+    let targets = super::target::given_or_picked(&args.targets)?;
+    let chosen = super::target::choose_all(
+        &targets,
         &args.device,
         args.yes,
         &args.image,
         image_len,
         needed,
     )?;
-    let (mut target, device) = match chosen {
+    // Every plan is built (and may refuse) before any job starts.
+    let mut jobs = chosen
+        .into_iter()
+        .map(|c| prepare(&ctx, c, layout.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if jobs.len() > 1 {
+        return run_many(&ctx, jobs, render);
+    }
+    let job = jobs.remove(0);
+    render.start("write", ctx.start_fields(&job));
+    for w in &mode.warnings {
+        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w.clone()));
+    }
+    let (fields, summary) = run_job(&ctx, job, render)?;
+    render.result(Ok((fields, summary)));
+    Ok(())
+}
+
+/// What every job of one `write` shares.
+struct Shared<'a> {
+    args: &'a Args,
+    source: &'a File,
+    image_len: u64,
+    mode: &'a super::inspect::WriteMode,
+    checked: Option<&'a Report>,
+}
+
+/// One target, opened and guarded, with the plan built for it.
+struct Job {
+    target: write::Target,
+    device: Option<(Box<bootstick::devices::Disk>, bootstick::devices::Guarded)>,
+    layout: Option<from_iso::Layout>,
+    plan: Plan,
+}
+
+impl Job {
+    /// How the target is named in messages and in JSON's `target`.
+    fn label(&self) -> String {
+        self.target.path().display().to_string()
+    }
+
+    fn mode_name(&self) -> &'static str {
+        if self.layout.is_some() {
+            "layout"
+        } else {
+            "raw"
+        }
+    }
+}
+
+fn fail(e: write::Error) -> Failure {
+    Failure::new(exit_for(&e), e)
+}
+
+/// Opens a chosen target and builds its plan: a built layout sized to the
+/// device (`layout` was built for the smallest size; it is rebuilt when the
+/// device differs), or the image with a tail wipe of the device's last MiB.
+fn prepare(
+    ctx: &Shared,
+    chosen: super::target::Chosen,
+    layout: Option<&from_iso::Layout>,
+) -> Result<Job, Failure> {
+    let (target, device) = match chosen {
         super::target::Chosen::File(p) => (write::Target::open(&p).map_err(fail)?, None),
         super::target::Chosen::Disk { disk, guard } => {
             let file = guard
@@ -327,46 +398,68 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             (t, Some((disk, *guard)))
         }
     };
-    let target_path = target.path().to_path_buf();
-    if let (Some(cap), Some(l)) = (target.capacity(), layout.as_ref()) {
-        if l.disk_size != cap {
-            layout = Some(build_layout(&args.image, args.table, Some(cap))?);
+    let layout = match (target.capacity(), layout) {
+        (Some(cap), Some(l)) if l.disk_size != cap => {
+            Some(build_layout(&ctx.args.image, ctx.args.table, Some(cap))?)
         }
-    }
+        (_, l) => l.cloned(),
+    };
     let plan = match (&layout, target.capacity()) {
         (Some(l), _) => l.plan.clone(),
-        (None, Some(cap)) => Plan::raw(image_len)
+        (None, Some(cap)) => Plan::raw(ctx.image_len)
             .with_tail_wipe(cap)
             .map_err(|e| fail(e.into()))?,
-        (None, None) => Plan::raw(image_len),
+        (None, None) => Plan::raw(ctx.image_len),
     };
-    let layout_json = layout.as_ref().map(layout_json);
-    let mode_name = if layout.is_some() { "layout" } else { "raw" };
-    render.start(
-        "write",
+    Ok(Job {
+        target,
+        device,
+        layout,
+        plan,
+    })
+}
+
+impl Shared<'_> {
+    /// The fields of a job's JSON `start` line.
+    fn start_fields(&self, job: &Job) -> serde_json::Value {
         json!({
-            "image": args.image,
-            "target": target_path,
-            "disk": device.as_ref().map(|(d, _)| d),
-            "image_bytes": image_len,
-            "target_bytes": target.capacity(),
-            "block_device": target.is_block_device(),
-            "plan_bytes": plan.bytes_to_write(),
-            "verify": !args.no_verify,
-            "decision": mode.decision,
-            "mode": mode_name,
-            "layout": layout_json,
-            "source_check": checked.as_ref().map(|r| json!({
+            "image": self.args.image,
+            "target": job.target.path(),
+            "disk": job.device.as_ref().map(|(d, _)| d),
+            "image_bytes": self.image_len,
+            "target_bytes": job.target.capacity(),
+            "block_device": job.target.is_block_device(),
+            "plan_bytes": job.plan.bytes_to_write(),
+            "verify": !self.args.no_verify,
+            "decision": self.mode.decision,
+            "mode": job.mode_name(),
+            "layout": job.layout.as_ref().map(layout_json),
+            "source_check": self.checked.map(|r| json!({
                 "outcome": r.outcome,
                 "matched": r.matched,
                 "signers": r.signers,
                 "sha256": r.checked_sha256.as_ref().map(|d| d.to_hex()),
             })),
-        }),
-    );
-    for w in mode.warnings {
-        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w));
+        })
     }
+}
+
+/// Runs one job: the identity re-check, write, sync and read-back, then the
+/// partition re-read and `--eject`. Returns the JSON result fields and the
+/// summary for people.
+fn run_job(
+    ctx: &Shared,
+    job: Job,
+    render: &Renderer,
+) -> Result<(serde_json::Value, String), Failure> {
+    let Job {
+        mut target,
+        device,
+        layout,
+        plan,
+    } = job;
+    let mode_name = if layout.is_some() { "layout" } else { "raw" };
+    let target_path = target.path().to_path_buf();
     let before_first_write = match &device {
         Some((_, guard)) => Some(
             guard
@@ -376,26 +469,28 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         None => None,
     };
     let options = write::Options {
-        verify: !args.no_verify,
+        verify: !ctx.args.no_verify,
         before_first_write,
-        expect_source: checked.as_ref().and_then(|r| r.checked_sha256.clone()),
-        digest: args
+        expect_source: ctx.checked.and_then(|r| r.checked_sha256.clone()),
+        digest: ctx
+            .args
             .digest
             .then_some(bootstick::hash::HashAlgorithm::Sha256),
         ..write::Options::default()
     };
     let started = Instant::now();
-    let report = write::write(&plan, &source, &mut target, options, render).map_err(fail)?;
+    let report = write::write(&plan, ctx.source, &mut target, options, render).map_err(fail)?;
     let secs = started.elapsed().as_secs_f64();
     drop(target);
-    let after = device.map(|(disk, guard)| after_write(&disk, guard, args.device.eject, render));
+    let after =
+        device.map(|(disk, guard)| after_write(&disk, guard, ctx.args.device.eject, render));
     let what = match &layout {
         Some(l) => format!(
             "a built layout ({}) of {}",
             layout_line(l),
-            human_bytes(image_len)
+            human_bytes(ctx.image_len)
         ),
-        None => format!("{} byte for byte", human_bytes(image_len)),
+        None => format!("{} byte for byte", human_bytes(ctx.image_len)),
     };
     let summary = format!(
         "Wrote {what} to {} in {secs:.1} s ({}/s){}.{}",
@@ -411,27 +506,118 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             None => String::new(),
         },
     );
-    let summary = match &checked {
+    let summary = match ctx.checked {
         Some(r) => format!("{summary}\n{}", check_summary(r)),
         None => summary,
     };
-    render.result(Ok((
+    let fields = json!({
+        "bytes_written": report.bytes_written,
+        "verified": report.verified,
+        "direct_io": report.direct_io,
+        "source_digest": report.source_digest.as_ref().map(|d| json!({
+            "algorithm": d.algorithm(),
+            "hex": d.to_hex(),
+        })),
+        "seconds": (secs * 1000.0).round() / 1000.0,
+        "partitions": after.as_ref().map(|a| &a.partitions),
+        "ejected": after.as_ref().is_some_and(|a| a.ejected),
+        "mode": mode_name,
+    });
+    Ok((fields, summary))
+}
+
+/// Runs every job at once, one thread each (docs/decisions.md: independent
+/// pipelines, each reading the image through the shared page cache, so a
+/// slow or failing stick never holds the others back). A failing job does
+/// not stop the others. The overall `result` lists every target; the exit
+/// code is that of the first failed target in argument order.
+fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failure> {
+    let labels: Vec<String> = jobs.iter().map(Job::label).collect();
+    let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
+    for w in &ctx.mode.warnings {
+        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w.clone()));
+    }
+    for (job, r) in jobs.iter().zip(&renders) {
+        r.start("write", ctx.start_fields(job));
+    }
+    let outcomes: Vec<Result<(serde_json::Value, String), Failure>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .zip(&renders)
+            .map(|(job, r)| {
+                s.spawn(move || {
+                    let outcome = run_job(ctx, job, r);
+                    r.target_result(match &outcome {
+                        Ok((fields, _)) => Ok(fields.clone()),
+                        Err(f) => Err((&f.error, f.exit as u8)),
+                    });
+                    outcome
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Failure::new(
+                        Exit::Internal,
+                        anyhow::anyhow!("the job's thread panicked"),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut targets = Vec::with_capacity(outcomes.len());
+    let mut lines = Vec::with_capacity(outcomes.len());
+    for (label, outcome) in labels.iter().zip(&outcomes) {
+        match outcome {
+            Ok((fields, summary)) => {
+                let mut v = json!({ "target": label, "ok": true });
+                if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), fields) {
+                    a.extend(b.clone());
+                }
+                targets.push(v);
+                lines.push(format!("ok     {summary}"));
+            }
+            Err(f) => {
+                targets.push(json!({
+                    "target": label,
+                    "ok": false,
+                    "error": format!("{:#}", f.error),
+                    "exit_code": f.exit as u8,
+                }));
+                lines.push(format!(
+                    "FAILED {label}: {:#} (exit {})",
+                    f.error, f.exit as u8
+                ));
+            }
+        }
+    }
+    let failed: Vec<(&String, &Failure)> = labels
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(l, o)| o.as_ref().err().map(|f| (l, f)))
+        .collect();
+    let Some((first_label, first)) = failed.first() else {
+        render.overall(true, json!({ "targets": targets }), &lines.join("\n"));
+        return Ok(());
+    };
+    let error = anyhow::anyhow!(
+        "{} of {} targets failed (the others were written); first: {first_label}: {:#}",
+        failed.len(),
+        labels.len(),
+        first.error
+    );
+    render.overall(
+        false,
         json!({
-            "bytes_written": report.bytes_written,
-            "verified": report.verified,
-            "direct_io": report.direct_io,
-            "source_digest": report.source_digest.as_ref().map(|d| json!({
-                "algorithm": d.algorithm(),
-                "hex": d.to_hex(),
-            })),
-            "seconds": (secs * 1000.0).round() / 1000.0,
-            "partitions": after.as_ref().map(|a| &a.partitions),
-            "ejected": after.as_ref().is_some_and(|a| a.ejected),
-            "mode": mode_name,
+            "targets": targets,
+            "error": format!("{error:#}"),
+            "exit_code": first.exit as u8,
         }),
-        summary,
-    )));
-    Ok(())
+        &lines.join("\n"),
+    );
+    Err(Failure::new(first.exit, error).reported())
 }
 
 /// What happened to a disk after the write.

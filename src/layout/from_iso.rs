@@ -144,7 +144,7 @@ pub struct AddedLoader {
 }
 
 /// The built layout: its plan and what it holds.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Layout {
     pub plan: Plan,
     /// Size of the laid-out disk in bytes (the plan's end).

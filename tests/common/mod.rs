@@ -174,3 +174,11 @@ pub fn sfdisk_image(path: &Path, len: u64, script: &str) {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// The JSON lines a `--json` command printed on stdout, parsed.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
