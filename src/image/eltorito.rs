@@ -479,24 +479,37 @@ pub fn read_image(src: &dyn ByteSource, img: &BootImage, limit: u64) -> Result<V
     src.read_vec(img.offset, img.len, limit, "El Torito boot image")
 }
 
+/// The most bytes [`efi_loaders`] reads from one FAT volume: far more than
+/// the root, `/EFI` and `/EFI/BOOT` directories take (each listing stops after
+/// 4096 entries), and a bound on the work a looped cluster chain can cause.
+pub const MAX_FAT_LISTING_READ: u64 = 16 << 20;
+
 /// A window of a [`ByteSource`] as `Read + Write + Seek`, for the `fatfs`
 /// crate. Writes always fail: we only ever read images.
+///
+/// `fatfs` follows cluster chains without loop detection: a directory whose
+/// chain points back into itself and holds only deleted entries would be read
+/// forever. The cursor therefore reads at most `budget` bytes in all, then
+/// fails every read, which ends any `fatfs` iteration with an error.
 pub struct SourceCursor<'a> {
     src: &'a dyn ByteSource,
     base: u64,
     len: u64,
     pos: u64,
+    budget: u64,
 }
 
 impl<'a> SourceCursor<'a> {
-    /// The bytes `base..base+len` of `src`, clipped to the image.
-    pub fn new(src: &'a dyn ByteSource, base: u64, len: u64) -> Self {
+    /// The bytes `base..base+len` of `src`, clipped to the image, of which at
+    /// most `budget` bytes will be read in all.
+    pub fn new(src: &'a dyn ByteSource, base: u64, len: u64, budget: u64) -> Self {
         let len = len.min(src.len().saturating_sub(base));
         SourceCursor {
             src,
             base,
             len,
             pos: 0,
+            budget,
         }
     }
 }
@@ -508,6 +521,14 @@ impl io::Read for SourceCursor<'_> {
         if n == 0 {
             return Ok(0);
         }
+        if n as u64 > self.budget {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "read more of the FAT volume than its directories can need; \
+                 a cluster chain probably loops (corrupt or hostile volume)",
+            ));
+        }
+        self.budget -= n as u64;
         self.src.read_raw(self.base + self.pos, &mut buf[..n])?;
         self.pos += n as u64;
         Ok(n)
@@ -577,15 +598,17 @@ pub fn efi_loaders(src: &dyn ByteSource, offset: u64, len: u64) -> Result<Vec<Fa
             "no FAT boot sector (BIOS parameter block)".into(),
         ));
     };
-    let cursor = SourceCursor::new(src, offset, len.max(vol_len));
+    let cursor = SourceCursor::new(src, offset, len.max(vol_len), MAX_FAT_LISTING_READ);
     let fs = fatfs::FileSystem::new(cursor, fatfs::FsOptions::new())
         .map_err(|e| fat_error(format!("not a readable FAT volume: {e}")))?;
     let root = fs.root_dir();
     let mut loaders = Vec::new();
-    let Some(efi) = find_dir(&root, "EFI") else {
+    let read_error = |path: &str, e: io::Error| fat_error(format!("cannot read {path}: {e}"));
+    let Some(efi) = find_dir(&root, "EFI").map_err(|e| read_error("/", e))? else {
         return Ok(loaders);
     };
-    let Some(boot) = find_dir(&efi.1, "BOOT") else {
+    let Some(boot) = find_dir(&efi.1, "BOOT").map_err(|e| read_error(&format!("/{}", efi.0), e))?
+    else {
         return Ok(loaders);
     };
     for e in boot.1.iter().take(4096) {
@@ -604,12 +627,19 @@ pub fn efi_loaders(src: &dyn ByteSource, offset: u64, len: u64) -> Result<Vec<Fa
 
 type FatDir<'a, 'b> = fatfs::Dir<'a, SourceCursor<'b>>;
 
-fn find_dir<'a, 'b>(dir: &FatDir<'a, 'b>, name: &str) -> Option<(String, FatDir<'a, 'b>)> {
-    dir.iter()
-        .take(4096)
-        .filter_map(Result::ok)
-        .find(|e| e.is_dir() && e.file_name().eq_ignore_ascii_case(name))
-        .map(|e| (e.file_name(), e.to_dir()))
+/// The subdirectory `name` (any case) of `dir` among its first 4096 entries;
+/// an error when the directory cannot be read that far.
+fn find_dir<'a, 'b>(
+    dir: &FatDir<'a, 'b>,
+    name: &str,
+) -> io::Result<Option<(String, FatDir<'a, 'b>)>> {
+    for e in dir.iter().take(4096) {
+        let e = e?;
+        if e.is_dir() && e.file_name().eq_ignore_ascii_case(name) {
+            return Ok(Some((e.file_name(), e.to_dir())));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -676,6 +706,57 @@ mod tests {
         img.truncate(31 * 2048 + 100);
         let r = resolve_size(&img, &cat.entries[1], None, &[]).unwrap();
         assert_eq!((r.len, r.truncated), (100, true));
+    }
+
+    /// A 64-sector FAT12 volume (one FAT, 16 root entries, one sector per
+    /// cluster) whose root holds the directory `EFI` at cluster 2, all of
+    /// whose entries are deleted; `efi_next` is the FAT entry of cluster 2.
+    fn fat12_with_efi_dir(efi_next: u16) -> Vec<u8> {
+        let mut v = vec![0u8; 64 * 512];
+        v[..3].copy_from_slice(&[0xEB, 0x3C, 0x90]);
+        v[3..11].copy_from_slice(b"MSWIN4.1");
+        v[11..13].copy_from_slice(&512u16.to_le_bytes());
+        v[13] = 1; // sectors per cluster
+        v[14..16].copy_from_slice(&1u16.to_le_bytes()); // reserved sectors
+        v[16] = 1; // FATs
+        v[17..19].copy_from_slice(&16u16.to_le_bytes()); // root entries
+        v[19..21].copy_from_slice(&64u16.to_le_bytes()); // total sectors
+        v[21] = 0xF8;
+        v[22..24].copy_from_slice(&1u16.to_le_bytes()); // sectors per FAT
+        v[510] = 0x55;
+        v[511] = 0xAA;
+        // FAT (sector 1): media entries, then cluster 2 -> efi_next.
+        v[512..515].copy_from_slice(&[0xF8, 0xFF, 0xFF]);
+        v[515] = efi_next as u8;
+        v[516] = (efi_next >> 8) as u8 & 0x0F;
+        // Root directory (sector 2): EFI, a directory at cluster 2.
+        v[1024..1035].copy_from_slice(b"EFI        ");
+        v[1024 + 11] = 0x10;
+        v[1024 + 26] = 2;
+        // Cluster 2 (sector 3): sixteen deleted entries.
+        for e in 0..16 {
+            v[1536 + 32 * e] = 0xE5;
+        }
+        v
+    }
+
+    #[test]
+    fn fat_directory_with_looped_cluster_chain_is_an_error() {
+        // Control: the chain ends, EFI is empty, there are no loaders.
+        let img = fat12_with_efi_dir(0xFFF);
+        assert_eq!(efi_loaders(&img, 0, img.len() as u64).unwrap(), vec![]);
+        // Cluster 2 chains to itself: fatfs read the deleted entries of /EFI
+        // forever (a hang of `inspect` and of the system_area and eltorito
+        // fuzz targets, see docs/testing.md).
+        let img = fat12_with_efi_dir(2);
+        match efi_loaders(&img, 0, img.len() as u64) {
+            Err(Error::Malformed { detail, offset, .. }) => {
+                assert_eq!(offset, 0);
+                assert!(detail.contains("cannot read /EFI"), "{detail}");
+                assert!(detail.contains("loops"), "{detail}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

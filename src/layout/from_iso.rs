@@ -503,7 +503,12 @@ fn read_fat_file(
     src.read_exact_at(offset, &mut s, "FAT boot sector")
         .map_err(|e| e.to_string())?;
     let vol = eltorito::bpb_volume_len(&s).ok_or("no FAT boot sector")?;
-    let cursor = SourceCursor::new(src, offset, len.max(vol));
+    let cursor = SourceCursor::new(
+        src,
+        offset,
+        len.max(vol),
+        MAX_LOADER + eltorito::MAX_FAT_LISTING_READ,
+    );
     let fs = fatfs::FileSystem::new(cursor, fatfs::FsOptions::new()).map_err(|e| e.to_string())?;
     let mut file = fs
         .root_dir()
