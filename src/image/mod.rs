@@ -9,6 +9,7 @@
 //! stream it straight from the image.
 
 pub mod eltorito;
+pub mod fat_check;
 pub mod partitions;
 
 use std::fs::File;

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::image::eltorito::{self, Platform, SourceCursor};
+use crate::image::eltorito::{self, Platform};
 use crate::image::tree::{safe_component, walk};
 use crate::image::{self, ByteSource, FileTree, NodeKind};
 use crate::layout::disk::{self, Table};
@@ -499,17 +499,13 @@ fn read_fat_file(
     len: u64,
     path: &str,
 ) -> Result<Vec<u8>, String> {
-    let mut s = [0u8; 512];
-    src.read_exact_at(offset, &mut s, "FAT boot sector")
-        .map_err(|e| e.to_string())?;
-    let vol = eltorito::bpb_volume_len(&s).ok_or("no FAT boot sector")?;
-    let cursor = SourceCursor::new(
+    let fs = eltorito::open_fat(
         src,
         offset,
-        len.max(vol),
+        len,
         MAX_LOADER + eltorito::MAX_FAT_LISTING_READ,
-    );
-    let fs = fatfs::FileSystem::new(cursor, fatfs::FsOptions::new()).map_err(|e| e.to_string())?;
+    )
+    .map_err(|e| e.to_string())?;
     let mut file = fs
         .root_dir()
         .open_file(path.trim_start_matches('/'))
