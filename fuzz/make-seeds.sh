@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Builds the seed corpora of every fuzz target under fuzz/corpus/<target>/
+# (not committed) with the real tools: the iso9660 seeds via make-iso-seeds.sh,
+# El Torito catalogs from xorriso images, MBR/EBR/GPT system areas from sfdisk
+# (with a small FAT ESP from mkfs.fat + mtools), UDF edit seeds (one per base
+# form of tests/udf_build), checksum lists from sha*sum, OpenPGP material from
+# gpg, minisign and signify keys and signatures. Each seed is at most a few
+# dozen KiB so the fuzzers mutate them quickly.
+set -euo pipefail
+cd "$(dirname "$0")"
+./make-iso-seeds.sh
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+c=corpus
+mkdir -p $c/eltorito $c/system_area $c/udf $c/trust_sums $c/trust_openpgp $c/trust_ed25519
+
+# --- eltorito: BIOS + EFI El Torito images; the seed is the image from its
+# boot catalog on (the target frames it so that it *is* the catalog).
+tree=$work/tree
+mkdir -p "$tree/boot"
+head -c 2048 /dev/urandom > "$tree/boot/bios.img"
+mkfs.fat -C -n EFIBOOT "$tree/boot/efi.img" 64 >/dev/null
+mmd -i "$tree/boot/efi.img" ::/EFI ::/EFI/BOOT
+echo loader > "$work/bootx64.efi"
+mcopy -i "$tree/boot/efi.img" "$work/bootx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+cut_catalog() { # image seed
+  python3 - "$1" "$2" <<'PY'
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+cat = struct.unpack_from('<I', d, 17 * 2048 + 71)[0]
+open(sys.argv[2], 'wb').write(d[cat * 2048:][:60 << 10].rstrip(b'\0'))
+PY
+}
+xorriso -as mkisofs -quiet -no-pad -b boot/bios.img -no-emul-boot -boot-load-size 4 \
+  -eltorito-alt-boot -e boot/efi.img -no-emul-boot -o "$work/e1.iso" "$tree" 2>/dev/null
+cut_catalog "$work/e1.iso" $c/eltorito/bios-efi
+xorriso -as mkisofs -quiet -no-pad -e boot/efi.img -no-emul-boot -o "$work/e2.iso" "$tree" 2>/dev/null
+cut_catalog "$work/e2.iso" $c/eltorito/efi-only
+# Whole images (64 KiB or more are taken raw), so the EFI image's FAT is read.
+python3 - "$work/e1.iso" $c/eltorito/raw-bios-efi <<'PY2'
+import sys
+d = open(sys.argv[1], 'rb').read().rstrip(b'\0')
+open(sys.argv[2], 'wb').write(d + bytes(max(0, (64 << 10) - len(d))))
+PY2
+genisoimage -quiet -b boot/bios.img -no-emul-boot -boot-load-size 4 -o "$work/e3.iso" "$tree" 2>/dev/null
+cut_catalog "$work/e3.iso" $c/eltorito/bios-only
+
+# --- system_area: MBR, MBR with an extended partition (EBR chain), GPT; an
+# ESP with a FAT volume at LBA 8 so its loader listing is reached too.
+sys_seed() { # name keep-bytes sfdisk-script
+  truncate -s 4M "$work/$1"
+  printf '%s' "$3" | sfdisk -q "$work/$1" >/dev/null 2>&1
+  head -c "$2" "$work/$1" > $c/system_area/$1
+}
+sys_seed mbr 1024 $'label: dos\nstart=2048, size=2048, type=c, bootable\nstart=4096, type=83\n'
+sys_seed ebr 8192 $'label: dos\nstart=1, size=2, type=83\nstart=3, size=8000, type=5\nstart=4, size=2, type=83\nstart=8, size=2, type=83\nstart=12, size=2, type=83\n'
+sys_seed gpt 17408 $'label: gpt\nfirst-lba: 34\nstart=34, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=2082, type=0FC63DAF-8483-4772-8E79-3D69004772E4\n'
+mkfs.fat -C "$work/esp.img" 64 >/dev/null
+mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT
+mcopy -i "$work/esp.img" "$work/bootx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+truncate -s 128K "$work/mbr-esp"
+printf 'label: dos\nstart=8, size=128, type=ef\n' | sfdisk -q "$work/mbr-esp" >/dev/null 2>&1
+dd if="$work/esp.img" of="$work/mbr-esp" bs=512 seek=8 conv=notrunc status=none
+python3 - "$work/mbr-esp" $c/system_area/mbr-esp <<'PY'
+import sys
+open(sys.argv[2], 'wb').write(open(sys.argv[1], 'rb').read()[:8 * 512 + 64 * 1024])
+PY
+
+# --- udf: short inputs are edits of the hand-built images; one seed per form
+# with no edits, and one with a single edit each.
+for f in 0 1 2 3; do
+  printf "\\x0$f" > $c/udf/form-$f
+  printf "\\x0$f\\x10\\x00\\x00\\x00\\xff" > $c/udf/form-$f-edit
+done
+
+# --- trust_sums: GNU, BSD (--tag) and single-hash files.
+echo data > "$work/x.iso"
+echo more > "$work/y.iso"
+(cd "$work" && sha256sum x.iso y.iso) > $c/trust_sums/gnu-sha256
+(cd "$work" && sha512sum -b x.iso) > $c/trust_sums/gnu-sha512
+(cd "$work" && sha256sum --tag x.iso y.iso) > $c/trust_sums/bsd-sha256
+(cd "$work" && b2sum --tag x.iso) > $c/trust_sums/bsd-b2
+(cd "$work" && sha256sum x.iso | cut -d' ' -f1) > $c/trust_sums/single
+(cd "$work" && printf '# x.iso: 5 bytes\n' && sha256sum --tag x.iso) > $c/trust_sums/fedora
+
+# --- trust_openpgp: a key, detached (armored, binary) and clearsigned.
+export GNUPGHOME=$work/gnupg
+mkdir -m 700 "$GNUPGHOME"
+gpg -q --batch --passphrase '' --quick-gen-key 'Fuzz <fuzz@example.org>' ed25519 sign never 2>/dev/null
+gpg -q --batch --export --armor > $c/trust_openpgp/key.asc
+gpg -q --batch --export > $c/trust_openpgp/key.gpg
+gpg -q --batch --armor --detach-sign -o $c/trust_openpgp/sig.asc $c/trust_sums/gnu-sha256
+gpg -q --batch --detach-sign -o $c/trust_openpgp/sig.gpg $c/trust_sums/gnu-sha256
+gpg -q --batch --clearsign -o $c/trust_openpgp/clear.asc $c/trust_sums/gnu-sha256
+gpgconf --kill gpg-agent 2>/dev/null || true
+
+# --- trust_ed25519: minisign and signify keys and signatures.
+minisign -G -W -p "$work/m.pub" -s "$work/m.key" >/dev/null
+minisign -S -s "$work/m.key" -m "$work/x.iso" -x "$work/m.sig" >/dev/null
+cp "$work/m.pub" $c/trust_ed25519/minisign.pub
+cp "$work/m.sig" $c/trust_ed25519/minisign.sig
+signify-openbsd -G -n -p "$work/s.pub" -s "$work/s.sec"
+signify-openbsd -S -s "$work/s.sec" -m "$work/x.iso" -x "$work/s.sig"
+cp "$work/s.pub" $c/trust_ed25519/signify.pub
+cp "$work/s.sig" $c/trust_ed25519/signify.sig
+
+for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519; do
+  echo "$t: $(ls $c/$t | wc -l) seeds"
+done
