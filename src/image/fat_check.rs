@@ -18,7 +18,7 @@ use super::ByteSource;
 pub const MAX_FAT_SCAN: u64 = 64 << 20;
 
 /// The most directory bytes [`check`] reads in all.
-const MAX_DIR_SCAN: u64 = 16 << 20;
+const MAX_DIR_SCAN: u64 = 64 << 20;
 
 /// How deep below the root directory entries are checked (`/EFI/BOOT/x`).
 const DIR_DEPTH: u32 = 2;
@@ -175,6 +175,8 @@ pub fn check(src: &dyn ByteSource, offset: u64, s: &[u8; 512]) -> Result<(), Str
             "its FAT is {scan} bytes, more than the {MAX_FAT_SCAN} bytes checked"
         ));
     }
+    // Only what the image holds: fatfs fails (an error) reading past its end.
+    let scan = scan.min(src.len().saturating_sub(g.fat_offset));
     let mut fat = vec![0u8; scan as usize];
     src.read_raw(g.fat_offset, &mut fat)
         .map_err(|e| format!("cannot read its FAT at byte {}: {e}", g.fat_offset))?;
