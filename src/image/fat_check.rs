@@ -277,8 +277,9 @@ fn check_dir(
 mod tests {
     use crate::image::{eltorito, partitions, Error};
 
-    /// A system_area fuzz input (minimised): an MBR whose ESP's FAT sends
-    /// `fatfs` to cluster 1, which panicked with "attempt to subtract with
+    /// A system_area fuzz input (minimised): an MBR whose ESP has a
+    /// directory entry naming cluster 1 (not a FAT entry, as the commit that
+    /// added this test says), which made `fatfs` panic with "attempt to subtract with
     /// overflow" in `fatfs::fs::FileSystem::sector_from_cluster`.
     #[test]
     fn fuzz_regression_cluster_outside_the_volume_is_an_error() {
