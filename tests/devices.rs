@@ -674,26 +674,6 @@ fn identity_change_between_choice_and_write_is_caught() {
     );
 }
 
-/// An MBR-partitioned image made by `sfdisk` (the oracle for the table).
-fn sfdisk_image(path: &Path, len: u64, script: &str) {
-    use std::io::Write;
-    std::fs::File::create(path).unwrap().set_len(len).unwrap();
-    let mut child = std::process::Command::new("sfdisk")
-        .arg("-q")
-        .arg(path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 /// (number, start, size) in bytes of a table, as `sfdisk --json` reads it.
 fn sfdisk_parts(path: &Path) -> Vec<(u64, u64, u64)> {
     let out = common::run(std::process::Command::new("sfdisk").arg("--json").arg(path));
@@ -755,13 +735,13 @@ fn partition_table_is_reread_after_writing() {
     use std::os::unix::fs::FileExt;
     let tmp = tempfile::tempdir().unwrap();
     let two = tmp.path().join("two.img");
-    sfdisk_image(
+    common::sfdisk_image(
         &two,
         16 << 20,
         "label: dos\nstart=2048, size=8192, type=c\nstart=10240, size=10240, type=83\n",
     );
     let one = tmp.path().join("one.img");
-    sfdisk_image(
+    common::sfdisk_image(
         &one,
         16 << 20,
         "label: dos\nstart=4096, size=16384, type=83\n",
@@ -917,7 +897,7 @@ fn cli_write_refusals_leave_the_disk_untouched() {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let backing = tmp.path().join("disk.img");
-    sfdisk_image(
+    common::sfdisk_image(
         &backing,
         16 << 20,
         "label: dos\nstart=2048, size=8192, type=83\n",
@@ -1003,7 +983,7 @@ fn cli_write_rereads_partitions_and_reports_them() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("two.img");
-    sfdisk_image(
+    common::sfdisk_image(
         &img,
         8 << 20,
         "label: dos\nstart=2048, size=4096, type=c\nstart=6144, size=8192, type=83\n",
@@ -1088,7 +1068,7 @@ fn confirmation_names_the_disk_and_its_partitions() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let backing = tmp.path().join("disk.img");
-    sfdisk_image(
+    common::sfdisk_image(
         &backing,
         16 << 20,
         "label: dos\nstart=2048, size=8192, type=83\n",
@@ -1148,7 +1128,7 @@ fn guest_usb_sticks_selection_safety_and_eject() {
     }
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("two.img");
-    sfdisk_image(
+    common::sfdisk_image(
         &img,
         8 << 20,
         "label: dos\nstart=2048, size=4096, type=c\nstart=6144, size=8192, type=83\n",

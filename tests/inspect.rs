@@ -849,3 +849,112 @@ fn mutated_images_never_panic() {
             .unwrap();
     }
 }
+
+/// (number, start, sectors, type in sfdisk's hex, bootable) of every MBR
+/// partition `sfdisk --json` reads from `img`, extended and logical included.
+fn sfdisk_mbr_rows(img: &Path) -> Vec<(u64, u64, u64, String, bool)> {
+    let out = common::run(Command::new("sfdisk").arg("--json").arg(img));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pt = &v["partitiontable"];
+    assert_eq!(pt["label"], "dos", "{pt}");
+    let prefix = img.to_str().unwrap();
+    let mut rows: Vec<_> = pt["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let node = p["node"].as_str().unwrap();
+            (
+                node.strip_prefix(prefix).unwrap().parse().unwrap(),
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap().to_owned(),
+                p.get("bootable").is_some_and(|b| b == true),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The same rows from `inspect --json`'s `partitions.mbr` (primary entries
+/// and logical partitions).
+fn our_mbr_rows(v: &serde_json::Value) -> Vec<(u64, u64, u64, String, bool)> {
+    let mbr = &v["partitions"]["mbr"];
+    let mut rows: Vec<_> = ["entries", "logical"]
+        .iter()
+        .flat_map(|k| mbr[k].as_array().unwrap())
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["start_lba"].as_u64().unwrap(),
+                e["sectors"].as_u64().unwrap(),
+                format!("{:x}", e["type"].as_u64().unwrap()),
+                e["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Logical partitions: `sfdisk` builds MBRs with an extended partition (0x05,
+/// 0x0F, 0x85) holding a chain of logical partitions, or none at all, and
+/// `inspect --json` must list exactly the partitions `sfdisk --json` reads
+/// back: number, start, size, type and boot flag.
+#[test]
+fn logical_partitions_match_sfdisk() {
+    if !common::require_tools("logical_partitions_match_sfdisk", &["sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let n = img.to_str().unwrap();
+    let many: String = (5..17)
+        .map(|i| {
+            format!(
+                "{n}{i}: size={}, type={}\n",
+                2048 * (i % 3 + 1),
+                ["83", "c", "7"][i % 3]
+            )
+        })
+        .collect();
+    let cases = [
+        format!(
+            "label: dos\n\
+             {n}1: start=2048, size=8192, type=83, bootable\n\
+             {n}2: start=10240, size=100000, type=f\n\
+             {n}5: size=4096, type=83\n\
+             {n}6: size=8192, type=82, bootable\n\
+             {n}7: size=2048, type=c\n\
+             {n}8: size=2048, type=ef\n\
+             {n}3: start=110592, size=4096, type=c\n"
+        ),
+        format!(
+            "label: dos\n\
+             {n}1: start=2048, size=8192, type=c\n\
+             {n}2: start=10240, size=50000, type=5\n"
+        ),
+        format!("label: dos\n{n}1: start=4096, size=120000, type=85\n{many}"),
+    ];
+    for (i, script) in cases.iter().enumerate() {
+        common::sfdisk_image(&img, 64 << 20, script);
+
+        let theirs = sfdisk_mbr_rows(&img);
+        let logical = theirs.iter().filter(|r| r.0 >= 5).count();
+        assert_eq!(logical, [4, 0, 12][i], "case {i}: {theirs:?}");
+        let v = inspect_json(&img);
+        assert_eq!(our_mbr_rows(&v), theirs, "case {i}");
+        assert_eq!(v["problems"], serde_json::json!([]), "case {i}");
+
+        let human = common::run(common::bootstick().arg("inspect").arg(&img));
+        for r in theirs.iter().filter(|r| r.0 >= 5) {
+            let line = format!(
+                "  {} type {:#04x} logical",
+                r.0,
+                u8::from_str_radix(&r.3, 16).unwrap()
+            );
+            assert!(human.contains(&line), "case {i}: no {line:?} in\n{human}");
+        }
+    }
+}

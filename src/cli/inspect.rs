@@ -4,7 +4,7 @@
 
 use super::exit::{Exit, Failure};
 use super::render::human_bytes;
-use bootstick::image::{self, ByteSource, FileTree, ImageFile};
+use bootstick::image::{self, partitions, ByteSource, FileTree, ImageFile};
 use bootstick::inspect::{self, Inspection};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -211,7 +211,7 @@ fn render(path: &Path, i: &Inspection) -> String {
         Some(m) => {
             let _ = writeln!(
                 o,
-                "MBR          boot code {}, {}{} entr{}",
+                "MBR          boot code {}, {}{} entr{}{}",
                 if m.boot_code { "present" } else { "absent" },
                 if m.is_protective() {
                     "protective, "
@@ -219,17 +219,39 @@ fn render(path: &Path, i: &Inspection) -> String {
                     ""
                 },
                 m.entries.len(),
-                if m.entries.len() == 1 { "y" } else { "ies" }
+                if m.entries.len() == 1 { "y" } else { "ies" },
+                if m.logical.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} logical", m.logical.len())
+                }
             );
             for e in &m.entries {
                 let _ = writeln!(
                     o,
-                    "  {} type {:#04x}{} start {} sectors {}",
+                    "  {} type {:#04x}{}{} start {} sectors {}",
+                    e.index,
+                    e.kind,
+                    if partitions::is_extended(e.kind) {
+                        " extended"
+                    } else {
+                        ""
+                    },
+                    if e.active { " active" } else { "" },
+                    e.start_lba,
+                    e.sectors
+                );
+            }
+            for e in &m.logical {
+                let _ = writeln!(
+                    o,
+                    "  {} type {:#04x} logical{} start {} sectors {} (EBR at {})",
                     e.index,
                     e.kind,
                     if e.active { " active" } else { "" },
                     e.start_lba,
-                    e.sectors
+                    e.sectors,
+                    e.ebr_lba
                 );
             }
         }
@@ -241,11 +263,9 @@ fn render(path: &Path, i: &Inspection) -> String {
             g.block_size,
             g.disk_guid,
             match &g.backup {
-                bootstick::image::partitions::BackupState::Valid => "valid".to_owned(),
-                bootstick::image::partitions::BackupState::OutsideImage =>
-                    "outside the image".to_owned(),
-                bootstick::image::partitions::BackupState::Invalid(why) =>
-                    format!("invalid ({why})"),
+                partitions::BackupState::Valid => "valid".to_owned(),
+                partitions::BackupState::OutsideImage => "outside the image".to_owned(),
+                partitions::BackupState::Invalid(why) => format!("invalid ({why})"),
             }
         );
         for e in &g.entries {

@@ -33,6 +33,16 @@ pub const MAX_GPT_ARRAY_BYTES: u64 = 1 << 20;
 /// The largest number of Apple partition map entries we follow.
 pub const MAX_APM_ENTRIES: u32 = 256;
 
+/// The most extended boot records we read, over all extended partitions of an
+/// MBR (so at most this many logical partitions, numbered 5 onwards).
+pub const MAX_EBRS: usize = 128;
+
+/// True for the MBR types of an extended partition (a chain of EBRs): 0x05
+/// (CHS), 0x0F (LBA) and 0x85 (Linux extended).
+pub fn is_extended(kind: u8) -> bool {
+    matches!(kind, 0x05 | 0x0F | 0x85)
+}
+
 /// A GUID as stored on disk (mixed-endian: the first three fields are
 /// little-endian). Displayed in the usual upper-case textual form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +123,27 @@ pub struct Mbr {
     pub disk_signature: u32,
     /// Non-empty primary entries.
     pub entries: Vec<MbrEntry>,
+    /// Logical partitions found by following the EBR chain of each extended
+    /// entry (empty for an MBR parsed from a lone sector).
+    pub logical: Vec<LogicalEntry>,
+}
+
+/// A logical partition: entry 1 of an extended boot record (EBR).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogicalEntry {
+    /// 5, 6, …: the number Linux (and `sfdisk`) gives it, in chain order.
+    pub index: u32,
+    /// Status byte 0x80.
+    pub active: bool,
+    /// The partition type byte.
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// Absolute first sector (the EBR's LBA plus the entry's relative start).
+    pub start_lba: u64,
+    /// Length in 512-byte sectors.
+    pub sectors: u32,
+    /// The sector of the EBR that describes it.
+    pub ebr_lba: u64,
 }
 
 impl Mbr {
@@ -257,6 +288,15 @@ impl SystemArea {
                     esp: e.kind == MBR_TYPE_ESP,
                 });
             }
+            for e in &mbr.logical {
+                out.push(Partition {
+                    table: Table::Mbr,
+                    index: e.index,
+                    offset: e.start_lba * 512,
+                    len: u64::from(e.sectors) * 512,
+                    esp: e.kind == MBR_TYPE_ESP,
+                });
+            }
         }
         if let Some(gpt) = &self.gpt {
             let bs = u64::from(gpt.block_size);
@@ -314,6 +354,11 @@ pub fn read_system_area(src: &dyn ByteSource) -> Result<SystemArea, Error> {
     match read_mbr(src) {
         Ok(m) => area.mbr = m,
         Err(e) => keep_or_fail(&mut area.problems, e)?,
+    }
+    if let Some(mbr) = &mut area.mbr {
+        for e in read_logical(src, &mbr.entries, &mut mbr.logical) {
+            keep_or_fail(&mut area.problems, e)?;
+        }
     }
     match read_gpt(src) {
         Ok(g) => area.gpt = g,
@@ -391,7 +436,162 @@ pub fn parse_mbr(s: &[u8; 512]) -> Option<Mbr> {
         boot_code: s[..440].iter().any(|&b| b != 0),
         disk_signature: le32(s, 440),
         entries,
+        logical: Vec::new(),
     })
+}
+
+/// Follows the EBR chain of every extended entry in `primaries`, in table
+/// order as Linux does, appending logical partitions (numbered from 5) to
+/// `out`. Returns the problems met; each ends the chain it was found in,
+/// keeping the partitions read before it. At most [`MAX_EBRS`] EBRs are read
+/// in all.
+fn read_logical(
+    src: &dyn ByteSource,
+    primaries: &[MbrEntry],
+    out: &mut Vec<LogicalEntry>,
+) -> Vec<Error> {
+    let mut problems = Vec::new();
+    let mut visited: Vec<u64> = Vec::new();
+    for ext in primaries
+        .iter()
+        .filter(|e| is_extended(e.kind) && e.sectors > 0)
+    {
+        if let Err(e) = follow_chain(src, ext, &mut visited, out) {
+            let stop = matches!(e, Error::Io { .. } | Error::Open { .. });
+            problems.push(e);
+            if stop || visited.len() >= MAX_EBRS {
+                break;
+            }
+        }
+    }
+    problems
+}
+
+/// Walks one extended partition's chain. Entry 1 of each EBR is a logical
+/// partition relative to that EBR; entry 2, when typed extended, links to the
+/// next EBR relative to the start of the extended partition. Entries 3 and 4
+/// are ignored (as `fdisk` does).
+fn follow_chain(
+    src: &dyn ByteSource,
+    ext: &MbrEntry,
+    visited: &mut Vec<u64>,
+    out: &mut Vec<LogicalEntry>,
+) -> Result<(), Error> {
+    let first = u64::from(ext.start_lba);
+    let end = first + u64::from(ext.sectors);
+    let what = "extended boot record";
+    if first == 0 {
+        return Err(malformed(
+            what,
+            0,
+            format!(
+                "extended partition {} starts at LBA 0, the MBR itself: its chain is not followed",
+                ext.index
+            ),
+        ));
+    }
+    let mut ebr = first;
+    loop {
+        let at = ebr * 512;
+        let name = if ebr == first {
+            format!("the first EBR of extended partition {}", ext.index)
+        } else {
+            "the next EBR".to_owned()
+        };
+        if visited.contains(&ebr) {
+            return Err(malformed(
+                what,
+                at,
+                format!(
+                    "{name} (LBA {ebr}) was already read: the chain loops; {}",
+                    ignored(out)
+                ),
+            ));
+        }
+        if visited.len() >= MAX_EBRS {
+            return Err(malformed(
+                what,
+                at,
+                format!(
+                    "more than {MAX_EBRS} EBRs over all extended partitions, the most we follow; {}",
+                    ignored(out)
+                ),
+            ));
+        }
+        if at + 512 > src.len() {
+            return Err(malformed(
+                what,
+                at,
+                format!(
+                    "{name} (LBA {ebr}) lies past the end of the image ({} bytes), \
+                     which may be truncated; {}",
+                    src.len(),
+                    ignored(out)
+                ),
+            ));
+        }
+        visited.push(ebr);
+        let mut s = [0u8; 512];
+        src.read_exact_at(at, &mut s, what)?;
+        if s[510] != 0x55 || s[511] != 0xAA {
+            if ebr == first && s.iter().all(|&b| b == 0) {
+                // An extended partition nothing was ever put in.
+                return Ok(());
+            }
+            return Err(malformed(
+                what,
+                at,
+                format!(
+                    "{name} (LBA {ebr}) lacks the 55 AA signature; {}",
+                    ignored(out)
+                ),
+            ));
+        }
+        let logical = &s[446..462];
+        let sectors = le32(logical, 12);
+        if logical[4] != 0 && sectors != 0 {
+            out.push(LogicalEntry {
+                index: last_number(out) + 1,
+                active: logical[0] == 0x80,
+                kind: logical[4],
+                start_lba: ebr + u64::from(le32(logical, 8)),
+                sectors,
+                ebr_lba: ebr,
+            });
+        }
+        let link = &s[462..478];
+        if !is_extended(link[4]) || le32(link, 12) == 0 {
+            return Ok(());
+        }
+        let next = first + u64::from(le32(link, 8));
+        if next >= end {
+            return Err(malformed(
+                what,
+                at,
+                format!(
+                    "its link points to LBA {next}, outside extended partition {} \
+                     (LBA {first}..{end}); {}",
+                    ext.index,
+                    ignored(out)
+                ),
+            ));
+        }
+        ebr = next;
+    }
+}
+
+/// How a broken chain ends, for problem messages.
+fn ignored(out: &[LogicalEntry]) -> String {
+    format!(
+        "logical partitions from {} on are not listed (repair the table with fdisk or sfdisk \
+         if they are needed)",
+        last_number(out) + 1
+    )
+}
+
+/// The number of the last logical partition found (4 when none yet).
+fn last_number(out: &[LogicalEntry]) -> u32 {
+    out.last().map_or(4, |e| e.index)
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as GPT uses). Hand-written: eight lines are
@@ -709,5 +909,232 @@ mod tests {
             area.problems[0],
             Error::Malformed { offset: 512, .. }
         ));
+    }
+
+    /// A zeroed image of `sectors` sectors.
+    fn image(sectors: usize) -> Vec<u8> {
+        vec![0u8; sectors * 512]
+    }
+
+    /// Writes entry `slot` (0..4) of the table in `sector` and its 55 AA.
+    fn put(v: &mut [u8], sector: u64, slot: usize, kind: u8, start: u32, len: u32) {
+        let s = sector as usize * 512;
+        let e = s + 446 + 16 * slot;
+        v[e + 4] = kind;
+        v[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+        v[e + 12..e + 16].copy_from_slice(&len.to_le_bytes());
+        v[s + 510] = 0x55;
+        v[s + 511] = 0xAA;
+    }
+
+    fn detail(e: &Error) -> &str {
+        match e {
+            Error::Malformed { detail, .. } => detail,
+            other => panic!("expected a malformed-table problem, got {other}"),
+        }
+    }
+
+    /// (number, absolute start, sectors, type) of the logical partitions.
+    fn logical(area: &SystemArea) -> Vec<(u32, u64, u32, u8)> {
+        area.mbr
+            .as_ref()
+            .unwrap()
+            .logical
+            .iter()
+            .map(|e| (e.index, e.start_lba, e.sectors, e.kind))
+            .collect()
+    }
+
+    #[test]
+    fn ebr_chain_is_followed_and_numbered_from_5() {
+        let mut v = image(300);
+        put(&mut v, 0, 0, 0x83, 10, 40);
+        put(&mut v, 0, 1, 0x0F, 100, 150);
+        // EBR 1 at 100: logical at +8 (108), link to ext+50 (150).
+        put(&mut v, 100, 0, 0x0C, 8, 20);
+        put(&mut v, 100, 1, 0x05, 50, 30);
+        // EBR 2 at 150: empty logical slot (no number used), link to ext+90.
+        put(&mut v, 150, 1, 0x05, 90, 30);
+        // EBR 3 at 190: logical at +2 (192), ESP, end of chain; slot 3 junk ignored.
+        put(&mut v, 190, 0, MBR_TYPE_ESP, 2, 10);
+        put(&mut v, 190, 2, 0x83, 1, 1);
+        let area = read_system_area(&v).unwrap();
+        assert!(area.problems.is_empty(), "{:?}", area.problems);
+        assert_eq!(
+            logical(&area),
+            [(5, 108, 20, 0x0C), (6, 192, 10, MBR_TYPE_ESP)]
+        );
+        let parts = area.partitions(v.len() as u64);
+        let esp = parts.iter().find(|p| p.esp).unwrap();
+        assert_eq!((esp.index, esp.offset, esp.len), (6, 192 * 512, 10 * 512));
+    }
+
+    #[test]
+    fn empty_extended_partition_has_no_logicals_and_no_problem() {
+        for with_signature in [false, true] {
+            let mut v = image(64);
+            put(&mut v, 0, 0, 0x05, 10, 50);
+            if with_signature {
+                // sfdisk writes an EBR with no entries but the signature.
+                v[10 * 512 + 510] = 0x55;
+                v[10 * 512 + 511] = 0xAA;
+            }
+            let area = read_system_area(&v).unwrap();
+            assert!(area.problems.is_empty(), "{:?}", area.problems);
+            assert!(logical(&area).is_empty());
+        }
+    }
+
+    #[test]
+    fn ebr_without_signature_is_a_problem() {
+        let mut v = image(64);
+        put(&mut v, 0, 0, 0x05, 10, 50);
+        put(&mut v, 10, 0, 0x83, 2, 4);
+        put(&mut v, 10, 1, 0x05, 20, 4);
+        v[30 * 512] = 0xEB; // something, but no 55 AA
+        let area = read_system_area(&v).unwrap();
+        assert_eq!(logical(&area), [(5, 12, 4, 0x83)]);
+        assert_eq!(area.problems.len(), 1);
+        assert!(matches!(area.problems[0], Error::Malformed { offset, .. } if offset == 30 * 512));
+        assert!(detail(&area.problems[0]).contains("55 AA"));
+    }
+
+    #[test]
+    fn ebr_linking_to_itself_is_a_loop() {
+        let mut v = image(64);
+        put(&mut v, 0, 0, 0x05, 10, 50);
+        put(&mut v, 10, 0, 0x83, 2, 4);
+        put(&mut v, 10, 1, 0x05, 0, 4); // the next EBR is this one
+        let area = read_system_area(&v).unwrap();
+        assert_eq!(logical(&area), [(5, 12, 4, 0x83)]);
+        assert_eq!(area.problems.len(), 1);
+        let d = detail(&area.problems[0]);
+        assert!(d.contains("loops") && d.contains("from 6 on"), "{d}");
+    }
+
+    #[test]
+    fn ebr_chain_looping_back_to_an_earlier_ebr_stops() {
+        let mut v = image(64);
+        put(&mut v, 0, 0, 0x05, 10, 50);
+        put(&mut v, 10, 0, 0x83, 2, 4);
+        put(&mut v, 10, 1, 0x05, 20, 4);
+        put(&mut v, 30, 0, 0x83, 2, 4);
+        put(&mut v, 30, 1, 0x05, 0, 4); // back to the first
+        let area = read_system_area(&v).unwrap();
+        assert_eq!(logical(&area), [(5, 12, 4, 0x83), (6, 32, 4, 0x83)]);
+        assert!(detail(&area.problems[0]).contains("loops"));
+    }
+
+    #[test]
+    fn ebr_link_past_the_image_end_is_a_problem() {
+        let mut v = image(64);
+        put(&mut v, 0, 0, 0x05, 10, 100_000);
+        put(&mut v, 10, 0, 0x83, 2, 4);
+        put(&mut v, 10, 1, 0x05, 5000, 4);
+        let area = read_system_area(&v).unwrap();
+        assert_eq!(logical(&area), [(5, 12, 4, 0x83)]);
+        assert_eq!(area.problems.len(), 1);
+        assert!(
+            matches!(area.problems[0], Error::Malformed { offset, .. } if offset == 5010 * 512)
+        );
+        assert!(detail(&area.problems[0]).contains("past the end of the image"));
+        // The extended partition itself past the end: its first EBR is.
+        let mut v = image(64);
+        put(&mut v, 0, 0, 0x0F, u32::MAX, 10);
+        let area = read_system_area(&v).unwrap();
+        assert!(logical(&area).is_empty());
+        assert!(detail(&area.problems[0]).contains("past the end of the image"));
+    }
+
+    #[test]
+    fn ebr_link_outside_the_extended_partition_is_a_problem() {
+        let mut v = image(200);
+        put(&mut v, 0, 0, 0x85, 10, 50);
+        put(&mut v, 10, 0, 0x83, 2, 4);
+        put(&mut v, 10, 1, 0x05, 50, 4); // LBA 60: inside the image, outside 10..60
+        put(&mut v, 60, 0, 0x83, 2, 4);
+        let area = read_system_area(&v).unwrap();
+        assert_eq!(logical(&area), [(5, 12, 4, 0x83)]);
+        assert_eq!(area.problems.len(), 1);
+        let d = detail(&area.problems[0]);
+        assert!(d.contains("outside extended partition 1"), "{d}");
+    }
+
+    #[test]
+    fn extended_partition_at_lba_0_is_not_followed() {
+        let mut v = image(8);
+        put(&mut v, 0, 0, 0x05, 0, 8);
+        let area = read_system_area(&v).unwrap();
+        assert!(logical(&area).is_empty());
+        assert!(detail(&area.problems[0]).contains("LBA 0"));
+    }
+
+    #[test]
+    fn a_1000_long_chain_is_cut_at_the_cap() {
+        let n = 1000u32;
+        let mut v = image(n as usize + 2);
+        put(&mut v, 0, 0, 0x05, 1, n + 1);
+        for i in 0..n {
+            put(&mut v, u64::from(1 + i), 0, 0x83, 0, 1);
+            put(&mut v, u64::from(1 + i), 1, 0x05, i + 1, 1);
+        }
+        let area = read_system_area(&v).unwrap();
+        let l = logical(&area);
+        assert_eq!(l.len(), MAX_EBRS);
+        assert_eq!(l.last().unwrap().0, 4 + MAX_EBRS as u32);
+        assert_eq!(area.problems.len(), 1);
+        assert!(detail(&area.problems[0]).contains("more than 128 EBRs"));
+    }
+
+    #[test]
+    fn chains_of_several_extended_entries_share_the_numbering() {
+        let mut v = image(400);
+        put(&mut v, 0, 0, 0x05, 10, 100);
+        put(&mut v, 0, 2, 0x0F, 200, 100);
+        put(&mut v, 10, 0, 0x83, 2, 4);
+        put(&mut v, 200, 0, 0x82, 2, 4);
+        let area = read_system_area(&v).unwrap();
+        assert!(area.problems.is_empty());
+        assert_eq!(logical(&area), [(5, 12, 4, 0x83), (6, 202, 4, 0x82)]);
+    }
+
+    proptest::proptest! {
+        /// Random EBR chains in a small image: the walk ends (a report, never
+        /// a panic), numbers run from 5 without gaps, no EBR is read twice.
+        #[test]
+        fn random_ebr_chains_never_panic(
+            ext in (0u32..80, 0u32..100, proptest::sample::select(vec![0x05u8, 0x0F, 0x85])),
+            ebrs in proptest::collection::vec(
+                (0u64..64, 0u8..4, 0u32..8, 0u32..70, 0u32..40, proptest::bool::ANY),
+                0..64,
+            ),
+            len in 1usize..=64,
+        ) {
+            let mut v = image(64);
+            put(&mut v, 0, 0, ext.2, ext.0, ext.1);
+            for (sector, kind, start, link, size, signed) in ebrs {
+                let kinds = [0u8, 0x83, 0x05, 0x0F];
+                put(&mut v, sector, 0, kinds[usize::from(kind)], start, size);
+                put(&mut v, sector, 1, kinds[(usize::from(kind) + 2) % 4], link, size);
+                if !signed {
+                    v[sector as usize * 512 + 511] = 0;
+                }
+            }
+            v.truncate(len * 512);
+            let area = read_system_area(&v).unwrap();
+            if let Some(m) = &area.mbr {
+                proptest::prop_assert!(m.logical.len() <= MAX_EBRS);
+                for (i, e) in m.logical.iter().enumerate() {
+                    proptest::prop_assert_eq!(e.index, 5 + i as u32);
+                }
+                let mut ebrs: Vec<u64> = m.logical.iter().map(|e| e.ebr_lba).collect();
+                ebrs.sort_unstable();
+                ebrs.dedup();
+                proptest::prop_assert_eq!(ebrs.len(), m.logical.len());
+            }
+            for p in area.partitions(v.len() as u64) {
+                proptest::prop_assert!(p.offset + p.len <= v.len() as u64);
+            }
+        }
     }
 }

@@ -154,6 +154,27 @@ pub fn flip_byte(path: &Path, at: u64) {
     f.sync_all().unwrap();
 }
 
+/// A `len`-byte image partitioned by `sfdisk` from `script` (the oracle for
+/// the table).
+pub fn sfdisk_image(path: &Path, len: u64, script: &str) {
+    use std::io::Write;
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+    let mut child = std::process::Command::new("sfdisk")
+        .arg("-q")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 /// The JSON lines a `--json` command printed on stdout, parsed.
 pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stdout)
