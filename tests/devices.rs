@@ -1059,31 +1059,6 @@ fn engine_refuses_when_the_disk_changes_before_the_first_write() {
     );
 }
 
-/// Runs `bootstick write` on a pseudo-terminal (util-linux `script`), typing
-/// `answer`. Returns the exit code and everything shown.
-fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
-    use std::io::Write;
-    let cmd = format!("{} write {args}", env!("CARGO_BIN_EXE_bootstick"));
-    let mut child = std::process::Command::new("script")
-        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(answer.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
-
 #[test]
 fn confirmation_names_the_disk_and_its_partitions() {
     let t = "confirmation_names_the_disk_and_its_partitions";
@@ -1110,7 +1085,7 @@ fn confirmation_names_the_disk_and_its_partitions() {
     let args = format!("{} {}", img.display(), lo.path().display());
 
     // Declined: nothing is written.
-    let (code, shown) = write_on_terminal(&args, "n\n");
+    let (code, shown) = common::write_on_terminal(&args, "n\n");
     assert_eq!(code, Some(7), "{shown}");
     let name = lo.path().file_name().unwrap().to_str().unwrap();
     assert!(
@@ -1125,7 +1100,7 @@ fn confirmation_names_the_disk_and_its_partitions() {
     cmp(&backing, &copy);
 
     // Confirmed: written.
-    let (code, shown) = write_on_terminal(&args, "y\n");
+    let (code, shown) = common::write_on_terminal(&args, "y\n");
     assert_eq!(code, Some(0), "{shown}");
     common::run(
         std::process::Command::new("cmp")
@@ -1245,7 +1220,7 @@ fn picker_never_chooses_by_itself() {
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("image.iso");
     common::pseudo_random_file(&img, 1 << 20, 16);
-    let (code, shown) = write_on_terminal(&img.display().to_string(), "\n");
+    let (code, shown) = common::write_on_terminal(&img.display().to_string(), "\n");
     match code {
         Some(3) => assert!(shown.contains("no removable or USB disk found"), "{shown}"),
         Some(7) => assert!(

@@ -301,3 +301,44 @@ fn a_failing_target_does_not_stop_the_others() {
     cmp_prefix(&img, d1.path(), len);
     cmp_prefix(&img, d2.path(), len);
 }
+
+#[test]
+fn one_confirmation_lists_every_disk() {
+    let t = "one_confirmation_lists_every_disk";
+    if !require_root(t) || !require_tools(t, &["losetup", "script", "sha256sum", "cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image.bin");
+    let len = MIB + 77;
+    pseudo_random_file(&img, len, 8);
+    let (b1, d1) = filled_loop(dir.path(), "b1", 4 * MIB, 0xFF);
+    let (b2, d2) = filled_loop(dir.path(), "b2", 6 * MIB, 0xEE);
+    let args = format!(
+        "{} {} {}",
+        img.display(),
+        d1.path().display(),
+        d2.path().display()
+    );
+    let before = [sha256_file(&b1), sha256_file(&b2)];
+
+    // Declined: one question naming both disks, nothing written.
+    let (code, shown) = common::write_on_terminal(&args, "n\n");
+    assert_eq!(code, Some(7), "{shown}");
+    assert_eq!(shown.matches("Continue? [y/N]").count(), 1, "{shown}");
+    assert!(shown.contains("to these 2 disks?"), "{shown}");
+    assert!(
+        shown.contains("4.0 MiB") && shown.contains("6.0 MiB"),
+        "{shown}"
+    );
+    for d in [&d1, &d2] {
+        assert!(shown.contains(&d.path().display().to_string()), "{shown}");
+    }
+    assert_eq!([sha256_file(&b1), sha256_file(&b2)], before);
+
+    // Confirmed once: both written.
+    let (code, shown) = common::write_on_terminal(&args, "y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    cmp_prefix(&img, d1.path(), len);
+    cmp_prefix(&img, d2.path(), len);
+}

@@ -419,6 +419,20 @@ echo "@@ write"; bootstick write --yes --json a.img BSTSAME1; echo "rc=$?"
     );
 }
 
+/// The GRUB hybrid fixture and its length, when the guest, both firmware
+/// and the fixture's tools are there (else the test skips).
+fn boot_fixture(test: &str) -> Option<(std::path::PathBuf, u64)> {
+    if !guest::require(test)
+        || !qemu::require(test, &qemu::Firmware::ALL)
+        || !common::require_tools(test, qemu::FIXTURE_TOOLS)
+    {
+        return None;
+    }
+    let iso = qemu::grub_hybrid_iso();
+    let iso_len = std::fs::metadata(&iso).unwrap().len();
+    Some((iso, iso_len))
+}
+
 /// The whole path a user takes: inside the guest, `write` a hybrid ISO (the
 /// GRUB fixture) to the stick by its device node, verified; then on the host
 /// real firmware — SeaBIOS and OVMF — boots the stick's backing file as a
@@ -426,14 +440,9 @@ echo "@@ write"; bootstick write --yes --json a.img BSTSAME1; echo "rc=$?"
 #[test]
 fn stick_written_in_the_guest_boots_under_seabios_and_ovmf() {
     let test = "stick_written_in_the_guest_boots_under_seabios_and_ovmf";
-    if !guest::require(test)
-        || !qemu::require(test, &qemu::Firmware::ALL)
-        || !common::require_tools(test, qemu::FIXTURE_TOOLS)
-    {
+    let Some((iso, iso_len)) = boot_fixture(test) else {
         return;
-    }
-    let iso = qemu::grub_hybrid_iso();
-    let iso_len = std::fs::metadata(&iso).unwrap().len();
+    };
     let dir = tempfile::tempdir().unwrap();
     // A stick full of stale data: only what bootstick writes can boot.
     let stick_img = dir.path().join("stick.img");
@@ -452,6 +461,50 @@ echo "@@ write"; bootstick write --yes --json grub.iso /dev/sda; echo "rc=$?"
     assert_same_prefix(&iso, &stick_img, iso_len);
     for fw in qemu::Firmware::ALL {
         qemu::Boot::new(&stick_img, fw, &qemu::fixture_marker(fw)).assert_boots();
+    }
+}
+
+/// Two sticks written in one command inside the guest, named by serial,
+/// with `--eject`: the overall result lists both as written, verified and
+/// ejected; on the host `cmp` finds the ISO on both, and one boots under
+/// SeaBIOS, the other under OVMF.
+#[test]
+fn two_sticks_written_in_one_command_both_boot() {
+    let test = "two_sticks_written_in_one_command_both_boot";
+    let Some((iso, iso_len)) = boot_fixture(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sticks: Vec<std::path::PathBuf> = [48u64, 64]
+        .iter()
+        .enumerate()
+        .map(|(i, &mib)| {
+            let p = dir.path().join(format!("stick{i}.img"));
+            common::pseudo_random_file(&p, mib << 20, 70 + i as u64);
+            p
+        })
+        .collect();
+    let script = r#"
+echo "@@ write"; bootstick write --yes --json --eject grub.iso BSTFAN01 BSTFAN02; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("grub.iso", &iso)
+        .stick(Stick::new(&sticks[0], "BSTFAN01"))
+        .stick(Stick::new(&sticks[1], "BSTFAN02"))
+        .run();
+    out.assert_success();
+    let (result, rc) = write_result(&out.section("write"), &out);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(result["ok"], true, "{out}");
+    let targets = result["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2, "{out}");
+    for t in targets {
+        assert_eq!(t["verified"], true, "{out}");
+        assert_eq!(t["ejected"], true, "{out}");
+    }
+    for (stick, fw) in sticks.iter().zip(qemu::Firmware::ALL) {
+        assert_same_prefix(&iso, stick, iso_len);
+        qemu::Boot::new(stick, fw, &qemu::fixture_marker(fw)).assert_boots();
     }
 }
 

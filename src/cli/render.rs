@@ -172,10 +172,14 @@ impl Human {
     }
 
     fn for_target(&self, label: &str) -> Human {
-        let bar = self.multi.add(ProgressBar::new(0));
-        bar.set_message(label.to_owned());
+        // The job's own bar is not drawn once its targets have theirs.
+        self.bar.set_draw_target(ProgressDrawTarget::hidden());
+        // Until its first phase starts, the bar shows only its target.
+        let bar = ProgressBar::hidden()
+            .with_style(ProgressStyle::with_template("{msg}").expect("valid template"))
+            .with_message(label.to_owned());
         Human {
-            bar,
+            bar: self.multi.add(bar),
             started: Mutex::new(Instant::now()),
             multi: self.multi.clone(),
             label: Some(label.to_owned()),

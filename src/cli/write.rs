@@ -29,6 +29,7 @@ use bootstick::write;
 ///   bootstick write debian-13-amd64-netinst.iso /dev/sdb
 ///   bootstick write --yes --json fedora.iso /dev/sdc > log.jsonl
 ///   bootstick write image.iso stick.img      # an image file of the stick
+///   bootstick write --yes debian.iso /dev/sdb /dev/sdc /dev/sdd   # at once
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -326,11 +327,23 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         image_len,
         needed,
     )?;
-    // Every plan is built (and may refuse) before any job starts.
-    let mut jobs = chosen
-        .into_iter()
-        .map(|c| prepare(&ctx, c, layout.as_ref()))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Every plan is built (and may refuse) before any job starts; disks
+    // first, so a refusal there comes before any file target is created.
+    let mut prepared: Vec<Option<Job>> = Vec::with_capacity(chosen.len());
+    let mut files = Vec::new();
+    for (i, c) in chosen.into_iter().enumerate() {
+        match c {
+            super::target::Chosen::File(_) => {
+                files.push((i, c));
+                prepared.push(None);
+            }
+            disk => prepared.push(Some(prepare(&ctx, disk, layout.as_ref())?)),
+        }
+    }
+    for (i, c) in files {
+        prepared[i] = Some(prepare(&ctx, c, layout.as_ref())?);
+    }
+    let mut jobs: Vec<Job> = prepared.into_iter().flatten().collect();
     if jobs.len() > 1 {
         return run_many(&ctx, jobs, render);
     }

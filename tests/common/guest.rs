@@ -500,19 +500,13 @@ fn build_initramfs() -> PathBuf {
     let list = output(Command::new("find").arg(".").current_dir(&root));
     let mut entries: Vec<&str> = list.lines().collect();
     entries.sort();
-    let mut child = Command::new("cpio")
-        .args(["-o", "-H", "newc", "--quiet", "-R", "0:0"])
-        .current_dir(&root)
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(tmp.join("initramfs.cpio")).unwrap())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all((entries.join("\n") + "\n").as_bytes())
-        .unwrap();
+    let mut child = super::spawn_with_input(
+        Command::new("cpio")
+            .args(["-o", "-H", "newc", "--quiet", "-R", "0:0"])
+            .current_dir(&root)
+            .stdout(std::fs::File::create(tmp.join("initramfs.cpio")).unwrap()),
+        (entries.join("\n") + "\n").as_bytes(),
+    );
     assert!(child.wait().unwrap().success(), "cpio failed");
     std::fs::remove_dir_all(&root).unwrap();
     publish(&tmp, &dest);

@@ -157,22 +157,23 @@ pub fn flip_byte(path: &Path, at: u64) {
 /// A `len`-byte image partitioned by `sfdisk` from `script` (the oracle for
 /// the table).
 pub fn sfdisk_image(path: &Path, len: u64, script: &str) {
-    use std::io::Write;
     std::fs::File::create(path).unwrap().set_len(len).unwrap();
-    let mut child = std::process::Command::new("sfdisk")
-        .arg("-q")
-        .arg(path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+    let mut child = spawn_with_input(
+        Command::new("sfdisk")
+            .arg("-q")
+            .arg(path)
+            .stdout(std::process::Stdio::null()),
+        script.as_bytes(),
+    );
     assert!(child.wait().unwrap().success());
+}
+
+/// Spawns `cmd` with `input` on its standard input, which is then closed.
+pub fn spawn_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    let mut child = cmd.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child
 }
 
 /// The JSON lines a `--json` command printed on stdout, parsed.
@@ -181,4 +182,23 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
+}
+
+/// Runs `bootstick write` on a pseudo-terminal (util-linux `script`), typing
+/// `answer`. Returns the exit code and everything shown.
+pub fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
+    let cmd = format!("{} write {args}", env!("CARGO_BIN_EXE_bootstick"));
+    let o = spawn_with_input(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        answer.as_bytes(),
+    )
+    .wait_with_output()
+    .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
 }
