@@ -353,20 +353,25 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn directory_loops_terminate() {
-        let f = scan(&LoopTree).unwrap();
-        assert_eq!((f.files, f.directories), (0, 1));
-        let entry = crate::image::eltorito::BootEntry {
-            index: 0,
+    /// A bootable no-emulation EFI entry whose catalog says one sector.
+    fn efi_entry(index: usize, load_rba: u32) -> crate::image::eltorito::BootEntry {
+        crate::image::eltorito::BootEntry {
+            index,
             platform: crate::image::eltorito::Platform::Efi,
             bootable: true,
             media: crate::image::eltorito::Media::NoEmulation,
             load_segment: 0,
             system_type: 0,
             sector_count: 1,
-            load_rba: 20,
-        };
+            load_rba,
+        }
+    }
+
+    #[test]
+    fn directory_loops_terminate() {
+        let f = scan(&LoopTree).unwrap();
+        assert_eq!((f.files, f.directories), (0, 1));
+        let entry = efi_entry(0, 20);
         let img = vec![0u8; 64 * 2048];
         let r = crate::image::eltorito::resolve_size(&img, &entry, Some(&LoopTree), &[]).unwrap();
         assert_eq!(r.len, 512);
@@ -376,16 +381,7 @@ pub(crate) mod tests {
     fn boot_image_sized_from_the_tree() {
         let t = FakeTree::new("X", &[("boot/efi.img", 1_474_560), ("readme", 10)]);
         // FakeTree puts node n at block 100 + n: boot=1, efi.img=2.
-        let entry = crate::image::eltorito::BootEntry {
-            index: 1,
-            platform: crate::image::eltorito::Platform::Efi,
-            bootable: true,
-            media: crate::image::eltorito::Media::NoEmulation,
-            load_segment: 0,
-            system_type: 0,
-            sector_count: 1,
-            load_rba: 102,
-        };
+        let entry = efi_entry(1, 102);
         let img = vec![0u8; 2048 * 2048];
         let r = crate::image::eltorito::resolve_size(&img, &entry, Some(&t), &[]).unwrap();
         assert_eq!(r.len, 1_474_560);
