@@ -10,7 +10,9 @@ use serde_json::json;
 
 use super::exit::Failure;
 use super::render::{human_bytes, Renderer};
-use super::write::{build_layout, exit_for, layout_json, layout_line, open_image, TableArg};
+use super::write::{
+    build_layout, exit_for, layout_json, layout_line, mode_name, open_image, TableArg,
+};
 use bootstick::inspect::Mode;
 use bootstick::plan::Plan;
 use bootstick::write;
@@ -91,7 +93,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "block_device": target.is_block_device(),
             "plan_bytes": plan.bytes_to_write(),
             "decision": mode.decision,
-            "mode": if layout.is_some() { "layout" } else { "raw" },
+            "mode": mode_name(layout.as_ref()),
             "layout": layout.as_ref().map(layout_json),
         }),
     );

@@ -381,11 +381,16 @@ impl Job {
     }
 
     fn mode_name(&self) -> &'static str {
-        if self.layout.is_some() {
-            "layout"
-        } else {
-            "raw"
-        }
+        mode_name(self.layout.as_ref())
+    }
+}
+
+/// The JSON `mode` of a plan: `layout` when a layout was built, else `raw`.
+pub fn mode_name(layout: Option<&from_iso::Layout>) -> &'static str {
+    if layout.is_some() {
+        "layout"
+    } else {
+        "raw"
     }
 }
 
@@ -471,7 +476,7 @@ fn run_job(
         layout,
         plan,
     } = job;
-    let mode_name = if layout.is_some() { "layout" } else { "raw" };
+    let mode_name = mode_name(layout.as_ref());
     let target_path = target.path().to_path_buf();
     let before_first_write = match &device {
         Some((_, guard)) => Some(
