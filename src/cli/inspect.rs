@@ -32,20 +32,36 @@ struct Report<'a> {
     inspection: &'a Inspection,
 }
 
-/// Opens `path` and inspects it, reading its file tree when it has one.
-/// Shared with `write`, which needs the same decision.
-pub fn inspect_path(path: &Path) -> Result<Inspection, Failure> {
-    let file = ImageFile::open(path).map_err(|e| Failure::new(Exit::BadInput, e))?;
-    let src: Arc<dyn ByteSource> = Arc::new(file);
+/// The exit code of an image-reading error: bad input, except an image
+/// whose bytes are no longer those of its source check (19).
+pub fn image_exit(e: &image::Error) -> Exit {
+    match e {
+        image::Error::ChangedSinceCheck { .. } => Exit::SourceChanged,
+        _ => Exit::BadInput,
+    }
+}
+
+/// Opens the image at `path` (`image::input::open`: never blocking, a
+/// regular file or block device that is not empty) as a byte source.
+pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
+    let file = ImageFile::open(path).map_err(|e| Failure::new(image_exit(&e), e))?;
+    Ok(Arc::new(file))
+}
+
+/// Inspects the image `src` (opened from `path`), reading its file tree
+/// when it has one. Shared with `write`, which needs the same decision from
+/// the same open image.
+pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspection, Failure> {
     // A damaged tree does not stop the inspection: the boot structures
     // still decide, and the damage is reported as a problem.
-    let (tree, tree_problem) = match open_tree(&src) {
+    let (tree, tree_problem) = match open_tree(src) {
         Ok(t) => (t, None),
         Err(e) => (None, Some(format!("file tree: {e}"))),
     };
-    let mut inspection = inspect::inspect(&*src, tree.as_deref()).map_err(|e| {
+    let mut inspection = inspect::inspect(&**src, tree.as_deref()).map_err(|e| {
+        let inspect::Error::Image(inner) = &e;
         Failure::new(
-            Exit::BadInput,
+            image_exit(inner),
             anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
         )
     })?;
@@ -65,10 +81,11 @@ fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Option<Box<dyn FileTree>>, ima
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let inspection = inspect_path(&args.image)?;
+    let src = open_source(&args.image)?;
+    let inspection = inspect_source(&src, &args.image)?;
     // The layout `write` would build for an image file target (docs/layout.md).
     let planned = (inspection.decision.mode == inspect::Mode::Layout)
-        .then(|| super::write::build_layout(&args.image, super::write::TableArg::Gpt, None));
+        .then(|| super::write::build_layout(&src, &args.image, super::write::TableArg::Gpt, None));
     if args.json {
         let doc = Report {
             image: &args.image,
@@ -390,12 +407,12 @@ pub struct WriteMode {
     pub warnings: Vec<String>,
 }
 
-/// Decides how `write` may copy `path`: an ISO that needs a built layout gets
-/// one unless `raw` forces a byte copy; warns when the image is forced or
-/// not recognised.
-pub fn write_mode(path: &Path, raw: bool) -> Result<WriteMode, Failure> {
+/// Decides how `write` may copy the image `src` (opened from `path`): an ISO
+/// that needs a built layout gets one unless `raw` forces a byte copy; warns
+/// when the image is forced or not recognised.
+pub fn write_mode(src: &Arc<dyn ByteSource>, path: &Path, raw: bool) -> Result<WriteMode, Failure> {
     use inspect::{Code, Mode};
-    let inspection = inspect_path(path)?;
+    let inspection = inspect_source(src, path)?;
     let decision = inspection.decision;
     let reasons = || {
         decision

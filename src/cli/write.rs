@@ -6,11 +6,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use serde_json::json;
 
 use super::exit::{Exit, Failure};
 use super::render::{human_bytes, Renderer};
+use std::sync::Arc;
+
+use bootstick::image::{input, ByteSource};
 use bootstick::inspect::Mode;
 use bootstick::layout::{disk, from_iso};
 use bootstick::plan::{Plan, PlanError};
@@ -100,8 +102,8 @@ fn layout_exit(e: &from_iso::Error) -> Exit {
             source: fat32::Error::Plan(_),
             ..
         }) => Exit::Internal,
-        E::Image(_)
-        | E::NoEfiLoader
+        E::Image(e) => super::inspect::image_exit(e),
+        E::NoEfiLoader
         | E::LoaderTooLarge { .. }
         | E::Loader { .. }
         | E::Disk(_)
@@ -109,14 +111,16 @@ fn layout_exit(e: &from_iso::Error) -> Exit {
     }
 }
 
-/// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md) for a
-/// target of `target_size` bytes (`None`: an image file, sized to fit).
+/// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md), read from
+/// `src` (the image opened from `image`), for a target of `target_size`
+/// bytes (`None`: an image file, sized to fit).
 pub fn build_layout(
+    src: &Arc<dyn ByteSource>,
     image: &Path,
     table: TableArg,
     target_size: Option<u64>,
 ) -> Result<from_iso::Layout, Failure> {
-    use bootstick::image::{open::open_tree, ByteSource, ImageFile};
+    use bootstick::image::open::open_tree;
     let fail = |e: from_iso::Error| {
         let code = layout_exit(&e);
         Failure::new(
@@ -124,8 +128,6 @@ pub fn build_layout(
             anyhow::Error::new(e).context(format!("cannot build a layout of {}", image.display())),
         )
     };
-    let file = ImageFile::open(image).map_err(|e| fail(e.into()))?;
-    let src: std::sync::Arc<dyn ByteSource> = std::sync::Arc::new(file);
     let tree = open_tree(src.clone()).map_err(|e| fail(e.into()))?;
     let options = from_iso::Options {
         table: match table {
@@ -133,10 +135,10 @@ pub fn build_layout(
             TableArg::Mbr => disk::Table::Mbr,
         },
         target_size,
-        mtime: from_iso::image_mtime(&*src).map_err(fail)?,
+        mtime: from_iso::image_mtime(&**src).map_err(fail)?,
         wim_split: from_iso::WimSplit::default(),
     };
-    from_iso::build(&src, &*tree, &options).map_err(fail)
+    from_iso::build(src, &*tree, &options).map_err(fail)
 }
 
 /// The `layout` object of `write`'s JSON start line and `inspect --json`.
@@ -203,7 +205,9 @@ fn check_source(args: &Args, render: &Renderer) -> Result<Option<Report>, Failur
     if !args.verify_source && !trust::has_references(&req) {
         return Ok(None);
     }
-    let report = trust::check(&req, render).map_err(|e| Failure::new(Exit::BadInput, e))?;
+    // Pinned: the pass also takes per-block digests, and everything after
+    // reads the image only through them (docs/trust.md).
+    let report = trust::check_pinned(&req, render).map_err(|e| Failure::new(Exit::BadInput, e))?;
     let refuse = |report: &Report| {
         Failure::new(
             super::verify::exit_for(report.outcome),
@@ -271,23 +275,44 @@ pub fn exit_for(e: &write::Error) -> Exit {
         | E::Sync { .. }
         | E::ReadTarget { .. }
         | E::Disappeared { .. } => Exit::WriteFailed,
-        E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
-        E::SourceChanged { .. } | E::SourceChangedDuringWrite { .. } => Exit::SourceChanged,
+        E::ReadSource { .. } => Exit::BadInput,
+        // The plan was checked against the image's length at open: an image
+        // that ends early shrank during the write.
+        E::SourceTruncated { .. }
+        | E::SourceChanged { .. }
+        | E::SourceChangedSinceCheck { .. }
+        | E::SourceChangedDuringWrite { .. }
+        | E::SourceModified { .. }
+        | E::SourceModifiedBeforeWrite { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
     }
 }
 
-/// Opens the image, mapping failure to "bad input".
-pub fn open_image(path: &Path) -> Result<(File, u64), Failure> {
-    let open = || -> anyhow::Result<(File, u64)> {
-        let f =
-            File::open(path).with_context(|| format!("cannot open image {}", path.display()))?;
-        let mut r = &f;
-        let len = std::io::Seek::seek(&mut r, std::io::SeekFrom::End(0))
-            .with_context(|| format!("cannot read image {}", path.display()))?;
-        Ok((f, len))
-    };
-    open().map_err(|e| Failure::new(Exit::BadInput, e))
+/// Opens the image (`image::input::open`: never blocking, only a regular
+/// file or block device that is not empty), mapping failure to "bad input".
+pub fn open_image(path: &Path) -> Result<input::Input, Failure> {
+    input::open(path).map_err(|e| Failure::new(Exit::BadInput, e))
+}
+
+/// A byte source over the open image for the readers that decide and plan
+/// the write: through the source check's block digests when there are
+/// some (so planning reads only checked bytes), else the file as it is.
+/// Either way the same open file, never the path again.
+pub fn plan_source(
+    image: &input::Input,
+    checked: Option<&Report>,
+) -> Result<Arc<dyn ByteSource>, Failure> {
+    use bootstick::image::{checked::CheckedImage, ImageFile};
+    let file = image.file().try_clone().map_err(|e| {
+        Failure::new(
+            Exit::Internal,
+            anyhow::Error::new(e).context("cannot duplicate the image's file descriptor"),
+        )
+    })?;
+    Ok(match checked.and_then(|r| r.checked_blocks.clone()) {
+        Some(blocks) => Arc::new(CheckedImage::new(file, blocks)),
+        None => Arc::new(ImageFile::from_file(file, image.len())),
+    })
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -296,14 +321,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
-    let (source, image_len) = open_image(&args.image)?;
+    let image = open_image(&args.image)?;
+    let image_len = image.len();
     let checked = check_source(args, render)?;
-    let mode = super::inspect::write_mode(&args.image, args.raw)?;
+    let src = plan_source(&image, checked.as_ref())?;
+    let mode = super::inspect::write_mode(&src, &args.image, args.raw)?;
     // A non-hybrid ISO gets a built layout unless --raw. It is built once
     // before the targets are chosen (to know the size it needs, and to refuse
     // before anything is opened), and again for each device's real size.
     let layout = if mode.decision.mode == Mode::Layout && !args.raw {
-        Some(build_layout(&args.image, args.table, None)?)
+        Some(build_layout(&src, &args.image, args.table, None)?)
     } else {
         None
     };
@@ -313,7 +340,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // guard is dropped, after the partition table is re-read.
     let ctx = Shared {
         args,
-        source: &source,
+        source: image.file(),
+        stamp: image.stamp(),
+        src: &src,
         image_len,
         mode: &mode,
         checked: checked.as_ref(),
@@ -361,6 +390,11 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
 struct Shared<'a> {
     args: &'a Args,
     source: &'a File,
+    /// The image's `fstat` stamp when it was opened (the engine's
+    /// changed-during-the-write check).
+    stamp: input::Stamp,
+    /// The image for the readers that plan (`plan_source`).
+    src: &'a Arc<dyn ByteSource>,
     image_len: u64,
     mode: &'a super::inspect::WriteMode,
     checked: Option<&'a Report>,
@@ -417,9 +451,12 @@ fn prepare(
         }
     };
     let layout = match (target.capacity(), layout) {
-        (Some(cap), Some(l)) if l.disk_size != cap => {
-            Some(build_layout(&ctx.args.image, ctx.args.table, Some(cap))?)
-        }
+        (Some(cap), Some(l)) if l.disk_size != cap => Some(build_layout(
+            ctx.src,
+            &ctx.args.image,
+            ctx.args.table,
+            Some(cap),
+        )?),
         (_, l) => l.cloned(),
     };
     let plan = match (&layout, target.capacity()) {
@@ -490,6 +527,8 @@ fn run_job(
         verify: !ctx.args.no_verify,
         before_first_write,
         expect_source: ctx.checked.and_then(|r| r.checked_sha256.clone()),
+        source_blocks: ctx.checked.and_then(|r| r.checked_blocks.clone()),
+        source_stamp: Some(ctx.stamp),
         digest: ctx
             .args
             .digest

@@ -98,6 +98,10 @@ pub enum Error {
     NotText { path: PathBuf, reason: String },
     #[error(transparent)]
     Key(#[from] openpgp::KeyError),
+    /// The image cannot be opened as one (`image::input::open`: a FIFO, a
+    /// character device, a directory, an empty file).
+    #[error(transparent)]
+    Image(#[from] crate::image::Error),
 }
 
 /// What to check the image against.
@@ -179,6 +183,11 @@ pub struct Report {
     /// the engine so an image that changes before it is written is caught.
     #[serde(skip)]
     pub checked_sha256: Option<Digest>,
+    /// The SHA-256 of every block of the image, from the same pass as
+    /// `checked_sha256` ([`check_pinned`] only): `write` reads the image
+    /// only through them afterwards (`image::checked`).
+    #[serde(skip)]
+    pub checked_blocks: Option<std::sync::Arc<crate::image::checked::BlockDigests>>,
 }
 
 /// A checksum reference ready for matching.
@@ -316,6 +325,18 @@ pub fn has_references(req: &Request) -> bool {
 /// Runs the check described by `req`, reporting progress of the image pass
 /// to `observer`.
 pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
+    check_inner(req, observer, false)
+}
+
+/// [`check`], also taking the SHA-256 of every block of the image in the
+/// same pass ([`Report::checked_blocks`]), so that whatever is later read
+/// from the image can be proved to be the bytes that were checked
+/// (`docs/trust.md`, "Checking inside `write`").
+pub fn check_pinned(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
+    check_inner(req, observer, true)
+}
+
+fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<Report, Error> {
     let mut notes = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut sig_files: Vec<SignatureFile> = Vec::new();
@@ -464,9 +485,10 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
     }
     let mut pending = pending.into_iter();
     let first = pending.next();
-    let (size, digests, first_result) = hash_image(&req.image, &algorithms, observer, |r| {
-        first.as_ref().map(|p| p.signing.verify(&p.sig, r))
-    })?;
+    let (size, digests, checked_blocks, first_result) =
+        hash_image(&req.image, &algorithms, blocks, observer, |r| {
+            first.as_ref().map(|p| p.signing.verify(&p.sig, r))
+        })?;
     if let (Some(p), Some(result)) = (first, first_result) {
         sig_files[p.file]
             .signatures
@@ -625,6 +647,7 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
             .iter()
             .find(|d| d.algorithm() == HashAlgorithm::Sha256)
             .cloned(),
+        checked_blocks: checked_blocks.map(std::sync::Arc::new),
         digests: digests
             .iter()
             .map(|d| (d.algorithm().name().to_string(), d.to_hex()))
@@ -838,28 +861,41 @@ fn check_detached_over_bytes(
 /// Streams the image once through every hasher; `consume` may read the
 /// stream first (an OpenPGP signature check pulling the image through its
 /// own hasher), and whatever it leaves is drained.
+type Hashed<T> = (
+    u64,
+    Vec<Digest>,
+    Option<crate::image::checked::BlockDigests>,
+    T,
+);
+
 fn hash_image<T>(
     path: &Path,
     algorithms: &[HashAlgorithm],
+    blocks: bool,
     observer: &dyn Observer,
     consume: impl FnOnce(&mut stream::HashingReader<'_, File>) -> T,
-) -> Result<(u64, Vec<Digest>, T), Error> {
+) -> Result<Hashed<T>, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let f = File::open(path).map_err(io)?;
+    // Never blocks on a FIFO; refuses what cannot be an image.
+    let f = crate::image::input::open(path)?.into_file();
     let total = f.metadata().map_err(io)?.len();
     observer.event(&Event::PhaseStarted {
         phase: Phase::Check,
         total,
     });
     let mut r = stream::HashingReader::new(f, algorithms, total, observer);
+    if blocks {
+        r = r.with_blocks();
+    }
     let t = consume(&mut r);
     r.drain().map_err(io)?;
     let size = r.bytes_read();
+    let blocks = r.take_blocks();
     observer.event(&Event::PhaseFinished {
         phase: Phase::Check,
     });
-    Ok((size, r.finish(), t))
+    Ok((size, r.finish(), blocks, t))
 }

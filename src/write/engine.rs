@@ -10,12 +10,14 @@ use std::sync::Mutex;
 use rustix::fs::OFlags;
 
 use super::align::{check_ops, write_ops, AlignedBuf, Alignment, Op};
-use super::fill::{fill, read_source};
+use super::fill::{fill, SourceReader};
 use super::sums::{RangeSums, Summer};
 use super::verify::{self, Expected};
 use super::{CompareReport, Error, Options, Report, Target};
 use crate::events::{Event, Observer, Phase};
 use crate::hash::{Digest, HashAlgorithm};
+use crate::image::checked::Verifier;
+use crate::image::input::Stamp;
 use crate::plan::{Extent, Plan};
 
 /// Writes handed to the target at once. With one (as `dd` does), the device
@@ -79,7 +81,7 @@ fn is_sequential(plan: &Plan, source_len: u64) -> bool {
 
 /// Hashes the whole source (for plans that do not stream it in order).
 fn hash_source(
-    source: &File,
+    source: &SourceReader,
     len: u64,
     algorithm: HashAlgorithm,
     observer: &dyn Observer,
@@ -93,7 +95,7 @@ fn hash_source(
     let mut at = 0;
     while at < len {
         let n = (len - at).min(buf.len() as u64) as usize;
-        read_source(source, at, &mut buf[..n])?;
+        source.read(at, &mut buf[..n])?;
         h.update(&buf[..n]);
         at += n as u64;
         observer.event(&Event::Progress {
@@ -125,6 +127,26 @@ pub(super) fn write(
     mut options: Options,
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
+    let stamp_now = || {
+        Stamp::of(source).map_err(|e| Error::ReadSource {
+            offset: 0,
+            source: e,
+        })
+    };
+    // The image as it was opened; any change from here on is caught.
+    let opened = match options.source_stamp {
+        Some(s) => {
+            if let Some(change) = s.change_to(&stamp_now()?) {
+                return Err(Error::SourceModifiedBeforeWrite { change });
+            }
+            s
+        }
+        None => stamp_now()?,
+    };
+    let unchanged = || match opened.change_to(&stamp_now()?) {
+        Some(change) => Err(Error::SourceModified { change }),
+        None => Ok(()),
+    };
     let source_len = file_len(source).map_err(|e| Error::ReadSource {
         offset: 0,
         source: e,
@@ -133,17 +155,45 @@ pub(super) fn write(
     if let Some(cap) = target.capacity() {
         plan.check_fits(cap)?;
     }
-    // The source is hashed only when something asks for its digest.
-    let algorithm = options
-        .expect_source
-        .as_ref()
-        .map(Digest::algorithm)
-        .or(options.digest);
+    // After a source check with block digests, every source byte is read
+    // through a verifier, so the bytes sent are the checked image's and its
+    // digest is the checked one: nothing needs hashing as a whole.
+    let (reader, trusted) = match &options.source_blocks {
+        Some(blocks) => {
+            if blocks.len() != source_len {
+                return Err(Error::SourceChangedSinceCheck {
+                    start: blocks.len().min(source_len),
+                    end: blocks.len().max(source_len),
+                });
+            }
+            let file = source.try_clone().map_err(|e| Error::ReadSource {
+                offset: 0,
+                source: e,
+            })?;
+            (
+                SourceReader::Checked(Verifier::new(file, blocks.clone(), 2)),
+                options.expect_source.clone(),
+            )
+        }
+        None => (SourceReader::Plain(source), None),
+    };
+    // The source is hashed only when something asks for a digest the
+    // verified reads do not already vouch for.
+    let algorithm = match &trusted {
+        Some(d) if options.digest.is_none_or(|a| a == d.algorithm()) => None,
+        _ => options
+            .expect_source
+            .as_ref()
+            .map(Digest::algorithm)
+            .or(options.digest),
+    };
     let sequential = is_sequential(plan, source_len);
     let prehashed = match algorithm {
         Some(algorithm) if !sequential => {
-            let d = hash_source(source, source_len, algorithm, observer)?;
-            check_digest(&options.expect_source, &d)?;
+            let d = hash_source(&reader, source_len, algorithm, observer)?;
+            if trusted.is_none() {
+                check_digest(&options.expect_source, &d)?;
+            }
             Some(d)
         }
         _ => None,
@@ -186,7 +236,8 @@ pub(super) fn write(
     });
     let (written, streamed) = std::thread::scope(|s| {
         let ops = &ops;
-        s.spawn(move || read_stage(plan, source, ops, free_rx, filled_tx));
+        let reader = &reader;
+        s.spawn(move || read_stage(plan, reader, ops, free_rx, filled_tx));
         let hasher = s.spawn(move || hash_stage(stream_algorithm, summer, filled_rx, hashed_tx));
         let written = write_stage(
             file,
@@ -203,10 +254,17 @@ pub(super) fn write(
     let direct_io = written?;
     let (streamed, sums) = streamed
         .ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?;
-    let source_digest = prehashed.or(streamed);
-    if let Some(d) = &source_digest {
-        check_digest(&options.expect_source, d)?;
-    }
+    unchanged()?;
+    let source_digest = match trusted {
+        Some(d) => Some(d),
+        None => {
+            let d = prehashed.or(streamed);
+            if let Some(d) = &d {
+                check_digest(&options.expect_source, d)?;
+            }
+            d
+        }
+    };
     observer.event(&Event::PhaseFinished {
         phase: Phase::Write,
     });
@@ -221,6 +279,9 @@ pub(super) fn write(
     if let Some(sums) = sums {
         let sums = sums.map_err(|why| Error::Internal(format!("write checksums: {why}")))?;
         verify::check(plan, source, target, chunk, Expected::Sums(&sums), observer)?;
+        // The target holds what was sent; it is the image only if the image
+        // did not change meanwhile.
+        unchanged()?;
     }
     Ok(Report {
         bytes_written: total,
@@ -233,7 +294,7 @@ pub(super) fn write(
 /// Fills buffers from the plan, in target order.
 fn read_stage(
     plan: &Plan,
-    source: &File,
+    source: &SourceReader,
     ops: &[Op],
     free: Receiver<AlignedBuf>,
     out: SyncSender<Result<Chunk, Error>>,

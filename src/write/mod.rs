@@ -21,7 +21,16 @@
 //! - **The source is hashed while it is streamed.** [`Report::source_digest`]
 //!   is the digest of exactly the bytes that were written, and a mismatch
 //!   with [`Options::expect_source`] fails with [`Error::SourceChanged`]: the
-//!   image changed between its check and the write.
+//!   image changed between its check and the write. With
+//!   [`Options::source_blocks`] (a built layout reads the image out of
+//!   order, so its streamed bytes have no whole-image digest) every block
+//!   read is checked against the checking pass's digest of that block
+//!   before it is used ([`crate::image::checked`]).
+//! - **An image that changes during the write is caught.** The read-back
+//!   proves the target holds what was sent, which is a mix when the image
+//!   was being rewritten meanwhile; so the source's `fstat` stamp (size,
+//!   modification and change times) is compared before the write, after it
+//!   and after the read-back ([`Error::SourceModified`]).
 //! - **Nothing is claimed before `fsync`.** The target is flushed (which also
 //!   sends a cache flush to the device) before the write counts as done.
 //! - **Read-back bypasses the page cache.** Verification reads the target
@@ -61,9 +70,12 @@ mod target;
 mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::events::Observer;
 use crate::hash::{Digest, HashAlgorithm};
+use crate::image::checked::BlockDigests;
+use crate::image::input::{Change, Stamp};
 use crate::plan::{Plan, PlanError};
 
 pub use target::Target;
@@ -96,6 +108,22 @@ pub struct Options {
     /// compares would make a fast device wait on the CPU (`docs/performance.md`).
     /// [`Options::expect_source`] hashes whatever this says.
     pub digest: Option<HashAlgorithm>,
+    /// The SHA-256 of every block of the image, taken in the same pass as
+    /// [`Options::expect_source`] (`trust::check_pinned`). With them every
+    /// source byte is read through an
+    /// [`image::checked::Verifier`](crate::image::checked::Verifier): a block
+    /// that is not the checked one fails with
+    /// [`Error::SourceChangedSinceCheck`] before any of it is sent, whatever
+    /// the plan reads in whatever order, and the source digest reported is
+    /// `expect_source` itself (no second whole-image hash is needed).
+    pub source_blocks: Option<Arc<BlockDigests>>,
+    /// The source's [`Stamp`] when it was opened (`image::input::open`). The
+    /// engine compares it with the source's stamp before writing, after the
+    /// write and after the read-back, and fails with
+    /// [`Error::SourceModified`] (or [`Error::SourceModifiedBeforeWrite`])
+    /// when the image changed. Without it the engine takes the stamp itself
+    /// when it starts.
+    pub source_stamp: Option<Stamp>,
     /// Bytes per I/O operation; rounded to the target's alignment.
     pub chunk_size: usize,
 }
@@ -107,6 +135,8 @@ impl Default for Options {
             before_first_write: None,
             expect_source: None,
             digest: None,
+            source_blocks: None,
+            source_stamp: None,
             chunk_size: DEFAULT_CHUNK,
         }
     }
@@ -119,6 +149,8 @@ impl std::fmt::Debug for Options {
             .field("before_first_write", &self.before_first_write.is_some())
             .field("expect_source", &self.expect_source)
             .field("digest", &self.digest)
+            .field("source_blocks", &self.source_blocks)
+            .field("source_stamp", &self.source_stamp)
             .field("chunk_size", &self.chunk_size)
             .finish()
     }
@@ -168,10 +200,28 @@ pub enum Error {
     NotATarget { path: PathBuf },
     #[error("cannot read the image at byte {offset}")]
     ReadSource { offset: u64, source: std::io::Error },
+    /// The source ended early: it was long enough when the plan was made
+    /// (the plan was checked against its length), so it shrank since.
     #[error(
-        "the image ends at byte {at} but was longer when the plan was made; was it truncated or replaced while being written?"
+        "the image ends at byte {at} but was longer when the plan was made: it was truncated while being written; the target holds an incomplete image and must be written again"
     )]
     SourceTruncated { at: u64 },
+    /// A block of the source is not the block that was checked
+    /// ([`Options::source_blocks`]); nothing of it was sent.
+    #[error(
+        "the image's bytes {start}..{end} differ from the bytes that were checked: the image changed after it was checked; those bytes were not written, but the target is incomplete: check the image and write again"
+    )]
+    SourceChangedSinceCheck { start: u64, end: u64 },
+    /// `fstat` of the source changed during the write or the read-back.
+    #[error(
+        "the image changed while it was being written ({change}); the target holds a mix of its old and new contents and must be written again"
+    )]
+    SourceModified { change: Change },
+    /// `fstat` of the source changed between its opening and the write.
+    #[error(
+        "the image changed after it was opened ({change}); nothing was written: run the command again once the image is complete"
+    )]
+    SourceModifiedBeforeWrite { change: Change },
     #[error(
         "the image's {} digest is {}, but {} was expected: the image changed after it was checked; do not trust the target, check the image and write again",
         expected.algorithm(), actual.to_hex(), expected.to_hex()

@@ -14,7 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::align::{check_ops, AlignedBuf, Alignment, CheckOp};
 use super::engine::{file_len, set_direct};
-use super::fill::fill;
+use super::fill::{fill, SourceReader};
 use super::sums::{checksum, RangeSums};
 use super::{Error, Target};
 use crate::events::{Event, Observer, Phase};
@@ -262,7 +262,13 @@ fn read_expected(
     for op in ops {
         let Ok(mut buf) = free.recv() else { return };
         let len = (op.check.end - op.check.start) as usize;
-        let msg = fill(plan, source, op.check.start, buf.get_mut(len)).map(|_| buf);
+        let msg = fill(
+            plan,
+            &SourceReader::Plain(source),
+            op.check.start,
+            buf.get_mut(len),
+        )
+        .map(|_| buf);
         let failed = msg.is_err();
         if out.send(msg).is_err() || failed {
             return;
@@ -326,7 +332,12 @@ impl Compare<'_> {
     /// image that changed during the write.
     fn locate(&self, op: &CheckOp, t: &[u8]) -> Error {
         let mut e = vec![0u8; t.len()];
-        if let Err(err) = fill(self.plan, self.source, op.check.start, &mut e) {
+        if let Err(err) = fill(
+            self.plan,
+            &SourceReader::Plain(self.source),
+            op.check.start,
+            &mut e,
+        ) {
             return err;
         }
         if let Err(err) = differs(op, t, &e) {

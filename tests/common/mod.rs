@@ -202,3 +202,40 @@ pub fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
         String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
     )
 }
+
+/// Runs `bootstick write --yes --json ARGS... IMAGE TARGET`, calling `act`
+/// once with the first JSON line of the write phase (`"phase": "write"`)
+/// while the write goes on, and returns the exit code and every JSON line.
+/// For tests of an image that changes during a write.
+#[allow(dead_code)]
+pub fn write_changing_image(
+    image: &Path,
+    target: &Path,
+    args: &[&str],
+    act: impl FnOnce(&serde_json::Value),
+) -> (Option<i32>, Vec<serde_json::Value>) {
+    use std::io::BufRead;
+    let mut child = bootstick()
+        .args(["write", "--yes", "--json"])
+        .args(args)
+        .arg(image)
+        .arg(target)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut act = Some(act);
+    let mut events = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "phase" && v["phase"] == "write" {
+            if let Some(a) = act.take() {
+                a(&v);
+            }
+        }
+        events.push(v);
+    }
+    let status = child.wait().unwrap();
+    assert!(act.is_none(), "the write phase never started: {events:#?}");
+    (status.code(), events)
+}
