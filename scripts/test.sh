@@ -53,7 +53,7 @@ commands=(
   mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype fsck.fat mkfs.fat sgdisk sfdisk
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
-  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum
+  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum isosize mkfifo
 )
 absent=()
 for c in "${commands[@]}"; do

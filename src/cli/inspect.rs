@@ -413,6 +413,14 @@ pub struct WriteMode {
 pub fn write_mode(src: &Arc<dyn ByteSource>, path: &Path, raw: bool) -> Result<WriteMode, Failure> {
     use inspect::{Code, Mode};
     let inspection = inspect_source(src, path)?;
+    // A truncated image would give a stick whose partitions or files run
+    // off the end of what was written (docs/cli.md: no override).
+    if let Some(t) = inspection.truncated {
+        return Err(Failure::new(
+            Exit::BadInput,
+            anyhow::anyhow!("{t}; download the image again"),
+        ));
+    }
     let decision = inspection.decision;
     let reasons = || {
         decision
