@@ -1017,7 +1017,10 @@ fn truncated_images_are_a_problem_and_write_refuses_them() {
     let (code, err) = write_to(&cut, &target);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("truncated download?"), "{err}");
-    assert!(!target.exists(), "a refused write must not create the target");
+    assert!(
+        !target.exists(),
+        "a refused write must not create the target"
+    );
     // The whole image is not truncated.
     assert!(inspect_json(&img).get("truncated").is_none());
 
@@ -1034,7 +1037,11 @@ fn truncated_images_are_a_problem_and_write_refuses_them() {
     std::fs::remove_file(&target).unwrap();
     f.set_len(20 << 20).unwrap();
     let v = inspect_json(&disk);
-    assert_eq!(v["truncated"]["declared_bytes"], (2048 + 65536) * 512, "{v:#}");
+    assert_eq!(
+        v["truncated"]["declared_bytes"],
+        (2048 + 65536) * 512,
+        "{v:#}"
+    );
     assert_eq!(v["truncated"]["by"]["table"], "gpt", "{v:#}");
     assert_eq!(v["truncated"]["by"]["index"], 1, "{v:#}");
     let (code, err) = write_to(&disk, &target);

@@ -1028,3 +1028,123 @@ fn cli_ls_reports_a_udf_loop() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loops"), "{err}");
 }
+
+/// CRC-ITU-T (ECMA-167 7.2.6), for re-sealing a descriptor after an edit.
+fn crc_itu(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Points the anchor at `sector` (2048-byte sectors) at main and reserve
+/// sequences far past the image's end, with a tag whose checksum and CRC
+/// are right: a damaged anchor that still reads as one.
+fn misdirect_anchor(img: &mut [u8], sector: usize) {
+    let s = &mut img[sector * 2048..sector * 2048 + 512];
+    assert_eq!(u16::from_le_bytes([s[0], s[1]]), 2, "an anchor at {sector}");
+    s[20..24].copy_from_slice(&0x00F0_0000u32.to_le_bytes());
+    s[28..32].copy_from_slice(&0x00F0_0010u32.to_le_bytes());
+    let n = usize::from(u16::from_le_bytes([s[10], s[11]]));
+    let crc = crc_itu(&s[16..16 + n]);
+    s[8..10].copy_from_slice(&crc.to_le_bytes());
+    s[4] = 0;
+    s[4] = s[..16].iter().fold(0u8, |a, &b| a.wrapping_add(b));
+}
+
+/// Issue 10, item 17: a damaged UDF anchor. With the anchor at sector 256
+/// misdirected, the other anchor (the last sector) still leads to the
+/// volume, so `ls` reads UDF; with every anchor misdirected, `ls`,
+/// `extract` and `inspect` read the intact Rock Ridge tree and warn naming
+/// the UDF problem (not "truncated download?": the image is whole). Before,
+/// both images failed `ls` with exit 3 and "truncated download?".
+#[test]
+fn damaged_udf_anchor_falls_back_to_another_anchor_then_to_rock_ridge() {
+    if !common::require_tools("udf damaged anchor", &["genisoimage"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let image = work.path().join("bridge.iso");
+    common::run(
+        Command::new("genisoimage")
+            .args(["-quiet", "-udf", "-R", "-J", "-V", "UDF_RR", "-o"])
+            .arg(&image)
+            .arg(&src),
+    );
+    let mut img = std::fs::read(&image).unwrap();
+    let last = img.len() / 2048 - 1;
+    let ls = |path: &Path| {
+        let out = common::bootstick()
+            .args(["ls", "--json", "-R"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v, err)
+    };
+
+    misdirect_anchor(&mut img, 256);
+    let one = work.path().join("one-anchor-damaged.iso");
+    std::fs::write(&one, &img).unwrap();
+    let (v, err) = ls(&one);
+    assert_eq!(v["fs"], "udf", "{v:#}");
+    assert!(err.is_empty(), "{err}");
+
+    misdirect_anchor(&mut img, last);
+    let all = work.path().join("all-anchors-damaged.iso");
+    std::fs::write(&all, &img).unwrap();
+    let (v, err) = ls(&all);
+    assert_eq!(v["fs"], "rock-ridge", "{v:#}");
+    assert!(
+        err.contains("UDF file system cannot be read")
+            && err.contains("anchor")
+            && err.contains("Rock Ridge tree instead"),
+        "{err}"
+    );
+    assert!(!err.contains("truncated download"), "{err}");
+    let paths: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"sources/install.wim"), "{paths:?}");
+
+    let out_dir = work.path().join("out");
+    let out = common::bootstick()
+        .arg("extract")
+        .arg(&all)
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read(out_dir.join("sources/install.wim")).unwrap(),
+        std::fs::read(src.join("sources/install.wim")).unwrap()
+    );
+
+    let out = common::run(common::bootstick().args(["inspect", "--json"]).arg(&all));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["tree"], "rock-ridge", "{v:#}");
+    assert!(v.get("truncated").is_none(), "{v:#}");
+    let problems = v["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .contains("UDF file system cannot be read")),
+        "{problems:?}"
+    );
+}

@@ -39,10 +39,15 @@ pub fn open_image(image: &Path, fs: Option<FsChoice>) -> Result<Opened, Failure>
     };
     let src: Arc<dyn ByteSource> = Arc::new(ImageFile::open(image).map_err(bad)?);
     let tree = match fs {
-        Some(kind) => open::open_tree_as(src.clone(), kind.into()),
-        None => open::open_tree(src.clone()),
-    }
-    .map_err(bad)?;
+        Some(kind) => open::open_tree_as(src.clone(), kind.into()).map_err(bad)?,
+        None => {
+            let f = open::open_tree_or_fallback(src.clone()).map_err(bad)?;
+            if let Some(s) = &f.skipped {
+                eprintln!("bootstick: warning: {s}");
+            }
+            f.tree
+        }
+    };
     Ok((src, tree))
 }
 

@@ -55,7 +55,7 @@ pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspecti
     // A damaged tree does not stop the inspection: the boot structures
     // still decide, and the damage is reported as a problem.
     let (tree, tree_problem) = match open_tree(src) {
-        Ok(t) => (t, None),
+        Ok((t, skipped)) => (t, skipped.map(|s| format!("file tree: {s}"))),
         Err(e) => (None, Some(format!("file tree: {e}"))),
     };
     let mut inspection = inspect::inspect(&**src, tree.as_deref()).map_err(|e| {
@@ -69,13 +69,17 @@ pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspecti
     Ok(inspection)
 }
 
+/// A tree opened for inspection, and the damaged tree passed over for it.
+type Opened = (Option<Box<dyn FileTree>>, Option<image::open::Skipped>);
+
 /// The image's file tree (UDF preferred, then Rock Ridge, Joliet, ISO 9660,
-/// as `image::open` decides), `Ok(None)` when the image has no filesystem we
-/// read (a disk image), or the reason the tree could not be read.
-fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Option<Box<dyn FileTree>>, image::Error> {
-    match image::open::open_tree(src.clone()) {
-        Ok(t) => Ok(Some(t)),
-        Err(image::Error::NoFilesystem) => Ok(None),
+/// as `image::open` decides; past a damaged UDF to the ISO 9660 side, which
+/// is then reported), `None` when the image has no filesystem we read (a
+/// disk image), or the reason the tree could not be read.
+fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Opened, image::Error> {
+    match image::open::open_tree_or_fallback(src.clone()) {
+        Ok(f) => Ok((Some(f.tree), f.skipped)),
+        Err(image::Error::NoFilesystem) => Ok((None, None)),
         Err(e) => Err(e),
     }
 }

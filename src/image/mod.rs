@@ -191,8 +191,9 @@ pub enum NodeKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
     /// The best name the image offers (Rock Ridge > Joliet > ISO 9660; UDF
-    /// names), never empty, never `.` or `..`. Not yet sanitised: see
-    /// `tree::safe_component` before using it as a host path.
+    /// names), never empty. Not sanitised: a hostile image may name an
+    /// entry `.`, `..` or `a/b`; see `tree::safe_component` before using it
+    /// as a host path.
     pub name: String,
     pub kind: NodeKind,
     /// File size in bytes (0 for directories and links).

@@ -179,8 +179,8 @@ mod tests {
         img
     }
 
-    fn tables(img: &Vec<u8>) -> Tables {
-        let area = partitions::read_system_area(img).unwrap();
+    fn tables(img: &[u8]) -> Tables {
+        let area = partitions::read_system_area(&img.to_vec()).unwrap();
         Tables {
             mbr: area.mbr,
             gpt: area.gpt,
