@@ -162,10 +162,12 @@ pub struct Report {
     /// Bytes put on the target (the plan's extents; gaps are not counted).
     pub bytes_written: u64,
     /// The digest of the whole source image, when one was asked for
-    /// ([`Options::digest`] or [`Options::expect_source`]). For plans that
-    /// stream the source once, in order (raw copies), these are exactly the
-    /// bytes written; for other plans the source is hashed in a pass before
-    /// writing.
+    /// ([`Options::digest`] or [`Options::expect_source`]). With
+    /// [`Options::source_blocks`] it is `expect_source`, true of the bytes
+    /// written because every block they came from was verified; otherwise,
+    /// for plans that stream the source once, in order (raw copies), it is
+    /// the digest of exactly the bytes written, and for other plans the
+    /// source is hashed in a pass before writing.
     pub source_digest: Option<Digest>,
     /// The target was read back and matched the plan.
     pub verified: bool,
