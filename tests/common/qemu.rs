@@ -134,12 +134,10 @@ pub fn require(test: &str, firmware: &[Firmware]) -> bool {
         return false;
     }
     if firmware.contains(&Firmware::Ovmf) && find_ovmf().is_none() {
-        let why = "needs OVMF firmware (Debian package `ovmf`, or set BOOTSTICK_OVMF_CODE and BOOTSTICK_OVMF_VARS)";
-        if std::env::var_os("BOOTSTICK_REQUIRE_ALL").is_some_and(|v| v == "1") {
-            panic!("{test}: {why} (BOOTSTICK_REQUIRE_ALL=1 forbids skipping)");
-        }
-        eprintln!("SKIP: {test}: {why}");
-        return false;
+        return super::skip(
+            test,
+            "needs OVMF firmware (Debian package `ovmf`, or set BOOTSTICK_OVMF_CODE and BOOTSTICK_OVMF_VARS)",
+        );
     }
     true
 }
