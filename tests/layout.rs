@@ -30,7 +30,7 @@ fn fixture() -> (PathBuf, PathBuf) {
             .collect()
     };
     let recipe = format!(
-        "layout-v1 efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \
+        "efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \
          mkfs.fat -C; xorriso -as mkisofs -R -J -V BSTK_Layout_Test -e efiboot.img -no-emul-boot"
     );
     let iso = cached("layout-nonhybrid", "iso", &recipe, |out| {
