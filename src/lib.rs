@@ -15,3 +15,6 @@ pub mod layout;
 pub mod plan;
 pub mod trust;
 pub mod write;
+
+#[cfg(test)]
+mod test_support;
