@@ -41,7 +41,7 @@ use std::path::PathBuf;
 /// Every message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source} (is sysfs/procfs mounted?)")]
+    #[error("cannot read {} (is sysfs/procfs mounted?)", path.display())]
     Sysfs {
         path: PathBuf,
         source: std::io::Error,
@@ -115,13 +115,13 @@ pub enum Error {
         path.display()
     )]
     Busy { path: PathBuf },
-    #[error("cannot open {}: {source} (writing to a disk needs root)", path.display())]
+    #[error("cannot open {} (writing to a disk needs root)", path.display())]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "{} is locked by another program (flock: a partitioning tool or udev?): {source}; wait for it to finish and retry",
+        "{} is locked by another program (flock: a partitioning tool or udev?); wait for it to finish and retry",
         path.display()
     )]
     Locked {
@@ -131,7 +131,7 @@ pub enum Error {
     #[error("{0}")]
     IdentityChanged(String),
     #[error(
-        "cannot unmount {}: {source}; close the programs using it (`fuser -vm {}` lists them) and retry",
+        "cannot unmount {}; close the programs using it (`fuser -vm {}` lists them) and retry",
         mountpoint.display(), mountpoint.display()
     )]
     Unmount {
@@ -139,7 +139,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
-        "the kernel could not re-read the partition table of {}: {source}; unplug the stick and plug it in again to see its partitions",
+        "the kernel could not re-read the partition table of {}; unplug the stick and plug it in again to see its partitions",
         path.display()
     )]
     Reread {

@@ -241,13 +241,13 @@ pub const MAX_DEPTH: usize = 64;
 /// Everything that can go wrong reading an image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open image {path}: {source}")]
+    #[error("cannot open image {}", path.display())]
     Open {
         path: std::path::PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("I/O error reading the image at byte {offset}: {source}")]
+    #[error("I/O error reading the image at byte {offset}")]
     Io {
         offset: u64,
         #[source]

@@ -62,6 +62,7 @@ mod verify;
 
 use std::path::PathBuf;
 
+use crate::cancel::{Cancel, TargetState};
 use crate::events::Observer;
 use crate::hash::{Digest, HashAlgorithm};
 use crate::plan::{Plan, PlanError};
@@ -98,6 +99,10 @@ pub struct Options {
     pub digest: Option<HashAlgorithm>,
     /// Bytes per I/O operation; rounded to the target's alignment.
     pub chunk_size: usize,
+    /// Polled between chunks (hashing, writing, reading back): once
+    /// cancelled, the job lets the I/O in flight finish and stops with
+    /// [`Error::Cancelled`], saying what it left on the target.
+    pub cancel: Cancel,
 }
 
 impl Default for Options {
@@ -108,6 +113,7 @@ impl Default for Options {
             expect_source: None,
             digest: None,
             chunk_size: DEFAULT_CHUNK,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -120,6 +126,7 @@ impl std::fmt::Debug for Options {
             .field("expect_source", &self.expect_source)
             .field("digest", &self.digest)
             .field("chunk_size", &self.chunk_size)
+            .field("cancelled", &self.cancel.is_cancelled())
             .finish()
     }
 }
@@ -215,6 +222,10 @@ pub enum Error {
         /// ended (a vanished disk reads as empty).
         source: Option<std::io::Error>,
     },
+    /// The job's [`Cancel`] token was cancelled; `target` says what the
+    /// job left there.
+    #[error("stopped before the end: {}", target.advice())]
+    Cancelled { target: TargetState },
     #[error("internal error in the write engine: {0}")]
     Internal(String),
 }
@@ -279,14 +290,16 @@ pub fn write(
 /// Compares `target` with what `plan` would put on it, without writing, and
 /// reports the first differing byte as [`Error::Mismatch`] (or
 /// [`Error::TargetShort`] when the target ends early). Progress is reported
-/// as phase `verify`.
+/// as phase `verify`. A cancelled `cancel` stops it between chunks with
+/// [`Error::Cancelled`] (the target is untouched: it is only read).
 pub fn compare(
     plan: &Plan,
     source: &std::fs::File,
     target: &Target,
     chunk_size: usize,
+    cancel: &Cancel,
     observer: &dyn Observer,
 ) -> Result<CompareReport, Error> {
-    engine::compare(plan, source, target, chunk_size, observer)
+    engine::compare(plan, source, target, chunk_size, cancel, observer)
         .map_err(|e| explain_disappearance(target, e))
 }
