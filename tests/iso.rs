@@ -755,7 +755,7 @@ fn ls_json_recursive_matches_xorriso() {
         image.as_os_str(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let doc = common::json_result(out.as_bytes());
     assert_eq!(doc["fs"], "rock-ridge");
     let mut ours = Listing::new();
     for e in doc["entries"].as_array().unwrap() {

@@ -89,12 +89,11 @@ fn guest_reports_the_script_exit_status() {
     assert!(out.output.contains("nonexistent-path"), "{out}");
 }
 
-/// `bootstick list --json`, parsed.
+/// The disks `bootstick list --json` printed (its `result` line's `disks`).
 fn disks(json: &str) -> Vec<serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(json)
-        .unwrap_or_else(|e| panic!("list --json is not JSON ({e}):\n{json}"))
+    common::json_result(json.trim().as_bytes())["disks"]
         .as_array()
-        .unwrap_or_else(|| panic!("list --json is not an array:\n{json}"))
+        .unwrap_or_else(|| panic!("list --json has no `disks` array:\n{json}"))
         .clone()
 }
 

@@ -34,13 +34,7 @@ fn verify(args: &[&std::ffi::OsStr]) -> Verdict {
         .args(args)
         .output()
         .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let json = common::json_result(&out.stdout);
     Verdict {
         code: out.status.code().unwrap(),
         json,

@@ -981,7 +981,7 @@ fn cli_ls_and_extract_read_the_bridge_through_udf() {
         return;
     }
     let out = common::run(common::bootstick().args(["ls", "-R", "--json"]).arg(&image));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = common::json_result(out.as_bytes());
     assert_eq!(v["fs"], "udf");
     assert_eq!(v["label"], "CCCOMA_X64FRE_EN-US_DV9");
     let ours: BTreeMap<String, (bool, u64)> = v["entries"]

@@ -35,17 +35,20 @@ struct Report<'a> {
 /// Opens `path` and inspects it, reading its file tree when it has one.
 /// Shared with `write`, which needs the same decision.
 pub fn inspect_path(path: &Path) -> Result<Inspection, Failure> {
-    let file = ImageFile::open(path).map_err(|e| Failure::new(Exit::BadInput, e))?;
+    let file = ImageFile::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;
     let src: Arc<dyn ByteSource> = Arc::new(file);
     // A damaged tree does not stop the inspection: the boot structures
     // still decide, and the damage is reported as a problem.
     let (tree, tree_problem) = match open_tree(&src) {
         Ok(t) => (t, None),
-        Err(e) => (None, Some(format!("file tree: {e}"))),
+        Err(e) => (
+            None,
+            Some(format!("file tree: {}", bootstick::error_chain(&e))),
+        ),
     };
     let mut inspection = inspect::inspect(&*src, tree.as_deref()).map_err(|e| {
         Failure::new(
-            Exit::BadInput,
+            super::exit::inspect_error(&e),
             anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
         )
     })?;
@@ -65,6 +68,8 @@ fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Option<Box<dyn FileTree>>, ima
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    let out = super::render::Renderer::report(args.json);
+    out.start("inspect", serde_json::json!({ "image": &args.image }));
     let inspection = inspect_path(&args.image)?;
     // The layout `write` would build for an image file target (docs/layout.md).
     let planned = (inspection.decision.mode == inspect::Mode::Layout)
@@ -74,16 +79,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
             image: &args.image,
             layout: planned.as_ref().map(|p| match p {
                 Ok(l) => super::write::layout_json(l),
-                Err(f) => {
-                    serde_json::json!({ "error": format!("{:#}", f.error), "exit": f.exit as u8 })
-                }
+                Err(f) => serde_json::json!({
+                    "error": super::render::chain(&f.error),
+                    "exit": f.exit as u8
+                }),
             }),
             inspection: &inspection,
         };
-        let mut text =
-            serde_json::to_string_pretty(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
-        text.push('\n');
-        emit(&text)
+        let doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
+        out.document(doc);
+        Ok(())
     } else {
         let mut text = render(&args.image, &inspection);
         match &planned {
@@ -96,7 +101,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 );
             }
             Some(Err(f)) => {
-                let _ = writeln!(text, "layout       cannot be built: {:#}", f.error);
+                let _ = writeln!(
+                    text,
+                    "layout       cannot be built: {}",
+                    super::render::chain(&f.error)
+                );
             }
             None => {}
         }
