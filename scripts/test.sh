@@ -18,7 +18,7 @@ packages=(
   mtools dosfstools gdisk                             # FAT and GPT oracles
   wimtools                                            # WIM oracle
   gnupg minisign signify-openbsd                      # signature peers
-  e2fsprogs util-linux                                # ext4 for mounted-target tests, losetup
+  e2fsprogs util-linux mount fdisk                    # ext4 for mounted-target tests, losetup, sfdisk (package fdisk)
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
@@ -44,7 +44,31 @@ if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
   $sudo_ apt-get update -qq
 fi
 
+# Every command the tests run, checked by name after installing, so a package
+# missing from the list above fails here, by name, instead of as a test
+# failure halfway through the suite (`dpkg -S "$(command -v TOOL)"` names the
+# package that holds a command).
+commands=(
+  qemu-system-x86_64 grub-mkrescue grub-mkstandalone xorriso genisoimage 7z
+  mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype fsck.fat mkfs.fat sgdisk sfdisk
+  wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
+  findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
+  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum
+)
+absent=()
+for c in "${commands[@]}"; do
+  command -v "$c" >/dev/null 2>&1 || absent+=("$c")
+done
+if ((${#absent[@]})); then
+  echo "test.sh: still missing after installing: ${absent[*]}" >&2
+  exit 1
+fi
+for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd; do
+  [ -e "$f" ] || { echo "test.sh: firmware $f missing (package ovmf)" >&2; exit 1; }
+done
+
 export BOOTSTICK_REQUIRE_ALL=1
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo test --all-targets --locked --no-fail-fast
+cargo test --doc --locked

@@ -243,7 +243,7 @@ fn unreadable_inputs_are_bad_input() {
 // ---------------------------------------------------------------------------
 
 /// Bump when the recipe below changes: the cache directory is keyed by it.
-const GPG_RECIPE: &str = "trust-gpg-v2";
+const GPG_RECIPE: &str = "trust-gpg-v3";
 
 /// Keys and signatures made once by `gpg` and cached under
 /// `target/fixtures/<recipe>/`.
@@ -485,6 +485,18 @@ fn build_gpg_fixtures(out: &Path) {
         ],
         "SHA256SUMS",
         "sums.backdated.asc",
+    );
+    // A signature dated in 2099: a clock far behind, or a forged date.
+    sign(
+        &["rsa4096"],
+        &[
+            "--faked-system-time",
+            "20990101T000000",
+            "--armor",
+            "--detach-sign",
+        ],
+        "SHA256SUMS",
+        "sums.future.asc",
     );
     // The subkey signs: `fpr!` of the subkey is found by gpg from the primary.
     {
@@ -1353,4 +1365,411 @@ fn image_changed_after_the_check_is_caught_by_the_engine() {
         matches!(err, bootstick::write::Error::SourceChanged { .. }),
         "{err:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10: what is signed, framing of clearsigned files, inputs that would
+// block, and messages a person can act on.
+// ---------------------------------------------------------------------------
+
+/// Runs bootstick with `args`, killing it (and failing) after `secs`.
+fn bootstick_within(args: &[&std::ffi::OsStr], secs: u64) -> std::process::Output {
+    let mut child = bootstick()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "bootstick {args:?} still running after {secs} s (blocked?); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn os<'a>(args: &'a [&'a str]) -> Vec<&'a std::ffi::OsStr> {
+    args.iter().map(std::ffi::OsStr::new).collect()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `--require-signature`, `--verify-source` and `--key` ask for a check: with
+/// nothing (signed) beside the image, `write` refuses before it opens the
+/// target (issue 10 item 1; the check used to be skipped when no reference
+/// was found, and the image written with `source_check: null`).
+#[test]
+fn write_refuses_when_nothing_signed_covers_the_image() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let key = fx.path("rsa4096.key");
+    let key = key.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--key", key, "--require-signature"], "nothing signed"),
+        (&["--require-signature"], "nothing signed"),
+        (&["--key", key], "nothing"),
+        (&["--verify-source"], "nothing covers"),
+    ];
+    for (flags, said) in cases {
+        let dir = stage(&fx, &[("arch.iso", "arch.iso")]);
+        let image = dir.path().join("arch.iso");
+        // A new target must not be created, an existing one not touched.
+        let new_target = dir.path().join("stick.img");
+        let out = write_cmd(&image, &new_target, flags);
+        assert_eq!(
+            out.status.code(),
+            Some(18),
+            "{flags:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(
+            stderr_of(&out).contains(said),
+            "{flags:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(!new_target.exists(), "{flags:?}: the target was created");
+        let old_target = dir.path().join("old.img");
+        std::fs::write(&old_target, b"previous contents").unwrap();
+        let out = write_cmd(&image, &old_target, flags);
+        assert_eq!(out.status.code(), Some(18), "{flags:?}");
+        assert_eq!(std::fs::read(&old_target).unwrap(), b"previous contents");
+        let result = common::json_lines(&out.stdout).pop().unwrap();
+        assert_eq!(result["ok"], false, "{flags:?}");
+        assert_eq!(result["exit_code"], 18, "{flags:?}");
+    }
+    // An unsigned list that matches: --require-signature refuses it (10),
+    // and says what was missing.
+    let dir = stage(
+        &fx,
+        &[("arch.iso", "arch.iso"), ("SHA256SUMS", "SHA256SUMS")],
+    );
+    let target = dir.path().join("stick.img");
+    let out = write_cmd(
+        &dir.path().join("arch.iso"),
+        &target,
+        &["--key", key, "--require-signature"],
+    );
+    assert_eq!(out.status.code(), Some(10), "{}", stderr_of(&out));
+    assert!(
+        !stderr_of(&out).contains("give --key"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(
+        stderr_of(&out).contains("no signature file"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!target.exists());
+}
+
+/// A clearsigned list with anything but whitespace around the block is a
+/// bad signature, and nothing in it is used (issue 10 item 2: a line put in
+/// front of the header used to turn the file into an unsigned list, so the
+/// attacker's line matched and `write` went ahead).
+#[test]
+fn clearsigned_file_with_text_outside_the_block_is_bad() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let clear = std::fs::read_to_string(fx.path("CHECKSUM.clear")).unwrap();
+    // The attacker's image and a line listing it.
+    let evil_dir = tempfile::tempdir().unwrap();
+    pseudo_random_file(&evil_dir.path().join("evil.iso"), 2 * 1024 * 1024, 666);
+    let evil_line = tool(evil_dir.path(), "sha256sum", &["--tag", "evil.iso"]);
+    let cases = [
+        ("a prepended line", format!("{evil_line}{clear}")),
+        (
+            "a BOM and a prepended line",
+            format!("\u{feff}{evil_line}{clear}"),
+        ),
+        ("a BOM", format!("\u{feff}{clear}")),
+        ("an appended line", format!("{clear}{evil_line}")),
+        ("spaces before the header", format!("  {clear}")),
+        ("a second block", format!("{clear}{clear}")),
+    ];
+    for (what, text) in cases {
+        let dir = stage(&fx, &[("arch.iso", "arch.iso")]);
+        std::fs::copy(
+            evil_dir.path().join("evil.iso"),
+            dir.path().join("evil.iso"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("Fedora-arch-CHECKSUM"), &text).unwrap();
+        for image in ["evil.iso", "arch.iso"] {
+            let v = verify_with_keys(dir.path(), image, &[&fx], &["rsa4096"], &[]);
+            assert_outcome(&v, "bad-signature", 13);
+            assert!(v.json["matched"].is_null(), "{what}: {:#}", v.json);
+            assert_eq!(v.json["sources"][0]["entries"], 0, "{what}");
+            let detail = v.json["signatures"][0]["detail"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                detail.contains("text outside the signed part"),
+                "{what}: {detail}"
+            );
+        }
+        // `write` refuses the attacker's image before creating the target.
+        let target = dir.path().join("stick.img");
+        let key = fx.path("rsa4096.key");
+        let out = write_cmd(
+            &dir.path().join("evil.iso"),
+            &target,
+            &["--key", key.to_str().unwrap()],
+        );
+        assert_eq!(out.status.code(), Some(13), "{what}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("text outside the signed part"),
+            "{what}"
+        );
+        assert!(!target.exists(), "{what}");
+        // Without --key too: the file is not an unsigned list.
+        let out = write_cmd(&dir.path().join("evil.iso"), &target, &[]);
+        assert_eq!(out.status.code(), Some(13), "{what}: {}", stderr_of(&out));
+        assert!(!target.exists(), "{what}");
+    }
+}
+
+/// Whitespace around a clearsigned block is tolerated at both ends, as gpg
+/// (the oracle) tolerates it (issue 10 item 3: one trailing newline used to
+/// give "bad-signature" where gpg says Good).
+#[test]
+fn clearsigned_file_whitespace_at_both_ends_as_gpg() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let clear = std::fs::read_to_string(fx.path("CHECKSUM.clear")).unwrap();
+    let crlf = clear.replace('\n', "\r\n");
+    let header = "-----BEGIN PGP SIGNED MESSAGE-----";
+    let end = "-----END PGP SIGNATURE-----";
+    let cases = [
+        ("as gpg wrote it", clear.clone()),
+        ("leading blank lines", format!("\n\n{clear}")),
+        ("leading whitespace lines", format!(" \t\n\r\n{clear}")),
+        ("a trailing newline", format!("{clear}\n")),
+        ("a trailing space", format!("{clear} ")),
+        ("trailing whitespace lines", format!("{clear}\n \t\r\n\n")),
+        ("no final newline", clear.trim_end_matches('\n').to_string()),
+        (
+            "spaces after the END line",
+            clear.replace(end, &format!("{end} \t")),
+        ),
+        (
+            "spaces after the header",
+            clear.replace(header, &format!("{header}  ")),
+        ),
+        ("CRLF line ends", crlf.clone()),
+        ("CRLF and blank lines around", format!("\r\n{crlf}\r\n")),
+    ];
+    for (what, text) in cases {
+        let dir = stage(&fx, &[("arch.iso", "arch.iso")]);
+        let file = dir.path().join("Fedora-arch-CHECKSUM");
+        std::fs::write(&file, &text).unwrap();
+        assert!(
+            gpg_accepts(&fx, "rsa4096", &file, None),
+            "gpg rejects {what}"
+        );
+        let v = verify_key(&fx, dir.path(), "rsa4096", &[]);
+        assert_eq!(v.json["outcome"], "verified", "{what}: {:#}", v.json);
+        assert_eq!(v.code, 0, "{what}");
+        assert_eq!(v.json["sources"][0]["clearsigned"], true, "{what}");
+    }
+}
+
+/// A FIFO with no writer as a checksum, signature or key file, or as the
+/// image of `verify`, is refused at once (exit 3) instead of blocking the
+/// open forever (issue 10 item 13).
+#[test]
+fn fifos_are_refused_without_blocking() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let dir = stage(
+        &fx,
+        &[("arch.iso", "arch.iso"), ("SHA256SUMS", "SHA256SUMS")],
+    );
+    let fifo = dir.path().join("pipe");
+    run(Command::new("mkfifo").arg(&fifo));
+    let image = dir.path().join("arch.iso");
+    let (i, f) = (image.to_str().unwrap(), fifo.to_str().unwrap());
+    let key = fx.path("rsa4096.key");
+    let k = key.to_str().unwrap();
+    let zeros = "0".repeat(64);
+    let cases: [&[&str]; 5] = [
+        &["verify", i, "--sums", f],
+        &["verify", i, "--sig", f, "--key", k],
+        &["verify", i, "--key", f],
+        &["verify", f, "--sha256", &zeros],
+        &["verify", i, "--sums", dir.path().to_str().unwrap()],
+    ];
+    for args in cases {
+        let out = bootstick_within(&os(args), 20);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
+    // `write` refuses a FIFO given as a checksum file before any target.
+    let target = dir.path().join("stick.img");
+    let out = bootstick_within(
+        &os(&["write", "--yes", i, target.to_str().unwrap(), "--sums", f]),
+        20,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    assert!(!target.exists());
+    // Discovered: FIFOs under a checksum or signature file's name are not
+    // read (a regular SHA256SUMS beside them still is).
+    run(Command::new("mkfifo").arg(dir.path().join("SHA256SUMS.gpg")));
+    run(Command::new("mkfifo").arg(dir.path().join("arch.iso.sig")));
+    run(Command::new("mkfifo").arg(dir.path().join("sha256sum.txt")));
+    let out = bootstick_within(&os(&["verify", "--json", i, "--key", k]), 20);
+    let v = common::json_result(&out.stdout);
+    assert_eq!(v["outcome"], "checksum-only", "{v:#}");
+    assert_eq!(v["sources"].as_array().unwrap().len(), 1, "{v:#}");
+}
+
+/// Messages a person can act on (issue 10 item 17): no parser state, no
+/// "give --key" when it was given, the pin that left a signer out, key IDs
+/// refused with the reason, dates in UTC, and a future date not called
+/// tampering.
+#[test]
+fn trust_messages_are_human() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let base = [
+        ("arch.iso", "arch.iso"),
+        ("SHA256SUMS", "SHA256SUMS"),
+        ("sums.rsa4096.asc", "SHA256SUMS.gpg"),
+    ];
+    let verify_err = |dir: &Path, args: &[&str]| -> (Option<i32>, String) {
+        let out = bootstick()
+            .arg("verify")
+            .arg(dir.join("arch.iso"))
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), stderr_of(&out))
+    };
+    let no_parser_state = |err: &str| {
+        for dump in ["Error {", "input: [", "Error(", "code: Tag", "Some("] {
+            assert!(!err.contains(dump), "parser state in: {err}");
+        }
+    };
+
+    // Malformed keys: a checksum file, a truncated binary key, a truncated
+    // armored key, a signature given as a key.
+    let dir = stage(&fx, &base);
+    let bin = std::fs::read(fx.path("rsa2048.key")).unwrap();
+    std::fs::write(dir.path().join("trunc.gpg"), &bin[..300]).unwrap();
+    let asc = std::fs::read(fx.path("rsa4096.key")).unwrap();
+    std::fs::write(dir.path().join("trunc.asc"), &asc[..600]).unwrap();
+    for (file, said) in [
+        (
+            "SHA256SUMS",
+            "text without a -----BEGIN PGP PUBLIC KEY BLOCK----- line",
+        ),
+        ("trunc.gpg", "not an OpenPGP public key"),
+        ("trunc.asc", "not an OpenPGP public key"),
+        (
+            "SHA256SUMS.gpg",
+            "holds a PGP SIGNATURE, not a PGP PUBLIC KEY BLOCK",
+        ),
+    ] {
+        let key = dir.path().join(file);
+        let (code, err) = verify_err(dir.path(), &["--key", key.to_str().unwrap()]);
+        assert_eq!(code, Some(3), "{file}: {err}");
+        assert!(err.contains(said), "{file}: {err}");
+        no_parser_state(&err);
+    }
+
+    // A malformed clearsigned file: damaged base64 in its signature.
+    let clear = std::fs::read_to_string(fx.path("CHECKSUM.clear")).unwrap();
+    let sig_start = clear.find("-----BEGIN PGP SIGNATURE-----").unwrap();
+    let body = clear[sig_start..].find("\n\n").unwrap() + sig_start + 2;
+    for damage in ["!!!!", "\n\n"] {
+        let dir = stage(&fx, &[("arch.iso", "arch.iso")]);
+        let mut text = clear.clone();
+        text.replace_range(body..body + 4, damage);
+        std::fs::write(dir.path().join("Fedora-arch-CHECKSUM"), text).unwrap();
+        let key = fx.path("rsa4096.key");
+        let (code, err) = verify_err(dir.path(), &["--key", key.to_str().unwrap()]);
+        assert_eq!(code, Some(13), "{err}");
+        assert!(err.contains("malformed clearsigned file"), "{err}");
+        no_parser_state(&err);
+    }
+
+    // A key was given, but the list has no signature file: no "give --key".
+    let dir = stage(&fx, &base[..2]);
+    let key = fx.path("rsa4096.key");
+    let (code, err) = verify_err(dir.path(), &["--key", key.to_str().unwrap()]);
+    assert_eq!(code, Some(10));
+    assert!(!err.contains("give --key"), "{err}");
+    assert!(err.contains("no signature file"), "{err}");
+    // ... while without --key the hint is right.
+    let (code, err) = verify_err(dir.path(), &[]);
+    assert_eq!(code, Some(10));
+    assert!(err.contains("give --key"), "{err}");
+
+    // The signer was given, but --fingerprint left it out.
+    let dir = stage(&fx, &base);
+    let keyring = fx.path("keyring.key");
+    let ed = fx.fingerprint("ed25519");
+    let rsa = fx.fingerprint("rsa4096");
+    let (code, err) = verify_err(
+        dir.path(),
+        &["--key", keyring.to_str().unwrap(), "--fingerprint", &ed],
+    );
+    assert_eq!(code, Some(14), "{err}");
+    assert!(err.contains("excluded by --fingerprint"), "{err}");
+    assert!(err.contains(&rsa), "{err}");
+    let v = verify_key(&fx, dir.path(), "keyring", &["--fingerprint", &ed]);
+    assert_eq!(v.json["signatures"][0]["signatures"][0]["excluded"], true);
+
+    // Key IDs (32 and 64 bits) are refused as pins, saying why.
+    for id in [&rsa[32..], &rsa[24..], &format!("0x{}", &rsa[32..])[..]] {
+        let (code, err) = verify_err(
+            dir.path(),
+            &["--key", keyring.to_str().unwrap(), "--fingerprint", id],
+        );
+        assert_eq!(code, Some(3), "{id}: {err}");
+        assert!(err.contains("key ID, not a fingerprint"), "{id}: {err}");
+        assert!(
+            err.contains("refused because anyone can make a key with the same ID"),
+            "{err}"
+        );
+    }
+
+    // Expiry times as UTC dates (gpg made them with a faked clock).
+    let expiry = |sig: &str, key: &str| {
+        let dir = stage(
+            &fx,
+            &[
+                ("arch.iso", "arch.iso"),
+                ("SHA256SUMS", "SHA256SUMS"),
+                (sig, "SHA256SUMS.gpg"),
+            ],
+        );
+        let key = fx.path(&format!("{key}.key"));
+        verify_err(dir.path(), &["--key", key.to_str().unwrap()])
+    };
+    let (code, err) = expiry("sums.expired.asc", "expired");
+    assert_eq!(code, Some(16));
+    assert!(err.contains("expired on 2020-01-02 00:00:00 UTC"), "{err}");
+    let (code, err) = expiry("sums.sig-expired.asc", "old");
+    assert_eq!(code, Some(16));
+    assert!(
+        err.contains("the signature itself expired on 2020-01-03 00:00:00 UTC"),
+        "{err}"
+    );
+
+    // A signature dated in 2099: the clock, not an alteration.
+    let (code, err) = expiry("sums.future.asc", "rsa4096");
+    assert_eq!(code, Some(13), "{err}");
+    assert!(
+        err.contains("dated 2099-01-01 00:00:00 UTC, in the future"),
+        "{err}"
+    );
+    assert!(err.contains("check the clock"), "{err}");
+    assert!(!err.contains("altered"), "{err}");
 }

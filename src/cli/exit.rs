@@ -293,7 +293,9 @@ pub fn inspect_error(e: &bootstick::inspect::Error) -> Exit {
 pub fn trust_error(e: &trust::Error) -> Exit {
     use trust::Error as E;
     match e {
-        E::Io { .. } | E::TooLarge { .. } | E::NotText { .. } | E::Key(_) => Exit::BadInput,
+        E::Io { .. } | E::TooLarge { .. } | E::NotText { .. } | E::NotAFile { .. } | E::Key(_) => {
+            Exit::BadInput
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use super::exit::{Exit, Failure};
 use bootstick::events::{Event, Observer};
 use bootstick::hash::{Digest, HashAlgorithm};
+use bootstick::trust::signature::{Checked, SignatureFile, Status};
 use bootstick::trust::{self, Outcome, Report};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -214,19 +215,86 @@ fn signer_text(s: &bootstick::trust::signature::Signer) -> String {
     }
 }
 
-/// One sentence saying why an outcome other than `verified` is not success.
+/// The first signature (with its file) whose status is `status`, and why.
+fn first_with(
+    report: &Report,
+    status: Status,
+) -> Option<(&SignatureFile, Option<&Checked>, Option<&str>)> {
+    report.signatures.iter().find_map(|f| {
+        let c = f.signatures.iter().find(|c| c.status == status);
+        if c.is_none() && f.status != status {
+            return None;
+        }
+        let why = c.and_then(|c| c.detail.as_deref()).or(f.detail.as_deref());
+        Some((f, c, why))
+    })
+}
+
+/// One sentence saying why an outcome other than `verified` is not success,
+/// naming the file and the reason that decided it.
 pub fn failure_message(report: &Report) -> String {
+    let keys_given = !report.keys.is_empty();
     match report.outcome {
         Outcome::Verified => "verified".into(),
-        Outcome::ChecksumOnly => "the checksum matches, but no trusted signature covers it (give --key to check signatures)".into(),
+        Outcome::ChecksumOnly if !keys_given => "the checksum matches, but no trusted signature covers it (give --key to check signatures)".into(),
+        Outcome::ChecksumOnly if report.signatures.is_empty() => "the checksum matches, but no signature file was given or found beside the checksum file or the image, so the keys given with --key vouch for nothing here".into(),
+        Outcome::ChecksumOnly => "the checksum matches, but no good signature by a key given with --key covers the listing that matched".into(),
         Outcome::Mismatch => "the image's hash differs from the published one: the download is corrupt or was tampered with".into(),
         Outcome::NotListed => "no checksum file lists this image by name or by hash".into(),
-        Outcome::BadSignature => "a signature does not verify: the checksum file or signature was altered".into(),
-        Outcome::UnknownKey => "no signature is by a key given with --key".into(),
+        Outcome::BadSignature => match first_with(report, Status::Bad) {
+            Some((f, _, Some(why))) => format!("a signature is bad: {}: {why}", f.file),
+            _ => "a signature does not verify: the checksum file or signature was altered".into(),
+        },
+        Outcome::UnknownKey if !keys_given => "signatures were found, but none could be checked: give the signing key with --key".into(),
+        Outcome::UnknownKey => {
+            let excluded = report
+                .signatures
+                .iter()
+                .flat_map(|f| f.signatures.iter().map(move |c| (f, c)))
+                .find(|(_, c)| c.excluded);
+            match excluded {
+                Some((f, c)) => format!(
+                    "{} is signed by {}, which was given with --key but excluded by --fingerprint",
+                    f.covers,
+                    c.signer.as_ref().map(signer_text).unwrap_or_default()
+                ),
+                None => {
+                    let issuers: Vec<String> = report
+                        .signatures
+                        .iter()
+                        .flat_map(|f| f.signatures.iter())
+                        .filter(|c| c.status == Status::UnknownKey)
+                        .flat_map(|c| c.issuer.iter().cloned())
+                        .collect();
+                    if issuers.is_empty() {
+                        "no signature is by a key given with --key".into()
+                    } else {
+                        format!(
+                            "no signature is by a key given with --key (the signatures name {})",
+                            issuers.join(", ")
+                        )
+                    }
+                }
+            }
+        }
         Outcome::WeakSignature => "the signatures use SHA-1 or MD5, which are refused".into(),
-        Outcome::ExpiredKey => "the signing key (or the signature itself) has expired".into(),
+        Outcome::ExpiredKey => match first_with(report, Status::ExpiredKey) {
+            Some((f, _, Some(why))) => format!("{}: {why}", f.file),
+            _ => "the signing key (or the signature itself) has expired".into(),
+        },
         Outcome::RevokedKey => "the signing key is revoked".into(),
         Outcome::NoReference => "nothing to check against: give --sums, --sha256 or put the checksum files beside the image".into(),
+    }
+}
+
+/// Why `write` refuses an image after its source check, with the flag that
+/// made the check mandatory when that is what refused it.
+pub fn write_refusal(report: &Report, require_signature: bool) -> String {
+    match report.outcome {
+        Outcome::NoReference if require_signature => "nothing signed covers the image: no checksum or signature file was given or found beside it, and --require-signature needs a good signature by a --key key".into(),
+        Outcome::NoReference => "nothing covers the image: no checksum or signature file was given or found beside it, and --verify-source needs one".into(),
+        Outcome::ChecksumOnly if require_signature => format!("{}; --require-signature needs a good signature", failure_message(report)),
+        _ => failure_message(report),
     }
 }
 

@@ -180,7 +180,11 @@ pub fn layout_line(l: &from_iso::Layout) -> String {
 /// with `source-changed` (exit 19).
 fn check_source(args: &Args, render: &Renderer) -> Result<Option<Report>, Failure> {
     let req = super::verify::request(args.image.clone(), &args.references)?;
-    if !args.verify_source && !trust::has_references(&req) {
+    // --require-signature, --verify-source and --key each ask for a check,
+    // so with nothing to check against they refuse (no-reference) rather
+    // than write an image nothing vouches for.
+    let asked = args.verify_source || args.require_signature || !req.keys.is_empty();
+    if !asked && !trust::has_references(&req) {
         return Ok(None);
     }
     let report =
@@ -191,7 +195,7 @@ fn check_source(args: &Args, render: &Renderer) -> Result<Option<Report>, Failur
             anyhow::anyhow!(
                 "source check: {}: {}; nothing was written",
                 report.outcome.name(),
-                super::verify::failure_message(report)
+                super::verify::write_refusal(report, args.require_signature)
             ),
         )
     };

@@ -27,10 +27,7 @@ pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name != image_name
-            && is_sums_name(&name, &image_name)
-            && entry.file_type().is_ok_and(|t| t.is_file())
-        {
+        if name != image_name && is_sums_name(&name, &image_name) && is_regular(&entry.path()) {
             found.push(dir.join(&name));
         }
     }
@@ -43,7 +40,7 @@ pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
         if let Some(plain) = lower.strip_suffix(".sig") {
             if (plain == "sha256" || plain == "sha512")
                 && !found.iter().any(|f| file_name_lower(f) == plain)
-                && entry.file_type().is_ok_and(|t| t.is_file())
+                && is_regular(&entry.path())
             {
                 found.push(dir.join(&name));
             }
@@ -51,6 +48,12 @@ pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     found.sort();
     Ok(found)
+}
+
+/// A regular file, or a symlink to one (a FIFO, a directory or a device
+/// under a checksum file's name is not one; `stat` does not block).
+fn is_regular(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
 }
 
 fn file_name_lower(p: &Path) -> String {

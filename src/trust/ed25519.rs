@@ -200,6 +200,7 @@ pub fn check(sig: &Signature, keys: &[PublicKey], any_keys: bool, data: Data<'_>
         hash: hash.clone(),
         signer,
         detail,
+        excluded: false,
     };
     let Some(key) = keys.iter().find(|k| k.key_id == sig.key_id) else {
         return if any_keys {

@@ -96,6 +96,9 @@ pub enum Error {
     },
     #[error("{path} is not text: {reason}")]
     NotText { path: PathBuf, reason: String },
+    /// A FIFO, socket, directory or character device where a file is read.
+    #[error("{path} is {kind}, not a regular file; give the file itself")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error(transparent)]
     Key(#[from] openpgp::KeyError),
 }
@@ -233,6 +236,8 @@ fn tool_name(t: ed25519::Tool) -> &'static str {
 struct Keys {
     pgp: openpgp::Keyring,
     ed: Vec<ed25519::PublicKey>,
+    /// Ed25519 keys given but left out by the pins.
+    ed_excluded: Vec<ed25519::PublicKey>,
 }
 
 impl Keys {
@@ -260,6 +265,7 @@ impl Keys {
             }
         }
         let mut pgp = openpgp::Keyring::from_files(&pgp_files)?;
+        let mut ed_excluded = Vec::new();
         if !pins.is_empty() {
             let mut wanted = Vec::new();
             for p in pins {
@@ -269,16 +275,52 @@ impl Keys {
                     wanted.push(k.id_hex());
                     continue;
                 }
-                let pin = openpgp::normalize_pin(p)?;
-                if !pgp.has_pin(&pin) && !ed.iter().any(|k| k.id_hex() == pin) {
+                // minisign key ids are 16 hex digits too: with no OpenPGP
+                // key given, a pin that names no key is just not found.
+                let pin = match openpgp::normalize_pin(p) {
+                    Err(_) if pgp.is_empty() => {
+                        return Err(openpgp::KeyError::PinNotFound(p.clone()).into())
+                    }
+                    r => r?,
+                };
+                if !pgp.has_pin(&pin) {
                     return Err(openpgp::KeyError::PinNotFound(p.clone()).into());
                 }
                 wanted.push(pin);
             }
             pgp.retain_pins(&wanted);
-            ed.retain(|k| wanted.contains(&k.id_hex()));
+            let (keep, drop) = ed.into_iter().partition(|k| wanted.contains(&k.id_hex()));
+            ed = keep;
+            ed_excluded = drop;
         }
-        Ok(Keys { pgp, ed })
+        Ok(Keys {
+            pgp,
+            ed,
+            ed_excluded,
+        })
+    }
+
+    /// Marks a signature by a key that was given but left out by the pins,
+    /// so the report says so instead of "a key that was not given".
+    fn mark_excluded(&self, c: &mut Checked) {
+        if c.status != Status::UnknownKey {
+            return;
+        }
+        let signer = self.pgp.excluded_signer(&c.issuer).or_else(|| {
+            self.ed_excluded
+                .iter()
+                .find(|k| c.issuer.contains(&k.id_hex()))
+                .map(|k| Signer {
+                    fingerprint: k.id_hex(),
+                    subkey: None,
+                    user_id: None,
+                })
+        });
+        if let Some(s) = signer {
+            c.detail = Some("a given key, but the fingerprint pins leave it out".into());
+            c.signer = Some(s);
+            c.excluded = true;
+        }
     }
 
     fn describe(&self) -> Vec<Signer> {
@@ -483,10 +525,7 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
                 ..openpgp::finish(&p.sig, p.signer, Ok(()))
             }
         } else {
-            let f = File::open(&req.image).map_err(|source| Error::Io {
-                path: req.image.clone(),
-                source,
-            })?;
+            let f = open_input(&req.image, true)?;
             let result = p
                 .signing
                 .verify(&p.sig, std::io::BufReader::with_capacity(stream::CHUNK, f));
@@ -513,6 +552,9 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
         sig_files[idx].signatures.push(checked);
     }
     for f in &mut sig_files {
+        for c in &mut f.signatures {
+            keys.mark_excluded(c);
+        }
         if f.detail.is_none() || !f.signatures.is_empty() {
             f.status = signature::file_status(&f.signatures);
         }
@@ -652,13 +694,61 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
     })
 }
 
-/// Reads a reference file whole, refusing anything implausibly large.
+/// What a file type is, in words.
+fn kind_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens an input without ever blocking, and refuses what is not a
+/// regular file (or, with `block_ok`, a block device: an image may be read
+/// from a stick). A plain `open` of a FIFO without a writer waits forever;
+/// with `O_NONBLOCK` it returns at once, `fstat` on the opened file then
+/// says what it is (no race with a rename), and the flag is cleared again
+/// before reading.
+pub fn open_input(path: &Path, block_ok: bool) -> Result<File, Error> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    let t = f.metadata().map_err(io)?.file_type();
+    if !(t.is_file() || (block_ok && t.is_block_device())) {
+        return Err(Error::NotAFile {
+            path: path.to_path_buf(),
+            kind: kind_name(t),
+        });
+    }
+    let flags = rustix::fs::fcntl_getfl(&f).map_err(|e| io(e.into()))?;
+    rustix::fs::fcntl_setfl(&f, flags - rustix::fs::OFlags::NONBLOCK).map_err(|e| io(e.into()))?;
+    Ok(f)
+}
+
+/// Reads a reference file whole, refusing anything implausibly large and
+/// anything that is not a regular file ([`open_input`]).
 pub fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let f = File::open(path).map_err(io)?;
+    let f = open_input(path, false)?;
     let size = f.metadata().map_err(io)?.len();
     if size > MAX_REFERENCE_FILE {
         return Err(Error::TooLarge {
@@ -693,10 +783,10 @@ fn load_sums(path: &Path, keys: &Keys) -> Result<(Source, Vec<u8>, Option<Signat
         clearsigned,
         signed_by: Vec::new(),
     };
-    if !text
-        .trim_start()
-        .starts_with("-----BEGIN PGP SIGNED MESSAGE-----")
-    {
+    // A file that holds a clearsigned header anywhere is read only as a
+    // clearsigned file: text put before or after the block is not signed,
+    // and makes the whole file bad rather than an unsigned list.
+    if !openpgp::is_clearsigned(&text) {
         return Ok((source(&text, false), bytes, None));
     }
     let mut file = SignatureFile {
@@ -718,7 +808,7 @@ fn load_sums(path: &Path, keys: &Keys) -> Result<(Source, Vec<u8>, Option<Signat
         }
         Err(e) => {
             // Nothing in a clearsigned file that does not parse is trusted.
-            file.detail = Some(format!("malformed clearsigned file: {e}"));
+            file.detail = Some(e);
             Ok((source("", true), bytes, Some(file)))
         }
     }
@@ -776,8 +866,7 @@ fn read_whole(path: &Path, size: u64) -> Result<Vec<u8>, Error> {
         source,
     };
     let mut buf = Vec::with_capacity(size as usize);
-    File::open(path)
-        .map_err(io)?
+    open_input(path, true)?
         .take(ed25519::MAX_PURE_MESSAGE + 1)
         .read_to_end(&mut buf)
         .map_err(io)?;
@@ -848,7 +937,7 @@ fn hash_image<T>(
         path: path.to_path_buf(),
         source,
     };
-    let f = File::open(path).map_err(io)?;
+    let f = open_input(path, true)?;
     let total = f.metadata().map_err(io)?.len();
     observer.event(&Event::PhaseStarted {
         phase: Phase::Check,

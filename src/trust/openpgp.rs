@@ -34,8 +34,11 @@ pub enum KeyError {
     NoSelfSignature { path: PathBuf, fingerprint: String },
     #[error("--fingerprint {0}: no key given with --key has this fingerprint")]
     PinNotFound(String),
-    #[error("--fingerprint {0}: not a hex fingerprint")]
+    #[error("--fingerprint {0}: not a hex fingerprint (40 hex digits for a v4 key, 64 for v6, as `gpg --fingerprint` prints them)")]
     BadPin(String),
+    /// A key ID (the low 32 or 64 bits of a fingerprint) given as a pin.
+    #[error("--fingerprint {pin}: a {bits}-bit key ID, not a fingerprint; key IDs are refused because anyone can make a key with the same ID (32-bit IDs in seconds, 64-bit ones with some effort); give the full fingerprint (40 hex digits, as `gpg --fingerprint` prints it)")]
+    KeyId { pin: String, bits: usize },
 }
 
 /// A key that may make signatures: the primary or a bound signing subkey.
@@ -67,6 +70,9 @@ struct GivenKey {
 #[derive(Default)]
 pub struct Keyring {
     keys: Vec<GivenKey>,
+    /// Keys that were given but that the fingerprint pins left out: kept
+    /// only to say so when one of them made a signature.
+    excluded: Vec<GivenKey>,
 }
 
 fn fpr(f: &pgp::types::Fingerprint) -> String {
@@ -120,19 +126,48 @@ impl Keyring {
                 keys.push(examine(key, path)?);
             }
         }
-        Ok(Keyring { keys })
+        Ok(Keyring {
+            keys,
+            excluded: Vec::new(),
+        })
     }
 
-    /// True when a key's fingerprint ends with the normalized `pin` (a
-    /// full fingerprint, or a long key ID).
+    /// True when a key's fingerprint is the normalized `pin`.
     pub fn has_pin(&self, pin: &str) -> bool {
-        self.keys.iter().any(|k| k.fingerprint.ends_with(pin))
+        self.keys.iter().any(|k| k.fingerprint == pin)
     }
 
-    /// Keeps only the keys that some normalized pin names.
+    /// Keeps only the keys that some normalized pin names; the others are
+    /// remembered as excluded ([`Keyring::excluded_signer`]).
     pub fn retain_pins(&mut self, pins: &[String]) {
-        self.keys
-            .retain(|k| pins.iter().any(|w| k.fingerprint.ends_with(w.as_str())));
+        let (keep, drop) = std::mem::take(&mut self.keys)
+            .into_iter()
+            .partition(|k| pins.contains(&k.fingerprint));
+        self.keys = keep;
+        self.excluded.extend(drop);
+    }
+
+    /// The given-but-excluded key (as a signer) that one of `issuers`
+    /// (fingerprints or key IDs, upper-case hex, as [`Checked::issuer`]
+    /// lists them) names, if any.
+    pub fn excluded_signer(&self, issuers: &[String]) -> Option<Signer> {
+        self.excluded.iter().find_map(|k| {
+            k.candidates
+                .iter()
+                .find(|c| {
+                    issuers
+                        .iter()
+                        .any(|i| *i == fpr(&c.fingerprint) || *i == key_id_hex(&c.key_id))
+                })
+                .map(|c| Signer {
+                    fingerprint: k.fingerprint.clone(),
+                    subkey: match c.signing {
+                        SigningKey::Primary => None,
+                        SigningKey::Sub(_) => Some(fpr(&c.fingerprint)),
+                    },
+                    user_id: k.user_id.clone(),
+                })
+        })
     }
 
     /// Fingerprints and user IDs of the trusted keys.
@@ -164,43 +199,115 @@ impl Keyring {
 }
 
 /// A `--fingerprint` value in the form keys are compared in: upper-case
-/// hex, spaces and a `0x` prefix removed, at least a long key ID.
+/// hex, spaces and a `0x` prefix removed. Only a whole fingerprint (40 hex
+/// digits for v4 keys, 64 for v6) pins a key: a key ID is a fingerprint's
+/// last 8 or 16 digits, and keys sharing one can be made at will (32-bit IDs
+/// in seconds; 64-bit collisions have been computed too).
 pub fn normalize_pin(p: &str) -> Result<String, KeyError> {
-    let clean: String = p
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .trim_start_matches("0x")
+    let spaced: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+    let clean = spaced
+        .strip_prefix("0x")
+        .or_else(|| spaced.strip_prefix("0X"))
+        .unwrap_or(&spaced)
         .to_ascii_uppercase();
-    if clean.len() < 16 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !clean.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(KeyError::BadPin(p.to_string()));
     }
-    Ok(clean)
+    match clean.len() {
+        40 | 64 => Ok(clean),
+        8 | 16 => Err(KeyError::KeyId {
+            pin: p.to_string(),
+            bits: clean.len() * 4,
+        }),
+        _ => Err(KeyError::BadPin(p.to_string())),
+    }
+}
+
+/// A UTC date for a Unix time, for messages (`2026-12-07 08:00:00 UTC`).
+pub fn utc(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("{secs} seconds after 1970 (past year 262143)"))
+}
+
+/// A sentence for an rPGP error: its Display text where that is prose, a
+/// summary where it would dump parser state (byte arrays, nom error kinds,
+/// Debug-printed nested errors).
+pub fn describe(e: &pgp::errors::Error) -> String {
+    use pgp::errors::Error as E;
+    match e {
+        E::InvalidArmorWrappers => {
+            "the armor's BEGIN and END lines are missing or do not match".into()
+        }
+        E::InvalidChecksum => "the armor checksum does not match: the text was damaged".into(),
+        E::Base64Decode { .. } => "the armored text is not valid base64: it was damaged".into(),
+        E::PacketIncomplete { .. } => "the OpenPGP data is truncated".into(),
+        E::PacketParsing { source, .. } if source.is_incomplete() => {
+            "the OpenPGP data is truncated".into()
+        }
+        E::PacketParsing { .. }
+        | E::PacketError { .. }
+        | E::InvalidPacketContent { .. }
+        | E::InvalidInput { .. }
+        | E::RequestedSizeTooLarge
+        | E::PacketTooLarge { .. }
+        | E::NoMatchingPacket { .. }
+        | E::TooManyPackets => "the OpenPGP packets are malformed".into(),
+        E::Unsupported { message, .. } | E::Unimplemented { message, .. } => {
+            format!("unsupported OpenPGP data: {message}")
+        }
+        // rPGP reports armor that fails to parse as an I/O error carrying
+        // the parser's state.
+        E::IO { source, .. } => prose(&source.to_string())
+            .map(|s| format!("the OpenPGP data is unreadable: {s}"))
+            .unwrap_or_else(|| "the armor is malformed or truncated".into()),
+        other => {
+            prose(&other.to_string()).unwrap_or_else(|| "the OpenPGP data is malformed".into())
+        }
+    }
+}
+
+/// `s` when it reads as a sentence, `None` when it dumps parser state.
+fn prose(s: &str) -> Option<String> {
+    (s.len() <= 160 && !s.contains(['{', '[', '('])).then(|| s.to_string())
 }
 
 /// Splits concatenated armored blocks or parses binary packets into keys.
 fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, String> {
     const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
     let mut keys = Vec::new();
-    if let Some(text) = std::str::from_utf8(bytes)
-        .ok()
-        .filter(|t| t.contains(BEGIN))
-    {
+    let text = std::str::from_utf8(bytes).ok();
+    if let Some(text) = text.filter(|t| t.contains(BEGIN)) {
         for block in text.split(BEGIN).skip(1) {
             let armored = format!("{BEGIN}{block}");
             let (it, _) = SignedPublicKey::from_armor_many_buf_with_options(
                 armored.as_bytes(),
                 pgp::armor::DearmorOptions::new(),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
             for k in it {
-                keys.push(k.map_err(|e| e.to_string())?);
+                keys.push(k.map_err(|e| describe(&e))?);
             }
         }
-    } else {
-        for k in SignedPublicKey::from_bytes_many(bytes).map_err(|e| e.to_string())? {
-            keys.push(k.map_err(|e| e.to_string())?);
+    } else if starts_with_packet(bytes, &[6]) {
+        for k in SignedPublicKey::from_bytes_many(bytes).map_err(|e| describe(&e))? {
+            keys.push(k.map_err(|e| describe(&e))?);
         }
+    } else if let Some(text) = text.filter(|t| t.contains("-----BEGIN PGP")) {
+        let kind = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("-----BEGIN PGP "))
+            .and_then(|l| l.strip_suffix("-----"))
+            .unwrap_or("armored block");
+        return Err(format!("it holds a PGP {kind}, not a PGP PUBLIC KEY BLOCK"));
+    } else if text.is_some() {
+        return Err(format!(
+            "it is text without a {BEGIN} line (a key is exported with `gpg --export --armor FINGERPRINT`)"
+        ));
+    } else {
+        return Err("it does not start with an OpenPGP public-key packet".into());
     }
     if keys.is_empty() {
         return Err("no public key found".into());
@@ -259,7 +366,7 @@ fn examine(key: SignedPublicKey, path: &Path) -> Result<GivenKey, super::Error> 
         match expiry(primary.created_at(), latest) {
             Some(e) if e <= t => Some((
                 Status::ExpiredKey,
-                format!("key {fingerprint} expired at {e} (Unix time)"),
+                format!("key {fingerprint} expired on {}", utc(e)),
             )),
             _ => None,
         }
@@ -311,7 +418,7 @@ fn examine(key: SignedPublicKey, path: &Path) -> Result<GivenKey, super::Error> 
                 match expiry(sub.key.created_at(), binding) {
                     Some(e) if e <= t => Some((
                         Status::ExpiredKey,
-                        format!("subkey {sub_fpr} expired at {e} (Unix time)"),
+                        format!("subkey {sub_fpr} expired on {}", utc(e)),
                     )),
                     _ => None,
                 }
@@ -341,7 +448,23 @@ pub fn looks_like_openpgp(bytes: &[u8]) -> bool {
         return true;
     }
     // Binary: a packet header with tag 2 (signature), old or new format.
-    matches!(bytes.first(), Some(b) if b & 0x80 != 0 && ((b & 0x40 != 0 && b & 0x3f == 2) || (b & 0x40 == 0 && (b >> 2) & 0x0f == 2)))
+    starts_with_packet(bytes, &[2])
+}
+
+/// True when `bytes` start with an OpenPGP packet header (old or new
+/// format) whose tag is one of `tags`.
+fn starts_with_packet(bytes: &[u8], tags: &[u8]) -> bool {
+    match bytes.first() {
+        Some(b) if b & 0x80 != 0 => {
+            let tag = if b & 0x40 != 0 {
+                b & 0x3f
+            } else {
+                (b >> 2) & 0x0f
+            };
+            tags.contains(&tag)
+        }
+        _ => false,
+    }
 }
 
 /// Parses a detached signature file: armored or binary, one or more
@@ -354,20 +477,20 @@ pub fn parse_detached(bytes: &[u8]) -> Result<Vec<Signature>, String> {
                 t.trim_start().as_bytes(),
                 pgp::armor::DearmorOptions::new(),
             )
-            .map_err(|e| format!("bad armor: {e}"))?;
+            .map_err(|e| format!("bad armor: {}", describe(&e)))?;
             it.collect()
         }
         Some(t) if t.trim_start().starts_with("-----BEGIN PGP") => {
             return Err("not a detached signature (another armored block)".into())
         }
         _ => DetachedSignature::from_bytes_many(bytes)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| describe(&e))?
             .collect(),
     };
     let mut out = Vec::new();
     for s in sigs {
         out.push(
-            s.map_err(|e| format!("bad signature packet: {e}"))?
+            s.map_err(|e| format!("bad signature packet: {}", describe(&e)))?
                 .signature,
         );
     }
@@ -377,14 +500,95 @@ pub fn parse_detached(bytes: &[u8]) -> Result<Vec<Signature>, String> {
     Ok(out)
 }
 
+/// The line that opens a clearsigned message (RFC 9580 §7).
+pub const CLEARSIGN_HEADER: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
+const SIGNATURE_END: &str = "-----END PGP SIGNATURE-----";
+
+/// True when a checksum file is (or claims to be) clearsigned: the header
+/// appears anywhere in it. Such a file is read only as a clearsigned file,
+/// so a line put in front of the header cannot make it pass for an unsigned
+/// list.
+pub fn is_clearsigned(text: &str) -> bool {
+    text.contains(CLEARSIGN_HEADER)
+}
+
+/// Whitespace tolerated outside a clearsigned block: blank lines before the
+/// header, and spaces, tabs and line breaks after the signature's END line
+/// (gpg accepts both; editors and transfers add them). Anything else
+/// outside the block (a line of text, a UTF-8 BOM, a second block) makes
+/// the file bad.
+fn tolerated(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Finds the clearsigned block: from the header (which must start a line,
+/// with only tolerated whitespace before it) to the signature's END line
+/// (with only tolerated whitespace after it). Returns the block, cut right
+/// after `-----END PGP SIGNATURE-----`.
+fn clearsigned_block(text: &str) -> Result<&str, String> {
+    let mut at = 0;
+    let mut header = None;
+    for line in text.split_inclusive('\n') {
+        if line
+            .strip_prefix(CLEARSIGN_HEADER)
+            .is_some_and(|rest| rest.bytes().all(tolerated))
+        {
+            header = Some(at);
+            break;
+        }
+        at += line.len();
+    }
+    let outside = |n: usize, where_: &str| {
+        format!("text outside the signed part: {n} bytes {where_}; nothing in this file is used")
+    };
+    let Some(start) = header else {
+        let n = text.find(CLEARSIGN_HEADER).unwrap_or(0);
+        return Err(outside(
+            n,
+            &format!("before {CLEARSIGN_HEADER} on its line (it must start the line)"),
+        ));
+    };
+    let before = &text[..start];
+    if !before.bytes().all(tolerated) {
+        let n = before.bytes().filter(|b| !tolerated(*b)).count();
+        return Err(outside(n, &format!("before the {CLEARSIGN_HEADER} line")));
+    }
+    let mut at = start;
+    for line in text[start..].split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix(SIGNATURE_END) {
+            let end = at + SIGNATURE_END.len();
+            let after = &text[end..];
+            if !rest.bytes().all(tolerated) || !after.bytes().all(tolerated) {
+                let n = after.bytes().filter(|b| !tolerated(*b)).count();
+                return Err(outside(n, &format!("after the {SIGNATURE_END} line")));
+            }
+            return Ok(&text[start..end]);
+        }
+        at += line.len();
+    }
+    Err(format!(
+        "malformed clearsigned file: no {SIGNATURE_END} line"
+    ))
+}
+
 /// Parses a clearsigned file: the signed text (normalized as signed) and
-/// its signatures.
+/// its signatures. The file must be one clearsigned block and nothing else
+/// but tolerated whitespace ([`clearsigned_block`]).
 pub fn parse_clearsigned(text: &str) -> Result<(String, Vec<Signature>), String> {
-    let (msg, _) = CleartextSignedMessage::from_armor_buf(
-        text.trim_start().as_bytes(),
-        pgp::armor::DearmorOptions::new(),
-    )
-    .map_err(|e| e.to_string())?;
+    let block = clearsigned_block(text)?;
+    // rPGP wants the block alone, ending with one line break, and its
+    // header line bare: trailing whitespace there (which gpg and RFC 9580
+    // §6.2 allow on armor lines) is dropped; it is not part of the signed
+    // text.
+    let (header, rest) = block.split_once('\n').unwrap_or((block, ""));
+    let mut exact = String::with_capacity(block.len() + 2);
+    exact.push_str(CLEARSIGN_HEADER);
+    exact.push_str(if header.ends_with('\r') { "\r\n" } else { "\n" });
+    exact.push_str(rest);
+    exact.push('\n');
+    let (msg, _) =
+        CleartextSignedMessage::from_armor_buf(exact.as_bytes(), pgp::armor::DearmorOptions::new())
+            .map_err(|e| format!("malformed clearsigned file: {}", describe(&e)))?;
     if msg.signatures().is_empty() {
         return Err("no signature in the clearsigned file".into());
     }
@@ -435,6 +639,7 @@ pub fn plan<'k>(sig: &Signature, keys: &'k Keyring, any_keys: bool) -> Plan<'k> 
         hash: hash_name(sig),
         signer,
         detail,
+        excluded: false,
     };
     if !any_keys {
         return Plan::Done(base(Status::Unchecked, Some("no --key given".into()), None));
@@ -486,7 +691,11 @@ pub fn plan<'k>(sig: &Signature, keys: &'k Keyring, any_keys: bool) -> Plan<'k> 
     if created as u64 > now() as u64 + 86_400 {
         return Plan::Done(base(
             Status::Bad,
-            Some("signature is dated in the future".into()),
+            Some(format!(
+                "the signature is dated {}, in the future (this computer's clock says {}): check the clock",
+                utc(created.into()),
+                utc(now().into())
+            )),
             Some(signer),
         ));
     }
@@ -503,7 +712,7 @@ pub fn plan<'k>(sig: &Signature, keys: &'k Keyring, any_keys: bool) -> Plan<'k> 
         if end <= now() as u64 {
             return Plan::Done(base(
                 Status::ExpiredKey,
-                Some(format!("the signature itself expired at {end} (Unix time)")),
+                Some(format!("the signature itself expired on {}", utc(end))),
                 Some(signer),
             ));
         }
@@ -535,6 +744,9 @@ pub fn finish(sig: &Signature, signer: Signer, result: Result<(), String>) -> Ch
         issuer: issuers(sig),
         hash: hash_name(sig),
         signer: Some(signer),
-        detail: result.err(),
+        detail: result.err().map(|e| {
+            format!("it does not verify: the signed data or the signature was altered ({e})")
+        }),
+        excluded: false,
     }
 }

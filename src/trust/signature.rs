@@ -48,6 +48,11 @@ pub struct Checked {
     /// Why it is not good, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// True when the signer is among the keys given but the fingerprint
+    /// pins leave it out (the status is then `unknown-key`, and `signer`
+    /// names that key).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub excluded: bool,
 }
 
 /// The verdict on a file from the verdicts on its signatures: good if any is

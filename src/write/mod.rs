@@ -49,7 +49,7 @@
 //!     None => Plan::raw(len),
 //! };
 //! let report = write::write(&plan, &source, &mut target, write::Options::default(), &Silent)?;
-//! println!("{}", report.source_digest);
+//! println!("{} bytes written, verified: {}", report.bytes_written, report.verified);
 //! # Ok(()) }
 //! ```
 
