@@ -50,7 +50,7 @@ fi
 # package that holds a command).
 commands=(
   qemu-system-x86_64 grub-mkrescue grub-mkstandalone xorriso genisoimage 7z
-  mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype fsck.fat mkfs.fat sgdisk sfdisk
+  mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype mshowfat fsck.fat mkfs.fat sgdisk sfdisk
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum

@@ -77,3 +77,6 @@ mod tests {
         assert_eq!(join_causes([m("a"), m("a")]), "a");
     }
 }
+
+#[cfg(test)]
+mod test_support;

@@ -83,12 +83,25 @@ fn every_json_run_starts_with_start_and_ends_with_its_result() {
     let hash = sha256(&img);
     let p = |p: &Path| p.as_os_str().to_owned();
     let cases: Vec<(Vec<std::ffi::OsString>, &str, u8)> = vec![
-        (vec!["write".into(), p(&img), p(&out)], "write", 0),
-        (vec!["write".into(), p(&a_dir), p(&out)], "write", 3),
-        (vec!["write".into(), p(&missing), p(&out)], "write", 3),
+        (
+            vec!["write".into(), "--yes".into(), p(&img), p(&out)],
+            "write",
+            0,
+        ),
+        (
+            vec!["write".into(), "--yes".into(), p(&a_dir), p(&out)],
+            "write",
+            3,
+        ),
+        (
+            vec!["write".into(), "--yes".into(), p(&missing), p(&out)],
+            "write",
+            3,
+        ),
         (
             vec![
                 "write".into(),
+                "--yes".into(),
                 "--sha256".into(),
                 hash.clone().into(),
                 p(&img),
@@ -100,6 +113,7 @@ fn every_json_run_starts_with_start_and_ends_with_its_result() {
         (
             vec![
                 "write".into(),
+                "--yes".into(),
                 "--sha256".into(),
                 "00".into(),
                 p(&img),
@@ -109,7 +123,13 @@ fn every_json_run_starts_with_start_and_ends_with_its_result() {
             2,
         ),
         (
-            vec!["write".into(), "--bogus".into(), p(&img), p(&out)],
+            vec![
+                "write".into(),
+                "--yes".into(),
+                "--bogus".into(),
+                p(&img),
+                p(&out),
+            ],
             "write",
             2,
         ),
@@ -237,18 +257,25 @@ fn each_exit_code_is_provoked_by_its_documented_case() {
         (
             0,
             "written and verified",
-            vec!["write".into(), s(&img), s(&out)],
+            vec!["write".into(), "--yes".into(), s(&img), s(&out)],
         ),
         (
             2,
             "unknown flag",
-            vec!["write".into(), "--bogus".into(), s(&img), s(&out)],
+            vec![
+                "write".into(),
+                "--yes".into(),
+                "--bogus".into(),
+                s(&img),
+                s(&out),
+            ],
         ),
         (
             2,
             "--table mbr for a byte-for-byte copy",
             vec![
                 "write".into(),
+                "--yes".into(),
                 "--table".into(),
                 "mbr".into(),
                 s(&img),
@@ -275,7 +302,7 @@ fn each_exit_code_is_provoked_by_its_documented_case() {
         (
             4,
             "not a disk or file",
-            vec!["write".into(), s(&img), "/dev/null".into()],
+            vec!["write".into(), "--yes".into(), s(&img), "/dev/null".into()],
         ),
         (
             4,
@@ -335,7 +362,7 @@ fn an_image_changed_after_its_check_exits_19() {
     File::create(&img).unwrap().set_len(128 << 20).unwrap();
     let hash = sha256(&img);
     let mut child = bootstick()
-        .args(["write", "--json", "--sha256", &hash])
+        .args(["write", "--yes", "--json", "--sha256", &hash])
         .arg(&img)
         .arg(d.path().join("out"))
         .stdout(Stdio::piped())
@@ -513,22 +540,45 @@ fn a_cancelled_compare_leaves_the_target_untouched() {
     );
 }
 
-/// A write to a file of a large sparse image: slow enough to be signalled
-/// in the middle of its write phase.
-fn spawn_big_write(dir: &Path, json: bool) -> Child {
+/// `write` of a large sparse image to `target` (a loop device or a file):
+/// slow enough to be signalled in the middle of its write phase.
+fn spawn_big_write(dir: &Path, target: &Path, json: bool) -> Child {
     let img = dir.join("big.img");
-    File::create(&img).unwrap().set_len(2 << 30).unwrap();
+    File::create(&img).unwrap().set_len(8 << 30).unwrap();
     let mut cmd = bootstick();
-    cmd.arg("write");
+    cmd.args(["write", "--yes"]);
     if json {
         cmd.arg("--json");
     }
     cmd.arg(&img)
-        .arg(dir.join("out.img"))
+        .arg(target)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// A loop device over a sparse 8 GiB file, to be written.
+fn big_loop(dir: &Path) -> common::LoopDevice {
+    let backing = dir.join("stick");
+    File::create(&backing).unwrap().set_len(8 << 30).unwrap();
+    common::LoopDevice::attach(&backing)
+}
+
+/// The output of a `write --json` that is signalled with `signal` after its
+/// first `progress` line, and how long it took to end after the signal.
+fn signalled_write(child: Child, signal: Signal) -> (String, Output, Duration) {
+    let mut child = child;
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = read_until(&mut stdout, |l| l.contains("\"progress\""));
+    let sent = Instant::now();
+    kill(&child, signal);
+    let o = wait_for(child, Duration::from_secs(10));
+    let took = sent.elapsed();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    seen.push_str(&rest);
+    (seen, o, took)
 }
 
 fn kill(child: &Child, signal: Signal) {
@@ -556,25 +606,22 @@ fn read_until(r: &mut impl BufRead, until: impl Fn(&str) -> bool) -> String {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP in the middle of `write --json`: the job
-/// stops within a second or two (not after writing 2 GiB), exits 130, 143
-/// or 129, and its last line is a `result` saying it was interrupted, by
-/// which signal, and that the target is incomplete. On the old code the
-/// process died by the signal and the output ended on a `progress` line.
+/// SIGINT, SIGTERM and SIGHUP in the middle of `write --json` to a disk:
+/// the job stops within a second or two (not after writing 8 GiB), exits
+/// 130, 143 or 129, and its last line is a `result` saying it was
+/// interrupted, by which signal, and that the target is incomplete. On the
+/// old code the process died by the signal and the output ended on a
+/// `progress` line.
 #[test]
 fn a_signal_during_write_stops_it_and_reports_an_incomplete_target() {
+    if !common::require_root("a_signal_during_write_stops_it_and_reports_an_incomplete_target") {
+        return;
+    }
     for signal in Signal::ALL {
         let d = tempfile::tempdir().unwrap();
-        let mut child = spawn_big_write(d.path(), true);
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut seen = read_until(&mut stdout, |l| l.contains("\"progress\""));
-        let sent = Instant::now();
-        kill(&child, signal);
-        let o = child.wait_with_output().unwrap();
-        let took = sent.elapsed();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-        seen.push_str(&rest);
+        let dev = big_loop(d.path());
+        let child = spawn_big_write(d.path(), dev.path(), true);
+        let (seen, o, took) = signalled_write(child, signal);
         let ctx = format!("{signal:?}:\n{seen}\nstderr:\n{}", text(&o.stderr));
         assert_eq!(
             o.status.code(),
@@ -601,17 +648,50 @@ fn a_signal_during_write_stops_it_and_reports_an_incomplete_target() {
     }
 }
 
-/// For people the interruption is one line on stderr saying the target
-/// must be written again.
+/// Interrupted while writing a file target: the file is staged beside its
+/// name (docs/devices.md), so the target is reported `untouched`, the old
+/// file keeps its bytes and no temporary file is left behind.
+#[test]
+fn a_signal_during_a_file_write_leaves_the_old_file() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out.img");
+    std::fs::write(&out, b"the old file").unwrap();
+    let child = spawn_big_write(d.path(), &out, true);
+    let (seen, o, took) = signalled_write(child, Signal::Interrupt);
+    let ctx = format!("{seen}\nstderr:\n{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(130), "{ctx}");
+    assert!(
+        took < Duration::from_secs(3),
+        "stopped after {took:?}: {ctx}"
+    );
+    let result = json_lines(seen.as_bytes()).pop().unwrap();
+    assert_eq!(result["interrupted"], true, "{ctx}");
+    assert_eq!(result["target_state"], "untouched", "{ctx}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"the old file");
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "only big.img and out.img: {left:?}");
+}
+
+/// For people the interruption is one line on stderr saying the disk must
+/// be written again.
 #[test]
 fn a_signal_during_write_tells_people_to_write_again() {
+    if !common::require_root("a_signal_during_write_tells_people_to_write_again") {
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
-    let child = spawn_big_write(d.path(), false);
-    // The human output has no progress lines without a terminal: wait
-    // until the target file grows.
-    let out = d.path().join("out.img");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) < (4 << 20) {
+    let dev = big_loop(d.path());
+    let child = spawn_big_write(d.path(), dev.path(), false);
+    // Without a terminal the human output shows no progress: wait until
+    // the loop device's backing file fills.
+    let backing = d.path().join("stick");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&backing).unwrap()) * 512
+        < (8 << 20)
+    {
         assert!(Instant::now() < deadline, "the write never started");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -18,9 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-/// Bump when `make_tree` changes, so cached fixtures are rebuilt.
-const TREE_VERSION: &str = "tree-v2";
-
 /// A 200-byte name: longer than fits in a directory record next to the other
 /// Rock Ridge entries, so `NM` continues in a continuation area.
 fn long_name() -> String {
@@ -69,20 +66,16 @@ fn make_tree(root: &Path) {
     fs::write(root.join("deep/level1/shallow.txt"), "shallow\n").unwrap();
 }
 
+/// The source tree, built once (cached like the images: keyed by this
+/// file's source, so a change to `make_tree` rebuilds it).
 fn source_tree() -> PathBuf {
-    let dir = common::fixtures::fixture_dir().join(format!("iso-source-{TREE_VERSION}"));
-    // Built under the same lock as the images that use it.
-    cached("iso-source-stamp", "txt", TREE_VERSION, |stamp| {
-        make_tree(&dir);
-        std::fs::write(stamp, TREE_VERSION).unwrap();
-    });
-    dir
+    cached("iso-source", "d", "make_tree", make_tree)
 }
 
 /// Masters the source tree with `tool args… -o IMAGE TREE`.
 fn master(name: &str, tool: &str, args: &[&str]) -> PathBuf {
     let src = source_tree();
-    let recipe = format!("{TREE_VERSION} {tool} {args:?}");
+    let recipe = format!("{} {tool} {args:?}", src.display());
     cached(name, "iso", &recipe, |out| {
         common::run(Command::new(tool).args(args).arg("-o").arg(out).arg(&src));
     })

@@ -30,7 +30,7 @@ fn fixture() -> (PathBuf, PathBuf) {
             .collect()
     };
     let recipe = format!(
-        "layout-v1 efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \
+        "efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \
          mkfs.fat -C; xorriso -as mkisofs -R -J -V BSTK_Layout_Test -e efiboot.img -no-emul-boot"
     );
     let iso = cached("layout-nonhybrid", "iso", &recipe, |out| {
@@ -103,6 +103,32 @@ fn check_stick(stick: &Path, iso: &Path, efi: &Path, work: &Path) {
     check_stick_table(stick, iso, efi, work, "gpt")
 }
 
+/// The layout's partition (at 1 MiB, `sectors` long) copied out to
+/// `work/part.img`, which `fsck.fat -n` must find clean. Returns the copy,
+/// for mtools.
+fn partition_passes_fsck(stick: &Path, work: &Path, sectors: u64) -> PathBuf {
+    let part = work.join("part.img");
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", stick.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"])
+            .arg(format!("count={}", sectors * 512 / (1 << 20))),
+    );
+    let fsck = Command::new("fsck.fat")
+        .args(["-n", "-V"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "fsck.fat -n: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    part
+}
+
 fn check_stick_table(stick: &Path, iso: &Path, efi: &Path, work: &Path, label: &str) {
     if label == "gpt" {
         let out = common::run(Command::new("sgdisk").arg("-v").arg(stick));
@@ -125,26 +151,7 @@ fn check_stick_table(stick: &Path, iso: &Path, efi: &Path, work: &Path, label: &
     assert_eq!(parts[0]["type"], want, "basic data partition: {json:#}");
     let sectors = parts[0]["size"].as_u64().unwrap();
 
-    // The partition alone, for fsck.fat and mtools.
-    let part = work.join("part.img");
-    common::run(
-        Command::new("dd")
-            .arg(format!("if={}", stick.display()))
-            .arg(format!("of={}", part.display()))
-            .args(["bs=1M", "skip=1", "status=none"])
-            .arg(format!("count={}", sectors * 512 / (1 << 20))),
-    );
-    let fsck = Command::new("fsck.fat")
-        .args(["-n", "-V"])
-        .arg(&part)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "fsck.fat -n: {}{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    let part = partition_passes_fsck(stick, work, sectors);
     let label = common::run(mtools("mlabel").arg("-s").arg("-i").arg(&part).arg("::"));
     assert!(label.contains("BSTK_LAYOUT"), "mlabel: {label}");
 
@@ -524,7 +531,15 @@ fn install_wim_over_the_threshold_is_split_into_swm_parts() {
     let t = "install_wim_over_the_threshold_is_split_into_swm_parts";
     if !common::require_tools(
         t,
-        &["xorriso", "wimlib-imagex", "mcopy", "fsck.fat", "diff"],
+        &[
+            "xorriso",
+            "wimlib-imagex",
+            "mcopy",
+            "fsck.fat",
+            "sfdisk",
+            "dd",
+            "diff",
+        ],
     ) {
         return;
     }
@@ -595,6 +610,14 @@ fn install_wim_over_the_threshold_is_split_into_swm_parts() {
     assert!(report.verified);
     drop(target);
     assert_eq!(std::fs::metadata(&stick).unwrap().len(), layout.disk_size);
+    let json: serde_json::Value = serde_json::from_str(&common::run(
+        Command::new("sfdisk").arg("--json").arg(&stick),
+    ))
+    .unwrap();
+    let sectors = json["partitiontable"]["partitions"][0]["size"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no partition in {json:#}"));
+    partition_passes_fsck(&stick, work.path(), sectors);
 
     // The partition starts at 1 MiB (docs/layout.md).
     let part = format!("{}@@1M", stick.display());

@@ -8,52 +8,27 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bootstick::image::udf::Udf;
 use bootstick::image::{ByteSource, FileTree, ImageFile, NodeId, NodeKind, Run};
 
-/// Serialises fixture builds within this test binary.
-static BUILD: Mutex<()> = Mutex::new(());
-
-fn fixtures_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("fixtures");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A stable hash of a recipe (FNV-1a), so a changed recipe rebuilds.
-fn key(recipe: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in recipe.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// Returns the cached fixture `name` for `recipe`, building it with `build`
 /// (which gets a scratch directory and the output path) when it is missing.
+/// Keyed by the recipe and by this file's source (`common::fixtures`), so a
+/// changed builder rebuilds.
 fn fixture(name: &str, recipe: &str, build: impl FnOnce(&Path, &Path)) -> PathBuf {
-    let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let out = fixtures_dir().join(format!("udf-{name}-{}.iso", key(recipe)));
-    if !out.exists() {
-        let scratch = tempfile::tempdir_in(fixtures_dir()).unwrap();
-        let tmp = scratch.path().join("out.iso");
-        build(scratch.path(), &tmp);
-        std::fs::rename(&tmp, &out).unwrap();
-    }
-    out
+    common::fixtures::cached(&format!("udf-{name}"), "iso", recipe, |out| {
+        let scratch = tempfile::tempdir_in(common::fixtures::fixture_dir()).unwrap();
+        build(scratch.path(), out);
+    })
 }
 
 /// The source tree of the small fixtures: nested directories, an empty file,
 /// Latin-1 and non-Latin-1 names (8- and 16-bit CS0), a directory with enough
 /// entries that its identifier descriptors span several blocks, and a file
 /// of a few MiB.
-const TREE_RECIPE: &str = "tree-v1: README.TXT, sources/install.wim 3MiB+123, sources/empty, \
+const TREE_RECIPE: &str = "README.TXT, sources/install.wim 3MiB+123, sources/empty, \
     boot/efi/microsoft/boot/bcd, Привет/Ünï.txt, many/file-NNN-with-a-long-name.txt x150";
 
 fn make_tree(root: &Path) {
@@ -266,7 +241,7 @@ fn bridge_image() -> Option<PathBuf> {
     }
     Some(fixture(
         "bridge",
-        &format!("bridge-v1 {TREE_RECIPE}"),
+        &format!("bridge {TREE_RECIPE}"),
         |scratch, out| {
             let src = scratch.join("src");
             make_tree(&src);

@@ -163,6 +163,7 @@ pub fn write_error(e: &write::Error) -> Exit {
         E::OpenTarget { .. }
         | E::WriteTarget { .. }
         | E::Sync { .. }
+        | E::Commit { .. }
         | E::ReadTarget { .. }
         | E::Disappeared { .. } => Exit::WriteFailed,
         E::ReadSource { .. } => Exit::BadInput,
@@ -190,10 +191,19 @@ pub fn plan_error(e: &PlanError) -> Exit {
 pub fn device_error(e: &devices::Error) -> Exit {
     use devices::Error as E;
     match e {
-        E::UnknownTarget { .. } => Exit::BadInput,
+        E::UnknownTarget { .. }
+        | E::NoSuchDevice { .. }
+        | E::NoDirectory { .. }
+        | E::FileTarget { .. }
+        | E::Image { .. } => Exit::BadInput,
         E::Sysfs { .. } => Exit::Internal,
         E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
         E::AmbiguousSerial { .. }
+        | E::ReadOnlyFilesystem { .. }
+        | E::NotWritable { .. }
+        | E::ImageIsTarget { .. }
+        | E::ImageOnTarget { .. }
+        | E::BacksLoop { .. }
         | E::NotATarget { .. }
         | E::Partition { .. }
         | E::NotWholeDisk { .. }

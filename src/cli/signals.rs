@@ -71,7 +71,10 @@ pub fn install(report: fn(Signal)) -> std::io::Result<()> {
             cancel.cancel_by(signal);
             if !*cooperative {
                 // Held until the process exits: a command that tries to
-                // start cooperating now waits here instead.
+                // start cooperating now waits here instead. No destructor
+                // runs on exit: remove the temporary files of staged file
+                // targets here.
+                bootstick::write::remove_staged_files();
                 report(signal);
                 std::process::exit(128 + signal.number());
             }

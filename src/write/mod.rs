@@ -67,7 +67,7 @@ use crate::events::Observer;
 use crate::hash::{Digest, HashAlgorithm};
 use crate::plan::{Plan, PlanError};
 
-pub use target::Target;
+pub use target::{remove_staged_files, Target};
 
 /// How much data one I/O operation moves by default: large enough that
 /// per-call overhead vanishes, small enough that the buffer pool stays small.
@@ -190,6 +190,13 @@ pub enum Error {
         "the image changed while it was being written (target bytes {start}..{end} hold its new contents, not what was written); the target holds a mix: write again"
     )]
     SourceChangedDuringWrite { start: u64, end: u64 },
+    /// A staged file target could not be renamed into place; the file it
+    /// was to replace is unchanged.
+    #[error("cannot put the written file in place as {} (the old file, if any, is unchanged)", path.display())]
+    Commit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("refused before the first write: {0}")]
     Refused(String),
     #[error(
@@ -271,6 +278,8 @@ fn explain_disappearance(target: &Target, e: Error) -> Error {
 
 /// Streams `plan` (whose `Source` extents are read from `source`) onto
 /// `target`, flushes it, and with [`Options::verify`] reads it back.
+/// Stopped by [`Options::cancel`], it fails with [`Error::Cancelled`],
+/// saying what it left on the target (a staged file target: untouched).
 ///
 /// Checks that the plan fits the source and the target before anything is
 /// written. Progress goes to `observer` as phases `write`, `sync` and
@@ -285,6 +294,15 @@ pub fn write(
 ) -> Result<Report, Error> {
     engine::write(plan, source, target, options, observer)
         .map_err(|e| explain_disappearance(target, e))
+        .map_err(|e| match e {
+            // A staged file reaches its name only at `Target::commit`: a
+            // stopped job leaves the file it was to replace as it was (the
+            // temporary file goes when the target is dropped).
+            Error::Cancelled { .. } if target.staged_path().is_some() => Error::Cancelled {
+                target: TargetState::Untouched,
+            },
+            e => e,
+        })
 }
 
 /// Compares `target` with what `plan` would put on it, without writing, and

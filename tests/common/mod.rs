@@ -25,7 +25,10 @@ fn strict() -> bool {
     std::env::var_os("BOOTSTICK_REQUIRE_ALL").is_some_and(|v| v == "1")
 }
 
-fn skip(test: &str, why: &str) -> bool {
+/// Skips `test` for `why` (a visible `SKIP:` line), or panics under
+/// `BOOTSTICK_REQUIRE_ALL=1`. Returns false, so `if !require_x() { return }`
+/// reads naturally. Every skip goes through here (`tests/suite.rs` checks).
+pub fn skip(test: &str, why: &str) -> bool {
     if strict() {
         panic!("{test}: {why} (BOOTSTICK_REQUIRE_ALL=1 forbids skipping; run scripts/test.sh to install it)");
     }
