@@ -1507,6 +1507,13 @@ fn cli_write_refuses_a_file_that_backs_a_loop_device() {
         "--unmount",
     );
     assert!(err.contains(mnt.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains(&format!(
+            "is the backing file of the loop device {}",
+            lo.path().display()
+        )),
+        "{err}"
+    );
     assert_eq!(sha256(&backing), sum);
     assert!(is_mounted_at(&mnt));
 
@@ -1678,6 +1685,17 @@ fn cli_messages_for_a_missing_device_and_causes_once() {
     );
     assert!(!err.contains(".img"), "{err}");
     assert!(!Path::new("/dev/sdzz9").exists());
+    // The same through a symlink outside /dev: no file is created there.
+    let link = tmp.path().join("stick");
+    std::os::unix::fs::symlink("/dev/sdzz9", &link).unwrap();
+    let o = write_cli(&["--yes".as_ref(), img.as_os_str(), link.as_os_str()]);
+    let (code, err) = code_and_err(&o);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("no such device"), "{err}");
+    assert!(
+        !Path::new("/dev/sdzz9").exists(),
+        "a file was created in /dev"
+    );
     // A device error's cause appears once, not once in the message and
     // again as the error's source.
     let o = common::bootstick()

@@ -395,13 +395,19 @@ pub fn check_file(
         });
     }
     for lo in &loops {
-        if lo.system {
-            return Err(Error::SystemDisk {
+        let rule = if lo.system {
+            Err(Error::SystemDisk {
                 path: lo.path.clone(),
                 reasons: lo.system_reasons.join(", "),
-            });
-        }
-        in_use(lo, policy)?;
+            })
+        } else {
+            in_use(lo, policy)
+        };
+        rule.map_err(|rule| Error::BackingInUse {
+            path: given.clone(),
+            loop_device: lo.path.clone(),
+            rule: Box::new(rule),
+        })?;
     }
     Ok(FileTarget {
         given,

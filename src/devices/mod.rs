@@ -105,6 +105,15 @@ pub enum Error {
         path.display()
     )]
     BacksLoop { path: PathBuf, loops: String },
+    /// A forced write to a loop device's backing file that the loop
+    /// device's own rules refuse (`rule`: mounted, swap, holders).
+    #[error("{} is the backing file of the loop device {}", path.display(), loop_device.display())]
+    BackingInUse {
+        path: PathBuf,
+        loop_device: PathBuf,
+        #[source]
+        rule: Box<Error>,
+    },
     #[error("serial number {serial:?} belongs to several disks ({}); name the disk by its /dev path instead", list(paths))]
     AmbiguousSerial { serial: String, paths: Vec<PathBuf> },
     #[error(
