@@ -198,6 +198,8 @@ pub fn device_error(e: &devices::Error) -> Exit {
         | E::Image { .. } => Exit::BadInput,
         E::Sysfs { .. } => Exit::Internal,
         E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
+        // A forced loop backing file refused by the loop device's own rule.
+        E::BackingInUse { rule, .. } => device_error(rule),
         E::AmbiguousSerial { .. }
         | E::ReadOnlyFilesystem { .. }
         | E::NotWritable { .. }
