@@ -1364,7 +1364,7 @@ fn cli_write_refuses_a_layout_image_as_its_own_target() {
         .arg(&iso)
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = common::json_result(&o.stdout);
     assert_eq!(v["decision"]["mode"], "layout", "{v}");
     let sum = sha256(&iso);
     let link = tmp.path().join("link.iso");
