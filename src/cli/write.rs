@@ -37,14 +37,14 @@ pub struct Args {
     pub image: PathBuf,
     /// Where to write it: a whole disk (e.g. /dev/sdb, a /dev/disk/by-id
     /// link or the disk's serial number; everything on it is erased) or a file
-    /// path (created, or overwritten). Several TARGETs are written at once,
+    /// path (created, or replaced once written). Several TARGETs are written at once,
     /// each checked before any is written. Omitted on a terminal: choose one
     /// from a list of removable and USB disks.
     #[arg(value_name = "TARGET")]
     pub targets: Vec<PathBuf>,
     #[command(flatten)]
     pub device: super::target::DeviceArgs,
-    /// Do not ask before overwriting a block device.
+    /// Do not ask before erasing a disk or replacing an existing file.
     #[arg(short, long)]
     pub yes: bool,
     /// Skip reading the target back after writing.
@@ -273,6 +273,7 @@ pub fn exit_for(e: &write::Error) -> Exit {
         E::OpenTarget { .. }
         | E::WriteTarget { .. }
         | E::Sync { .. }
+        | E::Commit { .. }
         | E::ReadTarget { .. }
         | E::Disappeared { .. } => Exit::WriteFailed,
         E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
@@ -502,6 +503,9 @@ fn run_job(
     };
     let started = Instant::now();
     let report = write::write(&plan, ctx.source, &mut target, options, render).map_err(fail)?;
+    // A file target was written beside itself; only now does it replace
+    // the old file (docs/devices.md, "File targets").
+    target.commit().map_err(fail)?;
     let secs = started.elapsed().as_secs_f64();
     drop(target);
     let after =

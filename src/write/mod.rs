@@ -66,7 +66,7 @@ use crate::events::Observer;
 use crate::hash::{Digest, HashAlgorithm};
 use crate::plan::{Plan, PlanError};
 
-pub use target::Target;
+pub use target::{remove_staged_files, Target};
 
 /// How much data one I/O operation moves by default: large enough that
 /// per-call overhead vanishes, small enough that the buffer pool stays small.
@@ -183,6 +183,13 @@ pub enum Error {
         "the image changed while it was being written (target bytes {start}..{end} hold its new contents, not what was written); the target holds a mix: write again"
     )]
     SourceChangedDuringWrite { start: u64, end: u64 },
+    /// A staged file target could not be renamed into place; the file it
+    /// was to replace is unchanged.
+    #[error("cannot put the written file in place as {} (the old file, if any, is unchanged)", path.display())]
+    Commit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("refused before the first write: {0}")]
     Refused(String),
     #[error(
