@@ -452,8 +452,7 @@ fn plain_gpt_disk_image() {
 /// `bootstick inspect --json IMAGE`, parsed.
 fn inspect_json(img: &Path) -> serde_json::Value {
     let out = common::run(common::bootstick().args(["inspect", "--json"]).arg(img));
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("inspect --json printed no JSON ({e}):\n{out}"))
+    common::json_result(out.as_bytes())
 }
 
 fn decision_of(v: &serde_json::Value) -> (String, Vec<String>) {

@@ -748,7 +748,7 @@ fn ls_json_recursive_matches_xorriso() {
         image.as_os_str(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let doc = common::json_result(out.as_bytes());
     assert_eq!(doc["fs"], "rock-ridge");
     let mut ours = Listing::new();
     for e in doc["entries"].as_array().unwrap() {
@@ -883,23 +883,56 @@ fn extract_skips_a_name_that_escapes() {
         .position(|w| w == from)
         .expect("the NM name");
     img[at..at + to.len()].copy_from_slice(to);
-    let work = tempfile::tempdir().unwrap();
-    let image = work.path().join("evil.iso");
-    std::fs::write(&image, &img).unwrap();
-    let (code, out, err) = bootstick(&["ls".as_ref(), image.as_os_str()]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("../../../../tmp/x"), "{out}");
-    let dir = work.path().join("a/b/c/d/out");
-    let (code, _, err) = bootstick(&["extract".as_ref(), image.as_os_str(), dir.as_os_str()]);
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("skipping ../../../../tmp/x"), "{err}");
-    assert!(!work.path().join("tmp").exists());
-    assert!(dir.join("README").exists());
-    let outside: Vec<_> = std::fs::read_dir(work.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(outside.len(), 2, "{outside:?}");
+    use std::os::unix::fs::MetadataExt;
+    // Where the name would land if it escaped: inside the work directory
+    // from a deep DIR (work/a/tmp/x), and past it altogether from a shallow
+    // one (../../../.. from work/s/out climbs over work and its parent:
+    // /tmp/x when work is in /tmp).
+    let stamp = |p: &str| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .map(|m| (m.ino(), m.mtime()))
+    };
+    let tmp_x = stamp("/tmp/x");
+    for sub in ["a/b/c/d/out", "s/out"] {
+        let work = tempfile::tempdir().unwrap();
+        let image = work.path().join("evil.iso");
+        std::fs::write(&image, &img).unwrap();
+        let (code, out, err) = bootstick(&["ls".as_ref(), image.as_os_str()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("../../../../tmp/x"), "{out}");
+        let dir = work.path().join(sub);
+        let (code, _, err) = bootstick(&["extract".as_ref(), image.as_os_str(), dir.as_os_str()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("skipping ../../../../tmp/x"), "{err}");
+        assert!(dir.join("README").exists());
+        // Everything in the work directory outside DIR is what the test
+        // made: the image and DIR's parents.
+        let mut made = vec![image.clone()];
+        let mut p = dir.parent();
+        while let Some(d) = p.filter(|d| *d != work.path()) {
+            made.push(d.to_owned());
+            p = d.parent();
+        }
+        let mut found = Vec::new();
+        let mut todo = vec![work.path().to_owned()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let path = e.unwrap().path();
+                if path.starts_with(&dir) {
+                    continue;
+                }
+                if path.is_dir() && !path.is_symlink() {
+                    todo.push(path.clone());
+                }
+                if !made.contains(&path) {
+                    found.push(path);
+                }
+            }
+        }
+        assert!(found.is_empty(), "{sub}: written outside DIR: {found:?}");
+    }
+    assert_eq!(tmp_x, stamp("/tmp/x"), "/tmp/x was created or changed");
 }
 
 /// Issue 10, item 17: a Rock Ridge entry named `..` (its NM entry shortened

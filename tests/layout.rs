@@ -202,10 +202,7 @@ fn write_json_to(iso: &Path, targets: &[&Path]) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::json_lines(&out.stdout)
 }
 
 #[test]
@@ -507,7 +504,7 @@ fn inspect_shows_the_planned_layout() {
         .arg(&iso)
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_result(&out.stdout);
     assert_eq!(v["decision"]["mode"], "layout", "{v:#}");
     assert_eq!(v["layout"]["table"], "gpt", "{v:#}");
     assert_eq!(
@@ -672,10 +669,7 @@ fn compare(args: &[&str], iso: &Path, target: &Path) -> (Option<i32>, Vec<serde_
         .arg(target)
         .output()
         .unwrap();
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::json_lines(&out.stdout);
     (out.status.code(), events)
 }
 

@@ -34,13 +34,7 @@ fn verify(args: &[&std::ffi::OsStr]) -> Verdict {
         .args(args)
         .output()
         .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let json = common::json_result(&out.stdout);
     Verdict {
         code: out.status.code().unwrap(),
         json,
@@ -1631,7 +1625,7 @@ fn fifos_are_refused_without_blocking() {
     run(Command::new("mkfifo").arg(dir.path().join("arch.iso.sig")));
     run(Command::new("mkfifo").arg(dir.path().join("sha256sum.txt")));
     let out = bootstick_within(&os(&["verify", "--json", i, "--key", k]), 20);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_result(&out.stdout);
     assert_eq!(v["outcome"], "checksum-only", "{v:#}");
     assert_eq!(v["sources"].as_array().unwrap().len(), 1, "{v:#}");
 }

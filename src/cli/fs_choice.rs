@@ -1,7 +1,7 @@
 //! The `--fs` option shared by `ls` and `extract`: which file tree of the
 //! image to read, and opening it with errors mapped to exit codes.
 
-use super::exit::{Exit, Failure};
+use super::exit::Failure;
 use bootstick::image::{open, ByteSource, FileTree, FsKind, ImageFile};
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ pub type Opened = (Arc<dyn ByteSource>, Box<dyn FileTree>);
 pub fn open_image(image: &Path, fs: Option<FsChoice>) -> Result<Opened, Failure> {
     let bad = |e: bootstick::image::Error| {
         Failure::new(
-            Exit::BadInput,
+            super::exit::image_error(&e),
             anyhow::Error::new(e).context(format!("cannot read {}", image.display())),
         )
     };

@@ -32,19 +32,10 @@ struct Report<'a> {
     inspection: &'a Inspection,
 }
 
-/// The exit code of an image-reading error: bad input, except an image
-/// whose bytes are no longer those of its source check (19).
-pub fn image_exit(e: &image::Error) -> Exit {
-    match e {
-        image::Error::ChangedSinceCheck { .. } => Exit::SourceChanged,
-        _ => Exit::BadInput,
-    }
-}
-
 /// Opens the image at `path` (`image::input::open`: never blocking, a
 /// regular file or block device that is not empty) as a byte source.
 pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
-    let file = ImageFile::open(path).map_err(|e| Failure::new(image_exit(&e), e))?;
+    let file = ImageFile::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;
     Ok(Arc::new(file))
 }
 
@@ -55,13 +46,18 @@ pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspecti
     // A damaged tree does not stop the inspection: the boot structures
     // still decide, and the damage is reported as a problem.
     let (tree, tree_problem) = match open_tree(src) {
-        Ok((t, skipped)) => (t, skipped.map(|s| format!("file tree: {s}"))),
-        Err(e) => (None, Some(format!("file tree: {e}"))),
+        Ok((t, skipped)) => (
+            t,
+            skipped.map(|s| format!("file tree: {}", bootstick::error_chain(&s))),
+        ),
+        Err(e) => (
+            None,
+            Some(format!("file tree: {}", bootstick::error_chain(&e))),
+        ),
     };
     let mut inspection = inspect::inspect(&**src, tree.as_deref()).map_err(|e| {
-        let inspect::Error::Image(inner) = &e;
         Failure::new(
-            image_exit(inner),
+            super::exit::inspect_error(&e),
             anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
         )
     })?;
@@ -85,6 +81,8 @@ fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Opened, image::Error> {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    let out = super::render::Renderer::report(args.json);
+    out.start("inspect", serde_json::json!({ "image": &args.image }));
     let src = open_source(&args.image)?;
     let inspection = inspect_source(&src, &args.image)?;
     // The layout `write` would build for an image file target (docs/layout.md).
@@ -95,16 +93,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
             image: &args.image,
             layout: planned.as_ref().map(|p| match p {
                 Ok(l) => super::write::layout_json(l),
-                Err(f) => {
-                    serde_json::json!({ "error": format!("{:#}", f.error), "exit": f.exit as u8 })
-                }
+                Err(f) => serde_json::json!({
+                    "error": super::render::chain(&f.error),
+                    "exit": f.exit as u8
+                }),
             }),
             inspection: &inspection,
         };
-        let mut text =
-            serde_json::to_string_pretty(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
-        text.push('\n');
-        emit(&text)
+        let doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
+        out.document(doc);
+        Ok(())
     } else {
         let mut text = render(&args.image, &inspection);
         match &planned {
@@ -117,7 +115,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 );
             }
             Some(Err(f)) => {
-                let _ = writeln!(text, "layout       cannot be built: {:#}", f.error);
+                let _ = writeln!(
+                    text,
+                    "layout       cannot be built: {}",
+                    super::render::chain(&f.error)
+                );
             }
             None => {}
         }

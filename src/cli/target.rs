@@ -39,19 +39,9 @@ pub enum Chosen {
     },
 }
 
-/// The exit code for a device error.
+/// The exit code for a device error (`exit::device_error`).
 pub fn exit_for(e: &devices::Error) -> Exit {
-    use devices::Error as E;
-    match e {
-        E::UnknownTarget { .. }
-        | E::NoSuchDevice { .. }
-        | E::NoDirectory { .. }
-        | E::FileTarget { .. }
-        | E::Image { .. } => Exit::BadInput,
-        E::Sysfs { .. } => Exit::Internal,
-        E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
-        _ => Exit::Refused,
-    }
+    super::exit::device_error(e)
 }
 
 fn fail(e: devices::Error) -> Failure {

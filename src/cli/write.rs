@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bootstick::image::{input, ByteSource};
 use bootstick::inspect::Mode;
 use bootstick::layout::{disk, from_iso};
-use bootstick::plan::{Plan, PlanError};
+use bootstick::plan::Plan;
 use bootstick::trust::{self, Outcome, Report};
 use bootstick::write;
 
@@ -91,26 +91,6 @@ pub enum TableArg {
     Mbr,
 }
 
-/// The exit code a layout error maps to.
-fn layout_exit(e: &from_iso::Error) -> Exit {
-    use bootstick::layout::fat32;
-    use from_iso::Error as E;
-    match e {
-        E::FileTooLarge { .. } | E::TargetTooSmall { .. } => Exit::Refused,
-        E::Disk(disk::Error::Partition(_) | disk::Error::Plan(_)) => Exit::Internal,
-        E::Disk(disk::Error::Fat32 {
-            source: fat32::Error::Plan(_),
-            ..
-        }) => Exit::Internal,
-        E::Image(e) => super::inspect::image_exit(e),
-        E::NoEfiLoader
-        | E::LoaderTooLarge { .. }
-        | E::Loader { .. }
-        | E::Disk(_)
-        | E::Wim { .. } => Exit::BadInput,
-    }
-}
-
 /// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md), read from
 /// `src` (the image opened from `image`), for a target of `target_size`
 /// bytes (`None`: an image file, sized to fit).
@@ -122,7 +102,7 @@ pub fn build_layout(
 ) -> Result<from_iso::Layout, Failure> {
     use bootstick::image::open::open_tree;
     let fail = |e: from_iso::Error| {
-        let code = layout_exit(&e);
+        let code = super::exit::layout_error(&e);
         Failure::new(
             code,
             anyhow::Error::new(e).context(format!("cannot build a layout of {}", image.display())),
@@ -211,7 +191,8 @@ fn check_source(args: &Args, render: &Renderer) -> Result<Option<Report>, Failur
     }
     // Pinned: the pass also takes per-block digests, and everything after
     // reads the image only through them (docs/trust.md).
-    let report = trust::check_pinned(&req, render).map_err(|e| Failure::new(Exit::BadInput, e))?;
+    let report = trust::check_pinned(&req, render)
+        .map_err(|e| Failure::new(super::exit::trust_error(&e), e))?;
     let refuse = |report: &Report| {
         Failure::new(
             super::verify::exit_for(report.outcome),
@@ -265,38 +246,30 @@ fn check_summary(report: &Report) -> String {
     format!("Source check: {}{via}{by}.", report.outcome.name())
 }
 
-/// The exit code a write-engine error maps to.
-pub fn exit_for(e: &write::Error) -> Exit {
-    use write::Error as E;
-    match e {
-        E::Plan(PlanError::TooLarge { .. }) => Exit::Refused,
-        E::Plan(PlanError::SourceTooShort { .. }) => Exit::BadInput,
-        E::Plan(_) | E::Internal(_) => Exit::Internal,
-        E::OpenTarget { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => Exit::Refused,
-        E::NotATarget { .. } | E::Refused(_) => Exit::Refused,
-        E::OpenTarget { .. }
-        | E::WriteTarget { .. }
-        | E::Sync { .. }
-        | E::Commit { .. }
-        | E::ReadTarget { .. }
-        | E::Disappeared { .. } => Exit::WriteFailed,
-        E::ReadSource { .. } => Exit::BadInput,
-        // The plan was checked against the image's length at open: an image
-        // that ends early shrank during the write.
-        E::SourceTruncated { .. }
-        | E::SourceChanged { .. }
-        | E::SourceChangedSinceCheck { .. }
-        | E::SourceChangedDuringWrite { .. }
-        | E::SourceModified { .. }
-        | E::SourceModifiedBeforeWrite { .. } => Exit::SourceChanged,
-        E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
+/// `--table mbr` says how to build a layout; a byte-for-byte copy keeps the
+/// image's own partition table, so the flag would be silently ignored:
+/// refused as a usage error instead (docs/cli.md).
+pub fn refuse_table_for_raw(
+    table: TableArg,
+    raw: bool,
+    mode: &super::inspect::WriteMode,
+) -> Result<(), Failure> {
+    if table == TableArg::Mbr && (raw || mode.decision.mode != Mode::Layout) {
+        return Err(Failure::new(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "--table mbr applies to built layouts only, and this image is copied byte for byte ({}), keeping its own partition table; drop --table",
+                if raw { "--raw" } else { "`bootstick inspect` decides raw" }
+            ),
+        ));
     }
+    Ok(())
 }
 
 /// Opens the image (`image::input::open`: never blocking, only a regular
 /// file or block device that is not empty), mapping failure to "bad input".
 pub fn open_image(path: &Path) -> Result<input::Input, Failure> {
-    input::open(path).map_err(|e| Failure::new(Exit::BadInput, e))
+    input::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))
 }
 
 /// A byte source over the open image for the readers that decide and plan
@@ -331,6 +304,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let checked = check_source(args, render)?;
     let src = plan_source(&image, checked.as_ref())?;
     let mode = super::inspect::write_mode(&src, &args.image, args.raw)?;
+    refuse_table_for_raw(args.table, args.raw, &mode)?;
     // A non-hybrid ISO gets a built layout unless --raw. It is built once
     // before the targets are chosen (to know the size it needs, and to refuse
     // before anything is opened), and again for each device's real size.
@@ -361,6 +335,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         image_len,
         needed,
     )?;
+    // From here on a signal stops the jobs between chunks and they report
+    // what they left on each target (cli::signals).
+    super::signals::cooperate();
     // Every plan is built (and may refuse) before any job starts; disks
     // first, so a refusal there comes before any file target is created.
     let mut prepared: Vec<Option<Job>> = Vec::with_capacity(chosen.len());
@@ -434,7 +411,7 @@ pub fn mode_name(layout: Option<&from_iso::Layout>) -> &'static str {
 }
 
 fn fail(e: write::Error) -> Failure {
-    Failure::new(exit_for(&e), e)
+    Failure::write(e)
 }
 
 /// Opens a chosen target and builds its plan: a built layout sized to the
@@ -538,6 +515,7 @@ fn run_job(
             .args
             .digest
             .then_some(bootstick::hash::HashAlgorithm::Sha256),
+        cancel: super::signals::token(),
         ..write::Options::default()
     };
     let started = Instant::now();
@@ -599,11 +577,11 @@ fn run_job(
 fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failure> {
     let labels: Vec<String> = jobs.iter().map(Job::label).collect();
     let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
-    for w in &ctx.mode.warnings {
-        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w.clone()));
-    }
     for (job, r) in jobs.iter().zip(&renders) {
         r.start("write", ctx.start_fields(job));
+    }
+    for w in &ctx.mode.warnings {
+        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w.clone()));
     }
     let outcomes: Vec<Result<(serde_json::Value, String), Failure>> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
@@ -614,7 +592,7 @@ fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failu
                     let outcome = run_job(ctx, job, r);
                     r.target_result(match &outcome {
                         Ok((fields, _)) => Ok(fields.clone()),
-                        Err(f) => Err((&f.error, f.exit as u8)),
+                        Err(f) => Err(f),
                     });
                     outcome
                 })
@@ -645,15 +623,20 @@ fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failu
                 lines.push(format!("ok     {summary}"));
             }
             Err(f) => {
-                targets.push(json!({
+                let mut v = json!({
                     "target": label,
                     "ok": false,
-                    "error": format!("{:#}", f.error),
+                    "error": super::render::chain(&f.error),
                     "exit_code": f.exit as u8,
-                }));
+                });
+                if let Some(m) = v.as_object_mut() {
+                    m.extend(f.fields.clone());
+                }
+                targets.push(v);
                 lines.push(format!(
-                    "FAILED {label}: {:#} (exit {})",
-                    f.error, f.exit as u8
+                    "FAILED {label}: {} (exit {})",
+                    super::render::chain(&f.error),
+                    f.exit as u8
                 ));
             }
         }
@@ -668,20 +651,24 @@ fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failu
         return Ok(());
     };
     let error = anyhow::anyhow!(
-        "{} of {} targets failed (the others were written); first: {first_label}: {:#}",
+        "{} of {} targets failed (the others were written); first: {first_label}: {}",
         failed.len(),
         labels.len(),
-        first.error
+        super::render::chain(&first.error)
     );
-    render.overall(
-        false,
-        json!({
-            "targets": targets,
-            "error": format!("{error:#}"),
-            "exit_code": first.exit as u8,
-        }),
-        &lines.join("\n"),
-    );
+    let mut overall = json!({
+        "targets": targets,
+        "error": super::render::chain(&error),
+        "exit_code": first.exit as u8,
+    });
+    // An interrupted job says so in the overall result too (each target's
+    // state is in its own entry).
+    for key in ["interrupted", "signal"] {
+        if let Some(v) = first.fields.get(key) {
+            overall[key] = v.clone();
+        }
+    }
+    render.overall(false, overall, &lines.join("\n"));
     Err(Failure::new(first.exit, error).reported())
 }
 
@@ -704,7 +691,7 @@ fn after_write(
     let partitions = match guard.reread_partitions() {
         Ok(r) => r.partitions,
         Err(e) => {
-            render.event(&Event::Warning(e.to_string()));
+            render.event(&Event::Warning(bootstick::error_chain(&e)));
             Vec::new()
         }
     };
@@ -713,7 +700,7 @@ fn after_write(
     if eject {
         match bootstick::devices::eject(&bootstick::devices::Roots::live(), disk) {
             Ok(()) => ejected = true,
-            Err(e) => render.event(&Event::Warning(e.to_string())),
+            Err(e) => render.event(&Event::Warning(bootstick::error_chain(&e))),
         }
     }
     After {

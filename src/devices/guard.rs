@@ -119,8 +119,8 @@ fn current_identity(roots: &Roots, chosen: &Identity, file: &File) -> Result<Ide
     };
     let size_bytes =
         device_size(file).map_err(|e| format!("cannot size {}: {e}", chosen.path.display()))?;
-    let graph = Graph::read(roots).map_err(|e| e.to_string())?;
-    let state = State::read(roots).map_err(|e| e.to_string())?;
+    let graph = Graph::read(roots).map_err(|e| crate::error_chain(&e))?;
+    let state = State::read(roots).map_err(|e| crate::error_chain(&e))?;
     let disk = build(&graph, &state)
         .into_iter()
         .find(|d| d.dev == Some(dev));

@@ -251,7 +251,7 @@ pub const MAX_DEPTH: usize = 64;
 /// Everything that can go wrong reading an image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open image {path}: {source}")]
+    #[error("cannot open image {}", path.display())]
     Open {
         path: std::path::PathBuf,
         #[source]
@@ -268,7 +268,7 @@ pub enum Error {
     /// checked (see [`checked`]).
     #[error("the image's bytes {start}..{end} differ from the bytes that were checked: the image changed after it was checked")]
     ChangedSinceCheck { start: u64, end: u64 },
-    #[error("I/O error reading the image at byte {offset}: {source}")]
+    #[error("I/O error reading the image at byte {offset}")]
     Io {
         offset: u64,
         #[source]

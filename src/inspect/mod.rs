@@ -160,7 +160,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         let (loaders, error) = match eltorito::efi_loaders(src, p.offset, p.len) {
             Ok(l) => (l, None),
             Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
-            Err(e) => (Vec::new(), Some(e.to_string())),
+            Err(e) => (Vec::new(), Some(crate::error_chain(&e))),
         };
         esps.push(EspReport {
             partition: p.clone(),
@@ -178,7 +178,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
                     match eltorito::efi_loaders(src, image.offset, image.len) {
                         Ok(l) => (Some(l), None),
                         Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
-                        Err(e) => (None, Some(e.to_string())),
+                        Err(e) => (None, Some(crate::error_chain(&e))),
                     }
                 } else {
                     (None, None)
@@ -199,7 +199,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         Ok(None) => None,
         Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
         Err(e) => {
-            problems.push(e.to_string());
+            problems.push(crate::error_chain(&e));
             None
         }
     };
@@ -209,7 +209,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
             Ok(f) => Some(f),
             Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
             Err(e) => {
-                problems.push(format!("file tree: {e}"));
+                problems.push(format!("file tree: {}", crate::error_chain(&e)));
                 None
             }
         },

@@ -82,7 +82,7 @@ impl Outcome {
 /// Failures that stop a check before it can reach an outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

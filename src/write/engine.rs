@@ -12,8 +12,9 @@ use rustix::fs::OFlags;
 use super::align::{check_ops, write_ops, AlignedBuf, Alignment, Op};
 use super::fill::{fill, SourceReader};
 use super::sums::{RangeSums, Summer};
-use super::verify::{self, Expected};
+use super::verify::{self, Expected, Stop};
 use super::{CompareReport, Error, Options, Report, Target};
+use crate::cancel::{Cancel, TargetState};
 use crate::events::{Event, Observer, Phase};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::image::checked::Verifier;
@@ -84,6 +85,7 @@ fn hash_source(
     source: &SourceReader,
     len: u64,
     algorithm: HashAlgorithm,
+    cancel: &Cancel,
     observer: &dyn Observer,
 ) -> Result<Digest, Error> {
     observer.event(&Event::PhaseStarted {
@@ -94,6 +96,7 @@ fn hash_source(
     let mut buf = vec![0u8; super::DEFAULT_CHUNK];
     let mut at = 0;
     while at < len {
+        untouched_unless_cancelled(cancel)?;
         let n = (len - at).min(buf.len() as u64) as usize;
         source.read(at, &mut buf[..n])?;
         h.update(&buf[..n]);
@@ -108,6 +111,17 @@ fn hash_source(
         phase: Phase::Check,
     });
     Ok(h.finish())
+}
+
+/// [`Error::Cancelled`] (nothing written yet) once `cancel` is cancelled.
+fn untouched_unless_cancelled(cancel: &Cancel) -> Result<(), Error> {
+    if cancel.is_cancelled() {
+        Err(Error::Cancelled {
+            target: TargetState::Untouched,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn check_digest(expected: &Option<Digest>, actual: &Digest) -> Result<(), Error> {
@@ -190,7 +204,7 @@ pub(super) fn write(
     let sequential = is_sequential(plan, source_len);
     let prehashed = match algorithm {
         Some(algorithm) if !sequential => {
-            let d = hash_source(&reader, source_len, algorithm, observer)?;
+            let d = hash_source(&reader, source_len, algorithm, &options.cancel, observer)?;
             if trusted.is_none() {
                 check_digest(&options.expect_source, &d)?;
             }
@@ -234,16 +248,19 @@ pub(super) fn write(
                 .collect(),
         )
     });
+    untouched_unless_cancelled(&options.cancel)?;
+    let cancel = &options.cancel;
     let (written, streamed) = std::thread::scope(|s| {
         let ops = &ops;
         let reader = &reader;
-        s.spawn(move || read_stage(plan, reader, ops, free_rx, filled_tx));
+        s.spawn(move || read_stage(plan, reader, ops, cancel, free_rx, filled_tx));
         let hasher = s.spawn(move || hash_stage(stream_algorithm, summer, filled_rx, hashed_tx));
         let written = write_stage(
             file,
             direct,
             total,
             options.before_first_write.take(),
+            cancel,
             hashed_rx,
             free_tx,
             observer,
@@ -269,6 +286,12 @@ pub(super) fn write(
         phase: Phase::Write,
     });
 
+    // Written but not yet durable: a stop here leaves an incomplete target.
+    if options.cancel.is_cancelled() {
+        return Err(Error::Cancelled {
+            target: TargetState::Incomplete,
+        });
+    }
     observer.event(&Event::PhaseStarted {
         phase: Phase::Sync,
         total: 0,
@@ -278,7 +301,19 @@ pub(super) fn write(
 
     if let Some(sums) = sums {
         let sums = sums.map_err(|why| Error::Internal(format!("write checksums: {why}")))?;
-        verify::check(plan, source, target, chunk, Expected::Sums(&sums), observer)?;
+        let stop = Stop {
+            cancel: &options.cancel,
+            state: TargetState::WrittenNotVerified,
+        };
+        verify::check(
+            plan,
+            source,
+            target,
+            chunk,
+            Expected::Sums(&sums),
+            &stop,
+            observer,
+        )?;
         // The target holds what was sent; it is the image only if the image
         // did not change meanwhile.
         unchanged()?;
@@ -291,16 +326,21 @@ pub(super) fn write(
     })
 }
 
-/// Fills buffers from the plan, in target order.
+/// Fills buffers from the plan, in target order. Stops (closing its
+/// channel) once `cancel` is cancelled; the writer then reports why.
 fn read_stage(
     plan: &Plan,
     source: &SourceReader,
     ops: &[Op],
+    cancel: &Cancel,
     free: Receiver<AlignedBuf>,
     out: SyncSender<Result<Chunk, Error>>,
 ) {
     for op in ops {
         let Ok(mut buf) = free.recv() else { return };
+        if cancel.is_cancelled() {
+            return;
+        }
         let len = (op.range.end - op.range.start) as usize;
         let msg = fill(plan, source, op.range.start, buf.get_mut(len)).map(|source_parts| Chunk {
             op: op.clone(),
@@ -359,11 +399,13 @@ fn hash_stage(
 /// each chunk to an idle write thread and collects completions, which carry
 /// the progress. Writes to distinct ranges may complete in any order; only
 /// `fsync`, after all of them, makes any of them count.
+#[allow(clippy::too_many_arguments)]
 fn write_stage(
     file: &File,
     direct: bool,
     total: u64,
     before_first_write: Option<super::BeforeFirstWrite>,
+    cancel: &Cancel,
     input: Receiver<Result<Chunk, Error>>,
     free: SyncSender<AlignedBuf>,
     observer: &dyn Observer,
@@ -402,6 +444,8 @@ fn write_stage(
             free: &free,
             observer,
             retry: Vec::new(),
+            cancel,
+            wrote: false,
         };
         let result = d
             .run(before_first_write, input, &job_tx)
@@ -412,6 +456,10 @@ fn write_stage(
             let _ = d.wait_all();
         }
         result?;
+        if d.done != total && cancel.is_cancelled() {
+            // The reader stopped first.
+            return Err(d.cancelled());
+        }
         if d.done != total {
             return Err(Error::Internal(format!(
                 "wrote {} of {total} bytes: the pipeline stopped early",
@@ -443,6 +491,11 @@ struct Dispatcher<'a> {
     observer: &'a dyn Observer,
     /// Direct writes the filesystem refused, to write again buffered.
     retry: Vec<Chunk>,
+    /// Checked before each chunk is handed to a write thread.
+    cancel: &'a Cancel,
+    /// A chunk was handed to a write thread: the target is no longer as
+    /// it was.
+    wrote: bool,
 }
 
 impl Dispatcher<'_> {
@@ -453,6 +506,9 @@ impl Dispatcher<'_> {
         jobs: &SyncSender<Chunk>,
     ) -> Result<(), Error> {
         for msg in input {
+            if self.cancel.is_cancelled() {
+                return Err(self.cancelled());
+            }
             let c = msg?;
             if let Some(check) = before_first_write.take() {
                 check().map_err(Error::Refused)?;
@@ -465,11 +521,24 @@ impl Dispatcher<'_> {
             while self.in_flight >= WRITES_IN_FLIGHT {
                 self.complete_one()?;
             }
+            self.wrote = true;
             jobs.send(c)
                 .map_err(|_| Error::Internal("the write threads stopped early".into()))?;
             self.in_flight += 1;
         }
         Ok(())
+    }
+
+    /// The error for a job cancelled now: the target is incomplete once a
+    /// chunk went to it.
+    fn cancelled(&self) -> Error {
+        Error::Cancelled {
+            target: if self.wrote {
+                TargetState::Incomplete
+            } else {
+                TargetState::Untouched
+            },
+        }
     }
 
     /// Waits for every write in flight; the first failure, if any.
@@ -573,6 +642,7 @@ pub(super) fn compare(
     source: &File,
     target: &Target,
     chunk_size: usize,
+    cancel: &Cancel,
     observer: &dyn Observer,
 ) -> Result<CompareReport, Error> {
     let source_len = file_len(source).map_err(|e| Error::ReadSource {
@@ -580,7 +650,19 @@ pub(super) fn compare(
         source: e,
     })?;
     plan.check_source(source_len)?;
-    let direct_io = verify::check(plan, source, target, chunk_size, Expected::Plan, observer)?;
+    let stop = Stop {
+        cancel,
+        state: TargetState::Untouched,
+    };
+    let direct_io = verify::check(
+        plan,
+        source,
+        target,
+        chunk_size,
+        Expected::Plan,
+        &stop,
+        observer,
+    )?;
     Ok(CompareReport {
         bytes_compared: plan.bytes_to_write(),
         direct_io,
@@ -659,7 +741,17 @@ mod tests {
         drop(in_tx);
         let (free_tx, free_rx) = sync_channel(ranges.len());
         let events = Events::default();
-        let direct = write_stage(&file, true, 20480, None, in_rx, free_tx, &events).unwrap();
+        let direct = write_stage(
+            &file,
+            true,
+            20480,
+            None,
+            &Cancel::default(),
+            in_rx,
+            free_tx,
+            &events,
+        )
+        .unwrap();
         assert!(!direct, "direct I/O is reported as given up");
         assert_eq!(
             free_rx.try_iter().count(),

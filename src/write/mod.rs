@@ -72,6 +72,7 @@ mod verify;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cancel::{Cancel, TargetState};
 use crate::events::Observer;
 use crate::hash::{Digest, HashAlgorithm};
 use crate::image::checked::BlockDigests;
@@ -126,6 +127,10 @@ pub struct Options {
     pub source_stamp: Option<Stamp>,
     /// Bytes per I/O operation; rounded to the target's alignment.
     pub chunk_size: usize,
+    /// Polled between chunks (hashing, writing, reading back): once
+    /// cancelled, the job lets the I/O in flight finish and stops with
+    /// [`Error::Cancelled`], saying what it left on the target.
+    pub cancel: Cancel,
 }
 
 impl Default for Options {
@@ -138,6 +143,7 @@ impl Default for Options {
             source_blocks: None,
             source_stamp: None,
             chunk_size: DEFAULT_CHUNK,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -152,6 +158,7 @@ impl std::fmt::Debug for Options {
             .field("source_blocks", &self.source_blocks)
             .field("source_stamp", &self.source_stamp)
             .field("chunk_size", &self.chunk_size)
+            .field("cancelled", &self.cancel.is_cancelled())
             .finish()
     }
 }
@@ -274,6 +281,10 @@ pub enum Error {
         /// ended (a vanished disk reads as empty).
         source: Option<std::io::Error>,
     },
+    /// The job's [`Cancel`] token was cancelled; `target` says what the
+    /// job left there.
+    #[error("stopped before the end: {}", target.advice())]
+    Cancelled { target: TargetState },
     #[error("internal error in the write engine: {0}")]
     Internal(String),
 }
@@ -319,6 +330,8 @@ fn explain_disappearance(target: &Target, e: Error) -> Error {
 
 /// Streams `plan` (whose `Source` extents are read from `source`) onto
 /// `target`, flushes it, and with [`Options::verify`] reads it back.
+/// Stopped by [`Options::cancel`], it fails with [`Error::Cancelled`],
+/// saying what it left on the target (a staged file target: untouched).
 ///
 /// Checks that the plan fits the source and the target before anything is
 /// written. Progress goes to `observer` as phases `write`, `sync` and
@@ -333,19 +346,30 @@ pub fn write(
 ) -> Result<Report, Error> {
     engine::write(plan, source, target, options, observer)
         .map_err(|e| explain_disappearance(target, e))
+        .map_err(|e| match e {
+            // A staged file reaches its name only at `Target::commit`: a
+            // stopped job leaves the file it was to replace as it was (the
+            // temporary file goes when the target is dropped).
+            Error::Cancelled { .. } if target.staged_path().is_some() => Error::Cancelled {
+                target: TargetState::Untouched,
+            },
+            e => e,
+        })
 }
 
 /// Compares `target` with what `plan` would put on it, without writing, and
 /// reports the first differing byte as [`Error::Mismatch`] (or
 /// [`Error::TargetShort`] when the target ends early). Progress is reported
-/// as phase `verify`.
+/// as phase `verify`. A cancelled `cancel` stops it between chunks with
+/// [`Error::Cancelled`] (the target is untouched: it is only read).
 pub fn compare(
     plan: &Plan,
     source: &std::fs::File,
     target: &Target,
     chunk_size: usize,
+    cancel: &Cancel,
     observer: &dyn Observer,
 ) -> Result<CompareReport, Error> {
-    engine::compare(plan, source, target, chunk_size, observer)
+    engine::compare(plan, source, target, chunk_size, cancel, observer)
         .map_err(|e| explain_disappearance(target, e))
 }
