@@ -1179,8 +1179,7 @@ fn damaged_udf_anchor_falls_back_to_another_anchor_then_to_rock_ridge() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(0), "{err}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (v, err)
+        (common::json_result(&out.stdout), err)
     };
 
     misdirect_anchor(&mut img, 256);
@@ -1224,7 +1223,7 @@ fn damaged_udf_anchor_falls_back_to_another_anchor_then_to_rock_ridge() {
     );
 
     let out = common::run(common::bootstick().args(["inspect", "--json"]).arg(&all));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = common::json_result(out.as_bytes());
     assert_eq!(v["tree"], "rock-ridge", "{v:#}");
     assert!(v.get("truncated").is_none(), "{v:#}");
     let problems = v["problems"].as_array().unwrap();
