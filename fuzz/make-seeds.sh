@@ -4,7 +4,8 @@
 # El Torito catalogs from xorriso images, MBR/EBR/GPT system areas from sfdisk
 # (with a small FAT ESP from mkfs.fat + mtools), UDF edit seeds (one per base
 # form of tests/udf_build), checksum lists from sha*sum, OpenPGP material from
-# gpg, minisign and signify keys and signatures. Each seed is at most a few
+# gpg, minisign and signify keys and signatures, compressed streams from
+# xz, zstd, gzip and bzip2. Each seed is at most a few
 # dozen KiB so the fuzzers mutate them quickly.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +13,7 @@ cd "$(dirname "$0")"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 c=corpus
-mkdir -p $c/eltorito $c/system_area $c/udf $c/trust_sums $c/trust_openpgp $c/trust_ed25519
+mkdir -p $c/eltorito $c/system_area $c/udf $c/trust_sums $c/trust_openpgp $c/trust_ed25519 $c/compressed
 
 # --- eltorito: BIOS + EFI El Torito images; the seed is the image from its
 # boot catalog on (the target frames it so that it *is* the catalog).
@@ -104,6 +105,19 @@ signify-openbsd -S -s "$work/s.sec" -m "$work/x.iso" -x "$work/s.sig"
 cp "$work/s.pub" $c/trust_ed25519/signify.pub
 cp "$work/s.sig" $c/trust_ed25519/signify.sig
 
-for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519; do
+# --- compressed: a small image compressed by the real tools (xz with
+# several blocks and as two concatenated streams, zstd with and without a
+# content size, gzip, bzip2), so the index, frame and block walks start
+# from real framing.
+head -c 20000 /dev/urandom > "$work/raw"
+head -c 40000 /dev/zero >> "$work/raw"
+xz -T0 --block-size=16KiB -c "$work/raw" > $c/compressed/multi-block.xz
+{ xz -c "$work/raw"; xz -c "$work/raw"; } > $c/compressed/two-streams.xz
+zstd -q -c "$work/raw" > $c/compressed/sized.zst
+zstd -q -c < "$work/raw" > $c/compressed/stream.zst
+gzip -c "$work/raw" > $c/compressed/raw.gz
+bzip2 -c "$work/raw" > $c/compressed/raw.bz2
+
+for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519 compressed; do
   echo "$t: $(ls $c/$t | wc -l) seeds"
 done

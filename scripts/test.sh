@@ -21,6 +21,7 @@ packages=(
   e2fsprogs util-linux mount fdisk                    # ext4 for mounted-target tests, losetup, sfdisk (package fdisk)
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
+  zstd gzip pigz bzip2                                # compressed images (tests/compressed.rs; xz-utils above)
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
 )
 
@@ -54,6 +55,7 @@ commands=(
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum isosize mkfifo
+  zstd gzip pigz bzip2
 )
 absent=()
 for c in "${commands[@]}"; do

@@ -147,7 +147,15 @@ impl Failure {
                 Some(target),
                 anyhow::Error::new(e),
             ),
-            e => Failure::new(write_error(&e), e),
+            e => {
+                // A decoded image that failed part-way says what it left.
+                let state = e.target_state();
+                let f = Failure::new(write_error(&e), e);
+                match state {
+                    Some(s) => f.with_fields(json!({ "target_state": s.name() })),
+                    None => f,
+                }
+            }
         }
     }
 }
@@ -177,6 +185,24 @@ pub fn write_error(e: &write::Error) -> Exit {
         | E::SourceModifiedBeforeWrite { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
         E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
+        E::Decode { source, .. } => compressed_error(source),
+        // Like an image larger than the device found before the write.
+        E::ImageLargerThanTarget { .. } => Exit::Refused,
+    }
+}
+
+/// The code of an error sizing or decoding a compressed image: bad input,
+/// except compressed bytes that are no longer the checked ones (19).
+pub fn compressed_error(e: &image::compressed::Error) -> Exit {
+    use image::compressed::Error as E;
+    match e {
+        E::Image(i) => image_error(i),
+        E::Corrupt { .. }
+        | E::Truncated { .. }
+        | E::SizeMismatch { .. }
+        | E::Malformed { .. }
+        | E::Empty { .. } => Exit::BadInput,
+        E::Setup { .. } => Exit::Internal,
     }
 }
 
@@ -288,6 +314,7 @@ pub fn image_error(e: &image::Error) -> Exit {
         | E::Open { .. }
         | E::Io { .. }
         | E::OutOfBounds { .. }
+        | E::BeyondWindow { .. }
         | E::Malformed { .. }
         | E::TooLarge { .. }
         | E::Loop { .. }

@@ -84,10 +84,19 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let out = super::render::Renderer::report(args.json);
     out.start("inspect", serde_json::json!({ "image": &args.image }));
     let src = open_source(&args.image)?;
+    // A compressed image is inspected decompressed (its size learnt by
+    // decoding it once where the format does not record it).
+    let compressed = super::compressed::probe(&src, &args.image)?;
+    let src = match &compressed {
+        Some(c) => super::compressed::decoded(c, &args.image, true)?,
+        None => src,
+    };
     let inspection = inspect_source(&src, &args.image)?;
     // The layout `write` would build for an image file target (docs/layout.md).
-    let planned = (inspection.decision.mode == inspect::Mode::Layout)
-        .then(|| super::write::build_layout(&src, &args.image, super::write::TableArg::Gpt, None));
+    let planned = (inspection.decision.mode == inspect::Mode::Layout).then(|| match &compressed {
+        Some(c) => Err(super::compressed::refuse_layout(c, &args.image)),
+        None => super::write::build_layout(&src, &args.image, super::write::TableArg::Gpt, None),
+    });
     if args.json {
         let doc = Report {
             image: &args.image,
@@ -100,11 +109,23 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }),
             inspection: &inspection,
         };
-        let doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
+        let mut doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
+        if let Some(c) = &compressed {
+            doc["compressed"] = super::compressed::json(c, Some(inspection.size));
+        }
         out.document(doc);
         Ok(())
     } else {
         let mut text = render(&args.image, &inspection);
+        if let Some(c) = &compressed {
+            let _ = writeln!(
+                text,
+                "compressed   {}, {} decompressed from {}",
+                c.format(),
+                human_size(inspection.size),
+                human_size(c.compressed_len())
+            );
+        }
         match &planned {
             Some(Ok(l)) => {
                 let _ = writeln!(

@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod compare;
+pub mod compressed;
 pub mod exit;
 pub mod extract;
 pub mod fs_choice;

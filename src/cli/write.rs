@@ -303,8 +303,25 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let image_len = image.len();
     let checked = check_source(args, render)?;
     let src = plan_source(&image, checked.as_ref())?;
-    let mode = super::inspect::write_mode(&src, &args.image, args.raw)?;
+    // A compressed image is decided on, and written, decompressed
+    // (docs/cli.md, "Compressed images").
+    let compressed = super::compressed::probe(&src, &args.image)?;
+    let decide = match &compressed {
+        Some(c) => super::compressed::decoded(c, &args.image, false)?,
+        None => src.clone(),
+    };
+    let mode = super::inspect::write_mode(&decide, &args.image, args.raw)?;
     refuse_table_for_raw(args.table, args.raw, &mode)?;
+    if let Some(c) = &compressed {
+        if mode.decision.mode == Mode::Layout && !args.raw {
+            return Err(super::compressed::refuse_layout(c, &args.image));
+        }
+    }
+    // The bytes the target must hold: a compressed image's declared size
+    // (0 when its format records none: the write stops at the target's end).
+    let image_len = compressed
+        .as_ref()
+        .map_or(image_len, |c| c.declared_size().unwrap_or(0));
     // A non-hybrid ISO gets a built layout unless --raw. It is built once
     // before the targets are chosen (to know the size it needs, and to refuse
     // before anything is opened), and again for each device's real size.
@@ -325,6 +342,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         image_len,
         mode: &mode,
         checked: checked.as_ref(),
+        compressed: compressed.as_ref(),
     };
     let targets = super::target::given_or_picked(&args.targets)?;
     let chosen = super::target::choose_all(
@@ -380,6 +398,8 @@ struct Shared<'a> {
     image_len: u64,
     mode: &'a super::inspect::WriteMode,
     checked: Option<&'a Report>,
+    /// The image is compressed: written decoded (`write::write_decoded`).
+    compressed: Option<&'a bootstick::image::compressed::Compressed>,
 }
 
 /// One target, opened and guarded, with the plan built for it.
@@ -463,10 +483,14 @@ impl Shared<'_> {
             "image": self.args.image,
             "target": job.target.path(),
             "disk": job.device.as_ref().map(|(d, _)| d),
-            "image_bytes": self.image_len,
+            "image_bytes": self.compressed.map_or(Some(self.image_len), |c| c.declared_size()),
             "target_bytes": job.target.capacity(),
             "block_device": job.target.is_block_device(),
-            "plan_bytes": job.plan.bytes_to_write(),
+            "plan_bytes": self
+                .compressed
+                .is_none_or(|c| c.declared_size().is_some())
+                .then(|| job.plan.bytes_to_write()),
+            "compressed": self.compressed.map(|c| super::compressed::json(c, None)),
             "verify": !self.args.no_verify,
             "decision": self.mode.decision,
             "mode": job.mode_name(),
@@ -519,7 +543,18 @@ fn run_job(
         ..write::Options::default()
     };
     let started = Instant::now();
-    let report = write::write(&plan, ctx.source, &mut target, options, render).map_err(fail)?;
+    let (report, image_bytes, decoded_digest) = match ctx.compressed {
+        Some(c) => {
+            let r =
+                write::write_decoded(c, ctx.source, &mut target, options, render).map_err(fail)?;
+            (r.report, r.image_bytes, r.decoded_digest)
+        }
+        None => (
+            write::write(&plan, ctx.source, &mut target, options, render).map_err(fail)?,
+            ctx.image_len,
+            None,
+        ),
+    };
     // A file target was written beside itself; only now does it replace
     // the old file (docs/devices.md, "File targets").
     target.commit().map_err(fail)?;
@@ -533,7 +568,15 @@ fn run_job(
             layout_line(l),
             human_bytes(ctx.image_len)
         ),
-        None => format!("{} byte for byte", human_bytes(ctx.image_len)),
+        None => match ctx.compressed {
+            Some(c) => format!(
+                "{} byte for byte, decompressed from {} ({})",
+                human_bytes(image_bytes),
+                c.format(),
+                human_bytes(c.compressed_len())
+            ),
+            None => format!("{} byte for byte", human_bytes(image_bytes)),
+        },
     };
     let summary = format!(
         "Wrote {what} to {} in {secs:.1} s ({}/s){}.{}",
@@ -544,9 +587,10 @@ fn run_job(
         } else {
             ", NOT verified (--no-verify)"
         },
-        match &report.source_digest {
-            Some(d) => format!("\nImage {}: {}", d.algorithm(), d.to_hex()),
-            None => String::new(),
+        match (&decoded_digest, &report.source_digest) {
+            (Some(d), _) => format!("\nDecompressed image {}: {}", d.algorithm(), d.to_hex()),
+            (None, Some(d)) => format!("\nImage {}: {}", d.algorithm(), d.to_hex()),
+            (None, None) => String::new(),
         },
     );
     let summary = match ctx.checked {
@@ -558,6 +602,11 @@ fn run_job(
         "verified": report.verified,
         "direct_io": report.direct_io,
         "source_digest": report.source_digest.as_ref().map(|d| json!({
+            "algorithm": d.algorithm(),
+            "hex": d.to_hex(),
+        })),
+        "image_bytes": image_bytes,
+        "decompressed_digest": decoded_digest.as_ref().map(|d| json!({
             "algorithm": d.algorithm(),
             "hex": d.to_hex(),
         })),

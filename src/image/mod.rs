@@ -18,6 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 pub mod checked;
+pub mod compressed;
 pub mod input;
 pub mod iso9660;
 pub mod open;
@@ -305,6 +306,14 @@ pub enum Error {
     WrongKind {
         path: String,
         expected: &'static str,
+    },
+    /// A read of a compressed image beyond the part decoded to decide how
+    /// to write it (`compressed::DecodedImage::window`).
+    #[error("{what} at byte {offset} lies beyond the first {window} bytes of the compressed image, which are all that is decoded to decide how to write it")]
+    BeyondWindow {
+        what: &'static str,
+        offset: u64,
+        window: u64,
     },
     #[error("no ISO 9660 or UDF filesystem found in the image")]
     NoFilesystem,

@@ -29,14 +29,14 @@ const WRITES_IN_FLIGHT: usize = 2;
 
 /// Buffers circulating in the write pipeline: one being filled, one being
 /// hashed, one queued between each stage, and one per write in flight.
-const WRITE_BUFFERS: usize = 5 + WRITES_IN_FLIGHT;
+pub(super) const WRITE_BUFFERS: usize = 5 + WRITES_IN_FLIGHT;
 
 /// A filled buffer on its way to the target.
-struct Chunk {
-    op: Op,
-    buf: AlignedBuf,
+pub(super) struct Chunk {
+    pub(super) op: Op,
+    pub(super) buf: AlignedBuf,
     /// Parts of the buffer that came from the source, in plan order.
-    source_parts: Vec<Range<usize>>,
+    pub(super) source_parts: Vec<Range<usize>>,
 }
 
 impl Chunk {
@@ -114,7 +114,7 @@ fn hash_source(
 }
 
 /// [`Error::Cancelled`] (nothing written yet) once `cancel` is cancelled.
-fn untouched_unless_cancelled(cancel: &Cancel) -> Result<(), Error> {
+pub(super) fn untouched_unless_cancelled(cancel: &Cancel) -> Result<(), Error> {
     if cancel.is_cancelled() {
         Err(Error::Cancelled {
             target: TargetState::Untouched,
@@ -258,7 +258,7 @@ pub(super) fn write(
         let written = write_stage(
             file,
             direct,
-            total,
+            Some(total),
             options.before_first_write.take(),
             cancel,
             hashed_rx,
@@ -307,7 +307,7 @@ pub(super) fn write(
         };
         verify::check(
             plan,
-            source,
+            &SourceReader::Plain(source),
             target,
             chunk,
             Expected::Sums(&sums),
@@ -357,13 +357,13 @@ fn read_stage(
 /// What the hasher stage found once every chunk went through: the digest of
 /// the streamed source bytes (when asked for) and the checksums for the
 /// read-back (when it will run).
-type Hashed = (Option<Digest>, Option<Result<RangeSums, String>>);
+pub(super) type Hashed = (Option<Digest>, Option<Result<RangeSums, String>>);
 
 /// Hashes the source bytes of each chunk with `algorithm` (given when the
 /// plan streams the source in order) and feeds every byte sent to `summer`
 /// (given when the target will be read back), then passes the chunk on.
 /// Returns `None` when the pipeline stopped early.
-fn hash_stage(
+pub(super) fn hash_stage(
     algorithm: Option<HashAlgorithm>,
     mut summer: Option<Summer>,
     input: Receiver<Result<Chunk, Error>>,
@@ -399,11 +399,15 @@ fn hash_stage(
 /// each chunk to an idle write thread and collects completions, which carry
 /// the progress. Writes to distinct ranges may complete in any order; only
 /// `fsync`, after all of them, makes any of them count.
+///
+/// `total` is what the progress events count up to, and what must have
+/// been written at the end; `None` for a decoded stream whose length is
+/// known only once it ended (progress then counts up to 0, "unknown").
 #[allow(clippy::too_many_arguments)]
-fn write_stage(
+pub(super) fn write_stage(
     file: &File,
     direct: bool,
-    total: u64,
+    total: Option<u64>,
     before_first_write: Option<super::BeforeFirstWrite>,
     cancel: &Cancel,
     input: Receiver<Result<Chunk, Error>>,
@@ -438,7 +442,7 @@ fn write_stage(
             direct_ok: direct,
             fd_direct: direct,
             done: 0,
-            total,
+            total: total.unwrap_or(0),
             in_flight: 0,
             done_rx,
             free: &free,
@@ -456,6 +460,12 @@ fn write_stage(
             let _ = d.wait_all();
         }
         result?;
+        let Some(total) = total else {
+            if cancel.is_cancelled() {
+                return Err(d.cancelled());
+            }
+            return Ok(d.direct_ok);
+        };
         if d.done != total && cancel.is_cancelled() {
             // The reader stopped first.
             return Err(d.cancelled());
@@ -656,7 +666,7 @@ pub(super) fn compare(
     };
     let direct_io = verify::check(
         plan,
-        source,
+        &SourceReader::Plain(source),
         target,
         chunk_size,
         Expected::Plan,
@@ -744,7 +754,7 @@ mod tests {
         let direct = write_stage(
             &file,
             true,
-            20480,
+            Some(20480),
             None,
             &Cancel::default(),
             in_rx,

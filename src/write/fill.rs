@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 
 use super::Error;
 use crate::image::checked::{ReadError, Verifier};
+use crate::image::compressed::DecodedImage;
 use crate::plan::{Extent, Plan};
 
 /// Where source bytes are read from: the image file as it is, or (after a
@@ -14,6 +15,10 @@ use crate::plan::{Extent, Plan};
 pub enum SourceReader<'a> {
     Plain(&'a File),
     Checked(Verifier),
+    /// A compressed image's decoded bytes (`write_decoded`'s read-back,
+    /// naming the first differing byte); its compressed bytes are read
+    /// through the source check's digests when there was one.
+    Decoded(&'a DecodedImage),
 }
 
 impl SourceReader<'_> {
@@ -25,6 +30,9 @@ impl SourceReader<'_> {
                 ReadError::Mismatch { start, end } => Error::SourceChangedSinceCheck { start, end },
                 ReadError::Io { offset, source } => Error::ReadSource { offset, source },
             }),
+            SourceReader::Decoded(d) => d
+                .read_at(offset, dst)
+                .map_err(|e| Error::from_decode(e, crate::cancel::TargetState::Incomplete)),
         }
     }
 }

@@ -65,6 +65,7 @@
 pub mod align;
 mod engine;
 mod fill;
+mod stream;
 mod sums;
 mod target;
 mod verify;
@@ -79,6 +80,7 @@ use crate::image::checked::BlockDigests;
 use crate::image::input::{Change, Stamp};
 use crate::plan::{Plan, PlanError};
 
+pub use stream::DecodedReport;
 pub use target::{remove_staged_files, Target};
 
 /// How much data one I/O operation moves by default: large enough that
@@ -281,12 +283,58 @@ pub enum Error {
         /// ended (a vanished disk reads as empty).
         source: Option<std::io::Error>,
     },
+    /// A compressed image could not be decoded (corrupt or truncated: the
+    /// cause says where and the format's own complaint); `target` says
+    /// what the job left on the target.
+    #[error("cannot decompress the image: {}", target.advice())]
+    Decode {
+        target: TargetState,
+        #[source]
+        source: crate::image::compressed::Error,
+    },
+    /// A decoded image (whose size its format does not record) continues
+    /// past the end of the target.
+    #[error(
+        "the image is larger than the target: the target ends at byte {capacity} and the decompressed image goes on; {}",
+        target.advice()
+    )]
+    ImageLargerThanTarget { capacity: u64, target: TargetState },
     /// The job's [`Cancel`] token was cancelled; `target` says what the
     /// job left there.
     #[error("stopped before the end: {}", target.advice())]
     Cancelled { target: TargetState },
     #[error("internal error in the write engine: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// What a failed job left on its target, where the error says (a
+    /// cancelled job, a decoded image that was corrupt or too large).
+    pub fn target_state(&self) -> Option<TargetState> {
+        match self {
+            Error::Cancelled { target }
+            | Error::Decode { target, .. }
+            | Error::ImageLargerThanTarget { target, .. } => Some(*target),
+            _ => None,
+        }
+    }
+
+    /// The error for a decoder failure, `target` being what the job left
+    /// on the target: a read error of the compressed file, or (after a
+    /// source check) a block of it that is not the checked one, keeps its
+    /// own meaning.
+    pub(crate) fn from_decode(e: crate::image::compressed::Error, target: TargetState) -> Error {
+        use crate::image::compressed::Error as C;
+        match e {
+            C::Image(crate::image::Error::ChangedSinceCheck { start, end }) => {
+                Error::SourceChangedSinceCheck { start, end }
+            }
+            C::Image(crate::image::Error::Io { offset, source }) => {
+                Error::ReadSource { offset, source }
+            }
+            source => Error::Decode { target, source },
+        }
+    }
 }
 
 /// True when `target` is a block device that is no longer there as it was
@@ -346,15 +394,52 @@ pub fn write(
 ) -> Result<Report, Error> {
     engine::write(plan, source, target, options, observer)
         .map_err(|e| explain_disappearance(target, e))
-        .map_err(|e| match e {
-            // A staged file reaches its name only at `Target::commit`: a
-            // stopped job leaves the file it was to replace as it was (the
-            // temporary file goes when the target is dropped).
-            Error::Cancelled { .. } if target.staged_path().is_some() => Error::Cancelled {
-                target: TargetState::Untouched,
-            },
-            e => e,
-        })
+        .map_err(|e| staged_untouched(target, e))
+}
+
+/// A staged file reaches its name only at `Target::commit`: a stopped or
+/// failed job leaves the file it was to replace as it was (the temporary
+/// file goes when the target is dropped).
+fn staged_untouched(target: &Target, e: Error) -> Error {
+    if target.staged_path().is_none() {
+        return e;
+    }
+    let untouched = TargetState::Untouched;
+    match e {
+        Error::Cancelled { .. } => Error::Cancelled { target: untouched },
+        Error::Decode { source, .. } => Error::Decode {
+            target: untouched,
+            source,
+        },
+        Error::ImageLargerThanTarget { capacity, .. } => Error::ImageLargerThanTarget {
+            capacity,
+            target: untouched,
+        },
+        e => e,
+    }
+}
+
+/// Writes a compressed image (`image`, read from the open file `source`,
+/// whose stamp is checked as for [`write`]) decoded on the fly onto
+/// `target`, flushes it, and with [`Options::verify`] reads it back
+/// against checksums of the decoded bytes that were sent: the target then
+/// holds the decompressed image. A format that records its uncompressed
+/// size is refused before any write when it does not fit; otherwise the
+/// write stops at the target's end with [`Error::ImageLargerThanTarget`].
+/// A corrupt or truncated stream fails with [`Error::Decode`]. After a
+/// source check, `image` must read the compressed bytes through the
+/// check's block digests and [`Options::source_blocks`] be given (its
+/// `expect_source` is then reported as the source digest).
+pub fn write_decoded(
+    image: &crate::image::compressed::Compressed,
+    source: &std::fs::File,
+    target: &mut Target,
+    options: Options,
+    observer: &dyn Observer,
+) -> Result<DecodedReport, Error> {
+    stream::write(image, source, target, options, observer)
+        .map_err(|e| explain_disappearance(target, e))
+        .map_err(|e| staged_untouched(target, e))
 }
 
 /// Compares `target` with what `plan` would put on it, without writing, and

@@ -38,6 +38,9 @@ pub(super) fn checksum(data: &[u8]) -> u128 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct RangeSums {
     sums: Vec<u128>,
+    /// The ranges a [`Summer::grid`] found, to be checked against the
+    /// plan's with [`RangeSums::check_ranges`].
+    grid: Option<Vec<Range<u64>>>,
 }
 
 impl RangeSums {
@@ -48,6 +51,19 @@ impl RangeSums {
 
     pub(super) fn len(&self) -> usize {
         self.sums.len()
+    }
+
+    /// For the sums of a [`Summer::grid`]: why the ranges it found are not
+    /// `ranges` (the plan's check ranges, known once the stream ended).
+    pub(super) fn check_ranges(&self, ranges: &[Range<u64>]) -> Result<(), String> {
+        match &self.grid {
+            Some(found) if found != ranges => Err(format!(
+                "the bytes sent tile {} ranges, the plan has {}",
+                found.len(),
+                ranges.len()
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -65,6 +81,15 @@ pub(super) struct Summer {
     /// Bytes arrived out of order or outside the ranges: a bug, reported by
     /// [`Summer::finish`].
     broken: Option<String>,
+    /// Set for [`Summer::grid`]: `ranges` grows as bytes arrive.
+    grid: Option<Grid>,
+}
+
+/// The state of a [`Summer::grid`].
+struct Grid {
+    chunk: u64,
+    /// Where the range being summed started, if one is open.
+    start: Option<u64>,
 }
 
 impl Summer {
@@ -77,12 +102,60 @@ impl Summer {
             next: 0,
             state: Xxh3Default::new(),
             broken: None,
+            grid: None,
+        }
+    }
+
+    /// A summer whose ranges are not known beforehand (a decoded stream's
+    /// length is known only at its end): every maximal run of bytes fed
+    /// without a gap is cut at multiples of `chunk`, which is how
+    /// [`check_ops`] cuts a plan's runs. [`RangeSums::check_ranges`] then checks
+    /// that the ranges it found are the plan's.
+    ///
+    /// [`check_ops`]: super::align::check_ops
+    pub(super) fn grid(chunk: u64) -> Summer {
+        Summer {
+            ranges: Vec::new(),
+            next: 0,
+            pos: 0,
+            state: Xxh3Default::new(),
+            sums: Vec::new(),
+            broken: None,
+            grid: Some(Grid { chunk, start: None }),
         }
     }
 
     /// Feeds target bytes `at..at + data.len()`, which must continue where
     /// the previous call stopped, or start the next range.
     pub(super) fn feed(&mut self, mut at: u64, mut data: &[u8]) {
+        if let Some(g) = &mut self.grid {
+            if data.is_empty() {
+                return;
+            }
+            if g.start.is_some() && at != self.pos {
+                // A gap: the run ended.
+                let start = g.start.take().expect("checked");
+                self.ranges.push(start..self.pos);
+                self.sums.push(self.state.digest128());
+                self.state.reset();
+            }
+            while !data.is_empty() {
+                let start = *g.start.get_or_insert(at);
+                let cell_end = (at - at % g.chunk).saturating_add(g.chunk);
+                let take = (cell_end - at).min(data.len() as u64) as usize;
+                self.state.update(&data[..take]);
+                at += take as u64;
+                data = &data[take..];
+                self.pos = at;
+                if at == cell_end {
+                    self.ranges.push(start..at);
+                    self.sums.push(self.state.digest128());
+                    self.state.reset();
+                    g.start = None;
+                }
+            }
+            return;
+        }
         while !data.is_empty() && self.broken.is_none() {
             let Some(r) = self.ranges.get(self.next) else {
                 self.broken = Some(format!("bytes at {at} lie past the last check range"));
@@ -112,7 +185,17 @@ impl Summer {
     }
 
     /// The checksums, or why the bytes fed did not tile the ranges.
-    pub(super) fn finish(self) -> Result<RangeSums, String> {
+    pub(super) fn finish(mut self) -> Result<RangeSums, String> {
+        if let Some(g) = &mut self.grid {
+            if let Some(start) = g.start.take() {
+                self.ranges.push(start..self.pos);
+                self.sums.push(self.state.digest128());
+            }
+            return Ok(RangeSums {
+                sums: self.sums,
+                grid: Some(self.ranges),
+            });
+        }
         if let Some(why) = self.broken {
             return Err(why);
         }
@@ -123,7 +206,10 @@ impl Summer {
                 self.ranges.len()
             ));
         }
-        Ok(RangeSums { sums: self.sums })
+        Ok(RangeSums {
+            sums: self.sums,
+            grid: None,
+        })
     }
 }
 
@@ -177,6 +263,46 @@ mod tests {
                 let want = checksum(&bytes[from..from + (range.end - range.start) as usize]);
                 prop_assert_eq!(sums.get(i), Some(want));
             }
+        }
+    }
+
+    proptest! {
+        /// A grid summer finds the ranges and sums that a summer given the
+        /// plan's check ranges computes, however the bytes arrive.
+        #[test]
+        fn a_grid_summer_finds_the_plans_ranges(
+            cuts in proptest::collection::vec(1usize..5000, 1..20),
+            len in 1usize..9000,
+            tail in 0u64..3,
+        ) {
+            use crate::plan::{Extent, Plan};
+            use super::super::align::{check_ops, Alignment};
+            let bytes = data(len);
+            let cap = len as u64 + 2048 * tail;
+            let mut b = Plan::builder();
+            b.push(0, Extent::Source { offset: 0, len: len as u64 }).unwrap();
+            let t0 = (len as u64).max(cap.saturating_sub(3000));
+            b.push(t0, Extent::Zeros { len: cap - t0 }).unwrap();
+            let plan = b.build();
+            let ranges: Vec<_> = check_ops(&plan, Alignment::new(512, 512), 4096, false)
+                .into_iter().map(|o| o.check).collect();
+            let mut fixed = Summer::new(ranges.clone());
+            let mut grid = Summer::grid(4096);
+            let mut off = 0;
+            let mut i = 0;
+            while off < len {
+                let n = cuts[i % cuts.len()].min(len - off);
+                fixed.feed(off as u64, &bytes[off..off + n]);
+                grid.feed(off as u64, &bytes[off..off + n]);
+                off += n;
+                i += 1;
+            }
+            let zeros = vec![0u8; (cap - t0) as usize];
+            fixed.feed(t0, &zeros);
+            grid.feed(t0, &zeros);
+            let grid = grid.finish().unwrap();
+            prop_assert_eq!(grid.check_ranges(&ranges), Ok(()));
+            prop_assert_eq!(grid.sums, fixed.finish().unwrap().sums);
         }
     }
 

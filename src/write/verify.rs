@@ -64,7 +64,7 @@ impl Stop<'_> {
 /// with `O_DIRECT`. Stops between chunks once `stop`'s token is cancelled.
 pub(super) fn check(
     plan: &Plan,
-    source: &File,
+    source: &SourceReader,
     target: &Target,
     chunk_size: usize,
     expected: Expected,
@@ -116,7 +116,7 @@ fn plan_prefix(plan: &Plan, end: u64) -> Plan {
 #[allow(clippy::too_many_arguments)]
 fn check_inner(
     plan: &Plan,
-    source: &File,
+    source: &SourceReader,
     target: &Target,
     target_len: u64,
     chunk_size: usize,
@@ -279,7 +279,7 @@ fn read_full(file: &File, dst: &mut [u8], at: u64, end: u64) -> Result<usize, Er
 
 fn read_expected(
     plan: &Plan,
-    source: &File,
+    source: &SourceReader,
     ops: &[CheckOp],
     free: Receiver<AlignedBuf>,
     out: SyncSender<ExpectedMsg>,
@@ -287,13 +287,7 @@ fn read_expected(
     for op in ops {
         let Ok(mut buf) = free.recv() else { return };
         let len = (op.check.end - op.check.start) as usize;
-        let msg = fill(
-            plan,
-            &SourceReader::Plain(source),
-            op.check.start,
-            buf.get_mut(len),
-        )
-        .map(|_| buf);
+        let msg = fill(plan, source, op.check.start, buf.get_mut(len)).map(|_| buf);
         let failed = msg.is_err();
         if out.send(msg).is_err() || failed {
             return;
@@ -304,7 +298,7 @@ fn read_expected(
 /// The comparing end of the read-back (the calling thread).
 struct Compare<'a> {
     plan: &'a Plan,
-    source: &'a File,
+    source: &'a SourceReader<'a>,
     ops: &'a [CheckOp],
     total: u64,
     /// Checked before each range; the readers ahead stop when their
@@ -362,12 +356,7 @@ impl Compare<'_> {
     /// image that changed during the write.
     fn locate(&self, op: &CheckOp, t: &[u8]) -> Error {
         let mut e = vec![0u8; t.len()];
-        if let Err(err) = fill(
-            self.plan,
-            &SourceReader::Plain(self.source),
-            op.check.start,
-            &mut e,
-        ) {
+        if let Err(err) = fill(self.plan, self.source, op.check.start, &mut e) {
             return err;
         }
         if let Err(err) = differs(op, t, &e) {

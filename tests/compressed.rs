@@ -1,0 +1,499 @@
+//! Compressed images (issue 21): compressed by the real tools, written
+//! decoded onto files and loop devices, and compared with `cmp` against
+//! the original; corrupt, truncated and too-large streams fail as
+//! documented (docs/cli.md, "Compressed images").
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{bootstick, json_lines, pseudo_random_file, require_root, require_tools, LoopDevice};
+
+const MIB: u64 = 1 << 20;
+
+/// A disk image of `len` bytes: a GPT (made by sfdisk) with two
+/// partitions, random data in them with zero runs between, so it
+/// compresses a little and has structure `inspect` can see.
+fn disk_image(dir: &Path, name: &str, len: u64) -> PathBuf {
+    table_image(dir, name, len, "gpt")
+}
+
+/// As [`disk_image`], with an MBR: nothing is read from its end to decide
+/// how to write it (a GPT's backup header is), so damage near the end of
+/// the stream is found while writing.
+fn mbr_image(dir: &Path, name: &str, len: u64) -> PathBuf {
+    table_image(dir, name, len, "dos")
+}
+
+fn table_image(dir: &Path, name: &str, len: u64, label: &str) -> PathBuf {
+    let img = dir.join(name);
+    let script = match label {
+        "gpt" => "label: gpt\nsize=1MiB, type=uefi\ntype=linux\n",
+        _ => "label: dos\nsize=1MiB, type=ef\ntype=83\n",
+    };
+    common::sfdisk_image(&img, len, script);
+    let noise = dir.join(format!("{name}.noise"));
+    pseudo_random_file(&noise, len / 3, len);
+    let data = std::fs::read(&noise).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    use std::os::unix::fs::FileExt;
+    // Random data from 1 MiB on, then zeros, then more random data, ending
+    // 64 KiB before the backup GPT.
+    f.write_all_at(&data[..data.len() / 2], MIB).unwrap();
+    let second = len - 64 * 1024 - (data.len() / 2) as u64;
+    f.write_all_at(&data[data.len() / 2..], second).unwrap();
+    // An odd tail: the image's end is not on a sector boundary (a GPT's
+    // backup header outside the image is allowed; an MBR partition that
+    // ends past it is a truncated image).
+    if label == "gpt" {
+        f.set_len(len - 333).unwrap();
+    }
+    img
+}
+
+/// Compresses `img` with `tool args… img` into `out` (as a user would, so
+/// zstd records the content size).
+fn compress(img: &Path, out: &Path, tool: &[&str]) {
+    let status = Command::new(tool[0])
+        .args(&tool[1..])
+        .arg(img)
+        .stdout(std::fs::File::create(out).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{tool:?} failed");
+}
+
+/// Compresses `img` read on stdin (a streaming compressor: zstd then
+/// records no content size).
+fn compress_stream(img: &Path, out: &Path, tool: &[&str]) {
+    let status = Command::new(tool[0])
+        .args(&tool[1..])
+        .stdin(std::fs::File::open(img).unwrap())
+        .stdout(std::fs::File::create(out).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{tool:?} failed");
+}
+
+/// Runs `write --yes --json [extra] image target`.
+fn write_json(image: &Path, target: &Path, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let out = bootstick()
+        .args(["write", "--yes", "--json"])
+        .args(extra)
+        .arg(image)
+        .arg(target)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    (out, lines)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The compressors under test, as run from the command line: name,
+/// command, format, whether the size is recorded, whether the image is
+/// piped in.
+type Tool = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    bool,
+    bool,
+);
+const TOOLS: &[Tool] = &[
+    // Many blocks: liblzma's multi-threaded decoder splits the work.
+    (
+        "xz-T0",
+        &["xz", "-T0", "--block-size=1MiB", "-c"],
+        "xz",
+        true,
+        false,
+    ),
+    // One block, one thread.
+    ("xz", &["xz", "-T1", "-c"], "xz", true, false),
+    ("zstd-T0", &["zstd", "-q", "-T0", "-c"], "zstd", true, false),
+    // From a pipe zstd cannot record the content size.
+    ("zstd-pipe", &["zstd", "-q", "-c"], "zstd", false, true),
+    ("gzip", &["gzip", "-c"], "gzip", false, false),
+    ("pigz", &["pigz", "-c"], "gzip", false, false),
+    ("bzip2", &["bzip2", "-c"], "bzip2", false, false),
+];
+
+const TOOL_NAMES: &[&str] = &["xz", "zstd", "gzip", "pigz", "bzip2", "cmp", "sfdisk"];
+
+/// Every compressor's output, written to a file target, is the original
+/// image byte for byte (`cmp`), verified by reading it back, and reported
+/// as decompressed.
+#[test]
+fn every_compressor_round_trips_to_a_file() {
+    let t = "every_compressor_round_trips_to_a_file";
+    if !require_tools(t, TOOL_NAMES) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 6 * MIB);
+    let len = std::fs::metadata(&img).unwrap().len();
+    for (name, tool, format, known, piped) in TOOLS {
+        let packed = dir.path().join(format!("disk.img.{name}"));
+        if *piped {
+            compress_stream(&img, &packed, tool);
+        } else {
+            compress(&img, &packed, tool);
+        }
+        let target = dir.path().join(format!("out-{name}.img"));
+        let (out, lines) = write_json(&packed, &target, &["--digest"]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        common::run(Command::new("cmp").arg(&img).arg(&target));
+        let start = &lines[0];
+        assert_eq!(start["compressed"]["format"], *format, "{name}: {start}");
+        assert_eq!(
+            start["image_bytes"],
+            if *known {
+                serde_json::json!(len)
+            } else {
+                serde_json::Value::Null
+            },
+            "{name}: the start line says the size where the format records it: {start}"
+        );
+        let result = lines.last().unwrap();
+        assert_eq!(result["ok"], true, "{name}: {result}");
+        assert_eq!(result["verified"], true, "{name}: {result}");
+        assert_eq!(result["image_bytes"], len, "{name}: {result}");
+        let sha = common::run(Command::new("sha256sum").arg(&img));
+        assert_eq!(
+            result["decompressed_digest"]["hex"],
+            sha.split_whitespace().next().unwrap(),
+            "{name}: --digest is the decompressed image's SHA-256"
+        );
+    }
+}
+
+/// Written to a loop device, the decompressed image is on the device and
+/// the device's last MiB is zeroed (the tail wipe), for a format that
+/// records its size (xz) and one that does not (gzip).
+#[test]
+fn compressed_images_on_a_loop_device() {
+    let t = "compressed_images_on_a_loop_device";
+    if !require_root(t) || !require_tools(t, &["losetup", "xz", "gzip", "cmp", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 6 * MIB);
+    let len = std::fs::metadata(&img).unwrap().len();
+    for (name, tool) in [
+        ("xz", &["xz", "-T0", "--block-size=1MiB", "-c"][..]),
+        ("gz", &["gzip", "-c"][..]),
+    ] {
+        let packed = dir.path().join(format!("disk.img.{name}"));
+        compress(&img, &packed, tool);
+        let backing = dir.path().join(format!("stick-{name}"));
+        std::fs::write(&backing, vec![0xA5u8; (16 * MIB) as usize]).unwrap();
+        let dev = LoopDevice::attach(&backing);
+        let (out, lines) = write_json(&packed, dev.path(), &[]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let result = lines.last().unwrap();
+        assert_eq!(result["verified"], true, "{name}: {result}");
+        drop(dev);
+        common::run(
+            Command::new("cmp")
+                .arg("-n")
+                .arg(len.to_string())
+                .arg(&img)
+                .arg(&backing),
+        );
+        let data = std::fs::read(&backing).unwrap();
+        assert!(
+            data[len as usize..(15 * MIB) as usize]
+                .iter()
+                .all(|&b| b == 0xA5),
+            "{name}: bytes between the image and the last MiB are left alone"
+        );
+        assert!(
+            data[(15 * MIB) as usize..].iter().all(|&b| b == 0),
+            "{name}: the last MiB is zeroed"
+        );
+    }
+}
+
+/// Writes `packed` to a fresh 16 MiB loop device and returns the exit code,
+/// the result line and stderr.
+fn write_to_loop(dir: &Path, packed: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let backing = dir.join(format!(
+        "stick-{}",
+        packed.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&backing, vec![0xA5u8; (16 * MIB) as usize]).unwrap();
+    let dev = LoopDevice::attach(&backing);
+    let (out, lines) = write_json(packed, dev.path(), &[]);
+    (
+        out.status.code(),
+        lines.last().unwrap().clone(),
+        stderr(&out),
+    )
+}
+
+/// A byte flipped in the middle of the compressed stream fails as bad
+/// input (exit 3) with the format's own error and the decompressed offset;
+/// the result says the target holds an incomplete image (chunks before the
+/// damage were written).
+#[test]
+fn a_flipped_byte_mid_stream_is_bad_input_and_leaves_the_target_incomplete() {
+    let t = "a_flipped_byte_mid_stream_is_bad_input_and_leaves_the_target_incomplete";
+    if !require_root(t) || !require_tools(t, &["losetup", "xz", "zstd", "gzip", "bzip2", "sfdisk"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = mbr_image(dir.path(), "disk.img", 12 * MIB);
+    for (name, tool) in [
+        ("xz", &["xz", "-T0", "--block-size=1MiB", "-c"][..]),
+        ("zst", &["zstd", "-q", "-T0", "-c"][..]),
+        ("gz", &["gzip", "-c"][..]),
+        ("bz2", &["bzip2", "-c"][..]),
+    ] {
+        let packed = dir.path().join(format!("disk.img.{name}"));
+        compress(&img, &packed, tool);
+        let clen = std::fs::metadata(&packed).unwrap().len();
+        common::flip_byte(&packed, clen * 3 / 4);
+        let (code, result, err) = write_to_loop(dir.path(), &packed);
+        assert_eq!(code, Some(3), "{name}: {err}");
+        assert_eq!(result["ok"], false, "{name}: {result}");
+        assert_eq!(result["target_state"], "incomplete", "{name}: {result}");
+        let msg = result["error"].as_str().unwrap();
+        assert!(
+            msg.contains("stream is corrupt at decompressed byte"),
+            "{name}: {msg}"
+        );
+        assert!(
+            msg.contains("incomplete image and must be written again"),
+            "{name}: {msg}"
+        );
+    }
+}
+
+/// A stream cut short: gzip and bzip2 (no size recorded) fail when the
+/// decoder runs out of input, after writing what came before (exit 3,
+/// incomplete); xz and zstd are refused before anything is written,
+/// because the framing that records the size is missing (exit 3).
+#[test]
+fn a_truncated_stream_is_bad_input() {
+    let t = "a_truncated_stream_is_bad_input";
+    if !require_root(t) || !require_tools(t, &["losetup", "xz", "zstd", "gzip", "bzip2", "sfdisk"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = mbr_image(dir.path(), "disk.img", 12 * MIB);
+    for (name, tool, state) in [
+        ("gz", &["gzip", "-c"][..], "incomplete"),
+        ("bz2", &["bzip2", "-c"][..], "incomplete"),
+        ("xz", &["xz", "-T0", "-c"][..], "untouched"),
+        ("zst", &["zstd", "-q", "-c"][..], "untouched"),
+    ] {
+        let packed = dir.path().join(format!("disk.img.{name}"));
+        compress(&img, &packed, tool);
+        let clen = std::fs::metadata(&packed).unwrap().len();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&packed)
+            .unwrap();
+        f.set_len(clen * 3 / 4 + 1).unwrap();
+        let (code, result, err) = write_to_loop(dir.path(), &packed);
+        assert_eq!(code, Some(3), "{name}: {err}");
+        let msg = result["error"].as_str().unwrap();
+        assert!(msg.contains("truncated download?"), "{name}: {msg}");
+        if state == "incomplete" {
+            assert_eq!(result["target_state"], state, "{name}: {result}");
+            assert!(msg.contains("stream ends early"), "{name}: {msg}");
+        } else {
+            assert!(
+                result.get("target_state").is_none_or(|s| s == "untouched"),
+                "{name}: refused before writing: {result}"
+            );
+        }
+    }
+}
+
+/// Where the format records the uncompressed size (xz index, zstd frame
+/// header), a target too small is refused before anything is written
+/// (exit 4, the device keeps its bytes). gzip records none: the write
+/// stops at the device's end, "larger than the target", exit 4, and the
+/// result says the target is incomplete — never wrapped, never "verified".
+#[test]
+fn an_image_larger_than_the_target() {
+    let t = "an_image_larger_than_the_target";
+    if !require_root(t) || !require_tools(t, &["losetup", "xz", "zstd", "gzip", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 12 * MIB);
+    for (name, tool) in [
+        ("xz", &["xz", "-T0", "-c"][..]),
+        ("zst", &["zstd", "-q", "-c"][..]),
+        ("gz", &["gzip", "-c"][..]),
+    ] {
+        let packed = dir.path().join(format!("disk.img.{name}"));
+        compress(&img, &packed, tool);
+        let backing = dir.path().join(format!("small-{name}"));
+        std::fs::write(&backing, vec![0xA5u8; (8 * MIB) as usize]).unwrap();
+        let dev = LoopDevice::attach(&backing);
+        let (out, lines) = write_json(&packed, dev.path(), &[]);
+        drop(dev);
+        let result = lines.last().unwrap();
+        assert_eq!(out.status.code(), Some(4), "{name}: {}", stderr(&out));
+        let msg = result["error"].as_str().unwrap();
+        let data = std::fs::read(&backing).unwrap();
+        if name == "gz" {
+            assert!(msg.contains("the image is larger than the target"), "{msg}");
+            assert_eq!(result["target_state"], "incomplete", "{result}");
+            assert!(
+                lines.iter().all(|l| l["verified"] != true),
+                "never claimed verified"
+            );
+            let orig = std::fs::read(&img).unwrap();
+            assert_eq!(
+                &data[..],
+                &orig[..data.len()],
+                "the device holds the image's first 8 MiB, not a wrapped write"
+            );
+        } else {
+            assert!(
+                msg.contains("but the image needs 12582579 bytes"),
+                "{name}: {msg}"
+            );
+            assert!(
+                data.iter().all(|&b| b == 0xA5),
+                "{name}: refused before any byte was written"
+            );
+        }
+    }
+}
+
+/// `inspect` looks through compression: the partition table and decision
+/// of the compressed image are those of the image itself.
+#[test]
+fn inspect_looks_through_compression() {
+    let t = "inspect_looks_through_compression";
+    if !require_tools(t, &["xz", "bzip2", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 4 * MIB);
+    let inspect = |p: &Path| {
+        let out = bootstick()
+            .args(["inspect", "--json"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        common::json_result(&out.stdout)
+    };
+    let plain = inspect(&img);
+    for (name, tool) in [("xz", &["xz", "-c"][..]), ("bz2", &["bzip2", "-c"][..])] {
+        let packed = dir.path().join(format!("disk.img.{name}"));
+        compress(&img, &packed, tool);
+        let seen = inspect(&packed);
+        assert_eq!(seen["partitions"], plain["partitions"], "{name}");
+        assert_eq!(seen["decision"], plain["decision"], "{name}");
+        assert_eq!(seen["size"], plain["size"], "{name}");
+        assert_eq!(
+            seen["compressed"]["decompressed_bytes"], plain["size"],
+            "{name}"
+        );
+    }
+}
+
+/// A checksum of the compressed file (what Raspberry Pi and Armbian
+/// publish) is checked over the compressed bytes, and the bytes decoded
+/// onto the target are read through that check's block digests.
+#[test]
+fn a_checksum_of_the_compressed_file_is_enforced() {
+    let t = "a_checksum_of_the_compressed_file_is_enforced";
+    if !require_tools(t, &["xz", "sha256sum", "cmp", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 4 * MIB);
+    let packed = dir.path().join("disk.img.xz");
+    compress(&img, &packed, &["xz", "-c"]);
+    let sum = common::run(Command::new("sha256sum").arg(&packed));
+    let sum = sum.split_whitespace().next().unwrap().to_string();
+    let target = dir.path().join("ok.img");
+    let (out, lines) = write_json(&packed, &target, &["--sha256", &sum]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    common::run(Command::new("cmp").arg(&img).arg(&target));
+    assert_eq!(lines[0]["source_check"]["sha256"], sum, "{}", lines[0]);
+    let wrong = "0".repeat(64);
+    let bad = dir.path().join("bad.img");
+    let (out, _) = write_json(&packed, &bad, &["--sha256", &wrong]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(!bad.exists(), "nothing written on a mismatch");
+}
+
+/// A compressed ISO that needs a built layout (not hybrid) is refused
+/// before anything is written, saying why; `--raw` copies it decoded.
+#[test]
+fn a_compressed_non_hybrid_iso_is_refused() {
+    let t = "a_compressed_non_hybrid_iso_is_refused";
+    if !require_tools(t, &["genisoimage", "xz", "cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("EFI/BOOT")).unwrap();
+    std::fs::write(tree.join("EFI/BOOT/BOOTX64.EFI"), vec![0x4Du8; 4096]).unwrap();
+    std::fs::write(tree.join("README"), b"hello").unwrap();
+    let iso = dir.path().join("plain.iso");
+    common::run(
+        Command::new("genisoimage")
+            .args(["-quiet", "-R", "-J", "-o"])
+            .arg(&iso)
+            .arg(&tree),
+    );
+    let packed = dir.path().join("plain.iso.xz");
+    compress(&iso, &packed, &["xz", "-c"]);
+    let target = dir.path().join("stick.img");
+    let (out, lines) = write_json(&packed, &target, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("needs a built layout"), "{msg}");
+    assert!(msg.contains("decompress it first"), "{msg}");
+    assert!(!target.exists());
+    let (out, _) = write_json(&packed, &target, &["--raw"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    common::run(Command::new("cmp").arg(&iso).arg(&target));
+}
+
+/// Two xz streams one after the other (`cat a.xz b.xz`, as `xz` itself
+/// decodes them), one multi-block: both are decoded, and their indexes
+/// summed for the size check.
+#[test]
+fn concatenated_xz_streams_are_decoded_in_full() {
+    let t = "concatenated_xz_streams_are_decoded_in_full";
+    if !require_tools(t, &["xz", "cmp", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 3 * MIB);
+    let a = dir.path().join("a.xz");
+    let b = dir.path().join("b.xz");
+    compress(&img, &a, &["xz", "-c"]);
+    compress(&img, &b, &["xz", "-T0", "--block-size=512KiB", "-c"]);
+    let both = dir.path().join("both.img.xz");
+    let mut joined = std::fs::read(&a).unwrap();
+    joined.extend(std::fs::read(&b).unwrap());
+    std::fs::write(&both, joined).unwrap();
+    let mut expected = std::fs::read(&img).unwrap();
+    expected.extend(std::fs::read(&img).unwrap());
+    let want = dir.path().join("want.img");
+    std::fs::write(&want, &expected).unwrap();
+    let target = dir.path().join("out.img");
+    let (out, lines) = write_json(&both, &target, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines[0]["image_bytes"], expected.len(), "{}", lines[0]);
+    common::run(Command::new("cmp").arg(&want).arg(&target));
+}
