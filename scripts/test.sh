@@ -15,6 +15,7 @@ packages=(
   grub-pc-bin grub-efi-amd64-bin grub-common xorriso  # fixture hybrid ISOs (grub-mkrescue)
   genisoimage p7zip-full                              # ISO/UDF fixtures and an independent reader
   udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
+  fuse3                                               # fusermount3: bootstick mount/umount (tests/mount.rs)
   mtools dosfstools gdisk                             # FAT and GPT oracles
   wimtools                                            # WIM oracle
   gnupg minisign signify-openbsd                      # signature peers
@@ -54,6 +55,7 @@ commands=(
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum isosize mkfifo
+  fusermount3 find stat
 )
 absent=()
 for c in "${commands[@]}"; do

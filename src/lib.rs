@@ -13,6 +13,7 @@ pub mod hash;
 pub mod image;
 pub mod inspect;
 pub mod layout;
+pub mod mount;
 pub mod plan;
 pub mod trust;
 pub mod write;

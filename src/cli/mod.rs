@@ -9,6 +9,7 @@ pub mod fs_choice;
 pub mod inspect;
 pub mod list;
 pub mod ls;
+pub mod mount;
 pub mod render;
 pub mod signals;
 pub mod target;
@@ -40,6 +41,11 @@ pub enum Command {
     Ls(ls::Args),
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
+    /// Mount an image's file tree read-only (FUSE) on a directory, in the
+    /// foreground, until Ctrl-C or `bootstick umount`.
+    Mount(mount::Args),
+    /// Unmount a directory `bootstick mount` mounted.
+    Umount(mount::UmountArgs),
 }
 
 impl Command {
@@ -59,6 +65,8 @@ impl Command {
                 false,
                 "nothing was extracted",
             ),
+            Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
+            Command::Umount(_) => ("umount", false, None, false, ""),
         };
         render::Invocation {
             command,
@@ -79,6 +87,8 @@ impl Command {
             Command::Inspect(args) => inspect::run(args),
             Command::Ls(args) => ls::run(args),
             Command::Extract(args) => extract::run(args),
+            Command::Mount(args) => mount::run(args),
+            Command::Umount(args) => mount::run_umount(args),
         }
     }
 }
@@ -120,6 +130,6 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 7] = [
-    "write", "compare", "list", "verify", "inspect", "ls", "extract",
+const SUBCOMMANDS: [&str; 9] = [
+    "write", "compare", "list", "verify", "inspect", "ls", "extract", "mount", "umount",
 ];
