@@ -17,7 +17,8 @@ packages=(
   udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
   mtools dosfstools gdisk                             # FAT and GPT oracles
   wimtools                                            # WIM oracle
-  gnupg minisign signify-openbsd                      # signature peers
+  gnupg gpgv minisign signify-openbsd                 # signature peers (gpgv: apt's InRelease check)
+  isomd5sum                                           # implantisomd5/checkisomd5: implanted ISO MD5 oracle
   e2fsprogs util-linux mount fdisk                    # ext4 for mounted-target tests, losetup, sfdisk (package fdisk)
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
@@ -53,7 +54,8 @@ commands=(
   mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype fsck.fat mkfs.fat sgdisk sfdisk
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
-  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum
+  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum
+  gpgv implantisomd5 checkisomd5 mkfifo /usr/lib/apt/apt-helper
 )
 absent=()
 for c in "${commands[@]}"; do

@@ -28,6 +28,9 @@ struct Report<'a> {
     /// it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     layout: Option<serde_json::Value>,
+    /// isomd5sum's MD5 in the primary volume descriptor (docs/trust.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    implanted_md5: Option<bootstick::trust::isomd5::Implanted>,
     #[serde(flatten)]
     inspection: &'a Inspection,
 }
@@ -69,6 +72,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // The layout `write` would build for an image file target (docs/layout.md).
     let planned = (inspection.decision.mode == inspect::Mode::Layout)
         .then(|| super::write::build_layout(&args.image, super::write::TableArg::Gpt, None));
+    let implanted = bootstick::trust::isomd5::read(&args.image);
     if args.json {
         let doc = Report {
             image: &args.image,
@@ -78,6 +82,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                     serde_json::json!({ "error": format!("{:#}", f.error), "exit": f.exit as u8 })
                 }
             }),
+            implanted_md5: implanted,
             inspection: &inspection,
         };
         let mut text =
@@ -86,6 +91,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
         emit(&text)
     } else {
         let mut text = render(&args.image, &inspection);
+        if let Some(m) = &implanted {
+            let _ = writeln!(
+                text,
+                "implanted md5 {} over the first {} bytes (isomd5sum; {} fragment sums; checked by `bootstick verify`)",
+                m.md5, m.covered, m.fragment_count
+            );
+        }
         match &planned {
             Some(Ok(l)) => {
                 let _ = writeln!(

@@ -5,6 +5,7 @@
 use super::exit::{Exit, Failure};
 use bootstick::events::{Event, Observer};
 use bootstick::hash::{Digest, HashAlgorithm};
+use bootstick::trust::matching::By;
 use bootstick::trust::signature::{Checked, SignatureFile, Status};
 use bootstick::trust::{self, Outcome, Report};
 use std::io::IsTerminal;
@@ -134,7 +135,7 @@ pub fn render(report: &Report) -> String {
         out.push_str(&s);
         out.push('\n');
     };
-    line(format!("outcome: {}", report.outcome.name()));
+    line(format!("outcome: {}", outcome_text(report)));
     line(format!(
         "image: {} ({} bytes)",
         report.image.display(),
@@ -150,9 +151,31 @@ pub fn render(report: &Report) -> String {
             .as_deref()
             .map(|n| format!(" as {n:?}"))
             .unwrap_or_default();
+        let by = match m.by {
+            By::Path => ", by path",
+            By::Name => ", by file name",
+            By::Hash => ", by hash only: renamed",
+            By::Given | By::Implanted => "",
+        };
         line(format!(
-            "checksum: {}{at}{name} ({})",
+            "checksum: {}{at}{name} ({}{by})",
             m.source, m.algorithm
+        ));
+    }
+    if let Some(c) = &report.implanted_md5 {
+        line(format!(
+            "implanted md5: {} over {} bytes ({}){}",
+            c.fields.md5,
+            c.fields.covered,
+            if c.verdict.matches {
+                "matches"
+            } else {
+                "DIFFERS"
+            },
+            c.verdict
+                .bad_fragment
+                .map(|f| format!(", first bad fragment {f}"))
+                .unwrap_or_default()
         ));
     }
     for f in &report.signatures {
@@ -191,8 +214,12 @@ pub fn render(report: &Report) -> String {
     }
     for m in &report.mismatches {
         let at = m.line.map(|l| format!(" line {l}")).unwrap_or_default();
+        let conflict = m
+            .conflicts_with
+            .map(|l| format!(" (contradicts line {l})"))
+            .unwrap_or_default();
         line(format!(
-            "MISMATCH: {}{at} lists {} {}",
+            "MISMATCH: {}{at} lists {} {}{conflict}",
             m.source, m.algorithm, m.expected
         ));
     }
@@ -241,15 +268,35 @@ fn first_with(
     })
 }
 
+/// The outcome as printed: its name, and for a match on a checksum that
+/// only finds corruption, what it is worth.
+pub fn outcome_text(report: &Report) -> String {
+    match &report.matched {
+        Some(m) if report.outcome == Outcome::ChecksumOnly && m.by == By::Implanted => {
+            format!("{} ({})", report.outcome.name(), trust::IMPLANTED_NOTE)
+        }
+        Some(m) if report.outcome == Outcome::ChecksumOnly && m.algorithm.is_weak() => format!(
+            "{} ({} only: finds corruption, not tampering)",
+            report.outcome.name(),
+            m.algorithm
+        ),
+        _ => report.outcome.name().to_string(),
+    }
+}
+
 /// One sentence saying why an outcome other than `verified` is not success,
 /// naming the file and the reason that decided it.
 pub fn failure_message(report: &Report) -> String {
     let keys_given = !report.keys.is_empty();
     match report.outcome {
         Outcome::Verified => "verified".into(),
+        Outcome::ChecksumOnly if report.matched.as_ref().is_some_and(|m| m.by == By::Implanted) => "no checksum file lists the image, but its implanted MD5 matches: that finds corruption, not tampering".into(),
+        Outcome::ChecksumOnly if report.matched.as_ref().is_some_and(|m| m.algorithm.is_weak()) => "the image is listed with MD5 or SHA-1 only: that finds corruption, not tampering, so no signature can make it verified".into(),
         Outcome::ChecksumOnly if !keys_given => "the checksum matches, but no trusted signature covers it (give --key to check signatures)".into(),
         Outcome::ChecksumOnly if report.signatures.is_empty() => "the checksum matches, but no signature file was given or found beside the checksum file or the image, so the keys given with --key vouch for nothing here".into(),
         Outcome::ChecksumOnly => "the checksum matches, but no good signature by a key given with --key covers the listing that matched".into(),
+        Outcome::Mismatch if report.mismatches.iter().any(|m| m.conflicts_with.is_some()) => "a checksum file lists the image's path twice with different digests: it contradicts itself".into(),
+        Outcome::Mismatch if report.mismatches.iter().all(|m| m.by == By::Implanted) => "the image's implanted MD5 differs: the image is corrupt or truncated".into(),
         Outcome::Mismatch => "the image's hash differs from the published one: the download is corrupt or was tampered with".into(),
         Outcome::NotListed => "no checksum file lists this image by name or by hash".into(),
         Outcome::BadSignature => match first_with(report, Status::Bad) {
@@ -323,7 +370,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Exit::Ok => Ok(()),
         code => Err(Failure::new(
             code,
-            anyhow::anyhow!("{}: {}", report.outcome.name(), failure_message(&report)),
+            anyhow::anyhow!("{}: {}", outcome_text(&report), failure_message(&report)),
         )),
     }
 }

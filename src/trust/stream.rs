@@ -22,6 +22,8 @@ pub struct HashingReader<'o, R> {
     done: u64,
     total: u64,
     observer: &'o dyn Observer,
+    /// An implanted MD5 (isomd5sum) checked from the same bytes.
+    implanted: Option<super::isomd5::Checker>,
 }
 
 impl<'o, R: Read> HashingReader<'o, R> {
@@ -46,7 +48,19 @@ impl<'o, R: Read> HashingReader<'o, R> {
             done: 0,
             total,
             observer,
+            implanted: None,
         }
+    }
+
+    /// Also checks an implanted MD5 from the bytes that pass.
+    pub fn with_implanted(mut self, checker: Option<super::isomd5::Checker>) -> Self {
+        self.implanted = checker;
+        self
+    }
+
+    /// The verdict on the implanted MD5, when one was checked.
+    pub fn implanted(&mut self) -> Option<super::isomd5::Verdict> {
+        self.implanted.take().map(super::isomd5::Checker::finish)
     }
 
     /// Reads whatever is left to the end, hashing it.
@@ -85,6 +99,9 @@ impl<R: Read> Read for HashingReader<'_, R> {
         };
         for h in &mut self.hashers {
             h.update(&buf[..n]);
+        }
+        if let Some(c) = &mut self.implanted {
+            c.update(&buf[..n]);
         }
         if n > 0 {
             let before = self.done / CHUNK as u64;
