@@ -51,11 +51,11 @@ fi
 # package that holds a command).
 commands=(
   qemu-system-x86_64 grub-mkrescue grub-mkstandalone xorriso genisoimage 7z
-  mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype fsck.fat mkfs.fat sgdisk sfdisk
+  mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype mshowfat fsck.fat mkfs.fat sgdisk sfdisk
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
-  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum
-  gpgv implantisomd5 checkisomd5 mkfifo /usr/lib/apt/apt-helper
+  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
+  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper
 )
 absent=()
 for c in "${commands[@]}"; do

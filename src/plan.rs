@@ -441,6 +441,20 @@ mod tests {
                 prop_assert_eq!(p.pieces().len(), 1);
                 prop_assert_eq!(&p.pieces()[0].extent, &e);
             }
+            if kind == 0 {
+                // In-memory bytes stay separate pieces; glued back in target
+                // order, their contents are the original bytes.
+                let mut glued = Vec::new();
+                for piece in p.pieces() {
+                    prop_assert_eq!(piece.at, glued.len() as u64);
+                    match &piece.extent {
+                        Extent::Bytes(b) => glued.extend_from_slice(b),
+                        other => prop_assert!(false, "a byte slice became {:?}", other),
+                    }
+                }
+                let want: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                prop_assert_eq!(glued, want);
+            }
         }
 
         /// The tail wipe never overlaps the plan and always ends at the target's end.

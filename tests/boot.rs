@@ -79,8 +79,38 @@ fn fixture_iso_boots_as_usb_stick_under_ovmf() {
     boots("fixture_iso_boots_as_usb_stick_under_ovmf", Firmware::Ovmf);
 }
 
+/// The firmware's own evidence that it started and tried the USB stick, and
+/// that the stick gave it nothing to boot: a negative control passes only on
+/// these lines, never on QEMU failing to start or a timeout.
+fn gave_up_on_the_stick(firmware: Firmware, out: &qemu::Outcome) {
+    let (banner, tried) = match firmware {
+        // SeaBIOS (debug console): its banner, then the USB disk tried and
+        // rejected before "No bootable device".
+        Firmware::SeaBios => ("SeaBIOS (version", "Boot failed: not a bootable disk"),
+        // OVMF (serial): the boot manager's failed attempt at the USB disk's
+        // boot option, before it falls back to the internal shell.
+        Firmware::Ovmf => (
+            "BdsDxe:",
+            "failed to load Boot0001 \"UEFI QEMU QEMU USB HARDDRIVE",
+        ),
+    };
+    assert!(
+        matches!(out.end, End::FirmwareGaveUp(_)),
+        "under {firmware:?} the firmware did not say it gave up: {:?}\n{}",
+        out.end,
+        out.log
+    );
+    for evidence in [banner, tried] {
+        assert!(
+            out.log.contains(evidence),
+            "under {firmware:?} no {evidence:?} in the log\n{}",
+            out.log
+        );
+    }
+}
+
 /// The negative control: a blank stick must not produce the marker, and the
-/// firmware must say so (rather than the harness timing out).
+/// firmware must say so (rather than the harness timing out or QEMU failing).
 fn blank_does_not_boot(test: &str, firmware: Firmware) {
     if !qemu::require(test, &[firmware]) {
         return;
@@ -92,12 +122,7 @@ fn blank_does_not_boot(test: &str, firmware: Firmware) {
         .set_len(16 << 20)
         .unwrap();
     let out = Boot::new(&blank, firmware, &qemu::fixture_marker(firmware)).run();
-    assert!(
-        matches!(out.end, End::FirmwareGaveUp(_) | End::Exited(_)),
-        "a blank disk under {firmware:?} ended with {:?}\n{}",
-        out.end,
-        out.log
-    );
+    gave_up_on_the_stick(firmware, &out);
 }
 
 #[test]
@@ -108,6 +133,35 @@ fn blank_disk_does_not_boot_under_seabios() {
 #[test]
 fn blank_disk_does_not_boot_under_ovmf() {
     blank_does_not_boot("blank_disk_does_not_boot_under_ovmf", Firmware::Ovmf);
+}
+
+/// A permanent negative control of the marker itself: the fixture booted
+/// under SeaBIOS prints the BIOS marker and powers off, so a boot that waits
+/// for the UEFI marker must end without it. A harness that matched any
+/// marker (or a prefix) would pass here and fail this test.
+#[test]
+fn fixture_under_seabios_never_shows_the_uefi_marker() {
+    let t = "fixture_under_seabios_never_shows_the_uefi_marker";
+    let Some(iso) = fixture(t, &[Firmware::SeaBios]) else {
+        return;
+    };
+    let out = Boot::new(
+        &iso,
+        Firmware::SeaBios,
+        &qemu::fixture_marker(Firmware::Ovmf),
+    )
+    .run();
+    assert!(
+        matches!(out.end, End::Exited(_)),
+        "expected GRUB to print the BIOS marker and power off: {:?}\n{}",
+        out.end,
+        out.log
+    );
+    assert!(
+        out.log.contains(&qemu::fixture_marker(Firmware::SeaBios)),
+        "the fixture did not run under SeaBIOS at all\n{}",
+        out.log
+    );
 }
 
 // ------------------------------------------------- media written by bootstick
@@ -210,19 +264,16 @@ fn bootstick_written_loop_device_boots_under_seabios_and_ovmf() {
 
 // ------------------------------------------------- layouts bootstick builds
 
-/// A stick laid out by `layout::disk::fat32_stick` boots under UEFI: OVMF's
-/// own partition and FAT drivers find `\EFI\BOOT\BOOTX64.EFI` (a standalone
-/// GRUB whose bytes are `Source` ranges of the plan's source) in the FAT32
-/// data partition at 1 MiB, behind an MBR or a GPT, and run it. The whole
-/// disk is one plan written by the engine.
-fn fat32_layout_boots(t: &str, table: Table) {
+/// A stick laid out by `layout::disk::fat32_stick`, as an image file in
+/// `dir`: MBR or GPT, one FAT32 partition at 1 MiB holding
+/// `\EFI\BOOT\BOOTX64.EFI` (a standalone GRUB whose bytes are `Source`
+/// ranges of the plan's source). The whole disk is one plan written by the
+/// engine.
+fn fat32_layout_stick(dir: &std::path::Path, table: Table) -> PathBuf {
     use bootstick::image::{FileData, Run};
     use bootstick::layout::disk::{self, Options};
     use bootstick::layout::fat32::{Content, Dir};
 
-    if !common::require_tools(t, qemu::STANDALONE_TOOLS) || !qemu::require(t, &[Firmware::Ovmf]) {
-        return;
-    }
     let efi = qemu::grub_efi_standalone();
     let efi_len = std::fs::metadata(&efi).unwrap().len();
 
@@ -255,8 +306,7 @@ fn fat32_layout_boots(t: &str, table: Table) {
     )
     .unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("stick.img");
+    let disk = dir.join("stick.img");
     let source = std::fs::File::open(&efi).unwrap();
     let mut target = bootstick::write::Target::file(&disk).unwrap();
     let report = bootstick::write::write(
@@ -276,7 +326,17 @@ fn fat32_layout_boots(t: &str, table: Table) {
         .unwrap()
         .set_len(size)
         .unwrap();
+    disk
+}
 
+/// OVMF's own partition and FAT drivers find the loader in a stick laid out
+/// by bootstick and run it.
+fn fat32_layout_boots(t: &str, table: Table) {
+    if !common::require_tools(t, qemu::STANDALONE_TOOLS) || !qemu::require(t, &[Firmware::Ovmf]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = fat32_layout_stick(dir.path(), table);
     let out =
         Boot::new(&disk, Firmware::Ovmf, &qemu::fixture_marker(Firmware::Ovmf)).assert_boots();
     eprintln!(
@@ -294,4 +354,72 @@ fn fat32_layout_in_mbr_partition_boots_under_ovmf() {
 #[test]
 fn fat32_layout_in_gpt_partition_boots_under_ovmf() {
     fat32_layout_boots("fat32_layout_in_gpt_partition_boots_under_ovmf", Table::Gpt);
+}
+
+/// The loader's cluster run in the stick's FAT32 partition at 1 MiB, as
+/// mtools (`mshowfat`, not bootstick) reports it: `(first, last)`.
+fn loader_clusters(disk: &std::path::Path) -> (u64, u64) {
+    let chain = common::run(
+        std::process::Command::new("mshowfat")
+            .arg("-i")
+            .arg(format!("{}@@{}", disk.display(), 1u64 << 20))
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    );
+    // "::/EFI/BOOT/BOOTX64.EFI <5-5828>", or "<5>" for a single cluster.
+    let run = chain
+        .split('<')
+        .nth(1)
+        .and_then(|r| r.split('>').next())
+        .unwrap_or_else(|| panic!("no cluster run in mshowfat's {chain:?}"));
+    let mut ends = run.split('-').map(|n| n.trim().parse::<u64>().unwrap());
+    let first = ends.next().unwrap();
+    (first, ends.next().unwrap_or(first))
+}
+
+/// A permanent negative control of the layout boot proofs: the same stick
+/// with the loader's FAT cluster chain cut after its first cluster (in both
+/// FATs; the directory entry still claims the full size) must not boot, and
+/// OVMF must say it failed to load the USB disk's loader. mtools finds the
+/// chain and confirms the cut; the cut itself is made by hand here.
+#[test]
+fn fat32_layout_with_a_cut_fat_chain_does_not_boot_under_ovmf() {
+    let t = "fat32_layout_with_a_cut_fat_chain_does_not_boot_under_ovmf";
+    if !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_tools(t, &["mshowfat"])
+        || !qemu::require(t, &[Firmware::Ovmf])
+    {
+        return;
+    }
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let disk = fat32_layout_stick(dir.path(), Table::Mbr);
+    let (first, last) = loader_clusters(&disk);
+    assert!(last > first, "the loader fits one cluster: nothing to cut");
+    let part = 1u64 << 20;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk)
+        .unwrap();
+    let mut bpb = [0u8; 512];
+    f.seek(SeekFrom::Start(part)).unwrap();
+    f.read_exact(&mut bpb).unwrap();
+    let bytes_per_sector = u64::from(u16::from_le_bytes([bpb[11], bpb[12]]));
+    let reserved = u64::from(u16::from_le_bytes([bpb[14], bpb[15]]));
+    let fats = u64::from(bpb[16]);
+    let fat_sectors = u64::from(u32::from_le_bytes([bpb[36], bpb[37], bpb[38], bpb[39]]));
+    assert!(fats >= 1 && fat_sectors > 0, "not a FAT32 boot sector");
+    for n in 0..fats {
+        let entry = part + (reserved + n * fat_sectors) * bytes_per_sector + first * 4;
+        f.seek(SeekFrom::Start(entry)).unwrap();
+        f.write_all(&0x0FFF_FFFFu32.to_le_bytes()).unwrap();
+    }
+    drop(f);
+    assert_eq!(
+        loader_clusters(&disk),
+        (first, first),
+        "the chain was not cut to one cluster"
+    );
+    let out = Boot::new(&disk, Firmware::Ovmf, &qemu::fixture_marker(Firmware::Ovmf)).run();
+    gave_up_on_the_stick(Firmware::Ovmf, &out);
 }

@@ -224,6 +224,54 @@ fn the_same_disk_named_twice_refuses_every_target() {
 }
 
 #[test]
+fn the_same_file_through_a_hard_link_or_a_dangling_symlink_is_refused() {
+    let t = "the_same_file_through_a_hard_link_or_a_dangling_symlink_is_refused";
+    if !require_tools(t, &["sha256sum"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let img = d.join("image.bin");
+    pseudo_random_file(&img, MIB, 4);
+    // An existing file and a hard link to it: one inode, two names.
+    let out = d.join("out.img");
+    pseudo_random_file(&out, 2 * MIB, 5);
+    let hard = d.join("hard.img");
+    std::fs::hard_link(&out, &hard).unwrap();
+    let never = d.join("never.img");
+    assert_refused_untouched(
+        &img,
+        &[out.as_path(), never.as_path(), hard.as_path()],
+        &[&out],
+        &never,
+        &format!("{} is the same file as {}", hard.display(), out.display()),
+    );
+    // A symlink to a file that does not exist yet, in another directory:
+    // both targets would create the same file.
+    std::fs::create_dir(d.join("sub")).unwrap();
+    let new = d.join("sub/new.img");
+    let link = d.join("link.img");
+    std::os::unix::fs::symlink("sub/./new.img", &link).unwrap();
+    assert_refused_untouched(
+        &img,
+        &[link.as_path(), new.as_path()],
+        &[&img],
+        &new,
+        &format!("{} is the same file as {}", new.display(), link.display()),
+    );
+    // A chain of links, the last one dangling, to an absolute path.
+    let link2 = d.join("link2.img");
+    std::os::unix::fs::symlink(&link, &link2).unwrap();
+    assert_refused_untouched(
+        &img,
+        &[new.as_path(), link2.as_path()],
+        &[&img],
+        &new,
+        "is the same file as",
+    );
+}
+
+#[test]
 fn one_target_too_small_refuses_every_target() {
     let t = "one_target_too_small_refuses_every_target";
     if !require_root(t) || !require_tools(t, &["losetup", "sha256sum"]) {

@@ -258,8 +258,11 @@ fn assert_same(who: &str, got: &Expected, exp: &Expected) {
     }
 }
 
-fn check_volume(t: &str, size: u64, label: &str) {
-    if !common::require_tools(t, &["fsck.fat", "mcopy", "mlabel"]) {
+/// Lays out a volume of `size` bytes, checks it with every oracle, and
+/// checks that mtools (`minfo`, not bootstick) sees clusters of
+/// `cluster_bytes`, the size the test's name promises.
+fn check_volume(t: &str, size: u64, label: &str, cluster_bytes: u64) {
+    if !common::require_tools(t, &["fsck.fat", "mcopy", "mlabel", "minfo"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -291,6 +294,21 @@ fn check_volume(t: &str, size: u64, label: &str) {
         vol.contains(&label.to_uppercase()),
         "mlabel -s shows {vol:?}"
     );
+    // minfo prints the boot sector's "sector size: N bytes" and
+    // "cluster size: N sectors".
+    let info = common::run(Command::new("minfo").arg("-i").arg(&img).arg("::"));
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} in minfo:\n{info}"))
+    };
+    assert_eq!(
+        field("sector size:") * field("cluster size:"),
+        cluster_bytes,
+        "cluster size, says minfo:\n{info}"
+    );
 }
 
 #[test]
@@ -299,6 +317,7 @@ fn fat32_volume_with_512_byte_clusters_reads_back_everywhere() {
         "fat32_volume_with_512_byte_clusters_reads_back_everywhere",
         64 << 20,
         "BOOTSTICK",
+        512,
     );
 }
 
@@ -308,6 +327,7 @@ fn fat32_volume_with_4k_clusters_reads_back_everywhere() {
         "fat32_volume_with_4k_clusters_reads_back_everywhere",
         300 << 20,
         "Win Install",
+        4096,
     );
 }
 

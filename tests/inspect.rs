@@ -452,8 +452,7 @@ fn plain_gpt_disk_image() {
 /// `bootstick inspect --json IMAGE`, parsed.
 fn inspect_json(img: &Path) -> serde_json::Value {
     let out = common::run(common::bootstick().args(["inspect", "--json"]).arg(img));
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("inspect --json printed no JSON ({e}):\n{out}"))
+    common::json_result(out.as_bytes())
 }
 
 fn decision_of(v: &serde_json::Value) -> (String, Vec<String>) {
@@ -957,4 +956,95 @@ fn logical_partitions_match_sfdisk() {
             assert!(human.contains(&line), "case {i}: no {line:?} in\n{human}");
         }
     }
+}
+
+/// `bootstick write --yes IMAGE TARGET`: exit code and stderr.
+fn write_to(img: &Path, target: &Path) -> (Option<i32>, String) {
+    let out = common::bootstick()
+        .args(["write", "--yes"])
+        .arg(img)
+        .arg(target)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 10, item 12: an image that ends before its ISO 9660 volume or a
+/// partition does is a problem for `inspect` (JSON `truncated` and the
+/// first `problems` entry, the human report too), and `write` refuses it
+/// (exit 3) before the target exists. The volume size is `isosize`'s, the
+/// partitions `sfdisk`'s. A GPT disk image cut after its last partition
+/// (the backup header gone, as `truncate` or a partial `dd` leaves it) is
+/// still written. Before, both truncated images were written, exit 0, and
+/// `inspect` listed no truncation.
+#[test]
+fn truncated_images_are_a_problem_and_write_refuses_them() {
+    if !common::require_tools(
+        "truncated_images_are_a_problem_and_write_refuses_them",
+        &["grub-mkrescue", "xorriso", "isosize", "sfdisk"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stick.img");
+
+    // A grub-mkrescue hybrid cut at 1 MiB.
+    let img = recipes::image("inspect", "grub-hybrid");
+    let volume: u64 = common::run(Command::new("isosize").arg(&img))
+        .trim()
+        .parse()
+        .unwrap();
+    let cut = dir.path().join("cut.iso");
+    std::fs::write(&cut, &std::fs::read(&img).unwrap()[..1 << 20]).unwrap();
+    let v = inspect_json(&cut);
+    let t = &v["truncated"];
+    assert_eq!(t["image_bytes"], 1 << 20, "{v:#}");
+    assert!(t["declared_bytes"].as_u64().unwrap() >= volume, "{v:#}");
+    let first = v["problems"][0].as_str().unwrap();
+    assert!(
+        first.contains("ends at byte 1048576") && first.contains("truncated download?"),
+        "{first}"
+    );
+    let human = common::run(common::bootstick().arg("inspect").arg(&cut));
+    assert!(
+        human.contains("problem      the image ends at byte 1048576"),
+        "{human}"
+    );
+    let (code, err) = write_to(&cut, &target);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("truncated download?"), "{err}");
+    assert!(
+        !target.exists(),
+        "a refused write must not create the target"
+    );
+    // The whole image is not truncated.
+    assert!(inspect_json(&img).get("truncated").is_none());
+
+    // A GPT disk image: one partition of 32 MiB from 1 MiB.
+    let disk = dir.path().join("disk.img");
+    common::sfdisk_image(&disk, 64 << 20, "label: gpt\nstart=2048, size=65536\n");
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    f.set_len(40 << 20).unwrap();
+    let v = inspect_json(&disk);
+    assert!(v.get("truncated").is_none(), "{v:#}");
+    assert_eq!(v["partitions"]["gpt"]["backup"]["state"], "outside-image");
+    let (code, err) = write_to(&disk, &target);
+    assert_eq!(code, Some(0), "cut after the partition: {err}");
+    std::fs::remove_file(&target).unwrap();
+    f.set_len(20 << 20).unwrap();
+    let v = inspect_json(&disk);
+    assert_eq!(
+        v["truncated"]["declared_bytes"],
+        (2048 + 65536) * 512,
+        "{v:#}"
+    );
+    assert_eq!(v["truncated"]["by"]["table"], "gpt", "{v:#}");
+    assert_eq!(v["truncated"]["by"]["index"], 1, "{v:#}");
+    let (code, err) = write_to(&disk, &target);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("GPT partition 1"), "{err}");
+    assert!(!target.exists());
 }

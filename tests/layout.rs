@@ -30,7 +30,7 @@ fn fixture() -> (PathBuf, PathBuf) {
             .collect()
     };
     let recipe = format!(
-        "layout-v1 efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \
+        "efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \
          mkfs.fat -C; xorriso -as mkisofs -R -J -V BSTK_Layout_Test -e efiboot.img -no-emul-boot"
     );
     let iso = cached("layout-nonhybrid", "iso", &recipe, |out| {
@@ -103,6 +103,32 @@ fn check_stick(stick: &Path, iso: &Path, efi: &Path, work: &Path) {
     check_stick_table(stick, iso, efi, work, "gpt")
 }
 
+/// The layout's partition (at 1 MiB, `sectors` long) copied out to
+/// `work/part.img`, which `fsck.fat -n` must find clean. Returns the copy,
+/// for mtools.
+fn partition_passes_fsck(stick: &Path, work: &Path, sectors: u64) -> PathBuf {
+    let part = work.join("part.img");
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", stick.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"])
+            .arg(format!("count={}", sectors * 512 / (1 << 20))),
+    );
+    let fsck = Command::new("fsck.fat")
+        .args(["-n", "-V"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "fsck.fat -n: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    part
+}
+
 fn check_stick_table(stick: &Path, iso: &Path, efi: &Path, work: &Path, label: &str) {
     if label == "gpt" {
         let out = common::run(Command::new("sgdisk").arg("-v").arg(stick));
@@ -125,26 +151,7 @@ fn check_stick_table(stick: &Path, iso: &Path, efi: &Path, work: &Path, label: &
     assert_eq!(parts[0]["type"], want, "basic data partition: {json:#}");
     let sectors = parts[0]["size"].as_u64().unwrap();
 
-    // The partition alone, for fsck.fat and mtools.
-    let part = work.join("part.img");
-    common::run(
-        Command::new("dd")
-            .arg(format!("if={}", stick.display()))
-            .arg(format!("of={}", part.display()))
-            .args(["bs=1M", "skip=1", "status=none"])
-            .arg(format!("count={}", sectors * 512 / (1 << 20))),
-    );
-    let fsck = Command::new("fsck.fat")
-        .args(["-n", "-V"])
-        .arg(&part)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "fsck.fat -n: {}{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    let part = partition_passes_fsck(stick, work, sectors);
     let label = common::run(mtools("mlabel").arg("-s").arg("-i").arg(&part).arg("::"));
     assert!(label.contains("BSTK_LAYOUT"), "mlabel: {label}");
 
@@ -195,10 +202,7 @@ fn write_json_to(iso: &Path, targets: &[&Path]) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::json_lines(&out.stdout)
 }
 
 #[test]
@@ -500,7 +504,7 @@ fn inspect_shows_the_planned_layout() {
         .arg(&iso)
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_result(&out.stdout);
     assert_eq!(v["decision"]["mode"], "layout", "{v:#}");
     assert_eq!(v["layout"]["table"], "gpt", "{v:#}");
     assert_eq!(
@@ -527,7 +531,15 @@ fn install_wim_over_the_threshold_is_split_into_swm_parts() {
     let t = "install_wim_over_the_threshold_is_split_into_swm_parts";
     if !common::require_tools(
         t,
-        &["xorriso", "wimlib-imagex", "mcopy", "fsck.fat", "diff"],
+        &[
+            "xorriso",
+            "wimlib-imagex",
+            "mcopy",
+            "fsck.fat",
+            "sfdisk",
+            "dd",
+            "diff",
+        ],
     ) {
         return;
     }
@@ -598,6 +610,14 @@ fn install_wim_over_the_threshold_is_split_into_swm_parts() {
     assert!(report.verified);
     drop(target);
     assert_eq!(std::fs::metadata(&stick).unwrap().len(), layout.disk_size);
+    let json: serde_json::Value = serde_json::from_str(&common::run(
+        Command::new("sfdisk").arg("--json").arg(&stick),
+    ))
+    .unwrap();
+    let sectors = json["partitiontable"]["partitions"][0]["size"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no partition in {json:#}"));
+    partition_passes_fsck(&stick, work.path(), sectors);
 
     // The partition starts at 1 MiB (docs/layout.md).
     let part = format!("{}@@1M", stick.display());
@@ -649,10 +669,7 @@ fn compare(args: &[&str], iso: &Path, target: &Path) -> (Option<i32>, Vec<serde_
         .arg(target)
         .output()
         .unwrap();
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::json_lines(&out.stdout);
     (out.status.code(), events)
 }
 
@@ -813,4 +830,171 @@ fn layout_files_are_dated_from_the_volume_descriptor() {
             .unwrap_or_else(|| panic!("{listing}"));
         assert!(readme.contains(mdir_date), "{readme}\n{listing}");
     }
+}
+
+/// Runs `act` once, at the first progress event of the write phase: the
+/// first chunk is on the target, and (with a small chunk) the reader is at
+/// most a few chunks ahead of it.
+struct OnFirstWrite<F: Fn() + Sync> {
+    act: F,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl<F: Fn() + Sync> bootstick::events::Observer for OnFirstWrite<F> {
+    fn event(&self, e: &bootstick::events::Event) {
+        use bootstick::events::{Event, Phase};
+        if matches!(
+            e,
+            Event::Progress {
+                phase: Phase::Write,
+                ..
+            }
+        ) && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            (self.act)();
+        }
+    }
+}
+
+/// A copy of the layout fixture with a `SHA256SUMS` (made by `sha256sum`)
+/// beside it, in `dir`; the cached fixture itself is never modified.
+fn checked_copy(dir: &Path) -> PathBuf {
+    let (iso, _) = fixture();
+    let img = dir.join("x.iso");
+    std::fs::copy(&iso, &img).unwrap();
+    let sums = common::run(Command::new("sha256sum").arg("x.iso").current_dir(dir));
+    std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+    img
+}
+
+/// Issue 10, item 4: a built layout reads the image's files out of order, so
+/// no digest of the streamed bytes is the checked digest. A byte of a file
+/// changed after the check (here: while the first chunk is being written,
+/// in a file the reader has not reached) must fail with exit 19's error
+/// and never reach the stick; before, the write succeeded, verified, with
+/// the changed byte on the stick and the checked digest reported.
+#[test]
+fn layout_image_changed_during_a_checked_write_is_caught() {
+    use bootstick::image::{checked::CheckedImage, input, open::open_tree, ByteSource};
+    use bootstick::layout::{disk, from_iso};
+    use bootstick::plan::Extent;
+    use bootstick::write;
+    use std::sync::Arc;
+    let t = "layout_image_changed_during_a_checked_write_is_caught";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_tools(t, &["sha256sum"])
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = checked_copy(work.path());
+    let req = bootstick::trust::Request {
+        image: img.clone(),
+        discover: true,
+        ..Default::default()
+    };
+    let report = bootstick::trust::check_pinned(&req, &bootstick::events::Silent).unwrap();
+    assert_eq!(report.outcome, bootstick::trust::Outcome::ChecksumOnly);
+    let opened = input::open(&img).unwrap();
+    let blocks = report.checked_blocks.clone().unwrap();
+    let src: Arc<dyn ByteSource> = Arc::new(CheckedImage::new(
+        opened.file().try_clone().unwrap(),
+        blocks.clone(),
+    ));
+    let tree = open_tree(src.clone()).unwrap();
+    let options = from_iso::Options {
+        table: disk::Table::Gpt,
+        target_size: None,
+        mtime: from_iso::image_mtime(&*src).unwrap(),
+        wim_split: from_iso::WimSplit::default(),
+    };
+    let layout = from_iso::build(&src, &*tree, &options).unwrap();
+    // The last file range in target order: far behind the first chunk.
+    let (at, offset, len) = layout
+        .plan
+        .pieces()
+        .iter()
+        .filter_map(|p| match p.extent {
+            Extent::Source { offset, len } => Some((p.at, offset, len)),
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    const CHUNK: usize = 64 << 10;
+    assert!(at > 32 * CHUNK as u64, "the last file starts at {at}");
+    let victim = offset + len / 2;
+    let stick = work.path().join("stick.img");
+    let mut target = write::Target::file(&stick).unwrap();
+    let err = write::write(
+        &layout.plan,
+        opened.file(),
+        &mut target,
+        write::Options {
+            expect_source: report.checked_sha256.clone(),
+            source_blocks: Some(blocks),
+            source_stamp: Some(opened.stamp()),
+            chunk_size: CHUNK,
+            ..write::Options::default()
+        },
+        &OnFirstWrite {
+            act: || common::flip_byte(&img, victim),
+            done: Default::default(),
+        },
+    )
+    .unwrap_err();
+    match err {
+        write::Error::SourceChangedSinceCheck { start, end } => {
+            assert!(
+                start <= victim && victim < end,
+                "{start}..{end} holds {victim}"
+            );
+        }
+        e => panic!("expected SourceChangedSinceCheck, got {e:?}"),
+    }
+    // The changed byte is not on the stick (its range was never written).
+    use std::os::unix::fs::FileExt;
+    let mut now = [0u8];
+    let written = std::fs::File::open(&stick)
+        .unwrap()
+        .read_at(&mut now, at + len / 2)
+        .unwrap();
+    let mut changed = [0u8];
+    std::fs::File::open(&img)
+        .unwrap()
+        .read_exact_at(&mut changed, victim)
+        .unwrap();
+    assert!(
+        written == 0 || now != changed,
+        "the changed byte reached the stick"
+    );
+}
+
+/// The same through the command line, with the check found beside the
+/// image: changing a file's byte once the write has started exits 19
+/// (`ok: false`, nothing claimed verified).
+#[test]
+fn layout_write_with_a_source_check_exits_19_when_the_image_changes() {
+    let t = "layout_write_with_a_source_check_exits_19_when_the_image_changes";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_tools(t, &["sha256sum"])
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = checked_copy(work.path());
+    let stick = work.path().join("stick.img");
+    // A byte in the middle of the largest file (found by its contents'
+    // position: the ISO's last MiB before its end holds file data).
+    let victim = std::fs::metadata(&img).unwrap().len() / 2;
+    let (code, events) =
+        common::write_changing_image(&img, &stick, &[], |_| common::flip_byte(&img, victim));
+    let result = events.last().unwrap();
+    assert_eq!(code, Some(19), "{events:#?}");
+    assert_eq!(result["ok"], false, "{result:#}");
+    assert_eq!(result["exit_code"], 19, "{result:#}");
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["mode"], "layout");
+    assert_eq!(start["source_check"]["outcome"], "checksum-only");
 }

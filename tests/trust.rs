@@ -34,13 +34,7 @@ fn verify(args: &[&std::ffi::OsStr]) -> Verdict {
         .args(args)
         .output()
         .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}); stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let json = common::json_result(&out.stdout);
     Verdict {
         code: out.status.code().unwrap(),
         json,
@@ -1631,7 +1625,7 @@ fn fifos_are_refused_without_blocking() {
     run(Command::new("mkfifo").arg(dir.path().join("arch.iso.sig")));
     run(Command::new("mkfifo").arg(dir.path().join("sha256sum.txt")));
     let out = bootstick_within(&os(&["verify", "--json", i, "--key", k]), 20);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json_result(&out.stdout);
     assert_eq!(v["outcome"], "checksum-only", "{v:#}");
     assert_eq!(v["sources"].as_array().unwrap().len(), 1, "{v:#}");
 }
@@ -2587,7 +2581,7 @@ fn implanted_md5_is_checked_like_checkisomd5() {
     assert!(checks(&iso));
 
     let inspect = run(bootstick().args(["inspect", "--json"]).arg(&iso));
-    let doc: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let doc = common::json_lines(inspect.as_bytes()).pop().unwrap();
     assert_eq!(doc["implanted_md5"]["md5"], md5.as_str());
     assert_eq!(doc["implanted_md5"]["fragment_count"], 20);
     assert!(run(bootstick().arg("inspect").arg(&iso)).contains(&format!("implanted md5 {md5}")));

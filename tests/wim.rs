@@ -491,7 +491,7 @@ proptest! {
         cut in 0usize..64,
         limit in 1u64..20_000,
     ) {
-        if !common::have_tool("wimlib-imagex") {
+        if !common::require_tools("mutated_wims_never_panic", &["wimlib-imagex"]) {
             return Ok(());
         }
         let mut b = small_wim().clone();

@@ -901,3 +901,237 @@ fn out_of_order_plan_is_hashed_before_writing() {
     assert!(matches!(err, write::Error::SourceChanged { .. }), "{err:?}");
     assert_eq!(std::fs::metadata(&out2).unwrap().len(), 0);
 }
+
+/// Runs `act` once, at the first progress event of the write phase.
+struct OnFirstWrite<F: Fn() + Sync> {
+    act: F,
+    done: AtomicBool,
+}
+
+impl<F: Fn() + Sync> bootstick::events::Observer for OnFirstWrite<F> {
+    fn event(&self, e: &Event) {
+        if matches!(
+            e,
+            Event::Progress {
+                phase: Phase::Write,
+                ..
+            }
+        ) && !self.done.swap(true, Ordering::SeqCst)
+        {
+            (self.act)();
+        }
+    }
+}
+
+/// Issue 10, item 5: an image rewritten during a write without a source
+/// check. The read-back compares the target with what was sent, which is a
+/// mix of both versions, so it passes; only the image's `fstat` stamp tells.
+/// Before, this was `Ok`, verified, with a stick equal to neither version.
+#[test]
+fn image_rewritten_during_an_unchecked_write_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 64 * CHUNK as u64;
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, len, 31);
+    // An old modification time, so the change below surely moves it, on
+    // any filesystem's timestamp granularity.
+    File::open(&img)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+        .unwrap();
+    let out = dir.path().join("out");
+    let mut target = Target::file(&out).unwrap();
+    let err = write::write(
+        &Plan::raw(len),
+        &File::open(&img).unwrap(),
+        &mut target,
+        opts(),
+        &OnFirstWrite {
+            act: || flip_byte(&img, len - 1),
+            done: AtomicBool::new(false),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, write::Error::SourceModified { .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("mix") && msg.contains("written again"),
+        "{msg}"
+    );
+}
+
+/// An image changed between its opening and the write (the stamp given in
+/// `Options::source_stamp`) is refused before anything is written.
+#[test]
+fn image_changed_after_it_was_opened_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, 100_000, 32);
+    let opened = bootstick::image::input::open(&img).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(50_000)
+        .unwrap();
+    let out = dir.path().join("out");
+    let mut target = Target::file(&out).unwrap();
+    let err = write::write(
+        &Plan::raw(100_000),
+        opened.file(),
+        &mut target,
+        Options {
+            source_stamp: Some(opened.stamp()),
+            ..opts()
+        },
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, write::Error::SourceModifiedBeforeWrite { .. }),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+}
+
+/// The `result` line of a failed `--json` write.
+fn failed_result(events: &[serde_json::Value]) -> &serde_json::Value {
+    let r = events.last().unwrap();
+    assert_eq!(r["event"], "result", "{events:#?}");
+    assert_eq!(r["ok"], false, "{r:#}");
+    r
+}
+
+/// Items 5 and 16 through the command line: an image rewritten during the
+/// write, or truncated during it (it was long enough when opened), exits
+/// 19 ("the image changed while it was written"), not 0 (rewritten, before)
+/// or 3 (truncated, before). The images are sparse, so the write takes a
+/// moment while costing little disk.
+#[test]
+fn cli_image_changed_or_truncated_during_the_write_exits_19() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 256u64 << 20;
+    for (name, change) in [("rewritten", 0), ("truncated", 1)] {
+        let img = dir.path().join(format!("{name}.img"));
+        let f = File::create(&img).unwrap();
+        f.set_len(len).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"start", 0).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+            .unwrap();
+        drop(f);
+        let out = dir.path().join(format!("{name}.out"));
+        let (code, events) = common::write_changing_image(&img, &out, &[], |_| {
+            let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+            if change == 0 {
+                std::os::unix::fs::FileExt::write_all_at(&f, b"X", len - 1).unwrap();
+            } else {
+                f.set_len(len / 2).unwrap();
+            }
+        });
+        let r = failed_result(&events);
+        assert_eq!(code, Some(19), "{name}: {r:#}");
+        assert_eq!(r["exit_code"], 19, "{name}: {r:#}");
+        let msg = r["error"].as_str().unwrap();
+        assert!(msg.contains("must be written again"), "{name}: {msg}");
+        let _ = std::fs::remove_file(&out);
+    }
+}
+
+/// Runs bootstick with `args`, killing it after 20 s: returns the exit code
+/// (`None` when it had to be killed) and stderr.
+fn run_with_deadline(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    use std::time::{Duration, Instant};
+    let mut child = bootstick()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), err);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return (None, "killed after 20 s: it hung".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 10, items 11 and 13: an empty file, `/dev/null`, `/dev/zero`,
+/// `/dev/urandom`, a directory and a FIFO nobody writes to are refused as
+/// images by every command that reads one (exit 3, saying what they are;
+/// `verify` refuses all but the empty file), at once, and `write` creates
+/// no target. Before, the character devices
+/// and the empty file were "written" (0 bytes, "verified"), and the FIFO
+/// made every command hang.
+#[test]
+fn cli_non_images_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.iso");
+    File::create(&empty).unwrap();
+    let fifo = dir.path().join("fifo.iso");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let sub = dir.path().join("a-directory");
+    std::fs::create_dir(&sub).unwrap();
+    let cases: &[(&Path, &str)] = &[
+        (&empty, "is empty"),
+        (Path::new("/dev/null"), "is a character device"),
+        (Path::new("/dev/zero"), "is a character device"),
+        (Path::new("/dev/urandom"), "is a character device"),
+        (&sub, "is a directory"),
+        (&fifo, "is a FIFO"),
+    ];
+    for (image, says) in cases {
+        let target = dir.path().join("stick.img");
+        let out_dir = dir.path().join("extracted");
+        let runs: Vec<Vec<&std::ffi::OsStr>> = vec![
+            vec![
+                "write".as_ref(),
+                "--yes".as_ref(),
+                image.as_os_str(),
+                target.as_os_str(),
+            ],
+            vec!["inspect".as_ref(), image.as_os_str()],
+            vec!["ls".as_ref(), image.as_os_str()],
+            vec!["extract".as_ref(), image.as_os_str(), out_dir.as_os_str()],
+        ];
+        // `verify` hashes an empty file like any other (it has no stick to
+        // leave unchanged); the other non-images it refuses too.
+        let mut runs = runs;
+        if !says.contains("empty") {
+            runs.push(vec!["verify".as_ref(), image.as_os_str()]);
+        }
+        for args in runs {
+            let (code, err) = run_with_deadline(&args);
+            assert_eq!(code, Some(3), "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            // `verify` opens its image through the trust module's own
+            // helper, which words it "not a regular file".
+            let wording = if args[0] == "verify" {
+                "not a regular file"
+            } else {
+                "not a regular file or block device"
+            };
+            if !says.contains("empty") {
+                assert!(err.contains(wording), "{args:?}: {err}");
+            }
+            assert!(!target.exists(), "{args:?} created the target");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::exit::Failure;
 use super::render::{human_bytes, Renderer};
 use super::write::{
-    build_layout, exit_for, layout_json, layout_line, mode_name, open_image, TableArg,
+    build_layout, layout_json, layout_line, mode_name, open_image, refuse_table_for_raw, TableArg,
 };
 use bootstick::inspect::Mode;
 use bootstick::plan::Plan;
@@ -61,11 +61,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
-    let (source, image_len) = open_image(&args.image)?;
-    let fail = |e: write::Error| Failure::new(exit_for(&e), e);
+    let image = open_image(&args.image)?;
+    let image_len = image.len();
+    let src = super::write::plan_source(&image, None)?;
+    let fail = Failure::write;
     let (path, disk) = super::target::resolve_for_reading(&args.target)?;
     let target = write::Target::open_read(&path).map_err(fail)?;
-    let mode = super::inspect::write_mode(&args.image, args.raw)?;
+    let mode = super::inspect::write_mode(&src, &args.image, args.raw)?;
+    refuse_table_for_raw(args.table, args.raw, &mode)?;
     // As `write`: a device's layout fills the device, an image file's is
     // sized to fit. Raw copies are compared over the image only (the tail
     // wipe `write` adds on devices is not compared).
@@ -74,7 +77,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             .is_block_device()
             .then(|| target.capacity())
             .flatten();
-        Some(build_layout(&args.image, args.table, size)?)
+        Some(build_layout(&src, &args.image, args.table, size)?)
     } else {
         None
     };
@@ -97,9 +100,19 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "layout": layout.as_ref().map(layout_json),
         }),
     );
+    // From here on a signal stops the comparison between chunks.
+    super::signals::cooperate();
     let started = Instant::now();
-    let report =
-        write::compare(&plan, &source, &target, write::DEFAULT_CHUNK, render).map_err(fail)?;
+    let cancel = super::signals::token();
+    let report = write::compare(
+        &plan,
+        image.file(),
+        &target,
+        write::DEFAULT_CHUNK,
+        &cancel,
+        render,
+    )
+    .map_err(fail)?;
     let secs = started.elapsed().as_secs_f64();
     let what = match &layout {
         Some(l) => format!("the built layout ({}) of", layout_line(l)),

@@ -1,5 +1,16 @@
-//! Exit codes: the contract scripts rely on. Documented in `docs/cli.md`;
-//! a code, once published, keeps its meaning.
+//! Exit codes: the contract scripts rely on, and the one place where each
+//! library error type is mapped to one. Documented in `docs/cli.md`; a
+//! code, once published, keeps its meaning.
+//!
+//! Every mapping below matches its error type exhaustively, without a
+//! catch-all arm: a variant added to a library error does not compile until
+//! someone decides which code it gets.
+
+use bootstick::cancel::{Signal, TargetState};
+use bootstick::layout::{disk, fat32, from_iso, partition};
+use bootstick::plan::PlanError;
+use bootstick::{devices, image, trust, write};
+use serde_json::{json, Map, Value};
 
 /// How a `bootstick` run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +54,27 @@ pub enum Exit {
     /// `write`: the image changed between the check and the write (with
     /// `--verify-source`: the streamed bytes hash differently from the
     /// checked ones), or while it was written (the read-back found the
-    /// image's new contents where other bytes were sent).
+    /// image's new contents where other bytes were sent, or the image got
+    /// shorter).
     SourceChanged = 19,
+    /// Stopped by `SIGHUP` (128 + 1, as a shell reports a job killed by it).
+    HungUp = 129,
+    /// Stopped by `SIGINT`, Ctrl-C (128 + 2).
+    Interrupted = 130,
+    /// Stopped by `SIGTERM` (128 + 15).
+    Terminated = 143,
+}
+
+impl Exit {
+    /// The code of a job stopped by `signal` (`None`: cancelled without
+    /// one, reported as an interrupt).
+    pub fn for_signal(signal: Option<Signal>) -> Exit {
+        match signal {
+            Some(Signal::Hangup) => Exit::HungUp,
+            Some(Signal::Interrupt) | None => Exit::Interrupted,
+            Some(Signal::Terminate) => Exit::Terminated,
+        }
+    }
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -61,6 +91,10 @@ pub struct Failure {
     /// The command already reported this failure in its own `result` event
     /// (a multi-target `write`), so it is not reported again.
     pub reported: bool,
+    /// Fields added to the JSON `result` line beside `error` and
+    /// `exit_code` (an interrupted job's `interrupted`, `signal` and
+    /// `target_state`; `verify`'s report).
+    pub fields: Map<String, Value>,
 }
 
 impl Failure {
@@ -69,6 +103,7 @@ impl Failure {
             exit,
             error: error.into(),
             reported: false,
+            fields: Map::new(),
         }
     }
 
@@ -76,5 +111,252 @@ impl Failure {
     pub fn reported(mut self) -> Self {
         self.reported = true;
         self
+    }
+
+    /// Adds the fields of `object` (a JSON object) to the `result` line.
+    pub fn with_fields(mut self, object: Value) -> Self {
+        if let Value::Object(m) = object {
+            self.fields.extend(m);
+        }
+        self
+    }
+
+    /// A job stopped by the termination signal `signal` (`None`: by the
+    /// cancellation token without a signal), leaving its target in `state`
+    /// (`None` for a command without a target).
+    pub fn interrupted(
+        signal: Option<Signal>,
+        state: Option<TargetState>,
+        error: anyhow::Error,
+    ) -> Self {
+        let name = signal.map(Signal::name);
+        let error = error.context(format!("interrupted by {}", name.unwrap_or("a request")));
+        let mut fields = json!({ "interrupted": true, "signal": name });
+        if let Some(s) = state {
+            fields["target_state"] = json!(s.name());
+        }
+        Failure::new(Exit::for_signal(signal), error).with_fields(fields)
+    }
+
+    /// A write-engine failure with its exit code; a cancelled job says it
+    /// was interrupted, by which signal, and what it left on the target.
+    pub fn write(e: write::Error) -> Self {
+        match e {
+            write::Error::Cancelled { target } => Failure::interrupted(
+                super::signals::token().signal(),
+                Some(target),
+                anyhow::Error::new(e),
+            ),
+            e => Failure::new(write_error(&e), e),
+        }
+    }
+}
+
+/// The code of a write-engine error.
+pub fn write_error(e: &write::Error) -> Exit {
+    use write::Error as E;
+    match e {
+        E::Plan(p) => plan_error(p),
+        E::Internal(_) => Exit::Internal,
+        E::OpenTarget { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => Exit::Refused,
+        E::NotATarget { .. } | E::Refused(_) => Exit::Refused,
+        E::OpenTarget { .. }
+        | E::WriteTarget { .. }
+        | E::Sync { .. }
+        | E::Commit { .. }
+        | E::ReadTarget { .. }
+        | E::Disappeared { .. } => Exit::WriteFailed,
+        E::ReadSource { .. } => Exit::BadInput,
+        // The engine checked the image's length before the first write:
+        // ending early later means it changed while it was written.
+        E::SourceTruncated { .. }
+        | E::SourceChanged { .. }
+        | E::SourceChangedSinceCheck { .. }
+        | E::SourceChangedDuringWrite { .. }
+        | E::SourceModified { .. }
+        | E::SourceModifiedBeforeWrite { .. } => Exit::SourceChanged,
+        E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
+        E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
+    }
+}
+
+/// The code of a plan error.
+pub fn plan_error(e: &PlanError) -> Exit {
+    use PlanError as E;
+    match e {
+        E::TooLarge { .. } => Exit::Refused,
+        E::SourceTooShort { .. } => Exit::BadInput,
+        E::Overlap { .. } | E::Overflow { .. } => Exit::Internal,
+    }
+}
+
+/// The code of a device error.
+pub fn device_error(e: &devices::Error) -> Exit {
+    use devices::Error as E;
+    match e {
+        E::UnknownTarget { .. }
+        | E::NoSuchDevice { .. }
+        | E::NoDirectory { .. }
+        | E::FileTarget { .. }
+        | E::Image { .. } => Exit::BadInput,
+        E::Sysfs { .. } => Exit::Internal,
+        E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
+        // A forced loop backing file refused by the loop device's own rule.
+        E::BackingInUse { rule, .. } => device_error(rule),
+        E::AmbiguousSerial { .. }
+        | E::ReadOnlyFilesystem { .. }
+        | E::NotWritable { .. }
+        | E::ImageIsTarget { .. }
+        | E::ImageOnTarget { .. }
+        | E::BacksLoop { .. }
+        | E::NotATarget { .. }
+        | E::Partition { .. }
+        | E::NotWholeDisk { .. }
+        | E::SystemDisk { .. }
+        | E::ReadOnly { .. }
+        | E::NotRemovable { .. }
+        | E::Swap { .. }
+        | E::Held { .. }
+        | E::Mounted { .. }
+        | E::TooSmall { .. }
+        | E::Busy { .. }
+        | E::Locked { .. }
+        | E::IdentityChanged(_)
+        | E::Unmount { .. } => Exit::Refused,
+    }
+}
+
+/// The code of an error building a FAT32 layout of a non-hybrid ISO.
+pub fn layout_error(e: &from_iso::Error) -> Exit {
+    use from_iso::Error as E;
+    match e {
+        E::FileTooLarge { .. } | E::TargetTooSmall { .. } => Exit::Refused,
+        E::Image(i) => image_error(i),
+        E::NoEfiLoader | E::LoaderTooLarge { .. } | E::Loader { .. } | E::Wim { .. } => {
+            Exit::BadInput
+        }
+        E::Disk(d) => match d {
+            disk::Error::Partition(p) => partition_error(p),
+            disk::Error::Plan(p) => plan_error(p),
+            disk::Error::Fat32 { source, .. } => fat32_error(source),
+        },
+    }
+}
+
+/// A partition table the layout computed itself is invalid: a bug.
+fn partition_error(e: &partition::Error) -> Exit {
+    use partition::Error as E;
+    match e {
+        E::Unaligned { .. }
+        | E::Empty { .. }
+        | E::OutOfRange { .. }
+        | E::Overlap { .. }
+        | E::TooMany { .. }
+        | E::MbrLimit { .. }
+        | E::NameTooLong { .. }
+        | E::Plan(_) => Exit::Internal,
+    }
+}
+
+/// The FAT32 volume cannot hold the ISO's files as they are (bad input), or
+/// the builder computed an invalid volume or plan (a bug).
+fn fat32_error(e: &fat32::Error) -> Exit {
+    use fat32::Error as E;
+    match e {
+        E::Plan(_) | E::BadClusterSize { .. } => Exit::Internal,
+        E::InvalidName { .. }
+        | E::DuplicateName { .. }
+        | E::FileTooLarge { .. }
+        | E::FileDataMismatch { .. }
+        | E::DirectoryTooLarge { .. }
+        | E::TooDeep { .. }
+        | E::ClusterCount { .. }
+        | E::TooLarge { .. }
+        | E::VolumeFull { .. } => Exit::BadInput,
+    }
+}
+
+/// The code of an error reading an image: bad input (the image, or the path
+/// given for it, is at fault), except bytes that are no longer those of the
+/// image's source check (19, docs/trust.md).
+pub fn image_error(e: &image::Error) -> Exit {
+    use image::Error as E;
+    match e {
+        E::ChangedSinceCheck { .. } => Exit::SourceChanged,
+        E::NotAnImage { .. }
+        | E::Empty { .. }
+        | E::Open { .. }
+        | E::Io { .. }
+        | E::OutOfBounds { .. }
+        | E::Malformed { .. }
+        | E::TooLarge { .. }
+        | E::Loop { .. }
+        | E::TooDeep { .. }
+        | E::UnsafeName { .. }
+        | E::NotFound { .. }
+        | E::WrongKind { .. }
+        | E::NoFilesystem
+        | E::FsAbsent { .. } => Exit::BadInput,
+    }
+}
+
+/// The code of an error inspecting an image.
+pub fn inspect_error(e: &bootstick::inspect::Error) -> Exit {
+    match e {
+        bootstick::inspect::Error::Image(i) => image_error(i),
+    }
+}
+
+/// The code of an error that stopped a source check before it reached an
+/// outcome (an unreadable checksum, signature or key file): bad input.
+pub fn trust_error(e: &trust::Error) -> Exit {
+    use trust::Error as E;
+    match e {
+        E::Io { .. } | E::TooLarge { .. } | E::NotText { .. } | E::NotAFile { .. } | E::Key(_) => {
+            Exit::BadInput
+        }
+    }
+}
+
+/// The code of each `verify` outcome.
+pub fn outcome(outcome: trust::Outcome) -> Exit {
+    use trust::Outcome as O;
+    match outcome {
+        O::Verified => Exit::Ok,
+        O::ChecksumOnly => Exit::ChecksumOnly,
+        O::Mismatch => Exit::Mismatch,
+        O::NotListed => Exit::NotListed,
+        O::BadSignature => Exit::BadSignature,
+        O::UnknownKey => Exit::UnknownKey,
+        O::WeakSignature => Exit::WeakSignature,
+        O::ExpiredKey => Exit::ExpiredKey,
+        O::RevokedKey => Exit::RevokedKey,
+        O::NoReference => Exit::NoReference,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The image getting shorter after the engine checked its length is
+    /// the image changing during the write (docs/cli.md: 19), not bad
+    /// input (3).
+    #[test]
+    fn an_image_truncated_during_the_write_is_source_changed() {
+        assert_eq!(
+            write_error(&write::Error::SourceTruncated { at: 4096 }),
+            Exit::SourceChanged
+        );
+    }
+
+    #[test]
+    fn signals_map_to_the_shell_codes() {
+        assert_eq!(Exit::for_signal(Some(Signal::Interrupt)) as u8, 130);
+        assert_eq!(Exit::for_signal(Some(Signal::Terminate)) as u8, 143);
+        assert_eq!(Exit::for_signal(Some(Signal::Hangup)) as u8, 129);
+        for s in Signal::ALL {
+            assert_eq!(Exit::for_signal(Some(s)) as i32, 128 + s.number());
+        }
     }
 }

@@ -44,6 +44,8 @@ const MAX_LINK_HOPS: usize = 40;
 enum Failed {
     Image(Error),
     Host(std::io::Error, PathBuf),
+    /// A termination signal arrived (cli::signals).
+    Interrupted,
 }
 
 impl From<Error> for Failed {
@@ -82,6 +84,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Err(e) => return Err(host(e, &args.dir)),
     }
     let root = std::fs::canonicalize(&args.dir).map_err(|e| host(e, &args.dir))?;
+    // From here on a signal stops the copy between blocks.
+    super::signals::cooperate();
+    let cancel = super::signals::token();
 
     let mut files = 0u64;
     let mut dirs = 0u64;
@@ -89,6 +94,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut links: Vec<(String, String)> = Vec::new();
     let mut buf = vec![0u8; BUF];
     let result = walk::<Failed>(&*tree, tree.root(), |v| {
+        if cancel.is_cancelled() {
+            return Err(Failed::Interrupted);
+        }
         if let Err(e) = safe_component(&v.entry.name) {
             warn(format!("skipping {}: {e}", printable(v.path)));
             skipped += 1;
@@ -127,6 +135,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 };
                 let mut reader = FileReader::new(src.clone(), data);
                 loop {
+                    if cancel.is_cancelled() {
+                        return Err(Failed::Interrupted);
+                    }
                     let n = match reader.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => n,
@@ -170,6 +181,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
             ))
         }
         Err(Failed::Host(e, p)) => return Err(host(e, &p)),
+        Err(Failed::Interrupted) => {
+            return Err(Failure::interrupted(
+                cancel.signal(),
+                None,
+                anyhow::anyhow!(
+                    "{} holds a partial extraction ({files} files, {dirs} directories so far): remove it and extract again",
+                    args.dir.display()
+                ),
+            ))
+        }
     }
 
     // Symlinks last: create those whose target stays inside DIR, then check

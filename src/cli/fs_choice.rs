@@ -1,7 +1,7 @@
 //! The `--fs` option shared by `ls` and `extract`: which file tree of the
 //! image to read, and opening it with errors mapped to exit codes.
 
-use super::exit::{Exit, Failure};
+use super::exit::Failure;
 use bootstick::image::{open, ByteSource, FileTree, FsKind, ImageFile};
 use std::path::Path;
 use std::sync::Arc;
@@ -33,16 +33,21 @@ pub type Opened = (Arc<dyn ByteSource>, Box<dyn FileTree>);
 pub fn open_image(image: &Path, fs: Option<FsChoice>) -> Result<Opened, Failure> {
     let bad = |e: bootstick::image::Error| {
         Failure::new(
-            Exit::BadInput,
+            super::exit::image_error(&e),
             anyhow::Error::new(e).context(format!("cannot read {}", image.display())),
         )
     };
     let src: Arc<dyn ByteSource> = Arc::new(ImageFile::open(image).map_err(bad)?);
     let tree = match fs {
-        Some(kind) => open::open_tree_as(src.clone(), kind.into()),
-        None => open::open_tree(src.clone()),
-    }
-    .map_err(bad)?;
+        Some(kind) => open::open_tree_as(src.clone(), kind.into()).map_err(bad)?,
+        None => {
+            let f = open::open_tree_or_fallback(src.clone()).map_err(bad)?;
+            if let Some(s) = &f.skipped {
+                eprintln!("bootstick: warning: {s}");
+            }
+            f.tree
+        }
+    };
     Ok((src, tree))
 }
 

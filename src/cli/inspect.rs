@@ -35,20 +35,32 @@ struct Report<'a> {
     inspection: &'a Inspection,
 }
 
-/// Opens `path` and inspects it, reading its file tree when it has one.
-/// Shared with `write`, which needs the same decision.
-pub fn inspect_path(path: &Path) -> Result<Inspection, Failure> {
-    let file = ImageFile::open(path).map_err(|e| Failure::new(Exit::BadInput, e))?;
-    let src: Arc<dyn ByteSource> = Arc::new(file);
+/// Opens the image at `path` (`image::input::open`: never blocking, a
+/// regular file or block device that is not empty) as a byte source.
+pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
+    let file = ImageFile::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;
+    Ok(Arc::new(file))
+}
+
+/// Inspects the image `src` (opened from `path`), reading its file tree
+/// when it has one. Shared with `write`, which needs the same decision from
+/// the same open image.
+pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspection, Failure> {
     // A damaged tree does not stop the inspection: the boot structures
     // still decide, and the damage is reported as a problem.
-    let (tree, tree_problem) = match open_tree(&src) {
-        Ok(t) => (t, None),
-        Err(e) => (None, Some(format!("file tree: {e}"))),
+    let (tree, tree_problem) = match open_tree(src) {
+        Ok((t, skipped)) => (
+            t,
+            skipped.map(|s| format!("file tree: {}", bootstick::error_chain(&s))),
+        ),
+        Err(e) => (
+            None,
+            Some(format!("file tree: {}", bootstick::error_chain(&e))),
+        ),
     };
-    let mut inspection = inspect::inspect(&*src, tree.as_deref()).map_err(|e| {
+    let mut inspection = inspect::inspect(&**src, tree.as_deref()).map_err(|e| {
         Failure::new(
-            Exit::BadInput,
+            super::exit::inspect_error(&e),
             anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
         )
     })?;
@@ -56,39 +68,46 @@ pub fn inspect_path(path: &Path) -> Result<Inspection, Failure> {
     Ok(inspection)
 }
 
+/// A tree opened for inspection, and the damaged tree passed over for it.
+type Opened = (Option<Box<dyn FileTree>>, Option<image::open::Skipped>);
+
 /// The image's file tree (UDF preferred, then Rock Ridge, Joliet, ISO 9660,
-/// as `image::open` decides), `Ok(None)` when the image has no filesystem we
-/// read (a disk image), or the reason the tree could not be read.
-fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Option<Box<dyn FileTree>>, image::Error> {
-    match image::open::open_tree(src.clone()) {
-        Ok(t) => Ok(Some(t)),
-        Err(image::Error::NoFilesystem) => Ok(None),
+/// as `image::open` decides; past a damaged UDF to the ISO 9660 side, which
+/// is then reported), `None` when the image has no filesystem we read (a
+/// disk image), or the reason the tree could not be read.
+fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Opened, image::Error> {
+    match image::open::open_tree_or_fallback(src.clone()) {
+        Ok(f) => Ok((Some(f.tree), f.skipped)),
+        Err(image::Error::NoFilesystem) => Ok((None, None)),
         Err(e) => Err(e),
     }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let inspection = inspect_path(&args.image)?;
+    let out = super::render::Renderer::report(args.json);
+    out.start("inspect", serde_json::json!({ "image": &args.image }));
+    let src = open_source(&args.image)?;
+    let inspection = inspect_source(&src, &args.image)?;
     // The layout `write` would build for an image file target (docs/layout.md).
     let planned = (inspection.decision.mode == inspect::Mode::Layout)
-        .then(|| super::write::build_layout(&args.image, super::write::TableArg::Gpt, None));
+        .then(|| super::write::build_layout(&src, &args.image, super::write::TableArg::Gpt, None));
     let implanted = bootstick::trust::isomd5::read(&args.image);
     if args.json {
         let doc = Report {
             image: &args.image,
             layout: planned.as_ref().map(|p| match p {
                 Ok(l) => super::write::layout_json(l),
-                Err(f) => {
-                    serde_json::json!({ "error": format!("{:#}", f.error), "exit": f.exit as u8 })
-                }
+                Err(f) => serde_json::json!({
+                    "error": super::render::chain(&f.error),
+                    "exit": f.exit as u8
+                }),
             }),
             implanted_md5: implanted,
             inspection: &inspection,
         };
-        let mut text =
-            serde_json::to_string_pretty(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
-        text.push('\n');
-        emit(&text)
+        let doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
+        out.document(doc);
+        Ok(())
     } else {
         let mut text = render(&args.image, &inspection);
         if let Some(m) = &implanted {
@@ -108,7 +127,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 );
             }
             Some(Err(f)) => {
-                let _ = writeln!(text, "layout       cannot be built: {:#}", f.error);
+                let _ = writeln!(
+                    text,
+                    "layout       cannot be built: {}",
+                    super::render::chain(&f.error)
+                );
             }
             None => {}
         }
@@ -402,12 +425,20 @@ pub struct WriteMode {
     pub warnings: Vec<String>,
 }
 
-/// Decides how `write` may copy `path`: an ISO that needs a built layout gets
-/// one unless `raw` forces a byte copy; warns when the image is forced or
-/// not recognised.
-pub fn write_mode(path: &Path, raw: bool) -> Result<WriteMode, Failure> {
+/// Decides how `write` may copy the image `src` (opened from `path`): an ISO
+/// that needs a built layout gets one unless `raw` forces a byte copy; warns
+/// when the image is forced or not recognised.
+pub fn write_mode(src: &Arc<dyn ByteSource>, path: &Path, raw: bool) -> Result<WriteMode, Failure> {
     use inspect::{Code, Mode};
-    let inspection = inspect_path(path)?;
+    let inspection = inspect_source(src, path)?;
+    // A truncated image would give a stick whose partitions or files run
+    // off the end of what was written (docs/cli.md: no override).
+    if let Some(t) = inspection.truncated {
+        return Err(Failure::new(
+            Exit::BadInput,
+            anyhow::anyhow!("{t}; download the image again"),
+        ));
+    }
     let decision = inspection.decision;
     let reasons = || {
         decision

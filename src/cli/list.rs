@@ -114,6 +114,8 @@ pub fn table(disks: &[&Disk]) -> String {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    let out = super::render::Renderer::report(args.json);
+    out.start("list", serde_json::json!({ "all": args.all }));
     let roots = args.root.as_deref().map_or_else(Roots::live, Roots::under);
     let disks = devices::enumerate(&roots).map_err(|e| Failure::new(Exit::Internal, e))?;
     let shown: Vec<&Disk> = disks
@@ -121,9 +123,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .filter(|d| args.all || d.listed_by_default)
         .collect();
     if args.json {
-        let text =
-            serde_json::to_string_pretty(&shown).map_err(|e| Failure::new(Exit::Internal, e))?;
-        println!("{text}");
+        out.document(serde_json::json!({ "disks": shown }));
     } else if shown.is_empty() {
         eprintln!(
             "no removable or USB disks found ({} disks in all; `bootstick list --all` shows them)",

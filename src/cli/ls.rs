@@ -70,10 +70,15 @@ fn entry(path: String, e: &DirEntry) -> Entry {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    let out = super::render::Renderer::report(args.json);
+    out.start(
+        "ls",
+        serde_json::json!({ "image": &args.image, "path": &args.path }),
+    );
     let (_src, tree) = open_image(&args.image, args.fs)?;
     let bad = |e: Error| {
         Failure::new(
-            Exit::BadInput,
+            super::exit::image_error(&e),
             anyhow::Error::new(e).context(format!("cannot list {}", args.image.display())),
         )
     };
@@ -114,10 +119,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             path: format!("/{prefix}"),
             entries,
         };
-        let mut s =
-            serde_json::to_string_pretty(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
-        s.push('\n');
-        s
+        let doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
+        out.document(doc);
+        return Ok(());
     } else {
         let mut s = String::new();
         for e in &entries {

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod list;
 pub mod ls;
 pub mod render;
+pub mod signals;
 pub mod target;
 pub mod verify;
 pub mod write;
@@ -42,6 +43,32 @@ pub enum Command {
 }
 
 impl Command {
+    /// What the run is, for its JSON lines and its interruption message.
+    pub fn invocation(&self) -> render::Invocation {
+        let (command, json, image, has_target, untouched) = match self {
+            Command::Write(a) => ("write", a.json, Some(&a.image), true, "nothing was written"),
+            Command::Compare(a) => ("compare", a.json, Some(&a.image), true, ""),
+            Command::List(a) => ("list", a.json, None, false, ""),
+            Command::Verify(a) => ("verify", a.json, Some(&a.image), false, ""),
+            Command::Inspect(a) => ("inspect", a.json, Some(&a.image), false, ""),
+            Command::Ls(a) => ("ls", a.json, Some(&a.image), false, ""),
+            Command::Extract(a) => (
+                "extract",
+                false,
+                Some(&a.image),
+                false,
+                "nothing was extracted",
+            ),
+        };
+        render::Invocation {
+            command,
+            json,
+            image: image.cloned(),
+            has_target,
+            untouched,
+        }
+    }
+
     /// Runs the chosen command.
     pub fn run(self) -> Result<(), exit::Failure> {
         match self {
@@ -55,3 +82,44 @@ impl Command {
         }
     }
 }
+
+/// Handles a command line clap refused: help and version are printed as
+/// asked (exit 0); a usage error is printed to stderr as clap words it and,
+/// when `--json` is on the command line, reported as a JSON `start` and
+/// `result` (docs/cli.md). Returns the exit code.
+pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return exit::Exit::Ok;
+    }
+    let _ = e.print();
+    let args: Vec<&std::ffi::OsStr> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.as_os_str())
+        .take_while(|a| *a != "--")
+        .collect();
+    let json = args.iter().any(|a| *a == "--json");
+    let cmd = Cli::command();
+    let command = args
+        .iter()
+        .find(|a| !a.to_string_lossy().starts_with('-'))
+        .and_then(|a| {
+            cmd.get_subcommands()
+                .find(|s| s.get_name() == a.to_string_lossy())
+                .map(|s| s.get_name().to_owned())
+        })
+        .and_then(|name| SUBCOMMANDS.iter().copied().find(|s| *s == name));
+    let rendered = e.render().to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    render::usage_error(command, json, message);
+    exit::Exit::Usage
+}
+
+/// The subcommands' names, as `Invocation::command` spells them.
+const SUBCOMMANDS: [&str; 7] = [
+    "write", "compare", "list", "verify", "inspect", "ls", "extract",
+];

@@ -3,23 +3,243 @@
 //! stdout; the schema is documented in `docs/cli.md`).
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
+use bootstick::cancel::Signal;
 use bootstick::events::{Event, Observer, Phase};
 
-use super::exit::Failure;
+use super::exit::{Exit, Failure};
 
 /// At most one JSON progress line per phase this often.
 const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// The command this process runs, as its JSON lines and messages name it.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// `write`, `verify`, …
+    pub command: &'static str,
+    /// `--json` was given.
+    pub json: bool,
+    /// The IMAGE argument, for the `start` line of a run that fails before
+    /// the command wrote its own.
+    pub image: Option<PathBuf>,
+    /// The command has a target (`write`, `compare`): an interrupted run
+    /// says what it left there (`target_state`).
+    pub has_target: bool,
+    /// What an interruption before any write leaves, for people ("nothing
+    /// was written").
+    pub untouched: &'static str,
+}
+
+static INVOCATION: OnceLock<Invocation> = OnceLock::new();
+
+/// When the process started: every JSON line's `t` counts from here.
+static CLOCK: OnceLock<Instant> = OnceLock::new();
+
+/// The JSON lines printed so far. The contract (docs/cli.md): valid NDJSON
+/// only, a `start` line first and exactly one `result` line, last. Lines
+/// emitted before the first `start` (a source check's `phase`, `progress`
+/// and `warning` lines, which run before the targets are known) are held
+/// and printed right after it, keeping their `t`; nothing is printed after
+/// the `result`.
+struct Stream {
+    started: bool,
+    finished: bool,
+    held: Vec<Value>,
+}
+
+static STREAM: Mutex<Stream> = Mutex::new(Stream {
+    started: false,
+    finished: false,
+    held: Vec::new(),
+});
+
+/// Starts the clock of the JSON lines' `t`.
+pub fn start_clock() {
+    CLOCK.get_or_init(Instant::now);
+}
+
+/// Records what this process runs (after the command line is parsed).
+pub fn begin(invocation: Invocation) {
+    let _ = INVOCATION.set(invocation);
+}
+
+fn invocation() -> Option<&'static Invocation> {
+    INVOCATION.get()
+}
+
+fn json_mode() -> bool {
+    invocation().is_some_and(|i| i.json)
+}
+
+/// Seconds since [`start_clock`], to the millisecond.
+fn now() -> f64 {
+    let started = *CLOCK.get_or_init(Instant::now);
+    (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Prints one line of the JSON stream (see [`Stream`]).
+fn publish(mut v: Value) {
+    if v.get("t").is_none() {
+        merge(&mut v, json!({ "t": now() }));
+    }
+    let mut stream = STREAM.lock().unwrap_or_else(|e| e.into_inner());
+    if stream.finished {
+        return;
+    }
+    let event = v.get("event").and_then(Value::as_str).unwrap_or_default();
+    let mut lines = Vec::new();
+    match event {
+        "start" => {
+            lines.push(v);
+            if !stream.started {
+                stream.started = true;
+                lines.append(&mut stream.held);
+            }
+        }
+        "result" => {
+            if !stream.started {
+                stream.started = true;
+                lines.push(minimal_start());
+                lines.append(&mut stream.held);
+            }
+            stream.finished = true;
+            lines.push(v);
+        }
+        _ if stream.started => lines.push(v),
+        _ => stream.held.push(v),
+    }
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        // A closed pipe must not kill the job: the device write goes on.
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
+/// The `start` line of a run that fails before its command announced
+/// itself (a usage error, an unreadable image): the command and its image.
+fn minimal_start() -> Value {
+    let mut v = json!({ "event": "start" });
+    if let Some(i) = invocation() {
+        v["command"] = json!(i.command);
+        if let Some(image) = &i.image {
+            v["image"] = json!(image);
+        }
+    } else {
+        v["command"] = Value::Null;
+    }
+    v["t"] = json!(now());
+    v
+}
+
+/// The `result` line of a failure: `ok: false`, `error` (with its causes,
+/// each once), `exit_code`, and the failure's own fields.
+fn failure_line(event: &str, f: &Failure) -> Value {
+    let mut v = json!({
+        "event": event,
+        "ok": false,
+        "error": chain(&f.error),
+        "exit_code": f.exit as u8,
+    });
+    if let Value::Object(m) = &mut v {
+        m.extend(f.fields.clone());
+    }
+    v
+}
+
+/// An error with its causes, each printed once (`what: why: root cause`).
+pub fn chain(error: &anyhow::Error) -> String {
+    bootstick::join_causes(error.chain().map(|e| e.to_string()))
+}
+
+/// Ends the run: reports a failure (JSON `result`, unless the command did;
+/// and the message on stderr), and gives the exit code.
+pub fn finish(outcome: Result<(), Failure>) -> Exit {
+    match outcome {
+        Ok(()) => {
+            if json_mode() {
+                // Every command reports its own success; this keeps the
+                // contract should one not.
+                publish(json!({ "event": "result", "ok": true }));
+            }
+            Exit::Ok
+        }
+        Err(f) => {
+            if json_mode() && !f.reported {
+                publish(failure_line("result", &f));
+            }
+            super::signals::say(&format!("bootstick: error: {}", chain(&f.error)));
+            f.exit
+        }
+    }
+}
+
+/// A usage error (exit 2) found by clap: its text goes to stderr as clap
+/// prints it; with `--json` on the command line, stdout gets a `start`
+/// line (with the command, when one was recognised) and the `result`.
+pub fn usage_error(command: Option<&'static str>, json: bool, message: &str) {
+    if !json {
+        return;
+    }
+    begin(Invocation {
+        command: command.unwrap_or_default(),
+        json: true,
+        image: None,
+        has_target: false,
+        untouched: "",
+    });
+    let mut start = json!({ "event": "start", "command": command });
+    start["t"] = json!(now());
+    publish(start);
+    publish(json!({
+        "event": "result",
+        "ok": false,
+        "error": message,
+        "exit_code": Exit::Usage as u8,
+    }));
+}
+
+/// Reports a termination signal that arrived before the command polls its
+/// cancellation token (`signals`): nothing was written. The process exits
+/// right after.
+pub fn interrupted(signal: Signal) {
+    let inv = invocation();
+    let untouched = inv.map_or("", |i| i.untouched);
+    let message = if untouched.is_empty() {
+        format!("interrupted by {}", signal.name())
+    } else {
+        format!("interrupted by {}; {untouched}", signal.name())
+    };
+    if json_mode() {
+        let mut v = json!({
+            "event": "result",
+            "ok": false,
+            "error": message,
+            "exit_code": Exit::for_signal(Some(signal)) as u8,
+            "interrupted": true,
+            "signal": signal.name(),
+        });
+        if inv.is_some_and(|i| i.has_target) {
+            v["target_state"] = json!("untouched");
+        }
+        publish(v);
+    }
+    super::signals::say(&format!("bootstick: {message}"));
+}
 
 /// Renders events the way the user asked.
 pub enum Renderer {
     Human(Human),
     Json(Json),
+    /// A command that prints its own report for people (`verify`,
+    /// `inspect`, `ls`, `list`): no progress, no summary.
+    Plain,
 }
 
 impl Renderer {
@@ -32,10 +252,30 @@ impl Renderer {
         }
     }
 
+    /// A JSON-lines renderer with `json`, else one that shows nothing (the
+    /// command prints its report itself).
+    pub fn report(json: bool) -> Renderer {
+        if json {
+            Renderer::Json(Json::new())
+        } else {
+            Renderer::Plain
+        }
+    }
+
     /// Announces the job (JSON `start` line; nothing for people, who typed it).
     pub fn start(&self, command: &str, fields: Value) {
         if let Renderer::Json(j) = self {
             let mut v = json!({ "event": "start", "command": command });
+            merge(&mut v, fields);
+            j.emit(v);
+        }
+    }
+
+    /// A report command's success: the JSON `result` line with `ok: true`
+    /// and the report's fields (`fields` is an object).
+    pub fn document(&self, fields: Value) {
+        if let Renderer::Json(j) = self {
+            let mut v = json!({ "event": "result", "ok": true });
             merge(&mut v, fields);
             j.emit(v);
         }
@@ -46,9 +286,9 @@ impl Renderer {
     /// a failure already reported, as a multi-target job's is, is not
     /// reported again).
     pub fn failure(&self, result: Result<(), Failure>) -> Result<(), Failure> {
-        if let Err(f) = &result {
+        if let (Err(f), Renderer::Json(j)) = (&result, self) {
             if !f.reported {
-                self.result(Err((&f.error, f.exit as u8)));
+                j.emit(failure_line("result", f));
             }
         }
         result
@@ -59,23 +299,31 @@ impl Renderer {
     /// (all bars of the job drawn together by one `MultiProgress`).
     pub fn for_target(&self, label: &str) -> Renderer {
         match self {
-            Renderer::Json(j) => Renderer::Json(Json {
-                created: j.created,
+            Renderer::Json(_) => Renderer::Json(Json {
                 state: Mutex::default(),
                 target: Some(label.to_owned()),
             }),
             Renderer::Human(h) => Renderer::Human(h.for_target(label)),
+            Renderer::Plain => Renderer::Plain,
         }
     }
 
     /// Reports one target's outcome in a job writing several: a JSON
-    /// `target_result` line (`ok`, and the result fields or `error` and
-    /// `exit_code`); for people the target's bar is cleared (the job's
-    /// summary lists every target).
-    pub fn target_result(&self, outcome: Result<Value, (&anyhow::Error, u8)>) {
+    /// `target_result` line (`ok`, and the result fields or `error`,
+    /// `exit_code` and the failure's fields); for people the target's bar
+    /// is cleared (the job's summary lists every target).
+    pub fn target_result(&self, outcome: Result<Value, &Failure>) {
         match self {
-            Renderer::Json(j) => j.emit(outcome_line("target_result", outcome)),
+            Renderer::Json(j) => j.emit(match outcome {
+                Ok(fields) => {
+                    let mut v = json!({ "event": "target_result", "ok": true });
+                    merge(&mut v, fields);
+                    v
+                }
+                Err(f) => failure_line("target_result", f),
+            }),
             Renderer::Human(h) => h.bar.finish_and_clear(),
+            Renderer::Plain => {}
         }
     }
 
@@ -92,39 +340,34 @@ impl Renderer {
                 h.bar.finish_and_clear();
                 println!("{summary}");
             }
+            Renderer::Plain => println!("{summary}"),
         }
     }
 
     /// Reports the outcome: a JSON `result` line, or the human summary
     /// (`summary`, on stdout) / nothing on failure (main prints the error).
-    pub fn result(&self, outcome: Result<(Value, String), (&anyhow::Error, u8)>) {
+    pub fn result(&self, outcome: Result<(Value, String), &Failure>) {
         match self {
-            Renderer::Json(j) => j.emit(outcome_line("result", outcome.map(|(f, _)| f))),
+            Renderer::Json(j) => j.emit(match outcome {
+                Ok((fields, _)) => {
+                    let mut v = json!({ "event": "result", "ok": true });
+                    merge(&mut v, fields);
+                    v
+                }
+                Err(f) => failure_line("result", f),
+            }),
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
                 if let Ok((_, summary)) = outcome {
                     println!("{summary}");
                 }
             }
+            Renderer::Plain => {
+                if let Ok((_, summary)) = outcome {
+                    println!("{summary}");
+                }
+            }
         }
-    }
-}
-
-/// A `result`-style line: `ok: true` with `fields`, or `ok: false` with
-/// `error` and `exit_code`.
-fn outcome_line(event: &str, outcome: Result<Value, (&anyhow::Error, u8)>) -> Value {
-    match outcome {
-        Ok(fields) => {
-            let mut v = json!({ "event": event, "ok": true });
-            merge(&mut v, fields);
-            v
-        }
-        Err((error, code)) => json!({
-            "event": event,
-            "ok": false,
-            "error": format!("{error:#}"),
-            "exit_code": code,
-        }),
     }
 }
 
@@ -139,6 +382,7 @@ impl Observer for Renderer {
         match self {
             Renderer::Human(h) => h.event(event),
             Renderer::Json(j) => j.event(event),
+            Renderer::Plain => {}
         }
     }
 }
@@ -260,7 +504,6 @@ impl Human {
 /// Newline-delimited JSON on stdout. Every line carries `t`, the seconds
 /// since the command started.
 pub struct Json {
-    created: Instant,
     state: Mutex<JsonState>,
     /// Added to every line as `target`, in a job writing several targets.
     target: Option<String>,
@@ -278,22 +521,17 @@ struct JsonState {
 impl Json {
     fn new() -> Json {
         Json {
-            created: Instant::now(),
             state: Mutex::default(),
             target: None,
         }
     }
 
     fn emit(&self, mut v: Value) {
-        let t = (self.created.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-        merge(&mut v, json!({ "t": t }));
+        merge(&mut v, json!({ "t": now() }));
         if let Some(target) = &self.target {
             merge(&mut v, json!({ "target": target }));
         }
-        let mut out = std::io::stdout().lock();
-        // A closed pipe must not kill the job: the device write goes on.
-        let _ = writeln!(out, "{v}");
-        let _ = out.flush();
+        publish(v);
     }
 
     fn progress_line(phase: Phase, done: u64, total: u64, started: Option<Instant>) -> Value {

@@ -39,19 +39,18 @@ pub enum Chosen {
     },
 }
 
-/// The exit code for a device error.
+/// The exit code for a device error (`exit::device_error`).
 pub fn exit_for(e: &devices::Error) -> Exit {
-    use devices::Error as E;
-    match e {
-        E::UnknownTarget { .. } => Exit::BadInput,
-        E::Sysfs { .. } => Exit::Internal,
-        E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
-        _ => Exit::Refused,
-    }
+    super::exit::device_error(e)
 }
 
 fn fail(e: devices::Error) -> Failure {
-    Failure::new(exit_for(&e), e)
+    let exit = exit_for(&e);
+    match e {
+        // The library says "force it"; the flag is the command line's.
+        devices::Error::BacksLoop { .. } => Failure::new(exit, anyhow::anyhow!("{e} with --force")),
+        e => Failure::new(exit, e),
+    }
 }
 
 /// One line per disk for confirmation and the picker.
@@ -111,10 +110,18 @@ fn pick(roots: &Roots) -> Result<PathBuf, Failure> {
     }
 }
 
-/// Asks once before erasing `disks`, listing each with what is on it.
-/// Without a terminal the job is refused: scripts must say `--yes`.
-fn confirm(disks: &[&Disk], image: &Path, image_len: u64, unmount: bool) -> Result<(), Failure> {
+/// Asks once before erasing `disks` and replacing the existing non-empty
+/// `files`, listing each disk with what is on it and each file with its
+/// size. Without a terminal the job is refused: scripts must say `--yes`.
+fn confirm(
+    disks: &[&Disk],
+    files: &[&devices::FileTarget],
+    image: &Path,
+    image_len: u64,
+    unmount: bool,
+) -> Result<(), Failure> {
     let (what, these, them) = match disks {
+        [] => (String::new(), String::new(), ""),
         [disk] => (
             format!(
                 "{} ({}, {} bytes)",
@@ -135,18 +142,38 @@ fn confirm(disks: &[&Disk], image: &Path, image_len: u64, unmount: bool) -> Resu
             "them",
         ),
     };
+    let replaced: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let len = f.existing_len.unwrap_or(0);
+            format!("{} ({}, {len} bytes)", f.given.display(), human_bytes(len))
+        })
+        .collect();
+    let replaced = replaced.join(", ");
     if !std::io::stdin().is_terminal() {
+        let doing = match (disks.is_empty(), files.len()) {
+            (false, 0) => format!("writing to {what} erases everything on {them}"),
+            (true, 1) => format!("the file {replaced} exists and would be replaced"),
+            (true, _) => format!("the files {replaced} exist and would be replaced"),
+            (false, _) => format!(
+                "writing to {what} erases everything on {them} and replaces the existing {replaced}"
+            ),
+        };
         return Err(Failure::new(
             Exit::Declined,
-            anyhow::anyhow!(
-                "writing to {what} erases everything on {them}; no terminal to ask for confirmation, pass --yes to proceed"
-            ),
+            anyhow::anyhow!("{doing}; no terminal to ask for confirmation, pass --yes to proceed"),
         ));
     }
     let mounted = disks.iter().any(|d| d.all_mountpoints().next().is_some());
     let listed = disks.iter().map(|d| describe(d)).collect::<String>();
+    let onto = match (disks.is_empty(), files) {
+        (false, []) => these.clone(),
+        (true, [f]) => f.given.display().to_string(),
+        (true, _) => format!("{} files", files.len()),
+        (false, _) => format!("{these} and {} existing files", files.len()),
+    };
     eprint!(
-        "Write {} ({}) to {these}?\n{listed}{}EVERYTHING on {what} will be erased. Continue? [y/N] ",
+        "Write {} ({}) to {onto}?\n{listed}{}{}{}Continue? [y/N] ",
         image.display(),
         human_bytes(image_len),
         match (mounted && unmount, disks.len()) {
@@ -154,14 +181,29 @@ fn confirm(disks: &[&Disk], image: &Path, image_len: u64, unmount: bool) -> Resu
             (true, 1) => "Its mounted filesystems will be unmounted first.\n",
             (true, _) => "Their mounted filesystems will be unmounted first.\n",
         },
+        if disks.is_empty() {
+            String::new()
+        } else {
+            format!("EVERYTHING on {what} will be erased.\n")
+        },
+        match files.len() {
+            0 => String::new(),
+            1 => format!("The existing file {replaced} will be replaced.\n"),
+            _ => format!("The existing files {replaced} will be replaced.\n"),
+        },
     );
     let _ = std::io::stderr().flush();
     if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
         Ok(())
     } else {
-        let untouched = match disks {
-            [disk] => format!("{} was not touched", disk.path.display()),
-            _ => format!("none of {what} was touched"),
+        let names: Vec<String> = disks
+            .iter()
+            .map(|d| d.path.display().to_string())
+            .chain(files.iter().map(|f| f.given.display().to_string()))
+            .collect();
+        let untouched = match names.as_slice() {
+            [one] => format!("{one} was not touched"),
+            _ => format!("none of {} was touched", names.join(", ")),
         };
         Err(Failure::new(
             Exit::Declined,
@@ -193,16 +235,17 @@ pub fn given_or_picked(targets: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
 
 /// A TARGET resolved and checked by the rules, not yet opened.
 enum Checked {
-    File(PathBuf),
+    File(devices::FileTarget),
     Disk(Box<Disk>),
 }
 
 /// Resolves every TARGET and checks the rules for writing `needed` bytes
-/// to each, then confirms once, unmounts and opens every disk, in argument
-/// order. Any refusal (a rule, the same disk or file named twice, a declined
-/// confirmation, a disk that cannot be opened) stops the whole job before
-/// anything is written; with several targets the message names each refused
-/// one. Guards opened before a later disk fails are released on return.
+/// of `image` to each, then confirms once, unmounts and opens every disk,
+/// in argument order. Any refusal (a rule, a target that is or holds the
+/// image, the same disk or file named twice, a declined confirmation, a
+/// disk that cannot be opened) stops the whole job before anything is
+/// written; with several targets the message names each refused one.
+/// Guards opened before a later disk fails are released on return.
 pub fn choose_all(
     targets: &[PathBuf],
     args: &DeviceArgs,
@@ -216,10 +259,16 @@ pub fn choose_all(
         unmount: args.unmount,
         force: args.force,
     };
+    // Where the image lives, found before any target is looked at: a
+    // target that is the image, or holds it, is refused by the rules below.
+    let site = devices::ImageSite::of(&roots, image).map_err(fail)?;
     let check_one = |target: &Path| -> Result<Checked, Failure> {
         match devices::resolve(&roots, target).map_err(fail)? {
-            Resolved::File(p) => Ok(Checked::File(p)),
+            Resolved::File(p) => Ok(Checked::File(
+                devices::check_file(&roots, &p, &site, policy).map_err(fail)?,
+            )),
             Resolved::Disk { disk, .. } => {
+                site.check_disk(&disk).map_err(fail)?;
                 devices::check(&disk, needed, policy).map_err(fail)?;
                 Ok(Checked::Disk(disk))
             }
@@ -257,13 +306,30 @@ pub fn choose_all(
             Checked::File(_) => None,
         })
         .collect();
-    if !yes && !disks.is_empty() {
-        confirm(&disks, image, image_len, args.unmount)?;
+    // An existing non-empty file is someone's data (a download, with
+    // IMAGE and TARGET swapped): asked for like a disk.
+    let replaced: Vec<&devices::FileTarget> = checked
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Checked::File(f) if f.existing_len.is_some_and(|l| l > 0) => Some(f),
+            _ => None,
+        })
+        .collect();
+    if !yes && (!disks.is_empty() || !replaced.is_empty()) {
+        confirm(&disks, &replaced, image, image_len, args.unmount)?;
     }
     let mut chosen = Vec::with_capacity(checked.len());
     for (_, c) in checked {
         chosen.push(match c {
-            Checked::File(p) => Chosen::File(p),
+            Checked::File(f) => {
+                // Only with --force: the loop devices the file backs.
+                if args.unmount {
+                    for lo in &f.loops {
+                        devices::unmount_all(&roots, lo).map_err(fail)?;
+                    }
+                }
+                Chosen::File(f.given)
+            }
             Checked::Disk(disk) => {
                 if args.unmount {
                     devices::unmount_all(&roots, &disk).map_err(fail)?;
@@ -280,13 +346,21 @@ pub fn choose_all(
 }
 
 /// Refusals for targets that name a disk or file an earlier one already
-/// named (`/dev/sdb` and its by-id link, `stick.img` and `./stick.img`):
-/// two jobs writing one disk would destroy each other's work.
+/// named (`/dev/sdb` and its by-id link; `stick.img`, `./stick.img`, a hard
+/// link or a symlink to it, even to a file not created yet): two jobs
+/// writing one disk would destroy each other's work.
 fn named_twice(checked: &[(&PathBuf, Checked)]) -> Vec<(Exit, String)> {
-    let key = |c: &Checked| match c {
-        Checked::Disk(d) => d.path.clone(),
-        Checked::File(p) => same_file_key(p),
-    };
+    #[derive(PartialEq)]
+    enum Key<'a> {
+        Disk(&'a Path),
+        File(&'a devices::FileKey),
+    }
+    fn key(c: &Checked) -> Key<'_> {
+        match c {
+            Checked::Disk(d) => Key::Disk(&d.path),
+            Checked::File(f) => Key::File(&f.key),
+        }
+    }
     let mut refused = Vec::new();
     for (i, (target, c)) in checked.iter().enumerate() {
         if let Some((first, _)) = checked[..i].iter().find(|(_, e)| key(e) == key(c)) {
@@ -306,20 +380,4 @@ fn named_twice(checked: &[(&PathBuf, Checked)]) -> Vec<(Exit, String)> {
         }
     }
     refused
-}
-
-/// A file target's path with its directory resolved (the file itself may
-/// not exist yet), so two spellings of one file compare equal.
-fn same_file_key(p: &Path) -> PathBuf {
-    if let Ok(c) = p.canonicalize() {
-        return c;
-    }
-    let dir = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    match (dir.canonicalize(), p.file_name()) {
-        (Ok(d), Some(name)) => d.join(name),
-        _ => p.to_path_buf(),
-    }
 }

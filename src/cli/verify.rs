@@ -54,20 +54,9 @@ pub struct References {
     pub no_discover: bool,
 }
 
-/// The exit code of each outcome.
+/// The exit code of each outcome (`exit::outcome`).
 pub fn exit_for(outcome: Outcome) -> Exit {
-    match outcome {
-        Outcome::Verified => Exit::Ok,
-        Outcome::ChecksumOnly => Exit::ChecksumOnly,
-        Outcome::Mismatch => Exit::Mismatch,
-        Outcome::NotListed => Exit::NotListed,
-        Outcome::BadSignature => Exit::BadSignature,
-        Outcome::UnknownKey => Exit::UnknownKey,
-        Outcome::WeakSignature => Exit::WeakSignature,
-        Outcome::ExpiredKey => Exit::ExpiredKey,
-        Outcome::RevokedKey => Exit::RevokedKey,
-        Outcome::NoReference => Exit::NoReference,
-    }
+    super::exit::outcome(outcome)
 }
 
 fn digest_arg(alg: HashAlgorithm, hex: &str, flag: &str) -> Result<Digest, Failure> {
@@ -125,7 +114,7 @@ pub fn check(req: &trust::Request, quiet: bool) -> Result<Report, Failure> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    result.map_err(|e| Failure::new(Exit::BadInput, e))
+    result.map_err(|e| Failure::new(super::exit::trust_error(&e), e))
 }
 
 /// Human-readable report lines.
@@ -357,20 +346,25 @@ pub fn write_refusal(report: &Report, require_signature: bool) -> String {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
+    // --json: a `start` line, then the report in the `result` line
+    // (docs/cli.md), also when the outcome is a failure.
+    let out = super::render::Renderer::report(args.json);
+    out.start("verify", serde_json::json!({ "image": &args.image }));
     let req = request(args.image, &args.references)?;
     let report = check(&req, args.json)?;
-    if args.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
-        println!("{json}");
-    } else {
+    let doc = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
+    if !args.json {
         print!("{}", render(&report));
     }
     match exit_for(report.outcome) {
-        Exit::Ok => Ok(()),
+        Exit::Ok => {
+            out.document(doc);
+            Ok(())
+        }
         code => Err(Failure::new(
             code,
             anyhow::anyhow!("{}: {}", outcome_text(&report), failure_message(&report)),
-        )),
+        )
+        .with_fields(doc)),
     }
 }

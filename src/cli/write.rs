@@ -6,14 +6,16 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use serde_json::json;
 
 use super::exit::{Exit, Failure};
 use super::render::{human_bytes, Renderer};
+use std::sync::Arc;
+
+use bootstick::image::{input, ByteSource};
 use bootstick::inspect::Mode;
 use bootstick::layout::{disk, from_iso};
-use bootstick::plan::{Plan, PlanError};
+use bootstick::plan::Plan;
 use bootstick::trust::{self, Outcome, Report};
 use bootstick::write;
 
@@ -37,14 +39,14 @@ pub struct Args {
     pub image: PathBuf,
     /// Where to write it: a whole disk (e.g. /dev/sdb, a /dev/disk/by-id
     /// link or the disk's serial number; everything on it is erased) or a file
-    /// path (created, or overwritten). Several TARGETs are written at once,
+    /// path (created, or replaced once written). Several TARGETs are written at once,
     /// each checked before any is written. Omitted on a terminal: choose one
     /// from a list of removable and USB disks.
     #[arg(value_name = "TARGET")]
     pub targets: Vec<PathBuf>,
     #[command(flatten)]
     pub device: super::target::DeviceArgs,
-    /// Do not ask before overwriting a block device.
+    /// Do not ask before erasing a disk or replacing an existing file.
     #[arg(short, long)]
     pub yes: bool,
     /// Skip reading the target back after writing.
@@ -89,43 +91,23 @@ pub enum TableArg {
     Mbr,
 }
 
-/// The exit code a layout error maps to.
-fn layout_exit(e: &from_iso::Error) -> Exit {
-    use bootstick::layout::fat32;
-    use from_iso::Error as E;
-    match e {
-        E::FileTooLarge { .. } | E::TargetTooSmall { .. } => Exit::Refused,
-        E::Disk(disk::Error::Partition(_) | disk::Error::Plan(_)) => Exit::Internal,
-        E::Disk(disk::Error::Fat32 {
-            source: fat32::Error::Plan(_),
-            ..
-        }) => Exit::Internal,
-        E::Image(_)
-        | E::NoEfiLoader
-        | E::LoaderTooLarge { .. }
-        | E::Loader { .. }
-        | E::Disk(_)
-        | E::Wim { .. } => Exit::BadInput,
-    }
-}
-
-/// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md) for a
-/// target of `target_size` bytes (`None`: an image file, sized to fit).
+/// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md), read from
+/// `src` (the image opened from `image`), for a target of `target_size`
+/// bytes (`None`: an image file, sized to fit).
 pub fn build_layout(
+    src: &Arc<dyn ByteSource>,
     image: &Path,
     table: TableArg,
     target_size: Option<u64>,
 ) -> Result<from_iso::Layout, Failure> {
-    use bootstick::image::{open::open_tree, ByteSource, ImageFile};
+    use bootstick::image::open::open_tree;
     let fail = |e: from_iso::Error| {
-        let code = layout_exit(&e);
+        let code = super::exit::layout_error(&e);
         Failure::new(
             code,
             anyhow::Error::new(e).context(format!("cannot build a layout of {}", image.display())),
         )
     };
-    let file = ImageFile::open(image).map_err(|e| fail(e.into()))?;
-    let src: std::sync::Arc<dyn ByteSource> = std::sync::Arc::new(file);
     let tree = open_tree(src.clone()).map_err(|e| fail(e.into()))?;
     let options = from_iso::Options {
         table: match table {
@@ -133,10 +115,10 @@ pub fn build_layout(
             TableArg::Mbr => disk::Table::Mbr,
         },
         target_size,
-        mtime: from_iso::image_mtime(&*src).map_err(fail)?,
+        mtime: from_iso::image_mtime(&**src).map_err(fail)?,
         wim_split: from_iso::WimSplit::default(),
     };
-    from_iso::build(&src, &*tree, &options).map_err(fail)
+    from_iso::build(src, &*tree, &options).map_err(fail)
 }
 
 /// The `layout` object of `write`'s JSON start line and `inspect --json`.
@@ -207,7 +189,10 @@ fn check_source(args: &Args, render: &Renderer) -> Result<Option<Report>, Failur
     if !asked && !trust::has_references(&req) {
         return Ok(None);
     }
-    let report = trust::check(&req, render).map_err(|e| Failure::new(Exit::BadInput, e))?;
+    // Pinned: the pass also takes per-block digests, and everything after
+    // reads the image only through them (docs/trust.md).
+    let report = trust::check_pinned(&req, render)
+        .map_err(|e| Failure::new(super::exit::trust_error(&e), e))?;
     let refuse = |report: &Report| {
         Failure::new(
             super::verify::exit_for(report.outcome),
@@ -261,37 +246,51 @@ fn check_summary(report: &Report) -> String {
     format!("Source check: {}{via}{by}.", report.outcome.name())
 }
 
-/// The exit code a write-engine error maps to.
-pub fn exit_for(e: &write::Error) -> Exit {
-    use write::Error as E;
-    match e {
-        E::Plan(PlanError::TooLarge { .. }) => Exit::Refused,
-        E::Plan(PlanError::SourceTooShort { .. }) => Exit::BadInput,
-        E::Plan(_) | E::Internal(_) => Exit::Internal,
-        E::OpenTarget { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => Exit::Refused,
-        E::NotATarget { .. } | E::Refused(_) => Exit::Refused,
-        E::OpenTarget { .. }
-        | E::WriteTarget { .. }
-        | E::Sync { .. }
-        | E::ReadTarget { .. }
-        | E::Disappeared { .. } => Exit::WriteFailed,
-        E::ReadSource { .. } | E::SourceTruncated { .. } => Exit::BadInput,
-        E::SourceChanged { .. } | E::SourceChangedDuringWrite { .. } => Exit::SourceChanged,
-        E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
+/// `--table mbr` says how to build a layout; a byte-for-byte copy keeps the
+/// image's own partition table, so the flag would be silently ignored:
+/// refused as a usage error instead (docs/cli.md).
+pub fn refuse_table_for_raw(
+    table: TableArg,
+    raw: bool,
+    mode: &super::inspect::WriteMode,
+) -> Result<(), Failure> {
+    if table == TableArg::Mbr && (raw || mode.decision.mode != Mode::Layout) {
+        return Err(Failure::new(
+            Exit::Usage,
+            anyhow::anyhow!(
+                "--table mbr applies to built layouts only, and this image is copied byte for byte ({}), keeping its own partition table; drop --table",
+                if raw { "--raw" } else { "`bootstick inspect` decides raw" }
+            ),
+        ));
     }
+    Ok(())
 }
 
-/// Opens the image, mapping failure to "bad input".
-pub fn open_image(path: &Path) -> Result<(File, u64), Failure> {
-    let open = || -> anyhow::Result<(File, u64)> {
-        let f =
-            File::open(path).with_context(|| format!("cannot open image {}", path.display()))?;
-        let mut r = &f;
-        let len = std::io::Seek::seek(&mut r, std::io::SeekFrom::End(0))
-            .with_context(|| format!("cannot read image {}", path.display()))?;
-        Ok((f, len))
-    };
-    open().map_err(|e| Failure::new(Exit::BadInput, e))
+/// Opens the image (`image::input::open`: never blocking, only a regular
+/// file or block device that is not empty), mapping failure to "bad input".
+pub fn open_image(path: &Path) -> Result<input::Input, Failure> {
+    input::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))
+}
+
+/// A byte source over the open image for the readers that decide and plan
+/// the write: through the source check's block digests when there are
+/// some (so planning reads only checked bytes), else the file as it is.
+/// Either way the same open file, never the path again.
+pub fn plan_source(
+    image: &input::Input,
+    checked: Option<&Report>,
+) -> Result<Arc<dyn ByteSource>, Failure> {
+    use bootstick::image::{checked::CheckedImage, ImageFile};
+    let file = image.file().try_clone().map_err(|e| {
+        Failure::new(
+            Exit::Internal,
+            anyhow::Error::new(e).context("cannot duplicate the image's file descriptor"),
+        )
+    })?;
+    Ok(match checked.and_then(|r| r.checked_blocks.clone()) {
+        Some(blocks) => Arc::new(CheckedImage::new(file, blocks)),
+        None => Arc::new(ImageFile::from_file(file, image.len())),
+    })
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -300,14 +299,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
-    let (source, image_len) = open_image(&args.image)?;
+    let image = open_image(&args.image)?;
+    let image_len = image.len();
     let checked = check_source(args, render)?;
-    let mode = super::inspect::write_mode(&args.image, args.raw)?;
+    let src = plan_source(&image, checked.as_ref())?;
+    let mode = super::inspect::write_mode(&src, &args.image, args.raw)?;
+    refuse_table_for_raw(args.table, args.raw, &mode)?;
     // A non-hybrid ISO gets a built layout unless --raw. It is built once
     // before the targets are chosen (to know the size it needs, and to refuse
     // before anything is opened), and again for each device's real size.
     let layout = if mode.decision.mode == Mode::Layout && !args.raw {
-        Some(build_layout(&args.image, args.table, None)?)
+        Some(build_layout(&src, &args.image, args.table, None)?)
     } else {
         None
     };
@@ -317,7 +319,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // guard is dropped, after the partition table is re-read.
     let ctx = Shared {
         args,
-        source: &source,
+        source: image.file(),
+        stamp: image.stamp(),
+        src: &src,
         image_len,
         mode: &mode,
         checked: checked.as_ref(),
@@ -331,6 +335,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         image_len,
         needed,
     )?;
+    // From here on a signal stops the jobs between chunks and they report
+    // what they left on each target (cli::signals).
+    super::signals::cooperate();
     // Every plan is built (and may refuse) before any job starts; disks
     // first, so a refusal there comes before any file target is created.
     let mut prepared: Vec<Option<Job>> = Vec::with_capacity(chosen.len());
@@ -365,6 +372,11 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
 struct Shared<'a> {
     args: &'a Args,
     source: &'a File,
+    /// The image's `fstat` stamp when it was opened (the engine's
+    /// changed-during-the-write check).
+    stamp: input::Stamp,
+    /// The image for the readers that plan (`plan_source`).
+    src: &'a Arc<dyn ByteSource>,
     image_len: u64,
     mode: &'a super::inspect::WriteMode,
     checked: Option<&'a Report>,
@@ -399,7 +411,7 @@ pub fn mode_name(layout: Option<&from_iso::Layout>) -> &'static str {
 }
 
 fn fail(e: write::Error) -> Failure {
-    Failure::new(exit_for(&e), e)
+    Failure::write(e)
 }
 
 /// Opens a chosen target and builds its plan: a built layout sized to the
@@ -421,9 +433,12 @@ fn prepare(
         }
     };
     let layout = match (target.capacity(), layout) {
-        (Some(cap), Some(l)) if l.disk_size != cap => {
-            Some(build_layout(&ctx.args.image, ctx.args.table, Some(cap))?)
-        }
+        (Some(cap), Some(l)) if l.disk_size != cap => Some(build_layout(
+            ctx.src,
+            &ctx.args.image,
+            ctx.args.table,
+            Some(cap),
+        )?),
         (_, l) => l.cloned(),
     };
     let plan = match (&layout, target.capacity()) {
@@ -494,14 +509,20 @@ fn run_job(
         verify: !ctx.args.no_verify,
         before_first_write,
         expect_source: ctx.checked.and_then(|r| r.checked_sha256.clone()),
+        source_blocks: ctx.checked.and_then(|r| r.checked_blocks.clone()),
+        source_stamp: Some(ctx.stamp),
         digest: ctx
             .args
             .digest
             .then_some(bootstick::hash::HashAlgorithm::Sha256),
+        cancel: super::signals::token(),
         ..write::Options::default()
     };
     let started = Instant::now();
     let report = write::write(&plan, ctx.source, &mut target, options, render).map_err(fail)?;
+    // A file target was written beside itself; only now does it replace
+    // the old file (docs/devices.md, "File targets").
+    target.commit().map_err(fail)?;
     let secs = started.elapsed().as_secs_f64();
     drop(target);
     let after =
@@ -556,11 +577,11 @@ fn run_job(
 fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failure> {
     let labels: Vec<String> = jobs.iter().map(Job::label).collect();
     let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
-    for w in &ctx.mode.warnings {
-        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w.clone()));
-    }
     for (job, r) in jobs.iter().zip(&renders) {
         r.start("write", ctx.start_fields(job));
+    }
+    for w in &ctx.mode.warnings {
+        bootstick::events::Observer::event(render, &bootstick::events::Event::Warning(w.clone()));
     }
     let outcomes: Vec<Result<(serde_json::Value, String), Failure>> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
@@ -571,7 +592,7 @@ fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failu
                     let outcome = run_job(ctx, job, r);
                     r.target_result(match &outcome {
                         Ok((fields, _)) => Ok(fields.clone()),
-                        Err(f) => Err((&f.error, f.exit as u8)),
+                        Err(f) => Err(f),
                     });
                     outcome
                 })
@@ -602,15 +623,20 @@ fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failu
                 lines.push(format!("ok     {summary}"));
             }
             Err(f) => {
-                targets.push(json!({
+                let mut v = json!({
                     "target": label,
                     "ok": false,
-                    "error": format!("{:#}", f.error),
+                    "error": super::render::chain(&f.error),
                     "exit_code": f.exit as u8,
-                }));
+                });
+                if let Some(m) = v.as_object_mut() {
+                    m.extend(f.fields.clone());
+                }
+                targets.push(v);
                 lines.push(format!(
-                    "FAILED {label}: {:#} (exit {})",
-                    f.error, f.exit as u8
+                    "FAILED {label}: {} (exit {})",
+                    super::render::chain(&f.error),
+                    f.exit as u8
                 ));
             }
         }
@@ -625,20 +651,24 @@ fn run_many(ctx: &Shared, jobs: Vec<Job>, render: &Renderer) -> Result<(), Failu
         return Ok(());
     };
     let error = anyhow::anyhow!(
-        "{} of {} targets failed (the others were written); first: {first_label}: {:#}",
+        "{} of {} targets failed (the others were written); first: {first_label}: {}",
         failed.len(),
         labels.len(),
-        first.error
+        super::render::chain(&first.error)
     );
-    render.overall(
-        false,
-        json!({
-            "targets": targets,
-            "error": format!("{error:#}"),
-            "exit_code": first.exit as u8,
-        }),
-        &lines.join("\n"),
-    );
+    let mut overall = json!({
+        "targets": targets,
+        "error": super::render::chain(&error),
+        "exit_code": first.exit as u8,
+    });
+    // An interrupted job says so in the overall result too (each target's
+    // state is in its own entry).
+    for key in ["interrupted", "signal"] {
+        if let Some(v) = first.fields.get(key) {
+            overall[key] = v.clone();
+        }
+    }
+    render.overall(false, overall, &lines.join("\n"));
     Err(Failure::new(first.exit, error).reported())
 }
 
@@ -661,7 +691,7 @@ fn after_write(
     let partitions = match guard.reread_partitions() {
         Ok(r) => r.partitions,
         Err(e) => {
-            render.event(&Event::Warning(e.to_string()));
+            render.event(&Event::Warning(bootstick::error_chain(&e)));
             Vec::new()
         }
     };
@@ -670,7 +700,7 @@ fn after_write(
     if eject {
         match bootstick::devices::eject(&bootstick::devices::Roots::live(), disk) {
             Ok(()) => ejected = true,
-            Err(e) => render.event(&Event::Warning(e.to_string())),
+            Err(e) => render.event(&Event::Warning(bootstick::error_chain(&e))),
         }
     }
     After {

@@ -161,7 +161,7 @@ impl State {
         let mounts =
             fs::read_to_string(&roots.mountinfo).map_err(|source| super::Error::Sysfs {
                 path: roots.mountinfo.clone(),
-                source,
+                cause: source,
             })?;
         // /proc/swaps is missing without swap support: no swap then.
         let swaps = fs::read_to_string(&roots.swaps).unwrap_or_default();

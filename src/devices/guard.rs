@@ -119,8 +119,8 @@ fn current_identity(roots: &Roots, chosen: &Identity, file: &File) -> Result<Ide
     };
     let size_bytes =
         device_size(file).map_err(|e| format!("cannot size {}: {e}", chosen.path.display()))?;
-    let graph = Graph::read(roots).map_err(|e| e.to_string())?;
-    let state = State::read(roots).map_err(|e| e.to_string())?;
+    let graph = Graph::read(roots).map_err(|e| crate::error_chain(&e))?;
+    let state = State::read(roots).map_err(|e| crate::error_chain(&e))?;
     let disk = build(&graph, &state)
         .into_iter()
         .find(|d| d.dev == Some(dev));
@@ -162,7 +162,7 @@ impl Guarded {
                 } else {
                     Error::Open {
                         path: path.clone(),
-                        source,
+                        cause: source,
                     }
                 }
             })?;
@@ -170,7 +170,7 @@ impl Guarded {
             .metadata()
             .map_err(|source| Error::Open {
                 path: path.clone(),
-                source,
+                cause: source,
             })?
             .file_type()
             .is_block_device()
@@ -187,7 +187,7 @@ impl Guarded {
                 Err(e) => {
                     return Err(Error::Locked {
                         path,
-                        source: e.into(),
+                        cause: e.into(),
                     })
                 }
             }
@@ -229,7 +229,7 @@ impl Guarded {
     pub fn try_clone(&self) -> Result<File, Error> {
         self.file.try_clone().map_err(|source| Error::Open {
             path: self.identity.path.clone(),
-            source,
+            cause: source,
         })
     }
 
@@ -287,7 +287,7 @@ pub fn unmount_all(roots: &Roots, disk: &Disk) -> Result<Vec<PathBuf>, Error> {
                 Err(e) => {
                     return Err(Error::Unmount {
                         mountpoint: mp,
-                        source: e.into(),
+                        cause: e.into(),
                     })
                 }
             }
@@ -295,7 +295,7 @@ pub fn unmount_all(roots: &Roots, disk: &Disk) -> Result<Vec<PathBuf>, Error> {
     }
     Err(Error::Unmount {
         mountpoint: disk.path.clone(),
-        source: std::io::Error::other("filesystems keep being mounted again"),
+        cause: std::io::Error::other("filesystems keep being mounted again"),
     })
 }
 

@@ -18,6 +18,7 @@
 //!   on captured trees and the VM test-bed runs it inside a guest.
 
 mod enumerate;
+mod files;
 mod guard;
 pub mod mounts;
 mod reread;
@@ -27,6 +28,7 @@ mod sysfs;
 mod system;
 
 pub use enumerate::{by_name, enumerate, Disk, Kind, Partition, Transport};
+pub use files::{check_file, file_key, resolve_links, FileId, FileKey, FileTarget, ImageSite};
 pub use guard::{eject, unmount_all, Guarded, Identity};
 pub use mounts::DevNum;
 pub use reread::{Method as RereadMethod, Reread};
@@ -41,15 +43,77 @@ use std::path::PathBuf;
 /// Every message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source} (is sysfs/procfs mounted?)")]
+    #[error("cannot read {path}: {cause} (is sysfs/procfs mounted?)")]
     Sysfs {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "no disk or file named {target:?}: not a /dev path, a /dev/disk/by-id or by-path link, or the serial number of a disk; run `bootstick list` (or `list --all`) to see the disks; to create an image file, give a path such as ./{target}.img"
     )]
     UnknownTarget { target: String },
+    #[error(
+        "{}: no such device; nothing of that name exists under /dev (a stick that is unplugged, or a typo?); run `bootstick list` (or `list --all`) to see the disks",
+        path.display()
+    )]
+    NoSuchDevice { path: PathBuf },
+    #[error("cannot read the image {}: {cause}", path.display())]
+    Image {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("cannot use {} as a target: {cause}", path.display())]
+    FileTarget {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "cannot create {}: {} is not an existing directory; create it first or give another path",
+        path.display(), dir.display()
+    )]
+    NoDirectory { path: PathBuf, dir: PathBuf },
+    #[error(
+        "cannot write {}: {} is on a read-only filesystem; give a path on a writable one",
+        path.display(), dir.display()
+    )]
+    ReadOnlyFilesystem { path: PathBuf, dir: PathBuf },
+    #[error(
+        "cannot write {}: no permission to create files in {} ({cause}); give a path in a directory you can write",
+        path.display(), dir.display()
+    )]
+    NotWritable {
+        path: PathBuf,
+        dir: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "the target {} is the image {} itself (the same file); writing it would destroy the image; give another target",
+        path.display(), image.display()
+    )]
+    ImageIsTarget { path: PathBuf, image: PathBuf },
+    #[error(
+        "the image {} is on the target {} ({how}); writing the target would overwrite the image while it is read; copy the image to another disk first",
+        image.display(), path.display()
+    )]
+    ImageOnTarget {
+        path: PathBuf,
+        image: PathBuf,
+        how: String,
+    },
+    #[error(
+        "{} is the backing file of the attached loop device {loops}; writing it changes what the loop device reads; detach it first (`losetup -d {loops}`) or, to write it anyway, force it",
+        path.display()
+    )]
+    BacksLoop { path: PathBuf, loops: String },
+    /// A forced write to a loop device's backing file that the loop
+    /// device's own rules refuse (`rule`: mounted, swap, holders).
+    #[error("{} is the backing file of the loop device {}", path.display(), loop_device.display())]
+    BackingInUse {
+        path: PathBuf,
+        loop_device: PathBuf,
+        #[source]
+        rule: Box<Error>,
+    },
     #[error("serial number {serial:?} belongs to several disks ({}); name the disk by its /dev path instead", list(paths))]
     AmbiguousSerial { serial: String, paths: Vec<PathBuf> },
     #[error(
@@ -115,36 +179,36 @@ pub enum Error {
         path.display()
     )]
     Busy { path: PathBuf },
-    #[error("cannot open {}: {source} (writing to a disk needs root)", path.display())]
+    #[error("cannot open {}: {cause} (writing to a disk needs root)", path.display())]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
-        "{} is locked by another program (flock: a partitioning tool or udev?): {source}; wait for it to finish and retry",
+        "{} is locked by another program (flock: a partitioning tool or udev?): {cause}; wait for it to finish and retry",
         path.display()
     )]
     Locked {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{0}")]
     IdentityChanged(String),
     #[error(
-        "cannot unmount {}: {source}; close the programs using it (`fuser -vm {}` lists them) and retry",
+        "cannot unmount {}: {cause}; close the programs using it (`fuser -vm {}` lists them) and retry",
         mountpoint.display(), mountpoint.display()
     )]
     Unmount {
         mountpoint: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
-        "the kernel could not re-read the partition table of {}: {source}; unplug the stick and plug it in again to see its partitions",
+        "the kernel could not re-read the partition table of {}: {cause}; unplug the stick and plug it in again to see its partitions",
         path.display()
     )]
     Reread {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("cannot eject {}: {reason}", path.display())]
     Eject { path: PathBuf, reason: String },

@@ -129,7 +129,7 @@ impl Guarded {
     pub fn table_partitions(&self) -> Result<Vec<Part>, Error> {
         let reread = |e: crate::image::Error| Error::Reread {
             path: self.path().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
+            cause: std::io::Error::other(e.to_string()),
         };
         let src = ImageFile::open(self.path()).map_err(reread)?;
         let area = read_system_area(&src).map_err(reread)?;
@@ -168,7 +168,7 @@ impl Guarded {
         let table = self.table_partitions()?;
         let err = |source| Error::Reread {
             path: self.path().to_path_buf(),
-            source,
+            cause: source,
         };
         let known = self.kernel_partitions();
         for (_, p) in &known {
@@ -231,7 +231,7 @@ impl Guarded {
             if start.elapsed() > NODE_WAIT {
                 return Err(Error::Reread {
                     path: self.path().to_path_buf(),
-                    source: std::io::Error::other(format!(
+                    cause: std::io::Error::other(format!(
                         "partition node {} did not appear",
                         missing[0].display()
                     )),

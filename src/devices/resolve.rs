@@ -56,6 +56,13 @@ pub fn resolve(roots: &Roots, target: &Path) -> Result<Resolved, Error> {
         }
     };
     let Some(node) = node else {
+        // Never suggest a file under /dev: a missing /dev/sdz is a stick
+        // that is not there (or a typo), not a file to create.
+        if under_dev {
+            return Err(Error::NoSuchDevice {
+                path: target.to_path_buf(),
+            });
+        }
         return Err(Error::UnknownTarget {
             target: as_str.into_owned(),
         });

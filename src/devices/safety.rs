@@ -48,6 +48,23 @@ pub fn check(disk: &Disk, needed: u64, policy: Policy) -> Result<(), Error> {
             transport: disk.transport.name(),
         });
     }
+    in_use(disk, policy)?;
+    if disk.size_bytes < needed {
+        return Err(Error::TooSmall {
+            path,
+            size: disk.size_bytes,
+            needed,
+        });
+    }
+    Ok(())
+}
+
+/// The rules about what uses a disk right now: active swap, stacked
+/// devices (both final), mounted filesystems (`--unmount`). Also applied to
+/// the loop devices a file target backs, since writing the file changes what
+/// they read.
+pub(crate) fn in_use(disk: &Disk, policy: Policy) -> Result<(), Error> {
+    let path = disk.path.clone();
     let swaps: Vec<String> = std::iter::once((disk.swap, &disk.path))
         .chain(disk.partitions.iter().map(|p| (p.swap, &p.path)))
         .filter(|(s, _)| *s)
@@ -78,13 +95,6 @@ pub fn check(disk: &Disk, needed: u64, policy: Policy) -> Result<(), Error> {
         return Err(Error::Mounted {
             path,
             mountpoints: mounts.join(", "),
-        });
-    }
-    if disk.size_bytes < needed {
-        return Err(Error::TooSmall {
-            path,
-            size: disk.size_bytes,
-            needed,
         });
     }
     Ok(())

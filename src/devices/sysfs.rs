@@ -138,7 +138,7 @@ impl Graph {
         let block = roots.sys.join("block");
         fs::read_dir(&block).map_err(|source| super::Error::Sysfs {
             path: block.clone(),
-            source,
+            cause: source,
         })?;
         let mut nodes = BTreeMap::new();
         for name in list_dir(&block) {

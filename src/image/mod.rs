@@ -17,6 +17,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+pub mod checked;
+pub mod input;
 pub mod iso9660;
 pub mod open;
 pub mod tree;
@@ -84,18 +86,25 @@ pub struct ImageFile {
 }
 
 impl ImageFile {
-    /// Opens the image at `path`. Block devices are accepted too (their size is
-    /// found by seeking to the end).
+    /// Opens the image at `path` with [`input::open`]: a regular file or a
+    /// block device that is not empty, never blocking on a FIFO.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        use std::io::Seek;
-        let mut file = File::open(path).map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        let len = file
-            .seek(io::SeekFrom::End(0))
-            .map_err(|source| Error::Io { offset: 0, source })?;
-        Ok(ImageFile { file, len })
+        Ok(ImageFile::from_input(input::open(path)?))
+    }
+
+    /// Reads an image already opened by [`input::open`].
+    pub fn from_input(input: input::Input) -> Self {
+        let len = input.len();
+        ImageFile {
+            file: input.into_file(),
+            len,
+        }
+    }
+
+    /// Reads `file` (a clone of an [`input::Input`]'s descriptor) as an
+    /// image of `len` bytes.
+    pub fn from_file(file: File, len: u64) -> Self {
+        ImageFile { file, len }
     }
 
     /// The open file, for callers that stream from it.
@@ -182,8 +191,9 @@ pub enum NodeKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
     /// The best name the image offers (Rock Ridge > Joliet > ISO 9660; UDF
-    /// names), never empty, never `.` or `..`. Not yet sanitised: see
-    /// `tree::safe_component` before using it as a host path.
+    /// names), never empty. Not sanitised: a hostile image may name an
+    /// entry `.`, `..` or `a/b`; see `tree::safe_component` before using it
+    /// as a host path.
     pub name: String,
     pub kind: NodeKind,
     /// File size in bytes (0 for directories and links).
@@ -241,13 +251,24 @@ pub const MAX_DEPTH: usize = 64;
 /// Everything that can go wrong reading an image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open image {path}: {source}")]
+    #[error("cannot open image {}", path.display())]
     Open {
         path: std::path::PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("I/O error reading the image at byte {offset}: {source}")]
+    #[error("{} is {kind}, not a regular file or block device; give the image file (or a disk to copy)", path.display())]
+    NotAnImage {
+        path: std::path::PathBuf,
+        kind: input::NotAnImage,
+    },
+    #[error("the image {} is empty (0 bytes); was the download interrupted?", path.display())]
+    Empty { path: std::path::PathBuf },
+    /// Bytes read after a source check differ from the bytes that were
+    /// checked (see [`checked`]).
+    #[error("the image's bytes {start}..{end} differ from the bytes that were checked: the image changed after it was checked")]
+    ChangedSinceCheck { start: u64, end: u64 },
+    #[error("I/O error reading the image at byte {offset}")]
     Io {
         offset: u64,
         #[source]

@@ -775,7 +775,7 @@ fn read_gpt_at(src: &dyn ByteSource, bs: u32) -> Result<Gpt, Error> {
             {
                 Ok(()) => BackupState::Valid,
                 Err(Error::Io { offset, source }) => return Err(Error::Io { offset, source }),
-                Err(e) => BackupState::Invalid(e.to_string()),
+                Err(e) => BackupState::Invalid(crate::error_chain(&e)),
             }
         }
         _ => BackupState::OutsideImage,

@@ -11,9 +11,11 @@
 
 pub mod decision;
 pub mod facts;
+pub mod truncation;
 
 pub use decision::{Code, Decision, Mode, Reason};
 pub use facts::Facts;
+pub use truncation::Truncation;
 
 use crate::image::eltorito::{self, BootImage, FatFile, Platform};
 use crate::image::partitions::{self, Apm, Gpt, Mbr, Partition};
@@ -92,6 +94,10 @@ pub struct Inspection {
     /// Facts from the file tree (absent when no tree was read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facts: Option<Facts>,
+    /// The image ends before its ISO 9660 volume or a partition does
+    /// (`truncation`): also listed in `problems`; `write` refuses it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncation>,
     /// Damaged structures, each with its byte offset.
     pub problems: Vec<String>,
     pub decision: Decision,
@@ -154,7 +160,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         let (loaders, error) = match eltorito::efi_loaders(src, p.offset, p.len) {
             Ok(l) => (l, None),
             Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
-            Err(e) => (Vec::new(), Some(e.to_string())),
+            Err(e) => (Vec::new(), Some(crate::error_chain(&e))),
         };
         esps.push(EspReport {
             partition: p.clone(),
@@ -172,7 +178,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
                     match eltorito::efi_loaders(src, image.offset, image.len) {
                         Ok(l) => (Some(l), None),
                         Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
-                        Err(e) => (None, Some(e.to_string())),
+                        Err(e) => (None, Some(crate::error_chain(&e))),
                     }
                 } else {
                     (None, None)
@@ -193,7 +199,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         Ok(None) => None,
         Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
         Err(e) => {
-            problems.push(e.to_string());
+            problems.push(crate::error_chain(&e));
             None
         }
     };
@@ -203,7 +209,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
             Ok(f) => Some(f),
             Err(e @ crate::image::Error::Io { .. }) => return Err(e.into()),
             Err(e) => {
-                problems.push(format!("file tree: {e}"));
+                problems.push(format!("file tree: {}", crate::error_chain(&e)));
                 None
             }
         },
@@ -216,6 +222,10 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         apm: area.apm,
         esps,
     };
+    let truncated = truncation::check(src, &tables)?;
+    if let Some(t) = &truncated {
+        problems.insert(0, t.to_string());
+    }
     let decision = decide(
         size,
         &filesystems,
@@ -234,6 +244,7 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         el_torito,
         partitions: tables,
         facts,
+        truncated,
         problems,
         decision,
     })

@@ -40,7 +40,7 @@ pub struct Options {
 /// Why a stick layout could not be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
-    #[error("the stick ({size} bytes) is too small for a FAT32 partition: {source}")]
+    #[error("the stick ({size} bytes) is too small for a FAT32 partition")]
     Fat32 {
         size: u64,
         #[source]

@@ -54,7 +54,7 @@ pub fn image_mtime(src: &dyn ByteSource) -> Result<i64, Error> {
 /// Why the layout could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read the image's file tree: {0}")]
+    #[error("cannot read the image's file tree")]
     Image(#[from] image::Error),
     #[error(
         "{path} is {size} bytes; a FAT32 layout holds files up to 4 GiB - 1 byte, so this ISO \
@@ -83,9 +83,9 @@ pub enum Error {
          use a larger stick (nothing was written)"
     )]
     TargetTooSmall { needed: u64, available: u64 },
-    #[error("cannot lay out the stick: {0}")]
+    #[error("cannot lay out the stick")]
     Disk(#[from] disk::Error),
-    #[error("cannot split {path} into .swm parts for FAT32: {source}")]
+    #[error("cannot split {path} into .swm parts for FAT32")]
     Wim {
         path: String,
         #[source]
@@ -505,7 +505,7 @@ fn read_fat_file(
         len,
         MAX_LOADER + eltorito::MAX_FAT_LISTING_READ,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| crate::error_chain(&e))?;
     let mut file = fs
         .root_dir()
         .open_file(path.trim_start_matches('/'))

@@ -89,7 +89,7 @@ impl Outcome {
 /// Failures that stop a check before it can reach an outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -212,6 +212,11 @@ pub struct Report {
     /// the engine so an image that changes before it is written is caught.
     #[serde(skip)]
     pub checked_sha256: Option<Digest>,
+    /// The SHA-256 of every block of the image, from the same pass as
+    /// `checked_sha256` ([`check_pinned`] only): `write` reads the image
+    /// only through them afterwards (`image::checked`).
+    #[serde(skip)]
+    pub checked_blocks: Option<std::sync::Arc<crate::image::checked::BlockDigests>>,
 }
 
 /// An implanted MD5 and what the check found.
@@ -416,6 +421,18 @@ pub fn has_references(req: &Request) -> bool {
 /// Runs the check described by `req`, reporting progress of the image pass
 /// to `observer`.
 pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
+    check_inner(req, observer, false)
+}
+
+/// [`check`], also taking the SHA-256 of every block of the image in the
+/// same pass ([`Report::checked_blocks`]), so that whatever is later read
+/// from the image can be proved to be the bytes that were checked
+/// (`docs/trust.md`, "Checking inside `write`").
+pub fn check_pinned(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
+    check_inner(req, observer, true)
+}
+
+fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<Report, Error> {
     let mut notes = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut sig_files: Vec<SignatureFile> = Vec::new();
@@ -593,10 +610,11 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
     };
     let mut pending = pending.into_iter();
     let first = pending.next();
-    let (size, digests, implanted_verdict, first_result) = hash_image(
+    let (size, digests, implanted_verdict, checked_blocks, first_result) = hash_image(
         &req.image,
         &algorithms,
         implanted.clone().map(isomd5::Checker::new),
+        blocks,
         observer,
         |r| first.as_ref().map(|p| p.signing.verify(&p.sig, r)),
     )?;
@@ -937,6 +955,7 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
             .iter()
             .find(|d| d.algorithm() == HashAlgorithm::Sha256)
             .cloned(),
+        checked_blocks: checked_blocks.map(std::sync::Arc::new),
         digests: digests
             .iter()
             .map(|d| (d.algorithm().name().to_string(), d.to_hex()))
@@ -1200,12 +1219,19 @@ fn check_detached_over_bytes(
 /// Streams the image once through every hasher; `consume` may read the
 /// stream first (an OpenPGP signature check pulling the image through its
 /// own hasher), and whatever it leaves is drained.
-type Hashed<T> = (u64, Vec<Digest>, Option<isomd5::Verdict>, T);
+type Hashed<T> = (
+    u64,
+    Vec<Digest>,
+    Option<isomd5::Verdict>,
+    Option<crate::image::checked::BlockDigests>,
+    T,
+);
 
 fn hash_image<T>(
     path: &Path,
     algorithms: &[HashAlgorithm],
     implanted: Option<isomd5::Checker>,
+    blocks: bool,
     observer: &dyn Observer,
     consume: impl FnOnce(&mut stream::HashingReader<'_, File>) -> T,
 ) -> Result<Hashed<T>, Error> {
@@ -1221,12 +1247,16 @@ fn hash_image<T>(
     });
     let mut r =
         stream::HashingReader::new(f, algorithms, total, observer).with_implanted(implanted);
+    if blocks {
+        r = r.with_blocks();
+    }
     let t = consume(&mut r);
     r.drain().map_err(io)?;
     let size = r.bytes_read();
+    let blocks = r.take_blocks();
     observer.event(&Event::PhaseFinished {
         phase: Phase::Check,
     });
     let verdict = r.implanted();
-    Ok((size, r.finish(), verdict, t))
+    Ok((size, r.finish(), verdict, blocks, t))
 }

@@ -8,6 +8,7 @@
 
 use crate::events::{Event, Observer, Phase};
 use crate::hash::{Digest, HashAlgorithm, Hasher};
+use crate::image::checked::{BlockDigests, BlockHasher};
 use std::io::{self, Read};
 
 /// Size of one read from the image.
@@ -19,6 +20,8 @@ pub struct HashingReader<'o, R> {
     inner: R,
     hashers: Vec<Hasher>,
     algorithms: Vec<HashAlgorithm>,
+    /// Per-block SHA-256 of the same bytes (`image::checked`), when asked.
+    blocks: Option<BlockHasher>,
     done: u64,
     total: u64,
     observer: &'o dyn Observer,
@@ -45,6 +48,7 @@ impl<'o, R: Read> HashingReader<'o, R> {
             inner,
             hashers: algs.iter().map(|a| a.hasher()).collect(),
             algorithms: algs,
+            blocks: None,
             done: 0,
             total,
             observer,
@@ -61,6 +65,19 @@ impl<'o, R: Read> HashingReader<'o, R> {
     /// The verdict on the implanted MD5, when one was checked.
     pub fn implanted(&mut self) -> Option<super::isomd5::Verdict> {
         self.implanted.take().map(super::isomd5::Checker::finish)
+    }
+
+    /// Also hashes every `image::checked::BLOCK` of the bytes passing, so
+    /// later reads of the image can be checked against this very pass
+    /// ([`HashingReader::take_blocks`]).
+    pub fn with_blocks(mut self) -> Self {
+        self.blocks = Some(BlockHasher::new());
+        self
+    }
+
+    /// The block digests of everything read (when [`HashingReader::with_blocks`]).
+    pub fn take_blocks(&mut self) -> Option<BlockDigests> {
+        self.blocks.take().map(BlockHasher::finish)
     }
 
     /// Reads whatever is left to the end, hashing it.
@@ -102,6 +119,9 @@ impl<R: Read> Read for HashingReader<'_, R> {
         }
         if let Some(c) = &mut self.implanted {
             c.update(&buf[..n]);
+        }
+        if let Some(b) = &mut self.blocks {
+            b.update(&buf[..n]);
         }
         if n > 0 {
             let before = self.done / CHUNK as u64;

@@ -10,12 +10,15 @@ use std::sync::Mutex;
 use rustix::fs::OFlags;
 
 use super::align::{check_ops, write_ops, AlignedBuf, Alignment, Op};
-use super::fill::{fill, read_source};
+use super::fill::{fill, SourceReader};
 use super::sums::{RangeSums, Summer};
-use super::verify::{self, Expected};
+use super::verify::{self, Expected, Stop};
 use super::{CompareReport, Error, Options, Report, Target};
+use crate::cancel::{Cancel, TargetState};
 use crate::events::{Event, Observer, Phase};
 use crate::hash::{Digest, HashAlgorithm};
+use crate::image::checked::Verifier;
+use crate::image::input::Stamp;
 use crate::plan::{Extent, Plan};
 
 /// Writes handed to the target at once. With one (as `dd` does), the device
@@ -79,9 +82,10 @@ fn is_sequential(plan: &Plan, source_len: u64) -> bool {
 
 /// Hashes the whole source (for plans that do not stream it in order).
 fn hash_source(
-    source: &File,
+    source: &SourceReader,
     len: u64,
     algorithm: HashAlgorithm,
+    cancel: &Cancel,
     observer: &dyn Observer,
 ) -> Result<Digest, Error> {
     observer.event(&Event::PhaseStarted {
@@ -92,8 +96,9 @@ fn hash_source(
     let mut buf = vec![0u8; super::DEFAULT_CHUNK];
     let mut at = 0;
     while at < len {
+        untouched_unless_cancelled(cancel)?;
         let n = (len - at).min(buf.len() as u64) as usize;
-        read_source(source, at, &mut buf[..n])?;
+        source.read(at, &mut buf[..n])?;
         h.update(&buf[..n]);
         at += n as u64;
         observer.event(&Event::Progress {
@@ -106,6 +111,17 @@ fn hash_source(
         phase: Phase::Check,
     });
     Ok(h.finish())
+}
+
+/// [`Error::Cancelled`] (nothing written yet) once `cancel` is cancelled.
+fn untouched_unless_cancelled(cancel: &Cancel) -> Result<(), Error> {
+    if cancel.is_cancelled() {
+        Err(Error::Cancelled {
+            target: TargetState::Untouched,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn check_digest(expected: &Option<Digest>, actual: &Digest) -> Result<(), Error> {
@@ -125,6 +141,26 @@ pub(super) fn write(
     mut options: Options,
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
+    let stamp_now = || {
+        Stamp::of(source).map_err(|e| Error::ReadSource {
+            offset: 0,
+            source: e,
+        })
+    };
+    // The image as it was opened; any change from here on is caught.
+    let opened = match options.source_stamp {
+        Some(s) => {
+            if let Some(change) = s.change_to(&stamp_now()?) {
+                return Err(Error::SourceModifiedBeforeWrite { change });
+            }
+            s
+        }
+        None => stamp_now()?,
+    };
+    let unchanged = || match opened.change_to(&stamp_now()?) {
+        Some(change) => Err(Error::SourceModified { change }),
+        None => Ok(()),
+    };
     let source_len = file_len(source).map_err(|e| Error::ReadSource {
         offset: 0,
         source: e,
@@ -133,17 +169,45 @@ pub(super) fn write(
     if let Some(cap) = target.capacity() {
         plan.check_fits(cap)?;
     }
-    // The source is hashed only when something asks for its digest.
-    let algorithm = options
-        .expect_source
-        .as_ref()
-        .map(Digest::algorithm)
-        .or(options.digest);
+    // After a source check with block digests, every source byte is read
+    // through a verifier, so the bytes sent are the checked image's and its
+    // digest is the checked one: nothing needs hashing as a whole.
+    let (reader, trusted) = match &options.source_blocks {
+        Some(blocks) => {
+            if blocks.len() != source_len {
+                return Err(Error::SourceChangedSinceCheck {
+                    start: blocks.len().min(source_len),
+                    end: blocks.len().max(source_len),
+                });
+            }
+            let file = source.try_clone().map_err(|e| Error::ReadSource {
+                offset: 0,
+                source: e,
+            })?;
+            (
+                SourceReader::Checked(Verifier::new(file, blocks.clone(), 2)),
+                options.expect_source.clone(),
+            )
+        }
+        None => (SourceReader::Plain(source), None),
+    };
+    // The source is hashed only when something asks for a digest the
+    // verified reads do not already vouch for.
+    let algorithm = match &trusted {
+        Some(d) if options.digest.is_none_or(|a| a == d.algorithm()) => None,
+        _ => options
+            .expect_source
+            .as_ref()
+            .map(Digest::algorithm)
+            .or(options.digest),
+    };
     let sequential = is_sequential(plan, source_len);
     let prehashed = match algorithm {
         Some(algorithm) if !sequential => {
-            let d = hash_source(source, source_len, algorithm, observer)?;
-            check_digest(&options.expect_source, &d)?;
+            let d = hash_source(&reader, source_len, algorithm, &options.cancel, observer)?;
+            if trusted.is_none() {
+                check_digest(&options.expect_source, &d)?;
+            }
             Some(d)
         }
         _ => None,
@@ -184,15 +248,19 @@ pub(super) fn write(
                 .collect(),
         )
     });
+    untouched_unless_cancelled(&options.cancel)?;
+    let cancel = &options.cancel;
     let (written, streamed) = std::thread::scope(|s| {
         let ops = &ops;
-        s.spawn(move || read_stage(plan, source, ops, free_rx, filled_tx));
+        let reader = &reader;
+        s.spawn(move || read_stage(plan, reader, ops, cancel, free_rx, filled_tx));
         let hasher = s.spawn(move || hash_stage(stream_algorithm, summer, filled_rx, hashed_tx));
         let written = write_stage(
             file,
             direct,
             total,
             options.before_first_write.take(),
+            cancel,
             hashed_rx,
             free_tx,
             observer,
@@ -203,14 +271,27 @@ pub(super) fn write(
     let direct_io = written?;
     let (streamed, sums) = streamed
         .ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?;
-    let source_digest = prehashed.or(streamed);
-    if let Some(d) = &source_digest {
-        check_digest(&options.expect_source, d)?;
-    }
+    unchanged()?;
+    let source_digest = match trusted {
+        Some(d) => Some(d),
+        None => {
+            let d = prehashed.or(streamed);
+            if let Some(d) = &d {
+                check_digest(&options.expect_source, d)?;
+            }
+            d
+        }
+    };
     observer.event(&Event::PhaseFinished {
         phase: Phase::Write,
     });
 
+    // Written but not yet durable: a stop here leaves an incomplete target.
+    if options.cancel.is_cancelled() {
+        return Err(Error::Cancelled {
+            target: TargetState::Incomplete,
+        });
+    }
     observer.event(&Event::PhaseStarted {
         phase: Phase::Sync,
         total: 0,
@@ -220,7 +301,22 @@ pub(super) fn write(
 
     if let Some(sums) = sums {
         let sums = sums.map_err(|why| Error::Internal(format!("write checksums: {why}")))?;
-        verify::check(plan, source, target, chunk, Expected::Sums(&sums), observer)?;
+        let stop = Stop {
+            cancel: &options.cancel,
+            state: TargetState::WrittenNotVerified,
+        };
+        verify::check(
+            plan,
+            source,
+            target,
+            chunk,
+            Expected::Sums(&sums),
+            &stop,
+            observer,
+        )?;
+        // The target holds what was sent; it is the image only if the image
+        // did not change meanwhile.
+        unchanged()?;
     }
     Ok(Report {
         bytes_written: total,
@@ -230,16 +326,21 @@ pub(super) fn write(
     })
 }
 
-/// Fills buffers from the plan, in target order.
+/// Fills buffers from the plan, in target order. Stops (closing its
+/// channel) once `cancel` is cancelled; the writer then reports why.
 fn read_stage(
     plan: &Plan,
-    source: &File,
+    source: &SourceReader,
     ops: &[Op],
+    cancel: &Cancel,
     free: Receiver<AlignedBuf>,
     out: SyncSender<Result<Chunk, Error>>,
 ) {
     for op in ops {
         let Ok(mut buf) = free.recv() else { return };
+        if cancel.is_cancelled() {
+            return;
+        }
         let len = (op.range.end - op.range.start) as usize;
         let msg = fill(plan, source, op.range.start, buf.get_mut(len)).map(|source_parts| Chunk {
             op: op.clone(),
@@ -298,11 +399,13 @@ fn hash_stage(
 /// each chunk to an idle write thread and collects completions, which carry
 /// the progress. Writes to distinct ranges may complete in any order; only
 /// `fsync`, after all of them, makes any of them count.
+#[allow(clippy::too_many_arguments)]
 fn write_stage(
     file: &File,
     direct: bool,
     total: u64,
     before_first_write: Option<super::BeforeFirstWrite>,
+    cancel: &Cancel,
     input: Receiver<Result<Chunk, Error>>,
     free: SyncSender<AlignedBuf>,
     observer: &dyn Observer,
@@ -341,6 +444,8 @@ fn write_stage(
             free: &free,
             observer,
             retry: Vec::new(),
+            cancel,
+            wrote: false,
         };
         let result = d
             .run(before_first_write, input, &job_tx)
@@ -351,6 +456,10 @@ fn write_stage(
             let _ = d.wait_all();
         }
         result?;
+        if d.done != total && cancel.is_cancelled() {
+            // The reader stopped first.
+            return Err(d.cancelled());
+        }
         if d.done != total {
             return Err(Error::Internal(format!(
                 "wrote {} of {total} bytes: the pipeline stopped early",
@@ -382,6 +491,11 @@ struct Dispatcher<'a> {
     observer: &'a dyn Observer,
     /// Direct writes the filesystem refused, to write again buffered.
     retry: Vec<Chunk>,
+    /// Checked before each chunk is handed to a write thread.
+    cancel: &'a Cancel,
+    /// A chunk was handed to a write thread: the target is no longer as
+    /// it was.
+    wrote: bool,
 }
 
 impl Dispatcher<'_> {
@@ -392,6 +506,9 @@ impl Dispatcher<'_> {
         jobs: &SyncSender<Chunk>,
     ) -> Result<(), Error> {
         for msg in input {
+            if self.cancel.is_cancelled() {
+                return Err(self.cancelled());
+            }
             let c = msg?;
             if let Some(check) = before_first_write.take() {
                 check().map_err(Error::Refused)?;
@@ -404,11 +521,24 @@ impl Dispatcher<'_> {
             while self.in_flight >= WRITES_IN_FLIGHT {
                 self.complete_one()?;
             }
+            self.wrote = true;
             jobs.send(c)
                 .map_err(|_| Error::Internal("the write threads stopped early".into()))?;
             self.in_flight += 1;
         }
         Ok(())
+    }
+
+    /// The error for a job cancelled now: the target is incomplete once a
+    /// chunk went to it.
+    fn cancelled(&self) -> Error {
+        Error::Cancelled {
+            target: if self.wrote {
+                TargetState::Incomplete
+            } else {
+                TargetState::Untouched
+            },
+        }
     }
 
     /// Waits for every write in flight; the first failure, if any.
@@ -512,6 +642,7 @@ pub(super) fn compare(
     source: &File,
     target: &Target,
     chunk_size: usize,
+    cancel: &Cancel,
     observer: &dyn Observer,
 ) -> Result<CompareReport, Error> {
     let source_len = file_len(source).map_err(|e| Error::ReadSource {
@@ -519,7 +650,19 @@ pub(super) fn compare(
         source: e,
     })?;
     plan.check_source(source_len)?;
-    let direct_io = verify::check(plan, source, target, chunk_size, Expected::Plan, observer)?;
+    let stop = Stop {
+        cancel,
+        state: TargetState::Untouched,
+    };
+    let direct_io = verify::check(
+        plan,
+        source,
+        target,
+        chunk_size,
+        Expected::Plan,
+        &stop,
+        observer,
+    )?;
     Ok(CompareReport {
         bytes_compared: plan.bytes_to_write(),
         direct_io,
@@ -560,25 +703,36 @@ mod tests {
     /// the writes around it stay direct until then.
     #[test]
     fn refused_direct_writes_are_written_again_buffered() {
-        let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-        let path = dir.path().join("target");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
-        let probe = set_direct(&file, true).and_then(|()| file.write_at(&[0u8; 100], 1));
-        match probe {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            other => {
-                eprintln!(
-                    "SKIP refused_direct_writes_are_written_again_buffered: {} does not refuse unaligned direct writes ({other:?})",
-                    dir.path().display()
-                );
-                return;
+        const TEST: &str = "refused_direct_writes_are_written_again_buffered";
+        // The fallback is only reached on a filesystem that refuses an
+        // unaligned direct write (ext4 and xfs do; tmpfs may not): try the
+        // temporary directory, then the build directory.
+        let candidates = [
+            std::env::temp_dir(),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        ];
+        let refusing = candidates.iter().find_map(|base| {
+            let dir = tempfile::tempdir_in(base).ok()?;
+            let path = dir.path().join("target");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .ok()?;
+            let probe = set_direct(&file, true).and_then(|()| file.write_at(&[0u8; 100], 1));
+            match probe {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some((dir, path, file)),
+                _ => None,
             }
-        }
+        });
+        let Some((_dir, path, file)) = refusing else {
+            crate::test_support::skip(
+                TEST,
+                &format!("none of {candidates:?} refuses unaligned direct writes"),
+            );
+            return;
+        };
         let ranges = [0..8192, 8192..8292, 8292..16384, 16384..20480];
         let (in_tx, in_rx) = sync_channel(ranges.len());
         for (i, r) in ranges.iter().enumerate() {
@@ -587,7 +741,17 @@ mod tests {
         drop(in_tx);
         let (free_tx, free_rx) = sync_channel(ranges.len());
         let events = Events::default();
-        let direct = write_stage(&file, true, 20480, None, in_rx, free_tx, &events).unwrap();
+        let direct = write_stage(
+            &file,
+            true,
+            20480,
+            None,
+            &Cancel::default(),
+            in_rx,
+            free_tx,
+            &events,
+        )
+        .unwrap();
         assert!(!direct, "direct I/O is reported as given up");
         assert_eq!(
             free_rx.try_iter().count(),

@@ -5,14 +5,36 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
 use super::Error;
+use crate::image::checked::{ReadError, Verifier};
 use crate::plan::{Extent, Plan};
+
+/// Where source bytes are read from: the image file as it is, or (after a
+/// source check) only through a [`Verifier`] that hands out nothing but the
+/// checked image's bytes.
+pub enum SourceReader<'a> {
+    Plain(&'a File),
+    Checked(Verifier),
+}
+
+impl SourceReader<'_> {
+    /// Reads exactly `dst.len()` source bytes at `offset`.
+    pub fn read(&self, offset: u64, dst: &mut [u8]) -> Result<(), Error> {
+        match self {
+            SourceReader::Plain(f) => read_source(f, offset, dst),
+            SourceReader::Checked(v) => v.read_exact_at(offset, dst).map_err(|e| match e {
+                ReadError::Mismatch { start, end } => Error::SourceChangedSinceCheck { start, end },
+                ReadError::Io { offset, source } => Error::ReadSource { offset, source },
+            }),
+        }
+    }
+}
 
 /// Fills `out` with what the plan puts at target bytes `at..at + out.len()`,
 /// which the plan must cover without a gap. Returns the parts of `out` that
 /// came from the source, in order (the engine hashes those).
 pub fn fill(
     plan: &Plan,
-    source: &File,
+    source: &SourceReader,
     at: u64,
     out: &mut [u8],
 ) -> Result<Vec<Range<usize>>, Error> {
@@ -40,7 +62,7 @@ pub fn fill(
             Extent::Zeros { .. } => dst.fill(0),
             Extent::Source { offset, .. } => {
                 let from = offset + skip;
-                read_source(source, from, dst)?;
+                source.read(from, dst)?;
                 parts.push(o..o + take);
             }
         }

@@ -21,7 +21,16 @@
 //! - **The source is hashed while it is streamed.** [`Report::source_digest`]
 //!   is the digest of exactly the bytes that were written, and a mismatch
 //!   with [`Options::expect_source`] fails with [`Error::SourceChanged`]: the
-//!   image changed between its check and the write.
+//!   image changed between its check and the write. With
+//!   [`Options::source_blocks`] (a built layout reads the image out of
+//!   order, so its streamed bytes have no whole-image digest) every block
+//!   read is checked against the checking pass's digest of that block
+//!   before it is used ([`crate::image::checked`]).
+//! - **An image that changes during the write is caught.** The read-back
+//!   proves the target holds what was sent, which is a mix when the image
+//!   was being rewritten meanwhile; so the source's `fstat` stamp (size,
+//!   modification and change times) is compared before the write, after it
+//!   and after the read-back ([`Error::SourceModified`]).
 //! - **Nothing is claimed before `fsync`.** The target is flushed (which also
 //!   sends a cache flush to the device) before the write counts as done.
 //! - **Read-back bypasses the page cache.** Verification reads the target
@@ -61,12 +70,16 @@ mod target;
 mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::cancel::{Cancel, TargetState};
 use crate::events::Observer;
 use crate::hash::{Digest, HashAlgorithm};
+use crate::image::checked::BlockDigests;
+use crate::image::input::{Change, Stamp};
 use crate::plan::{Plan, PlanError};
 
-pub use target::Target;
+pub use target::{remove_staged_files, Target};
 
 /// How much data one I/O operation moves by default: large enough that
 /// per-call overhead vanishes, small enough that the buffer pool stays small.
@@ -96,8 +109,28 @@ pub struct Options {
     /// compares would make a fast device wait on the CPU (`docs/performance.md`).
     /// [`Options::expect_source`] hashes whatever this says.
     pub digest: Option<HashAlgorithm>,
+    /// The SHA-256 of every block of the image, taken in the same pass as
+    /// [`Options::expect_source`] (`trust::check_pinned`). With them every
+    /// source byte is read through an
+    /// [`image::checked::Verifier`](crate::image::checked::Verifier): a block
+    /// that is not the checked one fails with
+    /// [`Error::SourceChangedSinceCheck`] before any of it is sent, whatever
+    /// the plan reads in whatever order, and the source digest reported is
+    /// `expect_source` itself (no second whole-image hash is needed).
+    pub source_blocks: Option<Arc<BlockDigests>>,
+    /// The source's [`Stamp`] when it was opened (`image::input::open`). The
+    /// engine compares it with the source's stamp before writing, after the
+    /// write and after the read-back, and fails with
+    /// [`Error::SourceModified`] (or [`Error::SourceModifiedBeforeWrite`])
+    /// when the image changed. Without it the engine takes the stamp itself
+    /// when it starts.
+    pub source_stamp: Option<Stamp>,
     /// Bytes per I/O operation; rounded to the target's alignment.
     pub chunk_size: usize,
+    /// Polled between chunks (hashing, writing, reading back): once
+    /// cancelled, the job lets the I/O in flight finish and stops with
+    /// [`Error::Cancelled`], saying what it left on the target.
+    pub cancel: Cancel,
 }
 
 impl Default for Options {
@@ -107,7 +140,10 @@ impl Default for Options {
             before_first_write: None,
             expect_source: None,
             digest: None,
+            source_blocks: None,
+            source_stamp: None,
             chunk_size: DEFAULT_CHUNK,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -119,7 +155,10 @@ impl std::fmt::Debug for Options {
             .field("before_first_write", &self.before_first_write.is_some())
             .field("expect_source", &self.expect_source)
             .field("digest", &self.digest)
+            .field("source_blocks", &self.source_blocks)
+            .field("source_stamp", &self.source_stamp)
             .field("chunk_size", &self.chunk_size)
+            .field("cancelled", &self.cancel.is_cancelled())
             .finish()
     }
 }
@@ -130,10 +169,12 @@ pub struct Report {
     /// Bytes put on the target (the plan's extents; gaps are not counted).
     pub bytes_written: u64,
     /// The digest of the whole source image, when one was asked for
-    /// ([`Options::digest`] or [`Options::expect_source`]). For plans that
-    /// stream the source once, in order (raw copies), these are exactly the
-    /// bytes written; for other plans the source is hashed in a pass before
-    /// writing.
+    /// ([`Options::digest`] or [`Options::expect_source`]). With
+    /// [`Options::source_blocks`] it is `expect_source`, true of the bytes
+    /// written because every block they came from was verified; otherwise,
+    /// for plans that stream the source once, in order (raw copies), it is
+    /// the digest of exactly the bytes written, and for other plans the
+    /// source is hashed in a pass before writing.
     pub source_digest: Option<Digest>,
     /// The target was read back and matched the plan.
     pub verified: bool,
@@ -168,10 +209,28 @@ pub enum Error {
     NotATarget { path: PathBuf },
     #[error("cannot read the image at byte {offset}")]
     ReadSource { offset: u64, source: std::io::Error },
+    /// The source ended early: it was long enough when the plan was made
+    /// (the plan was checked against its length), so it shrank since.
     #[error(
-        "the image ends at byte {at} but was longer when the plan was made; was it truncated or replaced while being written?"
+        "the image ends at byte {at} but was longer when the plan was made: it was truncated while being written; the target holds an incomplete image and must be written again"
     )]
     SourceTruncated { at: u64 },
+    /// A block of the source is not the block that was checked
+    /// ([`Options::source_blocks`]); nothing of it was sent.
+    #[error(
+        "the image's bytes {start}..{end} differ from the bytes that were checked: the image changed after it was checked; those bytes were not written, but the target is incomplete: check the image and write again"
+    )]
+    SourceChangedSinceCheck { start: u64, end: u64 },
+    /// `fstat` of the source changed during the write or the read-back.
+    #[error(
+        "the image changed while it was being written ({change}); the target holds a mix of its old and new contents and must be written again"
+    )]
+    SourceModified { change: Change },
+    /// `fstat` of the source changed between its opening and the write.
+    #[error(
+        "the image changed after it was opened ({change}); nothing was written: run the command again once the image is complete"
+    )]
+    SourceModifiedBeforeWrite { change: Change },
     #[error(
         "the image's {} digest is {}, but {} was expected: the image changed after it was checked; do not trust the target, check the image and write again",
         expected.algorithm(), actual.to_hex(), expected.to_hex()
@@ -183,6 +242,13 @@ pub enum Error {
         "the image changed while it was being written (target bytes {start}..{end} hold its new contents, not what was written); the target holds a mix: write again"
     )]
     SourceChangedDuringWrite { start: u64, end: u64 },
+    /// A staged file target could not be renamed into place; the file it
+    /// was to replace is unchanged.
+    #[error("cannot put the written file in place as {} (the old file, if any, is unchanged)", path.display())]
+    Commit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("refused before the first write: {0}")]
     Refused(String),
     #[error(
@@ -215,6 +281,10 @@ pub enum Error {
         /// ended (a vanished disk reads as empty).
         source: Option<std::io::Error>,
     },
+    /// The job's [`Cancel`] token was cancelled; `target` says what the
+    /// job left there.
+    #[error("stopped before the end: {}", target.advice())]
+    Cancelled { target: TargetState },
     #[error("internal error in the write engine: {0}")]
     Internal(String),
 }
@@ -260,6 +330,8 @@ fn explain_disappearance(target: &Target, e: Error) -> Error {
 
 /// Streams `plan` (whose `Source` extents are read from `source`) onto
 /// `target`, flushes it, and with [`Options::verify`] reads it back.
+/// Stopped by [`Options::cancel`], it fails with [`Error::Cancelled`],
+/// saying what it left on the target (a staged file target: untouched).
 ///
 /// Checks that the plan fits the source and the target before anything is
 /// written. Progress goes to `observer` as phases `write`, `sync` and
@@ -274,19 +346,30 @@ pub fn write(
 ) -> Result<Report, Error> {
     engine::write(plan, source, target, options, observer)
         .map_err(|e| explain_disappearance(target, e))
+        .map_err(|e| match e {
+            // A staged file reaches its name only at `Target::commit`: a
+            // stopped job leaves the file it was to replace as it was (the
+            // temporary file goes when the target is dropped).
+            Error::Cancelled { .. } if target.staged_path().is_some() => Error::Cancelled {
+                target: TargetState::Untouched,
+            },
+            e => e,
+        })
 }
 
 /// Compares `target` with what `plan` would put on it, without writing, and
 /// reports the first differing byte as [`Error::Mismatch`] (or
 /// [`Error::TargetShort`] when the target ends early). Progress is reported
-/// as phase `verify`.
+/// as phase `verify`. A cancelled `cancel` stops it between chunks with
+/// [`Error::Cancelled`] (the target is untouched: it is only read).
 pub fn compare(
     plan: &Plan,
     source: &std::fs::File,
     target: &Target,
     chunk_size: usize,
+    cancel: &Cancel,
     observer: &dyn Observer,
 ) -> Result<CompareReport, Error> {
-    engine::compare(plan, source, target, chunk_size, observer)
+    engine::compare(plan, source, target, chunk_size, cancel, observer)
         .map_err(|e| explain_disappearance(target, e))
 }

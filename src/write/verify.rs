@@ -14,9 +14,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::align::{check_ops, AlignedBuf, Alignment, CheckOp};
 use super::engine::{file_len, set_direct};
-use super::fill::fill;
+use super::fill::{fill, SourceReader};
 use super::sums::{checksum, RangeSums};
 use super::{Error, Target};
+use crate::cancel::{Cancel, TargetState};
 use crate::events::{Event, Observer, Phase};
 use crate::plan::Plan;
 
@@ -40,14 +41,34 @@ pub(super) enum Expected<'a> {
     Sums(&'a RangeSums),
 }
 
+/// When the read-back stops early: the job's token, and what a stop leaves
+/// on the target (a write's read-back: written but not verified; a
+/// comparison: untouched).
+pub(super) struct Stop<'a> {
+    pub cancel: &'a Cancel,
+    pub state: TargetState,
+}
+
+impl Stop<'_> {
+    /// [`Error::Cancelled`] once the token is cancelled.
+    fn check(&self) -> Result<(), Error> {
+        if self.cancel.is_cancelled() {
+            Err(Error::Cancelled { target: self.state })
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Compares the target with the plan; `Ok(true)` when the target was read
-/// with `O_DIRECT`.
+/// with `O_DIRECT`. Stops between chunks once `stop`'s token is cancelled.
 pub(super) fn check(
     plan: &Plan,
     source: &File,
     target: &Target,
     chunk_size: usize,
     expected: Expected,
+    stop: &Stop,
     observer: &dyn Observer,
 ) -> Result<bool, Error> {
     let target_len =
@@ -62,6 +83,7 @@ pub(super) fn check(
             target_len,
             chunk_size,
             Expected::Plan,
+            stop,
             observer,
         )?;
         return Err(Error::TargetShort {
@@ -70,7 +92,7 @@ pub(super) fn check(
         });
     }
     let direct = check_inner(
-        plan, source, target, target_len, chunk_size, expected, observer,
+        plan, source, target, target_len, chunk_size, expected, stop, observer,
     )?;
     observer.event(&Event::PhaseFinished {
         phase: Phase::Verify,
@@ -91,6 +113,7 @@ fn plan_prefix(plan: &Plan, end: u64) -> Plan {
     b.build()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_inner(
     plan: &Plan,
     source: &File,
@@ -98,6 +121,7 @@ fn check_inner(
     target_len: u64,
     chunk_size: usize,
     expected: Expected,
+    stop: &Stop,
     observer: &dyn Observer,
 ) -> Result<bool, Error> {
     let file = target.file_handle();
@@ -137,6 +161,7 @@ fn check_inner(
         source,
         ops: &ops,
         total,
+        stop,
         observer,
     };
     let result = std::thread::scope(|s| {
@@ -262,7 +287,13 @@ fn read_expected(
     for op in ops {
         let Ok(mut buf) = free.recv() else { return };
         let len = (op.check.end - op.check.start) as usize;
-        let msg = fill(plan, source, op.check.start, buf.get_mut(len)).map(|_| buf);
+        let msg = fill(
+            plan,
+            &SourceReader::Plain(source),
+            op.check.start,
+            buf.get_mut(len),
+        )
+        .map(|_| buf);
         let failed = msg.is_err();
         if out.send(msg).is_err() || failed {
             return;
@@ -276,6 +307,9 @@ struct Compare<'a> {
     source: &'a File,
     ops: &'a [CheckOp],
     total: u64,
+    /// Checked before each range; the readers ahead stop when their
+    /// channels close.
+    stop: &'a Stop<'a>,
     observer: &'a dyn Observer,
 }
 
@@ -285,6 +319,7 @@ impl Compare<'_> {
     fn against_sums(&self, sums: &RangeSums, target: &TargetReads) -> Result<(), Error> {
         let mut done = 0u64;
         for (i, op) in self.ops.iter().enumerate() {
+            self.stop.check()?;
             let read = target.take(i)?;
             let t = checked_part(op, &read.buf, read.got);
             if t.len() as u64 != op.check.end - op.check.start || sums.get(i) != read.sum {
@@ -305,6 +340,7 @@ impl Compare<'_> {
     ) -> Result<(), Error> {
         let mut done = 0u64;
         for (i, op) in self.ops.iter().enumerate() {
+            self.stop.check()?;
             let read = target.take(i)?;
             let ebuf = recv(&expected)??;
             let t = checked_part(op, &read.buf, read.got);
@@ -326,7 +362,12 @@ impl Compare<'_> {
     /// image that changed during the write.
     fn locate(&self, op: &CheckOp, t: &[u8]) -> Error {
         let mut e = vec![0u8; t.len()];
-        if let Err(err) = fill(self.plan, self.source, op.check.start, &mut e) {
+        if let Err(err) = fill(
+            self.plan,
+            &SourceReader::Plain(self.source),
+            op.check.start,
+            &mut e,
+        ) {
             return err;
         }
         if let Err(err) = differs(op, t, &e) {

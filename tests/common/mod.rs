@@ -25,7 +25,10 @@ fn strict() -> bool {
     std::env::var_os("BOOTSTICK_REQUIRE_ALL").is_some_and(|v| v == "1")
 }
 
-fn skip(test: &str, why: &str) -> bool {
+/// Skips `test` for `why` (a visible `SKIP:` line), or panics under
+/// `BOOTSTICK_REQUIRE_ALL=1`. Returns false, so `if !require_x() { return }`
+/// reads naturally. Every skip goes through here (`tests/suite.rs` checks).
+pub fn skip(test: &str, why: &str) -> bool {
     if strict() {
         panic!("{test}: {why} (BOOTSTICK_REQUIRE_ALL=1 forbids skipping; run scripts/test.sh to install it)");
     }
@@ -176,12 +179,58 @@ pub fn spawn_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Child 
     child
 }
 
-/// The JSON lines a `--json` command printed on stdout, parsed.
+/// The JSON lines a `--json` command printed on stdout, parsed and checked
+/// against the contract every `--json` run keeps (docs/cli.md, "JSON
+/// output"): valid NDJSON only, each line an object with `event` and `t`;
+/// the first line is a `start` with `command`; the last line, and only the
+/// last, is the `result`, with `ok`, and with `ok: false` an `error` and an
+/// `exit_code`.
 pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(stdout)
+    let text = String::from_utf8_lossy(stdout);
+    let lines: Vec<serde_json::Value> = text
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}\nstdout:\n{text}"))
+        })
+        .collect();
+    assert!(!lines.is_empty(), "a --json run printed nothing");
+    for l in &lines {
+        assert!(
+            l.is_object() && l["event"].is_string() && l["t"].is_number(),
+            "every line is an object with `event` and `t`: {l}\nstdout:\n{text}"
+        );
+    }
+    assert_eq!(
+        lines[0]["event"], "start",
+        "the first line is `start`:\n{text}"
+    );
+    assert!(
+        lines[0].get("command").is_some(),
+        "`start` names the command:\n{text}"
+    );
+    let results = lines.iter().filter(|l| l["event"] == "result").count();
+    assert_eq!(results, 1, "exactly one `result` line:\n{text}");
+    let last = lines.last().unwrap();
+    assert_eq!(
+        last["event"], "result",
+        "the last line is `result`:\n{text}"
+    );
+    assert!(last["ok"].is_boolean(), "`result` has `ok`:\n{text}");
+    if last["ok"] == false {
+        assert!(
+            last["error"].is_string() && last["exit_code"].is_u64(),
+            "a failed `result` has `error` and `exit_code`:\n{text}"
+        );
+    }
+    lines
+}
+
+/// The `result` line of a `--json` run of a report command (`verify`,
+/// `inspect`, `ls`, `list`), which carries the report's fields; the whole
+/// output is checked as [`json_lines`] checks it.
+pub fn json_result(stdout: &[u8]) -> serde_json::Value {
+    json_lines(stdout).pop().unwrap()
 }
 
 /// Runs `bootstick write` on a pseudo-terminal (util-linux `script`), typing
@@ -201,4 +250,41 @@ pub fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
         o.status.code(),
         String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
     )
+}
+
+/// Runs `bootstick write --yes --json ARGS... IMAGE TARGET`, calling `act`
+/// once with the first JSON line of the write phase (`"phase": "write"`)
+/// while the write goes on, and returns the exit code and every JSON line.
+/// For tests of an image that changes during a write.
+#[allow(dead_code)]
+pub fn write_changing_image(
+    image: &Path,
+    target: &Path,
+    args: &[&str],
+    act: impl FnOnce(&serde_json::Value),
+) -> (Option<i32>, Vec<serde_json::Value>) {
+    use std::io::BufRead;
+    let mut child = bootstick()
+        .args(["write", "--yes", "--json"])
+        .args(args)
+        .arg(image)
+        .arg(target)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut act = Some(act);
+    let mut events = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "phase" && v["phase"] == "write" {
+            if let Some(a) = act.take() {
+                a(&v);
+            }
+        }
+        events.push(v);
+    }
+    let status = child.wait().unwrap();
+    assert!(act.is_none(), "the write phase never started: {events:#?}");
+    (status.code(), events)
 }

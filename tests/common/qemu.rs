@@ -134,12 +134,10 @@ pub fn require(test: &str, firmware: &[Firmware]) -> bool {
         return false;
     }
     if firmware.contains(&Firmware::Ovmf) && find_ovmf().is_none() {
-        let why = "needs OVMF firmware (Debian package `ovmf`, or set BOOTSTICK_OVMF_CODE and BOOTSTICK_OVMF_VARS)";
-        if std::env::var_os("BOOTSTICK_REQUIRE_ALL").is_some_and(|v| v == "1") {
-            panic!("{test}: {why} (BOOTSTICK_REQUIRE_ALL=1 forbids skipping)");
-        }
-        eprintln!("SKIP: {test}: {why}");
-        return false;
+        return super::skip(
+            test,
+            "needs OVMF firmware (Debian package `ovmf`, or set BOOTSTICK_OVMF_CODE and BOOTSTICK_OVMF_VARS)",
+        );
     }
     true
 }
@@ -500,7 +498,6 @@ pub fn fixture_cache() -> PathBuf {
 /// and cached under `target/fixtures/` keyed by the recipe's content and the
 /// GRUB version. Call after `require_tools(.., FIXTURE_TOOLS)`.
 pub fn grub_hybrid_iso() -> PathBuf {
-    use sha2::{Digest, Sha256};
     let recipe = recipe_dir();
     let cfg = std::fs::read(recipe.join("grub.cfg")).expect("fixture grub.cfg");
     let args = std::fs::read_to_string(recipe.join("mkrescue.args")).expect("fixture args");
@@ -517,37 +514,25 @@ pub fn grub_hybrid_iso() -> PathBuf {
         );
     }
     let version = super::run(Command::new("grub-mkrescue").arg("--version"));
-    let mut h = Sha256::new();
-    h.update(&cfg);
-    h.update(args.join("\n"));
-    h.update(&version);
-    let key: String = h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-
-    let cache = fixture_cache();
-    let iso = cache.join(format!("grub-hybrid-{key}.iso"));
-    if iso.is_file() {
-        return iso;
-    }
-    std::fs::create_dir_all(&cache).expect("create target/fixtures");
-    // Build in a private directory, then rename: tests running in parallel
-    // never see a half-written ISO.
-    let work = tempfile::tempdir_in(&cache).expect("fixture work directory");
-    let root = work.path().join("root");
-    std::fs::create_dir_all(root.join("boot/grub")).unwrap();
-    std::fs::write(root.join("boot/grub/grub.cfg"), &cfg).unwrap();
-    let out = work.path().join("fixture.iso");
-    super::run(
-        Command::new("grub-mkrescue")
-            .arg("-o")
-            .arg(&out)
-            .args(&args)
-            .arg(&root),
+    let recipe = format!(
+        "grub.cfg {:?}\nargs {args:?}\n{version}",
+        String::from_utf8_lossy(&cfg)
     );
-    std::fs::rename(&out, &iso).expect("move the built fixture into the cache");
-    iso
+    // Built in a private path, then renamed (`fixtures::cached`): tests
+    // running in parallel never see a half-written ISO.
+    super::fixtures::cached("grub-hybrid", "iso", &recipe, |out| {
+        let work = tempfile::tempdir_in(fixture_cache()).expect("fixture work directory");
+        let root = work.path().join("root");
+        std::fs::create_dir_all(root.join("boot/grub")).unwrap();
+        std::fs::write(root.join("boot/grub/grub.cfg"), &cfg).unwrap();
+        super::run(
+            Command::new("grub-mkrescue")
+                .arg("-o")
+                .arg(out)
+                .args(&args)
+                .arg(&root),
+        );
+    })
 }
 
 /// Tools needed for [`grub_efi_standalone`].
@@ -558,7 +543,6 @@ pub const STANDALONE_TOOLS: &[&str] = &["grub-mkstandalone"];
 /// off). Used to prove that FAT volumes bootstick lays out itself boot under
 /// UEFI. Built by `grub-mkstandalone`, cached like [`grub_hybrid_iso`].
 pub fn grub_efi_standalone() -> PathBuf {
-    use sha2::{Digest, Sha256};
     let cfg_path = recipe_dir().join("grub.cfg");
     let cfg = std::fs::read(&cfg_path).expect("fixture grub.cfg");
     assert!(
@@ -566,28 +550,14 @@ pub fn grub_efi_standalone() -> PathBuf {
         "grub-mkstandalone needs /usr/lib/grub/x86_64-efi (Debian: grub-efi-amd64-bin)"
     );
     let version = super::run(Command::new("grub-mkstandalone").arg("--version"));
-    let mut h = Sha256::new();
-    h.update(&cfg);
-    h.update(&version);
-    let key: String = h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let cache = fixture_cache();
-    let efi = cache.join(format!("grub-standalone-{key}.efi"));
-    if efi.is_file() {
-        return efi;
-    }
-    std::fs::create_dir_all(&cache).expect("create target/fixtures");
-    let work = tempfile::tempdir_in(&cache).expect("fixture work directory");
-    let out = work.path().join("BOOTX64.EFI");
-    super::run(
-        Command::new("grub-mkstandalone")
-            .args(["-O", "x86_64-efi", "--locales=", "--fonts=", "--themes="])
-            .arg("-o")
-            .arg(&out)
-            .arg(format!("boot/grub/grub.cfg={}", cfg_path.display())),
-    );
-    std::fs::rename(&out, &efi).expect("move the built fixture into the cache");
-    efi
+    let recipe = format!("grub.cfg {:?}\n{version}", String::from_utf8_lossy(&cfg));
+    super::fixtures::cached("grub-standalone", "efi", &recipe, |out| {
+        super::run(
+            Command::new("grub-mkstandalone")
+                .args(["-O", "x86_64-efi", "--locales=", "--fonts=", "--themes="])
+                .arg("-o")
+                .arg(out)
+                .arg(format!("boot/grub/grub.cfg={}", cfg_path.display())),
+        );
+    })
 }

@@ -221,11 +221,16 @@ impl Iso9660 {
             (_, FsKind::Joliet) => names::joliet(first.name),
             _ => names::plain(first.name),
         };
-        if name.is_empty() || name == "." || name == ".." {
+        // `.` and `..` as names (a Rock Ridge NM or a Joliet identifier that
+        // says so; the real self and parent records were skipped above) are
+        // listed as stored: an extraction skips them with a warning
+        // (`tree::safe_component`), and failing here would lose the whole
+        // directory to one hostile entry.
+        if name.is_empty() {
             return Err(Error::Malformed {
                 format: "ISO 9660 directory record",
                 offset: first.offset,
-                detail: format!("the entry has the reserved name {name:?}"),
+                detail: "the entry has an empty name".into(),
             });
         }
         let rr = rr.unwrap_or_default();

@@ -95,9 +95,10 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Finds the anchor for sector size `sector`: at sector 256, the last sector,
-/// sector N−257 or sector 512. Returns the anchor's (main, reserve) VDS extents.
-fn anchor(src: &dyn ByteSource, sector: u64) -> Option<[(u64, u64); 2]> {
+/// Finds the anchors for sector size `sector`: at sector 256, the last
+/// sector, sector N−257 and sector 512. Returns each valid anchor's (main,
+/// reserve) VDS extents, in that order, with the anchor's byte offset.
+fn anchors(src: &dyn ByteSource, sector: u64) -> Vec<(u64, [(u64, u64); 2])> {
     let n = src.len() / sector;
     let mut candidates = vec![256u64];
     if n > 0 {
@@ -107,6 +108,8 @@ fn anchor(src: &dyn ByteSource, sector: u64) -> Option<[(u64, u64); 2]> {
         candidates.push(n - 257);
     }
     candidates.push(512);
+    candidates.dedup();
+    let mut found = Vec::new();
     for s in candidates {
         let mut buf = vec![0u8; 512.min(sector) as usize];
         if src
@@ -118,14 +121,16 @@ fn anchor(src: &dyn ByteSource, sector: u64) -> Option<[(u64, u64); 2]> {
         let Ok(loc) = u32::try_from(s) else { continue };
         if tag::check(&buf, s * sector, &[id::AVDP], Some(loc)).is_ok() {
             let ext = |at| (u64::from(u32_at(&buf, at + 4)), u64::from(u32_at(&buf, at)));
-            return Some([ext(16), ext(24)]);
+            found.push((s * sector, [ext(16), ext(24)]));
         }
     }
-    None
+    found
 }
 
-/// Locates the anchor and reads the volume descriptor sequence (the main one,
-/// then the reserve copy if the main one is unusable).
+/// Locates the anchors and reads the volume descriptor sequence: the main
+/// one, then the reserve copy, of each anchor in turn (UDF 2.60 2.2.3: any
+/// anchor may be used), so one damaged anchor or sequence does not hide an
+/// intact copy. The first failure is reported when none works.
 pub(crate) fn read(src: &Arc<dyn ByteSource>, rec: Recognition) -> Result<Volume, Error> {
     let sizes: &[u64] = if rec.stride == 4096 {
         &[4096]
@@ -133,13 +138,21 @@ pub(crate) fn read(src: &Arc<dyn ByteSource>, rec: Recognition) -> Result<Volume
         &[2048, 512, 4096]
     };
     for &sector in sizes {
-        let Some([main, reserve]) = anchor(src.as_ref(), sector) else {
-            continue;
-        };
-        return match sequence(src.as_ref(), sector, main) {
-            Ok(v) => Ok(v),
-            Err(e) => sequence(src.as_ref(), sector, reserve).map_err(|_| e),
-        };
+        let found = anchors(src.as_ref(), sector);
+        let mut first_err = None;
+        for (at, [main, reserve]) in found {
+            for extent in [main, reserve] {
+                match sequence(src.as_ref(), sector, at, extent) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
     }
     Err(malformed(
         VRS_START,
@@ -148,7 +161,14 @@ pub(crate) fn read(src: &Arc<dyn ByteSource>, rec: Recognition) -> Result<Volume
 }
 
 /// Reads one volume descriptor sequence starting at extent (`loc`, `len`) in sectors/bytes.
-fn sequence(src: &dyn ByteSource, sector: u64, (loc, len): (u64, u64)) -> Result<Volume, Error> {
+fn sequence(
+    src: &dyn ByteSource,
+    sector: u64,
+    anchor: u64,
+    (loc, len): (u64, u64),
+) -> Result<Volume, Error> {
+    // Where the extent being read was found: the anchor, then a VDP.
+    let mut from = anchor;
     let mut pvd: Option<(u32, Vec<u8>)> = None;
     let mut lvd: Option<(u32, u64, Vec<u8>)> = None;
     let mut pds: Vec<(u32, u16, u64, u64)> = Vec::new();
@@ -159,6 +179,19 @@ fn sequence(src: &dyn ByteSource, sector: u64, (loc, len): (u64, u64)) -> Result
             return Err(Error::Loop {
                 path: format!("UDF volume descriptor sequence at sector {}", extent.0),
             });
+        }
+        // A sequence placed past the image's end is a damaged pointer (the
+        // image itself may be whole), not a read to fail as truncated.
+        if extent.0.saturating_mul(sector).saturating_add(sector) > src.len() {
+            return Err(malformed(
+                from,
+                format!(
+                    "the {} at byte {from} places the volume descriptor sequence at sector {}, past the end of the image ({} bytes): the UDF structures are damaged",
+                    if from == anchor { "anchor" } else { "volume descriptor pointer" },
+                    extent.0,
+                    src.len()
+                ),
+            ));
         }
         let sectors = (extent.1 / sector).min(VDS_MAX_SECTORS);
         for i in 0..sectors {
@@ -175,6 +208,7 @@ fn sequence(src: &dyn ByteSource, sector: u64, (loc, len): (u64, u64)) -> Result
             match t.id {
                 id::TD => break 'hops,
                 id::VDP => {
+                    from = off;
                     extent = (u64::from(u32_at(&buf, 24)), u64::from(u32_at(&buf, 20)));
                     continue 'hops;
                 }

@@ -1,0 +1,92 @@
+//! `SIGINT`, `SIGTERM` and `SIGHUP`: stop the job, say what it left behind.
+//!
+//! Handlers are installed first thing in `main` (signal-hook,
+//! `docs/decisions.md`). What the first signal does depends on where the
+//! command is:
+//!
+//! - Before the command reaches code that polls the cancellation token (the
+//!   image check, inspection, the confirmation prompt, `verify`, `inspect`,
+//!   `ls`), nothing has been written: the signal thread reports the
+//!   interruption itself (JSON `result` with `interrupted`, or a line on
+//!   stderr) and exits with 128 + the signal's number.
+//! - Once the command has called [`cooperate`] (`write` after its targets
+//!   are chosen, `compare` and `extract` before their loops), the signal
+//!   only cancels the process-wide [`token`]: the engine stops between
+//!   chunks, lets the I/O in flight finish, releases the device and returns
+//!   `Cancelled` with the target's state, which the command reports.
+//!
+//! A second termination signal exits at once (from the signal handler
+//! itself, so nothing can hold it up), with the same 128 + number code.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bootstick::cancel::{Cancel, Signal};
+
+/// The token every job of this process polls.
+static TOKEN: OnceLock<Cancel> = OnceLock::new();
+
+/// True once the command polls [`TOKEN`] and reports a cancellation itself.
+/// The signal thread decides under this lock, so a command that starts
+/// cooperating and a signal that arrives at the same time agree on who
+/// reports.
+static COOPERATIVE: Mutex<bool> = Mutex::new(false);
+
+/// The cancellation token of this process's jobs.
+pub fn token() -> Cancel {
+    TOKEN.get_or_init(Cancel::new).clone()
+}
+
+/// From now on the command stops by itself when [`token`] is cancelled,
+/// and reports it. If a signal already arrived, the signal thread is
+/// exiting the process and this never returns.
+pub fn cooperate() {
+    *COOPERATIVE.lock().unwrap_or_else(|e| e.into_inner()) = true;
+}
+
+/// Installs the handlers; `report` tells the user about a signal that
+/// arrived before the command cooperates (the process then exits).
+pub fn install(report: fn(Signal)) -> std::io::Result<()> {
+    let cancel = token();
+    let seen = Arc::new(AtomicBool::new(false));
+    for s in Signal::ALL {
+        // Registered first, so it runs first: exits on any signal after
+        // the first. The second action arms it.
+        signal_hook::flag::register_conditional_shutdown(
+            s.number(),
+            128 + s.number(),
+            Arc::clone(&seen),
+        )?;
+        signal_hook::flag::register(s.number(), Arc::clone(&seen))?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new(Signal::ALL.map(Signal::number))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Some(signal) = signals.forever().find_map(Signal::from_number) else {
+                return;
+            };
+            let cooperative = COOPERATIVE.lock().unwrap_or_else(|e| e.into_inner());
+            cancel.cancel_by(signal);
+            if !*cooperative {
+                // Held until the process exits: a command that tries to
+                // start cooperating now waits here instead. No destructor
+                // runs on exit: remove the temporary files of staged file
+                // targets here.
+                bootstick::write::remove_staged_files();
+                report(signal);
+                std::process::exit(128 + signal.number());
+            }
+        })?;
+    Ok(())
+}
+
+/// A line on stderr that survives a closed terminal (after `SIGHUP`
+/// writing fails; `eprintln!` would panic).
+pub fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    // Start on a fresh line when a progress bar may be drawn.
+    let fresh = if err.is_terminal() { "\n" } else { "" };
+    let _ = writeln!(err, "{fresh}{line}");
+}
