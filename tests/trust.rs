@@ -2440,12 +2440,13 @@ fn real_inrelease_and_its_packages_file() {
         .min();
     let Some(inrelease) = inrelease.filter(|_| keyring.exists()) else {
         // scripts/test.sh runs `apt-get update`, so the lists exist there.
-        assert!(
-            std::env::var_os("BOOTSTICK_REQUIRE_ALL").is_none(),
-            "no Debian InRelease in /var/lib/apt/lists or no {}",
-            keyring.display()
+        common::skip(
+            "real_inrelease",
+            &format!(
+                "no Debian InRelease in /var/lib/apt/lists or no {}",
+                keyring.display()
+            ),
         );
-        eprintln!("SKIP: real_inrelease: no apt lists");
         return;
     };
     // gpgv, the oracle, accepts it with the keyring.
