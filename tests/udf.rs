@@ -1117,22 +1117,6 @@ fn cli_ls_reports_a_udf_loop() {
     assert!(err.contains("loops"), "{err}");
 }
 
-/// CRC-ITU-T (ECMA-167 7.2.6), for re-sealing a descriptor after an edit.
-fn crc_itu(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
 /// Points the anchor at `sector` (2048-byte sectors) at main and reserve
 /// sequences far past the image's end, with a tag whose checksum and CRC
 /// are right: a damaged anchor that still reads as one.
@@ -1142,7 +1126,7 @@ fn misdirect_anchor(img: &mut [u8], sector: usize) {
     s[20..24].copy_from_slice(&0x00F0_0000u32.to_le_bytes());
     s[28..32].copy_from_slice(&0x00F0_0010u32.to_le_bytes());
     let n = usize::from(u16::from_le_bytes([s[10], s[11]]));
-    let crc = crc_itu(&s[16..16 + n]);
+    let crc = udf_build::crc(&s[16..16 + n]);
     s[8..10].copy_from_slice(&crc.to_le_bytes());
     s[4] = 0;
     s[4] = s[..16].iter().fold(0u8, |a, &b| a.wrapping_add(b));
