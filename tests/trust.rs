@@ -837,20 +837,42 @@ fn openpgp_clearsigned_checksum() {
         13,
     );
 
-    // A hash added outside the signed text does not count: the signed part
-    // lists another image only, the unsigned tail lists this one.
-    let other = stage(&fx, &[("arch.iso", "renamed.iso")]);
-    let tail = tool(other.path(), "sha256sum", &["--tag", "renamed.iso"]);
+    // Trailing text after the signature block, even a line that lists this
+    // very image with its right hash, makes the file a bad signature: text
+    // outside the signed part is never read.
+    let own_tail = tool(dir.path(), "sha256sum", &["--tag", "arch.iso"]);
+    std::fs::write(
+        dir.path().join("Fedora-arch-CHECKSUM"),
+        format!("{text}{own_tail}"),
+    )
+    .unwrap();
+    let v = verify_key(&fx, dir.path(), "rsa4096", &[]);
+    assert_outcome(&v, "bad-signature", 13);
+    assert!(
+        v.json["signatures"][0]["detail"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("text outside the signed part")),
+        "{:#}",
+        v.json
+    );
+
+    // Another image (not a copy of arch.iso): the intact signed part lists
+    // arch.iso only, so it is not listed ...
+    std::fs::write(dir.path().join("Fedora-arch-CHECKSUM"), &text).unwrap();
+    std::fs::remove_file(dir.path().join("arch.iso")).unwrap();
+    common::pseudo_random_file(&dir.path().join("other.iso"), 3 << 20, 7);
+    let v = verify_with_keys(dir.path(), "other.iso", &[&fx], &["rsa4096"], &[]);
+    assert_outcome(&v, "not-listed", 12);
+    // ... and a line for it added after the signed part does not make it
+    // listed: the file is a bad signature.
+    let tail = tool(dir.path(), "sha256sum", &["--tag", "other.iso"]);
     std::fs::write(
         dir.path().join("Fedora-arch-CHECKSUM"),
         format!("{text}{tail}"),
     )
     .unwrap();
-    std::fs::copy(fx.path("arch.iso"), dir.path().join("renamed.iso")).unwrap();
-    std::fs::remove_file(dir.path().join("arch.iso")).unwrap();
-    let v = verify_with_keys(dir.path(), "renamed.iso", &[&fx], &["rsa4096"], &[]);
-    assert_ne!(v.json["outcome"], "verified", "{:#}", v.json);
-    assert_ne!(v.code, 0);
+    let v = verify_with_keys(dir.path(), "other.iso", &[&fx], &["rsa4096"], &[]);
+    assert_outcome(&v, "bad-signature", 13);
 }
 
 #[test]
