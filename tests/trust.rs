@@ -242,11 +242,9 @@ fn unreadable_inputs_are_bad_input() {
 // OpenPGP: keys and signatures made by gpg, the oracle.
 // ---------------------------------------------------------------------------
 
-/// Bump when the recipe below changes: the cache directory is keyed by it.
-const GPG_RECIPE: &str = "trust-gpg-v3";
-
 /// Keys and signatures made once by `gpg` and cached under
-/// `target/fixtures/<recipe>/`.
+/// `target/fixtures/trust-gpg-<key>.d/`, keyed by this file's builder code
+/// (`common::fixtures::cached`), so a changed recipe is never stale.
 struct GpgFixtures {
     dir: PathBuf,
 }
@@ -278,33 +276,16 @@ fn gpg(home: &Path) -> Command {
     c
 }
 
-fn fixtures_root() -> PathBuf {
-    // tests run from the package root; target/ may be elsewhere (CARGO_TARGET_DIR)
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bootstick"));
-    exe.parent().unwrap().parent().unwrap().join("fixtures")
-}
-
 fn gpg_fixtures() -> Option<GpgFixtures> {
     if !require_tools("gpg fixtures", &["gpg", "gpgconf", "sha256sum"]) {
         return None;
     }
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let dir = ONCE.get_or_init(|| {
-        let root = fixtures_root();
-        std::fs::create_dir_all(&root).unwrap();
-        let dir = root.join(GPG_RECIPE);
-        let lock = std::fs::File::create(root.join(format!("{GPG_RECIPE}.lock"))).unwrap();
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        if !dir.join("done").exists() {
-            let tmp = root.join(format!("{GPG_RECIPE}.tmp"));
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp).unwrap();
-            build_gpg_fixtures(&tmp);
-            std::fs::write(tmp.join("done"), "").unwrap();
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::rename(&tmp, &dir).unwrap();
-        }
-        dir
+        common::fixtures::cached("trust-gpg", "d", "gpg keys, signatures, images", |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            build_gpg_fixtures(dir);
+        })
     });
     Some(GpgFixtures { dir: dir.clone() })
 }
