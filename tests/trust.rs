@@ -562,6 +562,36 @@ fn verify_key(fx: &GpgFixtures, dir: &Path, key: &str, extra: &[&str]) -> Verdic
 }
 
 /// gpg's own verdict on a detached signature with only `key` imported.
+/// The status keywords (`--status-fd`) gpg prints verifying `sig` with the
+/// fixture keys `keys` imported: `GOODSIG`, `EXPKEYSIG`, `REVKEYSIG`,
+/// `EXPSIG`, `BADSIG`, `ERRSIG`, `NO_PUBKEY`, `VALIDSIG`, …; the oracle's
+/// own verdict on a signature bootstick refuses.
+fn gpg_status(fx: &GpgFixtures, keys: &[&str], sig: &Path, data: Option<&Path>) -> Vec<String> {
+    let home = tempfile::tempdir().unwrap();
+    for k in keys {
+        run(gpg(home.path())
+            .arg("--import")
+            .arg(fx.path(&format!("{k}.key"))));
+    }
+    let mut c = gpg(home.path());
+    c.args(["--status-fd", "1", "--verify"]).arg(sig);
+    if let Some(d) = data {
+        c.arg(d);
+    }
+    let out = c.output().unwrap();
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "gpg-agent"])
+        .status();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("[GNUPG:] "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
 fn gpg_accepts(fx: &GpgFixtures, key: &str, sig: &Path, data: Option<&Path>) -> bool {
     let home = tempfile::tempdir().unwrap();
     // gpg fails a file with several signatures when it lacks any signer's key.
@@ -732,13 +762,49 @@ fn openpgp_refusals() {
         );
         verify_key(&fx, dir.path(), key, &[])
     };
-    // gpg itself checks the SHA-1 signature fine: refusing it is our rule.
-    assert_outcome(&case("sums.sha1.asc", "rsa4096"), "weak-signature", 15);
-    assert_outcome(&case("sums.expired.asc", "expired"), "expired-key", 16);
-    assert_outcome(&case("sums.revoked.asc", "revoked"), "revoked-key", 17);
-    assert_outcome(&case("sums.sig-expired.asc", "old"), "expired-key", 16);
-    assert_outcome(&case("sums.backdated.asc", "rsa4096"), "bad-signature", 13);
-    assert_outcome(&case("sums.other.asc", "rsa4096"), "unknown-key", 14);
+    let sums = fx.path("SHA256SUMS");
+    // Each refusal next to what gpg, the oracle, says of the same signature
+    // with the same key (its `--status-fd` keyword), so a fixture that stops
+    // being what its name says fails here rather than passing for a reason
+    // nobody meant.
+    for (sig, key, gpg_keyword, outcome, code) in [
+        // gpg checks the SHA-1 signature fine: refusing it is our rule.
+        ("sums.sha1.asc", "rsa4096", "GOODSIG", "weak-signature", 15),
+        (
+            "sums.expired.asc",
+            "expired",
+            "EXPKEYSIG",
+            "expired-key",
+            16,
+        ),
+        (
+            "sums.revoked.asc",
+            "revoked",
+            "REVKEYSIG",
+            "revoked-key",
+            17,
+        ),
+        ("sums.sig-expired.asc", "old", "EXPSIG", "expired-key", 16),
+        // Made before its key existed: gpg cannot check it at all.
+        (
+            "sums.backdated.asc",
+            "rsa4096",
+            "ERRSIG",
+            "bad-signature",
+            13,
+        ),
+        ("sums.other.asc", "rsa4096", "NO_PUBKEY", "unknown-key", 14),
+    ] {
+        let status = gpg_status(&fx, &[key], &fx.path(sig), Some(&sums));
+        assert!(
+            status.iter().any(|s| s == gpg_keyword),
+            "{sig}: gpg says {status:?}, expected {gpg_keyword}"
+        );
+        if gpg_keyword != "GOODSIG" {
+            assert!(!status.iter().any(|s| s == "GOODSIG"), "{sig}: {status:?}");
+        }
+        assert_outcome(&case(sig, key), outcome, code);
+    }
 }
 
 #[test]
@@ -970,6 +1036,19 @@ fn openpgp_tampering() {
     let mut b = text.into_bytes();
     b[body] = if b[body] == b'A' { b'B' } else { b'A' };
     std::fs::write(&sig, b).unwrap();
+    let status = gpg_status(
+        &fx,
+        &["rsa4096"],
+        &sig,
+        Some(&dir.path().join("SHA256SUMS")),
+    );
+    // gpg refuses it too: the armor's CRC-24 no longer matches, so it finds
+    // no OpenPGP data at all (NODATA), or with a matching CRC a BADSIG.
+    assert!(
+        status.iter().any(|s| s == "NODATA" || s == "BADSIG")
+            && !status.iter().any(|s| s == "GOODSIG" || s == "VALIDSIG"),
+        "gpg says {status:?}"
+    );
     assert_outcome(
         &verify_key(&fx, dir.path(), "rsa4096", &[]),
         "bad-signature",
