@@ -2,6 +2,7 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod advice;
 pub mod compare;
 pub mod exit;
 pub mod extract;
@@ -9,6 +10,7 @@ pub mod fs_choice;
 pub mod inspect;
 pub mod list;
 pub mod ls;
+pub mod references;
 pub mod render;
 pub mod signals;
 pub mod target;
