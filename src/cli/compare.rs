@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use super::advice;
 use super::exit::{Exit, Failure};
+use super::mode::{choice, TableArg};
 use super::render::{human_bytes, layout_line, Renderer};
-use super::write::{choice, TableArg};
 use bootstick::devices::Roots;
 use bootstick::job;
 use bootstick::write;

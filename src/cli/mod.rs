@@ -4,12 +4,14 @@
 
 pub mod advice;
 pub mod compare;
+pub mod disks;
 pub mod exit;
 pub mod extract;
 pub mod fs_choice;
 pub mod inspect;
 pub mod list;
 pub mod ls;
+pub mod mode;
 pub mod references;
 pub mod render;
 pub mod signals;

@@ -7,8 +7,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
+use super::disks::table;
 use super::exit::{Exit, Failure};
-use super::list::table;
 use super::render::human_bytes;
 use bootstick::devices::{self, Disk, Roots};
 use bootstick::job::{Answer, Confirm, Summary};

@@ -10,10 +10,10 @@ use super::advice;
 use super::exit::{Exit, Failure};
 use super::render::{human_bytes, layout_line, Renderer};
 
+use super::mode::{choice, notice_text};
 use bootstick::devices::{Policy, Roots};
 use bootstick::events::{Event, Observer};
-use bootstick::job::{self, Choice, Notice, Prepared, RunOptions, Written};
-use bootstick::layout::disk;
+use bootstick::job::{self, Prepared, RunOptions, Written};
 use bootstick::trust::Outcome;
 
 /// Write an image to a stick or a file, then read it back to prove it.
@@ -66,7 +66,7 @@ pub struct Args {
     /// Partition table of a built layout (ignored for byte copies): `gpt`
     /// (UEFI) or `mbr` (also readable by old systems; still UEFI boot).
     #[arg(long, value_enum, default_value = "gpt")]
-    pub table: TableArg,
+    pub table: super::mode::TableArg,
     /// Check the image (as `bootstick verify` does) before writing, and
     /// refuse when the check fails or finds nothing to check against. Without
     /// it the check still runs when checksum or signature files sit beside the
@@ -79,48 +79,6 @@ pub struct Args {
     pub require_signature: bool,
     #[command(flatten)]
     pub references: super::references::References,
-}
-
-/// `--table` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TableArg {
-    Gpt,
-    Mbr,
-}
-
-impl TableArg {
-    pub fn table(self) -> disk::Table {
-        match self {
-            TableArg::Gpt => disk::Table::Gpt,
-            TableArg::Mbr => disk::Table::Mbr,
-        }
-    }
-}
-
-/// The library's choice from `--raw` and `--table`.
-pub fn choice(raw: bool, table: TableArg) -> Choice {
-    Choice {
-        raw,
-        table: Some(table.table()),
-    }
-}
-
-/// The warning events for what the decision wants the user to know.
-pub fn notice_text(n: &Notice, image: &std::path::Path) -> String {
-    match n {
-        Notice::ForcedRaw { reasons } => format!(
-            "{} is not a hybrid ISO; copying it byte for byte as asked (--raw): the stick will likely not boot{}",
-            image.display(),
-            reasons
-                .iter()
-                .map(|r| format!("\n  - {r}"))
-                .collect::<String>()
-        ),
-        Notice::Unrecognised => format!(
-            "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
-            image.display()
-        ),
-    }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
