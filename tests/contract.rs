@@ -141,7 +141,18 @@ fn every_json_run_starts_with_start_and_ends_with_its_result() {
         (vec!["ls".into(), p(&a_dir)], "ls", 3),
         (vec!["ls".into(), p(&iso), "/nothing".into()], "ls", 3),
         (
-            vec!["verify".into(), "--sha256".into(), hash.into(), p(&img)],
+            vec!["verify".into(), "--sha256".into(), hash.clone().into(), p(&img)],
+            "verify",
+            0,
+        ),
+        (
+            vec![
+                "verify".into(),
+                "--require-signature".into(),
+                "--sha256".into(),
+                hash.into(),
+                p(&img),
+            ],
             "verify",
             10,
         ),
@@ -322,7 +333,13 @@ fn each_exit_code_is_provoked_by_its_documented_case() {
         (
             10,
             "checksum only",
-            vec!["verify".into(), "--sha256".into(), hash.clone(), s(&img)],
+            vec![
+                "verify".into(),
+                "--require-signature".into(),
+                "--sha256".into(),
+                hash.clone(),
+                s(&img),
+            ],
         ),
         (
             11,
