@@ -141,7 +141,12 @@ fn every_json_run_starts_with_start_and_ends_with_its_result() {
         (vec!["ls".into(), p(&a_dir)], "ls", 3),
         (vec!["ls".into(), p(&iso), "/nothing".into()], "ls", 3),
         (
-            vec!["verify".into(), "--sha256".into(), hash.clone().into(), p(&img)],
+            vec![
+                "verify".into(),
+                "--sha256".into(),
+                hash.clone().into(),
+                p(&img),
+            ],
             "verify",
             0,
         ),
@@ -975,17 +980,16 @@ fn help_fits_80_columns_without_broken_wraps() {
         let lines: Vec<&str> = help.lines().collect();
         for w in lines.windows(3) {
             let lone = w[1].trim();
+            let wrapped = w[0].len() > 70
+                && !lone.is_empty()
+                && !lone.contains(' ')
+                && lone.len() < 12
+                && w[2].len() > 40
+                && !lone.starts_with('-');
             assert!(
-                !(w[0].len() > 70
-                    && !lone.is_empty()
-                    && !lone.contains(' ')
-                    && lone.len() < 12
-                    && w[2].len() > 40
-                    && !lone.starts_with('-')),
+                !wrapped,
                 "{sub} --help wraps a line: {:?} / {:?} / {:?}",
-                w[0],
-                w[1],
-                w[2]
+                w[0], w[1], w[2]
             );
         }
     }
