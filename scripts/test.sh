@@ -56,7 +56,7 @@ commands=(
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
-  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper groff bash
+  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash
 )
 absent=()
 for c in "${commands[@]}"; do

@@ -259,11 +259,9 @@ fn unreadable_inputs_are_bad_input() {
 // OpenPGP: keys and signatures made by gpg, the oracle.
 // ---------------------------------------------------------------------------
 
-/// Bump when the recipe below changes: the cache directory is keyed by it.
-const GPG_RECIPE: &str = "trust-gpg-v3";
-
 /// Keys and signatures made once by `gpg` and cached under
-/// `target/fixtures/<recipe>/`.
+/// `target/fixtures/trust-gpg-<key>.d/`, keyed by this file's builder code
+/// (`common::fixtures::cached`), so a changed recipe is never stale.
 struct GpgFixtures {
     dir: PathBuf,
 }
@@ -295,33 +293,16 @@ fn gpg(home: &Path) -> Command {
     c
 }
 
-fn fixtures_root() -> PathBuf {
-    // tests run from the package root; target/ may be elsewhere (CARGO_TARGET_DIR)
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bootstick"));
-    exe.parent().unwrap().parent().unwrap().join("fixtures")
-}
-
 fn gpg_fixtures() -> Option<GpgFixtures> {
     if !require_tools("gpg fixtures", &["gpg", "gpgconf", "sha256sum"]) {
         return None;
     }
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let dir = ONCE.get_or_init(|| {
-        let root = fixtures_root();
-        std::fs::create_dir_all(&root).unwrap();
-        let dir = root.join(GPG_RECIPE);
-        let lock = std::fs::File::create(root.join(format!("{GPG_RECIPE}.lock"))).unwrap();
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        if !dir.join("done").exists() {
-            let tmp = root.join(format!("{GPG_RECIPE}.tmp"));
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp).unwrap();
-            build_gpg_fixtures(&tmp);
-            std::fs::write(tmp.join("done"), "").unwrap();
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::rename(&tmp, &dir).unwrap();
-        }
-        dir
+        common::fixtures::cached("trust-gpg", "d", "gpg keys, signatures, images", |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            build_gpg_fixtures(dir);
+        })
     });
     Some(GpgFixtures { dir: dir.clone() })
 }
@@ -598,6 +579,36 @@ fn verify_key(fx: &GpgFixtures, dir: &Path, key: &str, extra: &[&str]) -> Verdic
 }
 
 /// gpg's own verdict on a detached signature with only `key` imported.
+/// The status keywords (`--status-fd`) gpg prints verifying `sig` with the
+/// fixture keys `keys` imported: `GOODSIG`, `EXPKEYSIG`, `REVKEYSIG`,
+/// `EXPSIG`, `BADSIG`, `ERRSIG`, `NO_PUBKEY`, `VALIDSIG`, …; the oracle's
+/// own verdict on a signature bootstick refuses.
+fn gpg_status(fx: &GpgFixtures, keys: &[&str], sig: &Path, data: Option<&Path>) -> Vec<String> {
+    let home = tempfile::tempdir().unwrap();
+    for k in keys {
+        run(gpg(home.path())
+            .arg("--import")
+            .arg(fx.path(&format!("{k}.key"))));
+    }
+    let mut c = gpg(home.path());
+    c.args(["--status-fd", "1", "--verify"]).arg(sig);
+    if let Some(d) = data {
+        c.arg(d);
+    }
+    let out = c.output().unwrap();
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "gpg-agent"])
+        .status();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("[GNUPG:] "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
 fn gpg_accepts(fx: &GpgFixtures, key: &str, sig: &Path, data: Option<&Path>) -> bool {
     let home = tempfile::tempdir().unwrap();
     // gpg fails a file with several signatures when it lacks any signer's key.
@@ -768,13 +779,49 @@ fn openpgp_refusals() {
         );
         verify_key(&fx, dir.path(), key, &[])
     };
-    // gpg itself checks the SHA-1 signature fine: refusing it is our rule.
-    assert_outcome(&case("sums.sha1.asc", "rsa4096"), "weak-signature", 15);
-    assert_outcome(&case("sums.expired.asc", "expired"), "expired-key", 16);
-    assert_outcome(&case("sums.revoked.asc", "revoked"), "revoked-key", 17);
-    assert_outcome(&case("sums.sig-expired.asc", "old"), "expired-key", 16);
-    assert_outcome(&case("sums.backdated.asc", "rsa4096"), "bad-signature", 13);
-    assert_outcome(&case("sums.other.asc", "rsa4096"), "unknown-key", 14);
+    let sums = fx.path("SHA256SUMS");
+    // Each refusal next to what gpg, the oracle, says of the same signature
+    // with the same key (its `--status-fd` keyword), so a fixture that stops
+    // being what its name says fails here rather than passing for a reason
+    // nobody meant.
+    for (sig, key, gpg_keyword, outcome, code) in [
+        // gpg checks the SHA-1 signature fine: refusing it is our rule.
+        ("sums.sha1.asc", "rsa4096", "GOODSIG", "weak-signature", 15),
+        (
+            "sums.expired.asc",
+            "expired",
+            "EXPKEYSIG",
+            "expired-key",
+            16,
+        ),
+        (
+            "sums.revoked.asc",
+            "revoked",
+            "REVKEYSIG",
+            "revoked-key",
+            17,
+        ),
+        ("sums.sig-expired.asc", "old", "EXPSIG", "expired-key", 16),
+        // Made before its key existed: gpg cannot check it at all.
+        (
+            "sums.backdated.asc",
+            "rsa4096",
+            "ERRSIG",
+            "bad-signature",
+            13,
+        ),
+        ("sums.other.asc", "rsa4096", "NO_PUBKEY", "unknown-key", 14),
+    ] {
+        let status = gpg_status(&fx, &[key], &fx.path(sig), Some(&sums));
+        assert!(
+            status.iter().any(|s| s == gpg_keyword),
+            "{sig}: gpg says {status:?}, expected {gpg_keyword}"
+        );
+        if gpg_keyword != "GOODSIG" {
+            assert!(!status.iter().any(|s| s == "GOODSIG"), "{sig}: {status:?}");
+        }
+        assert_outcome(&case(sig, key), outcome, code);
+    }
 }
 
 #[test]
@@ -854,20 +901,42 @@ fn openpgp_clearsigned_checksum() {
         13,
     );
 
-    // A hash added outside the signed text does not count: the signed part
-    // lists another image only, the unsigned tail lists this one.
-    let other = stage(&fx, &[("arch.iso", "renamed.iso")]);
-    let tail = tool(other.path(), "sha256sum", &["--tag", "renamed.iso"]);
+    // Trailing text after the signature block, even a line that lists this
+    // very image with its right hash, makes the file a bad signature: text
+    // outside the signed part is never read.
+    let own_tail = tool(dir.path(), "sha256sum", &["--tag", "arch.iso"]);
+    std::fs::write(
+        dir.path().join("Fedora-arch-CHECKSUM"),
+        format!("{text}{own_tail}"),
+    )
+    .unwrap();
+    let v = verify_key(&fx, dir.path(), "rsa4096", &[]);
+    assert_outcome(&v, "bad-signature", 13);
+    assert!(
+        v.json["signatures"][0]["detail"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("text outside the signed part")),
+        "{:#}",
+        v.json
+    );
+
+    // Another image (not a copy of arch.iso): the intact signed part lists
+    // arch.iso only, so it is not listed ...
+    std::fs::write(dir.path().join("Fedora-arch-CHECKSUM"), &text).unwrap();
+    std::fs::remove_file(dir.path().join("arch.iso")).unwrap();
+    common::pseudo_random_file(&dir.path().join("other.iso"), 3 << 20, 7);
+    let v = verify_with_keys(dir.path(), "other.iso", &[&fx], &["rsa4096"], &[]);
+    assert_outcome(&v, "not-listed", 12);
+    // ... and a line for it added after the signed part does not make it
+    // listed: the file is a bad signature.
+    let tail = tool(dir.path(), "sha256sum", &["--tag", "other.iso"]);
     std::fs::write(
         dir.path().join("Fedora-arch-CHECKSUM"),
         format!("{text}{tail}"),
     )
     .unwrap();
-    std::fs::copy(fx.path("arch.iso"), dir.path().join("renamed.iso")).unwrap();
-    std::fs::remove_file(dir.path().join("arch.iso")).unwrap();
-    let v = verify_with_keys(dir.path(), "renamed.iso", &[&fx], &["rsa4096"], &[]);
-    assert_ne!(v.json["outcome"], "verified", "{:#}", v.json);
-    assert_ne!(v.code, 0);
+    let v = verify_with_keys(dir.path(), "other.iso", &[&fx], &["rsa4096"], &[]);
+    assert_outcome(&v, "bad-signature", 13);
 }
 
 #[test]
@@ -984,6 +1053,19 @@ fn openpgp_tampering() {
     let mut b = text.into_bytes();
     b[body] = if b[body] == b'A' { b'B' } else { b'A' };
     std::fs::write(&sig, b).unwrap();
+    let status = gpg_status(
+        &fx,
+        &["rsa4096"],
+        &sig,
+        Some(&dir.path().join("SHA256SUMS")),
+    );
+    // gpg refuses it too: the armor's CRC-24 no longer matches, so it finds
+    // no OpenPGP data at all (NODATA), or with a matching CRC a BADSIG.
+    assert!(
+        status.iter().any(|s| s == "NODATA" || s == "BADSIG")
+            && !status.iter().any(|s| s == "GOODSIG" || s == "VALIDSIG"),
+        "gpg says {status:?}"
+    );
     assert_outcome(
         &verify_key(&fx, dir.path(), "rsa4096", &[]),
         "bad-signature",
