@@ -17,6 +17,10 @@ pub struct Args {
     pub image: PathBuf,
     #[command(flatten)]
     pub references: References,
+    /// Fail (exit 10) unless a trusted signature covers the image, also when
+    /// it matches the hash given with --sha256/--sha512.
+    #[arg(long)]
+    pub require_signature: bool,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -41,12 +45,13 @@ pub struct References {
     /// beside the image and the checksum files are found without it.
     #[arg(long, value_name = "FILE")]
     pub sig: Vec<PathBuf>,
-    /// An OpenPGP public key or keyring (armored or binary) whose signatures
-    /// are trusted; repeatable.
+    /// A public key whose signatures are trusted: OpenPGP (a key or keyring,
+    /// armored or binary, as gpg exports it), minisign (`.pub`) or signify
+    /// (`.pub`); repeatable.
     #[arg(long, value_name = "FILE")]
     pub key: Vec<PathBuf>,
-    /// Trust only the --key keys with this fingerprint (or long key ID);
-    /// repeatable.
+    /// Trust only the OpenPGP --key keys with this fingerprint (the whole 40
+    /// or 64 hex digits; short and long key IDs are refused); repeatable.
     #[arg(long, value_name = "FPR")]
     pub fingerprint: Vec<String>,
     /// Do not look for checksum or signature files beside the image.
@@ -125,6 +130,13 @@ pub fn render(report: &Report) -> String {
         out.push('\n');
     };
     line(format!("outcome: {}", outcome_text(report)));
+    if report.matches_given_digest() {
+        line(
+            "the image matches the hash given on the command line; no signature \
+             proves who published that hash (--require-signature makes this a failure)"
+                .into(),
+        );
+    }
     line(format!(
         "image: {} ({} bytes)",
         report.image.display(),
@@ -356,7 +368,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if !args.json {
         print!("{}", render(&report));
     }
-    match exit_for(report.outcome) {
+    let code = if report.matches_given_digest() && !args.require_signature {
+        Exit::Ok
+    } else {
+        exit_for(report.outcome)
+    };
+    match code {
         Exit::Ok => {
             out.document(doc);
             Ok(())
