@@ -23,6 +23,7 @@ packages=(
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
+  groff-base                                          # renders the generated manual pages (tests/contract.rs)
 )
 
 missing=()
@@ -55,7 +56,7 @@ commands=(
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
-  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64
+  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash
 )
 absent=()
 for c in "${commands[@]}"; do

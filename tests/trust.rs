@@ -127,9 +127,26 @@ fn single_hash_file_and_command_line_hash() {
     std::fs::write(dir.path().join("y.iso.sha256"), format!("{hex}\n")).unwrap();
     assert_outcome(&verify_image(&image, &[]), "checksum-only", 10);
 
+    // The hash the user gave matches: that is the check they asked for,
+    // exit 0 (so `verify && write` works), still named checksum-only, and
+    // --require-signature makes it a failure (issue 12).
     let v = verify_image(&image, &["--sha256", &hex.to_uppercase()]);
-    assert_outcome(&v, "checksum-only", 10);
+    assert_outcome(&v, "checksum-only", 0);
     assert_eq!(v.json["matched"]["source"], "command line");
+    assert_eq!(v.json["ok"], true);
+    let v = verify_image(&image, &["--sha256", &hex, "--require-signature"]);
+    assert_outcome(&v, "checksum-only", 10);
+    let text = bootstick()
+        .args(["verify", "--sha256", &hex])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(text.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("no signature proves who published that hash"),
+        "{text:?}"
+    );
 
     let mut wrong = hex.clone().into_bytes();
     wrong[10] = if wrong[10] == b'0' { b'1' } else { b'0' };

@@ -4,6 +4,7 @@
 
 pub mod advice;
 pub mod compare;
+pub mod completions;
 pub mod disks;
 pub mod exit;
 pub mod extract;
@@ -44,6 +45,10 @@ pub enum Command {
     Ls(ls::Args),
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages into a directory (scripts/man.sh).
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 impl Command {
@@ -63,6 +68,8 @@ impl Command {
                 false,
                 "nothing was extracted",
             ),
+            Command::Completions(_) => ("completions", false, None, false, ""),
+            Command::Man(_) => ("man", false, None, false, ""),
         };
         render::Invocation {
             command,
@@ -83,6 +90,8 @@ impl Command {
             Command::Inspect(args) => inspect::run(args),
             Command::Ls(args) => ls::run(args),
             Command::Extract(args) => extract::run(args),
+            Command::Completions(args) => completions::completions(args),
+            Command::Man(args) => completions::man(args),
         }
     }
 }
@@ -124,6 +133,14 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 7] = [
-    "write", "compare", "list", "verify", "inspect", "ls", "extract",
+const SUBCOMMANDS: [&str; 9] = [
+    "write",
+    "compare",
+    "list",
+    "verify",
+    "inspect",
+    "ls",
+    "extract",
+    "completions",
+    "man",
 ];

@@ -28,12 +28,13 @@ pub struct References {
     /// beside the image and the checksum files are found without it.
     #[arg(long, value_name = "FILE")]
     pub sig: Vec<PathBuf>,
-    /// An OpenPGP public key or keyring (armored or binary) whose signatures
-    /// are trusted; repeatable.
+    /// A public key whose signatures are trusted: OpenPGP (a key or keyring,
+    /// armored or binary, as gpg exports it), minisign (`.pub`) or signify
+    /// (`.pub`); repeatable.
     #[arg(long, value_name = "FILE")]
     pub key: Vec<PathBuf>,
-    /// Trust only the --key keys with this fingerprint (or long key ID);
-    /// repeatable.
+    /// Trust only the OpenPGP --key keys with this fingerprint (the whole 40
+    /// or 64 hex digits; short and long key IDs are refused); repeatable.
     #[arg(long, value_name = "FPR")]
     pub fingerprint: Vec<String>,
     /// Do not look for checksum or signature files beside the image.

@@ -16,13 +16,13 @@ use bootstick::events::{Event, Observer};
 use bootstick::job::{self, Prepared, RunOptions, Written};
 use bootstick::trust::Outcome;
 
-/// Write an image to a stick or a file, then read it back to prove it.
+/// Write an image to a stick or file, then read it back to prove it.
 ///
 /// A hybrid ISO or a raw disk image is copied byte for byte; a non-hybrid
 /// ISO gets a built layout (GPT + FAT32 holding its files, UEFI boot). Both
-/// are written with direct I/O, flushed, and read back bypassing the page cache. When
-/// the image is smaller than the device, the device's last MiB is zeroed
-/// too, so no stale backup partition table survives there.
+/// are written with direct I/O, flushed, and read back bypassing the page
+/// cache. When the image is smaller than the device, the device's last MiB
+/// is zeroed too, so no stale backup partition table survives there.
 ///
 /// Examples:
 ///   bootstick write debian-13-amd64-netinst.iso /dev/sdb

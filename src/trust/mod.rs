@@ -137,6 +137,10 @@ pub struct Request {
 pub struct Listing {
     /// The checksum file, or `command line`.
     pub source: String,
+    /// The digest was given by the user (`--sha256`, `--sha512`), not read
+    /// from a file; see [`Report::matches_given_digest`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub command_line: bool,
     /// The line within the (signed part of the) file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
@@ -217,6 +221,21 @@ pub struct Report {
     /// only through them afterwards (`image::checked`).
     #[serde(skip)]
     pub checked_blocks: Option<std::sync::Arc<crate::image::checked::BlockDigests>>,
+}
+
+impl Report {
+    /// The image matched a digest its user gave (`Request::expected`:
+    /// `--sha256`, `--sha512`), and nothing signed says otherwise. That is
+    /// the check the user asked for — a hash copied from a publisher's HTTPS
+    /// page (Microsoft publishes nothing else) — so `verify` succeeds on it
+    /// (exit 0) while still naming the outcome `checksum-only`: no
+    /// signature proves who published the hash. A digest found in a
+    /// checksum file beside the image is not this: that file came from
+    /// wherever the image came from.
+    pub fn matches_given_digest(&self) -> bool {
+        self.outcome == Outcome::ChecksumOnly
+            && self.matched.as_ref().is_some_and(|m| m.command_line)
+    }
 }
 
 /// An implanted MD5 and what the check found.
@@ -692,6 +711,7 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
         let entries = &s.sums.entries;
         let listing = |i: usize, alg: HashAlgorithm, by: matching::By| Listing {
             source: s.name.clone(),
+            command_line: s.dir.is_none(),
             line: (entries[i].line > 0).then_some(entries[i].line),
             name: entries[i].name.clone(),
             renamed: by == matching::By::Hash,
@@ -809,6 +829,7 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
     let implanted_md5 = implanted.zip(implanted_verdict).map(|(fields, verdict)| {
         let l = Listing {
             source: IMPLANTED_SOURCE.into(),
+            command_line: false,
             line: None,
             name: None,
             renamed: false,
