@@ -12,6 +12,7 @@ pub mod events;
 pub mod hash;
 pub mod image;
 pub mod inspect;
+pub mod job;
 pub mod layout;
 pub mod mount;
 pub mod plan;
