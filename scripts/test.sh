@@ -15,14 +15,17 @@ packages=(
   grub-pc-bin grub-efi-amd64-bin grub-common xorriso  # fixture hybrid ISOs (grub-mkrescue)
   genisoimage p7zip-full                              # ISO/UDF fixtures and an independent reader
   udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
+  fuse3                                               # fusermount3: bootstick mount/umount (tests/mount.rs)
   mtools dosfstools gdisk                             # FAT and GPT oracles
   wimtools                                            # WIM oracle
-  gnupg minisign signify-openbsd                      # signature peers
+  gnupg gpgv minisign signify-openbsd                 # signature peers (gpgv: apt's InRelease check)
+  isomd5sum                                           # implantisomd5/checkisomd5: implanted ISO MD5 oracle
   e2fsprogs util-linux mount fdisk                    # ext4 for mounted-target tests, losetup, sfdisk (package fdisk)
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
   zstd gzip pigz bzip2                                # compressed images (tests/compressed.rs; xz-utils above)
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
+  groff-base                                          # renders the generated manual pages (tests/contract.rs)
 )
 
 missing=()
@@ -54,8 +57,10 @@ commands=(
   mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype mshowfat fsck.fat mkfs.fat sgdisk sfdisk
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
-  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum isosize mkfifo
-  zstd gzip pigz bzip2
+  apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
+  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash
+  fusermount3 find stat
+  zstd pigz bzip2
 )
 absent=()
 for c in "${commands[@]}"; do

@@ -16,6 +16,11 @@ pub enum HashAlgorithm {
     /// BLAKE2b with a 512-bit output (Arch's `b2sums.txt`).
     #[serde(rename = "blake2b-512")]
     Blake2b512,
+    /// MD5: only for corruption (isomd5sum's implanted MD5, MD5-only
+    /// listings); collisions are cheap, so it never proves an image genuine.
+    Md5,
+    /// SHA-1: like MD5, finds corruption but not tampering.
+    Sha1,
 }
 
 impl HashAlgorithm {
@@ -31,7 +36,15 @@ impl HashAlgorithm {
         match self {
             HashAlgorithm::Sha256 => 32,
             HashAlgorithm::Sha512 | HashAlgorithm::Blake2b512 => 64,
+            HashAlgorithm::Md5 => 16,
+            HashAlgorithm::Sha1 => 20,
         }
+    }
+
+    /// True for MD5 and SHA-1, whose collisions can be made: a match finds
+    /// corruption, never tampering.
+    pub fn is_weak(self) -> bool {
+        matches!(self, HashAlgorithm::Md5 | HashAlgorithm::Sha1)
     }
 
     /// The algorithm whose digests are `bytes` long, when only one fits.
@@ -51,6 +64,8 @@ impl HashAlgorithm {
             HashAlgorithm::Sha256 => Inner::Sha256(sha2::Sha256::new()),
             HashAlgorithm::Sha512 => Inner::Sha512(sha2::Sha512::new()),
             HashAlgorithm::Blake2b512 => Inner::Blake2b512(blake2::Blake2b512::new()),
+            HashAlgorithm::Md5 => Inner::Md5(md5::Md5::new()),
+            HashAlgorithm::Sha1 => Inner::Sha1(sha1::Sha1::new()),
         })
     }
 
@@ -60,6 +75,8 @@ impl HashAlgorithm {
             HashAlgorithm::Sha256 => "sha256",
             HashAlgorithm::Sha512 => "sha512",
             HashAlgorithm::Blake2b512 => "blake2b-512",
+            HashAlgorithm::Md5 => "md5",
+            HashAlgorithm::Sha1 => "sha1",
         }
     }
 }
@@ -79,6 +96,8 @@ enum Inner {
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
     Blake2b512(blake2::Blake2b512),
+    Md5(md5::Md5),
+    Sha1(sha1::Sha1),
 }
 
 impl Hasher {
@@ -89,6 +108,8 @@ impl Hasher {
             Inner::Sha256(h) => h.update(data),
             Inner::Sha512(h) => h.update(data),
             Inner::Blake2b512(h) => h.update(data),
+            Inner::Md5(h) => h.update(data),
+            Inner::Sha1(h) => h.update(data),
         }
     }
 
@@ -99,6 +120,8 @@ impl Hasher {
             Inner::Sha256(h) => Digest::new(HashAlgorithm::Sha256, h.finalize().to_vec()),
             Inner::Sha512(h) => Digest::new(HashAlgorithm::Sha512, h.finalize().to_vec()),
             Inner::Blake2b512(h) => Digest::new(HashAlgorithm::Blake2b512, h.finalize().to_vec()),
+            Inner::Md5(h) => Digest::new(HashAlgorithm::Md5, h.finalize().to_vec()),
+            Inner::Sha1(h) => Digest::new(HashAlgorithm::Sha1, h.finalize().to_vec()),
         }
     }
 }
@@ -173,6 +196,8 @@ mod tests {
             (HashAlgorithm::Sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             (HashAlgorithm::Sha512, "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"),
             (HashAlgorithm::Blake2b512, "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923"),
+            (HashAlgorithm::Md5, "900150983cd24fb0d6963f7d28e17f72"),
+            (HashAlgorithm::Sha1, "a9993e364706816aba3e25717850c26c9cd0d89d"),
         ];
         for (alg, hex) in cases {
             let mut h = alg.hasher();

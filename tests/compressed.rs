@@ -163,6 +163,32 @@ fn every_compressor_round_trips_to_a_file() {
         assert_eq!(result["ok"], true, "{name}: {result}");
         assert_eq!(result["verified"], true, "{name}: {result}");
         assert_eq!(result["image_bytes"], len, "{name}: {result}");
+        // `compare` reads the target against the decompressed image too,
+        // and names a differing byte.
+        let cmp = bootstick()
+            .arg("compare")
+            .arg(&packed)
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(cmp.status.success(), "{name}: compare: {}", stderr(&cmp));
+        if *name == "xz-T0" || *name == "gzip" {
+            let copy = dir.path().join(format!("flipped-{name}.img"));
+            std::fs::copy(&target, &copy).unwrap();
+            common::flip_byte(&copy, 3 * MIB + 5);
+            let cmp = bootstick()
+                .arg("compare")
+                .arg(&packed)
+                .arg(&copy)
+                .output()
+                .unwrap();
+            assert_eq!(cmp.status.code(), Some(6), "{name}: {}", stderr(&cmp));
+            assert!(
+                stderr(&cmp).contains(&format!("at byte {}", 3 * MIB + 5)),
+                "{name}: {}",
+                stderr(&cmp)
+            );
+        }
         let sha = common::run(Command::new("sha256sum").arg(&img));
         assert_eq!(
             result["decompressed_digest"]["hex"],

@@ -141,7 +141,23 @@ fn every_json_run_starts_with_start_and_ends_with_its_result() {
         (vec!["ls".into(), p(&a_dir)], "ls", 3),
         (vec!["ls".into(), p(&iso), "/nothing".into()], "ls", 3),
         (
-            vec!["verify".into(), "--sha256".into(), hash.into(), p(&img)],
+            vec![
+                "verify".into(),
+                "--sha256".into(),
+                hash.clone().into(),
+                p(&img),
+            ],
+            "verify",
+            0,
+        ),
+        (
+            vec![
+                "verify".into(),
+                "--require-signature".into(),
+                "--sha256".into(),
+                hash.into(),
+                p(&img),
+            ],
             "verify",
             10,
         ),
@@ -322,7 +338,13 @@ fn each_exit_code_is_provoked_by_its_documented_case() {
         (
             10,
             "checksum only",
-            vec!["verify".into(), "--sha256".into(), hash.clone(), s(&img)],
+            vec![
+                "verify".into(),
+                "--require-signature".into(),
+                "--sha256".into(),
+                hash.clone(),
+                s(&img),
+            ],
         ),
         (
             11,
@@ -675,6 +697,36 @@ fn a_signal_during_a_file_write_leaves_the_old_file() {
     assert_eq!(left.len(), 2, "only big.img and out.img: {left:?}");
 }
 
+/// A second signal right after the first ends the process at once, without
+/// waiting for the job to wind down, and still leaves no temporary
+/// `.NAME.bootstick-XXXXXXXX` beside a file target (issue 10: it did) and
+/// the old file as it was.
+#[test]
+fn a_second_signal_exits_at_once_and_leaves_no_staged_file() {
+    for _ in 0..3 {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out.img");
+        std::fs::write(&out, b"the old file").unwrap();
+        let mut child = spawn_big_write(d.path(), &out, true);
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let seen = read_until(&mut stdout, |l| l.contains("\"progress\""));
+        kill(&child, Signal::Interrupt);
+        // Apart, so the kernel does not merge them into one pending signal.
+        std::thread::sleep(Duration::from_millis(5));
+        kill(&child, Signal::Interrupt);
+        let o = wait_for(child, Duration::from_secs(10));
+        let ctx = format!("{seen}\nstderr:\n{}", text(&o.stderr));
+        assert_eq!(o.status.code(), Some(130), "{ctx}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"the old file", "{ctx}");
+        let mut left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["big.img", "out.img"], "{ctx}");
+    }
+}
+
 /// For people the interruption is one line on stderr saying the disk must
 /// be written again.
 #[test]
@@ -815,4 +867,162 @@ fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
         libc::fcntl(w.as_raw_fd(), libc::F_SETFL, flags);
     }
     (r, w)
+}
+
+// ---------------------------------------------------------------------------
+// Completions, manual pages and help text (issue 12), checked by the tools
+// that read them: bash's own completion machinery and groff.
+
+/// `bootstick completions bash` is a script bash accepts, and completing
+/// `bootstick wr<TAB>` and `bootstick write --req<TAB>` through it gives
+/// the real subcommand and option. zsh, fish, elvish and PowerShell scripts
+/// are generated and name every subcommand.
+#[test]
+fn completions_complete_through_bash() {
+    if !require_tools("completions_complete_through_bash", &["bash"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bootstick.bash");
+    let out = run(&[os("completions"), os("bash")]);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(&script, &out.stdout).unwrap();
+    common::run(Command::new("bash").arg("-n").arg(&script));
+    let complete = |words: &str, cword: usize| {
+        let prog = format!(
+            "source '{}'; COMP_WORDS=({words}); COMP_CWORD={cword}; \
+             _bootstick bootstick \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        common::run(Command::new("bash").arg("-c").arg(prog))
+    };
+    let first = complete("bootstick wr", 1);
+    assert_eq!(first.lines().collect::<Vec<_>>(), ["write"], "{first}");
+    let opt = complete("bootstick write --req", 2);
+    assert_eq!(
+        opt.lines().collect::<Vec<_>>(),
+        ["--require-signature"],
+        "{opt}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = run(&[os("completions"), os(shell)]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let s = text(&out.stdout);
+        for sub in [
+            "write", "compare", "list", "verify", "inspect", "ls", "extract", "mount", "umount",
+        ] {
+            assert!(s.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+    let bad = run(&[os("completions"), os("tcsh")]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+}
+
+/// `bootstick man DIR` writes one page per command; groff renders each
+/// without a warning, and `bootstick-write.1` documents the options
+/// `write --help` shows.
+#[test]
+fn manual_pages_render_with_groff() {
+    if !require_tools("manual_pages_render_with_groff", &["groff"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man1");
+    let out = run(&[os("man"), man.as_os_str()]);
+    assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(&man)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for p in [
+        "bootstick.1",
+        "bootstick-write.1",
+        "bootstick-verify.1",
+        "bootstick-completions.1",
+    ] {
+        assert!(pages.iter().any(|x| x == p), "{p} missing from {pages:?}");
+    }
+    for p in &pages {
+        let r = Command::new("groff")
+            .args(["-k", "-man", "-Tutf8", "-ww", "-rLL=80n", "-P-cbou"])
+            .arg(man.join(p))
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{p}: {r:?}");
+        assert!(r.stderr.is_empty(), "{p}: groff warns: {}", text(&r.stderr));
+        if p == "bootstick-write.1" {
+            let page = text(&r.stdout);
+            for flag in [
+                "--require-signature",
+                "--verify-source",
+                "--eject",
+                "--table",
+            ] {
+                // groff may hyphenate at a line end; compare without breaks.
+                let flat: String = page
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace("‐ ", "");
+                assert!(
+                    flat.contains(flag),
+                    "{flag} missing from the write page:\n{page}"
+                );
+            }
+        }
+    }
+}
+
+/// Every command's help fits an 80-column terminal, and clap never has to
+/// wrap the hand-broken lines of a verbatim description (which left a lone
+/// "When" on its own line): each is at most 79 columns as written.
+#[test]
+fn help_fits_80_columns_without_broken_wraps() {
+    let subs = [
+        "write",
+        "compare",
+        "list",
+        "verify",
+        "inspect",
+        "ls",
+        "extract",
+        "mount",
+        "umount",
+        "completions",
+    ];
+    for sub in std::iter::once("").chain(subs) {
+        let mut cmd = bootstick();
+        if !sub.is_empty() {
+            cmd.arg(sub);
+        }
+        let out = cmd.arg("--help").env("COLUMNS", "80").output().unwrap();
+        assert!(out.status.success(), "{sub}: {out:?}");
+        let help = text(&out.stdout);
+        for line in help.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "{sub} --help: {} columns: {line:?}",
+                line.chars().count()
+            );
+        }
+        // A line holding one short word between two long ones is a wrap of
+        // a line that was too long as written.
+        let lines: Vec<&str> = help.lines().collect();
+        for w in lines.windows(3) {
+            let lone = w[1].trim();
+            let wrapped = w[0].len() > 70
+                && !lone.is_empty()
+                && !lone.contains(' ')
+                && lone.len() < 12
+                && w[2].len() > 40
+                && !lone.starts_with('-');
+            assert!(
+                !wrapped,
+                "{sub} --help wraps a line: {:?} / {:?} / {:?}",
+                w[0], w[1], w[2]
+            );
+        }
+    }
 }

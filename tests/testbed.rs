@@ -152,6 +152,152 @@ echo "@@ table"; bootstick list
     assert!(!table.contains("/dev/vda"), "{out}");
 }
 
+/// The `disks` array of a `list --json` result line.
+fn listed_disks(section: &str) -> serde_json::Value {
+    section
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "result")
+        .map(|v| v["disks"].clone())
+        .unwrap_or_else(|| panic!("no list result in:\n{section}"))
+}
+
+/// `scripts/capture-devices.sh` run in the guest captures a tree that
+/// `list --root` reads exactly as the guest's own `list` reads the live
+/// kernel (every field of every disk), so device trees captured with it
+/// (`tests/fixtures/sysfs/testbed-guest`) are what a kernel really shows.
+/// In the same boot, the picker (on a terminal, no TARGET) offers the two
+/// sticks and not the system disk, and Enter chooses nothing: exit 7, both
+/// sticks untouched.
+#[test]
+fn captured_device_tree_reads_like_the_live_one_and_the_picker_chooses_nothing() {
+    let t = "captured_device_tree_reads_like_the_live_one_and_the_picker_chooses_nothing";
+    if !guest::require(t) || !common::require_tools(t, &["sfdisk", "tar", "base64", "gzip"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a_img = stick_image(dir.path(), "a.img", 64);
+    // Stick A has an MBR with one partition, so partitions are captured too.
+    common::run(std::process::Command::new("sh").arg("-c").arg(format!(
+        "printf 'label: dos\\nstart=2048, size=65536, type=c\\n' | sfdisk --quiet '{}'",
+        a_img.display()
+    )));
+    let a = Stick::new(&a_img, "BSTCAP01");
+    let b = Stick::new(&stick_image(dir.path(), "b.img", 96), "BSTCAP02");
+    let image = dir.path().join("image.iso");
+    common::pseudo_random_file(&image, 1 << 20, 5);
+    let before = [
+        std::fs::read(&a.image).unwrap(),
+        std::fs::read(&b.image).unwrap(),
+    ];
+    let capture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/capture-devices.sh");
+    let script = r#"
+echo "@@ list"; bootstick list --all --json
+sh ./capture-devices.sh /tmp/cap
+echo "@@ capture"; tar -C /tmp/cap -cf - . | gzip | base64
+echo "@@ picker"; printf '\n' | script -q -e -c "bootstick write ./image.iso" /dev/null; echo "rc=$?"
+"#;
+    let out = Guest::new(script)
+        .file("capture-devices.sh", &capture)
+        .file("image.iso", &image)
+        .stick(a.clone())
+        .stick(b.clone())
+        .run();
+    out.assert_success();
+
+    // The captured tree, unpacked on the host, read by the host's bootstick.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let b64: String = out.section("capture").split_whitespace().collect();
+    let packed = dir.path().join("tree.tar.gz.b64");
+    std::fs::write(&packed, b64).unwrap();
+    common::run(std::process::Command::new("sh").arg("-c").arg(format!(
+        "base64 -d '{}' | tar -C '{}' -xzf -",
+        packed.display(),
+        tree.display()
+    )));
+    let host = common::bootstick()
+        .args(["list", "--all", "--json", "--root"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(host.status.success(), "{host:?}");
+    let live = listed_disks(&out.section("list"));
+    // `--root` reports device nodes under the tree; the guest's are in /dev.
+    let host_text =
+        String::from_utf8_lossy(&host.stdout).replace(&format!("{}/dev/", tree.display()), "/dev/");
+    let read = listed_disks(&host_text);
+    assert_eq!(live, read, "the captured tree reads differently:\n{out}");
+    let sticks: Vec<_> = live
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["listed_by_default"] == true)
+        .collect();
+    assert_eq!(sticks.len(), 2, "{out}");
+    assert!(
+        live.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["serial"] == "BSTCAP01"
+                && d["partitions"].as_array().is_some_and(|p| p.len() == 1)),
+        "stick A's partition is missing:\n{out}"
+    );
+    if let Some(save) = std::env::var_os("BOOTSTICK_SAVE_CAPTURE") {
+        // Regenerating tests/fixtures/sysfs/testbed-guest (docs/testbed.md).
+        common::run(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", tree.display()))
+                .arg(save),
+        );
+    }
+
+    // The picker offers the sticks, not the system disk; Enter is no choice.
+    let picker = out.section("picker");
+    assert!(
+        picker.contains("BSTCAP01") && picker.contains("BSTCAP02"),
+        "{picker}"
+    );
+    assert!(!picker.contains("/dev/vda"), "{picker}");
+    assert!(
+        picker.contains("Number of the disk to write") && picker.contains("no disk chosen"),
+        "{picker}"
+    );
+    assert_eq!(line(&picker, "rc="), "7", "{picker}");
+    let after = [
+        std::fs::read(&a.image).unwrap(),
+        std::fs::read(&b.image).unwrap(),
+    ];
+    assert!(before == after, "the picker changed a stick");
+}
+
+/// With no stick plugged in, the picker says there is nothing to choose
+/// (exit 3) and offers nothing: the system disk is never offered.
+#[test]
+fn picker_without_a_stick_offers_nothing() {
+    let t = "picker_without_a_stick_offers_nothing";
+    if !guest::require(t) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.iso");
+    common::pseudo_random_file(&image, 1 << 20, 6);
+    let script = r#"
+echo "@@ picker"; printf '\n' | script -q -e -c "bootstick write ./image.iso" /dev/null; echo "rc=$?"
+"#;
+    let out = Guest::new(script).file("image.iso", &image).run();
+    out.assert_success();
+    let picker = out.section("picker");
+    assert!(
+        picker.contains("no removable or USB disk found"),
+        "{picker}"
+    );
+    assert!(!picker.contains("/dev/vda"), "{picker}");
+    assert_eq!(line(&picker, "rc="), "3", "{picker}");
+}
+
 /// The `{"event":"result",…}` line `write --json` ends with, and the exit
 /// status the script printed after it as `rc=N`.
 fn write_result(section: &str, out: &guest::Outcome) -> (serde_json::Value, i32) {

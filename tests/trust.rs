@@ -127,9 +127,26 @@ fn single_hash_file_and_command_line_hash() {
     std::fs::write(dir.path().join("y.iso.sha256"), format!("{hex}\n")).unwrap();
     assert_outcome(&verify_image(&image, &[]), "checksum-only", 10);
 
+    // The hash the user gave matches: that is the check they asked for,
+    // exit 0 (so `verify && write` works), still named checksum-only, and
+    // --require-signature makes it a failure (issue 12).
     let v = verify_image(&image, &["--sha256", &hex.to_uppercase()]);
-    assert_outcome(&v, "checksum-only", 10);
+    assert_outcome(&v, "checksum-only", 0);
     assert_eq!(v.json["matched"]["source"], "command line");
+    assert_eq!(v.json["ok"], true);
+    let v = verify_image(&image, &["--sha256", &hex, "--require-signature"]);
+    assert_outcome(&v, "checksum-only", 10);
+    let text = bootstick()
+        .args(["verify", "--sha256", &hex])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(text.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("no signature proves who published that hash"),
+        "{text:?}"
+    );
 
     let mut wrong = hex.clone().into_bytes();
     wrong[10] = if wrong[10] == b'0' { b'1' } else { b'0' };
@@ -242,11 +259,9 @@ fn unreadable_inputs_are_bad_input() {
 // OpenPGP: keys and signatures made by gpg, the oracle.
 // ---------------------------------------------------------------------------
 
-/// Bump when the recipe below changes: the cache directory is keyed by it.
-const GPG_RECIPE: &str = "trust-gpg-v3";
-
 /// Keys and signatures made once by `gpg` and cached under
-/// `target/fixtures/<recipe>/`.
+/// `target/fixtures/trust-gpg-<key>.d/`, keyed by this file's builder code
+/// (`common::fixtures::cached`), so a changed recipe is never stale.
 struct GpgFixtures {
     dir: PathBuf,
 }
@@ -278,33 +293,16 @@ fn gpg(home: &Path) -> Command {
     c
 }
 
-fn fixtures_root() -> PathBuf {
-    // tests run from the package root; target/ may be elsewhere (CARGO_TARGET_DIR)
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bootstick"));
-    exe.parent().unwrap().parent().unwrap().join("fixtures")
-}
-
 fn gpg_fixtures() -> Option<GpgFixtures> {
     if !require_tools("gpg fixtures", &["gpg", "gpgconf", "sha256sum"]) {
         return None;
     }
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let dir = ONCE.get_or_init(|| {
-        let root = fixtures_root();
-        std::fs::create_dir_all(&root).unwrap();
-        let dir = root.join(GPG_RECIPE);
-        let lock = std::fs::File::create(root.join(format!("{GPG_RECIPE}.lock"))).unwrap();
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        if !dir.join("done").exists() {
-            let tmp = root.join(format!("{GPG_RECIPE}.tmp"));
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp).unwrap();
-            build_gpg_fixtures(&tmp);
-            std::fs::write(tmp.join("done"), "").unwrap();
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::rename(&tmp, &dir).unwrap();
-        }
-        dir
+        common::fixtures::cached("trust-gpg", "d", "gpg keys, signatures, images", |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            build_gpg_fixtures(dir);
+        })
     });
     Some(GpgFixtures { dir: dir.clone() })
 }
@@ -581,6 +579,36 @@ fn verify_key(fx: &GpgFixtures, dir: &Path, key: &str, extra: &[&str]) -> Verdic
 }
 
 /// gpg's own verdict on a detached signature with only `key` imported.
+/// The status keywords (`--status-fd`) gpg prints verifying `sig` with the
+/// fixture keys `keys` imported: `GOODSIG`, `EXPKEYSIG`, `REVKEYSIG`,
+/// `EXPSIG`, `BADSIG`, `ERRSIG`, `NO_PUBKEY`, `VALIDSIG`, …; the oracle's
+/// own verdict on a signature bootstick refuses.
+fn gpg_status(fx: &GpgFixtures, keys: &[&str], sig: &Path, data: Option<&Path>) -> Vec<String> {
+    let home = tempfile::tempdir().unwrap();
+    for k in keys {
+        run(gpg(home.path())
+            .arg("--import")
+            .arg(fx.path(&format!("{k}.key"))));
+    }
+    let mut c = gpg(home.path());
+    c.args(["--status-fd", "1", "--verify"]).arg(sig);
+    if let Some(d) = data {
+        c.arg(d);
+    }
+    let out = c.output().unwrap();
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home.path())
+        .args(["--kill", "gpg-agent"])
+        .status();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("[GNUPG:] "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
 fn gpg_accepts(fx: &GpgFixtures, key: &str, sig: &Path, data: Option<&Path>) -> bool {
     let home = tempfile::tempdir().unwrap();
     // gpg fails a file with several signatures when it lacks any signer's key.
@@ -751,13 +779,49 @@ fn openpgp_refusals() {
         );
         verify_key(&fx, dir.path(), key, &[])
     };
-    // gpg itself checks the SHA-1 signature fine: refusing it is our rule.
-    assert_outcome(&case("sums.sha1.asc", "rsa4096"), "weak-signature", 15);
-    assert_outcome(&case("sums.expired.asc", "expired"), "expired-key", 16);
-    assert_outcome(&case("sums.revoked.asc", "revoked"), "revoked-key", 17);
-    assert_outcome(&case("sums.sig-expired.asc", "old"), "expired-key", 16);
-    assert_outcome(&case("sums.backdated.asc", "rsa4096"), "bad-signature", 13);
-    assert_outcome(&case("sums.other.asc", "rsa4096"), "unknown-key", 14);
+    let sums = fx.path("SHA256SUMS");
+    // Each refusal next to what gpg, the oracle, says of the same signature
+    // with the same key (its `--status-fd` keyword), so a fixture that stops
+    // being what its name says fails here rather than passing for a reason
+    // nobody meant.
+    for (sig, key, gpg_keyword, outcome, code) in [
+        // gpg checks the SHA-1 signature fine: refusing it is our rule.
+        ("sums.sha1.asc", "rsa4096", "GOODSIG", "weak-signature", 15),
+        (
+            "sums.expired.asc",
+            "expired",
+            "EXPKEYSIG",
+            "expired-key",
+            16,
+        ),
+        (
+            "sums.revoked.asc",
+            "revoked",
+            "REVKEYSIG",
+            "revoked-key",
+            17,
+        ),
+        ("sums.sig-expired.asc", "old", "EXPSIG", "expired-key", 16),
+        // Made before its key existed: gpg cannot check it at all.
+        (
+            "sums.backdated.asc",
+            "rsa4096",
+            "ERRSIG",
+            "bad-signature",
+            13,
+        ),
+        ("sums.other.asc", "rsa4096", "NO_PUBKEY", "unknown-key", 14),
+    ] {
+        let status = gpg_status(&fx, &[key], &fx.path(sig), Some(&sums));
+        assert!(
+            status.iter().any(|s| s == gpg_keyword),
+            "{sig}: gpg says {status:?}, expected {gpg_keyword}"
+        );
+        if gpg_keyword != "GOODSIG" {
+            assert!(!status.iter().any(|s| s == "GOODSIG"), "{sig}: {status:?}");
+        }
+        assert_outcome(&case(sig, key), outcome, code);
+    }
 }
 
 #[test]
@@ -837,20 +901,42 @@ fn openpgp_clearsigned_checksum() {
         13,
     );
 
-    // A hash added outside the signed text does not count: the signed part
-    // lists another image only, the unsigned tail lists this one.
-    let other = stage(&fx, &[("arch.iso", "renamed.iso")]);
-    let tail = tool(other.path(), "sha256sum", &["--tag", "renamed.iso"]);
+    // Trailing text after the signature block, even a line that lists this
+    // very image with its right hash, makes the file a bad signature: text
+    // outside the signed part is never read.
+    let own_tail = tool(dir.path(), "sha256sum", &["--tag", "arch.iso"]);
+    std::fs::write(
+        dir.path().join("Fedora-arch-CHECKSUM"),
+        format!("{text}{own_tail}"),
+    )
+    .unwrap();
+    let v = verify_key(&fx, dir.path(), "rsa4096", &[]);
+    assert_outcome(&v, "bad-signature", 13);
+    assert!(
+        v.json["signatures"][0]["detail"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("text outside the signed part")),
+        "{:#}",
+        v.json
+    );
+
+    // Another image (not a copy of arch.iso): the intact signed part lists
+    // arch.iso only, so it is not listed ...
+    std::fs::write(dir.path().join("Fedora-arch-CHECKSUM"), &text).unwrap();
+    std::fs::remove_file(dir.path().join("arch.iso")).unwrap();
+    common::pseudo_random_file(&dir.path().join("other.iso"), 3 << 20, 7);
+    let v = verify_with_keys(dir.path(), "other.iso", &[&fx], &["rsa4096"], &[]);
+    assert_outcome(&v, "not-listed", 12);
+    // ... and a line for it added after the signed part does not make it
+    // listed: the file is a bad signature.
+    let tail = tool(dir.path(), "sha256sum", &["--tag", "other.iso"]);
     std::fs::write(
         dir.path().join("Fedora-arch-CHECKSUM"),
         format!("{text}{tail}"),
     )
     .unwrap();
-    std::fs::copy(fx.path("arch.iso"), dir.path().join("renamed.iso")).unwrap();
-    std::fs::remove_file(dir.path().join("arch.iso")).unwrap();
-    let v = verify_with_keys(dir.path(), "renamed.iso", &[&fx], &["rsa4096"], &[]);
-    assert_ne!(v.json["outcome"], "verified", "{:#}", v.json);
-    assert_ne!(v.code, 0);
+    let v = verify_with_keys(dir.path(), "other.iso", &[&fx], &["rsa4096"], &[]);
+    assert_outcome(&v, "bad-signature", 13);
 }
 
 #[test]
@@ -967,6 +1053,19 @@ fn openpgp_tampering() {
     let mut b = text.into_bytes();
     b[body] = if b[body] == b'A' { b'B' } else { b'A' };
     std::fs::write(&sig, b).unwrap();
+    let status = gpg_status(
+        &fx,
+        &["rsa4096"],
+        &sig,
+        Some(&dir.path().join("SHA256SUMS")),
+    );
+    // gpg refuses it too: the armor's CRC-24 no longer matches, so it finds
+    // no OpenPGP data at all (NODATA), or with a matching CRC a BADSIG.
+    assert!(
+        status.iter().any(|s| s == "NODATA" || s == "BADSIG")
+            && !status.iter().any(|s| s == "GOODSIG" || s == "VALIDSIG"),
+        "gpg says {status:?}"
+    );
     assert_outcome(
         &verify_key(&fx, dir.path(), "rsa4096", &[]),
         "bad-signature",
@@ -1772,4 +1871,883 @@ fn trust_messages_are_human() {
     );
     assert!(err.contains("check the clock"), "{err}");
     assert!(!err.contains("altered"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 20: checksum files as distributions publish them, signed by gpg.
+// ---------------------------------------------------------------------------
+
+/// How a file is signed.
+#[derive(Clone, Copy)]
+enum Sign {
+    /// `gpg --armor --detach-sign`.
+    Armored,
+    /// `gpg --detach-sign` (binary).
+    Binary,
+    /// `gpg --clearsign`.
+    Clear,
+}
+
+/// A private copy of the fixture keys' gpg home, to sign with.
+struct GpgSigner<'f> {
+    fx: &'f GpgFixtures,
+    home: tempfile::TempDir,
+}
+
+impl<'f> GpgSigner<'f> {
+    fn new(fx: &'f GpgFixtures) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        run(Command::new("cp")
+            .arg("-r")
+            .arg(fx.path("home").join("."))
+            .arg(home.path()));
+        std::fs::set_permissions(
+            home.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        GpgSigner { fx, home }
+    }
+
+    /// Signs `input` with fixture key `key` into `output`.
+    fn sign(&self, key: &str, how: Sign, input: &Path, output: &Path) {
+        let mut c = gpg(self.home.path());
+        c.arg("--local-user")
+            .arg(format!("{}!", self.fx.fingerprint(key)));
+        match how {
+            Sign::Armored => c.args(["--armor", "--detach-sign"]),
+            Sign::Binary => c.arg("--detach-sign"),
+            Sign::Clear => c.arg("--clearsign"),
+        };
+        run(c.arg("--output").arg(output).arg(input));
+    }
+
+    /// Writes `text` to `dir/name`, clearsigned with `key`.
+    fn clearsigned(&self, key: &str, dir: &Path, name: &str, text: &str) {
+        let plain = dir.join(format!("{name}.unsigned"));
+        std::fs::write(&plain, text).unwrap();
+        self.sign(key, Sign::Clear, &plain, &dir.join(name));
+        std::fs::remove_file(plain).unwrap();
+    }
+
+    /// Writes `text` to `dir/name` and a detached signature `dir/name.ext`.
+    fn detached(&self, key: &str, how: Sign, dir: &Path, name: &str, ext: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+        self.sign(
+            key,
+            how,
+            &dir.join(name),
+            &dir.join(format!("{name}.{ext}")),
+        );
+    }
+}
+
+impl Drop for GpgSigner<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+/// One distribution's download folder: the image, the files published
+/// beside it, the key that signs them, and what a tampered image gives.
+struct Shape {
+    distro: &'static str,
+    image: &'static str,
+    key: &'static str,
+    build: fn(&Path, &str, &GpgSigner),
+    /// The algorithm the match is made with (the strongest listed).
+    algorithm: &'static str,
+    /// Outcome and code for the correct image (by discovery alone, with
+    /// `--key`).
+    correct: (&'static str, i32),
+    /// Outcome and code for the image with one byte flipped.
+    tampered: (&'static str, i32),
+}
+
+/// Another image listed beside the real one, as in every real list.
+fn other_image(dir: &Path, name: &str) {
+    pseudo_random_file(&dir.join(name), 8192, 3);
+}
+
+fn shapes() -> Vec<Shape> {
+    vec![
+        Shape {
+            distro: "Debian CD",
+            image: "debian-13.2.0-amd64-netinst.iso",
+            key: "rsa4096",
+            build: |d, img, s| {
+                other_image(d, "debian-edu-13.2.0-amd64-netinst.iso");
+                let files = ["debian-edu-13.2.0-amd64-netinst.iso", img];
+                let t = tool(d, "sha256sum", &files);
+                s.detached("rsa4096", Sign::Armored, d, "SHA256SUMS", "sign", &t);
+                let t = tool(d, "sha512sum", &files);
+                s.detached("rsa4096", Sign::Armored, d, "SHA512SUMS", "sign", &t);
+                std::fs::remove_file(d.join("debian-edu-13.2.0-amd64-netinst.iso")).unwrap();
+            },
+            algorithm: "sha512",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Ubuntu",
+            image: "ubuntu-24.04.3-desktop-amd64.iso",
+            key: "ed25519",
+            build: |d, img, s| {
+                other_image(d, "ubuntu-24.04.3-live-server-amd64.iso");
+                let t = tool(
+                    d,
+                    "sha256sum",
+                    &["-b", img, "ubuntu-24.04.3-live-server-amd64.iso"],
+                );
+                s.detached("ed25519", Sign::Armored, d, "SHA256SUMS", "gpg", &t);
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Fedora",
+            image: "Fedora-Workstation-Live-43-1.6.x86_64.iso",
+            key: "rsa4096",
+            build: |d, img, s| {
+                let size = std::fs::metadata(d.join(img)).unwrap().len();
+                let t = format!(
+                    "# {img}: {size} bytes\n{}",
+                    tool(d, "sha256sum", &["--tag", img])
+                );
+                s.clearsigned(
+                    "rsa4096",
+                    d,
+                    "Fedora-Workstation-43-1.6-x86_64-CHECKSUM",
+                    &t,
+                );
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Rocky Linux",
+            image: "Rocky-10.0-x86_64-minimal.iso",
+            key: "ed25519",
+            build: |d, img, s| {
+                let size = std::fs::metadata(d.join(img)).unwrap().len();
+                let t = format!(
+                    "# {img}: {size} bytes\n{}",
+                    tool(d, "sha256sum", &["--tag", img])
+                );
+                std::fs::write(d.join(format!("{img}.CHECKSUM")), &t).unwrap();
+                s.clearsigned("ed25519", d, "CHECKSUM", &t);
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "AlmaLinux",
+            image: "AlmaLinux-10.0-x86_64-dvd.iso",
+            key: "rsa2048",
+            build: |d, img, s| {
+                other_image(d, "AlmaLinux-10.0-x86_64-boot.iso");
+                let t = tool(
+                    d,
+                    "sha256sum",
+                    &["--tag", "AlmaLinux-10.0-x86_64-boot.iso", img],
+                );
+                s.clearsigned("rsa2048", d, "CHECKSUM", &t);
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "FreeBSD",
+            image: "FreeBSD-14.3-RELEASE-amd64-disc1.iso",
+            key: "ed25519",
+            build: |d, img, s| {
+                other_image(d, "FreeBSD-14.3-RELEASE-amd64-bootonly.iso");
+                let files = ["FreeBSD-14.3-RELEASE-amd64-bootonly.iso", img];
+                let mut a = vec!["--tag"];
+                a.extend(files);
+                let t = tool(d, "sha256sum", &a);
+                std::fs::write(d.join("CHECKSUM.SHA256-FreeBSD-14.3-RELEASE-amd64"), t).unwrap();
+                let t = tool(d, "sha512sum", &a);
+                let name = "CHECKSUM.SHA512-FreeBSD-14.3-RELEASE-amd64";
+                s.detached("ed25519", Sign::Armored, d, name, "asc", &t);
+            },
+            algorithm: "sha512",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Arch Linux",
+            image: "archlinux-2025.12.01-x86_64.iso",
+            key: "ed25519",
+            build: |d, img, s| {
+                std::fs::write(d.join("sha256sums.txt"), tool(d, "sha256sum", &[img])).unwrap();
+                std::fs::write(d.join("b2sums.txt"), tool(d, "b2sum", &[img])).unwrap();
+                s.sign(
+                    "ed25519",
+                    Sign::Binary,
+                    &d.join(img),
+                    &d.join(format!("{img}.sig")),
+                );
+            },
+            algorithm: "blake2b-512",
+            correct: ("verified", 0),
+            // The signature over the image fails first.
+            tampered: ("bad-signature", 13),
+        },
+        Shape {
+            distro: "Tails",
+            image: "tails-amd64-7.3.img",
+            key: "rsa4096",
+            build: |d, img, s| {
+                s.sign(
+                    "rsa4096",
+                    Sign::Armored,
+                    &d.join(img),
+                    &d.join(format!("{img}.sig")),
+                );
+            },
+            algorithm: "",
+            correct: ("verified", 0),
+            tampered: ("bad-signature", 13),
+        },
+        Shape {
+            distro: "Qubes OS",
+            image: "Qubes-R4.2.4-x86_64.iso",
+            key: "rsa4096",
+            build: |d, img, s| {
+                let mut t = String::new();
+                for prog in ["md5sum", "sha1sum", "sha256sum", "sha512sum"] {
+                    t.push_str(&tool(d, prog, &["-b", img]));
+                }
+                s.clearsigned("rsa4096", d, &format!("{img}.DIGESTS"), &t);
+            },
+            algorithm: "sha512",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "openSUSE",
+            image: "openSUSE-Tumbleweed-DVD-x86_64-Snapshot20251201-Media.iso",
+            key: "rsa2048",
+            build: |d, img, s| {
+                let t = tool(d, "sha256sum", &[img]);
+                s.detached(
+                    "rsa2048",
+                    Sign::Armored,
+                    d,
+                    &format!("{img}.sha256"),
+                    "asc",
+                    &t,
+                );
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Linux Mint",
+            image: "linuxmint-22.2-cinnamon-64bit.iso",
+            key: "rsa4096",
+            build: |d, img, s| {
+                other_image(d, "linuxmint-22.2-xfce-64bit.iso");
+                let t = tool(
+                    d,
+                    "sha256sum",
+                    &["-b", "linuxmint-22.2-xfce-64bit.iso", img],
+                );
+                s.detached("rsa4096", Sign::Binary, d, "sha256sum.txt", "gpg", &t);
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Kali",
+            image: "kali-linux-2025.4-installer-amd64.iso",
+            key: "ed25519",
+            build: |d, img, s| {
+                let t = tool(d, "sha256sum", &[img]);
+                s.detached("ed25519", Sign::Binary, d, "SHA256SUMS", "gpg", &t);
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Alpine",
+            image: "alpine-standard-3.23.0-x86_64.iso",
+            key: "rsa4096",
+            build: |d, img, s| {
+                std::fs::write(
+                    d.join(format!("{img}.sha256")),
+                    tool(d, "sha256sum", &[img]),
+                )
+                .unwrap();
+                std::fs::write(
+                    d.join(format!("{img}.sha512")),
+                    tool(d, "sha512sum", &[img]),
+                )
+                .unwrap();
+                s.sign(
+                    "rsa4096",
+                    Sign::Armored,
+                    &d.join(img),
+                    &d.join(format!("{img}.asc")),
+                );
+            },
+            algorithm: "sha512",
+            correct: ("verified", 0),
+            tampered: ("bad-signature", 13),
+        },
+        Shape {
+            distro: "NixOS",
+            image: "nixos-minimal-25.11.1234.abcdef0-x86_64-linux.iso",
+            key: "rsa4096",
+            build: |d, img, _| {
+                std::fs::write(
+                    d.join(format!("{img}.sha256")),
+                    tool(d, "sha256sum", &[img]),
+                )
+                .unwrap();
+            },
+            algorithm: "sha256",
+            // NixOS publishes no signature: a matching hash is all there is.
+            correct: ("checksum-only", 10),
+            tampered: ("mismatch", 11),
+        },
+        Shape {
+            distro: "Raspberry Pi OS",
+            image: "2025-11-24-raspios-trixie-arm64.img.xz",
+            key: "ed25519",
+            build: |d, img, s| {
+                std::fs::write(
+                    d.join(format!("{img}.sha256")),
+                    tool(d, "sha256sum", &[img]),
+                )
+                .unwrap();
+                s.sign(
+                    "ed25519",
+                    Sign::Binary,
+                    &d.join(img),
+                    &d.join(format!("{img}.sig")),
+                );
+            },
+            algorithm: "sha256",
+            correct: ("verified", 0),
+            tampered: ("bad-signature", 13),
+        },
+    ]
+}
+
+/// Every distribution shape of docs/trust.md's table, with its real file
+/// names and layout, signed by gpg: the correct image is `verified` by
+/// discovery alone, a tampered one refused (issue 20).
+#[test]
+fn distribution_shapes_verify_by_discovery() {
+    let Some(fx) = gpg_fixtures() else { return };
+    if !require_tools(
+        "distribution_shapes",
+        &["sha512sum", "b2sum", "md5sum", "sha1sum"],
+    ) {
+        return;
+    }
+    let signer = GpgSigner::new(&fx);
+    for shape in shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join(shape.image);
+        pseudo_random_file(&image, 2 * 1024 * 1024 + 4321, 1234);
+        (shape.build)(dir.path(), shape.image, &signer);
+        let key = fx.path(&format!("{}.key", shape.key));
+        let v = verify_image(&image, &["--key", key.to_str().unwrap()]);
+        let what = shape.distro;
+        assert_eq!(v.json["outcome"], shape.correct.0, "{what}: {:#}", v.json);
+        assert_eq!(v.code, shape.correct.1, "{what}");
+        if !shape.algorithm.is_empty() {
+            assert_eq!(
+                v.json["matched"]["algorithm"], shape.algorithm,
+                "{what}: {:#}",
+                v.json
+            );
+        }
+        if shape.correct.0 == "verified" {
+            assert_eq!(
+                v.json["signers"][0]["fingerprint"],
+                fx.fingerprint(shape.key),
+                "{what}"
+            );
+        }
+        // `write` goes ahead with it (a verified image; NixOS: with the
+        // checksum-only warning).
+        let target = dir.path().join("stick.img");
+        let out = write_cmd(&image, &target, &["--key", key.to_str().unwrap()]);
+        assert!(out.status.success(), "{what}: {}", stderr_of(&out));
+        run(Command::new("cmp").arg(&image).arg(&target));
+        std::fs::remove_file(&target).unwrap();
+
+        flip_byte(&image, 1024 * 1024 + 17);
+        let v = verify_image(&image, &["--key", key.to_str().unwrap()]);
+        assert_eq!(
+            v.json["outcome"], shape.tampered.0,
+            "{what} tampered: {:#}",
+            v.json
+        );
+        assert_eq!(v.code, shape.tampered.1, "{what} tampered");
+        let out = write_cmd(&image, &target, &["--key", key.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(shape.tampered.1),
+            "{what}: {}",
+            stderr_of(&out)
+        );
+        assert!(!target.exists(), "{what}: tampered image written");
+    }
+}
+
+/// Debian's installer images: `SHA256SUMS` lists `./netboot/mini.iso` and
+/// `./netboot/gtk/mini.iso`, two different files with the same name. Each is
+/// verified, downloaded alone or in its tree; a list contradicting itself
+/// for one path is refused (issue 20: the first used to be "mismatch").
+#[test]
+fn debian_installer_tree_same_names_and_conflicts() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let signer = GpgSigner::new(&fx);
+    let tree = tempfile::tempdir().unwrap();
+    let images = tree.path().join("images");
+    for (sub, seed) in [("netboot", 1), ("netboot/gtk", 2), ("hd-media", 3)] {
+        std::fs::create_dir_all(images.join(sub)).unwrap();
+        let name = if sub == "hd-media" {
+            "boot.img.gz"
+        } else {
+            "mini.iso"
+        };
+        pseudo_random_file(&images.join(sub).join(name), 1024 * 1024 + seed, seed);
+    }
+    let list = tool(
+        &images,
+        "sha256sum",
+        &[
+            "./hd-media/boot.img.gz",
+            "./netboot/gtk/mini.iso",
+            "./netboot/mini.iso",
+        ],
+    );
+    signer.detached(
+        "rsa4096",
+        Sign::Armored,
+        &images,
+        "SHA256SUMS",
+        "sign",
+        &list,
+    );
+    let key = fx.path("rsa4096.key");
+    let k = key.to_str().unwrap();
+
+    // In the tree, with --sums: each by its own path.
+    for (image, line) in [("netboot/mini.iso", 3), ("netboot/gtk/mini.iso", 2)] {
+        let v = verify_image(
+            &images.join(image),
+            &[
+                "--key",
+                k,
+                "--sums",
+                images.join("SHA256SUMS").to_str().unwrap(),
+            ],
+        );
+        assert_outcome(&v, "verified", 0);
+        assert_eq!(v.json["matched"]["line"], line, "{image}");
+        assert_eq!(v.json["matched"]["by"], "path", "{image}");
+        assert_eq!(v.json["mismatches"], serde_json::json!([]), "{image}");
+    }
+    // Downloaded alone beside the list (discovery): by name, with the other
+    // entry that shares it reported.
+    for (image, line, other) in [
+        ("netboot/mini.iso", 3, "./netboot/gtk/mini.iso"),
+        ("netboot/gtk/mini.iso", 2, "./netboot/mini.iso"),
+    ] {
+        let dl = tempfile::tempdir().unwrap();
+        for f in ["SHA256SUMS", "SHA256SUMS.sign"] {
+            std::fs::copy(images.join(f), dl.path().join(f)).unwrap();
+        }
+        std::fs::copy(images.join(image), dl.path().join("mini.iso")).unwrap();
+        let v = verify_image(&dl.path().join("mini.iso"), &["--key", k]);
+        assert_outcome(&v, "verified", 0);
+        let m = &v.json["matched"];
+        assert_eq!(
+            (m["line"].clone(), m["by"].clone()),
+            (line.into(), "name".into()),
+            "{v:#?}",
+            v = v.json
+        );
+        assert_eq!(m["same_name"][0]["name"], other);
+        assert_eq!(m["same_name"].as_array().unwrap().len(), 1);
+        // A tampered copy matches neither entry: mismatch.
+        flip_byte(&dl.path().join("mini.iso"), 4096);
+        let v = verify_image(&dl.path().join("mini.iso"), &["--key", k]);
+        assert_outcome(&v, "mismatch", 11);
+        assert_eq!(v.json["mismatches"].as_array().unwrap().len(), 2);
+    }
+    // An image in the tree the list does not name: not-listed, not mismatch.
+    pseudo_random_file(&images.join("netboot/other.iso"), 5000, 9);
+    let v = verify_image(
+        &images.join("netboot/other.iso"),
+        &[
+            "--key",
+            k,
+            "--sums",
+            images.join("SHA256SUMS").to_str().unwrap(),
+        ],
+    );
+    assert_outcome(&v, "not-listed", 12);
+
+    // A second entry for the same path with another hash, signed: the
+    // signature is good, the list contradicts itself.
+    let other = tool(&images, "sha256sum", &["./hd-media/boot.img.gz"]);
+    let conflicting = format!(
+        "{list}{}",
+        other.replace("./hd-media/boot.img.gz", "./netboot/mini.iso")
+    );
+    signer.detached(
+        "rsa4096",
+        Sign::Armored,
+        &images,
+        "SHA256SUMS",
+        "sign",
+        &conflicting,
+    );
+    let v = verify_image(
+        &images.join("netboot/mini.iso"),
+        &[
+            "--key",
+            k,
+            "--sums",
+            images.join("SHA256SUMS").to_str().unwrap(),
+        ],
+    );
+    assert_outcome(&v, "mismatch", 11);
+    let lines: Vec<_> = v.json["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["line"].clone(), m["conflicts_with"].clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(3.into(), 4.into()), (4.into(), 3.into())],
+        "{:#}",
+        v.json
+    );
+    // ... also when the image was downloaded alone (by name).
+    let dl = tempfile::tempdir().unwrap();
+    for f in ["SHA256SUMS", "SHA256SUMS.sign"] {
+        std::fs::copy(images.join(f), dl.path().join(f)).unwrap();
+    }
+    std::fs::copy(images.join("netboot/mini.iso"), dl.path().join("mini.iso")).unwrap();
+    assert_outcome(
+        &verify_image(&dl.path().join("mini.iso"), &["--key", k]),
+        "mismatch",
+        11,
+    );
+    // The gtk image's own path is not contradicted: still verified.
+    std::fs::copy(
+        images.join("netboot/gtk/mini.iso"),
+        dl.path().join("mini.iso"),
+    )
+    .unwrap();
+    assert_outcome(
+        &verify_image(&dl.path().join("mini.iso"), &["--key", k]),
+        "verified",
+        0,
+    );
+}
+
+/// A list that gives the image only MD5 and SHA-1 digests, clearsigned with
+/// a good signature: the hash finds corruption, it does not make the image
+/// verified (issue 20).
+#[test]
+fn md5_and_sha1_alone_never_verify() {
+    let Some(fx) = gpg_fixtures() else { return };
+    if !require_tools("md5_sha1", &["md5sum", "sha1sum"]) {
+        return;
+    }
+    let signer = GpgSigner::new(&fx);
+    let dir = tempfile::tempdir().unwrap();
+    let img = "Qubes-R4.2.4-x86_64.iso";
+    let image = dir.path().join(img);
+    pseudo_random_file(&image, 1024 * 1024 + 5, 77);
+    let mut t = tool(dir.path(), "md5sum", &["-b", img]);
+    t.push_str(&tool(dir.path(), "sha1sum", &["-b", img]));
+    signer.clearsigned("rsa4096", dir.path(), &format!("{img}.DIGESTS"), &t);
+    let key = fx.path("rsa4096.key");
+    let k = key.to_str().unwrap();
+    let v = verify_image(&image, &["--key", k]);
+    assert_outcome(&v, "checksum-only", 10);
+    assert_eq!(v.json["matched"]["algorithm"], "sha1");
+    assert_eq!(v.json["signatures"][0]["status"], "good");
+    assert_eq!(v.json["signers"], serde_json::json!([]));
+    let out = bootstick()
+        .arg("verify")
+        .arg(&image)
+        .args(["--key", k])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("outcome: checksum-only (sha1 only: finds corruption, not tampering)"),
+        "{text}"
+    );
+    // --require-signature refuses it.
+    let target = dir.path().join("stick.img");
+    let out = write_cmd(&image, &target, &["--key", k, "--require-signature"]);
+    assert_eq!(out.status.code(), Some(10));
+    assert!(!target.exists());
+    // A corrupt image is still caught by the weak hash.
+    flip_byte(&image, 100);
+    assert_outcome(&verify_image(&image, &["--key", k]), "mismatch", 11);
+}
+
+/// A Debian `InRelease` from this machine's apt lists, verified with the
+/// archive keyring, and the `Packages` index it lists (issue 20: hash lines
+/// of Release files used to be read as entries named "SIZE PATH").
+#[test]
+fn real_inrelease_and_its_packages_file() {
+    if !require_tools("real_inrelease", &["gpgv"]) {
+        return;
+    }
+    let lists = Path::new("/var/lib/apt/lists");
+    let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    let inrelease = std::fs::read_dir(lists)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.contains("_debian_dists_")
+                    && n.ends_with("_InRelease")
+                    && !n.contains("-updates")
+                    && !n.contains("security")
+            })
+        })
+        .min();
+    let Some(inrelease) = inrelease.filter(|_| keyring.exists()) else {
+        // scripts/test.sh runs `apt-get update`, so the lists exist there.
+        common::skip(
+            "real_inrelease",
+            &format!(
+                "no Debian InRelease in /var/lib/apt/lists or no {}",
+                keyring.display()
+            ),
+        );
+        return;
+    };
+    // gpgv, the oracle, accepts it with the keyring.
+    let ok = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(keyring)
+        .arg(&inrelease)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let good = String::from_utf8_lossy(&ok.stderr)
+        .matches("Good signature")
+        .count();
+
+    // Lay it out as the archive does: dists/SUITE/InRelease, paths below.
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("dists/suite");
+    std::fs::create_dir_all(suite.join("main/binary-amd64")).unwrap();
+    std::fs::copy(&inrelease, suite.join("InRelease")).unwrap();
+    let v = verify(&[
+        suite.join("InRelease").as_os_str(),
+        std::ffi::OsStr::new("--no-discover"),
+        std::ffi::OsStr::new("--sha256"),
+        std::ffi::OsStr::new(&"0".repeat(64)),
+    ]);
+    assert_eq!(v.json["outcome"], "mismatch", "{:#}", v.json);
+
+    // The Packages index apt keeps for it (stored compressed as apt
+    // chose; apt-helper undoes that), checked against InRelease.
+    let prefix = inrelease
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches("InRelease")
+        .to_string();
+    let packages = std::fs::read_dir(lists)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{prefix}main_binary-amd64_Packages")))
+        })
+        .expect("the Packages index of the InRelease");
+    let plain = std::process::Command::new("/usr/lib/apt/apt-helper")
+        .arg("cat-file")
+        .arg(&packages)
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    let image = suite.join("main/binary-amd64/Packages");
+    std::fs::write(&image, &plain.stdout).unwrap();
+    let args = |extra: &[&str]| {
+        let mut a: Vec<std::ffi::OsString> = vec![
+            image.clone().into_os_string(),
+            "--key".into(),
+            keyring.into(),
+            "--sums".into(),
+            suite.join("InRelease").into_os_string(),
+        ];
+        a.extend(extra.iter().map(std::ffi::OsString::from));
+        a
+    };
+    let a = args(&[]);
+    let v = verify(&a.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    assert_outcome(&v, "verified", 0);
+    assert_eq!(v.json["matched"]["name"], "main/binary-amd64/Packages");
+    assert_eq!(v.json["matched"]["by"], "path");
+    assert_eq!(v.json["matched"]["algorithm"], "sha256");
+    let goods = v.json["signatures"][0]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "good")
+        .count();
+    assert_eq!(goods, good, "as many good signatures as gpgv: {:#}", v.json);
+    assert!(v.json["sources"][0]["entries"].as_u64().unwrap() > 10);
+    // No entry was read with the size as part of its name.
+    assert!(
+        v.json["sources"][0]["ignored"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{:#}",
+        v.json
+    );
+    // A changed Packages index is a mismatch.
+    let mut bytes = plain.stdout.clone();
+    bytes[100] ^= 1;
+    std::fs::write(&image, &bytes).unwrap();
+    let v = verify(&a.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    assert_outcome(&v, "mismatch", 11);
+}
+
+/// isomd5sum's implanted MD5 (Fedora, RHEL, Rocky, AlmaLinux ISOs):
+/// `implantisomd5` writes it, `checkisomd5` is the oracle. `inspect` shows
+/// it; `verify` checks it when no checksum file applies and calls a match
+/// `checksum-only`, never `verified` (issue 20).
+#[test]
+fn implanted_md5_is_checked_like_checkisomd5() {
+    if !require_tools(
+        "implanted_md5",
+        &["xorriso", "implantisomd5", "checkisomd5"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("LiveOS")).unwrap();
+    pseudo_random_file(&tree.join("LiveOS/squashfs.img"), 3 * 1024 * 1024 + 999, 8);
+    let iso = dir.path().join("Fedora-Test-43.iso");
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "Fedora-Test-43", "-o"])
+        .arg(&iso)
+        .arg(&tree));
+    // Before implanting: nothing to check.
+    assert_outcome(&verify_image(&iso, &[]), "no-reference", 18);
+    run(Command::new("implantisomd5").arg(&iso));
+    let listed = run(Command::new("checkisomd5").arg("--md5sumonly").arg(&iso));
+    let md5 = listed.split_whitespace().nth(1).unwrap().to_string();
+    let checks = |path: &Path| {
+        Command::new("checkisomd5")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(checks(&iso));
+
+    let inspect = run(bootstick().args(["inspect", "--json"]).arg(&iso));
+    let doc = common::json_lines(inspect.as_bytes()).pop().unwrap();
+    assert_eq!(doc["implanted_md5"]["md5"], md5.as_str());
+    assert_eq!(doc["implanted_md5"]["fragment_count"], 20);
+    assert!(run(bootstick().arg("inspect").arg(&iso)).contains(&format!("implanted md5 {md5}")));
+
+    let v = verify_image(&iso, &[]);
+    assert_outcome(&v, "checksum-only", 10);
+    assert_eq!(v.json["matched"]["by"], "implanted");
+    assert_eq!(v.json["matched"]["algorithm"], "md5");
+    assert_eq!(v.json["implanted_md5"]["computed"], md5.as_str());
+    let covered = v.json["implanted_md5"]["covered"].as_u64().unwrap();
+    let out = bootstick().arg("verify").arg(&iso).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("outcome: checksum-only (implanted md5: finds corruption, not tampering)"));
+    // With a checksum file that lists the image, that decides instead.
+    std::fs::write(
+        dir.path().join("Fedora-Test-43-CHECKSUM"),
+        tool(dir.path(), "sha256sum", &["--tag", "Fedora-Test-43.iso"]),
+    )
+    .unwrap();
+    let v = verify_image(&iso, &[]);
+    assert_eq!(v.json["matched"]["by"], "path", "{:#}", v.json);
+    assert!(v.json["implanted_md5"].is_null());
+    std::fs::remove_file(dir.path().join("Fedora-Test-43-CHECKSUM")).unwrap();
+
+    // Damage in the middle, at the end of the covered range, and in the
+    // skipped tail: our verdict is checkisomd5's each time.
+    let size = std::fs::metadata(&iso).unwrap().len();
+    for at in [40_000, size / 2, covered - 1, covered + 100] {
+        let copy = dir.path().join("damaged.iso");
+        std::fs::copy(&iso, &copy).unwrap();
+        flip_byte(&copy, at as usize);
+        let v = verify_image(&copy, &[]);
+        let expect = if checks(&copy) {
+            ("checksum-only", 10)
+        } else {
+            ("mismatch", 11)
+        };
+        assert_eq!(
+            (v.json["outcome"].as_str().unwrap(), v.code),
+            expect,
+            "byte {at}: {:#}",
+            v.json
+        );
+        if at < covered {
+            assert_eq!(expect.0, "mismatch", "byte {at}");
+        }
+    }
+    // A damaged fragment sum alone (the MD5 still right): checkisomd5
+    // fails it, so do we.
+    let mut b = std::fs::read(&iso).unwrap();
+    let text = String::from_utf8_lossy(&b[32768 + 883..32768 + 883 + 512]).into_owned();
+    let at = 32768 + 883 + text.find("FRAGMENT SUMS = ").unwrap() + 16 + 30;
+    b[at] = if b[at] == b'0' { b'1' } else { b'0' };
+    let copy = dir.path().join("fragment.iso");
+    std::fs::write(&copy, &b).unwrap();
+    assert!(!checks(&copy));
+    let v = verify_image(&copy, &[]);
+    assert_outcome(&v, "mismatch", 11);
+    assert!(
+        v.json["implanted_md5"]["bad_fragment"].is_u64(),
+        "{:#}",
+        v.json
+    );
+    // Truncated: the covered range runs past the end.
+    let cut = dir.path().join("cut.iso");
+    std::fs::write(&cut, &std::fs::read(&iso).unwrap()[..(size / 2) as usize]).unwrap();
+    assert!(!checks(&cut));
+    assert_outcome(&verify_image(&cut, &[]), "mismatch", 11);
 }

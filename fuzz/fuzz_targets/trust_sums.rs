@@ -1,5 +1,5 @@
-//! Fuzzes the checksum-list parser (GNU, BSD/`--tag`, Fedora CHECKSUM,
-//! single-hash files) with every file-name hint. Run with
+//! Fuzzes the checksum-list parsers (GNU, BSD/`--tag`, Fedora CHECKSUM,
+//! single-hash files, with every file-name hint; Debian Release files). Run with
 //! `cargo +nightly fuzz run trust_sums` from the repository root.
 
 #![no_main]
@@ -22,5 +22,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(e.candidates.iter().all(|a| a.digest_len() == e.digest.len()));
             let _ = e.names("x.iso");
         }
+    }
+    // Debian Release/InRelease hash fields.
+    for e in &sums::parse_release(&text).entries {
+        assert_eq!(e.candidates[0].digest_len(), e.digest.len());
     }
 });

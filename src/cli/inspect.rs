@@ -4,8 +4,10 @@
 
 use super::exit::{Exit, Failure};
 use super::render::human_bytes;
-use bootstick::image::{self, partitions, ByteSource, FileTree, ImageFile};
+use bootstick::image::{partitions, ByteSource, ImageFile};
 use bootstick::inspect::{self, Inspection};
+use bootstick::job;
+use bootstick::layout::disk::Table;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,9 @@ struct Report<'a> {
     /// it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     layout: Option<serde_json::Value>,
+    /// isomd5sum's MD5 in the primary volume descriptor (docs/trust.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    implanted_md5: Option<bootstick::trust::isomd5::Implanted>,
     #[serde(flatten)]
     inspection: &'a Inspection,
 }
@@ -39,79 +44,40 @@ pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
     Ok(Arc::new(file))
 }
 
-/// Inspects the image `src` (opened from `path`), reading its file tree
-/// when it has one. Shared with `write`, which needs the same decision from
-/// the same open image.
-pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspection, Failure> {
-    // A damaged tree does not stop the inspection: the boot structures
-    // still decide, and the damage is reported as a problem.
-    let (tree, tree_problem) = match open_tree(src) {
-        Ok((t, skipped)) => (
-            t,
-            skipped.map(|s| format!("file tree: {}", bootstick::error_chain(&s))),
-        ),
-        Err(e) => (
-            None,
-            Some(format!("file tree: {}", bootstick::error_chain(&e))),
-        ),
-    };
-    let mut inspection = inspect::inspect(&**src, tree.as_deref()).map_err(|e| {
-        Failure::new(
-            super::exit::inspect_error(&e),
-            anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
-        )
-    })?;
-    inspection.problems.extend(tree_problem);
-    Ok(inspection)
-}
-
-/// A tree opened for inspection, and the damaged tree passed over for it.
-type Opened = (Option<Box<dyn FileTree>>, Option<image::open::Skipped>);
-
-/// The image's file tree (UDF preferred, then Rock Ridge, Joliet, ISO 9660,
-/// as `image::open` decides; past a damaged UDF to the ISO 9660 side, which
-/// is then reported), `None` when the image has no filesystem we read (a
-/// disk image), or the reason the tree could not be read.
-fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Opened, image::Error> {
-    match image::open::open_tree_or_fallback(src.clone()) {
-        Ok(f) => Ok((Some(f.tree), f.skipped)),
-        Err(image::Error::NoFilesystem) => Ok((None, None)),
-        Err(e) => Err(e),
-    }
-}
-
 pub fn run(args: Args) -> Result<(), Failure> {
     let out = super::render::Renderer::report(args.json);
     out.start("inspect", serde_json::json!({ "image": &args.image }));
     let src = open_source(&args.image)?;
-    // A compressed image is inspected decompressed (its size learnt by
-    // decoding it once where the format does not record it).
-    let compressed = super::compressed::probe(&src, &args.image)?;
-    let src = match &compressed {
-        Some(c) => super::compressed::decoded(c, &args.image, true)?,
-        None => src,
-    };
-    let inspection = inspect_source(&src, &args.image)?;
+    // A compressed image is inspected decompressed (docs/cli.md).
+    let (src, compressed) = job::inspectable(src, &args.image).map_err(super::advice::failure)?;
+    let inspection = job::inspect_source(&src, &args.image).map_err(super::advice::failure)?;
     // The layout `write` would build for an image file target (docs/layout.md).
     let planned = (inspection.decision.mode == inspect::Mode::Layout).then(|| match &compressed {
-        Some(c) => Err(super::compressed::refuse_layout(c, &args.image)),
-        None => super::write::build_layout(&src, &args.image, super::write::TableArg::Gpt, None),
+        Some(c) => Err(job::Error::CompressedLayout {
+            path: args.image.clone(),
+            format: c.format(),
+        }),
+        None => job::build_layout(&src, &args.image, Table::Gpt, None),
     });
+    let implanted = bootstick::trust::isomd5::read(&args.image);
     if args.json {
         let doc = Report {
             image: &args.image,
             layout: planned.as_ref().map(|p| match p {
-                Ok(l) => super::write::layout_json(l),
-                Err(f) => serde_json::json!({
-                    "error": super::render::chain(&f.error),
-                    "exit": f.exit as u8
+                Ok(l) => serde_json::to_value(job::LayoutSummary::of(l)).unwrap_or_default(),
+                Err(e) => serde_json::json!({
+                    "error": bootstick::error_chain(e),
+                    "exit": super::exit::job_error(e) as u8
                 }),
             }),
+            implanted_md5: implanted,
             inspection: &inspection,
         };
         let mut doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
         if let Some(c) = &compressed {
-            doc["compressed"] = super::compressed::json(c, Some(inspection.size));
+            doc["compressed"] =
+                serde_json::to_value(job::CompressedSummary::of(c, Some(inspection.size)))
+                    .unwrap_or_default();
         }
         out.document(doc);
         Ok(())
@@ -126,20 +92,27 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 human_size(c.compressed_len())
             );
         }
+        if let Some(m) = &implanted {
+            let _ = writeln!(
+                text,
+                "implanted md5 {} over the first {} bytes (isomd5sum; {} fragment sums; checked by `bootstick verify`)",
+                m.md5, m.covered, m.fragment_count
+            );
+        }
         match &planned {
             Some(Ok(l)) => {
                 let _ = writeln!(
                     text,
                     "layout       {}; at least {}",
-                    super::write::layout_line(l),
+                    super::render::layout_line(l),
                     human_size(l.min_size)
                 );
             }
-            Some(Err(f)) => {
+            Some(Err(e)) => {
                 let _ = writeln!(
                     text,
                     "layout       cannot be built: {}",
-                    super::render::chain(&f.error)
+                    bootstick::error_chain(e)
                 );
             }
             None => {}
@@ -425,54 +398,4 @@ fn size_from(s: &bootstick::image::eltorito::SizeSource) -> String {
         SizeSource::FloppyMedia => "floppy media type".into(),
         SizeSource::Catalog => "catalog count".into(),
     }
-}
-
-/// What `write` learns from the inspection before touching the target.
-pub struct WriteMode {
-    pub decision: inspect::Decision,
-    /// Things to tell the user as warning events once the job has started.
-    pub warnings: Vec<String>,
-}
-
-/// Decides how `write` may copy the image `src` (opened from `path`): an ISO
-/// that needs a built layout gets one unless `raw` forces a byte copy; warns
-/// when the image is forced or not recognised.
-pub fn write_mode(src: &Arc<dyn ByteSource>, path: &Path, raw: bool) -> Result<WriteMode, Failure> {
-    use inspect::{Code, Mode};
-    let inspection = inspect_source(src, path)?;
-    // A truncated image would give a stick whose partitions or files run
-    // off the end of what was written (docs/cli.md: no override).
-    if let Some(t) = inspection.truncated {
-        return Err(Failure::new(
-            Exit::BadInput,
-            anyhow::anyhow!("{t}; download the image again"),
-        ));
-    }
-    let decision = inspection.decision;
-    let reasons = || {
-        decision
-            .reasons
-            .iter()
-            .map(|r| format!("\n  - {}", r.message))
-            .collect::<String>()
-    };
-    let mut warnings = Vec::new();
-    match decision.mode {
-        // `write` builds the FAT32 layout (layout::from_iso).
-        Mode::Layout if !raw => {}
-        Mode::Layout => warnings.push(format!(
-            "{} is not a hybrid ISO; copying it byte for byte as asked (--raw): the stick will likely not boot{}",
-            path.display(),
-            reasons()
-        )),
-        Mode::Raw => {
-            if decision.reasons.iter().any(|r| r.code == Code::Unrecognised) {
-                warnings.push(format!(
-                    "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
-                    path.display()
-                ));
-            }
-        }
-    }
-    Ok(WriteMode { decision, warnings })
 }

@@ -2,14 +2,19 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod advice;
 pub mod compare;
-pub mod compressed;
+pub mod completions;
+pub mod disks;
 pub mod exit;
 pub mod extract;
 pub mod fs_choice;
 pub mod inspect;
 pub mod list;
 pub mod ls;
+pub mod mode;
+pub mod mount;
+pub mod references;
 pub mod render;
 pub mod signals;
 pub mod target;
@@ -41,6 +46,15 @@ pub enum Command {
     Ls(ls::Args),
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
+    /// Mount an image's file tree read-only (FUSE) on a directory, in the
+    /// foreground, until Ctrl-C or `bootstick umount`.
+    Mount(mount::Args),
+    /// Unmount a directory `bootstick mount` mounted.
+    Umount(mount::UmountArgs),
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages into a directory (scripts/man.sh).
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 impl Command {
@@ -60,6 +74,10 @@ impl Command {
                 false,
                 "nothing was extracted",
             ),
+            Command::Completions(_) => ("completions", false, None, false, ""),
+            Command::Man(_) => ("man", false, None, false, ""),
+            Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
+            Command::Umount(_) => ("umount", false, None, false, ""),
         };
         render::Invocation {
             command,
@@ -80,6 +98,10 @@ impl Command {
             Command::Inspect(args) => inspect::run(args),
             Command::Ls(args) => ls::run(args),
             Command::Extract(args) => extract::run(args),
+            Command::Completions(args) => completions::completions(args),
+            Command::Man(args) => completions::man(args),
+            Command::Mount(args) => mount::run(args),
+            Command::Umount(args) => mount::run_umount(args),
         }
     }
 }
@@ -121,6 +143,16 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 7] = [
-    "write", "compare", "list", "verify", "inspect", "ls", "extract",
+const SUBCOMMANDS: [&str; 11] = [
+    "write",
+    "compare",
+    "list",
+    "verify",
+    "inspect",
+    "ls",
+    "extract",
+    "mount",
+    "umount",
+    "completions",
+    "man",
 ];

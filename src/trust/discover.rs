@@ -3,10 +3,13 @@
 //!
 //! Only names distributions actually use are picked up (a folder of
 //! downloads holds unrelated files): `SHA256SUMS`, `SHA512SUMS` (Ubuntu,
-//! Debian), `sha256sum.txt` (Mint), `sha256sums.txt`, `b2sums.txt` (Arch),
-//! `*-CHECKSUM` (Fedora), `SHA256` (OpenBSD) and `IMAGE.sha256`-style
-//! single-hash files (openSUSE). Signatures are the same names with `.gpg`,
-//! `.sign`, `.asc`, `.sig` or `.minisig` appended.
+//! Debian, Kali), `sha256sum.txt` (Mint), `sha256sums.txt`, `b2sums.txt`
+//! (Arch), `*-CHECKSUM` (Fedora), `CHECKSUM` (Rocky, AlmaLinux),
+//! `CHECKSUM.SHA256-…`/`CHECKSUM.SHA512-…` (FreeBSD), `SHA256` (OpenBSD),
+//! and files named after the image: `IMAGE.sha256` (openSUSE, Alpine,
+//! NixOS, Raspberry Pi OS), `IMAGE.sha256sum`, `IMAGE.sha256.txt`,
+//! `IMAGE.CHECKSUM` (Rocky), `IMAGE.DIGESTS` (Qubes). Signatures are the
+//! same names with `.gpg`, `.sign`, `.asc`, `.sig` or `.minisig` appended.
 
 use std::path::{Path, PathBuf};
 
@@ -80,9 +83,33 @@ pub fn is_sums_name(name: &str, image_name: &str) -> bool {
         "sha512",
         "sha256sums.asc.txt",
     ];
-    const SINGLE: [&str; 6] = ["sha256", "sha512", "sha256sum", "sha512sum", "b2sum", "b2"];
+    const SINGLE: [&str; 11] = [
+        "sha256",
+        "sha512",
+        "sha256sum",
+        "sha512sum",
+        "sha256.txt",
+        "sha512.txt",
+        "b2sum",
+        "b2",
+        "checksum",
+        "digests",
+        "md5",
+    ];
     let lower = name.to_ascii_lowercase();
-    if LISTS.contains(&lower.as_str()) || lower.ends_with("-checksum") {
+    // A signature beside a list is not a list (OpenBSD's `SHA256.sig` is
+    // found on its own, in `sums_beside`).
+    if SIGNATURE_EXTENSIONS
+        .iter()
+        .any(|ext| lower.ends_with(&format!(".{ext}")))
+    {
+        return false;
+    }
+    if LISTS.contains(&lower.as_str())
+        || lower.ends_with("-checksum")
+        || lower.starts_with("checksum.sha256-")
+        || lower.starts_with("checksum.sha512-")
+    {
         return true;
     }
     match name
@@ -123,6 +150,13 @@ mod tests {
             "SHA256",
             "x.iso.sha256",
             "x.iso.SHA512",
+            "CHECKSUM",
+            "CHECKSUM.SHA256-FreeBSD-14.2-RELEASE-amd64",
+            "CHECKSUM.SHA512-FreeBSD-14.2-RELEASE-amd64",
+            "x.iso.DIGESTS",
+            "x.iso.CHECKSUM",
+            "x.iso.sha256sum",
+            "x.iso.sha256.txt",
         ] {
             assert!(is_sums_name(n, "x.iso"), "{n}");
         }
@@ -132,6 +166,9 @@ mod tests {
             "SHA256SUMS.gpg",
             "notes.txt",
             "x.iso.sig",
+            "CHECKSUM.SHA256-FreeBSD-14.2-RELEASE-amd64.asc",
+            "y.iso.DIGESTS",
+            "CHECKSUM.md5-x",
         ] {
             assert!(!is_sums_name(n, "x.iso"), "{n}");
         }

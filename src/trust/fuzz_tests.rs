@@ -24,6 +24,24 @@ pub fn exercise(bytes: &[u8]) {
                 .all(|a| a.digest_len() == e.digest.len()));
         }
     }
+    let release = sums::parse_release(&text);
+    for e in &release.entries {
+        assert_eq!(e.candidates[0].digest_len(), e.digest.len());
+    }
+    let _ = sums::is_release("x", &text);
+    if let Some(sel) = super::matching::select(&release.entries, Some("a/b"), "b") {
+        let _ = super::matching::conflicts(&release.entries, &sel.checked);
+    }
+    // isomd5sum fields read from anything shaped like a PVD.
+    let mut head = vec![0u8; 16 * 2048];
+    head.extend_from_slice(&[1, b'C', b'D', b'0', b'0', b'1']);
+    head.extend_from_slice(&bytes[..bytes.len().min(2042)]);
+    head.resize(17 * 2048, b' ');
+    if let Some(f) = super::isomd5::parse(&head) {
+        let mut c = super::isomd5::Checker::new(f);
+        c.update(&head);
+        let _ = c.finish();
+    }
     let _ = openpgp::looks_like_openpgp(bytes);
     let _ = openpgp::parse_detached(bytes);
     let _ = openpgp::parse_clearsigned(&text);

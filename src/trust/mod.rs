@@ -14,6 +14,8 @@ pub mod discover;
 pub mod ed25519;
 #[cfg(test)]
 mod fuzz_tests;
+pub mod isomd5;
+pub mod matching;
 pub mod openpgp;
 pub mod signature;
 pub mod stream;
@@ -27,6 +29,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// The `source` of a match on isomd5sum's implanted MD5.
+pub const IMPLANTED_SOURCE: &str = "implanted md5";
+/// What an implanted MD5 is worth, said wherever it decided the outcome.
+pub const IMPLANTED_NOTE: &str = "implanted md5: finds corruption, not tampering";
 
 /// Largest checksum or signature file read (real ones are a few KiB).
 pub const MAX_REFERENCE_FILE: u64 = 4 << 20;
@@ -130,6 +137,10 @@ pub struct Request {
 pub struct Listing {
     /// The checksum file, or `command line`.
     pub source: String,
+    /// The digest was given by the user (`--sha256`, `--sha512`), not read
+    /// from a file; see [`Report::matches_given_digest`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub command_line: bool,
     /// The line within the (signed part of the) file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
@@ -143,6 +154,25 @@ pub struct Listing {
     pub expected: String,
     /// Who signed the checksum file, by good signatures from given keys.
     pub signed_by: Vec<Signer>,
+    /// How the entry was found to be about the image: `given` (a bare
+    /// hash), `path` (its path relative to the checksum file), `name` (its
+    /// file name), `hash` (only the hash: renamed), `implanted`.
+    pub by: matching::By,
+    /// Other entries that share the image's file name under other paths
+    /// (when matched by name), one per path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub same_name: Vec<SameName>,
+    /// The line of another entry for the same path and algorithm whose
+    /// digest differs (the file contradicts itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts_with: Option<usize>,
+}
+
+/// An entry that shares the image's file name under another path.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SameName {
+    pub line: usize,
+    pub name: String,
 }
 
 /// One checksum reference that was read.
@@ -178,6 +208,10 @@ pub struct Report {
     pub keys: Vec<Signer>,
     /// Things worth knowing that did not decide the outcome.
     pub notes: Vec<String>,
+    /// isomd5sum's implanted MD5, when it was checked (no checksum file
+    /// applied): its fields and the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implanted_md5: Option<ImplantedCheck>,
     /// The SHA-256 of the image bytes that were checked; `write` passes it to
     /// the engine so an image that changes before it is written is caught.
     #[serde(skip)]
@@ -189,13 +223,56 @@ pub struct Report {
     pub checked_blocks: Option<std::sync::Arc<crate::image::checked::BlockDigests>>,
 }
 
+impl Report {
+    /// The image matched a digest its user gave (`Request::expected`:
+    /// `--sha256`, `--sha512`), and nothing signed says otherwise. That is
+    /// the check the user asked for — a hash copied from a publisher's HTTPS
+    /// page (Microsoft publishes nothing else) — so `verify` succeeds on it
+    /// (exit 0) while still naming the outcome `checksum-only`: no
+    /// signature proves who published the hash. A digest found in a
+    /// checksum file beside the image is not this: that file came from
+    /// wherever the image came from.
+    pub fn matches_given_digest(&self) -> bool {
+        self.outcome == Outcome::ChecksumOnly
+            && self.matched.as_ref().is_some_and(|m| m.command_line)
+    }
+}
+
+/// An implanted MD5 and what the check found.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImplantedCheck {
+    #[serde(flatten)]
+    pub fields: isomd5::Implanted,
+    #[serde(flatten)]
+    pub verdict: isomd5::Verdict,
+}
+
 /// A checksum reference ready for matching.
 struct Source {
     name: String,
+    /// The checksum file's directory (listed paths are relative to it);
+    /// `None` for hashes given on the command line.
+    dir: Option<PathBuf>,
     sums: sums::Sums,
     clearsigned: bool,
     /// Indexes into the signature files that cover this source.
     signed_by: Vec<usize>,
+}
+
+/// The directory a checksum file's paths are relative to, made absolute.
+fn dir_of(path: &Path) -> Option<PathBuf> {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok(),
+        _ => Path::new(".").canonicalize().ok(),
+    }
+}
+
+/// The image's path relative to `dir`, with `/` separators, when it lies
+/// below it.
+fn relative_to(image: Option<&Path>, dir: Option<&Path>) -> Option<String> {
+    let rel = image?.strip_prefix(dir?).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/")).filter(|r| !r.is_empty())
 }
 
 fn file_name(p: &Path) -> String {
@@ -435,6 +512,7 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
     if !req.expected.is_empty() {
         sources.push(Source {
             name: "command line".into(),
+            dir: None,
             sums: sums::Sums {
                 entries: req
                     .expected
@@ -444,6 +522,7 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
                         name: None,
                         candidates: vec![d.algorithm()],
                         digest: d.as_bytes().to_vec(),
+                        size: None,
                     })
                     .collect(),
                 ignored: Vec::new(),
@@ -511,22 +590,53 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
         sig_files.push(file);
     }
 
-    // Every algorithm any entry may use, plus SHA-256 for the write engine.
+    // Which entries of each checksum file are about the image: decided by
+    // path and name before the image is read (src/trust/matching.rs).
+    let image_name = file_name(&req.image);
+    let image_abs = req.image.canonicalize().ok();
+    let selections: Vec<Option<matching::Selection>> = sources
+        .iter()
+        .map(|s| {
+            let rel = relative_to(image_abs.as_deref(), s.dir.as_deref());
+            matching::select(&s.sums.entries, rel.as_deref(), &image_name)
+        })
+        .collect();
+    // The algorithms needed: the strongest of the entries about the image;
+    // for a file that names it nowhere, every non-weak algorithm it lists
+    // (the image may have been renamed); SHA-256 for the write engine.
     let mut algorithms = vec![HashAlgorithm::Sha256];
-    for s in &sources {
-        for e in &s.sums.entries {
-            algorithms.extend(e.candidates.iter().copied());
+    for (s, sel) in sources.iter().zip(&selections) {
+        let e = &s.sums.entries;
+        match sel {
+            Some(sel) => {
+                algorithms.extend(sel.checked.iter().flat_map(|&i| e[i].candidates.clone()))
+            }
+            None => algorithms.extend(
+                e.iter()
+                    .filter(|e| matching::strength(e) >= 2)
+                    .flat_map(|e| e.candidates.clone()),
+            ),
         }
     }
     if pending_ed.iter().any(|(_, s)| s.prehashed) {
         algorithms.push(HashAlgorithm::Blake2b512);
     }
+    // An implanted MD5 counts when no checksum file names the image.
+    let implanted = if selections.iter().all(Option::is_none) {
+        isomd5::read(&req.image)
+    } else {
+        None
+    };
     let mut pending = pending.into_iter();
     let first = pending.next();
-    let (size, digests, checked_blocks, first_result) =
-        hash_image(&req.image, &algorithms, blocks, observer, |r| {
-            first.as_ref().map(|p| p.signing.verify(&p.sig, r))
-        })?;
+    let (size, digests, implanted_verdict, checked_blocks, first_result) = hash_image(
+        &req.image,
+        &algorithms,
+        implanted.clone().map(isomd5::Checker::new),
+        blocks,
+        observer,
+        |r| first.as_ref().map(|p| p.signing.verify(&p.sig, r)),
+    )?;
     if let (Some(p), Some(result)) = (first, first_result) {
         sig_files[p.file]
             .signatures
@@ -578,8 +688,8 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
         }
     }
 
-    // Match the image against every listing.
-    let image_name = file_name(&req.image);
+    // Match the image against the entries about it (docs/trust.md,
+    // *Matching*).
     let good_signers = |idxs: &[usize]| -> Vec<Signer> {
         idxs.iter()
             .flat_map(|&i| sig_files[i].signatures.iter())
@@ -587,51 +697,232 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
             .filter_map(|c| c.signer.clone())
             .collect()
     };
-    let mut matched: Option<Listing> = None;
+    let hit = |e: &sums::Entry| -> Option<HashAlgorithm> {
+        e.candidates.iter().copied().find(|a| {
+            digests
+                .iter()
+                .any(|d| d.algorithm() == *a && d.as_bytes() == e.digest)
+        })
+    };
+    let mut found: Vec<Listing> = Vec::new();
     let mut mismatches = Vec::new();
-    for s in &sources {
+    for (s, sel) in sources.iter().zip(&selections) {
         let signed_by = good_signers(&s.signed_by);
-        for e in &s.sums.entries {
-            let hit = e.candidates.iter().find(|a| {
-                digests
-                    .iter()
-                    .any(|d| d.algorithm() == **a && d.as_bytes() == e.digest)
-            });
-            let listing = |alg: HashAlgorithm, renamed: bool| Listing {
-                source: s.name.clone(),
-                line: (e.line > 0).then_some(e.line),
-                name: e.name.clone(),
-                renamed,
-                algorithm: alg,
-                expected: e.hex(),
-                signed_by: signed_by.clone(),
-            };
-            let names_image = e.name.is_none() || e.names(&image_name);
-            // Prefer a signed listing, then one under the image's own name.
-            let better = |m: &Listing| {
-                (m.signed_by.is_empty() && !signed_by.is_empty())
-                    || (m.signed_by.is_empty() == signed_by.is_empty() && m.renamed && names_image)
-            };
-            match hit {
-                Some(&alg) if matched.as_ref().is_none_or(better) => {
-                    matched = Some(listing(alg, !names_image));
+        let entries = &s.sums.entries;
+        let listing = |i: usize, alg: HashAlgorithm, by: matching::By| Listing {
+            source: s.name.clone(),
+            command_line: s.dir.is_none(),
+            line: (entries[i].line > 0).then_some(entries[i].line),
+            name: entries[i].name.clone(),
+            renamed: by == matching::By::Hash,
+            algorithm: alg,
+            expected: entries[i].hex(),
+            signed_by: signed_by.clone(),
+            by,
+            same_name: Vec::new(),
+            conflicts_with: None,
+        };
+        let conflict_listings = |pairs: &[(usize, usize)], by| {
+            let mut v = Vec::new();
+            for &(i, j) in pairs {
+                for (a, b) in [(i, j), (j, i)] {
+                    let mut l = listing(a, entries[a].candidates[0], by);
+                    l.conflicts_with = Some(entries[b].line);
+                    v.push(l);
                 }
-                Some(_) => {}
-                None if names_image => mismatches.push(listing(e.candidates[0], false)),
-                None => {}
             }
+            v
+        };
+        let path_of = |i: usize| {
+            let n = entries[i].name.as_deref().unwrap_or_default();
+            matching::normalize(n).unwrap_or_else(|| n.to_string())
+        };
+        let Some(sel) = sel else {
+            // Named nowhere: the image may have been renamed.
+            if let Some((i, alg)) = (0..entries.len())
+                .filter(|&i| matching::strength(&entries[i]) >= 2)
+                .find_map(|i| hit(&entries[i]).map(|a| (i, a)))
+            {
+                found.push(listing(i, alg, matching::By::Hash));
+            }
+            continue;
+        };
+        if !sel.weaker.is_empty() {
+            let mut weaker: Vec<&str> = sel
+                .weaker
+                .iter()
+                .flat_map(|&i| entries[i].candidates.iter().map(|a| a.name()))
+                .collect();
+            weaker.dedup();
+            notes.push(format!(
+                "{} also lists {} for the image; only the strongest listed ({}) was checked",
+                s.name,
+                weaker.join(", "),
+                entries[sel.checked[0]].candidates[0]
+            ));
+        }
+        if sel.by == matching::By::Name {
+            // Several entries may share the name under other paths: one
+            // whose hash is the image's is a match.
+            let Some((h, alg)) = sel
+                .checked
+                .iter()
+                .find_map(|&i| hit(&entries[i]).map(|a| (i, a)))
+            else {
+                mismatches.extend(
+                    sel.checked
+                        .iter()
+                        .map(|&i| listing(i, entries[i].candidates[0], sel.by)),
+                );
+                continue;
+            };
+            let same_path: Vec<usize> = sel
+                .checked
+                .iter()
+                .copied()
+                .filter(|&i| path_of(i) == path_of(h))
+                .collect();
+            let pairs = matching::conflicts(entries, &same_path);
+            if !pairs.is_empty() {
+                mismatches.extend(conflict_listings(&pairs, sel.by));
+                continue;
+            }
+            let mut l = listing(h, alg, sel.by);
+            let mut paths = vec![path_of(h)];
+            for &i in sel.checked.iter().chain(&sel.weaker) {
+                if !paths.contains(&path_of(i)) {
+                    paths.push(path_of(i));
+                    l.same_name.push(SameName {
+                        line: entries[i].line,
+                        name: entries[i].name.clone().unwrap_or_default(),
+                    });
+                }
+            }
+            found.push(l);
+            continue;
+        }
+        // By path (or a bare hash): every entry checked must match, and the
+        // entries must agree with each other.
+        let pairs = matching::conflicts(entries, &sel.checked);
+        if !pairs.is_empty() {
+            mismatches.extend(conflict_listings(&pairs, sel.by));
+            continue;
+        }
+        let misses: Vec<Listing> = sel
+            .checked
+            .iter()
+            .filter(|&&i| hit(&entries[i]).is_none())
+            .map(|&i| listing(i, entries[i].candidates[0], sel.by))
+            .collect();
+        if misses.is_empty() {
+            let i = sel.checked[0];
+            found.push(listing(
+                i,
+                hit(&entries[i]).unwrap_or(entries[i].candidates[0]),
+                sel.by,
+            ));
+        } else {
+            mismatches.extend(misses);
         }
     }
-    if let Some(m) = matched.as_ref().filter(|m| m.renamed) {
+    // The implanted MD5 (no checksum file named the image).
+    let implanted_md5 = implanted.zip(implanted_verdict).map(|(fields, verdict)| {
+        let l = Listing {
+            source: IMPLANTED_SOURCE.into(),
+            command_line: false,
+            line: None,
+            name: None,
+            renamed: false,
+            algorithm: HashAlgorithm::Md5,
+            expected: fields.md5.clone(),
+            signed_by: Vec::new(),
+            by: matching::By::Implanted,
+            same_name: Vec::new(),
+            conflicts_with: None,
+        };
+        if verdict.matches {
+            found.push(l);
+        } else {
+            mismatches.push(l);
+        }
+        ImplantedCheck { fields, verdict }
+    });
+    // The best match: signed with a strong hash first, then by path (or
+    // given) over name over hash alone, then the strongest algorithm (a
+    // folder with SHA256SUMS and SHA512SUMS is checked and named by SHA-512).
+    let rank = |l: &Listing| {
+        (
+            l.signed_by.is_empty() || l.algorithm.is_weak(),
+            match l.by {
+                matching::By::Given | matching::By::Path => 0,
+                matching::By::Name => 1,
+                matching::By::Hash => 2,
+                matching::By::Implanted => 3,
+            },
+            std::cmp::Reverse(match l.algorithm {
+                HashAlgorithm::Sha512 | HashAlgorithm::Blake2b512 => 3,
+                HashAlgorithm::Sha256 => 2,
+                HashAlgorithm::Sha1 => 1,
+                HashAlgorithm::Md5 => 0,
+            }),
+        )
+    };
+    found.sort_by_key(rank);
+    let matched = found.into_iter().next();
+    if let Some(m) = &matched {
+        let at = m.line.map(|l| format!(" line {l}")).unwrap_or_default();
+        let name = m.name.as_deref().unwrap_or_default();
+        match m.by {
+            matching::By::Hash => notes.push(format!(
+                "the image matched the checksum listed for {name:?}: it was renamed"
+            )),
+            matching::By::Name if !m.same_name.is_empty() => {
+                notes.push(format!(
+                "the image matched {}{at} ({name:?}) by its file name; {} other {} the name: {}",
+                m.source,
+                m.same_name.len(),
+                if m.same_name.len() == 1 { "entry shares" } else { "entries share" },
+                m.same_name
+                    .iter()
+                    .map(|o| format!("line {} {:?}", o.line, o.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            }
+            matching::By::Implanted => notes.push(IMPLANTED_NOTE.into()),
+            _ => {}
+        }
+        if m.algorithm.is_weak() && m.by != matching::By::Implanted {
+            notes.push(format!(
+                "the image is listed with {} only: that finds corruption, not tampering, so even a signed list does not make it verified",
+                m.algorithm
+            ));
+        }
+    }
+    for m in mismatches.iter().filter(|m| m.conflicts_with.is_some()) {
         notes.push(format!(
-            "the image matched the checksum listed for {:?}: it was renamed",
-            m.name.as_deref().unwrap_or_default()
+            "{} line {} lists {:?} with another {} digest than line {}: the file contradicts itself",
+            m.source,
+            m.line.unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default(),
+            m.algorithm,
+            m.conflicts_with.unwrap_or_default()
         ));
+    }
+    if let Some(c) = implanted_md5.as_ref().filter(|c| !c.verdict.matches) {
+        notes.push(match (c.verdict.short, c.verdict.bad_fragment) {
+            (true, _) => "the implanted MD5 covers more bytes than the image has: a truncated download".into(),
+            (_, Some(f)) => format!(
+                "the implanted MD5 differs; fragment sum {f} of {} is the first that does not match",
+                c.fields.fragment_count
+            ),
+            _ => "the implanted MD5 differs: the image is corrupt".into(),
+        });
     }
 
     let image_signers = good_signers(&image_sig_files);
     let mut signers: Vec<Signer> = image_signers.clone();
-    if let Some(m) = &matched {
+    if let Some(m) = matched.as_ref().filter(|m| !m.algorithm.is_weak()) {
         signers.extend(m.signed_by.iter().cloned());
     }
     signers.dedup();
@@ -710,6 +1001,7 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
         signers,
         keys: keys.describe(),
         notes,
+        implanted_md5,
     })
 }
 
@@ -794,11 +1086,12 @@ fn load_sums(path: &Path, keys: &Keys) -> Result<(Source, Vec<u8>, Option<Signat
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let hint = sums::hint_from_file_name(&file_name(path));
+    let base = file_name(path);
     let name = path.display().to_string();
     let source = |text: &str, clearsigned: bool| Source {
         name: name.clone(),
-        sums: sums::parse(text, hint),
+        dir: dir_of(path),
+        sums: sums::parse_file(&base, text),
         clearsigned,
         signed_by: Vec::new(),
     };
@@ -871,7 +1164,8 @@ fn load_signify_embedded(
     }
     let source = Source {
         name,
-        sums: sums::parse(&text, sums::hint_from_file_name(&file_name(path))),
+        dir: dir_of(path),
+        sums: sums::parse_file(&file_name(path), &text),
         clearsigned: false,
         signed_by: Vec::new(),
     };
@@ -949,6 +1243,7 @@ fn check_detached_over_bytes(
 type Hashed<T> = (
     u64,
     Vec<Digest>,
+    Option<isomd5::Verdict>,
     Option<crate::image::checked::BlockDigests>,
     T,
 );
@@ -956,6 +1251,7 @@ type Hashed<T> = (
 fn hash_image<T>(
     path: &Path,
     algorithms: &[HashAlgorithm],
+    implanted: Option<isomd5::Checker>,
     blocks: bool,
     observer: &dyn Observer,
     consume: impl FnOnce(&mut stream::HashingReader<'_, File>) -> T,
@@ -970,7 +1266,8 @@ fn hash_image<T>(
         phase: Phase::Check,
         total,
     });
-    let mut r = stream::HashingReader::new(f, algorithms, total, observer);
+    let mut r =
+        stream::HashingReader::new(f, algorithms, total, observer).with_implanted(implanted);
     if blocks {
         r = r.with_blocks();
     }
@@ -981,5 +1278,6 @@ fn hash_image<T>(
     observer.event(&Event::PhaseFinished {
         phase: Phase::Check,
     });
-    Ok((size, r.finish(), blocks, t))
+    let verdict = r.implanted();
+    Ok((size, r.finish(), verdict, blocks, t))
 }

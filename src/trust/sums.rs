@@ -40,6 +40,8 @@ pub struct Entry {
     pub candidates: Vec<HashAlgorithm>,
     /// The digest bytes.
     pub digest: Vec<u8>,
+    /// The size listed with it (Debian `Release` files list one).
+    pub size: Option<u64>,
 }
 
 impl Entry {
@@ -87,6 +89,10 @@ pub fn hint_from_file_name(file_name: &str) -> Option<HashAlgorithm> {
         Some(HashAlgorithm::Sha512)
     } else if n.contains("b2sum") || n.contains("blake2") || n.ends_with(".b2") {
         Some(HashAlgorithm::Blake2b512)
+    } else if n.contains("md5") {
+        Some(HashAlgorithm::Md5)
+    } else if n.contains("sha1") {
+        Some(HashAlgorithm::Sha1)
     } else {
         None
     }
@@ -112,6 +118,7 @@ pub fn parse(text: &str, hint: Option<HashAlgorithm>) -> Sums {
                 name,
                 candidates,
                 digest,
+                size: None,
             }),
             Ok(None) => {}
             Err(reason) => sums.ignored.push(Ignored { line, reason }),
@@ -145,9 +152,11 @@ fn parse_bsd(l: &str) -> Option<Result<Parsed, String>> {
         "SHA256" | "SHA2-256" => HashAlgorithm::Sha256,
         "SHA512" | "SHA2-512" => HashAlgorithm::Sha512,
         "BLAKE2B" | "BLAKE2B-512" | "BLAKE2B512" => HashAlgorithm::Blake2b512,
+        "MD5" => HashAlgorithm::Md5,
+        "SHA1" => HashAlgorithm::Sha1,
         other => {
             return Some(Err(format!(
-                "{other} checksums are not accepted (use SHA-256, SHA-512 or BLAKE2b-512)"
+                "{other} checksums are not read (SHA-256, SHA-512, BLAKE2b-512; MD5 and SHA-1 for corruption only)"
             )))
         }
     };
@@ -197,10 +206,14 @@ fn parse_gnu(l: &str, hint: Option<HashAlgorithm>) -> Result<Parsed, String> {
 fn candidates(bytes: usize, hint: Option<HashAlgorithm>) -> Result<Vec<HashAlgorithm>, String> {
     match (bytes, hint) {
         (32, None | Some(HashAlgorithm::Sha256)) => Ok(vec![HashAlgorithm::Sha256]),
+        (16, Some(HashAlgorithm::Md5)) => Ok(vec![HashAlgorithm::Md5]),
+        (20, Some(HashAlgorithm::Sha1)) => Ok(vec![HashAlgorithm::Sha1]),
         (64, None) => Ok(vec![HashAlgorithm::Sha512, HashAlgorithm::Blake2b512]),
         (64, Some(h @ (HashAlgorithm::Sha512 | HashAlgorithm::Blake2b512))) => Ok(vec![h]),
-        (16, _) => Err("MD5 checksums are not accepted".into()),
-        (20, _) => Err("SHA-1 checksums are not accepted".into()),
+        // Weak, but listed by some (Qubes DIGESTS, Debian Release): they
+        // can find corruption, never prove an image genuine.
+        (16, None) => Ok(vec![HashAlgorithm::Md5]),
+        (20, None) => Ok(vec![HashAlgorithm::Sha1]),
         (n, Some(h)) => Err(format!(
             "a {}-digit digest does not fit {h}, which the file name announces",
             n * 2
@@ -209,6 +222,128 @@ fn candidates(bytes: usize, hint: Option<HashAlgorithm>) -> Result<Vec<HashAlgor
             "a {}-digit digest fits no accepted algorithm",
             n * 2
         )),
+    }
+}
+
+/// True for a Debian `Release`/`InRelease` file: by its name, or by a hash
+/// field (`SHA256:` alone on its line) followed by indented ` HASH SIZE
+/// PATH` lines.
+pub fn is_release(file_name: &str, text: &str) -> bool {
+    if matches!(file_name, "Release" | "InRelease") {
+        return true;
+    }
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if release_hash_field(l).is_some_and(|(_, value)| value.is_empty())
+            && lines.next().is_some_and(|n| n.starts_with(' '))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// A deb822 field line naming a hash section: the algorithm and the rest
+/// of the line.
+fn release_hash_field(l: &str) -> Option<(HashAlgorithm, &str)> {
+    let (name, value) = l.split_once(':')?;
+    let alg = match name.to_ascii_lowercase().as_str() {
+        "md5sum" => HashAlgorithm::Md5,
+        "sha1" => HashAlgorithm::Sha1,
+        "sha256" => HashAlgorithm::Sha256,
+        "sha512" => HashAlgorithm::Sha512,
+        _ => return None,
+    };
+    Some((alg, value.trim()))
+}
+
+/// Parses a Debian `Release` file (deb822, one paragraph; Debian Policy
+/// and the apt repository format): its `MD5Sum:`, `SHA1:`, `SHA256:` and
+/// `SHA512:` fields hold indented ` HASH SIZE PATH` lines, PATH relative to
+/// the Release file's directory. Other fields (`Origin`, `Date`, …) are not
+/// checksums and are skipped; a malformed line in a hash field is kept in
+/// [`Sums::ignored`].
+pub fn parse_release(text: &str) -> Sums {
+    let mut sums = Sums::default();
+    let mut section: Option<HashAlgorithm> = None;
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = i + 1;
+        let l = raw.strip_suffix('\r').unwrap_or(raw);
+        if l.trim().is_empty() {
+            section = None;
+            continue;
+        }
+        if l.starts_with([' ', '\t']) {
+            let Some(alg) = section else {
+                // The continuation of another field (a long Description).
+                continue;
+            };
+            let mut parts = l.split_whitespace();
+            let (hex, size, path) = (parts.next(), parts.next(), parts.next());
+            let parsed = match (hex.and_then(decode_hex), size.map(str::parse::<u64>), path) {
+                (Some(d), Some(Ok(size)), Some(path))
+                    if parts.next().is_none() && d.len() == alg.digest_len() =>
+                {
+                    Some((d, size, path))
+                }
+                _ => None,
+            };
+            match parsed {
+                Some((digest, size, path)) => sums.entries.push(Entry {
+                    line,
+                    name: Some(path.to_string()),
+                    candidates: vec![alg],
+                    digest,
+                    size: Some(size),
+                }),
+                None => sums.ignored.push(Ignored {
+                    line,
+                    reason: format!(
+                        "not a ` HASH SIZE PATH` line of the {} field",
+                        release_field_name(alg)
+                    ),
+                }),
+            }
+            continue;
+        }
+        section = None;
+        match release_hash_field(l) {
+            Some((alg, "")) => section = Some(alg),
+            Some((alg, _)) => sums.ignored.push(Ignored {
+                line,
+                reason: format!(
+                    "the {} field has a value on its own line; its entries must be indented lines",
+                    release_field_name(alg)
+                ),
+            }),
+            None if l.contains(':') => {}
+            None => sums.ignored.push(Ignored {
+                line,
+                reason: "neither a field nor an indented entry of a Release file".into(),
+            }),
+        }
+    }
+    sums
+}
+
+fn release_field_name(alg: HashAlgorithm) -> &'static str {
+    match alg {
+        HashAlgorithm::Md5 => "MD5Sum",
+        HashAlgorithm::Sha1 => "SHA1",
+        HashAlgorithm::Sha256 => "SHA256",
+        HashAlgorithm::Sha512 => "SHA512",
+        HashAlgorithm::Blake2b512 => "BLAKE2b",
+    }
+}
+
+/// Parses a checksum file by its format: a Debian `Release`/`InRelease`
+/// ([`parse_release`]), else checksum lines ([`parse`]) with the algorithm
+/// the file's name announces.
+pub fn parse_file(file_name: &str, text: &str) -> Sums {
+    if is_release(file_name, text) {
+        parse_release(text)
+    } else {
+        parse(text, hint_from_file_name(file_name))
     }
 }
 
@@ -304,10 +439,65 @@ mod tests {
             "0".repeat(32)
         );
         let s = parse(&text, None);
-        assert_eq!(s.entries.len(), 1);
-        assert_eq!(s.entries[0].name, None);
-        assert_eq!(s.ignored.len(), 4);
-        assert!(s.ignored[0].reason.contains("MD5"));
+        // MD5 lines are read (for corruption only); the others are not.
+        let algs: Vec<_> = s.entries.iter().map(|e| e.candidates.clone()).collect();
+        assert_eq!(algs, [vec![Md5], vec![Md5], vec![Sha256]]);
+        assert_eq!(s.entries[2].name, None);
+        assert_eq!(s.ignored.len(), 2);
+        assert_eq!((s.ignored[0].line, s.ignored[1].line), (3, 4));
+        let s = parse(
+            &format!("{}  x\nRMD160 (x) = {}\n", "0".repeat(40), "0".repeat(40)),
+            None,
+        );
+        assert_eq!(s.entries[0].candidates, [Sha1]);
+        assert!(s.ignored[0].reason.contains("RMD160"));
+    }
+
+    #[test]
+    fn debian_release_hash_fields() {
+        let h1 = "ab".repeat(16);
+        let h2 = "cd".repeat(32);
+        let text = format!(
+            "Origin: Debian\nLabel: Debian\nDescription: Debian 12.8\n long description line\nMD5Sum:\n {h1}  50060337 main/binary-amd64/Packages\n {h1} 123 main/i18n/Index\nSHA256:\n {h2}  50060337 main/binary-amd64/Packages\n {h2} notasize main/x\n {h1} 5 short/digest\nAcquire-By-Hash: yes\n"
+        );
+        assert!(is_release("InRelease", ""));
+        assert!(is_release("whatever", &text));
+        assert!(!is_release("SHA256SUMS", &format!("{H64}  x.iso\n")));
+        let s = parse_file("Release", &text);
+        let got: Vec<_> = s
+            .entries
+            .iter()
+            .map(|e| (e.line, e.name.clone().unwrap(), e.candidates[0], e.size))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    6,
+                    "main/binary-amd64/Packages".to_string(),
+                    Md5,
+                    Some(50060337)
+                ),
+                (7, "main/i18n/Index".to_string(), Md5, Some(123)),
+                (
+                    9,
+                    "main/binary-amd64/Packages".to_string(),
+                    Sha256,
+                    Some(50060337)
+                ),
+            ]
+        );
+        // The two malformed SHA256 lines are kept with a reason; the
+        // description's continuation and the other fields are not entries.
+        let lines: Vec<_> = s.ignored.iter().map(|i| i.line).collect();
+        assert_eq!(lines, [10, 11]);
+        assert!(s.ignored[0].reason.contains("SHA256"));
+        // The old reading took ` HASH SIZE PATH` for a hash and a name
+        // "50060337 main/…": no entry may be named like that.
+        assert!(s
+            .entries
+            .iter()
+            .all(|e| !e.name.as_deref().unwrap().contains(' ')));
     }
 
     #[test]

@@ -660,13 +660,32 @@ pub(super) fn compare(
         source: e,
     })?;
     plan.check_source(source_len)?;
+    compare_with(
+        plan,
+        &SourceReader::Plain(source),
+        target,
+        chunk_size,
+        cancel,
+        observer,
+    )
+}
+
+/// [`compare`] with the plan's source bytes read from `source`.
+pub(super) fn compare_with(
+    plan: &Plan,
+    source: &SourceReader,
+    target: &Target,
+    chunk_size: usize,
+    cancel: &Cancel,
+    observer: &dyn Observer,
+) -> Result<CompareReport, Error> {
     let stop = Stop {
         cancel,
         state: TargetState::Untouched,
     };
     let direct_io = verify::check(
         plan,
-        &SourceReader::Plain(source),
+        source,
         target,
         chunk_size,
         Expected::Plan,

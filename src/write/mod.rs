@@ -458,3 +458,25 @@ pub fn compare(
     engine::compare(plan, source, target, chunk_size, cancel, observer)
         .map_err(|e| explain_disappearance(target, e))
 }
+
+/// [`compare`] for a compressed image: `target` against `plan`, whose
+/// `Source` extents are read from the decompressed image `decoded`
+/// (decoded in order as the comparison goes).
+pub fn compare_decoded(
+    plan: &Plan,
+    decoded: &crate::image::compressed::DecodedImage,
+    target: &Target,
+    chunk_size: usize,
+    cancel: &Cancel,
+    observer: &dyn Observer,
+) -> Result<CompareReport, Error> {
+    engine::compare_with(
+        plan,
+        &fill::SourceReader::Decoded(decoded),
+        target,
+        chunk_size,
+        cancel,
+        observer,
+    )
+    .map_err(|e| explain_disappearance(target, e))
+}

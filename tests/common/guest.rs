@@ -16,7 +16,8 @@
 //!   that QEMU boots through its PVH entry point: decompressing xz under TCG
 //!   costs ~6 s per boot. Only the modules the test-bed needs (and their
 //!   dependencies, from `depmod`) are kept. Keyed by the package's SHA-256.
-//! - the initramfs: busybox (static), udevd (`udevadm` and its libraries), the
+//! - the initramfs: busybox (static), udevd (`udevadm` and its libraries),
+//!   util-linux `script` (a terminal for the picker; busybox has none), the
 //!   `bootstick` binary under test (stripped, with its libraries), the modules
 //!   and `/init`. Keyed by the hash of everything that goes in.
 //! - per run: an ext4 image (made with `mkfs.ext4 -d`, never mounted on the
@@ -49,6 +50,7 @@ pub const TOOLS: &[&str] = &[
     "cpio",
     "busybox",
     "udevadm",
+    "script",
     "mkfs.ext4",
     "strip",
     "ldd",
@@ -331,6 +333,8 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts
+mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 for m in $(cat /lib/modules/load); do
@@ -414,12 +418,18 @@ fn build_initramfs() -> PathBuf {
     let bootstick = PathBuf::from(env!("CARGO_BIN_EXE_bootstick"));
     let busybox = std::fs::canonicalize(which("busybox")).unwrap();
     let udevadm = std::fs::canonicalize(which("udevadm")).unwrap();
+    let script = std::fs::canonicalize(which("script")).unwrap();
     let rules_dir = ["/usr/lib/udev/rules.d", "/lib/udev/rules.d"]
         .iter()
         .map(PathBuf::from)
         .find(|d| d.join(UDEV_RULES[0]).exists())
         .expect("udev rules directory");
-    let mut executables = vec![busybox.clone(), udevadm.clone(), bootstick.clone()];
+    let mut executables = vec![
+        busybox.clone(),
+        udevadm.clone(),
+        script.clone(),
+        bootstick.clone(),
+    ];
     executables.sort();
     let mut libs: Vec<PathBuf> = executables
         .iter()
@@ -464,6 +474,7 @@ fn build_initramfs() -> PathBuf {
     }
     install(&root, &busybox, Path::new("/bin/busybox"));
     install(&root, &udevadm, Path::new("/bin/udevadm"));
+    install(&root, &script, Path::new("/bin/script"));
     std::fs::create_dir_all(root.join("lib/systemd")).unwrap();
     std::os::unix::fs::symlink("/bin/udevadm", root.join("lib/systemd/systemd-udevd")).unwrap();
     // Stripped: a debug build is mostly DWARF, which only slows the guest.
