@@ -2,6 +2,7 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod boot_test;
 pub mod compare;
 pub mod completions;
 pub mod exit;
@@ -41,6 +42,7 @@ pub enum Command {
     Ls(ls::Args),
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
+    BootTest(boot_test::Args),
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (scripts/man.sh).
     #[command(hide = true)]
@@ -64,6 +66,7 @@ impl Command {
                 false,
                 "nothing was extracted",
             ),
+            Command::BootTest(a) => ("boot-test", a.json, Some(&a.target), false, ""),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
         };
@@ -86,6 +89,7 @@ impl Command {
             Command::Inspect(args) => inspect::run(args),
             Command::Ls(args) => ls::run(args),
             Command::Extract(args) => extract::run(args),
+            Command::BootTest(args) => boot_test::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
         }
@@ -129,7 +133,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 10] = [
     "write",
     "compare",
     "list",
@@ -137,6 +141,7 @@ const SUBCOMMANDS: [&str; 9] = [
     "inspect",
     "ls",
     "extract",
+    "boot-test",
     "completions",
     "man",
 ];
