@@ -958,6 +958,7 @@ fn help_fits_80_columns_without_broken_wraps() {
         "inspect",
         "ls",
         "extract",
+        "boot-test",
         "completions",
     ];
     for sub in std::iter::once("").chain(subs) {

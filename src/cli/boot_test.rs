@@ -12,7 +12,7 @@ use super::render::Renderer;
 use bootstick::boot_test::{self, Accel, Firmware, OvmfFiles, Report, Verdict};
 use bootstick::image::ImageFile;
 
-/// Boot a stick or image file in QEMU, read-only, and say whether it boots.
+/// Boot a stick (or image file) read-only in QEMU: does it boot?
 ///
 /// Real firmware boots TARGET as a USB stick: SeaBIOS (bios), OVMF (uefi),
 /// OVMF with Secure Boot and Microsoft's keys (uefi-secure-boot). QEMU opens
