@@ -409,3 +409,62 @@ fn missing_qemu_or_ovmf_exits_22_naming_the_package() {
         "{e}"
     );
 }
+
+/// SIGINT during a boot stops it: exit 130, the `result` says
+/// `interrupted`, and no QEMU is left running on the medium (every
+/// process's command line in /proc is the oracle).
+#[test]
+fn sigint_during_a_boot_stops_it_and_kills_qemu() {
+    use std::io::{BufRead, BufReader};
+    let t = "sigint_during_a_boot_stops_it_and_kills_qemu";
+    if !qemu::require(t, &[Firmware::SeaBios]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spin = mbr_disk(dir.path(), "spin-interrupted.img", &[0xEB, 0xFE]);
+    let qemu_on_medium = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .any(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("qemu-system") && c.contains(spin.to_str().unwrap())
+            })
+    };
+    let _slot = qemu::slot();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(["boot-test", "--json", "--firmware", "bios"])
+        .arg(&spin)
+        .env("BOOTSTICK_QEMU_ACCEL", qemu::accel())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    stdout.read_line(&mut seen).unwrap();
+    assert!(seen.contains("\"start\""), "{seen}");
+    // The guest is up once QEMU runs on the medium.
+    let started = std::time::Instant::now();
+    while !qemu_on_medium() {
+        assert!(started.elapsed().as_secs() < 30, "QEMU never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    seen.push_str(&rest);
+    assert_eq!(out.status.code(), Some(130), "{seen}");
+    let result = common::json_result(seen.as_bytes());
+    assert_eq!(result["interrupted"], true, "{result}");
+    assert_eq!(result["signal"], "SIGINT");
+    assert!(
+        !qemu_on_medium(),
+        "QEMU still runs after the boot test ended"
+    );
+}
