@@ -13,6 +13,7 @@ pub mod events;
 pub mod hash;
 pub mod image;
 pub mod inspect;
+pub mod job;
 pub mod layout;
 pub mod plan;
 pub mod trust;

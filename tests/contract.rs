@@ -697,6 +697,36 @@ fn a_signal_during_a_file_write_leaves_the_old_file() {
     assert_eq!(left.len(), 2, "only big.img and out.img: {left:?}");
 }
 
+/// A second signal right after the first ends the process at once, without
+/// waiting for the job to wind down, and still leaves no temporary
+/// `.NAME.bootstick-XXXXXXXX` beside a file target (issue 10: it did) and
+/// the old file as it was.
+#[test]
+fn a_second_signal_exits_at_once_and_leaves_no_staged_file() {
+    for _ in 0..3 {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out.img");
+        std::fs::write(&out, b"the old file").unwrap();
+        let mut child = spawn_big_write(d.path(), &out, true);
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let seen = read_until(&mut stdout, |l| l.contains("\"progress\""));
+        kill(&child, Signal::Interrupt);
+        // Apart, so the kernel does not merge them into one pending signal.
+        std::thread::sleep(Duration::from_millis(5));
+        kill(&child, Signal::Interrupt);
+        let o = wait_for(child, Duration::from_secs(10));
+        let ctx = format!("{seen}\nstderr:\n{}", text(&o.stderr));
+        assert_eq!(o.status.code(), Some(130), "{ctx}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"the old file", "{ctx}");
+        let mut left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["big.img", "out.img"], "{ctx}");
+    }
+}
+
 /// For people the interruption is one line on stderr saying the disk must
 /// be written again.
 #[test]

@@ -263,10 +263,22 @@ fn list_json_schema_and_default_view() {
     let sda = all.iter().find(|d| d["name"] == "sda").unwrap();
     assert_eq!(sda["system"], true);
 
-    // The human table marks the system disk.
-    let table = common::run(common::bootstick().args(["list", "--all", "--root", root]));
-    let line = table.lines().find(|l| l.contains("/dev/sda ")).unwrap();
-    assert!(line.contains("SYSTEM"), "{line}");
+    // The human table marks the system disk: on its line when there is
+    // room (COLUMNS=200), else on the indented notes line right below it
+    // (80 columns, the default without a terminal).
+    for (columns, notes_line) in [("200", 0), ("80", 1)] {
+        let table = common::run(
+            common::bootstick()
+                .args(["list", "--all", "--root", root])
+                .env("COLUMNS", columns),
+        );
+        let line = table
+            .lines()
+            .skip_while(|l| !l.contains("/dev/sda "))
+            .nth(notes_line)
+            .unwrap();
+        assert!(line.contains("SYSTEM"), "{columns}: {line}\n{table}");
+    }
 }
 
 /// On the real machine: the output parses, and the disk(s) holding `/`

@@ -998,3 +998,37 @@ fn layout_write_with_a_source_check_exits_19_when_the_image_changes() {
     assert_eq!(start["mode"], "layout");
     assert_eq!(start["source_check"]["outcome"], "checksum-only");
 }
+
+/// Issue 10: a layout write with a source check reads the image for the
+/// check once: one `check` phase (the pinned pass that also takes the block
+/// digests), then write, sync, verify, in that order, and the result is
+/// verified with the check's outcome. A flow that checked again (or built
+/// the layout from a second, unchecked read) would show a second phase.
+#[test]
+fn layout_write_with_a_source_check_has_one_check_phase() {
+    let t = "layout_write_with_a_source_check_has_one_check_phase";
+    if !common::require_tools(t, TOOLS)
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !common::require_tools(t, &["sha256sum"])
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let img = checked_copy(work.path());
+    let stick = work.path().join("stick.img");
+    let events = write_json(&img, &stick);
+    let phases: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "phase")
+        .filter_map(|e| e["phase"].as_str())
+        .collect();
+    assert_eq!(phases, ["check", "write", "sync", "verify"], "{events:#?}");
+    let start = events.iter().find(|e| e["event"] == "start").unwrap();
+    assert_eq!(start["mode"], "layout", "{start:#}");
+    let result = events.last().unwrap();
+    assert_eq!(result["ok"], true, "{result:#}");
+    assert_eq!(
+        start["source_check"]["outcome"], "checksum-only",
+        "{start:#}"
+    );
+}

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::exit::{Exit, Failure};
 use super::render::Renderer;
 use bootstick::boot_test::{self, Accel, Firmware, OvmfFiles, Report, Verdict};
+use bootstick::devices::Roots;
 use bootstick::image::ImageFile;
 
 /// Boot a stick (or image file) read-only in QEMU: does it boot?
@@ -148,7 +149,8 @@ impl boot_test::Observer for Say {
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
-    let (path, disk) = super::target::resolve_for_reading(&args.target)?;
+    let (path, disk) = bootstick::job::resolve_for_reading(&Roots::live(), &args.target)
+        .map_err(super::advice::failure)?;
     // Only for the checks before booting (a FAT volume with a UEFI
     // loader); QEMU opens the path itself, read-only.
     let src = ImageFile::open(&path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;

@@ -9,7 +9,7 @@
 use bootstick::cancel::{Signal, TargetState};
 use bootstick::layout::{disk, fat32, from_iso, partition};
 use bootstick::plan::PlanError;
-use bootstick::{boot_test, devices, image, trust, write};
+use bootstick::{boot_test, devices, image, job, trust, write};
 use serde_json::{json, Map, Value};
 
 /// How a `bootstick` run ended.
@@ -185,6 +185,30 @@ pub fn write_error(e: &write::Error) -> Exit {
         | E::SourceModifiedBeforeWrite { .. } => Exit::SourceChanged,
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
         E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
+    }
+}
+
+/// The code of a job error: each library error it wraps by that error's own
+/// map; the job's own refusals as documented in docs/cli.md.
+pub fn job_error(e: &job::Error) -> Exit {
+    use job::Error as E;
+    match e {
+        E::Image(i) => image_error(i),
+        E::Device(d) => device_error(d),
+        E::Write(w) => write_error(w),
+        E::Trust(t) => trust_error(t),
+        E::Inspect { source, .. } => inspect_error(source),
+        E::Layout { source, .. } => layout_error(source),
+        E::Truncated { .. } => Exit::BadInput,
+        E::TableForRaw { .. } => Exit::Usage,
+        E::SourceCheck { report, .. } => outcome(report.outcome),
+        E::Declined { .. } => Exit::Declined,
+        E::NamedTwice { .. } => Exit::Refused,
+        // The first refused target's code, in argument order.
+        E::Refused { refused, .. } => refused
+            .first()
+            .map_or(Exit::Refused, |r| job_error(&r.error)),
+        E::Duplicate(_) | E::Panicked => Exit::Internal,
     }
 }
 

@@ -2,15 +2,19 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod advice;
 pub mod boot_test;
 pub mod compare;
 pub mod completions;
+pub mod disks;
 pub mod exit;
 pub mod extract;
 pub mod fs_choice;
 pub mod inspect;
 pub mod list;
 pub mod ls;
+pub mod mode;
+pub mod references;
 pub mod render;
 pub mod signals;
 pub mod target;

@@ -15,8 +15,10 @@
 //!   chunks, lets the I/O in flight finish, releases the device and returns
 //!   `Cancelled` with the target's state, which the command reports.
 //!
-//! A second termination signal exits at once (from the signal handler
-//! itself, so nothing can hold it up), with the same 128 + number code.
+//! A second termination signal exits at once with the same 128 + number
+//! code: from the signal thread when it is free (after removing the
+//! temporary files of staged file targets), else from the signal handler
+//! itself, so nothing can hold it up; a third always exits from the handler.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::AtomicBool;
@@ -64,7 +66,8 @@ pub fn install(report: fn(Signal)) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let Some(signal) = signals.forever().find_map(Signal::from_number) else {
+            let mut arriving = signals.forever().filter_map(Signal::from_number);
+            let Some(signal) = arriving.next() else {
                 return;
             };
             let cooperative = COOPERATIVE.lock().unwrap_or_else(|e| e.into_inner());
@@ -73,10 +76,23 @@ pub fn install(report: fn(Signal)) -> std::io::Result<()> {
                 // Held until the process exits: a command that tries to
                 // start cooperating now waits here instead. No destructor
                 // runs on exit: remove the temporary files of staged file
-                // targets here.
+                // targets here. `seen` stays set: if `report` blocks (a
+                // full pipe), a second signal exits from the handler.
                 bootstick::write::remove_staged_files();
                 report(signal);
                 std::process::exit(128 + signal.number());
+            }
+            drop(cooperative);
+            // The job winds down by itself. This thread is free, so it
+            // takes the second signal rather than the handler: disarmed,
+            // the handler lets it through, and this thread removes the
+            // staged files (exit runs no destructor) before exiting. Its
+            // arrival re-arms the handler, so a third signal exits at once
+            // whatever this thread is doing.
+            seen.store(false, std::sync::atomic::Ordering::SeqCst);
+            if let Some(second) = arriving.next() {
+                bootstick::write::remove_staged_files();
+                std::process::exit(128 + second.number());
             }
         })?;
     Ok(())
