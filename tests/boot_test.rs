@@ -468,3 +468,115 @@ fn sigint_during_a_boot_stops_it_and_kills_qemu() {
         "QEMU still runs after the boot test ended"
     );
 }
+
+/// Runs `bootstick write --yes ARGS…` (holding a guest slot) and returns
+/// the exit code and the JSON lines.
+fn write(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> (Option<i32>, Vec<Value>) {
+    let _slot = qemu::slot();
+    let cache = tempfile::tempdir().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bootstick"));
+    c.args(["write", "--yes", "--json"])
+        .args(args)
+        .env("BOOTSTICK_QEMU_ACCEL", qemu::accel())
+        .env("XDG_CACHE_HOME", cache.path());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (out.status.code(), common::json_lines(&out.stdout))
+}
+
+/// `write --boot-test`: the hybrid fixture is written, verified (`cmp`),
+/// then booted from the written file under BIOS and UEFI (GRUB's markers);
+/// a blank image is written and verified too, but the run fails with
+/// exit 20 and says the write succeeded.
+#[test]
+fn write_boot_test_boots_what_was_written() {
+    let t = "write_boot_test_boots_what_was_written";
+    let Some(iso) = hybrid(t) else { return };
+    if !common::require_tools(t, &["cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stick = dir.path().join("stick.img");
+    let (code, lines) = write(
+        &["--boot-test".as_ref(), iso.as_os_str(), stick.as_os_str()],
+        &[],
+    );
+    let result = lines.last().unwrap();
+    assert_eq!(code, Some(0), "{result:#}");
+    assert_eq!(result["verified"], true);
+    common::run(Command::new("cmp").arg(&iso).arg(&stick));
+    let boot = &result["boot_test"];
+    expect(boot, "bios", "boots", "powered-off");
+    expect(boot, "uefi", "boots", "powered-off");
+    let console = under(boot, "uefi")["console"].as_str().unwrap();
+    assert!(
+        console.contains(&qemu::fixture_marker(Firmware::Ovmf)),
+        "{console}"
+    );
+
+    let blank = dir.path().join("blank.img");
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = dir.path().join("blank-stick.img");
+    let (code, lines) = write(
+        &["--boot-test".as_ref(), blank.as_os_str(), out.as_os_str()],
+        &[],
+    );
+    let result = lines.last().unwrap();
+    assert_eq!(code, Some(20), "{result:#}");
+    assert_eq!(result["verified"], true, "{result:#}");
+    assert!(
+        result["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("written and verified, but "),
+        "{result:#}"
+    );
+    expect(
+        &result["boot_test"],
+        "bios",
+        "does-not-boot",
+        "not-a-bootable-disk",
+    );
+    expect(
+        &result["boot_test"],
+        "uefi",
+        "does-not-boot",
+        "no-uefi-loader",
+    );
+}
+
+/// `write --boot-test` refuses what it cannot do before writing: without
+/// QEMU (exit 22), with two TARGETs (exit 2); no target file is created.
+#[test]
+fn write_boot_test_refuses_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    common::pseudo_random_file(&img, 100_000, 7);
+    let a = dir.path().join("a.img");
+    let b = dir.path().join("b.img");
+    let (code, lines) = write(
+        &["--boot-test".as_ref(), img.as_os_str(), a.as_os_str()],
+        &[("PATH", "/nonexistent")],
+    );
+    assert_eq!(code, Some(22), "{lines:?}");
+    assert!(!a.exists(), "written without QEMU");
+    if !qemu::require("write_boot_test_refuses_before_writing", &Firmware::ALL) {
+        return;
+    }
+    let (code, lines) = write(
+        &[
+            "--boot-test".as_ref(),
+            img.as_os_str(),
+            a.as_os_str(),
+            b.as_os_str(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{lines:?}");
+    assert!(!a.exists() && !b.exists(), "written with two targets");
+}

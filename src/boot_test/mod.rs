@@ -318,6 +318,24 @@ impl Observer for Quiet {
     fn booting(&self, _: Firmware, _: Accel) {}
 }
 
+/// QEMU and the OVMF files for each firmware of `options` (in order;
+/// `None` for BIOS), or the error naming what to install. `write` asks
+/// before it writes, so a boot test asked for cannot fail only after the
+/// write.
+pub fn available(options: &Options) -> Result<(PathBuf, Vec<Option<OvmfFiles>>), Error> {
+    let qemu = firmware::qemu()?;
+    let mut ovmf = Vec::new();
+    for fw in &options.firmware {
+        let given = match fw {
+            Firmware::Bios => None,
+            Firmware::Uefi => options.ovmf.as_ref(),
+            Firmware::UefiSecureBoot => options.ovmf_secure_boot.as_ref(),
+        };
+        ovmf.push(firmware::ovmf(*fw, given)?);
+    }
+    Ok((qemu, ovmf))
+}
+
 /// Boots `medium` (the file or device QEMU opens, read-only) under each
 /// firmware of `options`, one after another. `src` is the same medium
 /// opened for reading, for the checks made before booting.
@@ -329,16 +347,7 @@ pub fn run(
 ) -> Result<Report, Error> {
     // Everything needed is found before the first boot: a missing package
     // is said at once, not after minutes of booting.
-    let qemu = firmware::qemu()?;
-    let mut ovmf = Vec::new();
-    for fw in &options.firmware {
-        let given = match fw {
-            Firmware::Bios => None,
-            Firmware::Uefi => options.ovmf.as_ref(),
-            Firmware::UefiSecureBoot => options.ovmf_secure_boot.as_ref(),
-        };
-        ovmf.push(firmware::ovmf(*fw, given)?);
-    }
+    let (qemu, ovmf) = available(options)?;
     let wants_uefi = options.firmware.iter().any(|f| *f != Firmware::Bios);
     // UEFI is skipped only where the emulator's answer would mislead: no
     // FAT volume with a loader, but an El Torito EFI image (an EFI-only

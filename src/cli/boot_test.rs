@@ -2,16 +2,14 @@
 //! read-only, under each firmware asked for, and says whether it boots
 //! (`bootstick::boot_test`, docs/boot-test.md).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use serde_json::json;
 
+use super::boot::{self, FirmwareArg, SETTLE};
 use super::exit::{Exit, Failure};
 use super::render::Renderer;
-use bootstick::boot_test::{self, Accel, Firmware, OvmfFiles, Report, Verdict};
 use bootstick::devices::Roots;
-use bootstick::image::ImageFile;
 
 /// Boot a stick (or image file) read-only in QEMU: does it boot?
 ///
@@ -58,103 +56,15 @@ pub struct Args {
     pub json: bool,
 }
 
-/// `--firmware` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FirmwareArg {
-    Bios,
-    Uefi,
-    UefiSecureBoot,
-}
-
-impl From<FirmwareArg> for Firmware {
-    fn from(f: FirmwareArg) -> Firmware {
-        match f {
-            FirmwareArg::Bios => Firmware::Bios,
-            FirmwareArg::Uefi => Firmware::Uefi,
-            FirmwareArg::UefiSecureBoot => Firmware::UefiSecureBoot,
-        }
-    }
-}
-
-/// How long a started loader must run without the firmware taking over
-/// (docs/boot-test.md).
-pub const SETTLE: Duration = Duration::from_secs(5);
-
 pub fn run(args: Args) -> Result<(), Failure> {
     let render = Renderer::new(args.json);
     render.failure(run_inner(&args, &render))
 }
 
-/// A pair of OVMF files from two environment variables (tests, and OVMF
-/// installed elsewhere than Debian, Fedora or Arch put it).
-fn ovmf_from_env(code: &str, vars: &str) -> Option<OvmfFiles> {
-    Some(OvmfFiles {
-        code: std::env::var_os(code)?.into(),
-        vars: std::env::var_os(vars)?.into(),
-    })
-}
-
-/// Where the KVM probe remembers its verdict: `$XDG_CACHE_HOME/bootstick`
-/// or `~/.cache/bootstick`.
-fn probe_cache() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .map(|c| c.join("bootstick"))
-}
-
-/// The options a `boot-test` (or, later, `write --boot-test`) runs with.
-pub fn options(
-    firmware: &[FirmwareArg],
-    timeout: u64,
-    screenshot: Option<&Path>,
-) -> boot_test::Options {
-    let mut fws: Vec<Firmware> = Vec::new();
-    for f in firmware {
-        if !fws.contains(&(*f).into()) {
-            fws.push((*f).into());
-        }
-    }
-    boot_test::Options {
-        firmware: fws,
-        timeout: Duration::from_secs(timeout),
-        settle: SETTLE,
-        screenshots: screenshot.map(Path::to_owned),
-        accel: match std::env::var("BOOTSTICK_QEMU_ACCEL").as_deref() {
-            Ok("tcg") => Some(Accel::Tcg),
-            Ok("kvm") => Some(Accel::Kvm),
-            _ => None,
-        },
-        probe_cache: probe_cache(),
-        ovmf: ovmf_from_env("BOOTSTICK_OVMF_CODE", "BOOTSTICK_OVMF_VARS"),
-        ovmf_secure_boot: ovmf_from_env("BOOTSTICK_OVMF_SB_CODE", "BOOTSTICK_OVMF_SB_VARS"),
-        cancel: super::signals::token(),
-        ..boot_test::Options::default()
-    }
-}
-
-/// Tells people which boot is running (stderr; JSON runs stay quiet).
-struct Say(bool);
-
-impl boot_test::Observer for Say {
-    fn booting(&self, firmware: Firmware, accel: Accel) {
-        if !self.0 {
-            super::signals::say(&format!(
-                "booting under {} ({})…",
-                firmware.title(),
-                accel.name()
-            ));
-        }
-    }
-}
-
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let (path, disk) = bootstick::job::resolve_for_reading(&Roots::live(), &args.target)
         .map_err(super::advice::failure)?;
-    // Only for the checks before booting (a FAT volume with a UEFI
-    // loader); QEMU opens the path itself, read-only.
-    let src = ImageFile::open(&path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;
-    let options = options(&args.firmware, args.timeout, args.screenshot.as_deref());
+    let options = boot::options(&args.firmware, args.timeout, args.screenshot.as_deref());
     render.start(
         "boot-test",
         json!({
@@ -168,19 +78,12 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         }),
     );
     super::signals::cooperate();
-    let report = boot_test::run(&path, &src, &options, &Say(args.json)).map_err(|e| match e {
-        boot_test::Error::Cancelled => Failure::interrupted(
-            super::signals::token().signal(),
-            None,
-            anyhow::Error::new(e),
-        ),
-        e => Failure::new(super::exit::boot_test_error(&e), e),
-    })?;
-    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
+    let report = boot::run(&path, &options, args.json)?;
+    let fields = boot::fields(&report)?;
     if !args.json {
-        print!("{}", human(&report));
+        print!("{}", boot::human(&report));
     }
-    let summary = summary(&path, &report);
+    let summary = boot::summary(&path, &report);
     match super::exit::boot_verdicts(&report) {
         Exit::Ok => {
             render.result(Ok((fields, summary)));
@@ -188,75 +91,4 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         }
         exit => Err(Failure::new(exit, anyhow::anyhow!(summary)).with_fields(fields)),
     }
-}
-
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Boots => "boots",
-        Verdict::DoesNotBoot => "does not boot",
-        Verdict::Unknown => "unknown",
-        Verdict::Skipped => "skipped",
-    }
-}
-
-/// One paragraph per firmware: the verdict, why, the firmware's lines.
-fn human(report: &Report) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    for r in &report.results {
-        let _ = writeln!(
-            s,
-            "{:<17} {}: {} ({:.1} s)",
-            r.firmware.name(),
-            verdict_word(r.verdict),
-            r.message,
-            r.seconds
-        );
-        for line in &r.evidence {
-            let _ = writeln!(s, "{:<17}   firmware: {line}", "");
-        }
-        if let Some(p) = &r.screenshot {
-            let _ = writeln!(s, "{:<17}   screenshot: {}", "", p.display());
-        }
-    }
-    s
-}
-
-/// "X boots under BIOS and UEFI (screenshots: …)", or what does not.
-fn summary(path: &Path, report: &Report) -> String {
-    let names = |v: Verdict| -> Vec<&str> {
-        report
-            .results
-            .iter()
-            .filter(|r| r.verdict == v)
-            .map(|r| r.firmware.title())
-            .collect()
-    };
-    let mut parts = Vec::new();
-    for (v, word) in [
-        (Verdict::Boots, "boots under"),
-        (Verdict::DoesNotBoot, "does not boot under"),
-        (Verdict::Unknown, "could not be judged under"),
-        (Verdict::Skipped, "was not booted under"),
-    ] {
-        let n = names(v);
-        if !n.is_empty() {
-            parts.push(format!("{word} {}", n.join(" and ")));
-        }
-    }
-    let shots: Vec<String> = report
-        .results
-        .iter()
-        .filter_map(|r| r.screenshot.as_ref().map(|p| p.display().to_string()))
-        .collect();
-    let shots = if shots.is_empty() {
-        String::new()
-    } else {
-        format!(" (screenshots: {})", shots.join(", "))
-    };
-    format!(
-        "{} {}{shots}; evidence from emulated firmware, not a guarantee for every PC",
-        path.display(),
-        parts.join("; ")
-    )
 }

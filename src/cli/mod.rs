@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod advice;
+pub mod boot;
 pub mod boot_test;
 pub mod compare;
 pub mod completions;
