@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod list;
 pub mod ls;
 pub mod mode;
+pub mod mount;
 pub mod references;
 pub mod render;
 pub mod signals;
@@ -48,6 +49,11 @@ pub enum Command {
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
     BootTest(boot_test::Args),
+    /// Mount an image's file tree read-only (FUSE) on a directory, in the
+    /// foreground, until Ctrl-C or `bootstick umount`.
+    Mount(mount::Args),
+    /// Unmount a directory `bootstick mount` mounted.
+    Umount(mount::UmountArgs),
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (scripts/man.sh).
     #[command(hide = true)]
@@ -74,6 +80,8 @@ impl Command {
             Command::BootTest(a) => ("boot-test", a.json, Some(&a.target), false, ""),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
+            Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
+            Command::Umount(_) => ("umount", false, None, false, ""),
         };
         render::Invocation {
             command,
@@ -97,6 +105,8 @@ impl Command {
             Command::BootTest(args) => boot_test::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
+            Command::Mount(args) => mount::run(args),
+            Command::Umount(args) => mount::run_umount(args),
         }
     }
 }
@@ -138,7 +148,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 10] = [
+const SUBCOMMANDS: [&str; 12] = [
     "write",
     "compare",
     "list",
@@ -147,6 +157,8 @@ const SUBCOMMANDS: [&str; 10] = [
     "ls",
     "extract",
     "boot-test",
+    "mount",
+    "umount",
     "completions",
     "man",
 ];
