@@ -14,6 +14,7 @@ pub mod image;
 pub mod inspect;
 pub mod job;
 pub mod layout;
+pub mod mount;
 pub mod plan;
 pub mod trust;
 pub mod write;

@@ -324,6 +324,20 @@ pub fn image_error(e: &image::Error) -> Exit {
     }
 }
 
+/// The code of a `mount` or `umount` error.
+pub fn mount_error(e: &bootstick::mount::Error) -> Exit {
+    use bootstick::mount::Error as E;
+    match e {
+        E::Image(i) => image_error(i),
+        // DIR names no directory, or nothing to unmount.
+        E::NotADirectory { .. } | E::NotMounted { .. } => Exit::BadInput,
+        // bootstick unmounts only its own mounts, and never a busy one.
+        E::NotOurs { .. } | E::Busy { .. } => Exit::Refused,
+        E::Mount { .. } | E::Session { .. } | E::Unmount { .. } => Exit::WriteFailed,
+        E::MountInfo(_) => Exit::Internal,
+    }
+}
+
 /// The code of an error inspecting an image.
 pub fn inspect_error(e: &bootstick::inspect::Error) -> Exit {
     match e {
