@@ -284,7 +284,8 @@ fn file_name(p: &Path) -> String {
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
+        // A path that cannot be resolved is read (and fails) on its own.
+        _ => false,
     }
 }
 
@@ -1068,10 +1069,11 @@ pub fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
             limit: MAX_REFERENCE_FILE,
         });
     }
+    // Bounded by the limit, not by `size`: a file that grows after the
+    // `fstat` is read up to the limit, never without bound; what was read
+    // is what is checked.
     let mut buf = Vec::new();
-    f.take(MAX_REFERENCE_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
+    f.take(MAX_REFERENCE_FILE).read_to_end(&mut buf).map_err(io)?;
     Ok(buf)
 }
 
@@ -1179,8 +1181,9 @@ fn read_whole(path: &Path, size: u64) -> Result<Vec<u8>, Error> {
         source,
     };
     let mut buf = Vec::with_capacity(size as usize);
+    // Bounded by the limit, as in `read_small`.
     open_input(path, true)?
-        .take(ed25519::MAX_PURE_MESSAGE + 1)
+        .take(ed25519::MAX_PURE_MESSAGE)
         .read_to_end(&mut buf)
         .map_err(io)?;
     Ok(buf)
