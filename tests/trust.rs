@@ -508,6 +508,12 @@ fn build_gpg_fixtures(out: &Path) {
     }
     sign(&["rsa4096"], &["--clearsign"], "CHECKSUM", "CHECKSUM.clear");
     sign(&["ed25519"], &["--detach-sign"], "arch.iso", "arch.iso.sig");
+    sign(
+        &["ed25519", "rsa4096"],
+        &["--detach-sign"],
+        "arch.iso",
+        "arch.iso.multi.sig",
+    );
 
     // Revoke after signing: gpg stored a revocation certificate at key
     // generation; importing it (minus its guard colon) revokes the key.
@@ -2927,5 +2933,93 @@ fn the_human_report_names_the_outcome() {
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("outcome: no-reference\n"),
         "{out:?}"
+    );
+}
+
+/// With only minisign/signify keys given, a pin that names none of them is
+/// "no key given has this fingerprint" (exit 3), not the OpenPGP rule
+/// about 64-bit key IDs, which would send the user after the wrong kind of
+/// key (a minisign key id is 16 hex digits too).
+#[test]
+fn a_minisign_pin_that_names_no_key_is_not_found() {
+    if !require_tools("minisign_pin", &["minisign"]) {
+        return;
+    }
+    let (_dir, image) = image_dir("p.iso");
+    let keys = tempfile::tempdir().unwrap();
+    let (public, _, id) = minisign_keys(keys.path(), "release");
+    let wrong: String = id
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    let out = bootstick()
+        .args(["verify", "--key"])
+        .arg(&public)
+        .args(["--fingerprint", &wrong])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("no key given with --key has this fingerprint"),
+        "{err}"
+    );
+    assert!(!err.contains("key IDs are refused"), "{err}");
+}
+
+/// Two signatures over the image, both by given keys: the image pass checks
+/// one; once it is good the other is reported `unchecked` ("not needed"),
+/// never `good`, and only the checked signer vouches for the image.
+#[test]
+fn a_second_image_signature_is_unchecked_once_one_is_good() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("arch.iso.multi.sig", "arch.iso.sig"),
+        ],
+    );
+    assert!(
+        gpg_status(
+            &fx,
+            &["ed25519", "rsa4096"],
+            &dir.path().join("arch.iso.sig"),
+            Some(&dir.path().join("arch.iso"))
+        )
+        .iter()
+        .filter(|s| *s == "GOODSIG")
+        .count()
+            == 2
+    );
+    let v = verify_with_keys(
+        dir.path(),
+        "arch.iso",
+        &[&fx, &fx],
+        &["ed25519", "rsa4096"],
+        &[],
+    );
+    assert_outcome(&v, "verified", 0);
+    let sigs = v.json["signatures"][0]["signatures"].as_array().unwrap();
+    let statuses: Vec<&str> = sigs.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(sigs.len(), 2, "{:#}", v.json);
+    assert!(
+        statuses.contains(&"good") && statuses.contains(&"unchecked"),
+        "{statuses:?}"
+    );
+    let unchecked = sigs.iter().find(|c| c["status"] == "unchecked").unwrap();
+    assert!(
+        unchecked["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not needed"),
+        "{unchecked:#}"
+    );
+    assert_eq!(
+        v.json["signers"].as_array().unwrap().len(),
+        1,
+        "{:#}",
+        v.json
     );
 }

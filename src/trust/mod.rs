@@ -1073,7 +1073,9 @@ pub fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
     // `fstat` is read up to the limit, never without bound; what was read
     // is what is checked.
     let mut buf = Vec::new();
-    f.take(MAX_REFERENCE_FILE).read_to_end(&mut buf).map_err(io)?;
+    f.take(MAX_REFERENCE_FILE)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
     Ok(buf)
 }
 
