@@ -212,12 +212,7 @@ impl Checker {
 
     /// The verdict, after every byte of the image was fed.
     pub fn finish(self) -> Verdict {
-        let computed: String = self
-            .md5
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let computed = hex::encode(self.md5.finalize());
         Verdict {
             matches: computed == self.fields.md5 && self.bad_fragment.is_none(),
             short: self.pos < self.fields.covered,
