@@ -15,6 +15,7 @@ packages=(
   grub-pc-bin grub-efi-amd64-bin grub-common xorriso  # fixture hybrid ISOs (grub-mkrescue)
   genisoimage p7zip-full                              # ISO/UDF fixtures and an independent reader
   udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
+  fuse3                                               # fusermount3: bootstick mount/umount (tests/mount.rs)
   mtools dosfstools gdisk                             # FAT and GPT oracles
   wimtools                                            # WIM oracle
   gnupg gpgv minisign signify-openbsd                 # signature peers (gpgv: apt's InRelease check)
@@ -57,6 +58,7 @@ commands=(
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash
+  fusermount3 find stat
 )
 absent=()
 for c in "${commands[@]}"; do

@@ -1,9 +1,10 @@
 //! The image plan: what goes onto the target, as an ordered list of extents.
 //!
-//! Every mode bootstick knows (raw copy today; built FAT32/GPT layouts, split
-//! WIMs and decompressed sources later) compiles to a [`Plan`]. The writer, the
-//! verifier, progress reporting and file output only ever see a plan, so a new
-//! mode is a new plan builder and never a change to the write engine.
+//! Every mode bootstick knows (a raw copy, with a tail wipe on devices; the
+//! built GPT/MBR + FAT32 layout of a non-hybrid ISO, split WIM parts included,
+//! `layout::from_iso`) compiles to a [`Plan`]. The writer, the verifier,
+//! progress reporting and file output only ever see a plan, so a new mode is a
+//! new plan builder and never a change to the write engine.
 //!
 //! A plan is a sequence of [`Placed`] extents at strictly increasing,
 //! non-overlapping target offsets. Gaps between extents are left untouched on

@@ -910,7 +910,7 @@ fn completions_complete_through_bash() {
         assert!(out.status.success(), "{shell}: {out:?}");
         let s = text(&out.stdout);
         for sub in [
-            "write", "compare", "list", "verify", "inspect", "ls", "extract",
+            "write", "compare", "list", "verify", "inspect", "ls", "extract", "mount", "umount",
         ] {
             assert!(s.contains(sub), "{shell} lacks {sub}");
         }
@@ -988,6 +988,8 @@ fn help_fits_80_columns_without_broken_wraps() {
         "inspect",
         "ls",
         "extract",
+        "mount",
+        "umount",
         "completions",
     ];
     for sub in std::iter::once("").chain(subs) {

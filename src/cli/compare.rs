@@ -4,17 +4,13 @@
 //! writing and reports the first byte that differs.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use serde_json::json;
-
-use super::exit::Failure;
-use super::render::{human_bytes, Renderer};
-use super::write::{
-    build_layout, layout_json, layout_line, mode_name, open_image, refuse_table_for_raw, TableArg,
-};
-use bootstick::inspect::Mode;
-use bootstick::plan::Plan;
+use super::advice;
+use super::exit::{Exit, Failure};
+use super::mode::{choice, TableArg};
+use super::render::{human_bytes, layout_line, Renderer};
+use bootstick::devices::Roots;
+use bootstick::job;
 use bootstick::write;
 
 /// Compare a device or file with what `write` makes of an image, without
@@ -61,69 +57,30 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
-    let image = open_image(&args.image)?;
-    let image_len = image.len();
-    let src = super::write::plan_source(&image, None)?;
-    let fail = Failure::write;
-    let (path, disk) = super::target::resolve_for_reading(&args.target)?;
-    let target = write::Target::open_read(&path).map_err(fail)?;
-    let mode = super::inspect::write_mode(&src, &args.image, args.raw)?;
-    refuse_table_for_raw(args.table, args.raw, &mode)?;
-    // As `write`: a device's layout fills the device, an image file's is
-    // sized to fit. Raw copies are compared over the image only (the tail
-    // wipe `write` adds on devices is not compared).
-    let layout = if mode.decision.mode == Mode::Layout && !args.raw {
-        let size = target
-            .is_block_device()
-            .then(|| target.capacity())
-            .flatten();
-        Some(build_layout(&src, &args.image, args.table, size)?)
-    } else {
-        None
-    };
-    let plan = match &layout {
-        Some(l) => l.plan.clone(),
-        None => Plan::raw(image_len),
-    };
+    let image = job::Image::open(&args.image).map_err(advice::failure)?;
+    let (path, disk) =
+        job::resolve_for_reading(&Roots::live(), &args.target).map_err(advice::failure)?;
+    let target = write::Target::open_read(&path).map_err(Failure::write)?;
+    // The decision and plan `write` makes for this target (job::Job).
+    let job = image
+        .decide(None, choice(args.raw, args.table))
+        .map_err(advice::failure)?;
+    let prepared = job.prepare_compare(target, disk).map_err(advice::failure)?;
     render.start(
         "compare",
-        json!({
-            "image": args.image,
-            "target": path,
-            "disk": disk,
-            "image_bytes": image_len,
-            "target_bytes": target.capacity(),
-            "block_device": target.is_block_device(),
-            "plan_bytes": plan.bytes_to_write(),
-            "decision": mode.decision,
-            "mode": mode_name(layout.as_ref()),
-            "layout": layout.as_ref().map(layout_json),
-        }),
+        serde_json::to_value(prepared.start()).map_err(|e| Failure::new(Exit::Internal, e))?,
     );
     // From here on a signal stops the comparison between chunks.
     super::signals::cooperate();
-    let started = Instant::now();
-    let cancel = super::signals::token();
-    let report = write::compare(
-        &plan,
-        image.file(),
-        &target,
-        write::DEFAULT_CHUNK,
-        &cancel,
-        render,
-    )
-    .map_err(fail)?;
-    let secs = started.elapsed().as_secs_f64();
-    let what = match &layout {
+    let report = prepared
+        .run(&super::signals::token(), render)
+        .map_err(advice::failure)?;
+    let what = match prepared.layout() {
         Some(l) => format!("the built layout ({}) of", layout_line(l)),
         None => "a byte-for-byte copy of".into(),
     };
     render.result(Ok((
-        json!({
-            "bytes_compared": report.bytes_compared,
-            "direct_io": report.direct_io,
-            "seconds": (secs * 1000.0).round() / 1000.0,
-        }),
+        serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?,
         format!(
             "{} holds {what} {}: all {} ({} bytes) identical.",
             path.display(),

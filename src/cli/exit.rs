@@ -9,7 +9,7 @@
 use bootstick::cancel::{Signal, TargetState};
 use bootstick::layout::{disk, fat32, from_iso, partition};
 use bootstick::plan::PlanError;
-use bootstick::{devices, image, trust, write};
+use bootstick::{devices, image, job, trust, write};
 use serde_json::{json, Map, Value};
 
 /// How a `bootstick` run ended.
@@ -180,6 +180,30 @@ pub fn write_error(e: &write::Error) -> Exit {
     }
 }
 
+/// The code of a job error: each library error it wraps by that error's own
+/// map; the job's own refusals as documented in docs/cli.md.
+pub fn job_error(e: &job::Error) -> Exit {
+    use job::Error as E;
+    match e {
+        E::Image(i) => image_error(i),
+        E::Device(d) => device_error(d),
+        E::Write(w) => write_error(w),
+        E::Trust(t) => trust_error(t),
+        E::Inspect { source, .. } => inspect_error(source),
+        E::Layout { source, .. } => layout_error(source),
+        E::Truncated { .. } => Exit::BadInput,
+        E::TableForRaw { .. } => Exit::Usage,
+        E::SourceCheck { report, .. } => outcome(report.outcome),
+        E::Declined { .. } => Exit::Declined,
+        E::NamedTwice { .. } => Exit::Refused,
+        // The first refused target's code, in argument order.
+        E::Refused { refused, .. } => refused
+            .first()
+            .map_or(Exit::Refused, |r| job_error(&r.error)),
+        E::Duplicate(_) | E::Panicked => Exit::Internal,
+    }
+}
+
 /// The code of a plan error.
 pub fn plan_error(e: &PlanError) -> Exit {
     use PlanError as E;
@@ -297,6 +321,20 @@ pub fn image_error(e: &image::Error) -> Exit {
         | E::WrongKind { .. }
         | E::NoFilesystem
         | E::FsAbsent { .. } => Exit::BadInput,
+    }
+}
+
+/// The code of a `mount` or `umount` error.
+pub fn mount_error(e: &bootstick::mount::Error) -> Exit {
+    use bootstick::mount::Error as E;
+    match e {
+        E::Image(i) => image_error(i),
+        // DIR names no directory, or nothing to unmount.
+        E::NotADirectory { .. } | E::NotMounted { .. } => Exit::BadInput,
+        // bootstick unmounts only its own mounts, and never a busy one.
+        E::NotOurs { .. } | E::Busy { .. } => Exit::Refused,
+        E::Mount { .. } | E::Session { .. } | E::Unmount { .. } => Exit::WriteFailed,
+        E::MountInfo(_) => Exit::Internal,
     }
 }
 

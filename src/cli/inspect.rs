@@ -4,8 +4,10 @@
 
 use super::exit::{Exit, Failure};
 use super::render::human_bytes;
-use bootstick::image::{self, partitions, ByteSource, FileTree, ImageFile};
+use bootstick::image::{partitions, ByteSource, ImageFile};
 use bootstick::inspect::{self, Inspection};
+use bootstick::job;
+use bootstick::layout::disk::Table;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,64 +44,23 @@ pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
     Ok(Arc::new(file))
 }
 
-/// Inspects the image `src` (opened from `path`), reading its file tree
-/// when it has one. Shared with `write`, which needs the same decision from
-/// the same open image.
-pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspection, Failure> {
-    // A damaged tree does not stop the inspection: the boot structures
-    // still decide, and the damage is reported as a problem.
-    let (tree, tree_problem) = match open_tree(src) {
-        Ok((t, skipped)) => (
-            t,
-            skipped.map(|s| format!("file tree: {}", bootstick::error_chain(&s))),
-        ),
-        Err(e) => (
-            None,
-            Some(format!("file tree: {}", bootstick::error_chain(&e))),
-        ),
-    };
-    let mut inspection = inspect::inspect(&**src, tree.as_deref()).map_err(|e| {
-        Failure::new(
-            super::exit::inspect_error(&e),
-            anyhow::Error::new(e).context(format!("cannot inspect {}", path.display())),
-        )
-    })?;
-    inspection.problems.extend(tree_problem);
-    Ok(inspection)
-}
-
-/// A tree opened for inspection, and the damaged tree passed over for it.
-type Opened = (Option<Box<dyn FileTree>>, Option<image::open::Skipped>);
-
-/// The image's file tree (UDF preferred, then Rock Ridge, Joliet, ISO 9660,
-/// as `image::open` decides; past a damaged UDF to the ISO 9660 side, which
-/// is then reported), `None` when the image has no filesystem we read (a
-/// disk image), or the reason the tree could not be read.
-fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Opened, image::Error> {
-    match image::open::open_tree_or_fallback(src.clone()) {
-        Ok(f) => Ok((Some(f.tree), f.skipped)),
-        Err(image::Error::NoFilesystem) => Ok((None, None)),
-        Err(e) => Err(e),
-    }
-}
-
 pub fn run(args: Args) -> Result<(), Failure> {
     let out = super::render::Renderer::report(args.json);
     out.start("inspect", serde_json::json!({ "image": &args.image }));
     let src = open_source(&args.image)?;
-    let inspection = inspect_source(&src, &args.image)?;
+    let inspection = job::inspect_source(&src, &args.image).map_err(super::advice::failure)?;
     // The layout `write` would build for an image file target (docs/layout.md).
     let planned = (inspection.decision.mode == inspect::Mode::Layout)
-        .then(|| super::write::build_layout(&src, &args.image, super::write::TableArg::Gpt, None));
+        .then(|| job::build_layout(&src, &args.image, Table::Gpt, None));
     let implanted = bootstick::trust::isomd5::read(&args.image);
     if args.json {
         let doc = Report {
             image: &args.image,
             layout: planned.as_ref().map(|p| match p {
-                Ok(l) => super::write::layout_json(l),
-                Err(f) => serde_json::json!({
-                    "error": super::render::chain(&f.error),
-                    "exit": f.exit as u8
+                Ok(l) => serde_json::to_value(job::LayoutSummary::of(l)).unwrap_or_default(),
+                Err(e) => serde_json::json!({
+                    "error": bootstick::error_chain(e),
+                    "exit": super::exit::job_error(e) as u8
                 }),
             }),
             implanted_md5: implanted,
@@ -122,15 +83,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 let _ = writeln!(
                     text,
                     "layout       {}; at least {}",
-                    super::write::layout_line(l),
+                    super::render::layout_line(l),
                     human_size(l.min_size)
                 );
             }
-            Some(Err(f)) => {
+            Some(Err(e)) => {
                 let _ = writeln!(
                     text,
                     "layout       cannot be built: {}",
-                    super::render::chain(&f.error)
+                    bootstick::error_chain(e)
                 );
             }
             None => {}
@@ -416,54 +377,4 @@ fn size_from(s: &bootstick::image::eltorito::SizeSource) -> String {
         SizeSource::FloppyMedia => "floppy media type".into(),
         SizeSource::Catalog => "catalog count".into(),
     }
-}
-
-/// What `write` learns from the inspection before touching the target.
-pub struct WriteMode {
-    pub decision: inspect::Decision,
-    /// Things to tell the user as warning events once the job has started.
-    pub warnings: Vec<String>,
-}
-
-/// Decides how `write` may copy the image `src` (opened from `path`): an ISO
-/// that needs a built layout gets one unless `raw` forces a byte copy; warns
-/// when the image is forced or not recognised.
-pub fn write_mode(src: &Arc<dyn ByteSource>, path: &Path, raw: bool) -> Result<WriteMode, Failure> {
-    use inspect::{Code, Mode};
-    let inspection = inspect_source(src, path)?;
-    // A truncated image would give a stick whose partitions or files run
-    // off the end of what was written (docs/cli.md: no override).
-    if let Some(t) = inspection.truncated {
-        return Err(Failure::new(
-            Exit::BadInput,
-            anyhow::anyhow!("{t}; download the image again"),
-        ));
-    }
-    let decision = inspection.decision;
-    let reasons = || {
-        decision
-            .reasons
-            .iter()
-            .map(|r| format!("\n  - {}", r.message))
-            .collect::<String>()
-    };
-    let mut warnings = Vec::new();
-    match decision.mode {
-        // `write` builds the FAT32 layout (layout::from_iso).
-        Mode::Layout if !raw => {}
-        Mode::Layout => warnings.push(format!(
-            "{} is not a hybrid ISO; copying it byte for byte as asked (--raw): the stick will likely not boot{}",
-            path.display(),
-            reasons()
-        )),
-        Mode::Raw => {
-            if decision.reasons.iter().any(|r| r.code == Code::Unrecognised) {
-                warnings.push(format!(
-                    "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
-                    path.display()
-                ));
-            }
-        }
-    }
-    Ok(WriteMode { decision, warnings })
 }

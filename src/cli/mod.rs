@@ -2,14 +2,19 @@
 //! Commands call the library, render its events, and map its typed errors to
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
+pub mod advice;
 pub mod compare;
 pub mod completions;
+pub mod disks;
 pub mod exit;
 pub mod extract;
 pub mod fs_choice;
 pub mod inspect;
 pub mod list;
 pub mod ls;
+pub mod mode;
+pub mod mount;
+pub mod references;
 pub mod render;
 pub mod signals;
 pub mod target;
@@ -41,6 +46,11 @@ pub enum Command {
     Ls(ls::Args),
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
+    /// Mount an image's file tree read-only (FUSE) on a directory, in the
+    /// foreground, until Ctrl-C or `bootstick umount`.
+    Mount(mount::Args),
+    /// Unmount a directory `bootstick mount` mounted.
+    Umount(mount::UmountArgs),
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (scripts/man.sh).
     #[command(hide = true)]
@@ -66,6 +76,8 @@ impl Command {
             ),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
+            Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
+            Command::Umount(_) => ("umount", false, None, false, ""),
         };
         render::Invocation {
             command,
@@ -88,6 +100,8 @@ impl Command {
             Command::Extract(args) => extract::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
+            Command::Mount(args) => mount::run(args),
+            Command::Umount(args) => mount::run_umount(args),
         }
     }
 }
@@ -129,7 +143,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 11] = [
     "write",
     "compare",
     "list",
@@ -137,6 +151,8 @@ const SUBCOMMANDS: [&str; 9] = [
     "inspect",
     "ls",
     "extract",
+    "mount",
+    "umount",
     "completions",
     "man",
 ];

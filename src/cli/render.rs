@@ -600,3 +600,34 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// One line describing a layout, for people.
+pub fn layout_line(l: &bootstick::layout::from_iso::Layout) -> String {
+    format!(
+        "{} + FAT32 \"{}\", {} files in {} directories{}{}",
+        bootstick::job::table_name(l.table).to_uppercase(),
+        l.label,
+        l.files,
+        l.dirs,
+        if l.added_loaders.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; EFI loader {} from the El Torito image",
+                l.added_loaders
+                    .iter()
+                    .map(|a| a.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        if l.wim_parts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; sources/install.wim split into {} .swm parts",
+                l.wim_parts.len()
+            )
+        }
+    )
+}

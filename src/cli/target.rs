@@ -1,15 +1,17 @@
-//! Choosing the disk a command writes to: resolving TARGET (or offering a
-//! picker), applying the safety rules, asking for confirmation, unmounting,
-//! and opening the disk exclusively. Used by `write`; the rules and their
-//! reasons are in `docs/devices.md`.
+//! The interactive side of choosing targets: the device flags, the picker
+//! offered when no TARGET is given, and the confirmation question
+//! (`bootstick::job::Confirm`). The rules themselves, resolving, unmounting
+//! and the exclusive open are the library's (`bootstick::job::select`,
+//! `docs/devices.md`).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::disks::table;
 use super::exit::{Exit, Failure};
-use super::list::table;
 use super::render::human_bytes;
-use bootstick::devices::{self, Disk, Guarded, Policy, Resolved, Roots};
+use bootstick::devices::{self, Disk, Roots};
+use bootstick::job::{Answer, Confirm, Summary};
 
 /// Flags that change which disks may be written and what happens around it.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,29 +30,8 @@ pub struct DeviceArgs {
     pub eject: bool,
 }
 
-/// Where the job writes.
-pub enum Chosen {
-    /// A regular file (an image of a stick).
-    File(PathBuf),
-    /// A whole disk, open with `O_EXCL` and locked for the whole job.
-    Disk {
-        disk: Box<Disk>,
-        guard: Box<Guarded>,
-    },
-}
-
-/// The exit code for a device error (`exit::device_error`).
-pub fn exit_for(e: &devices::Error) -> Exit {
-    super::exit::device_error(e)
-}
-
 fn fail(e: devices::Error) -> Failure {
-    let exit = exit_for(&e);
-    match e {
-        // The library says "force it"; the flag is the command line's.
-        devices::Error::BacksLoop { .. } => Failure::new(exit, anyhow::anyhow!("{e} with --force")),
-        e => Failure::new(exit, e),
-    }
+    super::advice::device(e)
 }
 
 /// One line per disk for confirmation and the picker.
@@ -110,17 +91,11 @@ fn pick(roots: &Roots) -> Result<PathBuf, Failure> {
     }
 }
 
-/// Asks once before erasing `disks` and replacing the existing non-empty
-/// `files`, listing each disk with what is on it and each file with its
-/// size. Without a terminal the job is refused: scripts must say `--yes`.
-fn confirm(
-    disks: &[&Disk],
-    files: &[&devices::FileTarget],
-    image: &Path,
-    image_len: u64,
-    unmount: bool,
-) -> Result<(), Failure> {
-    let (what, these, them) = match disks {
+/// What the job would erase and replace, for the question and refusals:
+/// the disks, "this disk" / "these N disks", "it" / "them", the replaced
+/// files with their sizes.
+fn wording(s: &Summary) -> (String, String, &'static str, String) {
+    let (what, these, them) = match s.disks.as_slice() {
         [] => (String::new(), String::new(), ""),
         [disk] => (
             format!(
@@ -132,7 +107,7 @@ fn confirm(
             "this disk".to_owned(),
             "it",
         ),
-        _ => (
+        disks => (
             disks
                 .iter()
                 .map(|d| d.path.display().to_string())
@@ -142,16 +117,73 @@ fn confirm(
             "them",
         ),
     };
-    let replaced: Vec<String> = files
+    let replaced: Vec<String> = s
+        .files
         .iter()
         .map(|f| {
             let len = f.existing_len.unwrap_or(0);
             format!("{} ({}, {len} bytes)", f.given.display(), human_bytes(len))
         })
         .collect();
-    let replaced = replaced.join(", ");
-    if !std::io::stdin().is_terminal() {
-        let doing = match (disks.is_empty(), files.len()) {
+    (what, these, them, replaced.join(", "))
+}
+
+/// Asks once on the terminal before erasing the summary's disks and
+/// replacing its existing non-empty files, listing each disk with what is
+/// on it and each file with its size. Without a terminal nothing can be
+/// asked: scripts must say `--yes`.
+pub struct Prompt;
+
+impl Confirm for Prompt {
+    fn confirm(&mut self, s: &Summary) -> Answer {
+        if !std::io::stdin().is_terminal() {
+            return Answer::CannotAsk;
+        }
+        let (what, these, _, replaced) = wording(s);
+        let (disks, files) = (&s.disks, &s.files);
+        let mounted = disks.iter().any(|d| d.all_mountpoints().next().is_some());
+        let listed = disks.iter().map(describe).collect::<String>();
+        let onto = match (disks.is_empty(), files.as_slice()) {
+            (false, []) => these.clone(),
+            (true, [f]) => f.given.display().to_string(),
+            (true, _) => format!("{} files", files.len()),
+            (false, _) => format!("{these} and {} existing files", files.len()),
+        };
+        eprint!(
+            "Write {} ({}) to {onto}?\n{listed}{}{}{}Continue? [y/N] ",
+            s.image.display(),
+            human_bytes(s.image_len),
+            match (mounted && s.unmount, disks.len()) {
+                (false, _) => "",
+                (true, 1) => "Its mounted filesystems will be unmounted first.\n",
+                (true, _) => "Their mounted filesystems will be unmounted first.\n",
+            },
+            if disks.is_empty() {
+                String::new()
+            } else {
+                format!("EVERYTHING on {what} will be erased.\n")
+            },
+            match files.len() {
+                0 => String::new(),
+                1 => format!("The existing file {replaced} will be replaced.\n"),
+                _ => format!("The existing files {replaced} will be replaced.\n"),
+            },
+        );
+        let _ = std::io::stderr().flush();
+        if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
+            Answer::Yes
+        } else {
+            Answer::No
+        }
+    }
+}
+
+/// Why nothing was written when the confirmation was declined (`asked`)
+/// or could not be asked.
+pub fn declined(s: &Summary, asked: bool) -> String {
+    if !asked {
+        let (what, _, them, replaced) = wording(s);
+        let doing = match (s.disks.is_empty(), s.files.len()) {
             (false, 0) => format!("writing to {what} erases everything on {them}"),
             (true, 1) => format!("the file {replaced} exists and would be replaced"),
             (true, _) => format!("the files {replaced} exist and would be replaced"),
@@ -159,69 +191,14 @@ fn confirm(
                 "writing to {what} erases everything on {them} and replaces the existing {replaced}"
             ),
         };
-        return Err(Failure::new(
-            Exit::Declined,
-            anyhow::anyhow!("{doing}; no terminal to ask for confirmation, pass --yes to proceed"),
-        ));
+        return format!("{doing}; no terminal to ask for confirmation, pass --yes to proceed");
     }
-    let mounted = disks.iter().any(|d| d.all_mountpoints().next().is_some());
-    let listed = disks.iter().map(|d| describe(d)).collect::<String>();
-    let onto = match (disks.is_empty(), files) {
-        (false, []) => these.clone(),
-        (true, [f]) => f.given.display().to_string(),
-        (true, _) => format!("{} files", files.len()),
-        (false, _) => format!("{these} and {} existing files", files.len()),
+    let names: Vec<String> = s.names().iter().map(|p| p.display().to_string()).collect();
+    let untouched = match names.as_slice() {
+        [one] => format!("{one} was not touched"),
+        _ => format!("none of {} was touched", names.join(", ")),
     };
-    eprint!(
-        "Write {} ({}) to {onto}?\n{listed}{}{}{}Continue? [y/N] ",
-        image.display(),
-        human_bytes(image_len),
-        match (mounted && unmount, disks.len()) {
-            (false, _) => "",
-            (true, 1) => "Its mounted filesystems will be unmounted first.\n",
-            (true, _) => "Their mounted filesystems will be unmounted first.\n",
-        },
-        if disks.is_empty() {
-            String::new()
-        } else {
-            format!("EVERYTHING on {what} will be erased.\n")
-        },
-        match files.len() {
-            0 => String::new(),
-            1 => format!("The existing file {replaced} will be replaced.\n"),
-            _ => format!("The existing files {replaced} will be replaced.\n"),
-        },
-    );
-    let _ = std::io::stderr().flush();
-    if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        let names: Vec<String> = disks
-            .iter()
-            .map(|d| d.path.display().to_string())
-            .chain(files.iter().map(|f| f.given.display().to_string()))
-            .collect();
-        let untouched = match names.as_slice() {
-            [one] => format!("{one} was not touched"),
-            _ => format!("none of {} was touched", names.join(", ")),
-        };
-        Err(Failure::new(
-            Exit::Declined,
-            anyhow::anyhow!("not confirmed; {untouched}"),
-        ))
-    }
-}
-
-/// Resolves TARGET for a command that only reads it (`compare`): the same
-/// forms as `write` (a path, a /dev/disk/by-id or by-path link, a by-id
-/// name or a serial number), but none of the writing rules: no
-/// confirmation, no exclusive open, and system or internal disks are
-/// allowed. Returns the path to open and the disk, when it is one.
-pub fn resolve_for_reading(target: &Path) -> Result<(PathBuf, Option<Box<Disk>>), Failure> {
-    match devices::resolve(&Roots::live(), target).map_err(fail)? {
-        Resolved::File(p) => Ok((p, None)),
-        Resolved::Disk { disk, .. } => Ok((disk.path.clone(), Some(disk))),
-    }
+    format!("not confirmed; {untouched}")
 }
 
 /// The TARGETs given, or (none given) the one the user picks.
@@ -231,153 +208,4 @@ pub fn given_or_picked(targets: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     } else {
         Ok(targets.to_vec())
     }
-}
-
-/// A TARGET resolved and checked by the rules, not yet opened.
-enum Checked {
-    File(devices::FileTarget),
-    Disk(Box<Disk>),
-}
-
-/// Resolves every TARGET and checks the rules for writing `needed` bytes
-/// of `image` to each, then confirms once, unmounts and opens every disk,
-/// in argument order. Any refusal (a rule, a target that is or holds the
-/// image, the same disk or file named twice, a declined confirmation, a
-/// disk that cannot be opened) stops the whole job before anything is
-/// written; with several targets the message names each refused one.
-/// Guards opened before a later disk fails are released on return.
-pub fn choose_all(
-    targets: &[PathBuf],
-    args: &DeviceArgs,
-    yes: bool,
-    image: &Path,
-    image_len: u64,
-    needed: u64,
-) -> Result<Vec<Chosen>, Failure> {
-    let roots = Roots::live();
-    let policy = Policy {
-        unmount: args.unmount,
-        force: args.force,
-    };
-    // Where the image lives, found before any target is looked at: a
-    // target that is the image, or holds it, is refused by the rules below.
-    let site = devices::ImageSite::of(&roots, image).map_err(fail)?;
-    let check_one = |target: &Path| -> Result<Checked, Failure> {
-        match devices::resolve(&roots, target).map_err(fail)? {
-            Resolved::File(p) => Ok(Checked::File(
-                devices::check_file(&roots, &p, &site, policy).map_err(fail)?,
-            )),
-            Resolved::Disk { disk, .. } => {
-                site.check_disk(&disk).map_err(fail)?;
-                devices::check(&disk, needed, policy).map_err(fail)?;
-                Ok(Checked::Disk(disk))
-            }
-        }
-    };
-    let mut checked = Vec::with_capacity(targets.len());
-    let mut refused: Vec<(Exit, String)> = Vec::new();
-    for target in targets {
-        match check_one(target) {
-            Ok(c) => checked.push((target, c)),
-            Err(f) if targets.len() == 1 => return Err(f),
-            Err(f) => refused.push((f.exit, format!("{}: {:#}", target.display(), f.error))),
-        }
-    }
-    refused.extend(named_twice(&checked));
-    if let Some((exit, _)) = refused.first() {
-        return Err(Failure::new(
-            *exit,
-            anyhow::anyhow!(
-                "{} of {} targets refused, nothing was written:\n  {}",
-                refused.len(),
-                targets.len(),
-                refused
-                    .iter()
-                    .map(|(_, m)| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            ),
-        ));
-    }
-    let disks: Vec<&Disk> = checked
-        .iter()
-        .filter_map(|(_, c)| match c {
-            Checked::Disk(d) => Some(&**d),
-            Checked::File(_) => None,
-        })
-        .collect();
-    // An existing non-empty file is someone's data (a download, with
-    // IMAGE and TARGET swapped): asked for like a disk.
-    let replaced: Vec<&devices::FileTarget> = checked
-        .iter()
-        .filter_map(|(_, c)| match c {
-            Checked::File(f) if f.existing_len.is_some_and(|l| l > 0) => Some(f),
-            _ => None,
-        })
-        .collect();
-    if !yes && (!disks.is_empty() || !replaced.is_empty()) {
-        confirm(&disks, &replaced, image, image_len, args.unmount)?;
-    }
-    let mut chosen = Vec::with_capacity(checked.len());
-    for (_, c) in checked {
-        chosen.push(match c {
-            Checked::File(f) => {
-                // Only with --force: the loop devices the file backs.
-                if args.unmount {
-                    for lo in &f.loops {
-                        devices::unmount_all(&roots, lo).map_err(fail)?;
-                    }
-                }
-                Chosen::File(f.given)
-            }
-            Checked::Disk(disk) => {
-                if args.unmount {
-                    devices::unmount_all(&roots, &disk).map_err(fail)?;
-                }
-                let guard = Guarded::open(&roots, &disk).map_err(fail)?;
-                Chosen::Disk {
-                    disk,
-                    guard: Box::new(guard),
-                }
-            }
-        });
-    }
-    Ok(chosen)
-}
-
-/// Refusals for targets that name a disk or file an earlier one already
-/// named (`/dev/sdb` and its by-id link; `stick.img`, `./stick.img`, a hard
-/// link or a symlink to it, even to a file not created yet): two jobs
-/// writing one disk would destroy each other's work.
-fn named_twice(checked: &[(&PathBuf, Checked)]) -> Vec<(Exit, String)> {
-    #[derive(PartialEq)]
-    enum Key<'a> {
-        Disk(&'a Path),
-        File(&'a devices::FileKey),
-    }
-    fn key(c: &Checked) -> Key<'_> {
-        match c {
-            Checked::Disk(d) => Key::Disk(&d.path),
-            Checked::File(f) => Key::File(&f.key),
-        }
-    }
-    let mut refused = Vec::new();
-    for (i, (target, c)) in checked.iter().enumerate() {
-        if let Some((first, _)) = checked[..i].iter().find(|(_, e)| key(e) == key(c)) {
-            refused.push((
-                Exit::Refused,
-                format!(
-                    "{} is the same {} as {}; name each target once",
-                    target.display(),
-                    if matches!(c, Checked::Disk(_)) {
-                        "disk"
-                    } else {
-                        "file"
-                    },
-                    first.display()
-                ),
-            ));
-        }
-    }
-    refused
 }

@@ -225,6 +225,40 @@ impl io::Read for FileReader {
     }
 }
 
+/// Reads up to `buf.len()` bytes of a file at byte `pos` of its contents,
+/// for random access (a mounted file is read at any offset, in any order).
+/// Returns how many bytes were read: fewer than asked only at the end of the
+/// file. A run lying outside the image fails with the [`ByteSource`]'s
+/// bounds error, never a short read.
+pub fn read_at(
+    src: &dyn ByteSource,
+    data: &FileData,
+    mut pos: u64,
+    buf: &mut [u8],
+) -> Result<usize, Error> {
+    let mut filled = 0;
+    let mut start = 0u64;
+    for run in &data.runs {
+        if filled == buf.len() {
+            break;
+        }
+        let end = start + run.len();
+        if pos < end {
+            let within = pos - start;
+            let n = (run.len() - within).min((buf.len() - filled) as u64) as usize;
+            let out = &mut buf[filled..filled + n];
+            match *run {
+                Run::Zeros { .. } => out.fill(0),
+                Run::Data { offset, .. } => src.read_exact_at(offset + within, out, "file data")?,
+            }
+            filled += n;
+            pos += n as u64;
+        }
+        start = end;
+    }
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +304,46 @@ mod tests {
             }],
         };
         assert!(FileReader::new(img, past).read_to_end(&mut out).is_err());
+    }
+
+    #[test]
+    fn read_at_reads_any_offset_across_runs() {
+        let img: Arc<dyn ByteSource> = Arc::new((0u8..100).collect::<Vec<u8>>());
+        let data = FileData {
+            size: 25,
+            runs: vec![
+                Run::Data {
+                    offset: 90,
+                    len: 10,
+                },
+                Run::Zeros { len: 5 },
+                Run::Data { offset: 0, len: 10 },
+            ],
+        };
+        let mut whole = Vec::new();
+        FileReader::new(img.clone(), data.clone())
+            .read_to_end(&mut whole)
+            .unwrap();
+        for pos in 0..=26u64 {
+            for len in [0usize, 1, 3, 7, 30] {
+                let mut buf = vec![0xAA; len];
+                let n = read_at(&*img, &data, pos, &mut buf).unwrap();
+                let want = &whole[(pos as usize).min(25)..(pos as usize + len).min(25)];
+                assert_eq!(&buf[..n], want, "pos {pos} len {len}");
+            }
+        }
+        let past = FileData {
+            size: 10,
+            runs: vec![Run::Data {
+                offset: 95,
+                len: 10,
+            }],
+        };
+        assert!(read_at(&*img, &past, 0, &mut [0; 4]).is_ok());
+        assert!(matches!(
+            read_at(&*img, &past, 3, &mut [0; 4]),
+            Err(Error::OutOfBounds { .. })
+        ));
     }
 
     /// A tree whose only directory contains itself.

@@ -3,7 +3,7 @@
 //! for FAT32.
 //!
 //! Why a separate scan: the raw/layout decision only needs the system area,
-//! but a user (and a later layout builder) needs to know *why* an ISO that
+//! but a user (and the layout builder, `layout::from_iso`) needs to know *why* an ISO that
 //! is not hybrid still boots from a built layout, and whether FAT32 can hold
 //! it. The walk is breadth-first, loop-safe, depth- and size-bounded, and
 //! reads no file contents.

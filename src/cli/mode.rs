@@ -1,0 +1,48 @@
+//! How an image is written, as the command line says it (`--raw`,
+//! `--table`, shared by `write` and `compare`), and the decision's notices
+//! in words. Not a command.
+
+use bootstick::job::{Choice, Notice};
+use bootstick::layout::disk;
+
+/// `--table` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableArg {
+    Gpt,
+    Mbr,
+}
+
+impl TableArg {
+    pub fn table(self) -> disk::Table {
+        match self {
+            TableArg::Gpt => disk::Table::Gpt,
+            TableArg::Mbr => disk::Table::Mbr,
+        }
+    }
+}
+
+/// The library's choice from `--raw` and `--table`.
+pub fn choice(raw: bool, table: TableArg) -> Choice {
+    Choice {
+        raw,
+        table: Some(table.table()),
+    }
+}
+
+/// The warning events for what the decision wants the user to know.
+pub fn notice_text(n: &Notice, image: &std::path::Path) -> String {
+    match n {
+        Notice::ForcedRaw { reasons } => format!(
+            "{} is not a hybrid ISO; copying it byte for byte as asked (--raw): the stick will likely not boot{}",
+            image.display(),
+            reasons
+                .iter()
+                .map(|r| format!("\n  - {r}"))
+                .collect::<String>()
+        ),
+        Notice::Unrecognised => format!(
+            "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
+            image.display()
+        ),
+    }
+}

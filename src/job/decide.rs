@@ -1,0 +1,223 @@
+//! The decision step: how an image is put on a stick (a byte-for-byte copy,
+//! or a built FAT32 layout with its options), derived entirely from the
+//! image so that `write`, `compare` and `inspect` cannot disagree.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::Error;
+use crate::image::{self, ByteSource, FileTree};
+use crate::inspect::{self, Code, Inspection, Mode};
+use crate::layout::{disk, from_iso};
+
+/// What the caller asks for on top of the image's own decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Choice {
+    /// Copy the image byte for byte even when it needs a built layout.
+    pub raw: bool,
+    /// The partition table of a built layout. `None`: the default (GPT).
+    /// Naming one for an image copied byte for byte is refused
+    /// ([`Error::TableForRaw`]), since it would be silently ignored.
+    pub table: Option<disk::Table>,
+}
+
+/// Something the user should hear about the decision once the job started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A non-hybrid ISO copied byte for byte because the caller asked
+    /// ([`Choice::raw`]): it will likely not boot. `reasons` are the
+    /// inspection's reasons for a layout.
+    ForcedRaw { reasons: Vec<String> },
+    /// Neither an ISO nor a disk image bootstick recognises: copied as it is.
+    Unrecognised,
+}
+
+/// How the image is put on a target.
+#[derive(Clone, Debug)]
+pub enum Method {
+    /// Byte for byte.
+    Raw,
+    /// A built layout of the given table; `smallest` is the layout built
+    /// for an image-file target (sized to fit), whose `min_size` is what a
+    /// disk must hold. A disk of another size gets its own build of it.
+    Layout {
+        table: disk::Table,
+        smallest: Box<from_iso::Layout>,
+    },
+}
+
+/// The outcome of the decision step.
+#[derive(Clone, Debug)]
+pub struct Decided {
+    /// The inspection's decision, as `bootstick inspect` reports it.
+    pub decision: inspect::Decision,
+    pub method: Method,
+    pub notices: Vec<Notice>,
+}
+
+impl Decided {
+    /// The name of the method in JSON's `mode`: `raw` or `layout`.
+    pub fn mode_name(&self) -> &'static str {
+        match self.method {
+            Method::Raw => "raw",
+            Method::Layout { .. } => "layout",
+        }
+    }
+}
+
+/// The name of a partition table in output (`gpt`, `mbr`).
+pub fn table_name(t: disk::Table) -> &'static str {
+    match t {
+        disk::Table::Gpt => "gpt",
+        disk::Table::Mbr => "mbr",
+    }
+}
+
+/// The `layout` object of `write`'s and `compare`'s JSON start line and of
+/// `inspect --json` (docs/cli.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct LayoutSummary<'a> {
+    pub table: &'static str,
+    pub filesystem: &'static str,
+    pub label: &'a str,
+    pub disk_bytes: u64,
+    pub min_bytes: u64,
+    pub files: usize,
+    pub directories: usize,
+    pub file_bytes: u64,
+    pub added_loaders: &'a [from_iso::AddedLoader],
+    pub skipped_links: &'a [String],
+    pub wim_parts: &'a [from_iso::WimPart],
+}
+
+impl<'a> LayoutSummary<'a> {
+    pub fn of(l: &'a from_iso::Layout) -> LayoutSummary<'a> {
+        LayoutSummary {
+            table: table_name(l.table),
+            filesystem: "fat32",
+            label: &l.label,
+            disk_bytes: l.disk_size,
+            min_bytes: l.min_size,
+            files: l.files,
+            directories: l.dirs,
+            file_bytes: l.file_bytes,
+            added_loaders: &l.added_loaders,
+            skipped_links: &l.skipped_links,
+            wim_parts: &l.wim_parts,
+        }
+    }
+}
+
+/// A tree opened for inspection, and the damaged tree passed over for it.
+type Opened = (Option<Box<dyn FileTree>>, Option<image::open::Skipped>);
+
+/// The image's file tree (UDF preferred, then Rock Ridge, Joliet, ISO 9660,
+/// as `image::open` decides; past a damaged UDF to the ISO 9660 side, which
+/// is then reported), `None` when the image has no filesystem we read (a
+/// disk image), or the reason the tree could not be read.
+fn open_tree(src: &Arc<dyn ByteSource>) -> Result<Opened, image::Error> {
+    match image::open::open_tree_or_fallback(src.clone()) {
+        Ok(f) => Ok((Some(f.tree), f.skipped)),
+        Err(image::Error::NoFilesystem) => Ok((None, None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Inspects the image `src` (opened from `path`), reading its file tree
+/// when it has one. A damaged tree does not stop the inspection: the boot
+/// structures still decide, and the damage is reported as a problem.
+pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspection, Error> {
+    let (tree, tree_problem) = match open_tree(src) {
+        Ok((t, skipped)) => (
+            t,
+            skipped.map(|s| format!("file tree: {}", crate::error_chain(&s))),
+        ),
+        Err(e) => (None, Some(format!("file tree: {}", crate::error_chain(&e)))),
+    };
+    let mut inspection =
+        inspect::inspect(&**src, tree.as_deref()).map_err(|source| Error::Inspect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    inspection.problems.extend(tree_problem);
+    Ok(inspection)
+}
+
+/// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md), read from
+/// `src` (the image opened from `path`), for a target of `target_size`
+/// bytes (`None`: an image file, sized to fit). Its dates come from the
+/// image (`from_iso::image_mtime`), so the plan is a pure function of the
+/// image, the size and the table.
+pub fn build_layout(
+    src: &Arc<dyn ByteSource>,
+    path: &Path,
+    table: disk::Table,
+    target_size: Option<u64>,
+) -> Result<from_iso::Layout, Error> {
+    let fail = |source: from_iso::Error| Error::Layout {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tree = image::open::open_tree(src.clone()).map_err(|e| fail(e.into()))?;
+    let options = from_iso::Options {
+        table,
+        target_size,
+        mtime: from_iso::image_mtime(&**src).map_err(fail)?,
+        wim_split: from_iso::WimSplit::default(),
+    };
+    from_iso::build(src, &*tree, &options).map_err(fail)
+}
+
+/// Decides how the image `src` (opened from `path`) is written: an image
+/// that needs a built layout gets one unless `choice.raw`; a truncated
+/// image is refused (its partitions or files would run off the end of what
+/// was written, no override); a table named for a byte copy is refused.
+pub fn decide(src: &Arc<dyn ByteSource>, path: &Path, choice: Choice) -> Result<Decided, Error> {
+    let inspection = inspect_source(src, path)?;
+    if let Some(t) = inspection.truncated {
+        return Err(Error::Truncated {
+            path: path.to_path_buf(),
+            truncation: t,
+        });
+    }
+    let decision = inspection.decision;
+    let mut notices = Vec::new();
+    let layout = match decision.mode {
+        Mode::Layout if !choice.raw => true,
+        Mode::Layout => {
+            notices.push(Notice::ForcedRaw {
+                reasons: decision.reasons.iter().map(|r| r.message.clone()).collect(),
+            });
+            false
+        }
+        Mode::Raw => {
+            if decision
+                .reasons
+                .iter()
+                .any(|r| r.code == Code::Unrecognised)
+            {
+                notices.push(Notice::Unrecognised);
+            }
+            false
+        }
+    };
+    if !layout && choice.table.is_some_and(|t| t != disk::Table::Gpt) {
+        return Err(Error::TableForRaw { forced: choice.raw });
+    }
+    let method = if layout {
+        let table = choice.table.unwrap_or(disk::Table::Gpt);
+        Method::Layout {
+            table,
+            smallest: Box::new(build_layout(src, path, table, None)?),
+        }
+    } else {
+        Method::Raw
+    };
+    Ok(Decided {
+        decision,
+        method,
+        notices,
+    })
+}

@@ -1,0 +1,679 @@
+//! The job: one flow from an image to a verified stick, for every caller
+//! (the command line, tests, and whatever writes sticks next).
+//!
+//! ```text
+//! Image::open ─ pinned stamp ─▶ Image::decide ─▶ Job ─ select::choose_all ─▶ Job::prepare ─▶ Prepared::run
+//!   (opened once)   (source check bound)   (raw / layout)   (safety rules, Confirm)  (target + plan)  (identity check,
+//!                                                                                                  write, sync, verify,
+//!                                                                                                  re-read, eject)
+//! ```
+//!
+//! - The image is opened **once** ([`Image::open`], `image::input::open`)
+//!   and its `fstat` stamp (device, inode, length, times) pinned there.
+//!   Everything after reads that one descriptor: the decision and the plan
+//!   through [`Job::bytes`] (through the source check's block digests when
+//!   there was one), the engine through the same file with the same stamp.
+//!   A [`Prepared`] job borrows the [`Job`] its plan was made from, so the
+//!   engine cannot be handed another file than the one planned for.
+//! - The decision ([`decide`]) is a function of the image and the
+//!   caller's [`Choice`] only (layout dates included), so `write` and
+//!   `compare` cannot disagree about what a stick should hold.
+//! - Target selection and every safety rule are here ([`select`]); only the
+//!   question to the user is the caller's, behind [`select::Confirm`].
+//! - Progress goes to an [`Observer`]; results are typed (`Serialize`)
+//!   structs the caller renders. Errors carry typed fields and never name
+//!   a command-line flag: what to do next is the caller's to say.
+
+pub mod decide;
+pub mod select;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use decide::{
+    build_layout, inspect_source, table_name, Choice, Decided, LayoutSummary, Method, Notice,
+};
+pub use select::{choose_all, resolve_for_reading, Answer, Chosen, Confirm, Refusal, Summary, Yes};
+
+use crate::cancel::Cancel;
+use crate::devices::{self, Disk, Guarded, Roots};
+use crate::events::{Event, Observer};
+use crate::hash::{Digest, HashAlgorithm};
+use crate::image::{self, input, ByteSource};
+use crate::inspect;
+use crate::layout::from_iso;
+use crate::plan::Plan;
+use crate::trust::{self, Outcome, Report};
+use crate::write;
+
+/// Why a job could not be done. Each variant carries what failed; none
+/// says which command-line flag would change it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The image cannot be opened or read.
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    /// A target question or rule (docs/devices.md).
+    #[error(transparent)]
+    Device(#[from] devices::Error),
+    /// The engine: writing, syncing, reading back, comparing.
+    #[error(transparent)]
+    Write(#[from] write::Error),
+    /// A source check stopped before reaching an outcome.
+    #[error(transparent)]
+    Trust(#[from] trust::Error),
+    #[error("cannot inspect {}", path.display())]
+    Inspect {
+        path: PathBuf,
+        #[source]
+        source: inspect::Error,
+    },
+    #[error("cannot build a layout of {}", path.display())]
+    Layout {
+        path: PathBuf,
+        #[source]
+        source: from_iso::Error,
+    },
+    /// The image is shorter than what it declares: its partitions or files
+    /// would run off the end of what is written.
+    #[error("{truncation}")]
+    Truncated {
+        path: PathBuf,
+        truncation: inspect::truncation::Truncation,
+    },
+    /// A partition table was chosen for an image copied byte for byte
+    /// (`forced`: because the caller asked for a byte copy), which keeps
+    /// the image's own table: the choice would be silently ignored.
+    #[error(
+        "a partition table applies to built layouts only, and this image is copied byte for byte ({}), keeping its own partition table",
+        if *forced { "as asked" } else { "its inspection decides raw" }
+    )]
+    TableForRaw { forced: bool },
+    /// The source check reached an outcome that does not allow the write
+    /// (`require_signature`: a checksum-only match was not enough).
+    #[error("source check: {}", report.outcome.name())]
+    SourceCheck {
+        report: Box<Report>,
+        require_signature: bool,
+    },
+    /// The confirmation was declined (`asked`) or could not be asked.
+    #[error("not confirmed")]
+    Declined { summary: Box<Summary>, asked: bool },
+    /// A target names a disk or file an earlier target already named.
+    #[error(
+        "{} is the same {} as {}",
+        target.display(), if *disk { "disk" } else { "file" }, first.display()
+    )]
+    NamedTwice {
+        target: PathBuf,
+        first: PathBuf,
+        disk: bool,
+    },
+    /// Some of several targets were refused; none was written.
+    #[error("{} of {of} targets refused, nothing was written", refused.len())]
+    Refused { refused: Vec<Refusal>, of: usize },
+    #[error("cannot duplicate the image's file descriptor")]
+    Duplicate(#[source] std::io::Error),
+    #[error("the job's thread panicked")]
+    Panicked,
+}
+
+/// What asks for a source check before writing (docs/trust.md).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckPolicy {
+    /// Refuse when the check fails or finds nothing to check against.
+    pub required: bool,
+    /// Refuse a checksum-only match (no trusted signature covers it).
+    pub require_signature: bool,
+}
+
+/// Checks the image before anything is written, when a check is asked for
+/// (`policy`, or keys in `req`) or references exist. Returns the report
+/// when a check ran and passed (`verified`, or `checksum-only` unless a
+/// signature is required); a failing outcome is [`Error::SourceCheck`].
+/// The check is pinned: its pass takes per-block digests, and everything
+/// after reads the image only through them.
+pub fn check_source(
+    req: &trust::Request,
+    policy: CheckPolicy,
+    observer: &dyn Observer,
+) -> Result<Option<Report>, Error> {
+    // Each of these asks for a check, so with nothing to check against
+    // they refuse (no-reference) rather than write an image nothing vouches for.
+    let asked = policy.required || policy.require_signature || !req.keys.is_empty();
+    if !asked && !trust::has_references(req) {
+        return Ok(None);
+    }
+    let report = trust::check_pinned(req, observer)?;
+    match report.outcome {
+        Outcome::Verified => Ok(Some(report)),
+        Outcome::ChecksumOnly if !policy.require_signature => Ok(Some(report)),
+        _ => Err(Error::SourceCheck {
+            report: Box::new(report),
+            require_signature: policy.require_signature,
+        }),
+    }
+}
+
+/// An image, opened once, with its identity pinned.
+#[derive(Debug)]
+pub struct Image {
+    input: input::Input,
+}
+
+impl Image {
+    /// Opens the image (`image::input::open`: never blocking, only a
+    /// regular file or block device that is not empty).
+    pub fn open(path: &Path) -> Result<Image, Error> {
+        Ok(Image {
+            input: input::open(path)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.input.path()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.input.len()
+    }
+
+    /// Always false: empty images are refused.
+    pub fn is_empty(&self) -> bool {
+        self.input.is_empty()
+    }
+
+    /// The `fstat` stamp taken when it was opened.
+    pub fn stamp(&self) -> input::Stamp {
+        self.input.stamp()
+    }
+
+    /// Decides how the image is written (see [`decide::decide`]), reading it
+    /// through `checked`'s block digests when a source check ran, so every
+    /// byte the decision and the plan read is a checked one.
+    pub fn decide(self, checked: Option<Report>, choice: Choice) -> Result<Job, Error> {
+        use crate::image::{checked::CheckedImage, ImageFile};
+        let file = self.input.file().try_clone().map_err(Error::Duplicate)?;
+        let bytes: Arc<dyn ByteSource> =
+            match checked.as_ref().and_then(|r| r.checked_blocks.clone()) {
+                Some(blocks) => Arc::new(CheckedImage::new(file, blocks)),
+                None => Arc::new(ImageFile::from_file(file, self.input.len())),
+            };
+        let decided = decide::decide(&bytes, self.input.path(), choice)?;
+        Ok(Job {
+            input: self.input,
+            checked,
+            bytes,
+            decided,
+        })
+    }
+}
+
+/// An image with its decision: ready to be planned onto targets.
+pub struct Job {
+    input: input::Input,
+    checked: Option<Report>,
+    bytes: Arc<dyn ByteSource>,
+    decided: Decided,
+}
+
+impl Job {
+    pub fn path(&self) -> &Path {
+        self.input.path()
+    }
+
+    pub fn image_len(&self) -> u64 {
+        self.input.len()
+    }
+
+    pub fn decided(&self) -> &Decided {
+        &self.decided
+    }
+
+    /// The source check's report, when one ran.
+    pub fn checked(&self) -> Option<&Report> {
+        self.checked.as_ref()
+    }
+
+    /// The image for readers, through the check's block digests if any.
+    pub fn bytes(&self) -> &Arc<dyn ByteSource> {
+        &self.bytes
+    }
+
+    /// The bytes a disk must hold: the image, or the smallest layout.
+    pub fn needed(&self) -> u64 {
+        match &self.decided.method {
+            Method::Raw => self.input.len(),
+            Method::Layout { smallest, .. } => smallest.min_size,
+        }
+    }
+
+    /// The layout and plan for a target: a built layout sized to a device
+    /// of `device_size` bytes (rebuilt when it differs from the smallest
+    /// one) or to fit (`None`); or the image, with a tail wipe of the
+    /// device's last MiB when `tail_wipe`.
+    fn plan_for(
+        &self,
+        device_size: Option<u64>,
+        tail_wipe: bool,
+    ) -> Result<(Option<from_iso::Layout>, Plan), Error> {
+        let len = self.input.len();
+        match (&self.decided.method, device_size) {
+            (Method::Layout { table, smallest }, Some(cap)) if smallest.disk_size != cap => {
+                let l = build_layout(&self.bytes, self.input.path(), *table, Some(cap))?;
+                let plan = l.plan.clone();
+                Ok((Some(l), plan))
+            }
+            (Method::Layout { smallest, .. }, _) => {
+                Ok((Some((**smallest).clone()), smallest.plan.clone()))
+            }
+            (Method::Raw, Some(cap)) if tail_wipe => Ok((
+                None,
+                Plan::raw(len)
+                    .with_tail_wipe(cap)
+                    .map_err(|e| Error::Write(e.into()))?,
+            )),
+            (Method::Raw, _) => Ok((None, Plan::raw(len))),
+        }
+    }
+
+    /// Opens a chosen target and builds its plan.
+    pub fn prepare(&self, chosen: Chosen) -> Result<Prepared<'_>, Error> {
+        let (target, device) = match chosen {
+            Chosen::File(p) => (write::Target::open(&p)?, None),
+            Chosen::Disk { disk, guard } => {
+                let file = guard.try_clone()?;
+                let t = write::Target::block_device(file, &disk.path)?;
+                (t, Some((disk, *guard)))
+            }
+        };
+        let (layout, plan) = self.plan_for(target.capacity(), true)?;
+        Ok(Prepared {
+            job: self,
+            target,
+            device,
+            layout,
+            plan,
+        })
+    }
+
+    /// Prepares every chosen target, in order. Every plan is built (and
+    /// may refuse) before any job starts; disks first, so a refusal there
+    /// comes before any file target is created.
+    pub fn prepare_all(&self, chosen: Vec<Chosen>) -> Result<Vec<Prepared<'_>>, Error> {
+        let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(chosen.len());
+        let mut files = Vec::new();
+        for (i, c) in chosen.into_iter().enumerate() {
+            match c {
+                Chosen::File(_) => {
+                    files.push((i, c));
+                    prepared.push(None);
+                }
+                disk => prepared.push(Some(self.prepare(disk)?)),
+            }
+        }
+        for (i, c) in files {
+            prepared[i] = Some(self.prepare(c)?);
+        }
+        Ok(prepared.into_iter().flatten().collect())
+    }
+
+    /// Prepares a comparison of `target` (opened with
+    /// `write::Target::open_read`; `disk` when it is one) with the plan a
+    /// write to it compiles: a device's layout fills the device, an image
+    /// file's is sized to fit. Raw copies are compared over the image only
+    /// (the tail wipe a write adds on devices is not compared).
+    pub fn prepare_compare(
+        &self,
+        target: write::Target,
+        disk: Option<Box<Disk>>,
+    ) -> Result<PreparedCompare<'_>, Error> {
+        let size = target
+            .is_block_device()
+            .then(|| target.capacity())
+            .flatten();
+        let (layout, plan) = self.plan_for(size, false)?;
+        Ok(PreparedCompare {
+            job: self,
+            target,
+            disk,
+            layout,
+            plan,
+        })
+    }
+}
+
+/// What a source check vouched for, in a start line.
+#[derive(Debug, Serialize)]
+pub struct CheckSummary<'a> {
+    pub outcome: Outcome,
+    pub matched: &'a Option<trust::Listing>,
+    pub signers: &'a [trust::signature::Signer],
+    pub sha256: Option<String>,
+}
+
+/// The fields of a write's JSON `start` line (docs/cli.md).
+#[derive(Debug, Serialize)]
+pub struct WriteStart<'a> {
+    pub image: &'a Path,
+    pub target: &'a Path,
+    pub disk: Option<&'a Disk>,
+    pub image_bytes: u64,
+    pub target_bytes: Option<u64>,
+    pub block_device: bool,
+    pub plan_bytes: u64,
+    pub verify: bool,
+    pub decision: &'a inspect::Decision,
+    pub mode: &'static str,
+    pub layout: Option<LayoutSummary<'a>>,
+    pub source_check: Option<CheckSummary<'a>>,
+}
+
+/// A digest in output.
+#[derive(Clone, Debug, Serialize)]
+pub struct DigestOut {
+    pub algorithm: HashAlgorithm,
+    pub hex: String,
+}
+
+impl DigestOut {
+    fn of(d: &Digest) -> DigestOut {
+        DigestOut {
+            algorithm: d.algorithm(),
+            hex: d.to_hex(),
+        }
+    }
+}
+
+/// How a prepared job runs.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Read the target back after writing.
+    pub verify: bool,
+    /// Also report the image's SHA-256, computed while it is written.
+    pub digest: bool,
+    /// Detach the disk after writing (SCSI/USB disks).
+    pub eject: bool,
+    /// Stops the job between chunks.
+    pub cancel: Cancel,
+}
+
+/// What a finished write did: the fields of its JSON result (docs/cli.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct Written {
+    pub bytes_written: u64,
+    pub verified: bool,
+    pub direct_io: bool,
+    pub source_digest: Option<DigestOut>,
+    /// Wall-clock seconds, to the millisecond.
+    pub seconds: f64,
+    /// A disk's partitions after the re-read (`None` for a file).
+    pub partitions: Option<Vec<PathBuf>>,
+    pub ejected: bool,
+    pub mode: &'static str,
+    /// The target written.
+    #[serde(skip)]
+    pub target: PathBuf,
+    /// The layout built for it, when one was.
+    #[serde(skip)]
+    pub layout: Option<from_iso::Layout>,
+    /// Unrounded seconds, for rates.
+    #[serde(skip)]
+    pub elapsed: f64,
+}
+
+/// One target, opened (a disk guarded), with the plan built for it from
+/// the job it borrows.
+pub struct Prepared<'a> {
+    job: &'a Job,
+    target: write::Target,
+    device: Option<(Box<Disk>, Guarded)>,
+    layout: Option<from_iso::Layout>,
+    plan: Plan,
+}
+
+impl Prepared<'_> {
+    /// The target's path, as messages and JSON's `target` name it.
+    pub fn target_path(&self) -> &Path {
+        self.target.path()
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn layout(&self) -> Option<&from_iso::Layout> {
+        self.layout.as_ref()
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        if self.layout.is_some() {
+            "layout"
+        } else {
+            "raw"
+        }
+    }
+
+    /// The fields of the job's JSON `start` line.
+    pub fn start(&self, verify: bool) -> WriteStart<'_> {
+        let job = self.job;
+        WriteStart {
+            image: job.path(),
+            target: self.target.path(),
+            disk: self.device.as_ref().map(|(d, _)| &**d),
+            image_bytes: job.image_len(),
+            target_bytes: self.target.capacity(),
+            block_device: self.target.is_block_device(),
+            plan_bytes: self.plan.bytes_to_write(),
+            verify,
+            decision: &job.decided.decision,
+            mode: self.mode_name(),
+            layout: self.layout.as_ref().map(LayoutSummary::of),
+            source_check: job.checked.as_ref().map(|r| CheckSummary {
+                outcome: r.outcome,
+                matched: &r.matched,
+                signers: &r.signers,
+                sha256: r.checked_sha256.as_ref().map(|d| d.to_hex()),
+            }),
+        }
+    }
+
+    /// Runs the job: a disk's identity re-check right before the first
+    /// write, write, sync and read-back, a file target's commit, then a
+    /// disk's partition re-read and (`eject`) detach. Problems after the
+    /// verified write are warnings on `observer`, not failures.
+    pub fn run(self, options: &RunOptions, observer: &dyn Observer) -> Result<Written, Error> {
+        let Prepared {
+            job,
+            mut target,
+            device,
+            layout,
+            plan,
+        } = self;
+        let mode = if layout.is_some() { "layout" } else { "raw" };
+        let target_path = target.path().to_path_buf();
+        let before_first_write = match &device {
+            Some((_, guard)) => Some(guard.identity_check()?),
+            None => None,
+        };
+        let checked = job.checked.as_ref();
+        let engine = write::Options {
+            verify: options.verify,
+            before_first_write,
+            expect_source: checked.and_then(|r| r.checked_sha256.clone()),
+            source_blocks: checked.and_then(|r| r.checked_blocks.clone()),
+            source_stamp: Some(job.input.stamp()),
+            digest: options.digest.then_some(HashAlgorithm::Sha256),
+            cancel: options.cancel.clone(),
+            ..write::Options::default()
+        };
+        let started = Instant::now();
+        let report = write::write(&plan, job.input.file(), &mut target, engine, observer)?;
+        // A file target was written beside itself; only now does it replace
+        // the old file (docs/devices.md, "File targets").
+        target.commit()?;
+        let elapsed = started.elapsed().as_secs_f64();
+        drop(target);
+        let after = device.map(|(disk, guard)| after_write(&disk, guard, options.eject, observer));
+        Ok(Written {
+            bytes_written: report.bytes_written,
+            verified: report.verified,
+            direct_io: report.direct_io,
+            source_digest: report.source_digest.as_ref().map(DigestOut::of),
+            seconds: (elapsed * 1000.0).round() / 1000.0,
+            ejected: after.as_ref().is_some_and(|a| a.ejected),
+            partitions: after.map(|a| a.partitions),
+            mode,
+            target: target_path,
+            layout,
+            elapsed,
+        })
+    }
+}
+
+/// Runs every job at once, one thread each (docs/decisions.md: independent
+/// pipelines, each reading the image through the shared page cache, so a
+/// slow or failing stick never holds the others back). A failing job does
+/// not stop the others. `observers[i]` gets job `i`'s events, and `done(i,
+/// outcome)` is called on job `i`'s thread as it ends (on the caller's when
+/// the thread panicked: [`Error::Panicked`]); its values are returned in
+/// the jobs' order.
+pub fn run_all<O, R, F>(
+    jobs: Vec<Prepared<'_>>,
+    options: &RunOptions,
+    observers: &[O],
+    done: F,
+) -> Vec<R>
+where
+    O: Observer + Sync,
+    R: Send,
+    F: Fn(usize, Result<Written, Error>) -> R + Sync,
+{
+    assert_eq!(jobs.len(), observers.len(), "one observer per job");
+    let done = &done;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .zip(observers)
+            .enumerate()
+            .map(|(i, (job, o))| s.spawn(move || done(i, job.run(options, o))))
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| h.join().unwrap_or_else(|_| done(i, Err(Error::Panicked))))
+            .collect()
+    })
+}
+
+/// What happened to a disk after the write.
+struct After {
+    partitions: Vec<PathBuf>,
+    ejected: bool,
+}
+
+/// Re-reads the partition table while the disk is still held, then releases
+/// it and (with `eject`) detaches it. The image is already written and
+/// verified: problems here are warnings, not failures.
+fn after_write(disk: &Disk, guard: Guarded, eject: bool, observer: &dyn Observer) -> After {
+    let partitions = match guard.reread_partitions() {
+        Ok(r) => r.partitions,
+        Err(e) => {
+            observer.event(&Event::Warning(crate::error_chain(&e)));
+            Vec::new()
+        }
+    };
+    drop(guard);
+    let mut ejected = false;
+    if eject {
+        match devices::eject(&Roots::live(), disk) {
+            Ok(()) => ejected = true,
+            Err(e) => observer.event(&Event::Warning(crate::error_chain(&e))),
+        }
+    }
+    After {
+        partitions,
+        ejected,
+    }
+}
+
+/// The fields of a comparison's JSON `start` line (docs/cli.md).
+#[derive(Debug, Serialize)]
+pub struct CompareStart<'a> {
+    pub image: &'a Path,
+    pub target: &'a Path,
+    pub disk: Option<&'a Disk>,
+    pub image_bytes: u64,
+    pub target_bytes: Option<u64>,
+    pub block_device: bool,
+    pub plan_bytes: u64,
+    pub decision: &'a inspect::Decision,
+    pub mode: &'static str,
+    pub layout: Option<LayoutSummary<'a>>,
+}
+
+/// What a comparison found: all equal (a difference is an error,
+/// `write::Error::Mismatch` or `TargetShort`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Compared {
+    pub bytes_compared: u64,
+    pub direct_io: bool,
+    pub seconds: f64,
+}
+
+/// A target opened for reading, with the plan a write to it compiles.
+pub struct PreparedCompare<'a> {
+    job: &'a Job,
+    target: write::Target,
+    disk: Option<Box<Disk>>,
+    layout: Option<from_iso::Layout>,
+    plan: Plan,
+}
+
+impl PreparedCompare<'_> {
+    pub fn layout(&self) -> Option<&from_iso::Layout> {
+        self.layout.as_ref()
+    }
+
+    pub fn start(&self) -> CompareStart<'_> {
+        CompareStart {
+            image: self.job.path(),
+            target: self.target.path(),
+            disk: self.disk.as_deref(),
+            image_bytes: self.job.image_len(),
+            target_bytes: self.target.capacity(),
+            block_device: self.target.is_block_device(),
+            plan_bytes: self.plan.bytes_to_write(),
+            decision: &self.job.decided.decision,
+            mode: if self.layout.is_some() {
+                "layout"
+            } else {
+                "raw"
+            },
+            layout: self.layout.as_ref().map(LayoutSummary::of),
+        }
+    }
+
+    /// Reads the target (bypassing the page cache) and compares it with
+    /// the plan, naming the first differing byte.
+    pub fn run(&self, cancel: &Cancel, observer: &dyn Observer) -> Result<Compared, Error> {
+        let started = Instant::now();
+        let report = write::compare(
+            &self.plan,
+            self.job.input.file(),
+            &self.target,
+            write::DEFAULT_CHUNK,
+            cancel,
+            observer,
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok(Compared {
+            bytes_compared: report.bytes_compared,
+            direct_io: report.direct_io,
+            seconds: (secs * 1000.0).round() / 1000.0,
+        })
+    }
+}
