@@ -988,6 +988,7 @@ fn help_fits_80_columns_without_broken_wraps() {
         "inspect",
         "ls",
         "extract",
+        "boot-test",
         "mount",
         "umount",
         "completions",
