@@ -25,6 +25,7 @@ packages=(
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
   groff-base                                          # renders the generated manual pages (tests/contract.rs)
+  file                                                # file(1): boot-test screenshots are PNGs (tests/boot_test.rs)
 )
 
 missing=()
@@ -57,7 +58,7 @@ commands=(
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
-  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash
+  gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat
 )
 absent=()
@@ -68,7 +69,8 @@ if ((${#absent[@]})); then
   echo "test.sh: still missing after installing: ${absent[*]}" >&2
   exit 1
 fi
-for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd; do
+for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd \
+         /usr/share/OVMF/OVMF_CODE_4M.ms.fd /usr/share/OVMF/OVMF_VARS_4M.ms.fd; do
   [ -e "$f" ] || { echo "test.sh: firmware $f missing (package ovmf)" >&2; exit 1; }
 done
 

@@ -6,6 +6,7 @@
 //! Every stage reports progress as [`events::Event`]s and fails with a typed
 //! error; only the binary turns those into text and exit codes.
 
+pub mod boot_test;
 pub mod cancel;
 pub mod devices;
 pub mod events;

@@ -988,6 +988,7 @@ fn help_fits_80_columns_without_broken_wraps() {
         "inspect",
         "ls",
         "extract",
+        "boot-test",
         "mount",
         "umount",
         "completions",
@@ -1024,5 +1025,133 @@ fn help_fits_80_columns_without_broken_wraps() {
                 w[0], w[1], w[2]
             );
         }
+    }
+}
+
+/// The fields docs/cli.md's table ("JSON output") lists for each `event`:
+/// every backticked name in the row(s) of that event. `event` and `t` are on
+/// every line, `target` on a multi-target job's per-target lines, and a
+/// `target_result` has the fields of a `result` as the table says.
+fn documented_fields() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md")).unwrap();
+    let table = doc
+        .split("| `event` | fields | when |")
+        .nth(1)
+        .expect("docs/cli.md has the JSON event table");
+    let mut fields = std::collections::BTreeMap::<_, std::collections::BTreeSet<_>>::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let event = cells[0]
+            .trim_start_matches("| ")
+            .trim_matches('`')
+            .to_owned();
+        let names = cells[1]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_owned);
+        let set = fields.entry(event).or_default();
+        set.extend(names);
+        set.extend(["event".to_owned(), "t".to_owned(), "target".to_owned()]);
+    }
+    // A `target_result` carries "the `result` fields of that target".
+    let result = fields.get("result").cloned().unwrap_or_default();
+    fields
+        .entry("target_result".into())
+        .or_default()
+        .extend(result);
+    fields
+}
+
+/// Real `write` and `compare` output, successes and failures, one target
+/// and several, with a source check: every line's event is in the table and
+/// every top-level field of it is documented there.
+#[test]
+fn json_lines_carry_only_the_fields_docs_cli_md_documents() {
+    let t = "json_lines_carry_only_the_fields_docs_cli_md_documents";
+    if !require_tools(t, &["sha256sum"]) {
+        return;
+    }
+    let schema = documented_fields();
+    for event in [
+        "start",
+        "phase",
+        "progress",
+        "phase_done",
+        "warning",
+        "result",
+        "target_result",
+    ] {
+        assert!(schema.contains_key(event), "{event} is not in the table");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    pseudo_random_file(&img, 5 * 1024 * 1024 + 3, 8);
+    let digest = sha256(&img);
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    let runs: Vec<Vec<&std::ffi::OsStr>> = vec![
+        vec![
+            os("write"),
+            os("--json"),
+            os("--yes"),
+            os("--digest"),
+            img.as_os_str(),
+            a.as_os_str(),
+        ],
+        vec![
+            os("write"),
+            os("--json"),
+            os("--yes"),
+            os("--sha256"),
+            os(&digest),
+            img.as_os_str(),
+            a.as_os_str(),
+            b.as_os_str(),
+        ],
+        vec![os("compare"), os("--json"), img.as_os_str(), a.as_os_str()],
+        vec![
+            os("write"),
+            os("--json"),
+            os("--yes"),
+            os("missing.iso"),
+            a.as_os_str(),
+        ],
+        vec![
+            os("compare"),
+            os("--json"),
+            img.as_os_str(),
+            os("nothing-here.img"),
+        ],
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for args in &runs {
+        let out = run(args);
+        for line in json_lines(&out.stdout) {
+            let event = line["event"].as_str().unwrap().to_owned();
+            let documented = schema
+                .get(&event)
+                .unwrap_or_else(|| panic!("{args:?}: event {event:?} is not documented: {line}"));
+            for key in line.as_object().unwrap().keys() {
+                assert!(
+                    documented.contains(key),
+                    "{args:?}: `{event}` line field {key:?} is not in docs/cli.md's table: {line}"
+                );
+            }
+            seen.insert(event);
+        }
+    }
+    // The runs above produce every kind of line a write or compare can.
+    for event in [
+        "start",
+        "phase",
+        "progress",
+        "phase_done",
+        "warning",
+        "result",
+        "target_result",
+    ] {
+        assert!(seen.contains(event), "no `{event}` line was produced");
     }
 }

@@ -9,7 +9,7 @@
 use bootstick::cancel::{Signal, TargetState};
 use bootstick::layout::{disk, fat32, from_iso, partition};
 use bootstick::plan::PlanError;
-use bootstick::{devices, image, job, trust, write};
+use bootstick::{boot_test, devices, image, job, trust, write};
 use serde_json::{json, Map, Value};
 
 /// How a `bootstick` run ended.
@@ -57,6 +57,14 @@ pub enum Exit {
     /// image's new contents where other bytes were sent, or the image got
     /// shorter).
     SourceChanged = 19,
+    /// `boot-test`: under at least one firmware the medium does not boot
+    /// (or it was skipped under every one asked for).
+    NotBootable = 20,
+    /// `boot-test`: nothing failed, but under at least one firmware the
+    /// evidence decided nothing.
+    BootUnknown = 21,
+    /// `boot-test`: QEMU or the OVMF firmware is not installed.
+    BootTestUnavailable = 22,
     /// Stopped by `SIGHUP` (128 + 1, as a shell reports a job killed by it).
     HungUp = 129,
     /// Stopped by `SIGINT`, Ctrl-C (128 + 2).
@@ -353,6 +361,34 @@ pub fn trust_error(e: &trust::Error) -> Exit {
         E::Io { .. } | E::TooLarge { .. } | E::NotText { .. } | E::NotAFile { .. } | E::Key(_) => {
             Exit::BadInput
         }
+    }
+}
+
+/// The code of an error that stopped a boot test.
+pub fn boot_test_error(e: &boot_test::Error) -> Exit {
+    use boot_test::Error as E;
+    match e {
+        E::QemuMissing { .. } | E::FirmwareMissing { .. } => Exit::BootTestUnavailable,
+        E::Image(i) => image_error(i),
+        E::Spawn { .. } | E::Io { .. } | E::Qmp { .. } | E::QemuFailed { .. } => Exit::Internal,
+        E::Cancelled => Exit::for_signal(super::signals::token().signal()),
+    }
+}
+
+/// The code of a boot test's verdicts: a medium that does not boot under
+/// one firmware decides over one that could not be judged.
+pub fn boot_verdicts(report: &boot_test::Report) -> Exit {
+    use boot_test::Verdict as V;
+    let any = |v: V| report.results.iter().any(|r| r.verdict == v);
+    if any(V::DoesNotBoot) {
+        Exit::NotBootable
+    } else if any(V::Unknown) {
+        Exit::BootUnknown
+    } else if report.all_boot() {
+        Exit::Ok
+    } else {
+        // Every firmware asked for was skipped: it boots nowhere asked.
+        Exit::NotBootable
     }
 }
 

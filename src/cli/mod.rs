@@ -3,6 +3,8 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod advice;
+pub mod boot;
+pub mod boot_test;
 pub mod compare;
 pub mod completions;
 pub mod disks;
@@ -46,6 +48,7 @@ pub enum Command {
     Ls(ls::Args),
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
+    BootTest(boot_test::Args),
     /// Mount an image's file tree read-only (FUSE) on a directory, in the
     /// foreground, until Ctrl-C or `bootstick umount`.
     Mount(mount::Args),
@@ -74,6 +77,7 @@ impl Command {
                 false,
                 "nothing was extracted",
             ),
+            Command::BootTest(a) => ("boot-test", a.json, Some(&a.target), false, ""),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
             Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
@@ -98,6 +102,7 @@ impl Command {
             Command::Inspect(args) => inspect::run(args),
             Command::Ls(args) => ls::run(args),
             Command::Extract(args) => extract::run(args),
+            Command::BootTest(args) => boot_test::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
             Command::Mount(args) => mount::run(args),
@@ -143,7 +148,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 12] = [
     "write",
     "compare",
     "list",
@@ -151,6 +156,7 @@ const SUBCOMMANDS: [&str; 11] = [
     "inspect",
     "ls",
     "extract",
+    "boot-test",
     "mount",
     "umount",
     "completions",

@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use bootstick::cancel::Signal;
@@ -140,17 +141,27 @@ fn minimal_start() -> Value {
 
 /// The `result` line of a failure: `ok: false`, `error` (with its causes,
 /// each once), `exit_code`, and the failure's own fields.
-fn failure_line(event: &str, f: &Failure) -> Value {
-    let mut v = json!({
-        "event": event,
-        "ok": false,
-        "error": chain(&f.error),
-        "exit_code": f.exit as u8,
-    });
-    if let Value::Object(m) = &mut v {
-        m.extend(f.fields.clone());
+fn failure_line(event: &'static str, f: &Failure) -> Value {
+    /// A failed `result` or `target_result` line (docs/cli.md).
+    #[derive(Serialize)]
+    struct FailureLine<'a> {
+        event: &'static str,
+        ok: bool,
+        error: String,
+        exit_code: u8,
+        /// The failure's own fields (`interrupted`, `signal`,
+        /// `target_state`; `verify`'s report).
+        #[serde(flatten)]
+        fields: &'a serde_json::Map<String, Value>,
     }
-    v
+    serde_json::to_value(FailureLine {
+        event,
+        ok: false,
+        error: chain(&f.error),
+        exit_code: f.exit as u8,
+        fields: &f.fields,
+    })
+    .unwrap_or_default()
 }
 
 /// An error with its causes, each printed once (`what: why: root cause`).
@@ -514,8 +525,38 @@ struct JsonState {
     phase_start: Option<Instant>,
     last_progress: Option<Instant>,
     last_done: u64,
-    last_total: u64,
-    phase: Option<Phase>,
+}
+
+/// The progress lines of the JSON stream, one variant per `event` (the
+/// table in docs/cli.md, checked against real output by `tests/contract.rs`).
+/// `t`, and `target` in a multi-target job, are added to each.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Line<'a> {
+    /// A phase begins; `total` bytes (0 when not byte-counted, as `sync`).
+    Phase { phase: &'static str, total: u64 },
+    /// At most every [`JSON_PROGRESS_EVERY`] per phase.
+    Progress {
+        phase: &'static str,
+        done: u64,
+        total: u64,
+        /// The average since the phase began.
+        bytes_per_second: u64,
+    },
+    /// A phase ended successfully.
+    PhaseDone {
+        phase: &'static str,
+        bytes: u64,
+        seconds: f64,
+    },
+    /// Worth knowing, does not stop the job.
+    Warning { message: &'a str },
+}
+
+impl Line<'_> {
+    fn value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 impl Json {
@@ -537,32 +578,35 @@ impl Json {
     fn progress_line(phase: Phase, done: u64, total: u64, started: Option<Instant>) -> Value {
         let secs = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-        json!({
-            "event": "progress",
-            "phase": phase.name(),
-            "done": done,
-            "total": total,
-            "bytes_per_second": rate.round() as u64,
-        })
+        Line::Progress {
+            phase: phase.name(),
+            done,
+            total,
+            bytes_per_second: rate.round() as u64,
+        }
+        .value()
     }
 
     fn event(&self, event: &Event) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match *event {
             Event::PhaseStarted { phase, total } => {
-                st.phase = Some(phase);
                 st.phase_start = Some(Instant::now());
                 st.last_progress = None;
                 st.last_done = 0;
-                st.last_total = total;
-                self.emit(json!({ "event": "phase", "phase": phase.name(), "total": total }));
+                self.emit(
+                    Line::Phase {
+                        phase: phase.name(),
+                        total,
+                    }
+                    .value(),
+                );
             }
             Event::Progress { phase, done, total } => {
                 let due = st
                     .last_progress
                     .is_none_or(|t| t.elapsed() >= JSON_PROGRESS_EVERY);
                 st.last_done = done;
-                st.last_total = total;
                 if due {
                     st.last_progress = Some(Instant::now());
                     self.emit(Json::progress_line(phase, done, total, st.phase_start));
@@ -570,16 +614,17 @@ impl Json {
             }
             Event::PhaseFinished { phase } => {
                 let secs = st.phase_start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-                self.emit(json!({
-                    "event": "phase_done",
-                    "phase": phase.name(),
-                    "bytes": st.last_done,
-                    "seconds": (secs * 1000.0).round() / 1000.0,
-                }));
-                st.phase = None;
+                self.emit(
+                    Line::PhaseDone {
+                        phase: phase.name(),
+                        bytes: st.last_done,
+                        seconds: (secs * 1000.0).round() / 1000.0,
+                    }
+                    .value(),
+                );
             }
             Event::Warning(ref message) => {
-                self.emit(json!({ "event": "warning", "message": message }));
+                self.emit(Line::Warning { message }.value());
             }
         }
     }

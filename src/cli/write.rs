@@ -79,6 +79,11 @@ pub struct Args {
     pub require_signature: bool,
     #[command(flatten)]
     pub references: super::references::References,
+    /// After the verified write, boot the target read-only in QEMU under
+    /// BIOS and UEFI and say whether it boots, as `bootstick boot-test`
+    /// does (needs qemu-system-x86 and ovmf; one TARGET).
+    #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
+    pub boot_test: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -87,6 +92,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
+    // QEMU and OVMF are found before anything is written (cli::boot).
+    let boot = args.boot_test.then(super::boot::after_write_options);
+    if let Some(o) = &boot {
+        super::boot::available(o)?;
+    }
     let image = job::Image::open(&args.image).map_err(advice::failure)?;
     let req = super::references::request(args.image.clone(), &args.references)?;
     let policy = job::CheckPolicy {
@@ -113,6 +123,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // (docs/devices.md). A disk stays open with O_EXCL + flock until its
     // guard is dropped, after the partition table is re-read.
     let targets = super::target::given_or_picked(&args.targets)?;
+    if boot.is_some() {
+        super::boot::one_target(&targets)?;
+    }
     let mut confirm: Box<dyn job::Confirm> = if args.yes {
         Box::new(job::Yes)
     } else {
@@ -149,6 +162,10 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     warn_notices(&job, render);
     let written = one.run(&options, render).map_err(advice::failure)?;
     let fields = to_fields(&written)?;
+    if let Some(o) = &boot {
+        let summary = summary(&job, &written);
+        return super::boot::after_write(&written.target, o, fields, summary, render, args.json);
+    }
     render.result(Ok((fields, summary(&job, &written))));
     Ok(())
 }

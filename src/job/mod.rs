@@ -23,6 +23,32 @@
 //! - Progress goes to an [`Observer`]; results are typed (`Serialize`)
 //!   structs the caller renders. Errors carry typed fields and never name
 //!   a command-line flag: what to do next is the caller's to say.
+//!
+//! # Use
+//!
+//! ```no_run
+//! use bootstick::devices::{Policy, Roots};
+//! use bootstick::events::Silent;
+//! use bootstick::job::{self, Choice, Image, RunOptions, Yes};
+//! # fn main() -> Result<(), job::Error> {
+//! let image = std::path::Path::new("debian.iso");
+//! let job = Image::open(image)?.decide(None, Choice::default())?;
+//! let chosen = job::choose_all(
+//!     &Roots::live(),
+//!     &["/dev/sdX".into()],
+//!     Policy::default(),
+//!     &mut Yes, // or a `Confirm` that asks someone
+//!     image,
+//!     job.image_len(),
+//!     job.needed(),
+//! )?;
+//! let options = RunOptions { verify: true, ..RunOptions::default() };
+//! for prepared in job.prepare_all(chosen)? {
+//!     let written = prepared.run(&options, &Silent)?;
+//!     println!("{} bytes, verified: {}", written.bytes_written, written.verified);
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod decide;
 pub mod select;

@@ -26,8 +26,8 @@
 //!
 //! Acceleration: `/dev/kvm` exists on the test machines but is a broken
 //! nested KVM (guests hang or stop with an emulation error), so KVM is used
-//! only when a real probe — the fixture booting under OVMF with KVM within
-//! 10 s — succeeds, once per test process; TCG otherwise.
+//! only when a real probe — OVMF reaching its boot manager under KVM within
+//! 10 s, the library's probe `boot-test` uses — succeeds; TCG otherwise.
 //! `BOOTSTICK_QEMU_ACCEL=tcg|kvm` skips the probe.
 
 #![allow(dead_code)]
@@ -85,45 +85,29 @@ pub struct OvmfFiles {
 }
 
 /// Finds OVMF: `BOOTSTICK_OVMF_CODE` + `BOOTSTICK_OVMF_VARS` if set, else
-/// the Debian `ovmf` package's files (4 MiB build preferred), else the
-/// Fedora/Arch locations. Secure-boot builds are skipped: they need SMM and
+/// the installed files the `boot-test` command uses
+/// (`bootstick::boot_test::firmware`: the Debian `ovmf` package's 4 MiB
+/// build first). Secure-boot builds are not used here: they need SMM and
 /// the q35 machine.
 pub fn find_ovmf() -> Option<OvmfFiles> {
-    if let (Some(code), Some(vars)) = (
+    let given = match (
         std::env::var_os("BOOTSTICK_OVMF_CODE"),
         std::env::var_os("BOOTSTICK_OVMF_VARS"),
     ) {
-        return Some(OvmfFiles {
+        (Some(code), Some(vars)) => Some(bootstick::boot_test::OvmfFiles {
             code: code.into(),
             vars: vars.into(),
-        });
-    }
-    const PAIRS: &[(&str, &str)] = &[
-        (
-            "/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "/usr/share/OVMF/OVMF_VARS_4M.fd",
-        ),
-        (
-            "/usr/share/OVMF/OVMF_CODE.fd",
-            "/usr/share/OVMF/OVMF_VARS.fd",
-        ),
-        (
-            "/usr/share/edk2/ovmf/OVMF_CODE.fd",
-            "/usr/share/edk2/ovmf/OVMF_VARS.fd",
-        ),
-        (
-            "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
-            "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
-        ),
-    ];
-    PAIRS
-        .iter()
-        .map(|(c, v)| (Path::new(c), Path::new(v)))
-        .find(|(c, v)| c.is_file() && v.is_file())
-        .map(|(c, v)| OvmfFiles {
-            code: c.to_owned(),
-            vars: v.to_owned(),
-        })
+        }),
+        _ => None,
+    };
+    let found =
+        bootstick::boot_test::firmware::ovmf(bootstick::boot_test::Firmware::Uefi, given.as_ref())
+            .ok()
+            .flatten()?;
+    Some(OvmfFiles {
+        code: found.code,
+        vars: found.vars,
+    })
 }
 
 /// True when QEMU (and, for OVMF, its firmware files) are installed;
@@ -153,46 +137,26 @@ pub fn accel() -> &'static str {
     })
 }
 
-/// Boots the grub-hybrid fixture under OVMF with `-accel kvm`: true when its
-/// marker appears within 10 s (TCG needs about 4 s idle). The verdict is
-/// cached per host kernel under `target/fixtures/`. The probe must be
-/// a real workload: on the test machines a 512-byte real-mode boot sector
-/// sometimes works under the broken nested KVM while OVMF then dies with a
-/// KVM emulation error or hangs, so only a firmware + GRUB boot that reaches
-/// long mode is evidence that KVM works.
+/// Whether KVM really works, by the probe the `boot-test` command uses
+/// (`bootstick::boot_test::qemu::probe_kvm`: OVMF must reach its boot
+/// manager under `-accel kvm` within 10 s; a 512-byte real-mode boot
+/// sector sometimes runs under the broken nested KVM of the test machines
+/// while OVMF then hangs or dies, so only firmware reaching long mode is
+/// evidence). The verdict is cached per host kernel under
+/// `target/fixtures/`.
 fn kvm_probe() -> bool {
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !usable
-        || !FIXTURE_TOOLS.iter().all(|t| super::have_tool(t))
-        || !super::have_tool(QEMU)
-        || find_ovmf().is_none()
-    {
+    let Some(ovmf) = find_ovmf() else {
+        return false;
+    };
+    if !super::have_tool(QEMU) {
         return false;
     }
-    // Remember the verdict per host kernel: a broken KVM costs the timeout.
-    use sha2::{Digest, Sha256};
-    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let key: String = Sha256::digest(host.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let cache = fixture_cache().join(format!("boot-kvm-probe-{key}"));
-    if let Ok(v) = std::fs::read_to_string(&cache) {
-        return v.trim() == "kvm";
-    }
-    let iso = grub_hybrid_iso();
-    let out = boot_with(
-        &Boot::new(&iso, Firmware::Ovmf, &fixture_marker(Firmware::Ovmf))
-            .timeout(Duration::from_secs(10)),
-        "kvm",
-    );
-    let works = out.end == End::Marker;
-    let _ = std::fs::write(&cache, if works { "kvm" } else { "tcg" });
-    works
+    let ovmf = bootstick::boot_test::OvmfFiles {
+        code: ovmf.code,
+        vars: ovmf.vars,
+    };
+    bootstick::boot_test::qemu::probe_kvm(Path::new(QEMU), Some(&ovmf), Some(&fixture_cache()))
+        == bootstick::boot_test::Accel::Kvm
 }
 
 /// One boot to run: the medium, the firmware, the marker that proves success.
@@ -306,8 +270,9 @@ fn read_lossy(path: &Path) -> String {
 static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 
 /// At most two guests at once per test process: each TCG guest keeps one
-/// host core busy, and the machines have two.
-fn slot() -> SlotGuard {
+/// host core busy, and the machines have two. Tests that run `bootstick
+/// boot-test` hold one around each run.
+pub fn slot() -> SlotGuard {
     let (m, cv) = &SLOTS;
     let mut busy = m.lock().unwrap_or_else(|e| e.into_inner());
     while *busy >= 2 {
@@ -317,7 +282,7 @@ fn slot() -> SlotGuard {
     SlotGuard
 }
 
-struct SlotGuard;
+pub struct SlotGuard;
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
@@ -443,24 +408,7 @@ fn tail(s: &str, max: usize) -> &str {
 /// Removes terminal escape sequences (GRUB and OVMF draw with them) so the
 /// log in a failure message is readable.
 pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                // Parameters and intermediates, then one final byte @..~.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
+    bootstick::boot_test::evidence::strip_ansi(s)
 }
 
 // ---------------------------------------------------------------------------

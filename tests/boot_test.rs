@@ -1,0 +1,582 @@
+//! `bootstick boot-test`: the verdicts, each from a medium whose fate is
+//! known independently — the grub-hybrid fixture, whose GRUB prints a
+//! marker on the serial console only when it really ran (the oracle of
+//! `tests/boot.rs`, checked here against the command's `console`), a blank
+//! stick, an EFI-only ISO written raw and as a built layout, and 512-byte
+//! MBRs whose code spins or triple-faults. The medium is never changed:
+//! `sha256sum` before and after, and a read-only loop device (the kernel
+//! refuses every write to it).
+//!
+//! Each medium is booted once per firmware; assertions share the boots.
+
+mod common;
+
+use common::fixtures::cached;
+use common::qemu::{self, Firmware};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs `bootstick boot-test --json ARGS…` (holding one of the test
+/// process's two guest slots) and returns the exit code and the `result`
+/// line, after checking the JSON contract.
+fn boot_test(args: &[&str], medium: &Path) -> (Option<i32>, Value) {
+    boot_test_under(qemu::accel(), args, medium)
+}
+
+/// [`boot_test`] with the accelerator given.
+fn boot_test_under(accel: &str, args: &[&str], medium: &Path) -> (Option<i32>, Value) {
+    let _slot = qemu::slot();
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .arg("boot-test")
+        .arg("--json")
+        .args(args)
+        .arg(medium)
+        .env("BOOTSTICK_QEMU_ACCEL", accel)
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    let lines = common::json_lines(&out.stdout);
+    assert_eq!(lines[0]["command"], "boot-test", "{lines:?}");
+    let result = lines.last().unwrap().clone();
+    if let Some(results) = result["results"].as_array() {
+        for r in results {
+            eprintln!(
+                "{}: {} {} after {} s ({})",
+                medium.display(),
+                r["firmware"],
+                r["verdict"],
+                r["seconds"],
+                result["accel"]
+            );
+        }
+    }
+    (out.status.code(), result)
+}
+
+/// The result for `firmware` (its `firmware` field).
+fn under<'a>(result: &'a Value, firmware: &str) -> &'a Value {
+    result["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {result}"))
+        .iter()
+        .find(|r| r["firmware"] == firmware)
+        .unwrap_or_else(|| panic!("no {firmware} result: {result}"))
+}
+
+/// Asserts verdict and reason, with the whole result in the message.
+fn expect(result: &Value, firmware: &str, verdict: &str, reason: &str) {
+    let r = under(result, firmware);
+    assert_eq!(
+        (r["verdict"].as_str(), r["reason"].as_str()),
+        (Some(verdict), Some(reason)),
+        "{firmware}: {r:#}"
+    );
+}
+
+fn evidence(result: &Value, firmware: &str) -> String {
+    under(result, firmware)["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn sha256(path: &Path) -> String {
+    common::run(Command::new("sha256sum").arg(path))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn hybrid(test: &str) -> Option<PathBuf> {
+    if !common::require_tools(test, qemu::FIXTURE_TOOLS)
+        || !common::require_tools(test, &["sha256sum"])
+        || !qemu::require(test, &Firmware::ALL)
+    {
+        return None;
+    }
+    Some(qemu::grub_hybrid_iso())
+}
+
+/// The hybrid fixture under all three firmwares in one run: BIOS and UEFI
+/// boot it (GRUB's marker on the console is the independent oracle, and
+/// GRUB powering off ends both), Secure Boot refuses its unsigned GRUB
+/// (the marker never appears), the refusal is on the screenshot, the
+/// exit code says "does not boot", and the ISO is unchanged.
+#[test]
+fn hybrid_boots_under_bios_and_uefi_and_secure_boot_refuses_unsigned_grub() {
+    let t = "hybrid_boots_under_bios_and_uefi_and_secure_boot_refuses_unsigned_grub";
+    let Some(iso) = hybrid(t) else { return };
+    if !common::require_tools(t, &["file"]) {
+        return;
+    }
+    let before = sha256(&iso);
+    let shots = tempfile::tempdir().unwrap();
+    let shots_dir = shots.path().join("shots");
+    let (code, result) = boot_test(
+        &[
+            "--firmware",
+            "bios,uefi,uefi-secure-boot",
+            "--screenshot",
+            shots_dir.to_str().unwrap(),
+        ],
+        &iso,
+    );
+    expect(&result, "bios", "boots", "powered-off");
+    expect(&result, "uefi", "boots", "powered-off");
+    expect(
+        &result,
+        "uefi-secure-boot",
+        "does-not-boot",
+        "secure-boot-refused",
+    );
+    assert!(evidence(&result, "bios").contains("Booting from 0000:7c00"));
+    assert!(evidence(&result, "uefi").contains("BdsDxe: starting Boot0001"));
+    assert!(evidence(&result, "uefi-secure-boot").contains(": Access Denied"));
+    for (fw, marker) in [
+        ("bios", Some(qemu::fixture_marker(Firmware::SeaBios))),
+        ("uefi", Some(qemu::fixture_marker(Firmware::Ovmf))),
+        ("uefi-secure-boot", None),
+    ] {
+        let console = under(&result, fw)["console"].as_str().unwrap();
+        match marker {
+            Some(m) => assert!(console.contains(&m), "{fw}: no {m:?} in {console:?}"),
+            None => assert!(!console.contains(qemu::FIXTURE_MARKER), "{fw}: {console}"),
+        }
+    }
+    assert_eq!(code, Some(20), "{result:#}");
+    assert_eq!(result["exit_code"], 20);
+    // GRUB powered the machine off under BIOS and UEFI: no screen left.
+    // The refusal's screen is a PNG (file(1) is the oracle).
+    let png = shots_dir.join("uefi-secure-boot.png");
+    assert_eq!(
+        under(&result, "uefi-secure-boot")["screenshot"],
+        png.to_str().unwrap()
+    );
+    let kind = common::run(Command::new("file").arg("-b").arg(&png));
+    assert!(kind.starts_with("PNG image data"), "{kind}");
+    assert!(under(&result, "bios")["screenshot"].is_null());
+    assert_eq!(sha256(&iso), before, "the boot test changed the ISO");
+}
+
+/// A blank stick: SeaBIOS says it is not a bootable disk, OVMF finds no
+/// loader on it ("Not Found") before falling back to its shell.
+#[test]
+fn blank_stick_does_not_boot_under_bios_or_uefi() {
+    let t = "blank_stick_does_not_boot_under_bios_or_uefi";
+    if !common::require_tools(t, &["sha256sum"]) || !qemu::require(t, &Firmware::ALL) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.img");
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let before = sha256(&blank);
+    let (code, result) = boot_test(&[], &blank);
+    expect(&result, "bios", "does-not-boot", "not-a-bootable-disk");
+    expect(&result, "uefi", "does-not-boot", "no-uefi-loader");
+    assert!(evidence(&result, "bios").contains("Boot failed: not a bootable disk"));
+    assert!(evidence(&result, "uefi").contains("USB(0x0,0x0): Not Found"));
+    assert_eq!(code, Some(20));
+    assert_eq!(sha256(&blank), before);
+}
+
+/// An EFI-only ISO (El Torito EFI image, no hybrid MBR, no ESP) built by
+/// xorriso, with GRUB standalone as its loader.
+fn efi_only_iso() -> PathBuf {
+    let efi = qemu::grub_efi_standalone();
+    let efi_bytes = std::fs::read(&efi).unwrap();
+    let recipe = format!(
+        "efi {} bytes, sum {}; mkfs.fat -C; xorriso -as mkisofs -R -J -e efiboot.img -no-emul-boot",
+        efi_bytes.len(),
+        efi_bytes.iter().map(|b| u64::from(*b)).sum::<u64>()
+    );
+    cached("boot-test-efi-only", "iso", &recipe, |out| {
+        let dir = tempfile::tempdir_in(common::fixtures::fixture_dir()).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("README.txt"), "an EFI-only test ISO\n").unwrap();
+        let img = root.join("efiboot.img");
+        let kib = efi_bytes.len() as u64 / 1024 + 1024;
+        common::run(
+            Command::new("mkfs.fat")
+                .arg("-C")
+                .arg(&img)
+                .arg(kib.to_string()),
+        );
+        let mtools = |cmd: &str| {
+            let mut c = Command::new(cmd);
+            c.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&img);
+            c
+        };
+        common::run(mtools("mmd").args(["::/EFI", "::/EFI/BOOT"]));
+        common::run(mtools("mcopy").arg(&efi).arg("::/EFI/BOOT/BOOTX64.EFI"));
+        common::run(
+            Command::new("xorriso")
+                .args(["-as", "mkisofs", "-quiet", "-R", "-J"])
+                .args(["-e", "efiboot.img", "-no-emul-boot", "-o"])
+                .arg(out)
+                .arg(&root),
+        );
+    })
+}
+
+/// The EFI-only ISO copied raw: SeaBIOS finds no boot code, and UEFI is
+/// skipped (no FAT volume with a loader; real PCs do not boot El Torito
+/// from USB). Its built layout (`bootstick write`, GPT + FAT32 in a basic
+/// data partition, not an ESP) boots under UEFI: GRUB's marker again.
+#[test]
+fn efi_only_iso_raw_is_skipped_under_uefi_and_its_built_layout_boots() {
+    let t = "efi_only_iso_raw_is_skipped_under_uefi_and_its_built_layout_boots";
+    if !common::require_tools(t, &["xorriso", "mkfs.fat", "mmd", "mcopy"])
+        || !common::require_tools(t, qemu::STANDALONE_TOOLS)
+        || !qemu::require(t, &Firmware::ALL)
+    {
+        return;
+    }
+    let iso = efi_only_iso();
+    let (code, raw) = boot_test(&[], &iso);
+    expect(&raw, "bios", "does-not-boot", "not-a-bootable-disk");
+    expect(&raw, "uefi", "skipped", "no-fat-loader");
+    assert_eq!(
+        under(&raw, "uefi")["seconds"],
+        0.0,
+        "a skipped firmware is not booted"
+    );
+    assert_eq!(code, Some(20));
+
+    let dir = tempfile::tempdir().unwrap();
+    let stick = dir.path().join("stick.img");
+    let w = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(["write", "--yes"])
+        .arg(&iso)
+        .arg(&stick)
+        .output()
+        .unwrap();
+    assert!(w.status.success(), "{w:?}");
+    let (code, layout) = boot_test(&["--firmware", "uefi"], &stick);
+    expect(&layout, "uefi", "boots", "powered-off");
+    let console = under(&layout, "uefi")["console"].as_str().unwrap();
+    assert!(
+        console.contains(&qemu::fixture_marker(Firmware::Ovmf)),
+        "{console}"
+    );
+    assert_eq!(code, Some(0), "{layout:#}");
+    assert_eq!(layout["ok"], true);
+}
+
+/// A 64-sector disk whose MBR (boot signature set) holds `code`.
+fn mbr_disk(dir: &Path, name: &str, code: &[u8]) -> PathBuf {
+    let mut disk = vec![0u8; 64 * 512];
+    disk[..code.len()].copy_from_slice(code);
+    disk[510] = 0x55;
+    disk[511] = 0xAA;
+    let p = dir.join(name);
+    std::fs::write(&p, disk).unwrap();
+    p
+}
+
+/// Boot code that never returns (`jmp $`) is a loader that keeps running:
+/// `boots` after the settle time, with a screenshot of its screen. Code
+/// that loads an empty IDT and raises an interrupt triple-faults: QEMU's
+/// log says so and the verdict names it.
+#[test]
+fn spinning_mbr_boots_and_triple_faulting_mbr_does_not() {
+    let t = "spinning_mbr_boots_and_triple_faulting_mbr_does_not";
+    if !qemu::require(t, &[Firmware::SeaBios]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spin = mbr_disk(dir.path(), "spin.img", &[0xEB, 0xFE]);
+    // cli; lidt [0x7c10] (a zero limit: the 6 bytes at 0x10 are zero); int3
+    let triple = mbr_disk(
+        dir.path(),
+        "triple.img",
+        &[0xFA, 0x0F, 0x01, 0x1E, 0x10, 0x7C, 0xCC, 0xEB, 0xFE],
+    );
+    let shots = dir.path().join("shots");
+    let (code, r) = boot_test(
+        &[
+            "--firmware",
+            "bios",
+            "--screenshot",
+            shots.to_str().unwrap(),
+        ],
+        &spin,
+    );
+    expect(&r, "bios", "boots", "kept-running");
+    let b = under(&r, "bios");
+    let started = b["loader_started_after"].as_f64().unwrap();
+    assert!(
+        b["seconds"].as_f64().unwrap() >= started + 4.9,
+        "judged before the loader ran 5 s: {b:#}"
+    );
+    assert!(shots.join("bios.png").is_file(), "{b:#}");
+    assert_eq!(code, Some(0));
+    let (code, r) = boot_test(&["--firmware", "bios"], &triple);
+    expect(&r, "bios", "does-not-boot", "triple-fault");
+    assert_eq!(code, Some(20));
+}
+
+/// No evidence within the timeout is `unknown` (exit 21), never a guess:
+/// OVMF under TCG (forced here) takes seconds to reach its boot manager,
+/// more than 1 s.
+#[test]
+fn no_evidence_within_the_timeout_is_unknown() {
+    let t = "no_evidence_within_the_timeout_is_unknown";
+    if !qemu::require(t, &[Firmware::Ovmf]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.img");
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let (code, r) = boot_test_under("tcg", &["--firmware", "uefi", "--timeout", "1"], &blank);
+    expect(&r, "uefi", "unknown", "no-evidence");
+    assert_eq!(code, Some(21), "{r:#}");
+}
+
+/// The device is only read: a read-only loop device (every write to it
+/// fails in the kernel) boots, and its backing file is unchanged.
+#[test]
+fn read_only_loop_device_boots_and_is_unchanged() {
+    let t = "read_only_loop_device_boots_and_is_unchanged";
+    let Some(iso) = hybrid(t) else { return };
+    if !common::require_root(t) || !common::require_tools(t, &["losetup"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("stick.img");
+    std::fs::copy(&iso, &backing).unwrap();
+    let before = sha256(&backing);
+    let dev = common::LoopDevice::attach_with(&backing, &["--read-only"]);
+    let ro = std::fs::read_to_string(format!(
+        "/sys/block/{}/ro",
+        dev.path().file_name().unwrap().to_string_lossy()
+    ))
+    .unwrap();
+    assert_eq!(ro.trim(), "1", "the loop device is not read-only");
+    let (code, r) = boot_test(&["--firmware", "bios"], dev.path());
+    expect(&r, "bios", "boots", "powered-off");
+    assert_eq!(code, Some(0), "{r:#}");
+    drop(dev);
+    assert_eq!(sha256(&backing), before);
+}
+
+/// Without QEMU, or without OVMF, the command says which Debian package
+/// to install and exits 22, before booting anything.
+#[test]
+fn missing_qemu_or_ovmf_exits_22_naming_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    std::fs::write(&img, [0u8; 4096]).unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bootstick"));
+        c.args(["boot-test", "--json"]).arg(&img);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        (o.status.code(), common::json_result(&o.stdout))
+    };
+    let (code, r) = run(&[("PATH", "/nonexistent")]);
+    assert_eq!(code, Some(22), "{r}");
+    let e = r["error"].as_str().unwrap();
+    assert!(
+        e.contains("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)"),
+        "{e}"
+    );
+    if !qemu::require("missing_qemu_or_ovmf_exits_22_naming_the_package", &[]) {
+        return;
+    }
+    let (code, r) = run(&[
+        ("BOOTSTICK_OVMF_CODE", "/nonexistent/OVMF_CODE.fd"),
+        ("BOOTSTICK_OVMF_VARS", "/nonexistent/OVMF_VARS.fd"),
+    ]);
+    assert_eq!(code, Some(22), "{r}");
+    let e = r["error"].as_str().unwrap();
+    assert!(
+        e.contains("no OVMF firmware for uefi (Debian package ovmf"),
+        "{e}"
+    );
+}
+
+/// SIGINT during a boot stops it: exit 130, the `result` says
+/// `interrupted`, and no QEMU is left running on the medium (every
+/// process's command line in /proc is the oracle).
+#[test]
+fn sigint_during_a_boot_stops_it_and_kills_qemu() {
+    use std::io::{BufRead, BufReader};
+    let t = "sigint_during_a_boot_stops_it_and_kills_qemu";
+    if !qemu::require(t, &[Firmware::SeaBios]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spin = mbr_disk(dir.path(), "spin-interrupted.img", &[0xEB, 0xFE]);
+    let qemu_on_medium = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .any(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("qemu-system") && c.contains(spin.to_str().unwrap())
+            })
+    };
+    let _slot = qemu::slot();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(["boot-test", "--json", "--firmware", "bios"])
+        .arg(&spin)
+        .env("BOOTSTICK_QEMU_ACCEL", qemu::accel())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    stdout.read_line(&mut seen).unwrap();
+    assert!(seen.contains("\"start\""), "{seen}");
+    // The guest is up once QEMU runs on the medium.
+    let started = std::time::Instant::now();
+    while !qemu_on_medium() {
+        assert!(started.elapsed().as_secs() < 30, "QEMU never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    seen.push_str(&rest);
+    assert_eq!(out.status.code(), Some(130), "{seen}");
+    let result = common::json_result(seen.as_bytes());
+    assert_eq!(result["interrupted"], true, "{result}");
+    assert_eq!(result["signal"], "SIGINT");
+    assert!(
+        !qemu_on_medium(),
+        "QEMU still runs after the boot test ended"
+    );
+}
+
+/// Runs `bootstick write --yes ARGS…` (holding a guest slot) and returns
+/// the exit code and the JSON lines.
+fn write(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> (Option<i32>, Vec<Value>) {
+    let _slot = qemu::slot();
+    let cache = tempfile::tempdir().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bootstick"));
+    c.args(["write", "--yes", "--json"])
+        .args(args)
+        .env("BOOTSTICK_QEMU_ACCEL", qemu::accel())
+        .env("XDG_CACHE_HOME", cache.path());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (out.status.code(), common::json_lines(&out.stdout))
+}
+
+/// `write --boot-test`: the hybrid fixture is written, verified (`cmp`),
+/// then booted from the written file under BIOS and UEFI (GRUB's markers);
+/// a blank image is written and verified too, but the run fails with
+/// exit 20 and says the write succeeded.
+#[test]
+fn write_boot_test_boots_what_was_written() {
+    let t = "write_boot_test_boots_what_was_written";
+    let Some(iso) = hybrid(t) else { return };
+    if !common::require_tools(t, &["cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stick = dir.path().join("stick.img");
+    let (code, lines) = write(
+        &["--boot-test".as_ref(), iso.as_os_str(), stick.as_os_str()],
+        &[],
+    );
+    let result = lines.last().unwrap();
+    assert_eq!(code, Some(0), "{result:#}");
+    assert_eq!(result["verified"], true);
+    common::run(Command::new("cmp").arg(&iso).arg(&stick));
+    let boot = &result["boot_test"];
+    expect(boot, "bios", "boots", "powered-off");
+    expect(boot, "uefi", "boots", "powered-off");
+    let console = under(boot, "uefi")["console"].as_str().unwrap();
+    assert!(
+        console.contains(&qemu::fixture_marker(Firmware::Ovmf)),
+        "{console}"
+    );
+
+    let blank = dir.path().join("blank.img");
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = dir.path().join("blank-stick.img");
+    let (code, lines) = write(
+        &["--boot-test".as_ref(), blank.as_os_str(), out.as_os_str()],
+        &[],
+    );
+    let result = lines.last().unwrap();
+    assert_eq!(code, Some(20), "{result:#}");
+    assert_eq!(result["verified"], true, "{result:#}");
+    assert!(
+        result["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("written and verified, but "),
+        "{result:#}"
+    );
+    expect(
+        &result["boot_test"],
+        "bios",
+        "does-not-boot",
+        "not-a-bootable-disk",
+    );
+    expect(
+        &result["boot_test"],
+        "uefi",
+        "does-not-boot",
+        "no-uefi-loader",
+    );
+}
+
+/// `write --boot-test` refuses what it cannot do before writing: without
+/// QEMU (exit 22), with two TARGETs (exit 2); no target file is created.
+#[test]
+fn write_boot_test_refuses_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    common::pseudo_random_file(&img, 100_000, 7);
+    let a = dir.path().join("a.img");
+    let b = dir.path().join("b.img");
+    let (code, lines) = write(
+        &["--boot-test".as_ref(), img.as_os_str(), a.as_os_str()],
+        &[("PATH", "/nonexistent")],
+    );
+    assert_eq!(code, Some(22), "{lines:?}");
+    assert!(!a.exists(), "written without QEMU");
+    if !qemu::require("write_boot_test_refuses_before_writing", &Firmware::ALL) {
+        return;
+    }
+    let (code, lines) = write(
+        &[
+            "--boot-test".as_ref(),
+            img.as_os_str(),
+            a.as_os_str(),
+            b.as_os_str(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{lines:?}");
+    assert!(!a.exists() && !b.exists(), "written with two targets");
+}
