@@ -147,15 +147,10 @@ impl Digest {
     /// A digest given as hex (either case), refused when it is not hex or has
     /// the wrong length for the algorithm.
     pub fn from_hex(algorithm: HashAlgorithm, hex: &str) -> Option<Digest> {
-        let hex = hex.as_bytes();
         if hex.len() != algorithm.digest_len() * 2 {
             return None;
         }
-        let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        let bytes = hex
-            .chunks(2)
-            .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-            .collect::<Option<Vec<u8>>>()?;
+        let bytes = hex::decode(hex).ok()?;
         Some(Digest { algorithm, bytes })
     }
 
@@ -169,7 +164,7 @@ impl Digest {
 
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&self.bytes)
     }
 }
 

@@ -364,3 +364,41 @@ fn a_too_small_disk_and_the_same_disk_twice_are_refused_untouched() {
     drop((small, dev));
     assert_eq!([sha256_file(&small_backing), sha256_file(&backing)], before);
 }
+
+/// The source check reads the image the job opened, not its path again:
+/// after another file took the image's name, the check still hashes the
+/// opened file (so what was checked is what is planned and written).
+#[test]
+fn the_source_check_reads_the_opened_image_not_the_path() {
+    use bootstick::hash::{Digest, HashAlgorithm};
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let len = MIB + 5;
+    pseudo_random_file(&img, len, 31);
+    let hex: String = sha2::Sha256::digest(std::fs::read(&img).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let image = Image::open(&img).unwrap();
+    let other = dir.path().join("other.img");
+    pseudo_random_file(&other, len, 32);
+    std::fs::rename(&other, &img).unwrap();
+    let req = bootstick::trust::Request {
+        image: img.clone(),
+        sums: Vec::new(),
+        expected: vec![Digest::from_hex(HashAlgorithm::Sha256, &hex).unwrap()],
+        signatures: Vec::new(),
+        keys: Vec::new(),
+        fingerprints: Vec::new(),
+        discover: false,
+    };
+    let report = match image.check_source(&req, job::CheckPolicy::default(), &Silent) {
+        Ok(Some(r)) => r,
+        Ok(None) => panic!("no check ran although a digest was given"),
+        Err(e) => panic!("the check did not pass on the opened image: {e:?}"),
+    };
+    assert_eq!(report.size, len);
+    assert_eq!(report.checked_sha256.map(|d| d.to_hex()), Some(hex));
+    assert!(report.checked_blocks.is_some(), "the check is pinned");
+}

@@ -44,6 +44,26 @@ fn make_tree(root: &Path) {
     symlink("../README", root.join("data/link")).unwrap();
     symlink("data", root.join("dir-link")).unwrap();
     symlink("/etc/passwd", root.join("abs-link")).unwrap();
+    // Modes Rock Ridge must carry through (the rest are 0644 and 0755).
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &str, m: u32| fs::set_permissions(root.join(p), fs::Permissions::from_mode(m)).unwrap();
+    fs::write(root.join("data/secret.txt"), "secret\n").unwrap();
+    mode("data/secret.txt", 0o640);
+    fs::write(root.join("tool.sh"), "#!/bin/sh\n").unwrap();
+    mode("tool.sh", 0o751);
+    fs::create_dir(root.join("private")).unwrap();
+    fs::write(root.join("private/inner.txt"), "inner\n").unwrap();
+    mode("private", 0o700);
+    // A fixed, old modification time on one file (the others have the
+    // build's), so a time taken from anywhere else cannot match by luck.
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(root.join("README"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
 }
 
 fn source_tree() -> PathBuf {
@@ -255,6 +275,32 @@ fn same_tree(mount: &Path, other: &Path, except: &[&str]) {
     }
 }
 
+/// `stat -c '%a %Y'` (mode, modification time) of every entry below
+/// `root` but symlinks (whose mode is always 777 and whose time bootstick
+/// does not show).
+fn modes_and_times(root: &Path) -> BTreeMap<String, String> {
+    let list = common::run(Command::new("find").arg(root).args([
+        "-mindepth",
+        "1",
+        "-not",
+        "-type",
+        "l",
+        "-printf",
+        "%P\\n",
+    ]));
+    let paths: Vec<&str> = list.lines().collect();
+    let stat = common::run(
+        Command::new("stat")
+            .args(["-c", "%a %Y"])
+            .args(paths.iter().map(|p| root.join(p))),
+    );
+    paths
+        .iter()
+        .map(|p| (*p).to_owned())
+        .zip(stat.lines().map(str::to_owned))
+        .collect()
+}
+
 /// `bootstick extract IMAGE DIR args…`.
 fn extract(image: &Path, dir: &Path, args: &[&str]) {
     common::run(
@@ -297,6 +343,42 @@ fn mounted_rock_ridge_matches_extract_and_xorriso() {
         same_tree(&m.dir, &theirs, &[]);
         // The source tree itself, as a third witness.
         same_tree(&m.dir, &source_tree(), &[]);
+    }
+}
+
+/// Rock Ridge modes (`PX`) and the recording dates reach `stat` as the
+/// source tree has them; Joliet has no modes (0444/0555) but the same times.
+#[test]
+fn rock_ridge_modes_and_times_match_the_source() {
+    if !common::require_tools(
+        "rock_ridge_modes_and_times",
+        &[MOUNT_TOOLS, &["genisoimage", "xorriso"]].concat(),
+    ) {
+        return;
+    }
+    let want = modes_and_times(&source_tree());
+    assert_eq!(want["tool.sh"].split(' ').next(), Some("751"), "{want:?}");
+    assert_eq!(want["README"], "644 1000000000", "{want:?}");
+    for image in [geniso(), xorriso()] {
+        let m = Mounted::new(&image, &[]);
+        assert_eq!(modes_and_times(&m.dir), want, "{}", image.display());
+        drop(m);
+        let m = Mounted::new(&image, &["--fs", "joliet"]);
+        let joliet: BTreeMap<String, String> = want
+            .iter()
+            .map(|(p, v)| {
+                let time = v.split(' ').nth(1).unwrap();
+                let dir = source_tree().join(p).is_dir();
+                (p.clone(), format!("{} {time}", if dir { 555 } else { 444 }))
+            })
+            .collect();
+        // Joliet has no symlinks: genisoimage lists them as files there,
+        // xorriso leaves them out.
+        let mut got = modes_and_times(&m.dir);
+        for link in ["abs-link", "dir-link", "data/link"] {
+            got.remove(link);
+        }
+        assert_eq!(got, joliet, "{}", image.display());
     }
 }
 

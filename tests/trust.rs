@@ -508,6 +508,12 @@ fn build_gpg_fixtures(out: &Path) {
     }
     sign(&["rsa4096"], &["--clearsign"], "CHECKSUM", "CHECKSUM.clear");
     sign(&["ed25519"], &["--detach-sign"], "arch.iso", "arch.iso.sig");
+    sign(
+        &["ed25519", "rsa4096"],
+        &["--detach-sign"],
+        "arch.iso",
+        "arch.iso.multi.sig",
+    );
 
     // Revoke after signing: gpg stored a revocation certificate at key
     // generation; importing it (minus its guard colon) revokes the key.
@@ -578,7 +584,6 @@ fn verify_key(fx: &GpgFixtures, dir: &Path, key: &str, extra: &[&str]) -> Verdic
     verify_with_keys(dir, "arch.iso", &[fx], &[key], extra)
 }
 
-/// gpg's own verdict on a detached signature with only `key` imported.
 /// The status keywords (`--status-fd`) gpg prints verifying `sig` with the
 /// fixture keys `keys` imported: `GOODSIG`, `EXPKEYSIG`, `REVKEYSIG`,
 /// `EXPSIG`, `BADSIG`, `ERRSIG`, `NO_PUBKEY`, `VALIDSIG`, …; the oracle's
@@ -609,6 +614,7 @@ fn gpg_status(fx: &GpgFixtures, keys: &[&str], sig: &Path, data: Option<&Path>) 
         .collect()
 }
 
+/// gpg's own verdict on a detached signature with only `key` imported.
 fn gpg_accepts(fx: &GpgFixtures, key: &str, sig: &Path, data: Option<&Path>) -> bool {
     let home = tempfile::tempdir().unwrap();
     // gpg fails a file with several signatures when it lacks any signer's key.
@@ -2750,4 +2756,270 @@ fn implanted_md5_is_checked_like_checkisomd5() {
     std::fs::write(&cut, &std::fs::read(&iso).unwrap()[..(size / 2) as usize]).unwrap();
     assert!(!checks(&cut));
     assert_outcome(&verify_image(&cut, &[]), "mismatch", 11);
+}
+
+// ---------------------------------------------------------------------------
+// Verdicts pinned against mutation (issue 25): each case is what a user sees
+// (whether `write` checks at all, exit codes, the report's lists).
+
+/// `write IMAGE TARGET` and what it says about the source check, for the
+/// JSON `start` line's `source_check` (null: no check ran) and the exit.
+fn write_check(image: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let target = image.with_extension("stick");
+    let out = bootstick()
+        .args(["write", "--yes", "--json"])
+        .args(extra)
+        .arg(image)
+        .arg(&target)
+        .output()
+        .unwrap();
+    let start = common::json_lines(&out.stdout)
+        .into_iter()
+        .find(|l| l["event"] == "start")
+        .unwrap_or_else(|| panic!("no start line: {out:?}"));
+    let _ = std::fs::remove_file(&target);
+    (out.status.code().unwrap(), start["source_check"].clone())
+}
+
+/// `write` checks the image exactly when something could vouch for it or
+/// against it (`trust::has_references`): a checksum file or signature
+/// beside the image (unless `--no-discover`), or `--sums`, `--sha256`,
+/// `--sig` given. Each case below fails for one way of getting that
+/// decision wrong (a reference ignored, or a check invented).
+#[test]
+fn write_checks_exactly_when_a_reference_exists() {
+    if !require_tools("write_checks", &["sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("w.iso");
+    let hex = tool(dir.path(), "sha256sum", &["w.iso"]);
+    let hex = hex.split_whitespace().next().unwrap().to_string();
+    // Nothing anywhere: written without a check.
+    let (code, check) = write_check(&image, &[]);
+    assert_eq!((code, check.is_null()), (0, true), "{check:#}");
+
+    // A listing elsewhere, given with --sums: checked.
+    let other = tempfile::tempdir().unwrap();
+    let sums = other.path().join("SUMS");
+    std::fs::write(&sums, format!("{hex}  w.iso\n")).unwrap();
+    let (code, check) = write_check(&image, &["--sums", sums.to_str().unwrap()]);
+    assert_eq!(
+        (code, check["outcome"].as_str()),
+        (0, Some("checksum-only"))
+    );
+    // --sha256: checked.
+    let (code, check) = write_check(&image, &["--sha256", &hex]);
+    assert_eq!(
+        (code, check["outcome"].as_str()),
+        (0, Some("checksum-only"))
+    );
+    // --sig given (garbage): checked, and refused as a bad signature.
+    let sig = other.path().join("w.iso.sig");
+    std::fs::write(&sig, b"not a signature\n").unwrap();
+    let (code, _) = write_check(&image, &["--sig", sig.to_str().unwrap()]);
+    assert_eq!(code, 13);
+
+    // Only a signature beside the image: discovered, checked, refused.
+    std::fs::copy(&sig, image.with_extension("iso.sig")).unwrap();
+    let (code, _) = write_check(&image, &[]);
+    assert_eq!(code, 13);
+    // ... but not with --no-discover.
+    let (code, check) = write_check(&image, &["--no-discover"]);
+    assert_eq!((code, check.is_null()), (0, true), "{check:#}");
+    std::fs::remove_file(image.with_extension("iso.sig")).unwrap();
+
+    // Only a checksum file beside the image: discovered and checked.
+    std::fs::write(dir.path().join("SHA256SUMS"), format!("{hex}  w.iso\n")).unwrap();
+    let (code, check) = write_check(&image, &[]);
+    assert_eq!(
+        (code, check["outcome"].as_str()),
+        (0, Some("checksum-only"))
+    );
+    let (code, check) = write_check(&image, &["--no-discover"]);
+    assert_eq!((code, check.is_null()), (0, true), "{check:#}");
+}
+
+/// A checksum file of exactly the 4 MiB limit is read whole (its last byte
+/// decides the match); one byte more is refused as bad input (3) before the
+/// image is read.
+#[test]
+fn checksum_files_up_to_the_limit_are_read_whole() {
+    if !require_tools("checksum_limit", &["sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("l.iso");
+    let line = tool(dir.path(), "sha256sum", &["--tag", "l.iso"]);
+    let line = line.trim_end(); // `SHA256 (l.iso) = HEX`, no newline: the hash ends the file
+    let limit = bootstick::trust::MAX_REFERENCE_FILE as usize;
+    let pad = limit - line.len() - 1;
+    // Padding lines the parser ignores (kept in `ignored`), then the line.
+    let mut text = String::with_capacity(limit);
+    while text.len() + 80 < pad {
+        text.push_str(&"#".repeat(79));
+        text.push('\n');
+    }
+    text.push_str(&"#".repeat(pad - text.len()));
+    text.push('\n');
+    text.push_str(line);
+    assert_eq!(text.len(), limit);
+    let sums = dir.path().join("CHECKSUM");
+    std::fs::write(&sums, &text).unwrap();
+    let v = verify_image(&image, &["--sums", sums.to_str().unwrap()]);
+    assert_outcome(&v, "checksum-only", 10);
+    text.insert(0, '#');
+    std::fs::write(&sums, &text).unwrap();
+    let v = verify_image(&image, &["--sums", sums.to_str().unwrap()]);
+    assert_eq!(v.code, 3, "{:#}", v.json);
+}
+
+/// A signature file named twice (with `--sig`, under another spelling of
+/// its path, and found by discovery) is read once; two different signature
+/// files beside the checksum file are both read.
+#[test]
+fn a_signature_file_is_read_once_however_it_is_named() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("SHA256SUMS", "SHA256SUMS"),
+            ("sums.rsa4096.asc", "SHA256SUMS.gpg"),
+        ],
+    );
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let odd = format!("{}/sub/../SHA256SUMS.gpg", dir.path().display());
+    let v = verify_key(&fx, dir.path(), "rsa4096", &["--sig", &odd]);
+    assert_outcome(&v, "verified", 0);
+    let files = v.json["signatures"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{:#}", v.json);
+    // A second, different signature file: both are listed.
+    std::fs::copy(
+        fx.path("sums.ed25519.asc"),
+        dir.path().join("SHA256SUMS.sign"),
+    )
+    .unwrap();
+    let v = verify_key(&fx, dir.path(), "rsa4096", &[]);
+    assert_eq!(
+        v.json["signatures"].as_array().unwrap().len(),
+        2,
+        "{:#}",
+        v.json
+    );
+}
+
+/// The outcome's name in the human report is the documented one.
+#[test]
+fn the_human_report_names_the_outcome() {
+    if !require_tools("human_outcome", &["sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("h.iso");
+    let hex = tool(dir.path(), "sha256sum", &["h.iso"]);
+    let hex = hex.split_whitespace().next().unwrap().to_string();
+    let out = bootstick()
+        .args(["verify", "--no-discover", "--sha256", &hex])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("outcome: checksum-only\n"), "{text}");
+    let out = bootstick()
+        .args(["verify", "--no-discover"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(18));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("outcome: no-reference\n"),
+        "{out:?}"
+    );
+}
+
+/// With only minisign/signify keys given, a pin that names none of them is
+/// "no key given has this fingerprint" (exit 3), not the OpenPGP rule
+/// about 64-bit key IDs, which would send the user after the wrong kind of
+/// key (a minisign key id is 16 hex digits too).
+#[test]
+fn a_minisign_pin_that_names_no_key_is_not_found() {
+    if !require_tools("minisign_pin", &["minisign"]) {
+        return;
+    }
+    let (_dir, image) = image_dir("p.iso");
+    let keys = tempfile::tempdir().unwrap();
+    let (public, _, id) = minisign_keys(keys.path(), "release");
+    let wrong: String = id
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    let out = bootstick()
+        .args(["verify", "--key"])
+        .arg(&public)
+        .args(["--fingerprint", &wrong])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("no key given with --key has this fingerprint"),
+        "{err}"
+    );
+    assert!(!err.contains("key IDs are refused"), "{err}");
+}
+
+/// Two signatures over the image, both by given keys: the image pass checks
+/// one; once it is good the other is reported `unchecked` ("not needed"),
+/// never `good`, and only the checked signer vouches for the image.
+#[test]
+fn a_second_image_signature_is_unchecked_once_one_is_good() {
+    let Some(fx) = gpg_fixtures() else { return };
+    let dir = stage(
+        &fx,
+        &[
+            ("arch.iso", "arch.iso"),
+            ("arch.iso.multi.sig", "arch.iso.sig"),
+        ],
+    );
+    assert!(
+        gpg_status(
+            &fx,
+            &["ed25519", "rsa4096"],
+            &dir.path().join("arch.iso.sig"),
+            Some(&dir.path().join("arch.iso"))
+        )
+        .iter()
+        .filter(|s| *s == "GOODSIG")
+        .count()
+            == 2
+    );
+    let v = verify_with_keys(
+        dir.path(),
+        "arch.iso",
+        &[&fx, &fx],
+        &["ed25519", "rsa4096"],
+        &[],
+    );
+    assert_outcome(&v, "verified", 0);
+    let sigs = v.json["signatures"][0]["signatures"].as_array().unwrap();
+    let statuses: Vec<&str> = sigs.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(sigs.len(), 2, "{:#}", v.json);
+    assert!(
+        statuses.contains(&"good") && statuses.contains(&"unchecked"),
+        "{statuses:?}"
+    );
+    let unchecked = sigs.iter().find(|c| c["status"] == "unchecked").unwrap();
+    assert!(
+        unchecked["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not needed"),
+        "{unchecked:#}"
+    );
+    assert_eq!(
+        v.json["signers"].as_array().unwrap().len(),
+        1,
+        "{:#}",
+        v.json
+    );
 }

@@ -99,6 +99,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 kind: found.kind.clone(),
                 size: found.size,
                 node: found.node,
+                meta: Default::default(),
             },
         ));
     } else if args.recursive {

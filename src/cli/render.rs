@@ -523,8 +523,34 @@ pub struct Json {
 #[derive(Default)]
 struct JsonState {
     phase_start: Option<Instant>,
-    last_progress: Option<Instant>,
+    progress: Throttle,
     last_done: u64,
+}
+
+/// Lets a progress line through at most once per `every`: the first one of
+/// a phase at once, then only when `every` has passed since the last one
+/// let through. The clock is the caller's (`now`), so the rule is tested
+/// with made-up instants instead of by timing a real write.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+}
+
+impl Throttle {
+    fn due(&mut self, now: Instant, every: Duration) -> bool {
+        let due = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= every);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+
+    /// A new phase: its first line is due at once.
+    fn reset(&mut self) {
+        self.last = None;
+    }
 }
 
 /// The progress lines of the JSON stream, one variant per `event` (the
@@ -592,7 +618,7 @@ impl Json {
         match *event {
             Event::PhaseStarted { phase, total } => {
                 st.phase_start = Some(Instant::now());
-                st.last_progress = None;
+                st.progress.reset();
                 st.last_done = 0;
                 self.emit(
                     Line::Phase {
@@ -603,12 +629,8 @@ impl Json {
                 );
             }
             Event::Progress { phase, done, total } => {
-                let due = st
-                    .last_progress
-                    .is_none_or(|t| t.elapsed() >= JSON_PROGRESS_EVERY);
                 st.last_done = done;
-                if due {
-                    st.last_progress = Some(Instant::now());
+                if st.progress.due(Instant::now(), JSON_PROGRESS_EVERY) {
                     self.emit(Json::progress_line(phase, done, total, st.phase_start));
                 }
             }
@@ -675,4 +697,35 @@ pub fn layout_line(l: &bootstick::layout::from_iso::Layout) -> String {
             )
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON progress throttle, on an injected clock: the first line of
+    /// a phase passes, lines closer than the interval are held back, one
+    /// at exactly the interval passes, and a new phase starts over. (This
+    /// used to be checked by timing a real write and comparing rounded
+    /// float seconds, which a loaded machine could make flaky.)
+    #[test]
+    fn progress_lines_are_throttled_per_phase() {
+        let every = Duration::from_millis(250);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut th = Throttle::default();
+        assert!(th.due(at(0), every));
+        assert!(!th.due(at(1), every));
+        assert!(!th.due(at(249), every));
+        assert!(th.due(at(250), every));
+        assert!(!th.due(at(499), every));
+        assert!(th.due(at(900), every));
+        // Held-back lines do not move the clock: 250 ms after 900 passes.
+        assert!(!th.due(at(1000), every));
+        assert!(th.due(at(1150), every));
+        th.reset();
+        assert!(th.due(at(1151), every));
+        // A clock that goes backwards never lets a burst through.
+        assert!(!th.due(at(1100), every));
+    }
 }

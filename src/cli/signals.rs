@@ -51,21 +51,23 @@ pub fn cooperate() {
 /// arrived before the command cooperates (the process then exits).
 pub fn install(report: fn(Signal)) -> std::io::Result<()> {
     let cancel = token();
-    let seen = Arc::new(AtomicBool::new(false));
+    // Set by the signal thread once it has taken a signal and may block
+    // (reporting to a full pipe) or is about to exit: from then on any
+    // signal exits from the handler itself.
+    let armed = Arc::new(AtomicBool::new(false));
     for s in Signal::ALL {
-        // Registered first, so it runs first: exits on any signal after
-        // the first. The second action arms it.
+        // Registered first, so it runs first: exits once armed.
         signal_hook::flag::register_conditional_shutdown(
             s.number(),
             128 + s.number(),
-            Arc::clone(&seen),
+            Arc::clone(&armed),
         )?;
-        signal_hook::flag::register(s.number(), Arc::clone(&seen))?;
     }
     let mut signals = signal_hook::iterator::Signals::new(Signal::ALL.map(Signal::number))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            let arm = || armed.store(true, std::sync::atomic::Ordering::SeqCst);
             let mut arriving = signals.forever().filter_map(Signal::from_number);
             let Some(signal) = arriving.next() else {
                 return;
@@ -74,23 +76,22 @@ pub fn install(report: fn(Signal)) -> std::io::Result<()> {
             cancel.cancel_by(signal);
             if !*cooperative {
                 // Held until the process exits: a command that tries to
-                // start cooperating now waits here instead. No destructor
-                // runs on exit: remove the temporary files of staged file
-                // targets here. `seen` stays set: if `report` blocks (a
-                // full pipe), a second signal exits from the handler.
+                // start cooperating now waits here instead. Armed first:
+                // if `report` blocks (a full pipe), a second signal exits
+                // from the handler. No destructor runs on exit: remove
+                // the temporary files of staged file targets here.
+                arm();
                 bootstick::write::remove_staged_files();
                 report(signal);
                 std::process::exit(128 + signal.number());
             }
             drop(cooperative);
-            // The job winds down by itself. This thread is free, so it
-            // takes the second signal rather than the handler: disarmed,
-            // the handler lets it through, and this thread removes the
-            // staged files (exit runs no destructor) before exiting. Its
-            // arrival re-arms the handler, so a third signal exits at once
-            // whatever this thread is doing.
-            seen.store(false, std::sync::atomic::Ordering::SeqCst);
+            // The job winds down by itself and this thread is free, so the
+            // second signal comes here (the handler is not armed): remove
+            // the staged files (exit runs no destructor) and exit. Armed
+            // first, so a third signal exits at once whatever this does.
             if let Some(second) = arriving.next() {
+                arm();
                 bootstick::write::remove_staged_files();
                 std::process::exit(128 + second.number());
             }

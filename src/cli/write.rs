@@ -106,7 +106,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // Checks the image before anything is written (docs/trust.md); the
     // engine is then given its SHA-256 and block digests, so an image that
     // changes between this check and the write fails with `source-changed`.
-    let checked = job::check_source(&req, policy, render).map_err(advice::failure)?;
+    let checked = image
+        .check_source(&req, policy, render)
+        .map_err(advice::failure)?;
     if let Some(r) = checked
         .as_ref()
         .filter(|r| r.outcome == Outcome::ChecksumOnly)

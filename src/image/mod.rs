@@ -200,6 +200,21 @@ pub struct DirEntry {
     /// File size in bytes (0 for directories and links).
     pub size: u64,
     pub node: NodeId,
+    /// Mode and time, where the image records them.
+    pub meta: Meta,
+}
+
+/// What an image records about an entry besides its name and size, where
+/// it does: `mount` shows them; `extract` restores neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Meta {
+    /// Permission bits (`0o7777` of the Rock Ridge `PX` mode). `None`
+    /// without Rock Ridge (Joliet, plain ISO 9660) and for UDF (not read).
+    pub mode: Option<u32>,
+    /// Modification time in Unix seconds: the ISO 9660 directory record's
+    /// recording date, which mkisofs and xorriso set to the file's mtime.
+    /// `None` when the date is zero or not a date, and for UDF (not read).
+    pub mtime: Option<i64>,
 }
 
 /// Which filesystem a [`FileTree`] reads.

@@ -364,6 +364,7 @@ mod tests {
                 kind: NodeKind::Dir,
                 size: 0,
                 node: NodeId(1),
+                meta: Default::default(),
             }])
         }
         fn file_data(&self, _: NodeId) -> Result<FileData, Error> {
@@ -389,6 +390,7 @@ mod tests {
                 kind: NodeKind::Dir,
                 size: 0,
                 node: NodeId(d.0 + 1),
+                meta: Default::default(),
             }])
         }
         fn file_data(&self, _: NodeId) -> Result<FileData, Error> {

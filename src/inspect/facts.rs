@@ -219,6 +219,7 @@ pub(crate) mod tests {
                                     },
                                     size: if is_dir { 0 } else { *size },
                                     node,
+                                    meta: Default::default(),
                                 },
                             ));
                             node
@@ -346,6 +347,7 @@ pub(crate) mod tests {
                 kind: NodeKind::Dir,
                 size: 0,
                 node: NodeId(0),
+                meta: Default::default(),
             }])
         }
         fn file_data(&self, _: NodeId) -> Result<FileData, Error> {

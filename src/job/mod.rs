@@ -175,34 +175,6 @@ pub struct CheckPolicy {
     pub require_signature: bool,
 }
 
-/// Checks the image before anything is written, when a check is asked for
-/// (`policy`, or keys in `req`) or references exist. Returns the report
-/// when a check ran and passed (`verified`, or `checksum-only` unless a
-/// signature is required); a failing outcome is [`Error::SourceCheck`].
-/// The check is pinned: its pass takes per-block digests, and everything
-/// after reads the image only through them.
-pub fn check_source(
-    req: &trust::Request,
-    policy: CheckPolicy,
-    observer: &dyn Observer,
-) -> Result<Option<Report>, Error> {
-    // Each of these asks for a check, so with nothing to check against
-    // they refuse (no-reference) rather than write an image nothing vouches for.
-    let asked = policy.required || policy.require_signature || !req.keys.is_empty();
-    if !asked && !trust::has_references(req) {
-        return Ok(None);
-    }
-    let report = trust::check_pinned(req, observer)?;
-    match report.outcome {
-        Outcome::Verified => Ok(Some(report)),
-        Outcome::ChecksumOnly if !policy.require_signature => Ok(Some(report)),
-        _ => Err(Error::SourceCheck {
-            report: Box::new(report),
-            require_signature: policy.require_signature,
-        }),
-    }
-}
-
 /// The bytes `inspect` reads for the image `src` (opened from `path`): a
 /// compressed image decompressed, its size learnt by decoding it once
 /// where its format records none (so every structure can be read, and the
@@ -253,6 +225,36 @@ impl Image {
     /// The `fstat` stamp taken when it was opened.
     pub fn stamp(&self) -> input::Stamp {
         self.input.stamp()
+    }
+
+    /// Checks the image before anything is written, when a check is asked for
+    /// (`policy`, or keys in `req`) or references exist. Returns the report
+    /// when a check ran and passed (`verified`, or `checksum-only` unless a
+    /// signature is required); a failing outcome is [`Error::SourceCheck`].
+    /// The check is pinned: its pass takes per-block digests, and everything
+    /// after reads the image only through them. It reads this image's open
+    /// descriptor, not `req.image` again (`trust::check_pinned_open`).
+    pub fn check_source(
+        &self,
+        req: &trust::Request,
+        policy: CheckPolicy,
+        observer: &dyn Observer,
+    ) -> Result<Option<Report>, Error> {
+        // Each of these asks for a check, so with nothing to check against
+        // they refuse (no-reference) rather than write an image nothing vouches for.
+        let asked = policy.required || policy.require_signature || !req.keys.is_empty();
+        if !asked && !trust::has_references(req) {
+            return Ok(None);
+        }
+        let report = trust::check_pinned_open(req, self.input.file(), observer)?;
+        match report.outcome {
+            Outcome::Verified => Ok(Some(report)),
+            Outcome::ChecksumOnly if !policy.require_signature => Ok(Some(report)),
+            _ => Err(Error::SourceCheck {
+                report: Box::new(report),
+                require_signature: policy.require_signature,
+            }),
+        }
     }
 
     /// Decides how the image is written (see [`decide::decide`]), reading it

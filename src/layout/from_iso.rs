@@ -556,6 +556,7 @@ mod tests {
                     },
                     size: e.2.unwrap_or(0),
                     node: NodeId(i as u64 + 1),
+                    meta: Default::default(),
                 })
                 .collect())
         }

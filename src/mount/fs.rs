@@ -52,16 +52,26 @@ impl ImageFs {
     }
 
     fn attr(&self, ino: u64, inode: &Inode) -> FileAttr {
-        let (kind, perm, nlink) = match inode.content {
+        // Without a recorded mode (Joliet, plain ISO 9660, UDF): readable
+        // by everyone, directories searchable. Links are always 0777.
+        let (kind, default_perm, nlink) = match inode.content {
             Content::Dir(_) => (FileType::Directory, 0o555, 2),
             Content::File(_) => (FileType::RegularFile, 0o444, 1),
             Content::Symlink(_) => (FileType::Symlink, 0o777, 1),
+        };
+        let perm = match (&inode.content, inode.meta.mode) {
+            (Content::Symlink(_), _) | (_, None) => default_perm,
+            (_, Some(mode)) => (mode & 0o7777) as u16,
         };
         let size = match &inode.content {
             Content::Symlink(t) => t.len() as u64,
             _ => inode.size,
         };
-        let time: SystemTime = UNIX_EPOCH;
+        let time = match inode.meta.mtime {
+            Some(s) if s >= 0 => UNIX_EPOCH + Duration::from_secs(s.unsigned_abs()),
+            Some(s) => UNIX_EPOCH - Duration::from_secs(s.unsigned_abs()),
+            None => UNIX_EPOCH,
+        };
         FileAttr {
             ino: INodeNo(ino),
             size,

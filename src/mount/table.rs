@@ -8,7 +8,7 @@
 //! few thousand entries, so this stays a few hundred KiB.
 
 use crate::image::tree::{safe_component, walk};
-use crate::image::{Error, FileData, FileTree, NodeKind};
+use crate::image::{Error, FileData, FileTree, Meta, NodeKind};
 use std::collections::HashSet;
 
 /// The root directory's inode number (FUSE's `FUSE_ROOT_ID`).
@@ -36,6 +36,8 @@ pub struct Inode {
     pub name: String,
     /// File size in bytes (0 for directories and links).
     pub size: u64,
+    /// Mode and time as the image records them (none for the root).
+    pub meta: Meta,
     pub content: Content,
 }
 
@@ -68,6 +70,7 @@ impl Table {
             parent: ROOT,
             name: String::new(),
             size: 0,
+            meta: Meta::default(),
             content: Content::Dir(Vec::new()),
         }];
         let mut problems = Vec::new();
@@ -111,6 +114,7 @@ impl Table {
                 parent,
                 name: v.entry.name.clone(),
                 size: v.entry.size,
+                meta: v.entry.meta,
                 content,
             });
             if let Content::Dir(children) = &mut inodes[(parent - 1) as usize].content {
@@ -166,6 +170,7 @@ mod tests {
             kind,
             size: node * 10,
             node: NodeId(node),
+            meta: Default::default(),
         }
     }
 

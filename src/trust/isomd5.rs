@@ -104,10 +104,24 @@ pub fn parse(head: &[u8]) -> Option<Implanted> {
 /// Reads the fields from an image file; `None` when it has none (or cannot
 /// be read: the streaming pass reports read errors).
 pub fn read(path: &std::path::Path) -> Option<Implanted> {
-    use std::io::Read;
-    let f = super::open_input(path, true).ok()?;
-    let mut head = Vec::with_capacity((PVD_OFFSET + SECTOR) as usize);
-    f.take(PVD_OFFSET + SECTOR).read_to_end(&mut head).ok()?;
+    read_open(&super::open_input(path, true).ok()?)
+}
+
+/// [`read`] from an image the caller already opened (read by position, so
+/// the descriptor's offset does not matter).
+pub fn read_open(f: &std::fs::File) -> Option<Implanted> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; (PVD_OFFSET + SECTOR) as usize];
+    let mut done = 0;
+    while done < head.len() {
+        match f.read_at(&mut head[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    head.truncate(done);
     parse(&head)
 }
 
@@ -212,12 +226,7 @@ impl Checker {
 
     /// The verdict, after every byte of the image was fed.
     pub fn finish(self) -> Verdict {
-        let computed: String = self
-            .md5
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let computed = hex::encode(self.md5.finalize());
         Verdict {
             matches: computed == self.fields.md5 && self.bad_fragment.is_none(),
             short: self.pos < self.fields.covered,

@@ -284,7 +284,8 @@ fn file_name(p: &Path) -> String {
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
+        // A path that cannot be resolved is read (and fails) on its own.
+        _ => false,
     }
 }
 
@@ -440,7 +441,7 @@ pub fn has_references(req: &Request) -> bool {
 /// Runs the check described by `req`, reporting progress of the image pass
 /// to `observer`.
 pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
-    check_inner(req, observer, false)
+    check_inner(req, observer, false, None)
 }
 
 /// [`check`], also taking the SHA-256 of every block of the image in the
@@ -448,10 +449,29 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
 /// from the image can be proved to be the bytes that were checked
 /// (`docs/trust.md`, "Checking inside `write`").
 pub fn check_pinned(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
-    check_inner(req, observer, true)
+    check_inner(req, observer, true, None)
 }
 
-fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<Report, Error> {
+/// [`check_pinned`], reading the image's bytes through `image`, a
+/// descriptor of `req.image` the caller already opened (`bootstick::job`
+/// opens the image once), instead of opening the path again: the check
+/// then covers the very file that is planned and written, even if another
+/// file took its name meanwhile. `req.image` still names it in the report
+/// and is where checksum and signature files are looked for.
+pub fn check_pinned_open(
+    req: &Request,
+    image: &File,
+    observer: &dyn Observer,
+) -> Result<Report, Error> {
+    check_inner(req, observer, true, Some(image))
+}
+
+fn check_inner(
+    req: &Request,
+    observer: &dyn Observer,
+    blocks: bool,
+    image: Option<&File>,
+) -> Result<Report, Error> {
     let mut notes = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut sig_files: Vec<SignatureFile> = Vec::new();
@@ -623,7 +643,10 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
     }
     // An implanted MD5 counts when no checksum file names the image.
     let implanted = if selections.iter().all(Option::is_none) {
-        isomd5::read(&req.image)
+        match image {
+            Some(f) => isomd5::read_open(f),
+            None => isomd5::read(&req.image),
+        }
     } else {
         None
     };
@@ -631,6 +654,7 @@ fn check_inner(req: &Request, observer: &dyn Observer, blocks: bool) -> Result<R
     let first = pending.next();
     let (size, digests, implanted_verdict, checked_blocks, first_result) = hash_image(
         &req.image,
+        image,
         &algorithms,
         implanted.clone().map(isomd5::Checker::new),
         blocks,
@@ -1029,6 +1053,15 @@ fn kind_name(t: std::fs::FileType) -> &'static str {
 /// with `O_NONBLOCK` it returns at once, `fstat` on the opened file then
 /// says what it is (no race with a rename), and the flag is cleared again
 /// before reading.
+/// A descriptor of the same open file, at its start. (It shares the file
+/// offset with `f`; the readers that come after read by position.)
+fn rewound(f: &File) -> std::io::Result<File> {
+    use std::io::{Seek, SeekFrom};
+    let mut c = f.try_clone()?;
+    c.seek(SeekFrom::Start(0))?;
+    Ok(c)
+}
+
 pub fn open_input(path: &Path, block_ok: bool) -> Result<File, Error> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let io = |source| Error::Io {
@@ -1068,8 +1101,11 @@ pub fn read_small(path: &Path) -> Result<Vec<u8>, Error> {
             limit: MAX_REFERENCE_FILE,
         });
     }
+    // Bounded by the limit, not by `size`: a file that grows after the
+    // `fstat` is read up to the limit, never without bound; what was read
+    // is what is checked.
     let mut buf = Vec::new();
-    f.take(MAX_REFERENCE_FILE + 1)
+    f.take(MAX_REFERENCE_FILE)
         .read_to_end(&mut buf)
         .map_err(io)?;
     Ok(buf)
@@ -1179,8 +1215,9 @@ fn read_whole(path: &Path, size: u64) -> Result<Vec<u8>, Error> {
         source,
     };
     let mut buf = Vec::with_capacity(size as usize);
+    // Bounded by the limit, as in `read_small`.
     open_input(path, true)?
-        .take(ed25519::MAX_PURE_MESSAGE + 1)
+        .take(ed25519::MAX_PURE_MESSAGE)
         .read_to_end(&mut buf)
         .map_err(io)?;
     Ok(buf)
@@ -1250,6 +1287,7 @@ type Hashed<T> = (
 
 fn hash_image<T>(
     path: &Path,
+    image: Option<&File>,
     algorithms: &[HashAlgorithm],
     implanted: Option<isomd5::Checker>,
     blocks: bool,
@@ -1260,7 +1298,10 @@ fn hash_image<T>(
         path: path.to_path_buf(),
         source,
     };
-    let f = open_input(path, true)?;
+    let f = match image {
+        Some(f) => rewound(f).map_err(io)?,
+        None => open_input(path, true)?,
+    };
     let total = f.metadata().map_err(io)?.len();
     observer.event(&Event::PhaseStarted {
         phase: Phase::Check,

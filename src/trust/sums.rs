@@ -47,7 +47,7 @@ pub struct Entry {
 impl Entry {
     /// The digest in lower-case hex.
     pub fn hex(&self) -> String {
-        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&self.digest)
     }
 
     /// True when the listed name refers to a file called `file_name`: the
@@ -367,14 +367,10 @@ fn unescape(s: &str) -> Result<String, String> {
 
 /// Hex (either case) of an even length between 2 and 128 digits.
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if b.is_empty() || !b.len().is_multiple_of(2) || b.len() > 128 {
+    if s.is_empty() || s.len() > 128 {
         return None;
     }
-    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    b.chunks(2)
-        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
-        .collect()
+    hex::decode(s).ok()
 }
 
 #[cfg(test)]

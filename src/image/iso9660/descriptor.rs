@@ -164,6 +164,24 @@ pub(crate) fn dec_datetime(b: &[u8]) -> Option<i64> {
     Some(local - offset * 15 * 60)
 }
 
+/// A directory record's 7-byte date (ECMA-119 §9.1.5: years since 1900,
+/// month, day, hour, minute, second, offset from GMT in 15-minute units) in
+/// Unix seconds. All zeros ("not specified") or anything that is not a
+/// real date is `None`.
+pub(crate) fn record_datetime(b: &[u8; 7]) -> Option<i64> {
+    let [years, month, day, hour, minute, second, _] = b.map(i64::from);
+    let offset = i64::from(b[6] as i8);
+    let year = 1900 + years;
+    if !(1..=12).contains(&month) || !(-48..=52).contains(&offset) {
+        return None;
+    }
+    if !(1..=days_in_month(year, month)).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(local - offset * 15 * 60)
+}
+
 fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
@@ -187,7 +205,25 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::dec_datetime;
+    use super::{dec_datetime, record_datetime};
+
+    #[test]
+    fn record_dates_convert_to_unix_seconds() {
+        // 2001-09-09 01:46:40 UTC, and the same instant written one hour east.
+        assert_eq!(
+            record_datetime(&[101, 9, 9, 1, 46, 40, 0]),
+            Some(1_000_000_000)
+        );
+        assert_eq!(
+            record_datetime(&[101, 9, 9, 2, 46, 40, 4]),
+            Some(1_000_000_000)
+        );
+        assert_eq!(record_datetime(&[69, 12, 31, 23, 59, 59, 0]), Some(-1));
+        assert_eq!(record_datetime(&[0; 7]), None);
+        assert_eq!(record_datetime(&[101, 2, 29, 0, 0, 0, 0]), None);
+        assert_eq!(record_datetime(&[101, 9, 9, 24, 0, 0, 0]), None);
+        assert_eq!(record_datetime(&[101, 9, 9, 0, 0, 0, 53]), None);
+    }
 
     fn field(text: &str, offset: i8) -> [u8; 17] {
         let mut b = [0u8; 17];

@@ -20,7 +20,8 @@ mod record;
 mod susp;
 
 use crate::image::{
-    ByteSource, DirEntry, Error, FileData, FileTree, FsKind, NodeId, NodeKind, Run, MAX_DIR_BYTES,
+    ByteSource, DirEntry, Error, FileData, FileTree, FsKind, Meta, NodeId, NodeKind, Run,
+    MAX_DIR_BYTES,
 };
 use record::{Record, Records, FLAG_ASSOCIATED, FLAG_MULTI_EXTENT};
 use std::collections::HashMap;
@@ -234,6 +235,10 @@ impl Iso9660 {
             });
         }
         let rr = rr.unwrap_or_default();
+        let meta = Meta {
+            mode: rr.mode.map(|m| m & 0o7777),
+            mtime: descriptor::record_datetime(&first.recorded),
+        };
         if let Some(block) = rr.child_link {
             let (offset, size) = self.relocated_dir(block, first.offset)?;
             let node = dir_id(offset);
@@ -243,6 +248,7 @@ impl Iso9660 {
                 kind: NodeKind::Dir,
                 size: 0,
                 node,
+                meta,
             }));
         }
         if first.is_dir() {
@@ -260,6 +266,7 @@ impl Iso9660 {
                 kind: NodeKind::Dir,
                 size: 0,
                 node,
+                meta,
             }));
         }
         let node = file_id(first.offset);
@@ -270,6 +277,7 @@ impl Iso9660 {
                 kind: NodeKind::Symlink(target),
                 size: 0,
                 node,
+                meta,
             }));
         }
         let mut data = FileData::default();
@@ -305,6 +313,7 @@ impl Iso9660 {
             kind: NodeKind::File,
             size,
             node,
+            meta,
         }))
     }
 }

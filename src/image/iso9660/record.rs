@@ -33,6 +33,8 @@ pub(crate) struct Record<'a> {
     pub system_use: &'a [u8],
     /// Byte offset of the System Use area in the image.
     pub system_use_offset: u64,
+    /// The recording date and time (ECMA-119 §9.1.5), as stored.
+    pub recorded: [u8; 7],
 }
 
 impl<'a> Record<'a> {
@@ -71,6 +73,9 @@ impl<'a> Record<'a> {
             name: &buf[FIXED_LEN..name_end],
             system_use: &buf[su_start..],
             system_use_offset: offset + su_start as u64,
+            recorded: [
+                buf[18], buf[19], buf[20], buf[21], buf[22], buf[23], buf[24],
+            ],
         })
     }
 

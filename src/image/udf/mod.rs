@@ -386,6 +386,7 @@ impl FileTree for Udf {
                 kind,
                 size,
                 node: child,
+                meta: Default::default(),
             });
         }
         Ok(out)
