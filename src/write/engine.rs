@@ -114,6 +114,47 @@ fn hash_source(
 }
 
 /// [`Error::Cancelled`] (nothing written yet) once `cancel` is cancelled.
+/// The image as it was opened (`Options::source_stamp`, else its stamp
+/// now), so any change from here on is caught; shared by the plan writer and
+/// the decoded-stream writer.
+pub(super) struct PinnedSource<'a> {
+    source: &'a File,
+    opened: Stamp,
+}
+
+impl<'a> PinnedSource<'a> {
+    /// Pins `source`; an image already changed since `opened` was taken is
+    /// refused before anything is written.
+    pub(super) fn new(source: &'a File, opened: Option<Stamp>) -> Result<Self, Error> {
+        let now = Self::stamp(source)?;
+        let opened = match opened {
+            Some(s) => {
+                if let Some(change) = s.change_to(&now) {
+                    return Err(Error::SourceModifiedBeforeWrite { change });
+                }
+                s
+            }
+            None => now,
+        };
+        Ok(PinnedSource { source, opened })
+    }
+
+    fn stamp(source: &File) -> Result<Stamp, Error> {
+        Stamp::of(source).map_err(|e| Error::ReadSource {
+            offset: 0,
+            source: e,
+        })
+    }
+
+    /// Fails with `SourceModified` when the image changed since it was pinned.
+    pub(super) fn unchanged(&self) -> Result<(), Error> {
+        match self.opened.change_to(&Self::stamp(self.source)?) {
+            Some(change) => Err(Error::SourceModified { change }),
+            None => Ok(()),
+        }
+    }
+}
+
 pub(super) fn untouched_unless_cancelled(cancel: &Cancel) -> Result<(), Error> {
     if cancel.is_cancelled() {
         Err(Error::Cancelled {
@@ -141,26 +182,8 @@ pub(super) fn write(
     mut options: Options,
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
-    let stamp_now = || {
-        Stamp::of(source).map_err(|e| Error::ReadSource {
-            offset: 0,
-            source: e,
-        })
-    };
-    // The image as it was opened; any change from here on is caught.
-    let opened = match options.source_stamp {
-        Some(s) => {
-            if let Some(change) = s.change_to(&stamp_now()?) {
-                return Err(Error::SourceModifiedBeforeWrite { change });
-            }
-            s
-        }
-        None => stamp_now()?,
-    };
-    let unchanged = || match opened.change_to(&stamp_now()?) {
-        Some(change) => Err(Error::SourceModified { change }),
-        None => Ok(()),
-    };
+    let pinned = PinnedSource::new(source, options.source_stamp)?;
+    let unchanged = || pinned.unchanged();
     let source_len = file_len(source).map_err(|e| Error::ReadSource {
         offset: 0,
         source: e,

@@ -34,7 +34,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::align::{check_ops, write_ops, AlignedBuf, Alignment, Op};
 use super::engine::{
-    file_len, hash_stage, set_direct, untouched_unless_cancelled, write_stage, Chunk, WRITE_BUFFERS,
+    file_len, hash_stage, set_direct, untouched_unless_cancelled, write_stage, Chunk, PinnedSource,
+    WRITE_BUFFERS,
 };
 use super::fill::SourceReader;
 use super::sums::Summer;
@@ -44,7 +45,6 @@ use crate::cancel::{Cancel, TargetState};
 use crate::events::{Event, Observer, Phase};
 use crate::hash::Digest;
 use crate::image::compressed::{Compressed, DecodedImage, Decoder};
-use crate::image::input::Stamp;
 use crate::plan::{Extent, Plan};
 
 /// What a successful write of a compressed image did.
@@ -72,25 +72,8 @@ pub(super) fn write(
     mut options: Options,
     observer: &dyn Observer,
 ) -> Result<DecodedReport, Error> {
-    let stamp_now = || {
-        Stamp::of(source).map_err(|e| Error::ReadSource {
-            offset: 0,
-            source: e,
-        })
-    };
-    let opened = match options.source_stamp {
-        Some(s) => {
-            if let Some(change) = s.change_to(&stamp_now()?) {
-                return Err(Error::SourceModifiedBeforeWrite { change });
-            }
-            s
-        }
-        None => stamp_now()?,
-    };
-    let unchanged = || match opened.change_to(&stamp_now()?) {
-        Some(change) => Err(Error::SourceModified { change }),
-        None => Ok(()),
-    };
+    let pinned = PinnedSource::new(source, options.source_stamp)?;
+    let unchanged = || pinned.unchanged();
     let compressed_len = file_len(source).map_err(|e| Error::ReadSource {
         offset: 0,
         source: e,
