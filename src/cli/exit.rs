@@ -260,7 +260,9 @@ pub fn device_error(e: &devices::Error) -> Exit {
         | E::FileTarget { .. }
         | E::Image { .. } => Exit::BadInput,
         E::Sysfs { .. } => Exit::Internal,
-        E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
+        E::Open { .. } | E::Reread { .. } | E::Eject { .. } | E::NotDetachable { .. } => {
+            Exit::WriteFailed
+        }
         // A forced loop backing file refused by the loop device's own rule.
         E::BackingInUse { rule, .. } => device_error(rule),
         E::AmbiguousSerial { .. }
