@@ -338,6 +338,17 @@ fn fat32_error(e: &fat32::Error) -> Exit {
     }
 }
 
+/// The code of a failed extraction (the interruption is the signal's).
+pub fn extract_error(e: &bootstick::extract::Error) -> Exit {
+    use bootstick::extract::Error as E;
+    match e {
+        E::NotEmpty { .. } => Exit::Refused,
+        E::Image(i) => image_error(i),
+        E::Host { .. } => Exit::WriteFailed,
+        E::Interrupted { .. } => Exit::for_signal(super::signals::token().signal()),
+    }
+}
+
 /// The code of an error reading an image: bad input (the image, or the path
 /// given for it, is at fault), except bytes that are no longer those of the
 /// image's source check (19, docs/trust.md).
