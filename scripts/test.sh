@@ -27,6 +27,7 @@ packages=(
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
   groff-base                                          # renders the generated manual pages (tests/contract.rs)
   file                                                # file(1): boot-test screenshots are PNGs (tests/boot_test.rs)
+  shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/boot_test.rs)
 )
 
 missing=()
@@ -74,6 +75,10 @@ fi
 for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd \
          /usr/share/OVMF/OVMF_CODE_4M.ms.fd /usr/share/OVMF/OVMF_VARS_4M.ms.fd; do
   [ -e "$f" ] || { echo "test.sh: firmware $f missing (package ovmf)" >&2; exit 1; }
+done
+for f in /usr/lib/shim/shimx64.efi.signed /usr/lib/shim/mmx64.efi.signed \
+         /usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed; do
+  [ -e "$f" ] || { echo "test.sh: signed binary $f missing (packages shim-signed, grub-efi-amd64-signed)" >&2; exit 1; }
 done
 
 export BOOTSTICK_REQUIRE_ALL=1

@@ -308,6 +308,11 @@ pub fn layout_error(e: &from_iso::Error) -> Exit {
     match e {
         E::FileTooLarge { .. } | E::TargetTooSmall { .. } => Exit::Refused,
         E::Image(i) => image_error(i),
+        E::ElToritoTree {
+            source: bootstick::image::eltorito::TreeError::Image(i),
+            ..
+        } => image_error(i),
+        E::ElToritoTree { .. } => Exit::BadInput,
         E::NoEfiLoader | E::LoaderTooLarge { .. } | E::Loader { .. } | E::Wim { .. } => {
             Exit::BadInput
         }

@@ -680,12 +680,27 @@ pub fn layout_line(l: &bootstick::layout::from_iso::Layout) -> String {
             String::new()
         } else {
             format!(
-                "; EFI loader {} from the El Torito image",
+                "; EFI loader {} from the El Torito image{}{}",
                 l.added_loaders
                     .iter()
                     .map(|a| a.path.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                match l.added_files.len() - l.added_loaders.len() {
+                    0 => String::new(),
+                    n => format!(" with {n} more files from it"),
+                },
+                match l.el_torito_conflicts.len() {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} of its paths were on the stick already and kept: {})",
+                        l.el_torito_conflicts
+                            .iter()
+                            .map(|c| c.path.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
             )
         },
         if l.wim_parts.is_empty() {
