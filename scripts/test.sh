@@ -23,7 +23,7 @@ packages=(
   e2fsprogs util-linux mount fdisk                    # ext4 for mounted-target tests, losetup, sfdisk (package fdisk)
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
-  zstd gzip pigz bzip2                                # compressed images (tests/compressed.rs; xz-utils above)
+  zstd gzip pigz bzip2 zip                            # compressed images and zip archives (tests/compressed.rs; xz-utils above; 7z: p7zip-full)
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
   groff-base                                          # renders the generated manual pages (tests/contract.rs)
   file                                                # file(1): boot-test screenshots are PNGs (tests/boot_test.rs)
@@ -63,7 +63,7 @@ commands=(
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat
-  zstd pigz bzip2
+  zstd pigz bzip2 zip
 )
 absent=()
 for c in "${commands[@]}"; do

@@ -211,6 +211,21 @@ pub fn compressed_error(e: &image::compressed::Error) -> Exit {
         | E::Malformed { .. }
         | E::Empty { .. } => Exit::BadInput,
         E::Setup { .. } => Exit::Internal,
+        E::Zip(z) => archive_error(z),
+    }
+}
+
+/// The code of a zip archive that gives no member to write: bad input,
+/// but a member to be named (several images, a name not found) is a
+/// usage error, and unreadable bytes are the image's.
+pub fn archive_error(e: &image::archive::Error) -> Exit {
+    use image::archive::Error as E;
+    match e {
+        E::Image(i) => image_error(i),
+        E::Malformed(_) | E::NoImage { .. } | E::Encrypted { .. } | E::Unsupported { .. } => {
+            Exit::BadInput
+        }
+        E::SeveralImages { .. } | E::NoSuchEntry { .. } => Exit::Usage,
     }
 }
 
@@ -237,6 +252,7 @@ pub fn job_error(e: &job::Error) -> Exit {
         E::Duplicate(_) | E::Panicked => Exit::Internal,
         E::Compressed { source, .. } => compressed_error(source),
         E::CompressedLayout { .. } => Exit::BadInput,
+        E::EntryForNonArchive { .. } => Exit::Usage,
     }
 }
 
@@ -260,7 +276,9 @@ pub fn device_error(e: &devices::Error) -> Exit {
         | E::FileTarget { .. }
         | E::Image { .. } => Exit::BadInput,
         E::Sysfs { .. } => Exit::Internal,
-        E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
+        E::Open { .. } | E::Reread { .. } | E::Eject { .. } | E::NotDetachable { .. } => {
+            Exit::WriteFailed
+        }
         // A forced loop backing file refused by the loop device's own rule.
         E::BackingInUse { rule, .. } => device_error(rule),
         E::AmbiguousSerial { .. }
@@ -338,6 +356,17 @@ fn fat32_error(e: &fat32::Error) -> Exit {
         | E::ClusterCount { .. }
         | E::TooLarge { .. }
         | E::VolumeFull { .. } => Exit::BadInput,
+    }
+}
+
+/// The code of a failed extraction (the interruption is the signal's).
+pub fn extract_error(e: &bootstick::extract::Error) -> Exit {
+    use bootstick::extract::Error as E;
+    match e {
+        E::NotEmpty { .. } => Exit::Refused,
+        E::Image(i) => image_error(i),
+        E::Host { .. } => Exit::WriteFailed,
+        E::Interrupted { .. } => Exit::for_signal(super::signals::token().signal()),
     }
 }
 

@@ -714,6 +714,24 @@ pub fn layout_line(l: &bootstick::layout::from_iso::Layout) -> String {
     )
 }
 
+/// What of a zip archive was written and what ignored, for a summary
+/// (empty for other images).
+pub fn zip_member_line(c: &bootstick::image::compressed::Compressed) -> String {
+    let Some(m) = c.zip_member() else {
+        return String::new();
+    };
+    let ignored: Vec<&str> = m.ignored().iter().map(|e| e.name.as_str()).collect();
+    format!(
+        ", entry {}{}",
+        m.chosen().name,
+        if ignored.is_empty() {
+            String::new()
+        } else {
+            format!(" (ignored: {})", ignored.join(", "))
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
