@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod devices;
 pub mod events;
 pub mod hash;
+pub mod health;
 pub mod image;
 pub mod inspect;
 pub mod job;

@@ -19,6 +19,7 @@ pub fn failure(e: Error) -> Failure {
         | Error::Layout { .. }
         | Error::Duplicate(_)
         | Error::Compressed { .. }
+        | Error::NotADisk { .. }
         | Error::Panicked) => Failure::new(code, e),
         e @ Error::CompressedLayout { .. } => Failure::new(
             code,

@@ -62,7 +62,10 @@ use serde::Serialize;
 pub use decide::{
     build_layout, inspect_source, table_name, Choice, Decided, LayoutSummary, Method, Notice,
 };
-pub use select::{choose_all, resolve_for_reading, Answer, Chosen, Confirm, Refusal, Summary, Yes};
+pub use select::{
+    choose_all, choose_disk, resolve_for_reading, Action, Answer, Chosen, Confirm, Refusal,
+    Summary, Yes,
+};
 
 use crate::cancel::Cancel;
 use crate::devices::{self, Disk, Guarded, Roots};
@@ -164,6 +167,12 @@ pub enum Error {
     },
     #[error("the job's thread panicked")]
     Panicked,
+    /// A job that works on whole disks only (a probe) was given a file.
+    #[error(
+        "{} is not a disk; give a whole disk such as /dev/sdX",
+        path.display()
+    )]
+    NotADisk { path: PathBuf },
 }
 
 /// What asks for a source check before writing (docs/trust.md).
