@@ -212,7 +212,7 @@ pub fn probe_error(e: &health::Error) -> Exit {
     use health::Error as E;
     match e {
         E::Open { .. } | E::Device { .. } => Exit::WriteFailed,
-        E::TooSmall { .. } | E::IdentityChanged { .. } => Exit::Refused,
+        E::TooSmall { .. } | E::IdentityChanged(_) => Exit::Refused,
         E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
     }
 }

@@ -243,9 +243,10 @@ pub enum Error {
     },
     #[error("{} is smaller than the {min} bytes a probe needs", path.display())]
     TooSmall { path: PathBuf, size: u64, min: u64 },
-    /// The disk is no longer the one chosen (unplugged and replaced).
-    #[error("{} changed before the probe's first write: {why}", path.display())]
-    IdentityChanged { path: PathBuf, why: String },
+    /// The disk is no longer the one chosen (unplugged and replaced):
+    /// found right before the first write.
+    #[error(transparent)]
+    IdentityChanged(crate::devices::IdentityChange),
     /// The device went away or refused I/O as a whole (not one block).
     #[error("{} failed at offset {offset}", path.display())]
     Device {
@@ -282,10 +283,7 @@ pub fn probe(
         Mode::ReadOnly => (None, p.read_only()?),
         Mode::Full | Mode::Quick => {
             if let Some(g) = guard {
-                g.check_identity().map_err(|why| Error::IdentityChanged {
-                    path: path.to_path_buf(),
-                    why,
-                })?;
+                g.check_identity().map_err(Error::IdentityChanged)?;
             }
             let speeds = if options.mode == Mode::Full {
                 p.full()
