@@ -63,7 +63,10 @@ pub use decide::{
     build_layout, esp_entry_of, inspect_source, table_name, Choice, Decided, LayoutSummary, Method,
     Notice,
 };
-pub use select::{choose_all, resolve_for_reading, Answer, Chosen, Confirm, Refusal, Summary, Yes};
+pub use select::{
+    choose_all, choose_disk, resolve_for_reading, Action, Answer, Chosen, Confirm, Refusal,
+    Summary, Yes,
+};
 
 use crate::cancel::Cancel;
 use crate::devices::{self, Disk, Guarded, Roots};
@@ -168,6 +171,12 @@ pub enum Error {
     EntryForNonArchive { path: PathBuf },
     #[error("the job's thread panicked")]
     Panicked,
+    /// A job that works on whole disks only (a probe) was given a file.
+    #[error(
+        "{} is not a disk; give a whole disk such as /dev/sdX",
+        path.display()
+    )]
+    NotADisk { path: PathBuf },
 }
 
 /// What asks for a source check before writing (docs/trust.md).
@@ -275,7 +284,12 @@ impl Image {
         if !asked && !trust::has_references(req) {
             return Ok(None);
         }
-        let report = trust::check_pinned_open(req, self.input.file(), observer)?;
+        let report = trust::check_pinned_open_entry(
+            req,
+            self.input.file(),
+            self.entry.as_deref(),
+            observer,
+        )?;
         match report.outcome {
             Outcome::Verified => Ok(Some(report)),
             Outcome::ChecksumOnly if !policy.require_signature => Ok(Some(report)),
