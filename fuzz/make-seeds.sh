@@ -137,6 +137,14 @@ for m in Deflate64 BZip2 LZMA; do
   (cd "$work/z" && 7z a -tzip -mm=$m -bso0 -bsp0 "$OLDPWD/$c/zip/$m.zip" vendor/disk.img vendor/README.txt)
 done
 
-for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519 compressed zip; do
+# --- authenticode: real EFI binaries, signed (shim: two signatures; GRUB)
+# and unsigned (Debian shim-signed, grub-efi-amd64-signed, grub-mkstandalone).
+mkdir -p $c/authenticode
+for f in /usr/lib/shim/shimx64.efi.signed /usr/lib/shim/mmx64.efi.signed \
+         /usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed /usr/lib/shim/shimx64.efi; do
+  [ -e "$f" ] && cp "$f" $c/authenticode/
+done
+
+for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519 compressed zip authenticode; do
   echo "$t: $(ls $c/$t | wc -l) seeds"
 done

@@ -396,6 +396,15 @@ fn render(path: &Path, i: &Inspection) -> String {
     for r in &i.decision.reasons {
         let _ = writeln!(o, "  - {}: {}", label_of(&r.code), r.message);
     }
+    for l in &i.uefi_loaders {
+        let _ = writeln!(
+            o,
+            "signature    {} {}: {}",
+            l.location,
+            l.path,
+            signature_text(l)
+        );
+    }
     o
 }
 
@@ -421,4 +430,49 @@ fn size_from(s: &bootstick::image::eltorito::SizeSource) -> String {
         SizeSource::FloppyMedia => "floppy media type".into(),
         SizeSource::Catalog => "catalog count".into(),
     }
+}
+
+/// A loader's Authenticode findings in words.
+fn signature_text(l: &inspect::LoaderSignature) -> String {
+    use bootstick::trust::authenticode::State;
+    let Some(r) = &l.authenticode else {
+        return format!(
+            "not checked: {}",
+            l.error.as_deref().unwrap_or("unreadable")
+        );
+    };
+    let state = |s: State| match s {
+        State::Unsigned => "unsigned (Secure Boot firmware refuses it)",
+        State::Valid => "valid",
+        State::Tampered => "TAMPERED (changed after it was signed)",
+        State::BadSignature => "bad signature",
+        State::Unreadable => "unreadable signature",
+    };
+    let mut out = state(r.state).to_owned();
+    for s in &r.signatures {
+        out.push_str(&format!("\n               - {}", state(s.state)));
+        if let Some(a) = s.digest_algorithm {
+            out.push_str(&format!(" {a}"));
+        }
+        if let Some(signer) = &s.signer {
+            out.push_str(&format!(", signed by {}", signer.subject));
+        }
+        if !s.issuer_chain.is_empty() {
+            out.push_str(&format!(", issued by {}", s.issuer_chain.join(" <- ")));
+        }
+        if let Some(d) = &s.detail {
+            out.push_str(&format!(" ({d})"));
+        }
+    }
+    if !r.sbat.is_empty() {
+        out.push_str(&format!(
+            "\n               SBAT {}",
+            r.sbat
+                .iter()
+                .map(|e| format!("{},{}", e.component, e.generation))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    out
 }

@@ -44,6 +44,27 @@ pub fn notice_text(n: &Notice, image: &std::path::Path) -> String {
             "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
             image.display()
         ),
+        Notice::SecureBootOff { loaders } => format!(
+            "{}: the stick can boot only with Secure Boot turned off: its UEFI loader {} (`bootstick inspect` shows the signatures)",
+            image.display(),
+            loaders
+                .iter()
+                .map(|(path, state)| format!(
+                    "{path} is {}",
+                    match state {
+                        bootstick::trust::authenticode::State::Unsigned => "not signed",
+                        bootstick::trust::authenticode::State::Tampered =>
+                            "tampered (changed after it was signed)",
+                        bootstick::trust::authenticode::State::BadSignature =>
+                            "signed, but the signature does not verify",
+                        bootstick::trust::authenticode::State::Unreadable =>
+                            "signed unreadably",
+                        bootstick::trust::authenticode::State::Valid => "validly signed",
+                    }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Notice::EspEntryAdded(e) => format!(
             "{}: {} (--raw copies the exact bytes instead)",
             image.display(),

@@ -804,6 +804,35 @@ pub fn efi_tree(
     Ok(out)
 }
 
+/// Reads the file at `path` (`/`-separated, as [`efi_loaders`] lists it)
+/// of the FAT volume occupying `len` bytes at `offset`, refusing one of
+/// more than `limit` bytes.
+pub fn read_fat_file(
+    src: &dyn ByteSource,
+    offset: u64,
+    len: u64,
+    path: &str,
+    limit: u64,
+) -> Result<Vec<u8>, Error> {
+    let fat_error = |detail: String| Error::Malformed {
+        format: "FAT volume",
+        offset,
+        detail,
+    };
+    let fs = open_fat(src, offset, len, limit + MAX_FAT_LISTING_READ)?;
+    let mut file = fs
+        .root_dir()
+        .open_file(path.trim_start_matches('/'))
+        .map_err(|e| fat_error(format!("cannot open {path}: {e}")))?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(&mut file, limit + 1), &mut bytes)
+        .map_err(|e| fat_error(format!("cannot read {path}: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(fat_error(format!("{path} is longer than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
 type FatDir<'a, 'b> = fatfs::Dir<'a, SourceCursor<'b>>;
 
 /// The subdirectory `name` (any case) of `dir` among its first 4096 entries;

@@ -11,6 +11,7 @@
 pub mod eltorito;
 pub mod fat_check;
 pub mod partitions;
+pub mod pe;
 
 use std::fs::File;
 use std::io;

@@ -20,6 +20,7 @@ pub use truncation::Truncation;
 use crate::image::eltorito::{self, BootImage, FatFile, Platform};
 use crate::image::partitions::{self, Apm, Gpt, Mbr, Partition};
 use crate::image::{ByteSource, FileTree, FsKind};
+use crate::trust::authenticode;
 use serde::Serialize;
 
 /// Errors that stop an inspection (only reading the image itself failing).
@@ -62,6 +63,44 @@ pub struct EspReport {
     pub error: Option<String>,
 }
 
+/// The largest loader whose signature is checked (read into memory).
+pub const MAX_SIGNED_LOADER: u64 = 64 << 20;
+
+/// A UEFI loader and its Authenticode signature.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoaderSignature {
+    /// Where the loader is: `el-torito` (the boot image `#N`), `partition`
+    /// (an ESP, `mbr`/`gpt` entry `N`) or `tree` (the ISO's file tree).
+    pub location: String,
+    pub path: String,
+    pub size: u64,
+    /// The check's findings (`trust::authenticode`), unless it could not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticode: Option<authenticode::Report>,
+    /// Why the loader could not be read or is not a PE image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LoaderSignature {
+    fn of(location: String, path: &str, size: u64, bytes: Result<Vec<u8>, String>) -> Self {
+        let (authenticode, error) = match bytes {
+            Ok(b) => match authenticode::check(&b) {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e)),
+        };
+        LoaderSignature {
+            location,
+            path: path.to_owned(),
+            size,
+            authenticode,
+            error,
+        }
+    }
+}
+
 /// The partition tables of the system area.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Tables {
@@ -98,9 +137,43 @@ pub struct Inspection {
     /// (`truncation`): also listed in `problems`; `write` refuses it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncation>,
+    /// Every UEFI loader found (El Torito images, ESPs, the tree) with its
+    /// Authenticode signature.
+    pub uefi_loaders: Vec<LoaderSignature>,
     /// Damaged structures, each with its byte offset.
     pub problems: Vec<String>,
     pub decision: Decision,
+}
+
+/// A FAT volume's loader, read for its signature check.
+fn fat_loader(
+    src: &dyn ByteSource,
+    offset: u64,
+    len: u64,
+    f: &FatFile,
+) -> Result<Vec<u8>, crate::image::Error> {
+    if f.size > MAX_SIGNED_LOADER {
+        return Err(crate::image::Error::Malformed {
+            format: "EFI loader",
+            offset,
+            detail: format!(
+                "{} is {} bytes, more than the {MAX_SIGNED_LOADER} checked",
+                f.path, f.size
+            ),
+        });
+    }
+    eltorito::read_fat_file(src, offset, len, &f.path, MAX_SIGNED_LOADER)
+}
+
+/// Reads `result`, turning every error but I/O into the loader's error.
+fn or_error(
+    result: Result<Vec<u8>, crate::image::Error>,
+) -> Result<Result<Vec<u8>, String>, Error> {
+    match result {
+        Ok(b) => Ok(Ok(b)),
+        Err(e @ crate::image::Error::Io { .. }) => Err(e.into()),
+        Err(e) => Ok(Err(crate::error_chain(&e))),
+    }
 }
 
 /// What the volume descriptors at block 16 onwards say: ISO 9660 (and its
@@ -216,6 +289,50 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         None => None,
     };
 
+    let mut uefi_loaders = Vec::new();
+    if let Some(et) = &el_torito {
+        for b in &et.images {
+            for f in b.efi_loaders.iter().flatten() {
+                let bytes = or_error(fat_loader(src, b.image.offset, b.image.len, f))?;
+                uefi_loaders.push(LoaderSignature::of(
+                    format!("el-torito #{}", b.image.entry.index),
+                    &f.path,
+                    f.size,
+                    bytes,
+                ));
+            }
+        }
+    }
+    for e in &esps {
+        for f in &e.loaders {
+            let bytes = or_error(fat_loader(src, e.partition.offset, e.partition.len, f))?;
+            let table = match e.partition.table {
+                partitions::Table::Mbr => "mbr",
+                partitions::Table::Gpt => "gpt",
+                partitions::Table::Apm => "apm",
+            };
+            uefi_loaders.push(LoaderSignature::of(
+                format!("partition {table} {}", e.partition.index),
+                &f.path,
+                f.size,
+                bytes,
+            ));
+        }
+    }
+    if let (Some(t), Some(f)) = (tree, &facts) {
+        for l in &f.efi_loaders {
+            let bytes = if l.size > MAX_SIGNED_LOADER {
+                Err(format!(
+                    "{} bytes, more than the {MAX_SIGNED_LOADER} checked",
+                    l.size
+                ))
+            } else {
+                or_error(read_tree_file(src, t, &l.path))?
+            };
+            uefi_loaders.push(LoaderSignature::of("tree".into(), &l.path, l.size, bytes));
+        }
+    }
+
     let tables = Tables {
         mbr: area.mbr,
         gpt: area.gpt,
@@ -245,9 +362,24 @@ pub fn inspect(src: &dyn ByteSource, tree: Option<&dyn FileTree>) -> Result<Insp
         partitions: tables,
         facts,
         truncated,
+        uefi_loaders,
         problems,
         decision,
     })
+}
+
+/// The bytes of the tree's file at `path`.
+fn read_tree_file(
+    src: &dyn ByteSource,
+    tree: &dyn FileTree,
+    path: &str,
+) -> Result<Vec<u8>, crate::image::Error> {
+    let found = crate::image::tree::lookup(tree, path)?;
+    let data = tree.file_data(found.node)?;
+    let mut buf = vec![0u8; data.size as usize];
+    let n = crate::image::tree::read_at(src, &data, 0, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// Whether the MBR's boot code could start: code present and every entry

@@ -35,6 +35,13 @@ pub enum Notice {
     /// An isohybrid ISO without an MBR entry for its El Torito EFI image:
     /// the copy gets one ([`Decided::esp_entry`], `docs/layout.md`).
     EspEntryAdded(esp_entry::EspEntry),
+    /// Every x64 UEFI loader the stick will boot from
+    /// (`EFI/BOOT/BOOTX64.EFI`) lacks a valid Authenticode signature:
+    /// the stick can boot only with Secure Boot turned off. Each loader's
+    /// path and state (`unsigned`, `tampered`, …).
+    SecureBootOff {
+        loaders: Vec<(String, crate::trust::authenticode::State)>,
+    },
 }
 
 /// How the image is put on a target.
@@ -155,6 +162,51 @@ pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspecti
     Ok(inspection)
 }
 
+/// [`Notice::SecureBootOff`] when the x64 loaders the stick boots from
+/// (a layout: the tree's, else the El Torito images' it copies; a byte
+/// copy: its ESPs', and the El Torito image an added ESP entry exposes)
+/// all lack a valid signature. Loaders whose signature could not be
+/// checked say nothing.
+fn secure_boot_off(
+    loaders: &[inspect::LoaderSignature],
+    layout: bool,
+    esp_added: bool,
+) -> Option<Notice> {
+    use crate::trust::authenticode::State;
+    let x64 = |l: &&inspect::LoaderSignature| {
+        l.path
+            .to_ascii_uppercase()
+            .ends_with("/EFI/BOOT/BOOTX64.EFI")
+    };
+    let from = |prefix: &str| -> Vec<&inspect::LoaderSignature> {
+        loaders
+            .iter()
+            .filter(x64)
+            .filter(|l| l.location.starts_with(prefix))
+            .collect()
+    };
+    let used: Vec<&inspect::LoaderSignature> = if layout {
+        let tree = from("tree");
+        if tree.is_empty() {
+            from("el-torito")
+        } else {
+            tree
+        }
+    } else {
+        let mut v = from("partition");
+        if esp_added {
+            v.extend(from("el-torito"));
+        }
+        v
+    };
+    let states: Vec<(String, State)> = used
+        .iter()
+        .filter_map(|l| Some((l.path.clone(), l.authenticode.as_ref()?.state)))
+        .collect();
+    (!states.is_empty() && states.iter().all(|(_, s)| *s != State::Valid))
+        .then_some(Notice::SecureBootOff { loaders: states })
+}
+
 /// The ESP entry a byte copy of `src` gets (`layout::esp_entry`), read
 /// with the image's file tree when it has one; for `write`, `compare` and
 /// `inspect` alike.
@@ -261,6 +313,11 @@ pub fn decide_as(
     if let Some(e) = &esp_entry {
         notices.push(Notice::EspEntryAdded(e.clone()));
     }
+    notices.extend(secure_boot_off(
+        &inspection.uefi_loaders,
+        layout,
+        esp_entry.is_some(),
+    ));
     Ok(Decided {
         decision,
         method,

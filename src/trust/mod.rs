@@ -10,6 +10,7 @@
 //! See `docs/trust.md` for what each outcome means and the order they are
 //! decided in.
 
+pub mod authenticode;
 pub mod decoded;
 pub mod discover;
 pub mod ed25519;
