@@ -1173,14 +1173,19 @@ fn without_a_terminal_progress_is_plain_lines_at_a_steady_pace() {
     };
     let err = run(Some("0"), "often.img");
     for phase in ["  write", " verify"] {
-        assert!(err.contains(&format!("{phase}: started, 32.0 MiB\n")), "{err}");
+        assert!(
+            err.contains(&format!("{phase}: started, 32.0 MiB\n")),
+            "{err}"
+        );
         let progress = err
             .lines()
             .filter(|l| l.starts_with(&format!("{phase}: ")) && l.contains(" of 32.0 MiB ("))
             .collect::<Vec<_>>();
         assert!(!progress.is_empty(), "no {phase} progress line: {err}");
         assert!(
-            progress.iter().all(|l| l.contains("%), ") && l.contains("/s")),
+            progress
+                .iter()
+                .all(|l| l.contains("%), ") && l.contains("/s")),
             "{progress:?}"
         );
     }

@@ -116,14 +116,17 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let checked = image
         .check_source(&req, policy, render)
         .map_err(advice::failure)?;
-    if let Some(r) = checked
-        .as_ref()
-        .filter(|r| r.outcome == Outcome::ChecksumOnly)
-    {
-        render.event(&Event::Warning(format!(
+    match checked.as_ref().map(|r| (r.outcome, r)) {
+        Some((Outcome::ChecksumOnly, r)) => render.event(&Event::Warning(format!(
             "source check: {}",
             super::references::failure_message(r)
-        )));
+        ))),
+        Some((Outcome::NotListed, r)) => render.event(&Event::Warning(format!(
+            "source check: {} beside the image {} not list it by name or by hash; writing it without a source check (--no-discover skips the search, --sums or --sha256 give the right reference)",
+            super::references::looked_at(r),
+            if r.sources.len() == 1 { "does" } else { "do" }
+        ))),
+        _ => {}
     }
     let job = image
         .decide(checked, choice(args.raw, args.table))
