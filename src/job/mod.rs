@@ -274,7 +274,12 @@ impl Image {
         if !asked && !trust::has_references(req) {
             return Ok(None);
         }
-        let report = trust::check_pinned_open(req, self.input.file(), observer)?;
+        let report = trust::check_pinned_open_entry(
+            req,
+            self.input.file(),
+            self.entry.as_deref(),
+            observer,
+        )?;
         // Checksum files found beside the image that do not list it (an
         // unrelated SHA256SUMS in a downloads folder) say nothing about it:
         // unless a check was asked for or a reference given, the image is
