@@ -19,6 +19,7 @@ pub mod mount;
 pub mod references;
 pub mod render;
 pub mod signals;
+pub mod station;
 pub mod target;
 pub mod verify;
 pub mod write;
@@ -54,6 +55,7 @@ pub enum Command {
     Mount(mount::Args),
     /// Unmount a directory `bootstick mount` mounted.
     Umount(mount::UmountArgs),
+    Station(station::Args),
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (scripts/man.sh).
     #[command(hide = true)]
@@ -78,6 +80,13 @@ impl Command {
                 "nothing was extracted",
             ),
             Command::BootTest(a) => ("boot-test", a.json, Some(&a.target), false, ""),
+            Command::Station(a) => (
+                "station",
+                a.json,
+                Some(&a.image),
+                false,
+                "nothing was written",
+            ),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
             Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
@@ -103,6 +112,7 @@ impl Command {
             Command::Ls(args) => ls::run(args),
             Command::Extract(args) => extract::run(args),
             Command::BootTest(args) => boot_test::run(args),
+            Command::Station(args) => station::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
             Command::Mount(args) => mount::run(args),
@@ -148,7 +158,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 12] = [
+const SUBCOMMANDS: [&str; 13] = [
     "write",
     "compare",
     "list",
@@ -159,6 +169,7 @@ const SUBCOMMANDS: [&str; 12] = [
     "boot-test",
     "mount",
     "umount",
+    "station",
     "completions",
     "man",
 ];
