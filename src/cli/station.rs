@@ -462,11 +462,24 @@ impl station::Observer for View<'_> {
                         ));
                     }
                     Some(err) => {
-                        let f = Failure::new(
-                            exit::job_error(err),
-                            anyhow::anyhow!("{}", bootstick::error_chain(*err)),
-                        )
-                        .with_fields(json!({ "record": record }));
+                        let mut fields = json!({ "record": record });
+                        let mut code = exit::job_error(err);
+                        // What a stopped or part-written job left, as
+                        // `write` reports it.
+                        if let job::Error::Write(w) = err {
+                            if let Some(state) = w.target_state() {
+                                fields["target_state"] = json!(state.name());
+                            }
+                            if matches!(w, bootstick::write::Error::Cancelled { .. }) {
+                                let signal = super::signals::token().signal();
+                                fields["interrupted"] = json!(true);
+                                fields["signal"] = json!(signal.map(|s| s.name()));
+                                code = Exit::for_signal(signal);
+                            }
+                        }
+                        let f =
+                            Failure::new(code, anyhow::anyhow!("{}", bootstick::error_chain(*err)))
+                                .with_fields(fields);
                         bar.target_result(Err(&f));
                         let what = if record.result == Outcome::Incomplete {
                             "INCOMPLETE"
