@@ -425,6 +425,7 @@ impl station::Observer for View<'_> {
                         "rule": reason.rule(),
                         "reason": reason.to_string(),
                         "detail": reason,
+                        "disk": disk,
                     }),
                 );
                 self.say(format!("{}: skipped: {reason}", disk.name));

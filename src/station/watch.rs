@@ -56,9 +56,12 @@ pub struct Diff {
 }
 
 impl Snapshot {
+    /// The disks with a medium: a card reader without a card, or a disk
+    /// being removed (its size already 0), is not there.
     pub fn take(roots: &Roots) -> Result<Snapshot, crate::devices::Error> {
         let disks = crate::devices::enumerate(roots)?
             .into_iter()
+            .filter(|d| d.size_bytes > 0)
             .map(|d| (d.name.clone(), (Key::of(roots, &d), d)))
             .collect();
         Ok(Snapshot { disks })
@@ -280,6 +283,43 @@ mod tests {
                 removed: vec!["sdb".into(), "sdc".into()],
             }
         );
+    }
+
+    /// A disk of size 0 (no medium, or going away) is not in a snapshot.
+    #[test]
+    fn disks_without_a_medium_are_not_present() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sysfs/btrfs-swapfile");
+        common_copy(&root, d.path());
+        let roots = Roots::under(d.path());
+        let before = Snapshot::take(&roots).unwrap();
+        assert!(
+            before.disks.contains_key("sda"),
+            "{:?}",
+            before.disks.keys()
+        );
+        // The stick's medium goes: the kernel sets its size to 0 first.
+        let size = std::fs::canonicalize(d.path().join("sys/block/sda"))
+            .unwrap()
+            .join("size");
+        std::fs::write(&size, "0\n").unwrap();
+        let now = Snapshot::take(&roots).unwrap();
+        assert!(!now.disks.contains_key("sda"));
+        assert_eq!(before.diff(&now).removed, ["sda"]);
+        assert!(before.diff(&now).arrived.is_empty());
+    }
+
+    /// `cp -a`: the tree's symlinks stay symlinks.
+    fn common_copy(from: &std::path::Path, to: &std::path::Path) {
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", from.display()))
+            .arg(to)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
     }
 
     /// The socket opens here (root or not: receiving kernel uevents needs
