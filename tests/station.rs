@@ -137,6 +137,58 @@ fn is<'a>(event: &'static str, lo: &'a LoopDevice) -> impl Fn(&Value) -> bool + 
     move |v| v["event"] == event && target_of(v) == lo.path().to_str().unwrap()
 }
 
+/// The fields docs/cli.md's station table lists per `event` (every
+/// backticked lower-case name in its row), plus `event`, `t`, `target`; a
+/// stick's job lines (`phase`, `progress`, `phase_done`, `warning`) are
+/// `write`'s, checked by `tests/contract.rs`.
+fn documented() -> std::collections::BTreeMap<String, Vec<String>> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md")).unwrap();
+    let section = doc.split("## station").nth(1).expect("a station section");
+    let table = section
+        .split("| `event` | fields | when |")
+        .nth(1)
+        .expect("the station's event table");
+    let mut m = std::collections::BTreeMap::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let event = cells[0]
+            .trim_start_matches("| ")
+            .trim_matches('`')
+            .to_owned();
+        let mut names: Vec<String> = cells[1]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_owned)
+            .collect();
+        names.extend(["event", "t", "target"].map(String::from));
+        m.insert(event, names);
+    }
+    m
+}
+
+/// Every station line's event and top-level fields are in docs/cli.md.
+fn assert_documented(lines: &[Value]) {
+    let doc = documented();
+    for l in lines {
+        let event = l["event"].as_str().unwrap();
+        if ["phase", "progress", "phase_done", "warning"].contains(&event) {
+            continue;
+        }
+        let fields = doc.get(event).unwrap_or_else(|| {
+            panic!("event {event:?} is not in docs/cli.md's station table: {l}")
+        });
+        for key in l.as_object().unwrap().keys() {
+            assert!(
+                fields.contains(key),
+                "`{event}` field {key:?} is not in docs/cli.md's station table: {l}"
+            );
+        }
+    }
+}
+
 fn records(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap()
@@ -235,6 +287,7 @@ fn arriving_sticks_are_written_ext4_skipped_present_ignored() {
     assert!(!lines
         .iter()
         .any(|v| target_of(v) == present.path().to_str().unwrap() && v["event"] != "start"));
+    assert_documented(&lines);
     let result = lines.last().unwrap();
     assert_eq!(
         (result["done"].as_u64(), result["skipped"].as_u64()),
@@ -346,6 +399,7 @@ fn a_failing_stick_fails_alone_and_the_exit_code_says_so() {
     st.signal(libc::SIGINT);
     let (code, lines, err) = st.finish();
     assert_eq!(code, Some(24), "{err}\n{lines:#?}");
+    assert_documented(&lines);
     let result = lines.last().unwrap();
     assert_eq!(result["exit_code"], 24);
     assert_eq!(
@@ -429,6 +483,7 @@ fn first_sigint_drains_second_aborts() {
     let r = lines.iter().find(|v| is("target_result", &two)(v)).unwrap();
     assert_eq!(r["ok"], false);
     assert_eq!(r["target_state"], "incomplete", "{r}");
+    assert_documented(&lines);
     let result = lines.last().unwrap();
     assert_eq!(result["interrupted"], true);
     assert_eq!(result["incomplete"], 1);
@@ -558,6 +613,7 @@ echo "@@ end"
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rc:\n{out}"));
     assert_eq!(rc, 24, "{out}");
+    assert_documented(&lines);
     let result = lines.last().unwrap();
     assert_eq!(result["event"], "result", "{out}");
     assert_eq!(
