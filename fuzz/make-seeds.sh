@@ -5,7 +5,7 @@
 # (with a small FAT ESP from mkfs.fat + mtools), UDF edit seeds (one per base
 # form of tests/udf_build), checksum lists from sha*sum, OpenPGP material from
 # gpg, minisign and signify keys and signatures, compressed streams from
-# xz, zstd, gzip and bzip2. Each seed is at most a few
+# xz, zstd, gzip and bzip2, zip archives from zip and 7z. Each seed is at most a few
 # dozen KiB so the fuzzers mutate them quickly.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 c=corpus
-mkdir -p $c/eltorito $c/system_area $c/udf $c/trust_sums $c/trust_openpgp $c/trust_ed25519 $c/compressed
+mkdir -p $c/eltorito $c/system_area $c/udf $c/trust_sums $c/trust_openpgp $c/trust_ed25519 $c/compressed $c/zip
 
 # --- eltorito: BIOS + EFI El Torito images; the seed is the image from its
 # boot catalog on (the target frames it so that it *is* the catalog).
@@ -118,6 +118,25 @@ zstd -q -c < "$work/raw" > $c/compressed/stream.zst
 gzip -c "$work/raw" > $c/compressed/raw.gz
 bzip2 -c "$work/raw" > $c/compressed/raw.bz2
 
-for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519 compressed; do
+# --- zip: vendor-style archives made by zip and 7z (an image with a boot
+# signature in a folder beside a README and a .DS_Store; two images; none;
+# stored, Deflate64, BZip2 and LZMA members), so the central directory,
+# local headers and entry judging start from real archives.
+mkdir -p $c/zip "$work/z/vendor"
+head -c 510 /dev/urandom > "$work/z/vendor/disk.img"
+printf '\x55\xaa' >> "$work/z/vendor/disk.img"
+head -c 8000 /dev/zero >> "$work/z/vendor/disk.img"
+echo 'Write disk.img to a stick.' > "$work/z/vendor/README.txt"
+printf '\0\0\0\1Bud1' > "$work/z/vendor/.DS_Store"
+(cd "$work/z" && zip -qr "$OLDPWD/$c/zip/vendor.zip" vendor)
+(cd "$work/z" && zip -qr0 "$OLDPWD/$c/zip/stored.zip" vendor)
+(cd "$work/z" && zip -q "$OLDPWD/$c/zip/none.zip" vendor/README.txt vendor/.DS_Store)
+cp "$work/z/vendor/disk.img" "$work/z/vendor/other.img"
+(cd "$work/z" && zip -qr "$OLDPWD/$c/zip/two.zip" vendor)
+for m in Deflate64 BZip2 LZMA; do
+  (cd "$work/z" && 7z a -tzip -mm=$m -bso0 -bsp0 "$OLDPWD/$c/zip/$m.zip" vendor/disk.img vendor/README.txt)
+done
+
+for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519 compressed zip; do
   echo "$t: $(ls $c/$t | wc -l) seeds"
 done

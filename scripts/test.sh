@@ -23,10 +23,11 @@ packages=(
   e2fsprogs util-linux mount fdisk                    # ext4 for mounted-target tests, losetup, sfdisk (package fdisk)
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
-  zstd gzip pigz bzip2                                # compressed images (tests/compressed.rs; xz-utils above)
+  zstd gzip pigz bzip2 zip                            # compressed images and zip archives (tests/compressed.rs; xz-utils above; 7z: p7zip-full)
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
   groff-base                                          # renders the generated manual pages (tests/contract.rs)
   file                                                # file(1): boot-test screenshots are PNGs (tests/boot_test.rs)
+  shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/boot_test.rs)
 )
 
 missing=()
@@ -61,7 +62,7 @@ commands=(
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat
-  zstd pigz bzip2
+  zstd pigz bzip2 zip
 )
 absent=()
 for c in "${commands[@]}"; do
@@ -74,6 +75,10 @@ fi
 for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd \
          /usr/share/OVMF/OVMF_CODE_4M.ms.fd /usr/share/OVMF/OVMF_VARS_4M.ms.fd; do
   [ -e "$f" ] || { echo "test.sh: firmware $f missing (package ovmf)" >&2; exit 1; }
+done
+for f in /usr/lib/shim/shimx64.efi.signed /usr/lib/shim/mmx64.efi.signed \
+         /usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed; do
+  [ -e "$f" ] || { echo "test.sh: signed binary $f missing (packages shim-signed, grub-efi-amd64-signed)" >&2; exit 1; }
 done
 
 export BOOTSTICK_REQUIRE_ALL=1

@@ -580,3 +580,239 @@ fn write_boot_test_refuses_before_writing() {
     assert_eq!(code, Some(2), "{lines:?}");
     assert!(!a.exists() && !b.exists(), "written with two targets");
 }
+
+/// Debian's signed Secure Boot chain (packages `shim-signed` and
+/// `grub-efi-amd64-signed`): shim, signed by Microsoft's UEFI CA, and
+/// the signed GRUB for CD images, signed by Debian's key that shim carries.
+const SHIM: &str = "/usr/lib/shim/shimx64.efi.signed";
+const MOK_MANAGER: &str = "/usr/lib/shim/mmx64.efi.signed";
+const SIGNED_GRUB: &str = "/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed";
+
+/// What the signed fixture's own GRUB configuration prints, before the
+/// platform: assembled from variables, so the text is not in the image.
+const SIGNED_MARKER: &str = "BOOTSTICK-SIGNED-BOOTED-efi";
+
+/// True when the signed binaries and the tools to master the fixture are
+/// installed; otherwise skips (or fails, in strict mode).
+fn require_signed_fixture(test: &str) -> bool {
+    if !common::require_tools(test, &["xorriso", "mkfs.fat", "mmd", "mcopy", "cmp"])
+        || !qemu::require(test, &[Firmware::Ovmf])
+    {
+        return false;
+    }
+    for f in [SHIM, MOK_MANAGER, SIGNED_GRUB] {
+        if !Path::new(f).is_file() {
+            return common::skip(
+                test,
+                &format!("needs {f} (Debian packages shim-signed, grub-efi-amd64-signed)"),
+            );
+        }
+    }
+    true
+}
+
+/// A Debian-shaped EFI-only ISO whose UEFI boot path lives only in its El
+/// Torito EFI image, as `debian-cd` masters it: the image holds shim as
+/// `EFI/BOOT/BOOTX64.EFI`, `grub` as `EFI/BOOT/grubx64.efi` (shim loads it
+/// from its own directory), MokManager as `mmx64.efi` and
+/// `EFI/debian/grub.cfg`; the ISO's tree holds `/.disk/info` and
+/// `/boot/grub/grub.cfg`, which Debian's signed CD GRUB finds through its
+/// built-in configuration (`search --file /.disk/info`, then
+/// `$prefix/grub.cfg` with `prefix=($root)/boot/grub`). That config
+/// prints [`SIGNED_MARKER`] on the serial console and powers off.
+///
+/// The El Torito image also holds a `boot/grub/grub.cfg` of its own that
+/// prints something else: the ISO's tree must win that conflict.
+fn debian_shaped_iso(name: &str, grub: &Path) -> PathBuf {
+    let tree_cfg = "serial --unit=0 --speed=115200\n\
+        terminal_output serial console\n\
+        set m1=BOOTSTICK\nset m2=SIGNED-BOOTED\n\
+        echo \"${m1}-${m2}-${grub_platform}\"\nhalt\n";
+    let debian_cfg = "search --file --set=root /.disk/info\n\
+        set prefix=($root)/boot/grub\nsource $prefix/grub.cfg\n";
+    let shadowed_cfg = "echo \"the El Torito copy of boot/grub/grub.cfg ran\"\nhalt\n";
+    let sum = |p: &Path| sha256(p);
+    let recipe = format!(
+        "shim {} mm {} grub {}\ntree {tree_cfg:?}\ndebian {debian_cfg:?}\nshadowed {shadowed_cfg:?}\n\
+         mkfs.fat -C 8192; xorriso -as mkisofs -R -J -V DEBIAN_SHAPED -e efi.img -no-emul-boot",
+        sum(Path::new(SHIM)),
+        sum(Path::new(MOK_MANAGER)),
+        sum(grub)
+    );
+    cached(name, "iso", &recipe, |out| {
+        let dir = tempfile::tempdir_in(common::fixtures::fixture_dir()).unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("boot/grub")).unwrap();
+        std::fs::create_dir_all(root.join(".disk")).unwrap();
+        std::fs::write(root.join(".disk/info"), "bootstick Debian-shaped fixture\n").unwrap();
+        std::fs::write(root.join("boot/grub/grub.cfg"), tree_cfg).unwrap();
+        let img = root.join("boot/grub/efi.img");
+        common::run(Command::new("mkfs.fat").arg("-C").arg(&img).arg("8192"));
+        let mtools = |cmd: &str| {
+            let mut c = Command::new(cmd);
+            c.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(&img);
+            c
+        };
+        common::run(mtools("mmd").args([
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/EFI/debian",
+            "::/boot",
+            "::/boot/grub",
+        ]));
+        let cfgs = dir.path().join("cfg");
+        std::fs::create_dir_all(&cfgs).unwrap();
+        std::fs::write(cfgs.join("debian.cfg"), debian_cfg).unwrap();
+        std::fs::write(cfgs.join("shadowed.cfg"), shadowed_cfg).unwrap();
+        for (from, to) in [
+            (PathBuf::from(SHIM), "::/EFI/BOOT/BOOTX64.EFI"),
+            (grub.to_owned(), "::/EFI/BOOT/grubx64.efi"),
+            (PathBuf::from(MOK_MANAGER), "::/EFI/BOOT/mmx64.efi"),
+            (cfgs.join("debian.cfg"), "::/EFI/debian/grub.cfg"),
+            (cfgs.join("shadowed.cfg"), "::/boot/grub/grub.cfg"),
+        ] {
+            common::run(mtools("mcopy").arg(&from).arg(to));
+        }
+        common::run(
+            Command::new("xorriso")
+                .args([
+                    "-as",
+                    "mkisofs",
+                    "-quiet",
+                    "-R",
+                    "-J",
+                    "-V",
+                    "DEBIAN_SHAPED",
+                ])
+                .args(["-e", "boot/grub/efi.img", "-no-emul-boot", "-o"])
+                .arg(out)
+                .arg(&root),
+        );
+    })
+}
+
+/// Writes `iso` as a built layout to a new image file in `dir`; returns it
+/// and the `layout` object of the JSON start line.
+fn write_layout(iso: &Path, dir: &Path) -> (PathBuf, Value) {
+    let stick = dir.join("stick.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(["write", "--yes", "--json"])
+        .arg(iso)
+        .arg(&stick)
+        .output()
+        .unwrap();
+    let lines = common::json_lines(&out.stdout);
+    assert!(out.status.success(), "{lines:#?}");
+    assert_eq!(lines[0]["mode"], "layout", "{:#}", lines[0]);
+    (stick, lines[0]["layout"].clone())
+}
+
+/// Copies `path` off the stick's FAT32 partition (at 1 MiB) with mtools.
+fn fat_file(stick: &Path, path: &str, to: &Path) {
+    common::run(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(format!("{}@@1M", stick.display()))
+            .arg(format!("::/{path}"))
+            .arg(to),
+    );
+}
+
+/// The signed chain, written as a built layout, boots as a USB stick under
+/// OVMF with Secure Boot enforced and Microsoft's keys (shim verified by
+/// the firmware, GRUB by shim) and under plain OVMF, to the marker its
+/// configuration prints. This needs the El Torito image's whole tree on
+/// the stick: with only `BOOTX64.EFI` copied (the code before), shim finds
+/// no `grubx64.efi` and nothing prints the marker. The El Torito file the
+/// ISO's tree also has is named in the layout report, and the tree's copy
+/// is the one GRUB ran.
+#[test]
+fn shim_signed_layout_boots_with_secure_boot_enforced_and_off() {
+    let t = "shim_signed_layout_boots_with_secure_boot_enforced_and_off";
+    if !require_signed_fixture(t) {
+        return;
+    }
+    let iso = debian_shaped_iso("debian-shaped-signed", Path::new(SIGNED_GRUB));
+    let dir = tempfile::tempdir().unwrap();
+    let (stick, layout) = write_layout(&iso, dir.path());
+    let added: Vec<&str> = layout["added_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        added,
+        [
+            "EFI/BOOT/BOOTX64.EFI",
+            "EFI/BOOT/grubx64.efi",
+            "EFI/BOOT/mmx64.efi",
+            "EFI/debian/grub.cfg",
+        ],
+        "{layout:#}"
+    );
+    assert_eq!(layout["added_loaders"][0]["path"], "EFI/BOOT/BOOTX64.EFI");
+    assert_eq!(
+        layout["el_torito_conflicts"],
+        serde_json::json!([{"path": "boot/grub/grub.cfg", "kept": "iso-tree", "same_content": false}])
+    );
+    // mtools and cmp: the signed binaries are on the FAT32 partition, byte
+    // for byte.
+    for (on_stick, package_file) in [
+        ("EFI/BOOT/BOOTX64.EFI", SHIM),
+        ("EFI/BOOT/grubx64.efi", SIGNED_GRUB),
+        ("EFI/BOOT/mmx64.efi", MOK_MANAGER),
+    ] {
+        let copy = dir.path().join("copy.efi");
+        let _ = std::fs::remove_file(&copy);
+        fat_file(&stick, on_stick, &copy);
+        common::run(Command::new("cmp").arg(&copy).arg(package_file));
+    }
+    let (code, result) = boot_test(&["--firmware", "uefi,uefi-secure-boot"], &stick);
+    for fw in ["uefi", "uefi-secure-boot"] {
+        expect(&result, fw, "boots", "powered-off");
+        let console = under(&result, fw)["console"].as_str().unwrap();
+        assert!(console.contains(SIGNED_MARKER), "{fw}: {console}");
+        assert!(!console.contains("El Torito copy"), "{fw}: {console}");
+    }
+    assert_eq!(code, Some(0), "{result:#}");
+}
+
+/// The negative control: the same ISO shape with an unsigned GRUB
+/// (`grub-mkstandalone`) behind the signed shim. Secure Boot OVMF starts
+/// shim (Microsoft-signed), and shim refuses GRUB: "Verification failed:
+/// (0x1A) Security Violation", and the marker of the unsigned GRUB never
+/// appears; without Secure Boot the same stick boots to that marker.
+#[test]
+fn unsigned_grub_behind_shim_is_refused_under_secure_boot_only() {
+    let t = "unsigned_grub_behind_shim_is_refused_under_secure_boot_only";
+    if !require_signed_fixture(t) || !common::require_tools(t, qemu::STANDALONE_TOOLS) {
+        return;
+    }
+    let unsigned = qemu::grub_efi_standalone();
+    let iso = debian_shaped_iso("debian-shaped-unsigned-grub", &unsigned);
+    let dir = tempfile::tempdir().unwrap();
+    let (stick, layout) = write_layout(&iso, dir.path());
+    assert_eq!(layout["added_files"][1]["path"], "EFI/BOOT/grubx64.efi");
+    let (code, result) = boot_test(&["--firmware", "uefi,uefi-secure-boot"], &stick);
+    expect(&result, "uefi", "boots", "powered-off");
+    let marker = qemu::fixture_marker(Firmware::Ovmf);
+    let console = under(&result, "uefi")["console"].as_str().unwrap();
+    assert!(console.contains(&marker), "{console}");
+    expect(&result, "uefi-secure-boot", "does-not-boot", "shim-refused");
+    let sb = under(&result, "uefi-secure-boot");
+    assert!(
+        evidence(&result, "uefi-secure-boot")
+            .contains("Verification failed: (0x1A) Security Violation"),
+        "{sb:#}"
+    );
+    assert!(
+        !sb["console"]
+            .as_str()
+            .unwrap()
+            .contains(qemu::FIXTURE_MARKER),
+        "{sb:#}"
+    );
+    assert_eq!(code, Some(20), "{result:#}");
+}

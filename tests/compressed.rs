@@ -523,3 +523,314 @@ fn concatenated_xz_streams_are_decoded_in_full() {
     assert_eq!(lines[0]["image_bytes"], expected.len(), "{}", lines[0]);
     common::run(Command::new("cmp").arg(&want).arg(&target));
 }
+
+/// A vendor-style zip: the image inside a folder beside a README and a
+/// macOS `.DS_Store`.
+fn vendor_folder(dir: &Path, img: &Path) -> PathBuf {
+    let folder = dir.join("vendor");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(img, folder.join("disk.img")).unwrap();
+    std::fs::write(
+        folder.join("README.txt"),
+        "Write disk.img to a stick.\n".repeat(40),
+    )
+    .unwrap();
+    let mut ds = b"\0\0\0\x01Bud1".to_vec();
+    ds.resize(6148, 0);
+    std::fs::write(folder.join(".DS_Store"), ds).unwrap();
+    folder
+}
+
+/// Zips `what` (relative to `dir`) into `out` with `tool`: `zip` (its
+/// flags) or `7z` (`-mm=` method).
+fn zip_with(dir: &Path, out: &Path, tool: &[&str], what: &[&str]) {
+    let mut cmd = Command::new(tool[0]);
+    if tool[0] == "7z" {
+        cmd.args(["a", "-tzip", "-bso0", "-bsp0"]).args(&tool[1..]);
+    } else {
+        cmd.arg("-q").args(&tool[1..]);
+    }
+    common::run(cmd.current_dir(dir).arg(out).args(what));
+}
+
+/// CRC-32 (IEEE), as zip records it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A zip of one member `name` holding `img` compressed by the real
+/// `zstd` (method 93), laid out by hand from the zip specification
+/// (APPNOTE 4.3): neither `zip` nor `7z` (nor Python 3.11's zipfile)
+/// writes Zstd members.
+fn zstd_zip(img: &Path, name: &str, out: &Path) {
+    let raw = std::fs::read(img).unwrap();
+    let packed = Command::new("zstd")
+        .args(["-q", "-c"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(packed.status.success());
+    let data = packed.stdout;
+    let (crc, csize, usize_) = (crc32(&raw), data.len() as u32, raw.len() as u32);
+    let mut z = Vec::new();
+    let le16 = |v: &mut Vec<u8>, x: u16| v.extend_from_slice(&x.to_le_bytes());
+    let le32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
+    le32(&mut z, 0x0403_4B50);
+    for x in [63u16, 0, 93, 0, 0x21] {
+        le16(&mut z, x);
+    }
+    for x in [crc, csize, usize_] {
+        le32(&mut z, x);
+    }
+    le16(&mut z, name.len() as u16);
+    le16(&mut z, 0);
+    z.extend_from_slice(name.as_bytes());
+    z.extend_from_slice(&data);
+    let cd = z.len() as u32;
+    le32(&mut z, 0x0201_4B50);
+    for x in [63u16, 63, 0, 93, 0, 0x21] {
+        le16(&mut z, x);
+    }
+    for x in [crc, csize, usize_] {
+        le32(&mut z, x);
+    }
+    for x in [name.len() as u16, 0, 0, 0, 0] {
+        le16(&mut z, x);
+    }
+    le32(&mut z, 0);
+    le32(&mut z, 0);
+    z.extend_from_slice(name.as_bytes());
+    let cd_len = z.len() as u32 - cd;
+    le32(&mut z, 0x0605_4B50);
+    for x in [0u16, 0, 1, 1] {
+        le16(&mut z, x);
+    }
+    le32(&mut z, cd_len);
+    le32(&mut z, cd);
+    le16(&mut z, 0);
+    std::fs::write(out, z).unwrap();
+}
+
+const ZIP_TOOLS: &[&str] = &["zip", "7z", "zstd", "cmp", "sfdisk"];
+
+/// A zip holding the image in a folder beside a README and a `.DS_Store`,
+/// its member compressed with every method bootstick decodes (Deflate by
+/// `zip`, stored by `zip -0`, Deflate64, BZip2 and LZMA by `7z`, Zstd
+/// laid out by hand): the image member is found by its bytes, written
+/// decoded (`cmp`), verified, and the other entries are listed as
+/// ignored; `inspect` sees the image inside.
+#[test]
+fn zip_archives_with_every_member_method_round_trip() {
+    let t = "zip_archives_with_every_member_method_round_trip";
+    if !require_tools(t, ZIP_TOOLS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 6 * MIB);
+    let len = std::fs::metadata(&img).unwrap().len();
+    vendor_folder(dir.path(), &img);
+    let mut archives: Vec<(&str, PathBuf, &str)> = Vec::new();
+    for (name, tool, method) in [
+        ("deflate", &["zip", "-r"][..], "Deflated"),
+        ("stored", &["zip", "-r", "-0"][..], "Stored"),
+        ("deflate64", &["7z", "-mm=Deflate64"][..], "Deflate64"),
+        ("bzip2", &["7z", "-mm=BZip2"][..], "Bzip2"),
+        ("lzma", &["7z", "-mm=LZMA"][..], "Lzma"),
+    ] {
+        let out = dir.path().join(format!("{name}.zip"));
+        zip_with(dir.path(), &out, tool, &["vendor"]);
+        archives.push((name, out, method));
+    }
+    let zst = dir.path().join("zstd.zip");
+    zstd_zip(&img, "vendor/disk.img", &zst);
+    archives.push(("zstd", zst, "Zstd"));
+    for (name, archive, method) in &archives {
+        let target = dir.path().join(format!("out-{name}.img"));
+        let (out, lines) = write_json(archive, &target, &[]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        common::run(Command::new("cmp").arg(&img).arg(&target));
+        let start = &lines[0];
+        let c = &start["compressed"];
+        assert_eq!(c["format"], "zip", "{name}: {start}");
+        assert_eq!(c["zip"]["entry"], "vendor/disk.img", "{name}: {c}");
+        assert_eq!(c["zip"]["method"], *method, "{name}: {c}");
+        assert_eq!(
+            start["image_bytes"], len,
+            "{name}: the recorded size: {start}"
+        );
+        if *name != "zstd" {
+            let ignored: Vec<&str> = c["zip"]["ignored"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert!(ignored.contains(&"vendor/README.txt"), "{name}: {c}");
+            assert!(ignored.contains(&"vendor/.DS_Store"), "{name}: {c}");
+            assert!(
+                !ignored.iter().any(|i| i.ends_with("disk.img")),
+                "{name}: {c}"
+            );
+        }
+        let result = lines.last().unwrap();
+        assert_eq!(result["verified"], true, "{name}: {result}");
+        assert_eq!(result["image_bytes"], len, "{name}: {result}");
+    }
+    // `inspect` and `compare` look into the archive too.
+    let inspect = |p: &Path| {
+        let out = bootstick()
+            .args(["inspect", "--json"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        common::json_result(&out.stdout)
+    };
+    let plain = inspect(&img);
+    let seen = inspect(&archives[2].1);
+    assert_eq!(seen["partitions"], plain["partitions"]);
+    assert_eq!(seen["decision"], plain["decision"]);
+    assert_eq!(seen["compressed"]["zip"]["entry"], "vendor/disk.img");
+    let cmp = bootstick()
+        .arg("compare")
+        .arg(&archives[0].1)
+        .arg(dir.path().join("out-deflate.img"))
+        .output()
+        .unwrap();
+    assert!(cmp.status.success(), "{}", stderr(&cmp));
+}
+
+/// Two images in one archive: both are listed and nothing is written
+/// until one is named (exit 2); `--entry` takes it (by full name or last
+/// component). An archive without an image is refused before anything is
+/// written (exit 3), listing what it holds; `--entry` for an image that is
+/// no archive is a usage error.
+#[test]
+fn zip_archives_with_two_images_or_none() {
+    let t = "zip_archives_with_two_images_or_none";
+    if !require_tools(t, &["zip", "cmp", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 3 * MIB);
+    let other = mbr_image(dir.path(), "other.img", 2 * MIB);
+    vendor_folder(dir.path(), &img);
+    std::fs::copy(&other, dir.path().join("vendor/other.img")).unwrap();
+    let two = dir.path().join("two.zip");
+    zip_with(dir.path(), &two, &["zip", "-r"], &["vendor"]);
+    let target = dir.path().join("stick.img");
+    let (out, lines) = write_json(&two, &target, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("holds 2 images"), "{msg}");
+    assert!(
+        msg.contains("vendor/disk.img") && msg.contains("vendor/other.img"),
+        "{msg}"
+    );
+    assert!(msg.contains("--entry NAME"), "{msg}");
+    assert!(!target.exists(), "nothing written");
+    for name in ["vendor/other.img", "other.img"] {
+        let (out, lines) = write_json(&two, &target, &["--entry", name]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert_eq!(lines[0]["compressed"]["zip"]["entry"], "vendor/other.img");
+        common::run(Command::new("cmp").arg(&other).arg(&target));
+    }
+    let (out, lines) = write_json(&two, &target, &["--entry", "nope.img"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("no file entry named \"nope.img\""), "{msg}");
+
+    let none = dir.path().join("none.zip");
+    zip_with(
+        dir.path(),
+        &none,
+        &["zip", "-r"],
+        &["vendor/README.txt", "vendor/.DS_Store"],
+    );
+    let fresh = dir.path().join("fresh.img");
+    let (out, lines) = write_json(&none, &fresh, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("holds no disk image or ISO"), "{msg}");
+    assert!(msg.contains("vendor/README.txt"), "{msg}");
+    assert!(!fresh.exists(), "nothing written");
+
+    let (out, _) = write_json(&img, &fresh, &["--entry", "disk.img"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a zip archive"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fresh.exists());
+}
+
+/// On a loop device: a zip's image is written decoded (`cmp` against the
+/// original), its recorded size is checked against the device before
+/// anything is written (exit 4), and a byte flipped in a stored member
+/// (which only its CRC-32 can catch) fails as bad input with the target
+/// incomplete.
+#[test]
+fn zip_archives_on_a_loop_device() {
+    let t = "zip_archives_on_a_loop_device";
+    if !require_root(t) || !require_tools(t, &["losetup", "zip", "cmp", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = mbr_image(dir.path(), "disk.img", 12 * MIB);
+    let len = std::fs::metadata(&img).unwrap().len();
+    vendor_folder(dir.path(), &img);
+    let good = dir.path().join("good.zip");
+    zip_with(dir.path(), &good, &["zip", "-r"], &["vendor"]);
+    let backing = dir.path().join("stick");
+    std::fs::write(&backing, vec![0xA5u8; (16 * MIB) as usize]).unwrap();
+    let dev = LoopDevice::attach(&backing);
+    let (out, lines) = write_json(&good, dev.path(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines.last().unwrap()["verified"], true);
+    drop(dev);
+    common::run(
+        Command::new("cmp")
+            .arg("-n")
+            .arg(len.to_string())
+            .arg(&img)
+            .arg(&backing),
+    );
+
+    let small = dir.path().join("small");
+    std::fs::write(&small, vec![0xA5u8; (8 * MIB) as usize]).unwrap();
+    let dev = LoopDevice::attach(&small);
+    let (out, lines) = write_json(&good, dev.path(), &[]);
+    drop(dev);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains(&format!("the image needs {len} bytes")),
+        "{msg}"
+    );
+    assert!(
+        std::fs::read(&small).unwrap().iter().all(|&b| b == 0xA5),
+        "refused before any byte was written"
+    );
+
+    let stored = dir.path().join("stored.zip");
+    zip_with(dir.path(), &stored, &["zip", "-r", "-0"], &["vendor"]);
+    common::flip_byte(&stored, std::fs::metadata(&stored).unwrap().len() / 2);
+    let (code, result, err) = write_to_loop(dir.path(), &stored);
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(result["target_state"], "incomplete", "{result}");
+    let msg = result["error"].as_str().unwrap();
+    assert!(msg.contains("the zip stream is corrupt"), "{msg}");
+    assert!(msg.contains("Invalid checksum"), "{msg}");
+}

@@ -157,6 +157,10 @@ fn read_ovmf(serial: &str) -> Reading {
         let stick = line.contains("/USB(");
         let shell = line.starts_with("UEFI Interactive Shell") || line.starts_with("Shell>");
         if r.loader_started.is_some() {
+            if let Some(refusal) = shim_refusal(line) {
+                r.failure = Some((Code::ShimRefused, refusal));
+                return r;
+            }
             if bds || shell {
                 let code = if shell {
                     Code::UefiShell
@@ -187,6 +191,23 @@ fn read_ovmf(serial: &str) -> Reading {
         }
     }
     r
+}
+
+/// Shim's refusal of the loader it was to start, drawn as an error box on
+/// the console: `Verification failed: (0x1A) Security Violation` (shim
+/// prints `Verification failed: (0x%x) %r` when the next image's signature
+/// does not verify; the status is EFI_SECURITY_VIOLATION or
+/// EFI_ACCESS_DENIED). The box's frame is cut off.
+fn shim_refusal(line: &str) -> Option<String> {
+    let at = line.find("Verification failed: ")?;
+    let text = &line[at..];
+    let end = text
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_graphic() || c == ' ') || text[i..].starts_with("  "))
+        .map_or(text.len(), |(i, _)| i);
+    let text = text[..end].trim();
+    (text.ends_with("Security Violation") || text.ends_with("Access Denied"))
+        .then(|| text.to_owned())
 }
 
 /// Where a boot stands.
@@ -280,6 +301,13 @@ mod tests {
         BdsDxe: failed to load Boot0001 \"UEFI QEMU QEMU USB HARDDRIVE 1-0000:00:02.0-1\" from PciRoot(0x0)/Pci(0x2,0x0)/USB(0x0,0x0): Access Denied\n\
         BdsDxe: loading Boot0002 \"EFI Internal Shell\" from Fv(7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1)/FvFile(7C04A583-9E3E-4F1C-AD65-E05268D0B4D1)\n";
 
+    /// Debian's shim 16.1 under Secure Boot OVMF refusing an unsigned
+    /// `grubx64.efi` (a line of the serial console; the box is drawn in
+    /// CP437 line characters, which arrive as U+FFFD).
+    const OVMF_SHIM_REFUSES: &str = "BdsDxe: loading Boot0001 \"UEFI QEMU QEMU USB HARDDRIVE 1-0000:00:02.0-1\" from PciRoot(0x0)/Pci(0x2,0x0)/USB(0x0,0x0)\n\
+        BdsDxe: starting Boot0001 \"UEFI QEMU QEMU USB HARDDRIVE 1-0000:00:02.0-1\" from PciRoot(0x0)/Pci(0x2,0x0)/USB(0x0,0x0)\n\
+        \u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}                                    ERROR                                     \u{fffd}\u{fffd}                                                                              \u{fffd}\u{fffd}                Verification failed: (0x1A) Security Violation                \u{fffd}\u{fffd}      \u{fffd}\n";
+
     fn bios(debugcon: &str) -> Reading {
         read(
             Firmware::Bios,
@@ -365,6 +393,25 @@ mod tests {
             r.loader_started, None,
             "the shell is not the stick's loader"
         );
+    }
+
+    #[test]
+    fn shims_verification_failure_after_it_started_is_shim_refused() {
+        let r = uefi(OVMF_SHIM_REFUSES);
+        assert!(r.loader_started.is_some(), "shim itself started");
+        assert_eq!(
+            r.failure,
+            Some((
+                Code::ShimRefused,
+                "Verification failed: (0x1A) Security Violation".to_owned()
+            ))
+        );
+        // Before any loader started, the words are not the stick's shim.
+        assert_eq!(
+            shim_refusal("x Verification failed: (0x1A) Security Violation  y").as_deref(),
+            Some("Verification failed: (0x1A) Security Violation")
+        );
+        assert_eq!(shim_refusal("Verification failed: (0x0E) Not Found"), None);
     }
 
     #[test]

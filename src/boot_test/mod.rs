@@ -94,6 +94,10 @@ pub enum Code {
     NoUefiLoader,
     /// OVMF under Secure Boot: "Access Denied" / "Security Violation".
     SecureBootRefused,
+    /// Shim started but refused the next loader ("Verification failed:
+    /// … Security Violation"): under Secure Boot that loader is not signed
+    /// by a key shim trusts.
+    ShimRefused,
     /// OVMF could not load the stick's loader for another reason.
     LoadFailed,
     /// The loader ran but gave control back to the firmware.
@@ -126,6 +130,7 @@ impl Code {
             Code::NoBootableDevice => "the firmware found no bootable device",
             Code::NoUefiLoader => "the firmware found no UEFI boot loader (\\EFI\\BOOT\\BOOTX64.EFI) it could load on the stick",
             Code::SecureBootRefused => "Secure Boot refused the stick's boot loader: it is not signed by a key the firmware trusts (Microsoft's)",
+            Code::ShimRefused => "the stick's shim started, but refused to run the next boot loader (GRUB): under Secure Boot it is not signed by a key shim or the firmware trusts",
             Code::LoadFailed => "the firmware could not load the stick's boot loader",
             Code::LoaderReturned => "the stick's boot loader started, then gave control back to the firmware",
             Code::UefiShell => "the firmware dropped to the UEFI shell instead of booting the stick",

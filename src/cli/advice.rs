@@ -5,12 +5,20 @@
 
 use super::exit::{self, Failure};
 use bootstick::devices;
+use bootstick::image::{archive, compressed};
 use bootstick::job::Error;
 
 /// The failure to report for a job error.
 pub fn failure(e: Error) -> Failure {
     let code = exit::job_error(&e);
     match e {
+        Error::Compressed {
+            path,
+            source: compressed::Error::Zip(z @ (archive::Error::SeveralImages { .. } | archive::Error::NoSuchEntry { .. })),
+        } => Failure::new(
+            code,
+            anyhow::anyhow!("{}: {z}; give --entry NAME", path.display()),
+        ),
         Error::Write(w) => Failure::write(w),
         Error::Device(d) => device(d),
         Error::Image(i) => Failure::new(code, i),
@@ -52,6 +60,9 @@ pub fn failure(e: Error) -> Failure {
             code,
             anyhow::anyhow!("{}", super::target::declined(&summary, asked)),
         ),
+        e @ Error::EntryForNonArchive { .. } => {
+            Failure::new(code, anyhow::anyhow!("{e}; drop --entry"))
+        }
         e @ Error::NamedTwice { .. } => {
             Failure::new(code, anyhow::anyhow!("{e}; name each target once"))
         }

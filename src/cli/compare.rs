@@ -49,6 +49,11 @@ pub struct Args {
     /// Print newline-delimited JSON events on stdout (schema in docs/cli.md).
     #[arg(long)]
     pub json: bool,
+    /// When IMAGE is a zip archive holding several images: the member to
+    /// compare with (its name in the archive, or its last component). Without it
+    /// the one disk image or ISO in the archive is taken.
+    #[arg(long, value_name = "NAME")]
+    pub entry: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -57,7 +62,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
-    let image = job::Image::open(&args.image).map_err(advice::failure)?;
+    let image = job::Image::open(&args.image)
+        .map_err(advice::failure)?
+        .with_entry(args.entry.clone());
     let (path, disk) =
         job::resolve_for_reading(&Roots::live(), &args.target).map_err(advice::failure)?;
     let target = write::Target::open_read(&path).map_err(Failure::write)?;

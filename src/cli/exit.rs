@@ -213,6 +213,21 @@ pub fn compressed_error(e: &image::compressed::Error) -> Exit {
         | E::Malformed { .. }
         | E::Empty { .. } => Exit::BadInput,
         E::Setup { .. } => Exit::Internal,
+        E::Zip(z) => archive_error(z),
+    }
+}
+
+/// The code of a zip archive that gives no member to write: bad input,
+/// but a member to be named (several images, a name not found) is a
+/// usage error, and unreadable bytes are the image's.
+pub fn archive_error(e: &image::archive::Error) -> Exit {
+    use image::archive::Error as E;
+    match e {
+        E::Image(i) => image_error(i),
+        E::Malformed(_) | E::NoImage { .. } | E::Encrypted { .. } | E::Unsupported { .. } => {
+            Exit::BadInput
+        }
+        E::SeveralImages { .. } | E::NoSuchEntry { .. } => Exit::Usage,
     }
 }
 
@@ -239,6 +254,7 @@ pub fn job_error(e: &job::Error) -> Exit {
         E::Duplicate(_) | E::Panicked => Exit::Internal,
         E::Compressed { source, .. } => compressed_error(source),
         E::CompressedLayout { .. } => Exit::BadInput,
+        E::EntryForNonArchive { .. } => Exit::Usage,
     }
 }
 
@@ -304,6 +320,11 @@ pub fn layout_error(e: &from_iso::Error) -> Exit {
     match e {
         E::FileTooLarge { .. } | E::TargetTooSmall { .. } => Exit::Refused,
         E::Image(i) => image_error(i),
+        E::ElToritoTree {
+            source: bootstick::image::eltorito::TreeError::Image(i),
+            ..
+        } => image_error(i),
+        E::ElToritoTree { .. } => Exit::BadInput,
         E::NoEfiLoader | E::LoaderTooLarge { .. } | E::Loader { .. } | E::Wim { .. } => {
             Exit::BadInput
         }

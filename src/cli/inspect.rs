@@ -20,6 +20,11 @@ pub struct Args {
     /// Print the report as one JSON object on stdout (schema in docs/cli.md).
     #[arg(long)]
     pub json: bool,
+    /// When IMAGE is a zip archive holding several images: the member to
+    /// inspect (its name in the archive, or its last component). Without it
+    /// the one disk image or ISO in the archive is taken.
+    #[arg(long, value_name = "NAME")]
+    pub entry: Option<String>,
 }
 
 /// The JSON document: the image path, then the inspection.
@@ -49,7 +54,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     out.start("inspect", serde_json::json!({ "image": &args.image }));
     let src = open_source(&args.image)?;
     // A compressed image is inspected decompressed (docs/cli.md).
-    let (src, compressed) = job::inspectable(src, &args.image).map_err(super::advice::failure)?;
+    let (src, compressed) = job::inspectable(src, &args.image, args.entry.as_deref())
+        .map_err(super::advice::failure)?;
     let inspection = job::inspect_source(&src, &args.image).map_err(super::advice::failure)?;
     // The layout `write` would build for an image file target (docs/layout.md).
     let planned = (inspection.decision.mode == inspect::Mode::Layout).then(|| match &compressed {
@@ -86,10 +92,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
         if let Some(c) = &compressed {
             let _ = writeln!(
                 text,
-                "compressed   {}, {} decompressed from {}",
+                "compressed   {}, {} decompressed from {}{}",
                 c.format(),
                 human_size(inspection.size),
-                human_size(c.compressed_len())
+                human_size(c.compressed_len()),
+                super::render::zip_member_line(c)
             );
         }
         if let Some(m) = &implanted {

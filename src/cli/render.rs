@@ -690,12 +690,27 @@ pub fn layout_line(l: &bootstick::layout::from_iso::Layout) -> String {
             String::new()
         } else {
             format!(
-                "; EFI loader {} from the El Torito image",
+                "; EFI loader {} from the El Torito image{}{}",
                 l.added_loaders
                     .iter()
                     .map(|a| a.path.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                match l.added_files.len() - l.added_loaders.len() {
+                    0 => String::new(),
+                    n => format!(" with {n} more files from it"),
+                },
+                match l.el_torito_conflicts.len() {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} of its paths were on the stick already and kept: {})",
+                        l.el_torito_conflicts
+                            .iter()
+                            .map(|c| c.path.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
             )
         },
         if l.wim_parts.is_empty() {
@@ -705,6 +720,24 @@ pub fn layout_line(l: &bootstick::layout::from_iso::Layout) -> String {
                 "; sources/install.wim split into {} .swm parts",
                 l.wim_parts.len()
             )
+        }
+    )
+}
+
+/// What of a zip archive was written and what ignored, for a summary
+/// (empty for other images).
+pub fn zip_member_line(c: &bootstick::image::compressed::Compressed) -> String {
+    let Some(m) = c.zip_member() else {
+        return String::new();
+    };
+    let ignored: Vec<&str> = m.ignored().iter().map(|e| e.name.as_str()).collect();
+    format!(
+        ", entry {}{}",
+        m.chosen().name,
+        if ignored.is_empty() {
+            String::new()
+        } else {
+            format!(" (ignored: {})", ignored.join(", "))
         }
     )
 }

@@ -63,6 +63,11 @@ pub struct Args {
     /// that way).
     #[arg(long)]
     pub raw: bool,
+    /// When IMAGE is a zip archive holding several images: the member to
+    /// write (its name in the archive, or its last component). Without it
+    /// the one disk image or ISO in the archive is taken.
+    #[arg(long, value_name = "NAME")]
+    pub entry: Option<String>,
     /// Partition table of a built layout (ignored for byte copies): `gpt`
     /// (UEFI) or `mbr` (also readable by old systems; still UEFI boot).
     #[arg(long, value_enum, default_value = "gpt")]
@@ -97,7 +102,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     if let Some(o) = &boot {
         super::boot::available(o)?;
     }
-    let image = job::Image::open(&args.image).map_err(advice::failure)?;
+    let image = job::Image::open(&args.image)
+        .map_err(advice::failure)?
+        .with_entry(args.entry.clone());
     let req = super::references::request(args.image.clone(), &args.references)?;
     let policy = job::CheckPolicy {
         required: args.verify_source,
@@ -196,10 +203,11 @@ fn summary(job: &job::Job, w: &Written) -> String {
             human_bytes(image_len)
         ),
         (None, Some(c)) => format!(
-            "{} byte for byte, decompressed from {} ({})",
+            "{} byte for byte, decompressed from {} ({}){}",
             human_bytes(image_len),
             c.format(),
-            human_bytes(c.compressed_len())
+            human_bytes(c.compressed_len()),
+            super::render::zip_member_line(c)
         ),
         (None, None) => format!("{} byte for byte", human_bytes(image_len)),
     };

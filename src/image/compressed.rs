@@ -55,6 +55,8 @@ pub enum Format {
     Zstd,
     Gzip,
     Bzip2,
+    /// A zip archive: the one member that is an image (`image::archive`).
+    Zip,
 }
 
 impl Format {
@@ -65,12 +67,13 @@ impl Format {
             Format::Zstd => "zstd",
             Format::Gzip => "gzip",
             Format::Bzip2 => "bzip2",
+            Format::Zip => "zip",
         }
     }
 
     /// True when the format's framing records the uncompressed size.
     pub fn records_size(self) -> bool {
-        matches!(self, Format::Xz | Format::Zstd)
+        matches!(self, Format::Xz | Format::Zstd | Format::Zip)
     }
 }
 
@@ -98,6 +101,11 @@ pub fn detect(head: &[u8]) -> Option<Format> {
     }
     if head.starts_with(ZSTD) {
         return Some(Format::Zstd);
+    }
+    // A local file header, or the end of central directory of an empty
+    // archive (refused later: it holds no image).
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Some(Format::Zip);
     }
     if head.len() >= 4 && head[0] == 0x1F && head[1] == 0x8B && head[2] == 8 && head[3] & 0xE0 == 0
     {
@@ -172,6 +180,9 @@ pub enum Error {
     /// The decoder could not be set up.
     #[error("cannot start the {format} decoder: {detail}")]
     Setup { format: Format, detail: String },
+    /// A zip archive gives no member to write (`image::archive`).
+    #[error(transparent)]
+    Zip(#[from] super::archive::Error),
 }
 
 impl Error {
@@ -179,6 +190,7 @@ impl Error {
     pub fn image(&self) -> Option<&super::Error> {
         match self {
             Error::Image(e) => Some(e),
+            Error::Zip(super::archive::Error::Image(e)) => Some(e),
             _ => None,
         }
     }
@@ -187,12 +199,13 @@ impl Error {
 /// The uncompressed size `src` (in `format`) declares, when the format
 /// records it: the sum over every xz stream's index, or over every zstd
 /// frame's content size (`None` when a frame omits it, as streaming
-/// compressors do). gzip and bzip2: `None`.
+/// compressors do). gzip and bzip2: `None`; zip: `None` here, the chosen
+/// member's recorded size once [`Compressed::probe_entry`] chose it.
 pub fn declared_size(src: &dyn ByteSource, format: Format) -> Result<Option<u64>, Error> {
     match format {
         Format::Xz => xz_size(src).map(Some),
         Format::Zstd => zstd_size(src),
-        Format::Gzip | Format::Bzip2 => Ok(None),
+        Format::Gzip | Format::Bzip2 | Format::Zip => Ok(None),
     }
 }
 
@@ -627,7 +640,19 @@ impl std::fmt::Debug for Decoder {
 }
 
 impl Decoder {
-    /// A decoder of `src`, compressed in `format`, from its first byte.
+    /// A decoder of the zip member `member`, from its first byte.
+    pub fn zip(member: &super::archive::Member) -> Decoder {
+        let consumed = Arc::new(AtomicU64::new(0));
+        Decoder {
+            format: Format::Zip,
+            inner: Box::new(member.reader(consumed.clone())),
+            out: 0,
+            consumed,
+        }
+    }
+
+    /// A decoder of `src`, compressed in `format` (not zip: [`Decoder::zip`]),
+    /// from its first byte.
     pub fn new(src: Arc<dyn ByteSource>, format: Format) -> Result<Decoder, Error> {
         let consumed = Arc::new(AtomicU64::new(0));
         let input = BufReader::with_capacity(
@@ -649,6 +674,13 @@ impl Decoder {
             }
             Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
             Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+            Format::Zip => {
+                return Err(Error::Setup {
+                    format,
+                    detail: "a zip member is decoded through its archive (Compressed::decoder)"
+                        .into(),
+                })
+            }
         };
         Ok(Decoder {
             format,
@@ -739,6 +771,8 @@ pub struct Compressed {
     src: Arc<dyn ByteSource>,
     format: Format,
     declared: Option<u64>,
+    /// A zip archive's chosen member.
+    member: Option<Arc<super::archive::Member>>,
 }
 
 impl std::fmt::Debug for Compressed {
@@ -756,15 +790,37 @@ impl Compressed {
     /// declared size is read (and the framing that records it checked)
     /// here.
     pub fn probe(src: Arc<dyn ByteSource>) -> Result<Option<Compressed>, Error> {
+        Compressed::probe_entry(src, None)
+    }
+
+    /// As [`Compressed::probe`]; a zip archive's member is `entry`, or
+    /// the one image it holds (`image::archive::select`), its size the
+    /// one its central directory records.
+    pub fn probe_entry(
+        src: Arc<dyn ByteSource>,
+        entry: Option<&str>,
+    ) -> Result<Option<Compressed>, Error> {
         let Some(format) = detect_source(&*src).map_err(Error::Image)? else {
             return Ok(None);
         };
-        let declared = declared_size(&*src, format)?;
+        let (declared, member) = match format {
+            Format::Zip => {
+                let m = super::archive::select(src.clone(), entry)?;
+                (Some(m.chosen().size), Some(Arc::new(m)))
+            }
+            _ => (declared_size(&*src, format)?, None),
+        };
         Ok(Some(Compressed {
             src,
             format,
             declared,
+            member,
         }))
+    }
+
+    /// A zip archive's chosen member (with the entries ignored beside it).
+    pub fn zip_member(&self) -> Option<&super::archive::Member> {
+        self.member.as_deref()
     }
 
     pub fn format(&self) -> Format {
@@ -784,7 +840,10 @@ impl Compressed {
 
     /// A decoder from the first byte.
     pub fn decoder(&self) -> Result<Decoder, Error> {
-        Decoder::new(self.src.clone(), self.format)
+        match &self.member {
+            Some(m) => Ok(Decoder::zip(m)),
+            None => Decoder::new(self.src.clone(), self.format),
+        }
     }
 
     /// The decompressed length: the declared size, else found by decoding
@@ -806,6 +865,7 @@ impl Compressed {
                 format: self.format,
                 what: match self.format {
                     Format::Xz => "index",
+                    Format::Zip => "central directory",
                     _ => "frame headers",
                 },
                 declared,

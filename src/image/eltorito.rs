@@ -588,6 +588,19 @@ pub fn open_fat(
     len: u64,
     budget: u64,
 ) -> Result<FatFs<'_>, Error> {
+    open_fat_depth(src, offset, len, budget, fat_check::LOADER_DEPTH)
+}
+
+/// [`open_fat`], with directory entries checked down to `depth` levels
+/// below the root ([`fat_check::check_depth`]): for walking more of the
+/// volume than `/EFI/BOOT`.
+pub fn open_fat_depth(
+    src: &dyn ByteSource,
+    offset: u64,
+    len: u64,
+    budget: u64,
+    depth: u32,
+) -> Result<FatFs<'_>, Error> {
     let fat_error = |detail: String| Error::Malformed {
         format: "FAT volume",
         offset,
@@ -606,7 +619,7 @@ pub fn open_fat(
             "no FAT boot sector (BIOS parameter block)".into(),
         ));
     };
-    fat_check::check(src, offset, &s)
+    fat_check::check_depth(src, offset, &s, depth)
         .map_err(|e| fat_error(format!("not a safe FAT volume: {e}")))?;
     let cursor = SourceCursor::new(src, offset, len.max(vol_len), budget);
     fatfs::FileSystem::new(cursor, fatfs::FsOptions::new())
@@ -645,6 +658,150 @@ pub fn efi_loaders(src: &dyn ByteSource, offset: u64, len: u64) -> Result<Vec<Fa
         }
     }
     Ok(loaders)
+}
+
+/// Bounds on [`efi_tree`]: what an EFI boot image's tree may hold before it
+/// is refused as damaged or hostile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeLimits {
+    /// The largest single file.
+    pub file_bytes: u64,
+    /// All files' bytes together.
+    pub total_bytes: u64,
+    /// Files and directories together.
+    pub entries: usize,
+}
+
+/// One entry of a FAT volume's tree, with its contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Path components from the root, as stored (long names).
+    pub path: Vec<String>,
+    /// `None` for a directory, else the file's bytes.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Why [`efi_tree`] could not read a FAT volume's tree.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// Not a (safe, readable) FAT volume, or a directory or file that
+    /// cannot be read.
+    #[error(transparent)]
+    Image(#[from] Error),
+    /// A file larger than [`TreeLimits::file_bytes`].
+    #[error("{path} in the FAT volume is {size} bytes, more than the {limit}-byte limit")]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+    /// More than [`TreeLimits::total_bytes`] or [`TreeLimits::entries`].
+    #[error("the FAT volume holds more than {limit} {what}")]
+    TooMuch { what: &'static str, limit: u64 },
+    /// Directories nested deeper than [`fat_check::TREE_DEPTH`].
+    #[error("{path} in the FAT volume is nested more than {limit} directories deep")]
+    TooDeep { path: String, limit: u32 },
+}
+
+/// Reads the whole tree of the FAT volume occupying `len` bytes at
+/// `offset` of `src` (an EFI boot image), parents before children, within
+/// `limits`. Every directory down to [`fat_check::TREE_DEPTH`] is checked
+/// first (clusters in range, no chain loops, no directory cycles), so the
+/// walk ends; the bounds stop a volume that claims more than its size can
+/// hold (cluster chains shared between files).
+pub fn efi_tree(
+    src: &dyn ByteSource,
+    offset: u64,
+    len: u64,
+    limits: TreeLimits,
+) -> Result<Vec<TreeEntry>, TreeError> {
+    let fat_error = |detail: String| Error::Malformed {
+        format: "FAT volume",
+        offset,
+        detail,
+    };
+    let fs = open_fat_depth(
+        src,
+        offset,
+        len,
+        limits.total_bytes + MAX_FAT_LISTING_READ,
+        fat_check::TREE_DEPTH,
+    )?;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let mut stack = vec![(Vec::<String>::new(), fs.root_dir())];
+    while let Some((path, dir)) = stack.pop() {
+        let shown = |name: &str| {
+            let mut p = path.join("/");
+            p.insert(0, '/');
+            if !name.is_empty() {
+                if p.len() > 1 {
+                    p.push('/');
+                }
+                p.push_str(name);
+            }
+            p
+        };
+        let mut subdirs = Vec::new();
+        for e in dir.iter() {
+            let e = e.map_err(|e| fat_error(format!("cannot read {}: {e}", shown(""))))?;
+            let name = e.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            if out.len() >= limits.entries {
+                return Err(TreeError::TooMuch {
+                    what: "files and directories",
+                    limit: limits.entries as u64,
+                });
+            }
+            let mut child = path.clone();
+            child.push(name.clone());
+            if e.is_dir() {
+                if child.len() > fat_check::TREE_DEPTH as usize {
+                    return Err(TreeError::TooDeep {
+                        path: shown(&name),
+                        limit: fat_check::TREE_DEPTH,
+                    });
+                }
+                out.push(TreeEntry {
+                    path: child.clone(),
+                    bytes: None,
+                });
+                subdirs.push((child, e.to_dir()));
+            } else if e.is_file() {
+                let size = e.len();
+                if size > limits.file_bytes {
+                    return Err(TreeError::FileTooLarge {
+                        path: shown(&name),
+                        size,
+                        limit: limits.file_bytes,
+                    });
+                }
+                total += size;
+                if total > limits.total_bytes {
+                    return Err(TreeError::TooMuch {
+                        what: "bytes of files",
+                        limit: limits.total_bytes,
+                    });
+                }
+                let mut bytes = Vec::with_capacity(size as usize);
+                io::Read::read_to_end(&mut io::Read::take(e.to_file(), size + 1), &mut bytes)
+                    .map_err(|err| fat_error(format!("cannot read {}: {err}", shown(&name))))?;
+                if bytes.len() as u64 != size {
+                    return Err(fat_error(format!(
+                        "{} holds {} bytes, its directory entry says {size}",
+                        shown(&name),
+                        bytes.len()
+                    ))
+                    .into());
+                }
+                out.push(TreeEntry {
+                    path: child,
+                    bytes: Some(bytes),
+                });
+            }
+        }
+        // Depth-first, in directory order: reversed onto the stack.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(out)
 }
 
 type FatDir<'a, 'b> = fatfs::Dir<'a, SourceCursor<'b>>;
@@ -778,6 +935,40 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// A directory that holds itself as a subdirectory: walking the whole
+    /// tree would never end (or, depth-bounded, copy 16 nested copies of
+    /// it). The check names the cycle before `fatfs` reads anything.
+    #[test]
+    fn a_directory_cycle_is_refused_before_the_tree_is_read() {
+        let limits = TreeLimits {
+            file_bytes: 1 << 20,
+            total_bytes: 1 << 20,
+            entries: 1000,
+        };
+        let img = fat12_with_efi_dir(0xFFF);
+        let tree = efi_tree(&img, 0, img.len() as u64, limits).unwrap();
+        assert_eq!(
+            tree,
+            [TreeEntry {
+                path: vec!["EFI".into()],
+                bytes: None
+            }]
+        );
+        // /EFI/LOOP is /EFI again (cluster 2).
+        let mut img = fat12_with_efi_dir(0xFFF);
+        img[1536..1547].copy_from_slice(b"LOOP       ");
+        img[1536 + 11] = 0x10;
+        img[1536 + 26] = 2;
+        match efi_tree(&img, 0, img.len() as u64, limits) {
+            Err(TreeError::Image(Error::Malformed { detail, .. })) => {
+                assert!(detail.contains("directory cycle"), "{detail}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Finding loaders looks two levels deep and sees the cycle too.
+        assert!(efi_loaders(&img, 0, img.len() as u64).is_err());
     }
 
     #[test]

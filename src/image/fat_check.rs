@@ -8,9 +8,12 @@
 //! `system_area` fuzz target. [`check`] therefore verifies, in 64-bit
 //! arithmetic, what `fatfs` will compute from and follow: the BPB geometry,
 //! every entry of the FAT it reads, and the first cluster of every entry of
-//! the directories `bootstick` can enter (the root, its subdirectories and
-//! theirs: `/EFI/BOOT/*`). Directory chains are walked with a step bound, so a
-//! loop is reported too.
+//! the directories `bootstick` can enter: the root, its subdirectories and
+//! theirs (`/EFI/BOOT/*`, [`LOADER_DEPTH`]) for finding loaders, or down to
+//! [`TREE_DEPTH`] when a built layout copies the volume's whole tree
+//! ([`check_depth`]). Directory chains are walked with a step bound, so a
+//! loop is reported too, and so is a subdirectory that is one of its own
+//! ancestors (a directory cycle, which would make a tree walk endless).
 
 use super::ByteSource;
 
@@ -20,8 +23,14 @@ pub const MAX_FAT_SCAN: u64 = 64 << 20;
 /// The most directory bytes [`check`] reads in all.
 const MAX_DIR_SCAN: u64 = 64 << 20;
 
-/// How deep below the root directory entries are checked (`/EFI/BOOT/x`).
-const DIR_DEPTH: u32 = 2;
+/// How deep below the root directory entries are checked for finding
+/// loaders (`/EFI/BOOT/x`).
+pub const LOADER_DEPTH: u32 = 2;
+
+/// How deep below the root a whole-tree copy goes (and [`check_depth`]
+/// checks for it): far deeper than any EFI boot image's tree (Debian's is
+/// `/EFI/debian/grub.cfg`, Windows' `/EFI/MICROSOFT/BOOT/FONTS/x`).
+pub const TREE_DEPTH: u32 = 16;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -160,8 +169,20 @@ impl Geometry {
 }
 
 /// Checks the FAT volume at `offset` of `src` (boot sector `s`) as described
-/// in the module documentation; the error says what is wrong.
+/// in the module documentation, directories down to [`LOADER_DEPTH`]; the
+/// error says what is wrong.
 pub fn check(src: &dyn ByteSource, offset: u64, s: &[u8; 512]) -> Result<(), String> {
+    check_depth(src, offset, s, LOADER_DEPTH)
+}
+
+/// [`check`], with the entries of directories down to `depth` levels below
+/// the root checked (the root's own entries are level 0).
+pub fn check_depth(
+    src: &dyn ByteSource,
+    offset: u64,
+    s: &[u8; 512],
+    depth: u32,
+) -> Result<(), String> {
     let g = Geometry::parse(s, offset)?;
     let entries = g.max_cluster + 1;
     let needed = match g.kind {
@@ -183,13 +204,27 @@ pub fn check(src: &dyn ByteSource, offset: u64, s: &[u8; 512]) -> Result<(), Str
     for cluster in 2..=g.max_cluster {
         g.next(&fat, cluster)?;
     }
-    let mut budget = MAX_DIR_SCAN;
     let root = if g.kind == Kind::Fat32 {
         Dir::Chain(g.root_cluster)
     } else {
         Dir::Fixed(g.root_offset, g.root_bytes)
     };
-    check_dir(src, &g, &fat, root, 0, &mut budget)
+    let mut walk = Walk {
+        max_depth: depth,
+        budget: MAX_DIR_SCAN,
+        ancestors: Vec::new(),
+    };
+    check_dir(src, &g, &fat, root, 0, &mut walk)
+}
+
+/// The state of one check's directory walk.
+struct Walk {
+    max_depth: u32,
+    /// Directory bytes left to read.
+    budget: u64,
+    /// First clusters of the directories being checked, root first (0 for
+    /// a FAT12/16 root): a subdirectory naming one of them is a cycle.
+    ancestors: Vec<u64>,
 }
 
 enum Dir {
@@ -200,40 +235,48 @@ enum Dir {
 }
 
 /// Checks the first cluster of every entry of `dir`, and recurses into
-/// subdirectories down to [`DIR_DEPTH`].
+/// subdirectories down to the walk's depth, refusing a subdirectory that is
+/// one of its ancestors.
 fn check_dir(
     src: &dyn ByteSource,
     g: &Geometry,
     fat: &[u8],
     dir: Dir,
     depth: u32,
-    budget: &mut u64,
+    walk: &mut Walk,
 ) -> Result<(), String> {
     // The extents holding the directory, in order.
     let mut extents = Vec::new();
-    match dir {
-        Dir::Fixed(at, len) => extents.push((at, len)),
-        Dir::Chain(mut cluster) => loop {
-            let walked = extents.len() as u64 + 1;
-            if walked > g.max_cluster || walked * g.cluster_bytes > *budget {
-                return Err(format!(
-                    "the directory chain through cluster {cluster} loops or is longer \
-                     than bootstick reads"
-                ));
+    let first = match dir {
+        Dir::Fixed(at, len) => {
+            extents.push((at, len));
+            0
+        }
+        Dir::Chain(first) => {
+            let mut cluster = first;
+            loop {
+                let walked = extents.len() as u64 + 1;
+                if walked > g.max_cluster || walked * g.cluster_bytes > walk.budget {
+                    return Err(format!(
+                        "the directory chain through cluster {cluster} loops or is longer \
+                         than bootstick reads"
+                    ));
+                }
+                extents.push((g.cluster_offset(cluster), g.cluster_bytes));
+                match g.next(fat, cluster)? {
+                    Some(n) => cluster = n,
+                    None => break,
+                }
             }
-            extents.push((g.cluster_offset(cluster), g.cluster_bytes));
-            match g.next(fat, cluster)? {
-                Some(n) => cluster = n,
-                None => break,
-            }
-        },
-    }
+            first
+        }
+    };
     let mut subdirs = Vec::new();
     'extents: for (at, len) in extents {
-        if len > *budget {
+        if len > walk.budget {
             return Err("its directories are larger than bootstick reads".into());
         }
-        *budget -= len;
+        walk.budget -= len;
         let mut buf = vec![0u8; len as usize];
         // fatfs stops at the end of the image as well; check what exists.
         let avail = src.len().saturating_sub(at).min(len) as usize;
@@ -262,14 +305,28 @@ fn check_dir(
                     g.max_cluster
                 ));
             }
-            if attr & 0x10 != 0 && e[0] != b'.' && cluster != 0 && depth < DIR_DEPTH {
+            if attr & 0x10 != 0 && e[0] != b'.' && cluster != 0 && depth < walk.max_depth {
                 subdirs.push(cluster);
             }
         }
     }
+    walk.ancestors.push(first);
     for cluster in subdirs {
-        check_dir(src, g, fat, Dir::Chain(cluster), depth + 1, budget)?;
+        // A FAT32 root is a chain too: its cluster is the first ancestor.
+        let root_cluster = if g.kind == Kind::Fat32 {
+            g.root_cluster
+        } else {
+            0
+        };
+        if cluster == first || walk.ancestors.contains(&cluster) || cluster == root_cluster {
+            return Err(format!(
+                "a subdirectory names cluster {cluster}, which holds one of its own parent \
+                 directories (a directory cycle)"
+            ));
+        }
+        check_dir(src, g, fat, Dir::Chain(cluster), depth + 1, walk)?;
     }
+    walk.ancestors.pop();
     Ok(())
 }
 

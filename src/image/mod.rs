@@ -17,6 +17,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+pub mod archive;
 pub mod checked;
 pub mod compressed;
 pub mod input;

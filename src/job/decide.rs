@@ -88,6 +88,8 @@ pub struct LayoutSummary<'a> {
     pub directories: usize,
     pub file_bytes: u64,
     pub added_loaders: &'a [from_iso::AddedLoader],
+    pub added_files: &'a [from_iso::AddedFile],
+    pub el_torito_conflicts: &'a [from_iso::Conflict],
     pub skipped_links: &'a [String],
     pub wim_parts: &'a [from_iso::WimPart],
 }
@@ -104,6 +106,8 @@ impl<'a> LayoutSummary<'a> {
             directories: l.dirs,
             file_bytes: l.file_bytes,
             added_loaders: &l.added_loaders,
+            added_files: &l.added_files,
+            el_torito_conflicts: &l.el_torito_conflicts,
             skipped_links: &l.skipped_links,
             wim_parts: &l.wim_parts,
         }

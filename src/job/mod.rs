@@ -162,6 +162,9 @@ pub enum Error {
         path: PathBuf,
         format: compressed::Format,
     },
+    /// A member name was given for an image that is not a zip archive.
+    #[error("{} is not a zip archive: it has no entries to choose from", path.display())]
+    EntryForNonArchive { path: PathBuf },
     #[error("the job's thread panicked")]
     Panicked,
 }
@@ -179,25 +182,42 @@ pub struct CheckPolicy {
 /// compressed image decompressed, its size learnt by decoding it once
 /// where its format records none (so every structure can be read, and the
 /// size reported is the image's), with its compression.
+/// A zip archive's member is `entry`, or the one image it holds.
 pub fn inspectable(
     src: Arc<dyn ByteSource>,
     path: &Path,
+    entry: Option<&str>,
 ) -> Result<(Arc<dyn ByteSource>, Option<Compressed>), Error> {
     let fail = |source| Error::Compressed {
         path: path.to_path_buf(),
         source,
     };
-    let Some(c) = Compressed::probe(src.clone()).map_err(fail)? else {
+    let compressed = Compressed::probe_entry(src.clone(), entry).map_err(fail)?;
+    check_entry(path, entry, compressed.as_ref())?;
+    let Some(c) = compressed else {
         return Ok((src, None));
     };
     let len = c.measure().map_err(fail)?;
     Ok((Arc::new(DecodedImage::with_len(c.clone(), len)), Some(c)))
 }
 
+/// A member name given for an image that is not a zip archive is refused
+/// rather than ignored.
+fn check_entry(path: &Path, entry: Option<&str>, c: Option<&Compressed>) -> Result<(), Error> {
+    match (entry, c.map(Compressed::format)) {
+        (Some(_), f) if f != Some(compressed::Format::Zip) => Err(Error::EntryForNonArchive {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// An image, opened once, with its identity pinned.
 #[derive(Debug)]
 pub struct Image {
     input: input::Input,
+    /// The zip member to write, when the image is an archive.
+    entry: Option<String>,
 }
 
 impl Image {
@@ -206,7 +226,15 @@ impl Image {
     pub fn open(path: &Path) -> Result<Image, Error> {
         Ok(Image {
             input: input::open(path)?,
+            entry: None,
         })
+    }
+
+    /// Names the member to write when the image is a zip archive (else
+    /// the one image it holds is; `image::archive`). An image that is no
+    /// archive is then refused ([`Error::EntryForNonArchive`]).
+    pub fn with_entry(self, entry: Option<String>) -> Image {
+        Image { entry, ..self }
     }
 
     pub fn path(&self) -> &Path {
@@ -271,10 +299,18 @@ impl Image {
         // A compressed image is decided on, and written, decompressed
         // (docs/cli.md, "Compressed images"); its compressed bytes are read
         // through `bytes`, so through the check's digests too.
-        let compressed = Compressed::probe(bytes.clone()).map_err(|source| Error::Compressed {
-            path: self.input.path().to_path_buf(),
-            source,
-        })?;
+        let compressed =
+            Compressed::probe_entry(bytes.clone(), self.entry.as_deref()).map_err(|source| {
+                Error::Compressed {
+                    path: self.input.path().to_path_buf(),
+                    source,
+                }
+            })?;
+        check_entry(
+            self.input.path(),
+            self.entry.as_deref(),
+            compressed.as_ref(),
+        )?;
         let decided = match &compressed {
             Some(c) => {
                 let window: Arc<dyn ByteSource> =
@@ -497,6 +533,20 @@ pub struct CompressedSummary {
     pub declared_bytes: Option<u64>,
     /// The uncompressed size, where known.
     pub decompressed_bytes: Option<u64>,
+    /// A zip archive's member written, and the entries ignored beside it.
+    pub zip: Option<ZipSummary>,
+}
+
+/// A zip archive's member, in a start line or `inspect`'s report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ZipSummary {
+    /// The member's name in the archive.
+    pub entry: String,
+    /// Its compression method (`Deflated`, `Deflate64`, `Bzip2`, `Lzma`,
+    /// `Zstd`, `Stored`).
+    pub method: String,
+    /// The other file entries, not written.
+    pub ignored: Vec<String>,
 }
 
 impl CompressedSummary {
@@ -508,6 +558,11 @@ impl CompressedSummary {
             compressed_bytes: c.compressed_len(),
             declared_bytes: c.declared_size(),
             decompressed_bytes: decompressed.or(c.declared_size()),
+            zip: c.zip_member().map(|m| ZipSummary {
+                entry: m.chosen().name.clone(),
+                method: m.chosen().method.clone(),
+                ignored: m.ignored().iter().map(|e| e.name.clone()).collect(),
+            }),
         }
     }
 }

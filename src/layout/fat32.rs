@@ -177,6 +177,16 @@ impl Dir {
     pub fn entries(&self) -> &[(String, Node)] {
         &self.entries
     }
+
+    /// The entry named `name` ignoring case, as the volume compares names
+    /// (two such names in one directory are refused when it is laid out).
+    pub fn entry_mut(&mut self, name: &str) -> Option<&mut Node> {
+        let want = name.to_lowercase();
+        self.entries
+            .iter_mut()
+            .find(|(n, _)| n.to_lowercase() == want)
+            .map(|(_, node)| node)
+    }
 }
 
 /// Volume parameters.

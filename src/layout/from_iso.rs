@@ -4,11 +4,17 @@
 //!
 //! Nothing of the image is loaded: files become `Source` ranges of the ISO
 //! (the runs its reader reports), so the write engine streams them straight
-//! from the image. The one exception is the EFI loaders: many ISOs keep
-//! them only inside the El Torito EFI boot image (a small FAT volume) and
-//! not in their tree. When the tree lacks `/EFI/BOOT/BOOT*.EFI`, the loaders
-//! of that image are read (capped at [`MAX_LOADER`] each) and added to the
-//! tree as in-memory files, which is what makes the stick bootable at all.
+//! from the image. The one exception is the El Torito EFI boot image (a
+//! small FAT volume): many ISOs keep their UEFI boot path only there and not
+//! in their tree. When the tree lacks `/EFI/BOOT/BOOT*.EFI`, that image's
+//! **whole** file tree is read (capped at [`MAX_LOADER`] a file and
+//! [`MAX_EL_TORITO_TREE`] in all) and added as in-memory files: a loader
+//! alone is not enough, because distributions sign their media with shim,
+//! which loads `grubx64.efi` (and `mmx64.efi`) from its own directory, and
+//! signed GRUB reads its configuration from a directory such as
+//! `EFI/debian/`. Files the tree already has win; each such path is a
+//! [`Conflict`] in the layout's report. When the tree has its own loader,
+//! only El Torito loaders of other names (other architectures) are added.
 //!
 //! Files of 4 GiB or more cannot be stored on FAT32. `sources/install.wim`
 //! (Windows installers) is then split into `install.swm`, `install2.swm`, …
@@ -31,6 +37,13 @@ use crate::plan::{Plan, MIB};
 /// (shim, GRUB, Windows' bootmgfw) are a few MiB; a standalone GRUB with
 /// modules stays under 16 MiB.
 pub const MAX_LOADER: u64 = 64 << 20;
+
+/// The most file bytes copied out of El Torito EFI boot images in all (a
+/// real one is 1–10 MiB: shim, GRUB, MokManager, a config).
+pub const MAX_EL_TORITO_TREE: u64 = 256 << 20;
+
+/// The most files and directories copied out of El Torito EFI boot images.
+pub const MAX_EL_TORITO_ENTRIES: usize = 16384;
 
 /// The smallest stick we lay out: a FAT32 volume needs 65525 clusters, i.e.
 /// about 33 MiB with 512-byte clusters, plus the table and alignment.
@@ -66,6 +79,12 @@ pub enum Error {
          {MAX_LOADER}-byte limit; the image is damaged or not an installer"
     )]
     LoaderTooLarge { path: String, size: u64 },
+    #[error("cannot copy the file tree of the El Torito EFI boot image at byte {offset}")]
+    ElToritoTree {
+        offset: u64,
+        #[source]
+        source: eltorito::TreeError,
+    },
     #[error("cannot read the EFI loader {path} from the El Torito boot image at byte {offset}: {detail}")]
     Loader {
         path: String,
@@ -135,12 +154,36 @@ pub struct Options {
     pub wim_split: WimSplit,
 }
 
-/// A loader added from the El Torito EFI image.
+/// A file added from the El Torito EFI image.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct AddedLoader {
+pub struct AddedFile {
     /// Where it lands on the stick, e.g. `EFI/BOOT/BOOTX64.EFI`.
     pub path: String,
     pub size: u64,
+}
+
+/// The El Torito loaders are reported as the files they are.
+pub type AddedLoader = AddedFile;
+
+/// Whose file a [`Conflict`] kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kept {
+    /// The ISO's own file tree had the path.
+    IsoTree,
+    /// An earlier El Torito EFI image (in catalog order) had it.
+    ElTorito,
+}
+
+/// A path of an El Torito EFI image that the layout already had, so the
+/// El Torito entry was not copied (for a directory: nor anything in it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    /// The path as the El Torito image spells it, e.g. `EFI/BOOT/BOOTX64.EFI`.
+    pub path: String,
+    pub kept: Kept,
+    /// Both are files with the same bytes: nothing was lost.
+    pub same_content: bool,
 }
 
 /// The built layout: its plan and what it holds.
@@ -157,7 +200,12 @@ pub struct Layout {
     pub dirs: usize,
     /// Bytes of file contents.
     pub file_bytes: u64,
+    /// The EFI loaders (`EFI/BOOT/BOOT*.EFI`) among [`Self::added_files`].
     pub added_loaders: Vec<AddedLoader>,
+    /// Every file copied from El Torito EFI images, loaders included.
+    pub added_files: Vec<AddedFile>,
+    /// El Torito paths not copied because the layout had them already.
+    pub el_torito_conflicts: Vec<Conflict>,
     /// Symbolic links of the image, which FAT32 cannot hold (skipped).
     pub skipped_links: Vec<String>,
     /// The parts `sources/install.wim` was split into (empty when it was not).
@@ -193,7 +241,8 @@ struct Mapped {
     /// Bytes the data area needs, each file and directory rounded to 32 KiB
     /// (the largest cluster): a safe first guess at the volume size.
     rounded: u64,
-    added: Vec<AddedLoader>,
+    added: Vec<AddedFile>,
+    conflicts: Vec<Conflict>,
     links: Vec<String>,
     wim_parts: Vec<WimPart>,
     /// The tree itself holds an `EFI/BOOT/BOOT*.EFI`.
@@ -215,9 +264,16 @@ pub fn build(
     tree: &dyn FileTree,
     options: &Options,
 ) -> Result<Layout, Error> {
-    let loaders = el_torito_loaders(src, tree)?;
-    let mapped = map_tree(&**src, tree, loaders, options.wim_split)?;
-    if !mapped.tree_loader && mapped.added.is_empty() {
+    let mut mapped = map_tree(&**src, tree, options.wim_split)?;
+    let images = el_torito_entries(src, tree, mapped.tree_loader)?;
+    merge(&mut mapped, &**src, images)?;
+    let added_loaders: Vec<AddedLoader> = mapped
+        .added
+        .iter()
+        .filter(|f| is_loader_path(&f.path))
+        .cloned()
+        .collect();
+    if !mapped.tree_loader && added_loaders.is_empty() {
         return Err(Error::NoEfiLoader);
     }
     let label = fat_label(tree.label());
@@ -267,18 +323,25 @@ pub fn build(
         files: mapped.files,
         dirs: mapped.dirs,
         file_bytes: mapped.file_bytes,
-        added_loaders: mapped.added,
+        added_loaders,
+        added_files: mapped.added,
+        el_torito_conflicts: mapped.conflicts,
         skipped_links: mapped.links,
         wim_parts: mapped.wim_parts,
     })
 }
 
-/// Walks the tree into a FAT32 directory, adding `loaders` (name, bytes)
-/// under `EFI/BOOT` where the tree has no file of that name.
+/// `EFI/BOOT/BOOT*.EFI`, any case: a removable-media loader's path.
+fn is_loader_path(path: &str) -> bool {
+    let up = path.to_uppercase();
+    let parts: Vec<&str> = up.split('/').collect();
+    matches!(parts.as_slice(), ["EFI", "BOOT", name] if name.starts_with("BOOT") && name.ends_with(".EFI"))
+}
+
+/// Walks the tree into a FAT32 directory.
 fn map_tree(
     src: &dyn ByteSource,
     tree: &dyn FileTree,
-    loaders: Vec<(String, Vec<u8>)>,
     wim_split: WimSplit,
 ) -> Result<Mapped, Error> {
     let mut m = Mapped {
@@ -288,11 +351,11 @@ fn map_tree(
         file_bytes: 0,
         rounded: 32 << 10,
         added: Vec::new(),
+        conflicts: Vec::new(),
         links: Vec::new(),
         wim_parts: Vec::new(),
         tree_loader: false,
     };
-    let mut loaders = Some(loaders);
     let mut stack = vec![Open {
         upper: String::new(),
         name: String::new(),
@@ -302,7 +365,7 @@ fn map_tree(
     let round = |n: u64| n.div_ceil(32 << 10) * (32 << 10);
     walk(tree, tree.root(), |v| -> Result<bool, Error> {
         while stack.len() > v.depth {
-            close(&mut stack, &mut loaders, &mut m);
+            close(&mut stack);
         }
         let name = safe_component(&v.entry.name)?.to_owned();
         let top = stack.last_mut().expect("the root stays open");
@@ -379,72 +442,183 @@ fn map_tree(
         }
     })?;
     while stack.len() > 1 {
-        close(&mut stack, &mut loaders, &mut m);
+        close(&mut stack);
     }
-    let mut root = stack.pop().expect("the root");
-    add_loaders(&mut root, &mut loaders, &mut m);
-    m.root = root.dir;
+    m.root = stack.pop().expect("the root").dir;
     Ok(m)
 }
 
-/// Closes the innermost open directory into its parent, adding the loaders
-/// first when it is `EFI/BOOT` (or `EFI` without a `BOOT`).
-fn close(stack: &mut Vec<Open>, loaders: &mut Option<Vec<(String, Vec<u8>)>>, m: &mut Mapped) {
-    let mut open = stack.pop().expect("a directory to close");
-    add_loaders(&mut open, loaders, m);
+/// Closes the innermost open directory into its parent.
+fn close(stack: &mut Vec<Open>) {
+    let open = stack.pop().expect("a directory to close");
     let parent = stack.last_mut().expect("a parent");
     parent.dir.dir(&open.name, open.dir);
 }
 
-fn add_loaders(open: &mut Open, loaders: &mut Option<Vec<(String, Vec<u8>)>>, m: &mut Mapped) {
-    // Where the loaders go: into this EFI/BOOT, or a new BOOT (in EFI) or
-    // EFI/BOOT (in the root) when the tree has none by that name.
-    let missing = match open.upper.as_str() {
-        "EFI/BOOT" => None,
-        "EFI" if !open.names.contains("BOOT") => Some(&["BOOT"][..]),
-        "" if !open.names.contains("EFI") => Some(&["EFI", "BOOT"][..]),
-        _ => return,
-    };
-    let Some(list) = loaders.take() else { return };
-    if list.is_empty() {
-        return;
+/// What the El Torito EFI images add to the layout, one list per image in
+/// catalog order (parents before children). When the tree has its own
+/// loader (`tree_loader`): only the images' loaders (`EFI/BOOT/BOOT*.EFI`),
+/// for architectures the tree may lack. Otherwise the whole tree of every
+/// EFI image that holds a loader: the UEFI boot path lives there, and shim
+/// and signed GRUB need the files beside the loader.
+fn el_torito_entries(
+    src: &Arc<dyn ByteSource>,
+    tree: &dyn FileTree,
+    tree_loader: bool,
+) -> Result<Vec<Vec<eltorito::TreeEntry>>, Error> {
+    if tree_loader {
+        let loaders = el_torito_loaders(src, tree)?
+            .into_iter()
+            .map(|(name, bytes)| {
+                let parts: Vec<String> = vec!["EFI".into(), "BOOT".into(), name];
+                let mut entries: Vec<eltorito::TreeEntry> = (1..parts.len())
+                    .map(|i| eltorito::TreeEntry {
+                        path: parts[..i].to_vec(),
+                        bytes: None,
+                    })
+                    .collect();
+                entries.push(eltorito::TreeEntry {
+                    path: parts,
+                    bytes: Some(bytes),
+                });
+                entries
+            })
+            .collect();
+        return Ok(loaders);
     }
-    let names = match missing {
-        None => std::mem::take(&mut open.names),
-        Some(_) => HashSet::new(),
+    let Some(catalog) = eltorito::read_catalog(&**src)? else {
+        return Ok(Vec::new());
     };
-    let mut boot = Dir::new();
-    let into = match missing {
-        None => &mut open.dir,
-        Some(_) => &mut boot,
+    let limits = eltorito::TreeLimits {
+        file_bytes: MAX_LOADER,
+        total_bytes: MAX_EL_TORITO_TREE,
+        entries: MAX_EL_TORITO_ENTRIES,
     };
-    for (name, bytes) in list {
-        if names.contains(&name.to_uppercase()) {
-            continue;
+    let mut out = Vec::new();
+    for entry in catalog
+        .entries
+        .iter()
+        .filter(|e| e.platform == Platform::Efi)
+    {
+        let img = eltorito::resolve_size(&**src, entry, Some(tree), &[])?;
+        // An unreadable EFI image, or one without a loader, is no boot
+        // path; inspect reports it.
+        match eltorito::efi_loaders(&**src, img.offset, img.len) {
+            Ok(found) if !found.is_empty() => {}
+            _ => continue,
         }
-        let size = bytes.len() as u64;
-        m.files += 1;
-        m.file_bytes += size;
-        m.rounded += size.div_ceil(32 << 10) * (32 << 10);
-        m.added.push(AddedLoader {
-            path: format!("EFI/BOOT/{name}"),
-            size,
-        });
-        into.file(&name, Content::Bytes(bytes.into()));
+        let entries =
+            eltorito::efi_tree(&**src, img.offset, img.len, limits).map_err(|source| {
+                Error::ElToritoTree {
+                    offset: img.offset,
+                    source,
+                }
+            })?;
+        out.push(entries);
     }
-    match missing {
-        Some(["BOOT"]) => {
-            m.dirs += 1;
-            open.dir.dir("BOOT", boot);
-        }
-        Some(_) => {
-            let mut efi = Dir::new();
-            efi.dir("BOOT", boot);
-            m.dirs += 2;
-            open.dir.dir("EFI", efi);
-        }
-        None => {}
+    Ok(out)
+}
+
+/// The directory at `path` (names compared ignoring case) under `root`.
+fn dir_at<'a>(root: &'a mut Dir, path: &[String]) -> Option<&'a mut Dir> {
+    let mut d = root;
+    for name in path {
+        d = match d.entry_mut(name)? {
+            fat32::Node::Dir(sub) => sub,
+            fat32::Node::File(_) => return None,
+        };
     }
+    Some(d)
+}
+
+/// Whether the layout's file `content` holds exactly `bytes`.
+fn same_bytes(src: &dyn ByteSource, content: &Content, bytes: &[u8]) -> Result<bool, Error> {
+    if content.size() != bytes.len() as u64 {
+        return Ok(false);
+    }
+    Ok(match content {
+        Content::Bytes(b) => **b == *bytes,
+        Content::Source(data) => {
+            let mut buf = vec![0u8; bytes.len()];
+            let n = image::tree::read_at(src, data, 0, &mut buf)?;
+            n == bytes.len() && buf == bytes
+        }
+        Content::Concat(_) => false,
+    })
+}
+
+/// Adds the El Torito `images`' entries to the mapped tree: a directory
+/// the tree has (ignoring case) is merged into; anything else already there
+/// wins and is recorded as a [`Conflict`] (a directory in conflict is left
+/// out with all it holds).
+fn merge(
+    m: &mut Mapped,
+    src: &dyn ByteSource,
+    images: Vec<Vec<eltorito::TreeEntry>>,
+) -> Result<(), Error> {
+    // Lowercased paths added from El Torito, and directories left out.
+    let mut ours: HashSet<Vec<String>> = HashSet::new();
+    let mut left_out: Vec<Vec<String>> = Vec::new();
+    for entries in images {
+        for e in entries {
+            let lower: Vec<String> = e.path.iter().map(|c| c.to_lowercase()).collect();
+            if left_out.iter().any(|p| lower.starts_with(p)) {
+                continue;
+            }
+            let Some((name, parents)) = e.path.split_last() else {
+                continue;
+            };
+            for c in &e.path {
+                safe_component(c)?;
+            }
+            let path = e.path.join("/");
+            let Some(dir) = dir_at(&mut m.root, parents) else {
+                // Parents come first: only a parent left out gets here.
+                continue;
+            };
+            let existing = match dir.entry_mut(name) {
+                Some(fat32::Node::Dir(_)) if e.bytes.is_none() => continue,
+                Some(fat32::Node::File(c)) => Some(match &e.bytes {
+                    Some(b) => same_bytes(src, c, b)?,
+                    None => false,
+                }),
+                Some(fat32::Node::Dir(_)) => Some(false),
+                None => None,
+            };
+            if let Some(same_content) = existing {
+                m.conflicts.push(Conflict {
+                    path,
+                    kept: if ours.contains(&lower) {
+                        Kept::ElTorito
+                    } else {
+                        Kept::IsoTree
+                    },
+                    same_content,
+                });
+                if e.bytes.is_none() {
+                    left_out.push(lower);
+                }
+                continue;
+            }
+            match e.bytes {
+                None => {
+                    dir.dir(name, Dir::new());
+                    m.dirs += 1;
+                    m.rounded += 32 << 10;
+                }
+                Some(bytes) => {
+                    let size = bytes.len() as u64;
+                    m.files += 1;
+                    m.file_bytes += size;
+                    m.rounded += size.div_ceil(32 << 10) * (32 << 10);
+                    m.added.push(AddedFile { path, size });
+                    dir.file(name, Content::Bytes(bytes.into()));
+                }
+            }
+            ours.insert(lower);
+        }
+    }
+    Ok(())
 }
 
 /// The removable-media loaders (`EFI/BOOT/BOOT*.EFI`) inside the El Torito
@@ -572,8 +746,27 @@ mod tests {
         }
     }
 
-    fn loader() -> Vec<(String, Vec<u8>)> {
-        vec![("BOOTX64.EFI".into(), b"MZ loader".to_vec())]
+    fn entry(path: &str, bytes: Option<&[u8]>) -> eltorito::TreeEntry {
+        eltorito::TreeEntry {
+            path: path.split('/').map(str::to_owned).collect(),
+            bytes: bytes.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// An El Torito image holding only `EFI/BOOT/BOOTX64.EFI`.
+    fn loader() -> Vec<Vec<eltorito::TreeEntry>> {
+        vec![vec![
+            entry("EFI", None),
+            entry("EFI/BOOT", None),
+            entry("EFI/BOOT/BOOTX64.EFI", Some(b"MZ loader")),
+        ]]
+    }
+
+    /// The tree mapped, then the El Torito `images` merged into it.
+    fn mapped(src: &dyn ByteSource, tree: &Mock, images: Vec<Vec<eltorito::TreeEntry>>) -> Mapped {
+        let mut m = map_tree(src, tree, WimSplit::default()).unwrap();
+        merge(&mut m, src, images).unwrap();
+        m
     }
 
     /// Names of the entries under `path` (`/`-separated directory names).
@@ -595,10 +788,125 @@ mod tests {
             (1, "boot", None),
             (2, "bootx64.efi", Some(10)),
         ]);
-        let m = map_tree(&Vec::<u8>::new(), &tree, loader(), WimSplit::default()).unwrap();
+        let m = mapped(&Vec::<u8>::new(), &tree, loader());
         assert!(m.tree_loader);
         assert!(m.added.is_empty());
         assert_eq!(names_at(&m.root, &["efi", "boot"]), ["bootx64.efi"]);
+        assert_eq!(
+            m.conflicts,
+            [Conflict {
+                path: "EFI/BOOT/BOOTX64.EFI".into(),
+                kept: Kept::IsoTree,
+                same_content: false,
+            }]
+        );
+    }
+
+    /// Debian's shape: shim, GRUB and GRUB's config only in the El Torito
+    /// image, the rest of the boot files in the tree. Everything the tree
+    /// lacks is added where it belongs; a path the tree has is kept from
+    /// the tree and named, with whether the bytes were the same.
+    #[test]
+    fn the_whole_el_torito_tree_joins_the_iso_tree() {
+        let src = b"search --file /.disk/info\n".to_vec();
+        let n = src.len() as u64;
+        let tree = Mock(vec![
+            (0, "boot", None),
+            (1, "grub", None),
+            (2, "grub.cfg", Some(n)),
+            (0, "efi", None),
+            (4, "other.txt", Some(3)),
+        ]);
+        let images = vec![vec![
+            entry("EFI", None),
+            entry("EFI/BOOT", None),
+            entry("EFI/BOOT/BOOTX64.EFI", Some(b"MZ shim")),
+            entry("EFI/BOOT/grubx64.efi", Some(b"MZ grub")),
+            entry("EFI/debian", None),
+            entry("EFI/debian/grub.cfg", Some(b"configfile x")),
+            entry("boot", None),
+            entry("boot/grub", None),
+            entry("boot/grub/grub.cfg", Some(&src)),
+            entry("boot/grub/other.cfg", Some(b"x")),
+        ]];
+        let m = mapped(&src, &tree, images);
+        assert!(!m.tree_loader);
+        assert_eq!(names_at(&m.root, &[]), ["boot", "efi"]);
+        assert_eq!(names_at(&m.root, &["efi"]), ["other.txt", "BOOT", "debian"]);
+        assert_eq!(
+            names_at(&m.root, &["efi", "BOOT"]),
+            ["BOOTX64.EFI", "grubx64.efi"]
+        );
+        assert_eq!(names_at(&m.root, &["efi", "debian"]), ["grub.cfg"]);
+        assert_eq!(
+            names_at(&m.root, &["boot", "grub"]),
+            ["grub.cfg", "other.cfg"]
+        );
+        let added: Vec<&str> = m.added.iter().map(|a| a.path.as_str()).collect();
+        assert_eq!(
+            added,
+            [
+                "EFI/BOOT/BOOTX64.EFI",
+                "EFI/BOOT/grubx64.efi",
+                "EFI/debian/grub.cfg",
+                "boot/grub/other.cfg"
+            ]
+        );
+        assert_eq!(
+            m.conflicts,
+            [Conflict {
+                path: "boot/grub/grub.cfg".into(),
+                kept: Kept::IsoTree,
+                same_content: true,
+            }]
+        );
+        assert_eq!((m.files, m.dirs), (2 + 4, 3 + 2));
+        assert!(is_loader_path(&m.added[0].path) && !is_loader_path(&m.added[1].path));
+    }
+
+    /// A file of the tree where the El Torito image has a directory keeps
+    /// the file and leaves out the directory with all it holds; a second
+    /// El Torito image does not replace what the first added.
+    #[test]
+    fn a_directory_in_conflict_is_left_out_and_the_first_image_wins() {
+        let tree = Mock(vec![(0, "tools", Some(4))]);
+        let images = vec![
+            vec![
+                entry("tools", None),
+                entry("tools/a.efi", Some(b"a")),
+                entry("EFI", None),
+                entry("EFI/BOOT", None),
+                entry("EFI/BOOT/BOOTX64.EFI", Some(b"first")),
+            ],
+            vec![
+                entry("EFI", None),
+                entry("EFI/BOOT", None),
+                entry("EFI/BOOT/BOOTX64.EFI", Some(b"first")),
+                entry("EFI/BOOT/BOOTIA32.EFI", Some(b"ia32")),
+            ],
+        ];
+        let m = mapped(&Vec::<u8>::new(), &tree, images);
+        assert_eq!(names_at(&m.root, &[]), ["tools", "EFI"]);
+        assert_eq!(
+            names_at(&m.root, &["EFI", "BOOT"]),
+            ["BOOTX64.EFI", "BOOTIA32.EFI"]
+        );
+        assert_eq!(
+            m.conflicts,
+            [
+                Conflict {
+                    path: "tools".into(),
+                    kept: Kept::IsoTree,
+                    same_content: false,
+                },
+                Conflict {
+                    path: "EFI/BOOT/BOOTX64.EFI".into(),
+                    kept: Kept::ElTorito,
+                    same_content: true,
+                },
+            ]
+        );
+        assert_eq!(m.added.len(), 2);
     }
 
     #[test]
@@ -608,7 +916,7 @@ mod tests {
             (1, "Boot", None),
             (2, "grub.cfg", Some(5)),
         ]);
-        let m = map_tree(&Vec::<u8>::new(), &tree, loader(), WimSplit::default()).unwrap();
+        let m = mapped(&Vec::<u8>::new(), &tree, loader());
         assert!(!m.tree_loader);
         assert_eq!(m.added.len(), 1);
         assert_eq!(names_at(&m.root, &[]), ["EFI"]);
@@ -622,7 +930,7 @@ mod tests {
     #[test]
     fn loaders_get_a_boot_directory_in_an_existing_efi() {
         let tree = Mock(vec![(0, "efi", None), (1, "microsoft", None)]);
-        let m = map_tree(&Vec::<u8>::new(), &tree, loader(), WimSplit::default()).unwrap();
+        let m = mapped(&Vec::<u8>::new(), &tree, loader());
         assert_eq!(names_at(&m.root, &["efi"]), ["microsoft", "BOOT"]);
         assert_eq!(names_at(&m.root, &["efi", "BOOT"]), ["BOOTX64.EFI"]);
     }
@@ -630,7 +938,7 @@ mod tests {
     #[test]
     fn a_4_gib_file_is_refused_by_path() {
         let tree = Mock(vec![(0, "sources", None), (1, "boot.vhd", Some(1 << 32))]);
-        match map_tree(&Vec::<u8>::new(), &tree, Vec::new(), WimSplit::default()) {
+        match map_tree(&Vec::<u8>::new(), &tree, WimSplit::default()) {
             Err(Error::FileTooLarge { path, size }) => {
                 assert_eq!(path, "/sources/boot.vhd");
                 assert_eq!(size, 1 << 32);
@@ -644,13 +952,13 @@ mod tests {
             (0, "sources", None),
             (1, "install.wim", Some(1 << 32)),
         ]);
-        match map_tree(&Vec::<u8>::new(), &tree, Vec::new(), WimSplit::default()) {
+        match map_tree(&Vec::<u8>::new(), &tree, WimSplit::default()) {
             Err(Error::Wim { path, .. }) => assert_eq!(path, "/sources/install.wim"),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("an unreadable install.wim was accepted"),
         }
         let tree = Mock(vec![(0, "max.bin", Some(u64::from(u32::MAX)))]);
-        assert!(map_tree(&Vec::<u8>::new(), &tree, Vec::new(), WimSplit::default()).is_ok());
+        assert!(map_tree(&Vec::<u8>::new(), &tree, WimSplit::default()).is_ok());
     }
 
     #[test]
