@@ -5,6 +5,14 @@
 
 use std::fmt;
 
+/// CRC-32 (IEEE 802.3, reflected; the catalogue's CRC-32/ISO-HDLC), as GPT
+/// headers and entry arrays, xz's index and stream footer and zip use it.
+/// Not a digest: it finds accidents in a structure, never tampering.
+pub fn crc32(data: &[u8]) -> u32 {
+    const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    CRC.checksum(data)
+}
+
 /// A digest algorithm distributions publish image hashes with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

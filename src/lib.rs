@@ -10,6 +10,7 @@ pub mod boot_test;
 pub mod cancel;
 pub mod devices;
 pub mod events;
+pub mod extract;
 pub mod hash;
 pub mod image;
 pub mod inspect;

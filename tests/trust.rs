@@ -2962,7 +2962,9 @@ fn a_minisign_pin_that_names_no_key_is_not_found() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("no key given with --key has this fingerprint"),
+        err.contains(&format!(
+            "--fingerprint {wrong}: none of the keys given has this fingerprint"
+        )),
         "{err}"
     );
     assert!(!err.contains("key IDs are refused"), "{err}");

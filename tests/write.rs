@@ -686,7 +686,12 @@ fn before_first_write_refusal_leaves_device_untouched() {
         Options {
             before_first_write: Some(Box::new(move || {
                 c2.store(true, Ordering::SeqCst);
-                Err("serial changed".into())
+                Err(bootstick::devices::IdentityChange::Differs {
+                    path: "/dev/sdz".into(),
+                    what: bootstick::devices::IdentityField::Serial,
+                    was: "A".into(),
+                    now: "B".into(),
+                })
             })),
             ..opts()
         },
@@ -695,7 +700,10 @@ fn before_first_write_refusal_leaves_device_untouched() {
     .unwrap_err();
     assert!(called.load(Ordering::SeqCst));
     assert!(
-        matches!(err, write::Error::Refused(ref m) if m == "serial changed"),
+        matches!(
+            err,
+            write::Error::Refused(bootstick::devices::IdentityChange::Differs { ref was, .. }) if was == "A"
+        ),
         "{err:?}"
     );
     drop(target);

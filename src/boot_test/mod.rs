@@ -139,7 +139,7 @@ impl Code {
             Code::NoEvidence => "the firmware neither started a loader from the stick nor said it failed within the timeout",
             Code::PoweredOffBeforeLoader => "the machine powered off before any loader from the stick started",
             Code::QemuEnded => "QEMU ended without the guest asking",
-            Code::NoFatLoader => "the image has an El Torito EFI boot image but no FAT volume (partition or whole disk) holding \\EFI\\BOOT\\BOOTX64.EFI: UEFI PCs boot a USB stick only from such a volume (write it as a built layout, without --raw)",
+            Code::NoFatLoader => "the image has an El Torito EFI boot image but no FAT volume (partition or whole disk) holding \\EFI\\BOOT\\BOOTX64.EFI: UEFI PCs boot a USB stick only from such a volume (write it as a built layout, not as a byte-for-byte copy)",
         }
     }
 }

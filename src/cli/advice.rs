@@ -22,7 +22,17 @@ pub fn failure(e: Error) -> Failure {
         Error::Write(w) => Failure::write(w),
         Error::Device(d) => device(d),
         Error::Image(i) => Failure::new(code, i),
-        Error::Trust(t) => Failure::new(code, t),
+        Error::Trust(t) => trust(t),
+        e @ Error::Layout {
+            source: bootstick::layout::from_iso::Error::NoEfiLoader,
+            ..
+        } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{:#}; use --raw to copy it byte for byte anyway (it will likely not boot)",
+                anyhow::Error::new(e)
+            ),
+        ),
         e @ (Error::Inspect { .. }
         | Error::Layout { .. }
         | Error::Duplicate(_)
@@ -83,12 +93,89 @@ pub fn failure(e: Error) -> Failure {
     }
 }
 
+/// The failure to report for a source-check input error: a key pin's
+/// message starts with the pin, and the option it was given with is named
+/// here.
+pub fn trust(e: bootstick::trust::Error) -> Failure {
+    use bootstick::trust::{openpgp::KeyError, Error as E};
+    let code = exit::trust_error(&e);
+    match e {
+        E::Key(k @ (KeyError::PinNotFound(_) | KeyError::BadPin(_) | KeyError::KeyId { .. })) => {
+            let hint = match k {
+                KeyError::PinNotFound(_) => "; give the key it names with --key",
+                _ => "",
+            };
+            Failure::new(code, anyhow::anyhow!("--fingerprint {k}{hint}"))
+        }
+        e => Failure::new(code, e),
+    }
+}
+
 /// The failure to report for a device error.
 pub fn device(e: devices::Error) -> Failure {
     let code = exit::device_error(&e);
     match e {
         // The library says "force it"; the flag is the command line's.
         devices::Error::BacksLoop { .. } => Failure::new(code, anyhow::anyhow!("{e} with --force")),
+        devices::Error::BackingInUse {
+            path,
+            loop_device,
+            rule,
+        } => {
+            let rule = device(*rule);
+            Failure::new(
+                code,
+                anyhow::anyhow!(
+                    "{} is the backing file of the loop device {}: {:#}",
+                    path.display(),
+                    loop_device.display(),
+                    rule.error
+                ),
+            )
+        }
+        devices::Error::NotRemovable { .. } => Failure::new(
+            code,
+            anyhow::anyhow!("{e}; if you really mean to erase it, add --force"),
+        ),
+        devices::Error::Mounted { .. } => Failure::new(
+            code,
+            anyhow::anyhow!("{e}; add --unmount to unmount them first, or unmount them yourself"),
+        ),
         e => Failure::new(code, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The library states the fact; the flag that overrides it is named
+    /// here, once, for this command line.
+    #[test]
+    fn device_refusals_gain_the_flag_that_overrides_them() {
+        let not_removable = devices::Error::NotRemovable {
+            path: PathBuf::from("/dev/nvme0n1"),
+            transport: "nvme",
+        };
+        assert!(!not_removable.to_string().contains("--"), "{not_removable}");
+        let f = device(not_removable);
+        assert!(
+            format!("{:#}", f.error).ends_with("add --force"),
+            "{:#}",
+            f.error
+        );
+
+        let mounted = devices::Error::Mounted {
+            path: PathBuf::from("/dev/sdb"),
+            mountpoints: "/media/stick".into(),
+        };
+        assert!(!mounted.to_string().contains("--"), "{mounted}");
+        let f = device(mounted);
+        let text = format!("{:#}", f.error);
+        assert!(
+            text.contains("/media/stick") && text.contains("add --unmount"),
+            "{text}"
+        );
     }
 }

@@ -288,7 +288,9 @@ pub fn device_error(e: &devices::Error) -> Exit {
         | E::FileTarget { .. }
         | E::Image { .. } => Exit::BadInput,
         E::Sysfs { .. } => Exit::Internal,
-        E::Open { .. } | E::Reread { .. } | E::Eject { .. } => Exit::WriteFailed,
+        E::Open { .. } | E::Reread { .. } | E::Eject { .. } | E::NotDetachable { .. } => {
+            Exit::WriteFailed
+        }
         // A forced loop backing file refused by the loop device's own rule.
         E::BackingInUse { rule, .. } => device_error(rule),
         E::AmbiguousSerial { .. }
@@ -366,6 +368,17 @@ fn fat32_error(e: &fat32::Error) -> Exit {
         | E::ClusterCount { .. }
         | E::TooLarge { .. }
         | E::VolumeFull { .. } => Exit::BadInput,
+    }
+}
+
+/// The code of a failed extraction (the interruption is the signal's).
+pub fn extract_error(e: &bootstick::extract::Error) -> Exit {
+    use bootstick::extract::Error as E;
+    match e {
+        E::NotEmpty { .. } => Exit::Refused,
+        E::Image(i) => image_error(i),
+        E::Host { .. } => Exit::WriteFailed,
+        E::Interrupted { .. } => Exit::for_signal(super::signals::token().signal()),
     }
 }
 

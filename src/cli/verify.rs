@@ -49,7 +49,7 @@ pub fn check(req: &trust::Request, quiet: bool) -> Result<Report, Failure> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    result.map_err(|e| Failure::new(super::exit::trust_error(&e), e))
+    result.map_err(super::advice::trust)
 }
 
 /// Human-readable report lines.
@@ -161,6 +161,13 @@ pub fn render(report: &Report) -> String {
     }
     for n in &report.notes {
         line(format!("note: {n}"));
+    }
+    if report
+        .signatures
+        .iter()
+        .any(|f| f.status == bootstick::trust::signature::Status::Unchecked)
+    {
+        line("note: give the signing key with --key to check the signatures".into());
     }
     out
 }

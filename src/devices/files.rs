@@ -123,8 +123,8 @@ pub struct ImageSite {
     id: Option<FileId>,
     /// A block-device image: its device number.
     rdev: Option<DevNum>,
-    /// Whole disks (kernel names) the image is on, with how, for messages.
-    disks: BTreeMap<String, String>,
+    /// Whole disks (kernel names) the image is on, with how.
+    disks: BTreeMap<String, Placement>,
     /// Loop backing files the image is stored in, with their loop device.
     backing: Vec<(FileId, PathBuf)>,
 }
@@ -153,14 +153,14 @@ impl ImageSite {
             let rdev = devnum(meta.rdev());
             site.rdev = Some(rdev);
             graph.by_dev.get(&rdev).map(|node| {
-                let how = match graph.nodes.get(node).and_then(|n| n.parent.as_ref()) {
-                    Some(_) => format!("the image is its partition {node}"),
+                let step = match graph.nodes.get(node).and_then(|n| n.parent.as_ref()) {
+                    Some(_) => Step::Partition { node: node.clone() },
                     None if graph.underlying_disks(node) == [node.clone()] => {
-                        format!("the image is {node}")
+                        Step::Disk { node: node.clone() }
                     }
-                    None => format!("the image is {node}, which is stored on it"),
+                    None => Step::StackedOn { node: node.clone() },
                 };
-                (node.clone(), how)
+                (node.clone(), Placement(vec![step]))
             })
         } else {
             Self::file_start(&graph, &state, devnum(meta.dev()))
@@ -190,28 +190,22 @@ impl ImageSite {
         Ok(site)
     }
 
-    fn file_start(graph: &Graph, state: &State, dev: DevNum) -> Option<(String, String)> {
+    fn file_start(graph: &Graph, state: &State, dev: DevNum) -> Option<(String, Placement)> {
         let node = node_of_fs(graph, state, dev)?;
         let mounted = state
             .mounts
             .iter()
             .filter(|m| mount_node(graph, m).as_deref() == Some(&node))
-            .map(|m| m.mountpoint.display().to_string())
+            .map(|m| m.mountpoint.clone())
             .next();
-        let how = match mounted {
-            Some(mp) => format!(
-                "the image is a file on {}, mounted at {mp}",
-                graph.roots.dev.join(&node).display()
-            ),
-            None => format!(
-                "the image is a file on {}",
-                graph.roots.dev.join(&node).display()
-            ),
+        let step = Step::FileOn {
+            device: graph.roots.dev.join(&node),
+            mountpoint: mounted,
         };
-        Some((node, how))
+        Some((node, Placement(vec![step])))
     }
 
-    fn walk(&mut self, graph: &Graph, state: &State, disks: &[Disk], node: String, how: String) {
+    fn walk(&mut self, graph: &Graph, state: &State, disks: &[Disk], node: String, how: Placement) {
         let mut work = vec![(node, how)];
         let mut seen = HashSet::new();
         while let Some((node, how)) = work.pop() {
@@ -233,11 +227,12 @@ impl ImageSite {
                 };
                 self.backing.push((FileId::of(&m), disk.path.clone()));
                 if let Some(under) = node_of_fs(graph, state, devnum(m.dev())) {
-                    let next = format!(
-                        "{how}; {} is backed by {bf}, a file on {}",
-                        disk.path.display(),
-                        graph.roots.dev.join(&under).display()
-                    );
+                    let mut next = how.clone();
+                    next.0.push(Step::BackedBy {
+                        loop_device: disk.path.clone(),
+                        backing_file: PathBuf::from(bf),
+                        on: graph.roots.dev.join(&under),
+                    });
                     work.push((under, next));
                 }
             }
@@ -282,8 +277,96 @@ impl ImageSite {
             return Err(Error::ImageOnTarget {
                 path: disk.path.clone(),
                 image: self.image.clone(),
-                how: "the image is the loop device's backing file".into(),
+                how: Placement(vec![Step::BackingFileOf {
+                    loop_device: disk.path.clone(),
+                }]),
             });
+        }
+        Ok(())
+    }
+}
+
+/// How an image is stored on a disk: the steps from the image down to the
+/// disk, as the refusal explains them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement(pub Vec<Step>);
+
+/// One step of a [`Placement`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The image is this partition of the disk.
+    Partition { node: String },
+    /// The image is the disk itself.
+    Disk { node: String },
+    /// The image is a dm/md device stored on the disk.
+    StackedOn { node: String },
+    /// The image is a file on a filesystem of this device.
+    FileOn {
+        device: PathBuf,
+        mountpoint: Option<PathBuf>,
+    },
+    /// The device of the previous step is a loop device whose backing file
+    /// is on `on`.
+    BackedBy {
+        loop_device: PathBuf,
+        backing_file: PathBuf,
+        on: PathBuf,
+    },
+    /// The image is the backing file of the target loop device.
+    BackingFileOf { loop_device: PathBuf },
+    /// The image is on a loop device whose backing file is the target file.
+    OnLoopBackedByTarget { loop_device: PathBuf },
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Partition { node } => write!(f, "the image is its partition {node}"),
+            Step::Disk { node } => write!(f, "the image is {node}"),
+            Step::StackedOn { node } => write!(f, "the image is {node}, which is stored on it"),
+            Step::FileOn {
+                device,
+                mountpoint: Some(mp),
+            } => write!(
+                f,
+                "the image is a file on {}, mounted at {}",
+                device.display(),
+                mp.display()
+            ),
+            Step::FileOn {
+                device,
+                mountpoint: None,
+            } => write!(f, "the image is a file on {}", device.display()),
+            Step::BackedBy {
+                loop_device,
+                backing_file,
+                on,
+            } => write!(
+                f,
+                "{} is backed by {}, a file on {}",
+                loop_device.display(),
+                backing_file.display(),
+                on.display()
+            ),
+            Step::BackingFileOf { .. } => {
+                f.write_str("the image is the loop device's backing file")
+            }
+            Step::OnLoopBackedByTarget { loop_device } => write!(
+                f,
+                "the image is on the loop device {}, whose backing file this is",
+                loop_device.display()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, step) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{step}")?;
         }
         Ok(())
     }
@@ -381,10 +464,9 @@ pub fn check_file(
         return Err(Error::ImageOnTarget {
             path: given,
             image: image.image.clone(),
-            how: format!(
-                "the image is on the loop device {}, whose backing file this is",
-                lo.display()
-            ),
+            how: Placement(vec![Step::OnLoopBackedByTarget {
+                loop_device: lo.clone(),
+            }]),
         });
     }
     let loops = loops_backed_by(roots, id)?;

@@ -49,42 +49,79 @@ impl Identity {
     }
 
     /// Compares with `now`, naming the first difference.
-    fn compare(&self, now: &Identity) -> Result<(), String> {
+    fn compare(&self, now: &Identity) -> Result<(), IdentityChange> {
         let show = |o: &Option<String>| o.clone().unwrap_or_else(|| "none".into());
-        let diff = if self.dev != now.dev {
-            Some(format!(
-                "device number was {}, now {}",
-                self.dev.map_or("none".into(), |d| d.to_string()),
-                now.dev.map_or("none".into(), |d| d.to_string())
-            ))
+        let dev = |d: &Option<DevNum>| d.map_or("none".into(), |d| d.to_string());
+        let (what, was, now) = if self.dev != now.dev {
+            (IdentityField::DeviceNumber, dev(&self.dev), dev(&now.dev))
         } else if self.size_bytes != now.size_bytes {
-            Some(format!(
-                "size was {} bytes, now {} bytes",
-                self.size_bytes, now.size_bytes
-            ))
+            (
+                IdentityField::Size,
+                format!("{} bytes", self.size_bytes),
+                format!("{} bytes", now.size_bytes),
+            )
         } else if self.serial != now.serial {
-            Some(format!(
-                "serial was {}, now {}",
-                show(&self.serial),
-                show(&now.serial)
-            ))
+            (IdentityField::Serial, show(&self.serial), show(&now.serial))
         } else if self.backing_file != now.backing_file {
-            Some(format!(
-                "backing file was {}, now {}",
+            (
+                IdentityField::BackingFile,
                 show(&self.backing_file),
-                show(&now.backing_file)
-            ))
+                show(&now.backing_file),
+            )
         } else {
-            None
+            return Ok(());
         };
-        match diff {
-            None => Ok(()),
-            Some(d) => Err(format!(
-                "{} is no longer the disk that was chosen ({d}); nothing was written — check which device is plugged in and run again",
-                self.path.display()
-            )),
-        }
+        Err(IdentityChange::Differs {
+            path: self.path.clone(),
+            what,
+            was,
+            now,
+        })
     }
+}
+
+/// Which part of a disk's identity changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityField {
+    DeviceNumber,
+    Size,
+    Serial,
+    BackingFile,
+}
+
+impl std::fmt::Display for IdentityField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IdentityField::DeviceNumber => "device number",
+            IdentityField::Size => "size",
+            IdentityField::Serial => "serial",
+            IdentityField::BackingFile => "backing file",
+        })
+    }
+}
+
+/// Why the disk at the chosen path is not (or cannot be shown to be) the disk
+/// that was chosen. Nothing has been written when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityChange {
+    #[error(
+        "{} is no longer the disk that was chosen ({what} was {was}, now {now}); nothing was written — check which device is plugged in and run again",
+        path.display()
+    )]
+    Differs {
+        path: PathBuf,
+        what: IdentityField,
+        /// The value when the disk was chosen, as shown to the user.
+        was: String,
+        /// The value now.
+        now: String,
+    },
+    #[error("cannot tell whether {} is still the disk that was chosen; nothing was written", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// The size of an open block device (`BLKGETSIZE64`), without moving the
@@ -109,18 +146,23 @@ fn device_size(file: &File) -> std::io::Result<u64> {
 
 /// The identity the system shows now: the open file's device number and
 /// size, and sysfs's serial and backing file for that device number.
-fn current_identity(roots: &Roots, chosen: &Identity, file: &File) -> Result<Identity, String> {
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot stat {}: {e}", chosen.path.display()))?;
+fn current_identity(
+    roots: &Roots,
+    chosen: &Identity,
+    file: &File,
+) -> Result<Identity, IdentityChange> {
+    let unreadable = |cause: Box<dyn std::error::Error + Send + Sync>| IdentityChange::Unreadable {
+        path: chosen.path.clone(),
+        cause,
+    };
+    let meta = file.metadata().map_err(|e| unreadable(e.into()))?;
     let dev = DevNum {
         major: rustix::fs::major(meta.rdev()),
         minor: rustix::fs::minor(meta.rdev()),
     };
-    let size_bytes =
-        device_size(file).map_err(|e| format!("cannot size {}: {e}", chosen.path.display()))?;
-    let graph = Graph::read(roots).map_err(|e| crate::error_chain(&e))?;
-    let state = State::read(roots).map_err(|e| crate::error_chain(&e))?;
+    let size_bytes = device_size(file).map_err(|e| unreadable(e.into()))?;
+    let graph = Graph::read(roots).map_err(|e| unreadable(e.into()))?;
+    let state = State::read(roots).map_err(|e| unreadable(e.into()))?;
     let disk = build(&graph, &state)
         .into_iter()
         .find(|d| d.dev == Some(dev));
@@ -234,14 +276,14 @@ impl Guarded {
     }
 
     /// Compares the chosen identity with what the system shows now.
-    pub fn check_identity(&self) -> Result<(), String> {
+    pub fn check_identity(&self) -> Result<(), IdentityChange> {
         let now = current_identity(&self.roots, &self.identity, &self.file)?;
         self.identity.compare(&now)
     }
 
     /// The check for the write engine's `Options::before_first_write`: the
     /// same comparison, made right before the first byte is written.
-    pub fn identity_check(&self) -> Result<Box<dyn FnOnce() -> Result<(), String> + Send>, Error> {
+    pub fn identity_check(&self) -> Result<crate::write::BeforeFirstWrite, Error> {
         let file = self.try_clone()?;
         let identity = self.identity.clone();
         let roots = self.roots.clone();
@@ -310,16 +352,14 @@ pub fn eject(roots: &Roots, disk: &Disk) -> Result<(), Error> {
         .join(&disk.name)
         .join("device/delete");
     if !attr.exists() {
-        return Err(Error::Eject {
+        return Err(Error::NotDetachable {
             path: disk.path.clone(),
-            reason: format!(
-                "a {} device cannot be detached this way; unplug it once the command has finished",
-                disk.transport.name()
-            ),
+            transport: disk.transport.name(),
         });
     }
-    std::fs::write(&attr, "1").map_err(|e| Error::Eject {
+    std::fs::write(&attr, "1").map_err(|cause| Error::Eject {
         path: disk.path.clone(),
-        reason: format!("writing {}: {e}", attr.display()),
+        attr,
+        cause,
     })
 }

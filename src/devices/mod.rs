@@ -28,8 +28,10 @@ mod sysfs;
 mod system;
 
 pub use enumerate::{by_name, enumerate, Disk, Kind, Partition, Transport};
-pub use files::{check_file, file_key, resolve_links, FileId, FileKey, FileTarget, ImageSite};
-pub use guard::{eject, unmount_all, Guarded, Identity};
+pub use files::{
+    check_file, file_key, resolve_links, FileId, FileKey, FileTarget, ImageSite, Placement, Step,
+};
+pub use guard::{eject, unmount_all, Guarded, Identity, IdentityChange, IdentityField};
 pub use mounts::DevNum;
 pub use reread::{Method as RereadMethod, Reread};
 pub use resolve::{resolve, Resolved};
@@ -98,7 +100,7 @@ pub enum Error {
     ImageOnTarget {
         path: PathBuf,
         image: PathBuf,
-        how: String,
+        how: Placement,
     },
     #[error(
         "{} is the backing file of the attached loop device {loops}; writing it changes what the loop device reads; detach it first (`losetup -d {loops}`) or, to write it anyway, force it",
@@ -146,7 +148,7 @@ pub enum Error {
     )]
     ReadOnly { path: PathBuf },
     #[error(
-        "{} is an internal {transport} disk, neither removable nor USB-attached; if you really mean to erase it, add --force",
+        "{} is an internal {transport} disk, neither removable nor USB-attached",
         path.display()
     )]
     NotRemovable {
@@ -161,7 +163,7 @@ pub enum Error {
     )]
     Held { path: PathBuf, holders: String },
     #[error(
-        "{} has mounted filesystems ({mountpoints}); add --unmount to unmount them first, or unmount them yourself",
+        "{} has mounted filesystems ({mountpoints})",
         path.display()
     )]
     Mounted { path: PathBuf, mountpoints: String },
@@ -192,8 +194,8 @@ pub enum Error {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("{0}")]
-    IdentityChanged(String),
+    #[error(transparent)]
+    IdentityChanged(IdentityChange),
     #[error(
         "cannot unmount {}: {cause}; close the programs using it (`fuser -vm {}` lists them) and retry",
         mountpoint.display(), mountpoint.display()
@@ -210,8 +212,20 @@ pub enum Error {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("cannot eject {}: {reason}", path.display())]
-    Eject { path: PathBuf, reason: String },
+    #[error(
+        "cannot eject {}: a {transport} device cannot be detached this way; unplug it once the command has finished",
+        path.display()
+    )]
+    NotDetachable {
+        path: PathBuf,
+        transport: &'static str,
+    },
+    #[error("cannot eject {}: writing {}: {cause}", path.display(), attr.display())]
+    Eject {
+        path: PathBuf,
+        attr: PathBuf,
+        cause: std::io::Error,
+    },
 }
 
 fn list(paths: &[PathBuf]) -> String {

@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::ByteSource;
+use crate::hash::crc32;
 
 /// A compression format bootstick decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -216,22 +217,6 @@ fn read(
     what: &'static str,
 ) -> Result<(), Error> {
     src.read_exact_at(offset, buf, what).map_err(Error::Image)
-}
-
-/// CRC-32 (IEEE), as xz's stream footer and index use it.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// The largest xz index read into memory: 8 MiB holds about half a million

@@ -594,26 +594,7 @@ fn last_number(out: &[LogicalEntry]) -> u32 {
     out.last().map_or(4, |e| e.index)
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as GPT uses). Hand-written: eight lines are
-/// cheaper than a dependency, and the GPT tests check it against `sgdisk`.
-pub fn crc32(data: &[u8]) -> u32 {
-    crc32_update(0, data)
-}
-
-fn crc32_update(crc: u32, data: &[u8]) -> u32 {
-    let mut c = !crc;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
+pub use crate::hash::crc32;
 
 /// Looks for a GPT header at LBA 1 for block sizes 512, 2048 and 4096 and
 /// parses the first found. `Ok(None)` when no `EFI PART` signature exists;

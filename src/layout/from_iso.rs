@@ -94,7 +94,7 @@ pub enum Error {
     #[error(
         "this ISO is not hybrid and has no UEFI loader (no /EFI/BOOT/BOOT*.EFI in its tree or in \
          an El Torito EFI image): a built FAT32 layout would not boot, and bootstick builds \
-         UEFI-only layouts; use --raw to copy it byte for byte anyway (it will likely not boot)"
+         UEFI-only layouts"
     )]
     NoEfiLoader,
     #[error(

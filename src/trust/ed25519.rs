@@ -210,7 +210,11 @@ pub fn check(sig: &Signature, keys: &[PublicKey], any_keys: bool, data: Data<'_>
                 None,
             )
         } else {
-            result(Status::Unchecked, Some("no --key given".into()), None)
+            result(
+                Status::Unchecked,
+                Some("no signing key was given".into()),
+                None,
+            )
         };
     };
     let signer = Signer {

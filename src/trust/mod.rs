@@ -959,7 +959,7 @@ fn check_inner(
     };
     let unchecked = sig_files.iter().any(|f| f.status == Status::Unchecked);
     if unchecked {
-        notes.push("signatures were found but not checked: give the signing key with --key".into());
+        notes.push("signatures were found but not checked: no signing key was given".into());
     }
     let outcome = if worst(&[Status::Bad]).is_some() {
         Outcome::BadSignature

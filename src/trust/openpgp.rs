@@ -25,19 +25,20 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Problems with the keys given (`--key`, `--fingerprint`): input errors,
-/// not outcomes.
+/// not outcomes. The pin errors' messages start with the pin as given; the
+/// CLI names the option it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("{path}: not an OpenPGP public key or keyring: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("{path}: key {fingerprint} has no valid self-signature, so its user ID and expiry cannot be trusted")]
     NoSelfSignature { path: PathBuf, fingerprint: String },
-    #[error("--fingerprint {0}: no key given with --key has this fingerprint")]
+    #[error("{0}: none of the keys given has this fingerprint")]
     PinNotFound(String),
-    #[error("--fingerprint {0}: not a hex fingerprint (40 hex digits for a v4 key, 64 for v6, as `gpg --fingerprint` prints them)")]
+    #[error("{0}: not a hex fingerprint (40 hex digits for a v4 key, 64 for v6, as `gpg --fingerprint` prints them)")]
     BadPin(String),
     /// A key ID (the low 32 or 64 bits of a fingerprint) given as a pin.
-    #[error("--fingerprint {pin}: a {bits}-bit key ID, not a fingerprint; key IDs are refused because anyone can make a key with the same ID (32-bit IDs in seconds, 64-bit ones with some effort); give the full fingerprint (40 hex digits, as `gpg --fingerprint` prints it)")]
+    #[error("{pin}: a {bits}-bit key ID, not a fingerprint; key IDs are refused because anyone can make a key with the same ID (32-bit IDs in seconds, 64-bit ones with some effort); give the full fingerprint (40 hex digits, as `gpg --fingerprint` prints it)")]
     KeyId { pin: String, bits: usize },
 }
 
@@ -642,7 +643,11 @@ pub fn plan<'k>(sig: &Signature, keys: &'k Keyring, any_keys: bool) -> Plan<'k> 
         excluded: false,
     };
     if !any_keys {
-        return Plan::Done(base(Status::Unchecked, Some("no --key given".into()), None));
+        return Plan::Done(base(
+            Status::Unchecked,
+            Some("no signing key was given".into()),
+            None,
+        ));
     }
     if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
         return Plan::Done(base(

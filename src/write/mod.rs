@@ -91,7 +91,7 @@ pub const DEFAULT_CHUNK: usize = 4 << 20;
 /// layer uses it to re-check that the device is still the one the user chose
 /// (a re-plugged stick can get the same `/dev/sdX`). An `Err` stops the job
 /// with [`Error::Refused`] and nothing written.
-pub type BeforeFirstWrite = Box<dyn FnOnce() -> Result<(), String> + Send>;
+pub type BeforeFirstWrite = Box<dyn FnOnce() -> Result<(), crate::devices::IdentityChange> + Send>;
 
 /// How to write.
 pub struct Options {
@@ -251,8 +251,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("refused before the first write: {0}")]
-    Refused(String),
+    #[error("refused before the first write")]
+    Refused(#[source] crate::devices::IdentityChange),
     #[error(
         "writing the target failed at byte {offset}; the stick may be failing, full or removed"
     )]

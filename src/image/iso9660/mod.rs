@@ -292,7 +292,7 @@ impl Iso9660 {
         }
         let size = data.size;
         let unreadable = if rr.zisofs {
-            Some("zisofs compression (Rock Ridge ZF) is not supported; read the image with --fs joliet or iso9660 only if it stores the file uncompressed")
+            Some("zisofs compression (Rock Ridge ZF) is not supported; the Joliet or plain ISO 9660 tree reads it only where the image stores the file uncompressed")
         } else if group.iter().any(|r| r.interleaved) {
             Some("interleaved files (ISO 9660 file unit size/gap) are not supported")
         } else {

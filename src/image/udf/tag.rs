@@ -38,20 +38,11 @@ pub(crate) struct Tag {
 }
 
 /// CRC-ITU-T (polynomial 0x1021, initial value 0, not reflected), as
-/// ECMA-167 3/7.2.6 specifies for descriptor CRCs.
+/// ECMA-167 3/7.2.6 specifies for descriptor CRCs: the catalogue's
+/// CRC-16/XMODEM.
 pub(crate) fn crc_itu(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+    CRC.checksum(data)
 }
 
 /// The name of a tag identifier for error messages.
