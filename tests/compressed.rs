@@ -834,3 +834,197 @@ fn zip_archives_on_a_loop_device() {
     assert!(msg.contains("the zip stream is corrupt"), "{msg}");
     assert!(msg.contains("Invalid checksum"), "{msg}");
 }
+
+/// `SHA256SUMS` beside `disk.img.xz`, listing the compressed file (as
+/// Raspberry Pi OS and Armbian publish) or the image inside it under its
+/// decompressed name: both are found by discovery and enforced before
+/// anything is written (a wrong digest: exit 11, nothing written); a
+/// `--sha256` of the decompressed image is accepted too, and one of
+/// neither stream refused.
+#[test]
+fn sha256sums_of_the_compressed_file_or_of_the_image_inside() {
+    let t = "sha256sums_of_the_compressed_file_or_of_the_image_inside";
+    if !require_tools(t, &["xz", "zip", "sha256sum", "cmp", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path(), "disk.img", 4 * MIB);
+    let sha = |p: &Path| {
+        common::run(Command::new("sha256sum").arg(p))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let inner = sha(&img);
+    for (case, listed, sums_name) in [
+        ("compressed", "disk.img.xz", "SHA256SUMS"),
+        ("decompressed", "disk.img", "SHA256SUMS"),
+        // Named after the image inside (Raspberry Pi style `IMAGE.sha256`).
+        ("decompressed-named", "disk.img", "disk.img.sha256"),
+    ] {
+        let folder = dir.path().join(case);
+        std::fs::create_dir_all(&folder).unwrap();
+        let packed = folder.join("disk.img.xz");
+        compress(&img, &packed, &["xz", "-c"]);
+        let digest = if case == "compressed" {
+            sha(&packed)
+        } else {
+            inner.clone()
+        };
+        let sums = folder.join(sums_name);
+        std::fs::write(
+            &sums,
+            format!("{digest}  {listed}\nffff{}  other.img\n", "0".repeat(60)),
+        )
+        .unwrap();
+        let target = folder.join("ok.img");
+        let (out, lines) = write_json(&packed, &target, &["--verify-source"]);
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+        common::run(Command::new("cmp").arg(&img).arg(&target));
+        let check = &lines[0]["source_check"];
+        assert_eq!(check["outcome"], "checksum-only", "{case}: {check}");
+        assert_eq!(check["matched"]["name"], listed, "{case}: {check}");
+        assert_eq!(
+            check["matched"]["decompressed"].as_bool().unwrap_or(false),
+            case != "compressed",
+            "{case}: {check}"
+        );
+        // The listed digest wrong: refused before anything is written.
+        std::fs::write(&sums, format!("{}  {listed}\n", "ab".repeat(32))).unwrap();
+        let bad = folder.join("bad.img");
+        let (out, lines) = write_json(&packed, &bad, &[]);
+        assert_eq!(out.status.code(), Some(11), "{case}: {}", stderr(&out));
+        let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains("mismatch"), "{case}: {msg}");
+        assert!(!bad.exists(), "{case}: nothing written on a mismatch");
+        std::fs::remove_file(&sums).unwrap();
+    }
+    // A bare --sha256 of the image inside, of an xz and of a zip member.
+    let packed = dir.path().join("compressed/disk.img.xz");
+    let zipped = dir.path().join("disk.zip");
+    common::run(Command::new("zip").arg("-qj").arg(&zipped).arg(&img));
+    for image in [&packed, &zipped] {
+        let target = dir.path().join("given.img");
+        let (out, lines) = write_json(image, &target, &["--sha256", &inner]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            image.display(),
+            stderr(&out)
+        );
+        assert_eq!(lines[0]["source_check"]["matched"]["decompressed"], true);
+        common::run(Command::new("cmp").arg(&img).arg(&target));
+        let (out, _) = write_json(
+            image,
+            &dir.path().join("never.img"),
+            &["--sha256", &"0".repeat(64)],
+        );
+        assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+        assert!(!dir.path().join("never.img").exists());
+    }
+}
+
+/// `--require-signature` with a gpg-signed `SHA256SUMS` that lists the
+/// decompressed image beside `disk.img.xz`: verified by the signer's key
+/// (exit 0, the image written); with another key's signature: refused
+/// before anything is written.
+#[test]
+fn a_signed_sha256sums_of_the_image_inside_is_verified() {
+    let t = "a_signed_sha256sums_of_the_image_inside_is_verified";
+    if !require_tools(t, &["xz", "gpg", "gpgconf", "sha256sum", "cmp", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = || {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir").arg(&home).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        c
+    };
+    for uid in ["Images <images@example.org>", "Other <other@example.org>"] {
+        common::run(gpg().args(["--quick-gen-key", uid, "ed25519", "sign", "never"]));
+    }
+    let key = dir.path().join("images.asc");
+    let other = dir.path().join("other.asc");
+    common::run(
+        gpg()
+            .arg("--armor")
+            .arg("--output")
+            .arg(&key)
+            .args(["--export", "images@example.org"]),
+    );
+    common::run(
+        gpg()
+            .arg("--armor")
+            .arg("--output")
+            .arg(&other)
+            .args(["--export", "other@example.org"]),
+    );
+    let folder = dir.path().join("release");
+    std::fs::create_dir_all(&folder).unwrap();
+    let img = disk_image(&folder, "disk.img", 4 * MIB);
+    let packed = folder.join("disk.img.xz");
+    compress(&img, &packed, &["xz", "-c"]);
+    let inner = common::run(Command::new("sha256sum").arg(&img));
+    std::fs::remove_file(&img).unwrap();
+    let original = dir.path().join("disk.img");
+    let sums = folder.join("SHA256SUMS");
+    std::fs::write(&sums, inner.replace(&*img.to_string_lossy(), "disk.img")).unwrap();
+    common::run(
+        gpg()
+            .args([
+                "--local-user",
+                "images@example.org",
+                "--detach-sign",
+                "--output",
+            ])
+            .arg(folder.join("SHA256SUMS.gpg"))
+            .arg(&sums),
+    );
+    // The original, for cmp (outside the release folder).
+    let decoded = Command::new("xz")
+        .args(["-dc"])
+        .arg(&packed)
+        .output()
+        .unwrap();
+    std::fs::write(&original, decoded.stdout).unwrap();
+    let target = dir.path().join("ok.img");
+    let key_arg = key.to_string_lossy().into_owned();
+    let (out, lines) = write_json(
+        &packed,
+        &target,
+        &["--require-signature", "--key", &key_arg],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let check = &lines[0]["source_check"];
+    assert_eq!(check["outcome"], "verified", "{check}");
+    assert_eq!(check["matched"]["decompressed"], true, "{check}");
+    common::run(Command::new("cmp").arg(&original).arg(&target));
+    let refused = dir.path().join("refused.img");
+    let other_arg = other.to_string_lossy().into_owned();
+    let (out, _) = write_json(
+        &packed,
+        &refused,
+        &["--require-signature", "--key", &other_arg],
+    );
+    assert_eq!(out.status.code(), Some(14), "{}", stderr(&out));
+    assert!(
+        !refused.exists(),
+        "nothing written without a trusted signature"
+    );
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--kill", "all"])
+        .status();
+}

@@ -207,7 +207,12 @@ pub fn check_summary(report: &Report) -> String {
     } else {
         format!(", signed by {by}")
     };
-    format!("Source check: {}{via}{by}.", report.outcome.name())
+    let inner = if report.matched.as_ref().is_some_and(|m| m.decompressed) {
+        " (of the decompressed image)"
+    } else {
+        ""
+    };
+    format!("Source check: {}{inner}{via}{by}.", report.outcome.name())
 }
 
 /// A signer for people: fingerprint, subkey, user ID.

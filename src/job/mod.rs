@@ -274,7 +274,12 @@ impl Image {
         if !asked && !trust::has_references(req) {
             return Ok(None);
         }
-        let report = trust::check_pinned_open(req, self.input.file(), observer)?;
+        let report = trust::check_pinned_open_entry(
+            req,
+            self.input.file(),
+            self.entry.as_deref(),
+            observer,
+        )?;
         match report.outcome {
             Outcome::Verified => Ok(Some(report)),
             Outcome::ChecksumOnly if !policy.require_signature => Ok(Some(report)),

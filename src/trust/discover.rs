@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// Extensions a detached signature adds to the name of the file it signs.
 pub const SIGNATURE_EXTENSIONS: [&str; 5] = ["gpg", "sign", "asc", "sig", "minisig"];
 
+/// The suffixes of compressed images whose checksum file may be named
+/// after the image inside.
+const COMPRESSED_SUFFIXES: [&str; 6] = [".xz", ".zst", ".zstd", ".gz", ".bz2", ".zip"];
+
 /// Checksum files in the image's folder, sorted by name.
 pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
     let dir = match image.parent() {
@@ -26,11 +30,25 @@ pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // A compressed image's own checksum file may be named after the image
+    // inside (`disk.img.sha256` beside `disk.img.xz`; the hash decides
+    // which stream it is about: `trust::decoded`).
+    let inner_name = COMPRESSED_SUFFIXES.iter().find_map(|s| {
+        image_name
+            .to_ascii_lowercase()
+            .strip_suffix(s)
+            .filter(|stem| !stem.is_empty())
+            .map(|stem| image_name[..stem.len()].to_string())
+    });
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name != image_name && is_sums_name(&name, &image_name) && is_regular(&entry.path()) {
+        let named = is_sums_name(&name, &image_name)
+            || inner_name
+                .as_deref()
+                .is_some_and(|i| is_sums_name(&name, i));
+        if name != image_name && named && is_regular(&entry.path()) {
             found.push(dir.join(&name));
         }
     }

@@ -10,6 +10,7 @@
 //! See `docs/trust.md` for what each outcome means and the order they are
 //! decided in.
 
+pub mod decoded;
 pub mod discover;
 pub mod ed25519;
 #[cfg(test)]
@@ -166,6 +167,11 @@ pub struct Listing {
     /// digest differs (the file contradicts itself).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicts_with: Option<usize>,
+    /// The entry is about the image inside a compressed IMAGE (listed
+    /// under its decompressed name, or its digest is the decompressed
+    /// image's), not about the compressed file (`trust::decoded`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decompressed: bool,
 }
 
 /// An entry that shares the image's file name under another path.
@@ -194,6 +200,10 @@ pub struct Report {
     pub size: u64,
     /// The image's digests computed in the pass, by algorithm name.
     pub digests: BTreeMap<String, String>,
+    /// A compressed image's decompressed digests, by algorithm name, when
+    /// some reference may be about the image inside (`trust::decoded`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub decompressed_digests: BTreeMap<String, String>,
     /// The listing the image matched, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<Listing>,
@@ -441,7 +451,17 @@ pub fn has_references(req: &Request) -> bool {
 /// Runs the check described by `req`, reporting progress of the image pass
 /// to `observer`.
 pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
-    check_inner(req, observer, false, None)
+    check_inner(req, observer, false, None, None)
+}
+
+/// [`check`]; a zip archive's member is `entry` (as `write` takes it),
+/// for matching checksums of the image inside.
+pub fn check_entry(
+    req: &Request,
+    entry: Option<&str>,
+    observer: &dyn Observer,
+) -> Result<Report, Error> {
+    check_inner(req, observer, false, None, entry)
 }
 
 /// [`check`], also taking the SHA-256 of every block of the image in the
@@ -449,7 +469,7 @@ pub fn check(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
 /// from the image can be proved to be the bytes that were checked
 /// (`docs/trust.md`, "Checking inside `write`").
 pub fn check_pinned(req: &Request, observer: &dyn Observer) -> Result<Report, Error> {
-    check_inner(req, observer, true, None)
+    check_inner(req, observer, true, None, None)
 }
 
 /// [`check_pinned`], reading the image's bytes through `image`, a
@@ -463,7 +483,17 @@ pub fn check_pinned_open(
     image: &File,
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
-    check_inner(req, observer, true, Some(image))
+    check_inner(req, observer, true, Some(image), None)
+}
+
+/// [`check_pinned_open`]; a zip archive's member is `entry`.
+pub fn check_pinned_open_entry(
+    req: &Request,
+    image: &File,
+    entry: Option<&str>,
+    observer: &dyn Observer,
+) -> Result<Report, Error> {
+    check_inner(req, observer, true, Some(image), entry)
 }
 
 fn check_inner(
@@ -471,6 +501,7 @@ fn check_inner(
     observer: &dyn Observer,
     blocks: bool,
     image: Option<&File>,
+    entry: Option<&str>,
 ) -> Result<Report, Error> {
     let mut notes = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
@@ -614,13 +645,36 @@ fn check_inner(
     // path and name before the image is read (src/trust/matching.rs).
     let image_name = file_name(&req.image);
     let image_abs = req.image.canonicalize().ok();
-    let selections: Vec<Option<matching::Selection>> = sources
+    // A compressed image's entries may name the image inside instead
+    // (`decoded`): tried when none names the compressed file.
+    let inner = decoded::probe(&req.image, image, entry);
+    let inner_name = inner.as_ref().and_then(|i| i.name.clone());
+    let (selections, about_inner): (Vec<Option<matching::Selection>>, Vec<bool>) = sources
         .iter()
         .map(|s| {
             let rel = relative_to(image_abs.as_deref(), s.dir.as_deref());
-            matching::select(&s.sums.entries, rel.as_deref(), &image_name)
+            if let Some(sel) = matching::select(&s.sums.entries, rel.as_deref(), &image_name) {
+                return (Some(sel), false);
+            }
+            let Some(name) = &inner_name else {
+                return (None, false);
+            };
+            let inner_rel = rel.map(|r| match r.rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/{name}"),
+                None => name.clone(),
+            });
+            let sel = matching::select(&s.sums.entries, inner_rel.as_deref(), name);
+            let about = sel.is_some();
+            (sel, about)
         })
-        .collect();
+        .unzip();
+    // The image inside is decoded and hashed when a reference may be about
+    // it: it names the decompressed name, is a bare hash, or names nothing.
+    let need_inner = inner.is_some()
+        && selections
+            .iter()
+            .zip(&about_inner)
+            .any(|(sel, about)| *about || sel.as_ref().is_none_or(|s| s.by == matching::By::Given));
     // The algorithms needed: the strongest of the entries about the image;
     // for a file that names it nowhere, every non-weak algorithm it lists
     // (the image may have been renamed); SHA-256 for the write engine.
@@ -666,6 +720,27 @@ fn check_inner(
             .signatures
             .push(openpgp::finish(&p.sig, p.signer, result));
     }
+    let checked_blocks = checked_blocks.map(std::sync::Arc::new);
+    let inner_digests = if need_inner {
+        match decoded::digests(
+            &req.image,
+            image,
+            checked_blocks.as_ref(),
+            entry,
+            &algorithms,
+            observer,
+        ) {
+            Ok(d) => d,
+            Err(why) => {
+                notes.push(format!(
+                    "the image inside the compressed file could not be decompressed to check it: {why}"
+                ));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
     // Further candidates need their own pass, but only while their file has
     // no good signature yet (any good one suffices).
     for p in pending {
@@ -721,16 +796,17 @@ fn check_inner(
             .filter_map(|c| c.signer.clone())
             .collect()
     };
-    let hit = |e: &sums::Entry| -> Option<HashAlgorithm> {
+    let hit_in = |set: &[Digest], e: &sums::Entry| -> Option<HashAlgorithm> {
         e.candidates.iter().copied().find(|a| {
-            digests
-                .iter()
+            set.iter()
                 .any(|d| d.algorithm() == *a && d.as_bytes() == e.digest)
         })
     };
+    let hit = |e: &sums::Entry| hit_in(&digests, e).or_else(|| hit_in(&inner_digests, e));
+    let inner_hit = |e: &sums::Entry| hit_in(&inner_digests, e).is_some();
     let mut found: Vec<Listing> = Vec::new();
     let mut mismatches = Vec::new();
-    for (s, sel) in sources.iter().zip(&selections) {
+    for ((s, sel), &about) in sources.iter().zip(&selections).zip(&about_inner) {
         let signed_by = good_signers(&s.signed_by);
         let entries = &s.sums.entries;
         let listing = |i: usize, alg: HashAlgorithm, by: matching::By| Listing {
@@ -745,6 +821,7 @@ fn check_inner(
             by,
             same_name: Vec::new(),
             conflicts_with: None,
+            decompressed: about || inner_hit(&entries[i]),
         };
         let conflict_listings = |pairs: &[(usize, usize)], by| {
             let mut v = Vec::new();
@@ -863,6 +940,7 @@ fn check_inner(
             by: matching::By::Implanted,
             same_name: Vec::new(),
             conflicts_with: None,
+            decompressed: false,
         };
         if verdict.matches {
             found.push(l);
@@ -897,6 +975,9 @@ fn check_inner(
         let at = m.line.map(|l| format!(" line {l}")).unwrap_or_default();
         let name = m.name.as_deref().unwrap_or_default();
         match m.by {
+            matching::By::Hash if m.decompressed => notes.push(format!(
+                "the decompressed image matched the checksum listed for {name:?}"
+            )),
             matching::By::Hash => notes.push(format!(
                 "the image matched the checksum listed for {name:?}: it was renamed"
             )),
@@ -1000,8 +1081,12 @@ fn check_inner(
             .iter()
             .find(|d| d.algorithm() == HashAlgorithm::Sha256)
             .cloned(),
-        checked_blocks: checked_blocks.map(std::sync::Arc::new),
+        checked_blocks,
         digests: digests
+            .iter()
+            .map(|d| (d.algorithm().name().to_string(), d.to_hex()))
+            .collect(),
+        decompressed_digests: inner_digests
             .iter()
             .map(|d| (d.algorithm().name().to_string(), d.to_hex()))
             .collect(),
