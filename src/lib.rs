@@ -12,6 +12,7 @@ pub mod devices;
 pub mod events;
 pub mod extract;
 pub mod hash;
+pub mod health;
 pub mod image;
 pub mod inspect;
 pub mod job;

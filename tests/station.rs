@@ -359,7 +359,7 @@ fn without_a_terminal_or_yes_the_station_refuses() {
 
 /// A stick that fails (its backing file's tmpfs is full) fails alone: the
 /// station goes on and writes the next one; SIGINT then ends it, and the
-/// exit code says a stick failed (24).
+/// exit code says a stick failed (26).
 #[test]
 fn a_failing_stick_fails_alone_and_the_exit_code_says_so() {
     if !require_root("station") || !require_tools("station", &["losetup", "mount", "cmp"]) {
@@ -398,10 +398,10 @@ fn a_failing_stick_fails_alone_and_the_exit_code_says_so() {
     assert_eq!(ok["ok"], true, "{ok}");
     st.signal(libc::SIGINT);
     let (code, lines, err) = st.finish();
-    assert_eq!(code, Some(24), "{err}\n{lines:#?}");
+    assert_eq!(code, Some(26), "{err}\n{lines:#?}");
     assert_documented(&lines);
     let result = lines.last().unwrap();
-    assert_eq!(result["exit_code"], 24);
+    assert_eq!(result["exit_code"], 26);
     assert_eq!(
         (result["done"].as_u64(), result["failed"].as_u64()),
         (Some(1), Some(1))
@@ -502,7 +502,7 @@ fn first_sigint_drains_second_aborts() {
 /// on it are skipped and logged, their bytes untouched; the first stick
 /// pulled and plugged in again is not written twice; a stick whose writes
 /// fail (blkdebug EIO) fails alone. `--count 3` ends the run, whose exit
-/// code (24) says a stick failed; the log has one record per stick.
+/// code (26) says a stick failed; the log has one record per stick.
 #[test]
 fn guest_station_writes_hot_plugged_sticks_and_nothing_else() {
     use common::guest::{self, blkdebug_rules, Guest, Stick};
@@ -612,7 +612,7 @@ echo "@@ end"
         .find_map(|l| l.strip_prefix("rc="))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rc:\n{out}"));
-    assert_eq!(rc, 24, "{out}");
+    assert_eq!(rc, 26, "{out}");
     assert_documented(&lines);
     let result = lines.last().unwrap();
     assert_eq!(result["event"], "result", "{out}");

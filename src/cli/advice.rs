@@ -37,6 +37,7 @@ pub fn failure(e: Error) -> Failure {
         | Error::Layout { .. }
         | Error::Duplicate(_)
         | Error::Compressed { .. }
+        | Error::NotADisk { .. }
         | Error::Panicked) => Failure::new(code, e),
         e @ Error::CompressedLayout { .. } => Failure::new(
             code,

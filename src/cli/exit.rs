@@ -9,7 +9,7 @@
 use bootstick::cancel::{Signal, TargetState};
 use bootstick::layout::{disk, fat32, from_iso, partition};
 use bootstick::plan::PlanError;
-use bootstick::{boot_test, devices, image, job, station, trust, write};
+use bootstick::{boot_test, devices, health, image, job, station, trust, write};
 use serde_json::{json, Map, Value};
 
 /// How a `bootstick` run ended.
@@ -65,8 +65,14 @@ pub enum Exit {
     BootUnknown = 21,
     /// `boot-test`: QEMU or the OVMF firmware is not installed.
     BootTestUnavailable = 22,
+    /// `probe`: the stick stores less than it reports (`fake-capacity`).
+    FakeCapacity = 23,
+    /// `probe`: blocks fail among good ones (`bad-sectors`).
+    BadSectors = 24,
+    /// `probe`: everything held, but slower than the limits (`slow`).
+    Slow = 25,
     /// `station`: at least one stick failed (the others were written).
-    SticksFailed = 24,
+    SticksFailed = 26,
     /// Stopped by `SIGHUP` (128 + 1, as a shell reports a job killed by it).
     HungUp = 129,
     /// Stopped by `SIGINT`, Ctrl-C (128 + 2).
@@ -170,6 +176,49 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// A probe that stopped without a verdict; a cancelled one says by
+    /// which signal and what it left on the target.
+    pub fn probe(e: health::Error) -> Self {
+        let code = probe_error(&e);
+        match e {
+            health::Error::Cancelled { state } => {
+                let signal = super::signals::token().signal();
+                let name = signal.map(bootstick::cancel::Signal::name);
+                let error = anyhow::Error::new(e)
+                    .context(format!("interrupted by {}", name.unwrap_or("a request")));
+                Failure::new(code, error).with_fields(json!({
+                    "interrupted": true,
+                    "signal": name,
+                    "target_state": state.name(),
+                }))
+            }
+            e => Failure::new(code, e),
+        }
+    }
+}
+
+/// The code of a probe's verdict (docs/cli.md, docs/health.md).
+pub fn probe_verdict(v: health::Verdict) -> Exit {
+    use health::Verdict as V;
+    match v {
+        V::Genuine | V::Readable => Exit::Ok,
+        V::FakeCapacity => Exit::FakeCapacity,
+        V::BadSectors => Exit::BadSectors,
+        V::Slow => Exit::Slow,
+    }
+}
+
+/// The code of an error that stopped a probe before its verdict.
+pub fn probe_error(e: &health::Error) -> Exit {
+    use health::Error as E;
+    match e {
+        E::Open { .. } | E::Device { .. } => Exit::WriteFailed,
+        E::TooSmall { .. } | E::IdentityChanged(_) => Exit::Refused,
+        E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
+    }
+}
+
 /// The code of a write-engine error.
 pub fn write_error(e: &write::Error) -> Exit {
     use write::Error as E;
@@ -246,7 +295,7 @@ pub fn job_error(e: &job::Error) -> Exit {
         E::TableForRaw { .. } => Exit::Usage,
         E::SourceCheck { report, .. } => outcome(report.outcome),
         E::Declined { .. } => Exit::Declined,
-        E::NamedTwice { .. } => Exit::Refused,
+        E::NamedTwice { .. } | E::NotADisk { .. } => Exit::Refused,
         // The first refused target's code, in argument order.
         E::Refused { refused, .. } => refused
             .first()

@@ -16,6 +16,7 @@ pub mod list;
 pub mod ls;
 pub mod mode;
 pub mod mount;
+pub mod probe;
 pub mod references;
 pub mod render;
 pub mod signals;
@@ -50,6 +51,7 @@ pub enum Command {
     /// Copy an image's files into a directory; nothing is written outside it.
     Extract(extract::Args),
     BootTest(boot_test::Args),
+    Probe(probe::Args),
     /// Mount an image's file tree read-only (FUSE) on a directory, in the
     /// foreground, until Ctrl-C or `bootstick umount`.
     Mount(mount::Args),
@@ -80,6 +82,13 @@ impl Command {
                 "nothing was extracted",
             ),
             Command::BootTest(a) => ("boot-test", a.json, Some(&a.target), false, ""),
+            Command::Probe(a) => (
+                "probe",
+                a.json,
+                a.target.as_ref(),
+                true,
+                "nothing was written",
+            ),
             Command::Station(a) => (
                 "station",
                 a.json,
@@ -112,6 +121,7 @@ impl Command {
             Command::Ls(args) => ls::run(args),
             Command::Extract(args) => extract::run(args),
             Command::BootTest(args) => boot_test::run(args),
+            Command::Probe(args) => probe::run(args),
             Command::Station(args) => station::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
@@ -158,7 +168,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 14] = [
     "write",
     "compare",
     "list",
@@ -167,6 +177,7 @@ const SUBCOMMANDS: [&str; 13] = [
     "ls",
     "extract",
     "boot-test",
+    "probe",
     "mount",
     "umount",
     "station",

@@ -518,7 +518,7 @@ impl station::Observer for View<'_> {
 }
 
 /// The summary, and the exit code: 0 when no stick failed, else the
-/// signal's code when a second signal aborted sticks, else 24.
+/// signal's code when a second signal aborted sticks, else 26.
 fn finish(
     s: &Summary,
     render: &Renderer,

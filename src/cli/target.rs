@@ -11,7 +11,7 @@ use super::disks::table;
 use super::exit::{Exit, Failure};
 use super::render::human_bytes;
 use bootstick::devices::{self, Disk, Roots};
-use bootstick::job::{Answer, Confirm, Summary};
+use bootstick::job::{Action, Answer, Confirm, Summary};
 
 /// Flags that change which disks may be written and what happens around it.
 #[derive(Debug, Clone, clap::Args)]
@@ -149,10 +149,16 @@ impl Confirm for Prompt {
             (true, _) => format!("{} files", files.len()),
             (false, _) => format!("{these} and {} existing files", files.len()),
         };
+        let head = match s.action {
+            Action::Write => format!(
+                "Write {} ({}) to {onto}?",
+                s.image.display(),
+                human_bytes(s.image_len)
+            ),
+            Action::Probe => format!("Probe {onto} by writing test patterns over all of it?"),
+        };
         eprint!(
-            "Write {} ({}) to {onto}?\n{listed}{}{}{}Continue? [y/N] ",
-            s.image.display(),
-            human_bytes(s.image_len),
+            "{head}\n{listed}{}{}{}Continue? [y/N] ",
             match (mounted && s.unmount, disks.len()) {
                 (false, _) => "",
                 (true, 1) => "Its mounted filesystems will be unmounted first.\n",

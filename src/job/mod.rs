@@ -60,9 +60,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use decide::{
-    build_layout, inspect_source, table_name, Choice, Decided, LayoutSummary, Method, Notice,
+    build_layout, esp_entry_of, inspect_source, table_name, Choice, Decided, LayoutSummary, Method,
+    Notice,
 };
-pub use select::{choose_all, resolve_for_reading, Answer, Chosen, Confirm, Refusal, Summary, Yes};
+pub use select::{
+    choose_all, choose_disk, resolve_for_reading, Action, Answer, Chosen, Confirm, Refusal,
+    Summary, Yes,
+};
 
 use crate::cancel::Cancel;
 use crate::devices::{self, Disk, Guarded, Roots};
@@ -167,6 +171,12 @@ pub enum Error {
     EntryForNonArchive { path: PathBuf },
     #[error("the job's thread panicked")]
     Panicked,
+    /// A job that works on whole disks only (a probe) was given a file.
+    #[error(
+        "{} is not a disk; give a whole disk such as /dev/sdX",
+        path.display()
+    )]
+    NotADisk { path: PathBuf },
 }
 
 /// What asks for a source check before writing (docs/trust.md).
@@ -416,11 +426,20 @@ impl Job {
             }
             (Method::Raw, Some(cap)) if tail_wipe => Ok((
                 None,
-                Plan::raw(len)
+                self.raw_plan(len)?
                     .with_tail_wipe(cap)
                     .map_err(|e| Error::Write(e.into()))?,
             )),
-            (Method::Raw, _) => Ok((None, Plan::raw(len))),
+            (Method::Raw, _) => Ok((None, self.raw_plan(len)?)),
+        }
+    }
+
+    /// A byte copy of `len` bytes, with the decision's ESP entry when it
+    /// has one (`layout::esp_entry`).
+    fn raw_plan(&self, len: u64) -> Result<Plan, Error> {
+        match &self.decided.esp_entry {
+            Some(e) => e.plan(len).map_err(|e| Error::Write(e.into())),
+            None => Ok(Plan::raw(len)),
         }
     }
 
@@ -526,6 +545,8 @@ pub struct WriteStart<'a> {
     pub decision: &'a inspect::Decision,
     pub mode: &'static str,
     pub layout: Option<LayoutSummary<'a>>,
+    /// A byte copy's added ESP entry (`layout::esp_entry`), or null.
+    pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
     pub source_check: Option<CheckSummary<'a>>,
 }
 
@@ -680,6 +701,7 @@ impl Prepared<'_> {
             decision: &job.decided.decision,
             mode: self.mode_name(),
             layout: self.layout.as_ref().map(LayoutSummary::of),
+            esp_entry: job.decided.esp_entry.as_ref(),
             source_check: job.checked.as_ref().map(|r| CheckSummary {
                 outcome: r.outcome,
                 matched: &r.matched,
@@ -833,6 +855,8 @@ pub struct CompareStart<'a> {
     pub decision: &'a inspect::Decision,
     pub mode: &'static str,
     pub layout: Option<LayoutSummary<'a>>,
+    /// As in [`WriteStart::esp_entry`].
+    pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
 }
 
 /// What a comparison found: all equal (a difference is an error,
@@ -874,6 +898,7 @@ impl PreparedCompare<'_> {
                 "raw"
             },
             layout: self.layout.as_ref().map(LayoutSummary::of),
+            esp_entry: self.job.decided.esp_entry.as_ref(),
         }
     }
 

@@ -33,9 +33,20 @@ impl Confirm for Yes {
     }
 }
 
+/// What the job does to the disks a confirmation names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Writes the image [`Summary::image`].
+    Write,
+    /// Writes test patterns over the disk (`health::probe`); `image` is
+    /// empty.
+    Probe,
+}
+
 /// What a confirmation is asked for.
 #[derive(Clone, Debug)]
 pub struct Summary {
+    pub action: Action,
     pub image: PathBuf,
     pub image_len: u64,
     /// The disks that will be erased, in argument order.
@@ -97,6 +108,49 @@ pub fn resolve_for_reading(
     }
 }
 
+/// Resolves TARGET for a job that erases a whole disk without writing an
+/// image (`action`: a probe writing test patterns over it): the same forms
+/// and every rule of [`choose_all`] for a disk (system disk never,
+/// read-only, internal disks only with `policy.force`, swap, holders,
+/// mounted filesystems only with `policy.unmount`), the same one question
+/// through `confirm`, the unmount and the exclusive, locked open. A file
+/// is refused ([`Error::NotADisk`]): only a disk can be probed.
+pub fn choose_disk(
+    roots: &Roots,
+    target: &Path,
+    policy: Policy,
+    confirm: &mut dyn Confirm,
+    action: Action,
+) -> Result<(Box<Disk>, Guarded), Error> {
+    let disk = match devices::resolve(roots, target)? {
+        Resolved::File(path) => return Err(Error::NotADisk { path }),
+        Resolved::Disk { disk, .. } => disk,
+    };
+    devices::check(&disk, 0, policy)?;
+    let summary = Summary {
+        action,
+        image: PathBuf::new(),
+        image_len: 0,
+        disks: vec![(*disk).clone()],
+        files: Vec::new(),
+        unmount: policy.unmount,
+    };
+    match confirm.confirm(&summary) {
+        Answer::Yes => {}
+        answer => {
+            return Err(Error::Declined {
+                summary: Box::new(summary),
+                asked: answer == Answer::No,
+            })
+        }
+    }
+    if policy.unmount {
+        devices::unmount_all(roots, &disk)?;
+    }
+    let guard = Guarded::open(roots, &disk)?;
+    Ok((disk, guard))
+}
+
 /// Resolves every TARGET and checks the rules for writing `needed` bytes of
 /// `image` (`image_len` bytes) to each, then confirms once, unmounts and
 /// opens every disk, in argument order. Any refusal (a rule, a target that
@@ -151,6 +205,7 @@ pub fn choose_all(
     // An existing non-empty file is someone's data (a download, with
     // IMAGE and TARGET swapped): asked for like a disk.
     let summary = Summary {
+        action: Action::Write,
         image: image.to_path_buf(),
         image_len,
         disks: checked

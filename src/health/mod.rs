@@ -1,0 +1,15 @@
+//! Stick health: is this stick what it claims to be, and does it hold what
+//! is written to it? (`docs/health.md`)
+//!
+//! - [`probe`]: position-tagged test patterns written over a disk and read
+//!   back bypassing every cache, telling a genuine stick from one that
+//!   reports more capacity than it stores (a "fake" stick that wraps or
+//!   drops writes past its real size), one with bad sectors, and a slow
+//!   one; or, read-only, every sector read.
+//!
+//! The disk is chosen, confirmed and opened by the job's target selection
+//! (`job::choose_disk`): the same rules and the same question as `write`.
+
+pub mod probe;
+
+pub use probe::{probe, Error, Mode, Options, Range, Report, TargetState, Verdict};

@@ -1,0 +1,609 @@
+//! `bootstick probe` on devices that really misbehave: a FUSE file system
+//! served by this test process presents one file that reports more
+//! capacity than it stores (wrapping every offset onto the real size, or
+//! dropping writes past it), or fails with EIO in a chosen range; a loop
+//! device over that file is the "stick". The FUSE file is opened with
+//! `direct_io`, so the kernel's page cache never answers for it: every
+//! read the loop device makes reaches the emulation. Oracles: the
+//! emulation itself (proved with `dd` before each probe), `sha256sum` of
+//! the device before and after a read-only probe, `cmp`.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::{json_result, require_root, require_tools, LoopDevice};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
+    OpenFlags, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request,
+    WriteFlags,
+};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// How the emulated stick maps what it reports onto what it stores.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Stores everything it reports.
+    Genuine,
+    /// Offset `o` is stored at `o % real` (the common fake).
+    Wrap,
+    /// Writes at or past `real` are discarded, reads there return zeros.
+    Drop,
+}
+
+struct Fake {
+    reported: u64,
+    real: u64,
+    kind: Kind,
+    /// Every read or write touching `[start, end)` fails with EIO.
+    bad: Option<(u64, u64)>,
+    store: File,
+    /// Bytes written through the emulation.
+    written: Arc<Mutex<u64>>,
+}
+
+const ROOT: u64 = 1;
+const DISK: u64 = 2;
+
+impl Fake {
+    fn attr(&self, ino: u64) -> FileAttr {
+        let (kind, size, perm) = if ino == ROOT {
+            (FileType::Directory, 0, 0o755)
+        } else {
+            (FileType::RegularFile, self.reported, 0o644)
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind,
+            perm,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn hits_bad(&self, offset: u64, len: u64) -> bool {
+        self.bad
+            .is_some_and(|(s, e)| offset < e && offset + len > s)
+    }
+
+    /// Splits `offset..offset+len` into pieces that each map to one
+    /// contiguous stretch of the store (`None`: not stored).
+    fn pieces(&self, offset: u64, len: u64) -> Vec<(u64, u64, Option<u64>)> {
+        let mut out = Vec::new();
+        let mut at = offset;
+        while at < offset + len {
+            let (n, to) = match self.kind {
+                Kind::Genuine => (offset + len - at, Some(at)),
+                Kind::Wrap => {
+                    let inside = at % self.real;
+                    ((self.real - inside).min(offset + len - at), Some(inside))
+                }
+                Kind::Drop if at < self.real => ((self.real - at).min(offset + len - at), Some(at)),
+                Kind::Drop => (offset + len - at, None),
+            };
+            out.push((at - offset, n, to));
+            at += n;
+        }
+        out
+    }
+}
+
+impl Filesystem for Fake {
+    fn lookup(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if parent.0 == ROOT && name == "disk" {
+            reply.entry(&Duration::from_secs(60), &self.attr(DISK), Generation(0));
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn getattr(&self, _: &Request, ino: INodeNo, _: Option<FileHandle>, reply: ReplyAttr) {
+        match ino.0 {
+            ROOT | DISK => reply.attr(&Duration::from_secs(60), &self.attr(ino.0)),
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _: &Request, _: INodeNo, _: OpenFlags, reply: ReplyOpen) {
+        // direct_io: the kernel keeps no page cache for the file, so the
+        // loop device's reads always reach the emulation.
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
+    }
+
+    fn read(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        offset: u64,
+        size: u32,
+        _: OpenFlags,
+        _: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let len = u64::from(size).min(self.reported.saturating_sub(offset));
+        if self.hits_bad(offset, len) {
+            return reply.error(Errno::EIO);
+        }
+        let mut buf = vec![0u8; len as usize];
+        for (at, n, to) in self.pieces(offset, len) {
+            if let Some(to) = to {
+                let piece = &mut buf[at as usize..(at + n) as usize];
+                if self.store.read_exact_at(piece, to).is_err() {
+                    return reply.error(Errno::EIO);
+                }
+            }
+        }
+        reply.data(&buf);
+    }
+
+    fn write(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _: WriteFlags,
+        _: OpenFlags,
+        _: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let len = (data.len() as u64).min(self.reported.saturating_sub(offset));
+        if self.hits_bad(offset, len) {
+            return reply.error(Errno::EIO);
+        }
+        for (at, n, to) in self.pieces(offset, len) {
+            if let Some(to) = to {
+                let piece = &data[at as usize..(at + n) as usize];
+                if self.store.write_all_at(piece, to).is_err() {
+                    return reply.error(Errno::EIO);
+                }
+            }
+        }
+        *self.written.lock().unwrap() += len;
+        reply.written(len as u32);
+    }
+
+    fn flush(&self, _: &Request, _: INodeNo, _: FileHandle, _: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn fsync(&self, _: &Request, _: INodeNo, _: FileHandle, _: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+}
+
+/// An emulated stick: the loop device over the FUSE file. Dropped in
+/// order: the loop device is detached before the file system goes.
+struct Stick {
+    lo: Option<LoopDevice>,
+    session: Option<fuser::BackgroundSession>,
+    written: Arc<Mutex<u64>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Stick {
+    fn new(reported: u64, real: u64, kind: Kind, bad: Option<(u64, u64)>) -> Stick {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let store_path = dir.path().join("store");
+        let store = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&store_path)
+            .unwrap();
+        store.set_len(real).unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let written = Arc::new(Mutex::new(0));
+        let fs = Fake {
+            reported,
+            real,
+            kind,
+            bad,
+            store,
+            written: written.clone(),
+        };
+        let mut config = fuser::Config::default();
+        config.mount_options = vec![fuser::MountOption::FSName("fakestick".into())];
+        config.n_threads = Some(2);
+        let session = fuser::Session::new(fs, &mnt, &config)
+            .and_then(fuser::Session::spawn)
+            .expect("mount the FUSE emulation");
+        let lo = LoopDevice::attach(&mnt.join("disk"));
+        Stick {
+            lo: Some(lo),
+            session: Some(session),
+            written,
+            _dir: dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.lo.as_ref().unwrap().path()
+    }
+
+    /// Bytes the emulation was asked to write so far.
+    fn written(&self) -> u64 {
+        *self.written.lock().unwrap()
+    }
+}
+
+impl Drop for Stick {
+    fn drop(&mut self) {
+        drop(self.lo.take());
+        drop(self.session.take());
+    }
+}
+
+fn probe(args: &[&str], target: &Path) -> Output {
+    common::bootstick()
+        .arg("probe")
+        .args(args)
+        .arg(target)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The JSON result of `probe --json ARGS TARGET`, with the exit code;
+/// `bad_ranges` cut to its first three (for readable messages).
+fn probe_json(args: &[&str], target: &Path) -> (Option<i32>, serde_json::Value) {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let out = probe(&a, target);
+    let mut r = json_result(&out.stdout);
+    if let Some(v) = r["bad_ranges"].as_array_mut() {
+        v.truncate(3);
+    }
+    if let Some(e) = r.get_mut("error") {
+        *e = e
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect::<String>()
+            .into();
+    }
+    (out.status.code(), r)
+}
+
+/// `dd` with direct I/O: `len` bytes from `src` at `skip` to `dst` at
+/// `seek`.
+fn dd(src: &Path, skip: u64, dst: &Path, seek: u64, len: u64) {
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", src.display()))
+            .arg(format!("of={}", dst.display()))
+            .args([
+                "iflag=skip_bytes,count_bytes,direct",
+                "oflag=seek_bytes,direct",
+                "conv=notrunc",
+                "bs=1M",
+                "status=none",
+            ])
+            .arg(format!("skip={skip}"))
+            .arg(format!("seek={seek}"))
+            .arg(format!("count={len}")),
+    );
+}
+
+fn read_dev(dev: &Path, at: u64, len: usize) -> Vec<u8> {
+    let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    dd(dev, at, tmp.path(), 0, len as u64);
+    std::fs::read(tmp.path()).unwrap()
+}
+
+fn write_dev(dev: &Path, at: u64, data: &[u8]) {
+    let tmp = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(tmp.path(), data).unwrap();
+    dd(tmp.path(), 0, dev, at, data.len() as u64);
+}
+
+fn ready(test: &str) -> bool {
+    require_root(test)
+        && require_tools(
+            test,
+            &["losetup", "dd", "fusermount3", "sha256sum", "blockdev"],
+        )
+}
+
+/// A stick that reports 8 GiB and wraps every offset onto its 512 MiB:
+/// `fake-capacity` (exit 23) with the real size found to within 1 MiB,
+/// and the blocks past it returning data written lower (`wrapped`).
+/// Before the probe, `dd` proves the emulation: bytes written at 512 MiB
+/// come back at 0. (Fails with blocks written from the lowest offset up:
+/// the high aliases then win and the stick looks bad everywhere.)
+#[test]
+fn a_stick_that_wraps_is_fake_capacity_with_its_real_size() {
+    let t = "a_stick_that_wraps_is_fake_capacity_with_its_real_size";
+    if !ready(t) {
+        return;
+    }
+    for (reported, real) in [(8 * GIB, 512 * MIB), (256 * GIB, 8 * GIB)] {
+        let stick = Stick::new(reported, real, Kind::Wrap, None);
+        write_dev(stick.path(), real, &[0x5a; 4096]);
+        assert_eq!(
+            read_dev(stick.path(), 0, 4096),
+            vec![0x5a; 4096],
+            "the emulation wraps"
+        );
+        let started = std::time::Instant::now();
+        let (code, r) = probe_json(&["--yes"], stick.path());
+        let took = started.elapsed();
+        assert_eq!(r["verdict"], "fake-capacity", "{r}");
+        assert_eq!(code, Some(23), "{r}");
+        assert_eq!(r["reported_bytes"], reported);
+        let usable = r["usable_bytes"].as_u64().unwrap();
+        let from = r["fails_from"].as_u64().unwrap();
+        assert!(
+            usable <= real && usable >= real - MIB,
+            "usable {usable}: {r}"
+        );
+        assert!(from >= real && from <= real + MIB, "fails from {from}: {r}");
+        assert_eq!(r["fails_how"], "wrapped", "{r}");
+        assert_eq!(r["wrapped_onto"], 0, "{r}");
+        assert_eq!(r["bad_ranges"], serde_json::json!([]), "{r}");
+        assert_eq!(r["target_state"], "patterns-cleared", "{r}");
+        // The first MiB reads back zeroed.
+        assert!(read_dev(stick.path(), 0, MIB as usize)
+            .iter()
+            .all(|&b| b == 0));
+        eprintln!("probe of {reported} bytes wrapping at {real}: {took:?}");
+    }
+}
+
+/// A stick that reports 2 GiB, stores 256 MiB and silently drops every
+/// write past that (reading zeros there): `fake-capacity`, `dropped`.
+#[test]
+fn a_stick_that_drops_writes_is_fake_capacity() {
+    let t = "a_stick_that_drops_writes_is_fake_capacity";
+    if !ready(t) {
+        return;
+    }
+    let real = 256 * MIB;
+    let stick = Stick::new(2 * GIB, real, Kind::Drop, None);
+    write_dev(stick.path(), real + 4096, &[0x5a; 4096]);
+    assert_eq!(read_dev(stick.path(), real + 4096, 4096), vec![0; 4096]);
+    let (code, r) = probe_json(&["--yes"], stick.path());
+    assert_eq!(
+        (code, &r["verdict"]),
+        (Some(23), &"fake-capacity".into()),
+        "{r}"
+    );
+    let usable = r["usable_bytes"].as_u64().unwrap();
+    assert!(
+        usable <= real && usable >= real - MIB,
+        "usable {usable}: {r}"
+    );
+    assert_eq!(r["fails_how"], "dropped", "{r}");
+}
+
+/// An EIO range inside the first sequential run: quick mode reports
+/// `bad-sectors` (exit 24) with exactly that range, as a write error;
+/// `--full` too; `--read-only` finds it as a read error. A test that a
+/// genuine verdict here would fail.
+#[test]
+fn a_bad_range_is_reported_with_its_offsets_by_every_mode() {
+    let t = "a_bad_range_is_reported_with_its_offsets_by_every_mode";
+    if !ready(t) {
+        return;
+    }
+    let bad = (MIB + 8192, MIB + 16384);
+    let stick = Stick::new(64 * MIB, 64 * MIB, Kind::Genuine, Some(bad));
+    for (args, failure) in [
+        (&["--yes"][..], "write-error"),
+        (&["--yes", "--full"][..], "write-error"),
+        (&["--read-only"][..], "read-error"),
+    ] {
+        let (code, r) = probe_json(args, stick.path());
+        assert_eq!(r["verdict"], "bad-sectors", "{args:?}: {r}");
+        assert_eq!(code, Some(24), "{args:?}: {r}");
+        let ranges = r["bad_ranges"].as_array().unwrap();
+        assert_eq!(ranges.len(), 1, "{args:?}: {r}");
+        assert_eq!(ranges[0]["start"], bad.0, "{args:?}: {r}");
+        assert_eq!(ranges[0]["end"], bad.1, "{args:?}: {r}");
+        assert_eq!(ranges[0]["failure"], failure, "{args:?}: {r}");
+        assert_eq!(r["usable_bytes"], serde_json::Value::Null, "{args:?}: {r}");
+    }
+}
+
+/// A healthy loop device (a sparse file) is `genuine` (exit 0) in quick
+/// and full mode, `readable` read-only; with a write-speed limit no device
+/// here reaches it is `slow` (exit 25). Every block a quick probe writes
+/// and the first and last MiB are then as the report says.
+#[test]
+fn a_healthy_loop_device_is_genuine_and_a_high_limit_makes_it_slow() {
+    let t = "a_healthy_loop_device_is_genuine_and_a_high_limit_makes_it_slow";
+    if !ready(t) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("ok.img");
+    File::create(&img).unwrap().set_len(128 * MIB).unwrap();
+    let lo = LoopDevice::attach(&img);
+    for (args, verdict) in [
+        (&["--yes"][..], "genuine"),
+        (&["--yes", "--full"][..], "genuine"),
+        (&["--read-only"][..], "readable"),
+    ] {
+        let (code, r) = probe_json(args, lo.path());
+        assert_eq!(
+            (code, &r["verdict"]),
+            (Some(0), &verdict.into()),
+            "{args:?}: {r}"
+        );
+        assert_eq!(r["bad_bytes"], 0, "{r}");
+    }
+    let (code, r) = probe_json(&["--yes", "--min-write-speed", "1000000"], lo.path());
+    assert_eq!((code, &r["verdict"]), (Some(25), &"slow".into()), "{r}");
+    // Cleared: the first and last MiB of the backing file are zeros, and
+    // the middle holds tagged sectors.
+    let data = std::fs::read(&img).unwrap();
+    assert!(data[..MIB as usize].iter().all(|&b| b == 0));
+    assert!(data[data.len() - MIB as usize..].iter().all(|&b| b == 0));
+    let mid = (64 * MIB) as usize;
+    assert_eq!(&data[mid..mid + 8], b"BSPROBE1");
+    assert_eq!(
+        u64::from_le_bytes(data[mid + 16..mid + 24].try_into().unwrap()),
+        64 * MIB
+    );
+}
+
+/// `--read-only` writes nothing and asks nothing (no terminal, no
+/// `--yes`): the device's SHA-256 is the same before and after, and the
+/// emulation counted no byte written. Without `--read-only` and without
+/// `--yes` and a terminal, the probe is declined (exit 7) and nothing is
+/// written either. A file is not a disk (exit 4).
+#[test]
+fn read_only_writes_nothing_and_a_write_probe_needs_confirmation() {
+    let t = "read_only_writes_nothing_and_a_write_probe_needs_confirmation";
+    if !ready(t) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("data.img");
+    common::pseudo_random_file(&img, 32 * MIB, 7);
+    let lo = LoopDevice::attach(&img);
+    let sum = |p: &Path| {
+        common::run(Command::new("sha256sum").arg(p))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let before = sum(lo.path());
+    let (code, r) = probe_json(&["--read-only"], lo.path());
+    assert_eq!((code, &r["verdict"]), (Some(0), &"readable".into()), "{r}");
+    assert_eq!(r["bytes_written"], 0);
+    assert_eq!(r["target_state"], "untouched");
+    assert_eq!(sum(lo.path()), before, "read-only changed the device");
+    let out = probe(&[], lo.path());
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(
+        sum(lo.path()),
+        before,
+        "a declined probe changed the device"
+    );
+    let out = probe(&["--yes"], &img);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a disk"),
+        "{out:?}"
+    );
+    assert_eq!(sum(&img), before);
+}
+
+/// The emulated stick counts what reaches it: a read-only probe of the
+/// fake stick sends no write at all (counted after the loop device is
+/// flushed), where a quick probe sends its patterns; `--full` then finds
+/// the real size to the byte.
+#[test]
+fn a_read_only_probe_sends_no_write_to_the_stick() {
+    let t = "a_read_only_probe_sends_no_write_to_the_stick";
+    if !ready(t) {
+        return;
+    }
+    let stick = Stick::new(512 * MIB, 64 * MIB, Kind::Wrap, None);
+    let (code, r) = probe_json(&["--read-only"], stick.path());
+    assert_eq!((code, &r["verdict"]), (Some(0), &"readable".into()), "{r}");
+    common::run(
+        Command::new("blockdev")
+            .arg("--flushbufs")
+            .arg(stick.path()),
+    );
+    assert_eq!(stick.written(), 0, "a read-only probe wrote");
+    let (code, r) = probe_json(&["--yes"], stick.path());
+    assert_eq!(
+        (code, &r["verdict"]),
+        (Some(23), &"fake-capacity".into()),
+        "{r}"
+    );
+    assert!(stick.written() >= r["bytes_written"].as_u64().unwrap());
+    // Every block written: the real size is found exactly.
+    let (code, r) = probe_json(&["--yes", "--full"], stick.path());
+    assert_eq!(
+        (code, &r["verdict"]),
+        (Some(23), &"fake-capacity".into()),
+        "{r}"
+    );
+    assert_eq!(r["usable_bytes"], 64 * MIB, "{r}");
+    assert_eq!(r["fails_from"], 64 * MIB, "{r}");
+    assert_eq!(r["bytes_written"], 512 * MIB, "{r}");
+}
+
+/// `probe TARGET` on a terminal asks like `write` does, naming the disk and
+/// saying what happens: "n" leaves the device unchanged (exit 7), "y"
+/// probes it (exit 0, the middle now holds tagged sectors).
+#[test]
+fn probe_asks_on_a_terminal_like_write() {
+    let t = "probe_asks_on_a_terminal_like_write";
+    if !ready(t) || !require_tools(t, &["script"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("data.img");
+    common::pseudo_random_file(&img, 16 * MIB, 9);
+    let lo = LoopDevice::attach(&img);
+    let before = std::fs::read(&img).unwrap();
+    let on_terminal = |answer: &str| {
+        let cmd = format!(
+            "{} probe {}",
+            env!("CARGO_BIN_EXE_bootstick"),
+            lo.path().display()
+        );
+        let o = common::spawn_with_input(
+            Command::new("script")
+                .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+            answer.as_bytes(),
+        )
+        .wait_with_output()
+        .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (code, shown) = on_terminal("n\n");
+    assert_eq!(code, Some(7), "{shown}");
+    let question = "Probe this disk by writing test patterns over all of it?";
+    assert!(shown.contains(question), "{shown}");
+    assert!(
+        shown.contains(&format!("EVERYTHING on {}", lo.path().display())),
+        "{shown}"
+    );
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "declined, yet written"
+    );
+    let (code, shown) = on_terminal("y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("genuine"), "{shown}");
+    let after = std::fs::read(&img).unwrap();
+    assert_eq!(
+        &after[(8 * MIB) as usize..(8 * MIB) as usize + 8],
+        b"BSPROBE1"
+    );
+}
