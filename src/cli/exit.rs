@@ -166,10 +166,17 @@ impl Failure {
             e => {
                 // A decoded image that failed part-way says what it left.
                 let state = e.target_state();
+                let zeroed = matches!(e, write::Error::HeldBack { .. });
                 let f = Failure::new(write_error(&e), e);
-                match state {
+                let f = match state {
                     Some(s) => f.with_fields(json!({ "target_state": s.name() })),
                     None => f,
+                };
+                // The first MiB was held back and is zeroed (no partition table).
+                if zeroed {
+                    f.with_fields(json!({ "boot_area_zeroed": true }))
+                } else {
+                    f
                 }
             }
         }
@@ -247,6 +254,7 @@ pub fn write_error(e: &write::Error) -> Exit {
         E::Decode { source, .. } => compressed_error(source),
         // Like an image larger than the device found before the write.
         E::ImageLargerThanTarget { .. } => Exit::Refused,
+        E::HeldBack { source } => write_error(source),
     }
 }
 

@@ -290,9 +290,16 @@ impl Image {
             self.entry.as_deref(),
             observer,
         )?;
+        // Checksum files found beside the image that do not list it (an
+        // unrelated SHA256SUMS in a downloads folder) say nothing about it:
+        // unless a check was asked for or a reference given, the image is
+        // written, and the report (outcome `not-listed`) says so.
+        let discovered_only =
+            req.sums.is_empty() && req.expected.is_empty() && req.signatures.is_empty();
         match report.outcome {
             Outcome::Verified => Ok(Some(report)),
             Outcome::ChecksumOnly if !policy.require_signature => Ok(Some(report)),
+            Outcome::NotListed if !asked && discovered_only => Ok(Some(report)),
             _ => Err(Error::SourceCheck {
                 report: Box::new(report),
                 require_signature: policy.require_signature,
