@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::guest::{self, Guest, Stick};
+use common::guest::{self, blkdebug_rules, Guest, Stick};
 use common::qemu;
 
 /// A sparse stick image of `mib` MiB.
@@ -742,26 +742,6 @@ echo "@@ after"; bootstick list --json
         assert_same_prefix(&iso, stick, iso_len);
         qemu::Boot::new(stick, fw, &qemu::fixture_marker(fw)).assert_boots();
     }
-}
-
-/// A `blkdebug` rules file that fails every `iotype` ("read" or "write")
-/// request touching 512-byte `sector` with EIO.
-fn blkdebug_rules(dir: &std::path::Path, iotype: &str, sector: u64) -> std::path::PathBuf {
-    let event = match iotype {
-        "read" => "read_aio",
-        "write" => "write_aio",
-        other => panic!("iotype {other}"),
-    };
-    let p = dir.join(format!("blkdebug-{iotype}-{sector}.conf"));
-    std::fs::write(
-        &p,
-        format!(
-            "[inject-error]\nevent = \"{event}\"\niotype = \"{iotype}\"\nerrno = \"5\"\n\
-             sector = \"{sector}\"\nonce = \"off\"\nimmediately = \"off\"\n"
-        ),
-    )
-    .unwrap();
-    p
 }
 
 /// The byte offset bootstick's error message names (`… at byte N …`).

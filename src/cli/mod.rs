@@ -20,6 +20,7 @@ pub mod probe;
 pub mod references;
 pub mod render;
 pub mod signals;
+pub mod station;
 pub mod target;
 pub mod verify;
 pub mod write;
@@ -56,6 +57,7 @@ pub enum Command {
     Mount(mount::Args),
     /// Unmount a directory `bootstick mount` mounted.
     Umount(mount::UmountArgs),
+    Station(station::Args),
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (scripts/man.sh).
     #[command(hide = true)]
@@ -87,6 +89,13 @@ impl Command {
                 true,
                 "nothing was written",
             ),
+            Command::Station(a) => (
+                "station",
+                a.json,
+                Some(&a.image),
+                false,
+                "nothing was written",
+            ),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
             Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
@@ -113,6 +122,7 @@ impl Command {
             Command::Extract(args) => extract::run(args),
             Command::BootTest(args) => boot_test::run(args),
             Command::Probe(args) => probe::run(args),
+            Command::Station(args) => station::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
             Command::Mount(args) => mount::run(args),
@@ -158,7 +168,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 14] = [
     "write",
     "compare",
     "list",
@@ -170,6 +180,7 @@ const SUBCOMMANDS: [&str; 13] = [
     "probe",
     "mount",
     "umount",
+    "station",
     "completions",
     "man",
 ];

@@ -296,6 +296,16 @@ impl Renderer {
         }
     }
 
+    /// A JSON line of a command's own `event` with `fields` (an object;
+    /// the station's `arrived`, `skipped`, …); nothing for people.
+    pub fn line(&self, event: &str, fields: Value) {
+        if let Renderer::Json(j) = self {
+            let mut v = json!({ "event": event });
+            merge(&mut v, fields);
+            j.emit(v);
+        }
+    }
+
     /// A report command's success: the JSON `result` line with `ok: true`
     /// and the report's fields (`fields` is an object).
     pub fn document(&self, fields: Value) {
