@@ -989,6 +989,8 @@ fn help_fits_80_columns_without_broken_wraps() {
         "ls",
         "extract",
         "boot-test",
+        "probe",
+        "backup",
         "mount",
         "umount",
         "completions",

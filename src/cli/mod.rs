@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod advice;
+pub mod backup;
 pub mod boot;
 pub mod boot_test;
 pub mod compare;
@@ -51,6 +52,7 @@ pub enum Command {
     Extract(extract::Args),
     BootTest(boot_test::Args),
     Probe(probe::Args),
+    Backup(backup::Args),
     /// Mount an image's file tree read-only (FUSE) on a directory, in the
     /// foreground, until Ctrl-C or `bootstick umount`.
     Mount(mount::Args),
@@ -87,6 +89,13 @@ impl Command {
                 true,
                 "nothing was written",
             ),
+            Command::Backup(a) => (
+                "backup",
+                a.json,
+                Some(&a.target),
+                false,
+                "no file was written",
+            ),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
             Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
@@ -113,6 +122,7 @@ impl Command {
             Command::Extract(args) => extract::run(args),
             Command::BootTest(args) => boot_test::run(args),
             Command::Probe(args) => probe::run(args),
+            Command::Backup(args) => backup::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
             Command::Mount(args) => mount::run(args),
@@ -158,7 +168,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 14] = [
     "write",
     "compare",
     "list",
@@ -168,6 +178,7 @@ const SUBCOMMANDS: [&str; 13] = [
     "extract",
     "boot-test",
     "probe",
+    "backup",
     "mount",
     "umount",
     "completions",
