@@ -991,6 +991,7 @@ fn help_fits_80_columns_without_broken_wraps() {
         "boot-test",
         "probe",
         "backup",
+        "format",
         "mount",
         "umount",
         "completions",

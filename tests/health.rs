@@ -830,3 +830,115 @@ fn backup_refuses_the_stick_itself_and_asks_before_replacing() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     common::run(Command::new("cmp").arg(&existing).arg(lo.path()));
 }
+
+// ---------------------------------------------------------------------------
+// format
+// ---------------------------------------------------------------------------
+
+/// A stick that held a hybrid ISO with a GPT (both headers, an ISO 9660
+/// descriptor at 32 KiB) formatted as FAT32: `wipefs` finds only the new
+/// MBR on the disk and only `vfat` in the partition, `sfdisk --json` one
+/// partition of type c from 1 MiB, `fsck.fat -n` is clean and `mdir` sees
+/// the label; the last MiB (the old backup GPT) is zeros. Without `--yes`
+/// and a terminal it is declined (exit 7, unchanged). Seen failing with the
+/// gaps and tail left unwritten (wipefs still finds `iso9660` and `gpt`).
+#[test]
+fn format_leaves_one_clean_fat32_partition_and_no_old_signature() {
+    let t = "format_leaves_one_clean_fat32_partition_and_no_old_signature";
+    if !require_root(t)
+        || !require_tools(t, &["sgdisk", "wipefs", "sfdisk", "fsck.fat", "mdir", "dd"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("old.img");
+    File::create(&img).unwrap().set_len(128 * MIB).unwrap();
+    common::run(
+        Command::new("sgdisk")
+            .args(["-n", "1:2048:+8M", "-t", "1:ef00"])
+            .arg(&img),
+    );
+    {
+        let f = File::options().write(true).open(&img).unwrap();
+        f.write_all_at(b"\x01CD001\x01", 32768).unwrap();
+        f.write_all_at(b"CD001", 32769 + 2048).unwrap();
+    }
+    let wipefs = |p: &Path, offset: Option<u64>| {
+        let mut c = Command::new("wipefs");
+        c.arg("--no-act").arg("--output").arg("TYPE");
+        if let Some(o) = offset {
+            c.arg("--offset").arg(o.to_string());
+        }
+        let found = common::run(c.arg("--noheadings").arg(p));
+        let mut v: Vec<String> = found.split_whitespace().map(str::to_owned).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let old = wipefs(&img, None);
+    assert!(
+        old.contains(&"gpt".to_owned()) && old.contains(&"iso9660".to_owned()),
+        "{old:?}"
+    );
+    let lo = LoopDevice::attach(&img);
+    let before = sha256(&img);
+    let out = common::bootstick()
+        .arg("format")
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(sha256(&img), before);
+    let out = common::bootstick()
+        .args(["format", "--json", "--yes", "--label", "MyStick"])
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = json_result(&out.stdout);
+    assert_eq!(
+        (&r["verified"], &r["label"]),
+        (&true.into(), &"MYSTICK".into()),
+        "{r}"
+    );
+    drop(lo);
+    assert_eq!(wipefs(&img, None), ["dos"]);
+    let table: serde_json::Value =
+        serde_json::from_str(&common::run(Command::new("sfdisk").arg("--json").arg(&img))).unwrap();
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{table}");
+    assert_eq!(
+        (&parts[0]["start"], &parts[0]["type"]),
+        (&2048.into(), &"c".into()),
+        "{table}"
+    );
+    let size = parts[0]["size"].as_u64().unwrap() * 512;
+    assert_eq!(r["partition_bytes"], size, "{r}");
+    let part = dir.path().join("part.img");
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"])
+            .arg(format!("count={}", size / MIB)),
+    );
+    assert_eq!(wipefs(&part, None), ["vfat"]);
+    common::run(Command::new("fsck.fat").arg("-n").arg(&part));
+    let listing = common::run(Command::new("mdir").arg("-i").arg(&part).arg("::"));
+    assert!(
+        listing.contains("Volume in drive : is MYSTICK"),
+        "{listing}"
+    );
+    let data = std::fs::read(&img).unwrap();
+    assert!(data[data.len() - MIB as usize..].iter().all(|&b| b == 0));
+    assert!(data[512..MIB as usize].iter().all(|&b| b == 0));
+    // A label FAT cannot hold is a usage error, before anything is asked.
+    let out = common::bootstick()
+        .args(["format", "--yes", "--label", "far too long a label"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

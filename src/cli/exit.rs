@@ -207,6 +207,22 @@ pub fn probe_verdict(v: health::Verdict) -> Exit {
     }
 }
 
+/// The code of an error that stopped a format.
+pub fn format_error(e: &health::format::Error) -> Exit {
+    use health::format::Error as E;
+    match e {
+        E::BadLabel { .. } => Exit::Usage,
+        E::Layout { source, .. } => match source {
+            disk::Error::Fat32 { .. } => Exit::Refused,
+            disk::Error::Partition(p) => partition_error(p),
+            disk::Error::Plan(p) => plan_error(p),
+        },
+        E::Plan(p) => plan_error(p),
+        E::Device(d) => device_error(d),
+        E::Write(w) => write_error(w),
+    }
+}
+
 /// The code of an error that stopped a backup (FILE is then as it was).
 pub fn backup_error(e: &health::backup::Error) -> Exit {
     use health::backup::Error as E;

@@ -11,6 +11,7 @@ pub mod completions;
 pub mod disks;
 pub mod exit;
 pub mod extract;
+pub mod format;
 pub mod fs_choice;
 pub mod inspect;
 pub mod list;
@@ -53,6 +54,7 @@ pub enum Command {
     BootTest(boot_test::Args),
     Probe(probe::Args),
     Backup(backup::Args),
+    Format(format::Args),
     /// Mount an image's file tree read-only (FUSE) on a directory, in the
     /// foreground, until Ctrl-C or `bootstick umount`.
     Mount(mount::Args),
@@ -96,6 +98,13 @@ impl Command {
                 false,
                 "no file was written",
             ),
+            Command::Format(a) => (
+                "format",
+                a.json,
+                a.target.as_ref(),
+                true,
+                "nothing was written",
+            ),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
             Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
@@ -123,6 +132,7 @@ impl Command {
             Command::BootTest(args) => boot_test::run(args),
             Command::Probe(args) => probe::run(args),
             Command::Backup(args) => backup::run(args),
+            Command::Format(args) => format::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
             Command::Mount(args) => mount::run(args),
@@ -168,7 +178,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 14] = [
+const SUBCOMMANDS: [&str; 15] = [
     "write",
     "compare",
     "list",
@@ -179,6 +189,7 @@ const SUBCOMMANDS: [&str; 14] = [
     "boot-test",
     "probe",
     "backup",
+    "format",
     "mount",
     "umount",
     "completions",
