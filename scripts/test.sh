@@ -28,6 +28,7 @@ packages=(
   groff-base                                          # renders the generated manual pages (tests/contract.rs)
   file                                                # file(1): boot-test screenshots are PNGs (tests/boot_test.rs)
   shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/boot_test.rs)
+  ipxe                                                # ipxe.iso: an isohybrid ISO without an ESP entry (tests/boot_test.rs)
 )
 
 missing=()
@@ -77,8 +78,8 @@ for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd \
   [ -e "$f" ] || { echo "test.sh: firmware $f missing (package ovmf)" >&2; exit 1; }
 done
 for f in /usr/lib/shim/shimx64.efi.signed /usr/lib/shim/mmx64.efi.signed \
-         /usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed; do
-  [ -e "$f" ] || { echo "test.sh: signed binary $f missing (packages shim-signed, grub-efi-amd64-signed)" >&2; exit 1; }
+         /usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed /usr/lib/ipxe/ipxe.iso; do
+  [ -e "$f" ] || { echo "test.sh: $f missing (packages shim-signed, grub-efi-amd64-signed, ipxe)" >&2; exit 1; }
 done
 
 export BOOTSTICK_REQUIRE_ALL=1

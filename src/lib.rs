@@ -19,6 +19,7 @@ pub mod job;
 pub mod layout;
 pub mod mount;
 pub mod plan;
+pub mod station;
 pub mod trust;
 pub mod write;
 

@@ -816,3 +816,333 @@ fn unsigned_grub_behind_shim_is_refused_under_secure_boot_only() {
     );
     assert_eq!(code, Some(20), "{result:#}");
 }
+
+/// Debian's `ipxe.iso` (package `ipxe`): an isohybrid MBR with one active
+/// type-0x17 entry over the whole image and the El Torito EFI image
+/// `/efi.img` inside it, with no entry of its own.
+const IPXE_ISO: &str = "/usr/lib/ipxe/ipxe.iso";
+
+/// The text on the VGA screen (the 80×25 text buffer at 0xB8000, saved
+/// with the QEMU monitor's `pmemsave`) of `disk` booted as a USB stick
+/// under SeaBIOS, once it shows `want` or after `timeout`. For loaders
+/// that print only to the screen (iPXE's BIOS build, ISOLINUX).
+fn bios_screen_text(disk: &Path, want: &str, timeout: std::time::Duration) -> String {
+    use std::io::Write;
+    let _slot = qemu::slot();
+    let dir = tempfile::tempdir().unwrap();
+    let monitor = dir.path().join("monitor.sock");
+    let dump = dir.path().join("vga.bin");
+    let mut child = Command::new(qemu::QEMU)
+        .args([
+            "-nodefaults",
+            "-vga",
+            "std",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-m", "256", "-nic", "none", "-accel", qemu::accel()])
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=raw,if=none,id=stick,snapshot=on,readonly=on",
+            disk.display().to_string().replace(',', ",,")
+        ))
+        .args(["-device", "qemu-xhci,id=xhci"])
+        .args(["-device", "usb-storage,bus=xhci.0,drive=stick,removable=on"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut text = String::new();
+    while started.elapsed() < timeout {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Ok(mut sock) = std::os::unix::net::UnixStream::connect(&monitor) else {
+            continue;
+        };
+        let _ = std::fs::remove_file(&dump);
+        let _ = writeln!(sock, "pmemsave 0xb8000 4000 \"{}\"", dump.display());
+        // The monitor answers after saving; reading its echo waits for it.
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while !dump.exists() || got.windows(7).all(|w| w != b"pmemsav") {
+            match std::io::Read::read(&mut sock, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let Ok(cells) = std::fs::read(&dump) else {
+            continue;
+        };
+        // Character, attribute, character, …: 25 rows of 80 cells.
+        text = cells
+            .chunks(160)
+            .map(|row| {
+                let line: String = row.iter().step_by(2).map(|&c| c as char).collect();
+                line.trim_end().to_owned() + "\n"
+            })
+            .collect();
+        if text.contains(want) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+/// `sfdisk --json` of `disk`: its partitions as (start, size, type,
+/// bootable).
+fn sfdisk_partitions(disk: &Path) -> Vec<(u64, u64, String, bool)> {
+    let out = common::run(Command::new("sfdisk").arg("--json").arg(disk));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap().to_owned(),
+                p["bootable"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// Debian's `ipxe.iso` boots a byte copy only under BIOS: its El Torito
+/// EFI image has no MBR entry. `write` turns the whole-image entry into
+/// type 0x00 (range and active flag kept) and adds a type-0xEF entry over
+/// the EFI image — `sfdisk --json` is the oracle for the table, the El
+/// Torito LBA and size as `xorriso -report_el_torito` gives them for the
+/// new entry, `cmp -l` shows that only partition-table bytes differ — and
+/// the stick then boots iPXE under OVMF (its banner on the serial console)
+/// and still under SeaBIOS (its banner on the VGA screen). `--raw` copies
+/// the exact bytes (UEFI `skipped`: no FAT partition), `compare` agrees
+/// with `write` and tells the two apart, and `inspect` announces it.
+#[test]
+fn ipxe_iso_gets_an_esp_entry_and_boots_under_uefi_and_still_under_bios() {
+    let t = "ipxe_iso_gets_an_esp_entry_and_boots_under_uefi_and_still_under_bios";
+    if !common::require_tools(t, &["sfdisk", "cmp", "xorriso"]) || !qemu::require(t, &Firmware::ALL)
+    {
+        return;
+    }
+    if !Path::new(IPXE_ISO).is_file() {
+        common::skip(t, &format!("needs {IPXE_ISO} (Debian package ipxe)"));
+        return;
+    }
+    let iso = Path::new(IPXE_ISO);
+    let iso_len = std::fs::metadata(iso).unwrap().len();
+    // The oracle for where the EFI image is: xorriso's El Torito report
+    // (LBA in 2048-byte blocks, load size in 512-byte sectors).
+    let report = common::run(
+        Command::new("xorriso")
+            .args(["-indev"])
+            .arg(iso)
+            .args(["-report_el_torito", "plain"]),
+    );
+    let efi: Vec<u64> = report
+        .lines()
+        .find(|l| l.starts_with("El Torito boot img") && l.contains(" UEFI "))
+        .unwrap_or_else(|| panic!("no UEFI boot image in {report}"))
+        .split_whitespace()
+        .rev()
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (efi_start, efi_sectors) = (efi[0] * 4, efi[1]);
+    let before = sfdisk_partitions(iso);
+    assert_eq!(before, [(0, iso_len / 512, "17".to_owned(), true)]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let stick = dir.path().join("ipxe-stick.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(["write", "--yes", "--json"])
+        .arg(iso)
+        .arg(&stick)
+        .output()
+        .unwrap();
+    let lines = common::json_lines(&out.stdout);
+    assert!(out.status.success(), "{lines:#?}");
+    let start = &lines[0];
+    assert_eq!(start["mode"], "raw");
+    assert_eq!(
+        start["esp_entry"],
+        serde_json::json!({
+            "hidden_entry": 1, "hidden_type": 0x17, "hidden_active": true,
+            "esp_entry": 2, "esp_start_lba": efi_start, "esp_sectors": efi_sectors,
+            "efi_image": "/efi.img"
+        }),
+        "{start:#}"
+    );
+    assert!(
+        lines.iter().any(|l| l["event"] == "warning"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("entry 2 (type 0xef"))),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        sfdisk_partitions(&stick),
+        [
+            (0, iso_len / 512, "0".to_owned(), true),
+            (efi_start, efi_sectors, "ef".to_owned(), false)
+        ]
+    );
+    assert_eq!(std::fs::metadata(&stick).unwrap().len(), iso_len);
+    // `cmp -l` lists 1-based offsets of differing bytes: all in the table.
+    let diff = Command::new("cmp")
+        .arg("-l")
+        .arg(iso)
+        .arg(&stick)
+        .output()
+        .unwrap();
+    let offsets: Vec<u64> = String::from_utf8_lossy(&diff.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap() - 1)
+        .collect();
+    assert!(!offsets.is_empty());
+    assert!(
+        offsets.iter().all(|o| (446..510).contains(o)),
+        "{offsets:?}"
+    );
+
+    // `compare` rebuilds the same plan; with --raw it expects the exact
+    // image and names a byte of the table.
+    let compare = |extra: &[&str], target: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+            .arg("compare")
+            .args(extra)
+            .arg(iso)
+            .arg(target)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(compare(&[], &stick).0, Some(0));
+    let (code, said) = compare(&["--raw"], &stick);
+    assert_eq!(code, Some(6), "{said}");
+    let raw = dir.path().join("ipxe-raw.img");
+    let w = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(["write", "--yes", "--raw"])
+        .arg(iso)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(w.status.success(), "{w:?}");
+    common::run(Command::new("cmp").arg(iso).arg(&raw));
+    assert_eq!(compare(&["--raw"], &raw).0, Some(0));
+    assert_eq!(compare(&[], &raw).0, Some(6));
+    let inspect = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(["inspect", "--json"])
+        .arg(iso)
+        .output()
+        .unwrap();
+    assert_eq!(
+        common::json_result(&inspect.stdout)["esp_entry"],
+        start["esp_entry"]
+    );
+
+    // UEFI: the byte copy is skipped (no FAT partition: real PCs will not
+    // boot it), the stick boots iPXE, whose banner is on the serial console.
+    let (_, r) = boot_test(&["--firmware", "uefi"], &raw);
+    expect(&r, "uefi", "skipped", "no-fat-loader");
+    let (code, r) = boot_test(&["--firmware", "uefi"], &stick);
+    expect(&r, "uefi", "boots", "kept-running");
+    let console = under(&r, "uefi")["console"].as_str().unwrap();
+    assert!(
+        console.contains("iPXE initialising devices...ok")
+            && console.contains("Open Source Network Boot Firmware"),
+        "{console}"
+    );
+    assert_eq!(code, Some(0), "{r:#}");
+    // BIOS: SeaBIOS runs the isohybrid MBR code, ISOLINUX loads iPXE, which
+    // prints its banner on the screen (and, without a network card, hands
+    // back to the BIOS).
+    let screen = bios_screen_text(
+        &stick,
+        "iPXE initialising devices...ok",
+        std::time::Duration::from_secs(90),
+    );
+    for want in [
+        "Booting from Hard Disk",
+        "ISOLINUX",
+        "iPXE initialising devices...ok",
+        "Open Source Network Boot Firmware",
+    ] {
+        assert!(
+            screen.contains(want),
+            "no {want:?} on the screen:\n{screen}"
+        );
+    }
+}
+
+/// The ESP entry is added only when it is safe: a copy of `ipxe.iso`
+/// whose MBR has no free slot, or a second entry over the EFI image, or
+/// is a GPT disk's protective MBR, is copied byte for byte (`inspect` says
+/// no entry, `write` output equals the image).
+#[test]
+fn ipxe_shape_is_left_alone_when_a_condition_fails() {
+    let t = "ipxe_shape_is_left_alone_when_a_condition_fails";
+    if !common::require_tools(t, &["cmp"]) {
+        return;
+    }
+    if !Path::new(IPXE_ISO).is_file() {
+        common::skip(t, &format!("needs {IPXE_ISO} (Debian package ipxe)"));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |kind: u8, start: u32, sectors: u32| {
+        let mut e = [0u8; 16];
+        e[4] = kind;
+        e[8..12].copy_from_slice(&start.to_le_bytes());
+        e[12..16].copy_from_slice(&sectors.to_le_bytes());
+        e
+    };
+    type Entries = Vec<(usize, [u8; 16])>;
+    let cases: [(&str, Entries); 3] = [
+        (
+            "no-free-slot",
+            vec![
+                (2, entry(0x83, 3000, 8)),
+                (3, entry(0x83, 3100, 8)),
+                (4, entry(0x83, 3200, 8)),
+            ],
+        ),
+        ("overlapping-entry", vec![(2, entry(0x83, 200, 8))]),
+        ("protective-mbr", vec![(2, entry(0xEE, 1, 100))]),
+    ];
+    for (name, entries) in cases {
+        let img = dir.path().join(format!("{name}.iso"));
+        let mut bytes = std::fs::read(IPXE_ISO).unwrap();
+        for (slot, e) in entries {
+            let at = 446 + 16 * (slot - 1);
+            bytes[at..at + 16].copy_from_slice(&e);
+        }
+        std::fs::write(&img, &bytes).unwrap();
+        let inspect = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+            .args(["inspect", "--json"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        let r = common::json_result(&inspect.stdout);
+        assert!(r["esp_entry"].is_null(), "{name}: {r:#}");
+        let stick = dir.path().join(format!("{name}.img"));
+        let w = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+            .args(["write", "--yes"])
+            .arg(&img)
+            .arg(&stick)
+            .output()
+            .unwrap();
+        assert!(w.status.success(), "{name}: {w:?}");
+        common::run(Command::new("cmp").arg(&img).arg(&stick));
+    }
+}

@@ -298,6 +298,21 @@ fn a_flipped_byte_mid_stream_is_bad_input_and_leaves_the_target_incomplete() {
             msg.contains("incomplete image and must be written again"),
             "{name}: {msg}"
         );
+        // The first MiB was held back until the stream proved whole: the
+        // device holds no partition table (it held 0xA5 before).
+        assert!(msg.contains("it will not boot"), "{name}: {msg}");
+        assert_eq!(result["boot_area_zeroed"], true, "{name}: {result}");
+        let stick = std::fs::read(dir.path().join(format!("stick-disk.img.{name}"))).unwrap();
+        assert!(
+            stick[..MIB as usize].iter().all(|&b| b == 0),
+            "{name}: the first MiB is zeroed"
+        );
+        let orig = std::fs::read(&img).unwrap();
+        assert_eq!(
+            &stick[MIB as usize..2 * MIB as usize],
+            &orig[MIB as usize..2 * MIB as usize],
+            "{name}: the bytes after it were written"
+        );
     }
 }
 
@@ -381,11 +396,20 @@ fn an_image_larger_than_the_target() {
                 "never claimed verified"
             );
             let orig = std::fs::read(&img).unwrap();
+            let mib = MIB as usize;
             assert_eq!(
-                &data[..],
-                &orig[..data.len()],
+                &data[mib..],
+                &orig[mib..data.len()],
                 "the device holds the image's first 8 MiB, not a wrapped write"
             );
+            // Its first MiB was held back until the stream ended, which it
+            // did not on this device: zeroed, no partition table.
+            assert!(
+                data[..mib].iter().all(|&b| b == 0),
+                "the first MiB is zeroed"
+            );
+            assert!(msg.contains("it will not boot"), "{msg}");
+            assert_eq!(result["boot_area_zeroed"], true, "{result}");
         } else {
             assert!(
                 msg.contains("but the image needs 12582579 bytes"),
@@ -833,6 +857,14 @@ fn zip_archives_on_a_loop_device() {
     let msg = result["error"].as_str().unwrap();
     assert!(msg.contains("the zip stream is corrupt"), "{msg}");
     assert!(msg.contains("Invalid checksum"), "{msg}");
+    // The CRC-32 is known only at the member's end: until then the first
+    // MiB was held back, so the stick holds no partition table.
+    assert_eq!(result["boot_area_zeroed"], true, "{result}");
+    let stick = std::fs::read(dir.path().join("stick-stored.zip")).unwrap();
+    assert!(
+        stick[..MIB as usize].iter().all(|&b| b == 0),
+        "first MiB zeroed"
+    );
 }
 
 /// `SHA256SUMS` beside `disk.img.xz`, listing the compressed file (as

@@ -1090,9 +1090,23 @@ fn cli_write_rereads_partitions_and_reports_them() {
     let parts = result["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 2, "{result}");
     assert_eq!(kernel_parts(lo.path()), sfdisk_parts(&img));
-    // --eject cannot detach a loop device: a warning, not a failure.
+    // --eject cannot detach a loop device: a warning, not a failure, and
+    // the summary says the stick was not ejected.
     assert_eq!(result["ejected"], false);
     assert!(out.contains("cannot be detached"), "{out}");
+    let human = common::bootstick()
+        .args(["write", "--yes", "--eject"])
+        .arg(&img)
+        .arg(lo.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(human.status.success(), "{text}");
+    assert!(
+        text.contains("Not ejected (see the warning above)")
+            && String::from_utf8_lossy(&human.stderr).contains("cannot be detached"),
+        "{text}"
+    );
     let start: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(start["disk"]["transport"], "loop");
 }
@@ -1246,6 +1260,7 @@ echo "@@ mounted"; mkdir -p /m; mount $B /m; bootstick write --yes two.img {b_id
 echo "@@ unmount"; bootstick write --yes --unmount two.img {b_id} >/dev/null 2>&1; echo "rc=$?"; grep -c "^$B " /proc/mounts
 echo "@@ eject"; out=$(bootstick write --yes --json --eject two.img {a_id} 2>&1); rc=$?; echo "$out" | tail -n 1; echo "rc=$rc"
 echo "@@ after"; ls /sys/block
+echo "@@ eject2"; bootstick write --yes --eject two.img {b_id} 2>/dev/null; echo "rc=$?"
 echo "@@ end"
 "#,
         a_id = a.by_id(),
@@ -1287,6 +1302,12 @@ echo "@@ end"
             .filter(|d| d.starts_with("sd"))
             .count(),
         1,
+        "{out}"
+    );
+    // People are told the stick was ejected and can be unplugged.
+    let s = out.section("eject2");
+    assert!(
+        s.contains("rc=0") && s.contains("Ejected /dev/") && s.contains("can be unplugged now"),
         "{out}"
     );
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::guest::{self, Guest, Stick};
+use common::guest::{self, blkdebug_rules, Guest, Stick};
 use common::qemu;
 
 /// A sparse stick image of `mib` MiB.
@@ -274,7 +274,8 @@ echo "@@ picker"; printf '\n' | script -q -e -c "bootstick write ./image.iso" /d
 }
 
 /// With no stick plugged in, the picker says there is nothing to choose
-/// (exit 3) and offers nothing: the system disk is never offered.
+/// yet and waits for one; it offers nothing meanwhile (the system disk is
+/// never offered), and Enter cancels (exit 7).
 #[test]
 fn picker_without_a_stick_offers_nothing() {
     let t = "picker_without_a_stick_offers_nothing";
@@ -291,11 +292,91 @@ echo "@@ picker"; printf '\n' | script -q -e -c "bootstick write ./image.iso" /d
     out.assert_success();
     let picker = out.section("picker");
     assert!(
-        picker.contains("no removable or USB disk found"),
+        picker.contains("No removable or USB disk found: plug in a USB stick"),
         "{picker}"
     );
     assert!(!picker.contains("/dev/vda"), "{picker}");
-    assert_eq!(line(&picker, "rc="), "3", "{picker}");
+    assert!(picker.contains("no disk chosen"), "{picker}");
+    assert_eq!(line(&picker, "rc="), "7", "{picker}");
+}
+
+/// The picker on a terminal, in front of a user, in one boot:
+/// - with no stick plugged in it waits, and offers the stick once it is
+///   plugged in (emulated: the stick is detached through sysfs before the
+///   picker starts and found again by a SCSI rescan 4 s later);
+/// - a number that is not on the list asks again instead of exiting;
+/// - a confirmation that names the stick's mounted filesystem and says it
+///   will be unmounted is the permission to unmount it: answered yes, the
+///   stick is unmounted and written without `--unmount` (with `--yes`,
+///   `--unmount` stays required: `guest_usb_sticks_selection_safety_and_eject`).
+#[test]
+fn the_picker_waits_for_a_stick_asks_again_and_a_yes_unmounts() {
+    let t = "the_picker_waits_for_a_stick_asks_again_and_a_yes_unmounts";
+    if !guest::require(t) || !common::require_tools(t, &["mkfs.ext4", "cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a_img = stick_image(dir.path(), "a.img", 64);
+    common::run(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "BSTDATA"])
+            .arg(&a_img),
+    );
+    let a = Stick::new(&a_img, "BSTPICK1");
+    let image = dir.path().join("image.iso");
+    common::pseudo_random_file(&image, 1 << 20, 8);
+    let script = format!(
+        r#"
+A=$(readlink -f {a_id}); N=${{A#/dev/}}
+echo 1 > /sys/block/$N/device/delete; sleep 1
+echo "@@ wait"
+(sleep 4; for h in /sys/class/scsi_host/host*/scan; do echo "- - -" > $h; done; sleep 8; printf '9
+1
+') | script -q -e -c "bootstick write ./image.iso" /dev/null; echo "rc=$?"
+sleep 1; A=$(readlink -f {a_id})
+echo "@@ mounted"; mkdir -p /m; mount $A /m; printf 'y
+' | script -q -e -c "bootstick write ./image.iso BSTPICK1" /dev/null; echo "rc=$?"; echo "mounts=$(grep -c " /m " /proc/mounts)"
+echo "@@ end"
+"#,
+        a_id = a.by_id()
+    );
+    let out = Guest::new(&script)
+        .file("image.iso", &image)
+        .stick(a.clone())
+        .run();
+    out.assert_success();
+    let wait = out.section("wait");
+    let waited = wait.find("No removable or USB disk found: plug in a USB stick");
+    let listed = wait.find("Disks that can be written");
+    assert!(
+        waited.is_some() && listed.is_some() && waited < listed,
+        "the picker must wait, then list the stick:\n{out}"
+    );
+    assert!(wait.contains("BSTPICK1"), "{out}");
+    assert!(
+        wait.contains("\"9\" is not one of the numbers shown (1 to 1)"),
+        "{out}"
+    );
+    // Asked again, 1 chose the stick; the confirmation then read the end of
+    // input: declined, nothing written.
+    assert!(wait.contains("Continue? [y/N]"), "{out}");
+    assert_eq!(line(&wait, "rc="), "7", "{out}");
+
+    let mounted = out.section("mounted");
+    assert!(
+        mounted.contains("mounted on /m")
+            && mounted.contains("Its mounted filesystems will be unmounted first"),
+        "{out}"
+    );
+    assert_eq!(line(&mounted, "rc="), "0", "{out}");
+    assert_eq!(line(&mounted, "mounts="), "0", "{out}");
+    common::run(
+        std::process::Command::new("cmp")
+            .arg("-n")
+            .arg((1u64 << 20).to_string())
+            .arg(&image)
+            .arg(&a.image),
+    );
 }
 
 /// The `{"event":"result",…}` line `write --json` ends with, and the exit
@@ -661,26 +742,6 @@ echo "@@ after"; bootstick list --json
         assert_same_prefix(&iso, stick, iso_len);
         qemu::Boot::new(stick, fw, &qemu::fixture_marker(fw)).assert_boots();
     }
-}
-
-/// A `blkdebug` rules file that fails every `iotype` ("read" or "write")
-/// request touching 512-byte `sector` with EIO.
-fn blkdebug_rules(dir: &std::path::Path, iotype: &str, sector: u64) -> std::path::PathBuf {
-    let event = match iotype {
-        "read" => "read_aio",
-        "write" => "write_aio",
-        other => panic!("iotype {other}"),
-    };
-    let p = dir.join(format!("blkdebug-{iotype}-{sector}.conf"));
-    std::fs::write(
-        &p,
-        format!(
-            "[inject-error]\nevent = \"{event}\"\niotype = \"{iotype}\"\nerrno = \"5\"\n\
-             sector = \"{sector}\"\nonce = \"off\"\nimmediately = \"off\"\n"
-        ),
-    )
-    .unwrap();
-    p
 }
 
 /// The byte offset bootstick's error message names (`… at byte N …`).

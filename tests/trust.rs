@@ -1322,6 +1322,70 @@ fn write_cmd(image: &Path, target: &Path, extra: &[&str]) -> std::process::Outpu
         .unwrap()
 }
 
+/// An unrelated SHA256SUMS found beside the image (a downloads folder)
+/// says nothing about it: `write` names the file, says it does not list the
+/// image and writes it, with `not-listed` in the result. Asked for a check
+/// (`--verify-source`) or given the file (`--sums`), it refuses as before.
+#[test]
+fn a_discovered_checksum_file_that_does_not_list_the_image_does_not_block_write() {
+    if !require_tools(
+        "a_discovered_checksum_file_that_does_not_list_the_image_does_not_block_write",
+        &["sha256sum", "cmp"],
+    ) {
+        return;
+    }
+    let (dir, image) = image_dir("x.iso");
+    pseudo_random_file(&dir.path().join("z.iso"), 1000, 7);
+    let sums = dir.path().join("SHA256SUMS");
+    std::fs::write(&sums, tool(dir.path(), "sha256sum", &["z.iso"])).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+
+    let target = out_dir.path().join("written.img");
+    let out = write_cmd(&image, &target, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let lines = common::json_lines(&out.stdout);
+    assert!(
+        lines.iter().any(|l| l["event"] == "warning"
+            && l["message"].as_str().is_some_and(|m| m
+                .contains("SHA256SUMS beside the image does not list it")
+                && m.contains("--no-discover"))),
+        "{lines:?}"
+    );
+    let start = lines.iter().find(|l| l["event"] == "start").unwrap();
+    assert_eq!(start["source_check"]["outcome"], "not-listed", "{start}");
+    run(Command::new("cmp").arg(&image).arg(&target));
+
+    // Human summary: says nothing vouched for it.
+    let target = out_dir.path().join("human.img");
+    let out = bootstick()
+        .args(["write", "--yes"])
+        .arg(&image)
+        .arg(&target)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Source check: not-listed (") && stdout.contains("nothing vouched for it"),
+        "{stdout}"
+    );
+
+    for extra in [
+        vec!["--verify-source"],
+        vec!["--sums", sums.to_str().unwrap()],
+    ] {
+        let target = out_dir.path().join("refused.img");
+        let out = write_cmd(&image, &target, &extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(12), "{extra:?}: {err}");
+        assert!(
+            err.contains("looked at") && err.contains("SHA256SUMS"),
+            "{err}"
+        );
+        assert!(!target.exists(), "{extra:?}: nothing may be written");
+    }
+}
+
 #[test]
 fn write_checks_the_source_first() {
     let Some(fx) = gpg_fixtures() else { return };

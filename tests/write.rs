@@ -1147,3 +1147,56 @@ fn cli_non_images_are_refused_at_once() {
         }
     }
 }
+
+/// Without a terminal (a pipe here, as under ssh redirection, `| tee`, CI or
+/// systemd) a write prints plain progress lines at a steady pace — bytes,
+/// share, speed and ETA — besides each phase's start and end, so a long
+/// write never looks frozen. The interval (5 s by default) is shortened
+/// through BOOTSTICK_PROGRESS_INTERVAL so the test needs no slow target; at
+/// the default a short write prints only its phase lines.
+#[test]
+fn without_a_terminal_progress_is_plain_lines_at_a_steady_pace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("image.img");
+    common::pseudo_random_file(&img, 32 * MIB, 21);
+    let run = |interval: Option<&str>, target: &str| {
+        let mut cmd = bootstick();
+        cmd.arg("write").arg(&img).arg(tmp.path().join(target));
+        if let Some(i) = interval {
+            cmd.env("BOOTSTICK_PROGRESS_INTERVAL", i);
+        } else {
+            cmd.env_remove("BOOTSTICK_PROGRESS_INTERVAL");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = run(Some("0"), "often.img");
+    for phase in ["  write", " verify"] {
+        assert!(
+            err.contains(&format!("{phase}: started, 32.0 MiB\n")),
+            "{err}"
+        );
+        let progress = err
+            .lines()
+            .filter(|l| l.starts_with(&format!("{phase}: ")) && l.contains(" of 32.0 MiB ("))
+            .collect::<Vec<_>>();
+        assert!(!progress.is_empty(), "no {phase} progress line: {err}");
+        assert!(
+            progress
+                .iter()
+                .all(|l| l.contains("%), ") && l.contains("/s")),
+            "{progress:?}"
+        );
+    }
+    assert!(err.contains("   sync: started\n"), "{err}");
+    // The phase summaries are still there.
+    assert!(err.contains("  write: 32.0 MiB in "), "{err}");
+
+    let err = run(None, "default.img");
+    assert!(err.contains("  write: started, 32.0 MiB\n"), "{err}");
+    assert!(
+        !err.contains(" of 32.0 MiB ("),
+        "a write shorter than 5 s prints no progress line: {err}"
+    );
+}

@@ -84,6 +84,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         .map_err(advice::failure)?;
     let what = match prepared.layout() {
         Some(l) => format!("the built layout ({}) of", layout_line(l)),
+        None if prepared.start().esp_entry.is_some() => {
+            "a copy, with an ESP entry added to its MBR (docs/layout.md), of".into()
+        }
         None => "a byte-for-byte copy of".into(),
     };
     render.result(Ok((

@@ -4,6 +4,9 @@
 use super::render::human_bytes;
 use bootstick::devices::{self, Disk};
 
+/// Above this a disk is flagged as large (128 GiB: few sticks are bigger).
+const LARGE: u64 = 128 << 30;
+
 /// What a user must know about a disk besides its name and size.
 pub fn notes(d: &Disk) -> Vec<String> {
     let mut n = Vec::new();
@@ -15,6 +18,17 @@ pub fn notes(d: &Disk) -> Vec<String> {
     }
     if d.removable {
         n.push("removable".into());
+    }
+    // Sticks are small and removable; a large or fixed USB disk is more
+    // often someone's backup drive: say so before it is chosen by reflex.
+    if !d.system && d.transport == devices::Transport::Usb && !d.removable {
+        n.push("USB SSD or hard disk?".into());
+    }
+    if !d.system && d.size_bytes > LARGE {
+        n.push(format!(
+            "large ({}): a backup drive?",
+            human_bytes(d.size_bytes)
+        ));
     }
     if d.kind != devices::Kind::Disk {
         n.push(format!("{:?}", d.kind).to_lowercase());
@@ -217,6 +231,27 @@ mod tests {
             d.path = PathBuf::from("/dev").join(&d.name);
         }
         disks
+    }
+
+    /// A fixed USB disk or a large one is flagged (a backup drive picked by
+    /// reflex is the worst mistake); a stick, the system disk and an
+    /// internal disk are not flagged so.
+    #[test]
+    fn large_and_fixed_usb_disks_are_flagged() {
+        let disks = fixture("laptop");
+        let notes_of = |name: &str| notes(disks.iter().find(|d| d.name == name).unwrap());
+        let ssd = notes_of("sdc");
+        assert!(ssd.iter().any(|n| n == "USB SSD or hard disk?"), "{ssd:?}");
+        assert!(
+            ssd.iter().any(|n| n.starts_with("large (1000.0 GiB)")),
+            "{ssd:?}"
+        );
+        assert!(notes_of("sdb").iter().all(|n| !n.contains('?')), "a stick");
+        assert!(
+            notes_of("sda").iter().all(|n| !n.contains('?')),
+            "the system disk"
+        );
+        assert!(notes_of("nvme0n1").iter().any(|n| n.starts_with("large (")));
     }
 
     /// Every disk of every captured tree, at 80 columns: no line is wider,

@@ -9,7 +9,7 @@
 use bootstick::cancel::{Signal, TargetState};
 use bootstick::layout::{disk, fat32, from_iso, partition};
 use bootstick::plan::PlanError;
-use bootstick::{boot_test, devices, health, image, job, trust, write};
+use bootstick::{boot_test, devices, health, image, job, station, trust, write};
 use serde_json::{json, Map, Value};
 
 /// How a `bootstick` run ended.
@@ -71,6 +71,8 @@ pub enum Exit {
     BadSectors = 24,
     /// `probe`: everything held, but slower than the limits (`slow`).
     Slow = 25,
+    /// `station`: at least one stick failed (the others were written).
+    SticksFailed = 26,
     /// Stopped by `SIGHUP` (128 + 1, as a shell reports a job killed by it).
     HungUp = 129,
     /// Stopped by `SIGINT`, Ctrl-C (128 + 2).
@@ -164,10 +166,17 @@ impl Failure {
             e => {
                 // A decoded image that failed part-way says what it left.
                 let state = e.target_state();
+                let zeroed = matches!(e, write::Error::HeldBack { .. });
                 let f = Failure::new(write_error(&e), e);
-                match state {
+                let f = match state {
                     Some(s) => f.with_fields(json!({ "target_state": s.name() })),
                     None => f,
+                };
+                // The first MiB was held back and is zeroed (no partition table).
+                if zeroed {
+                    f.with_fields(json!({ "boot_area_zeroed": true }))
+                } else {
+                    f
                 }
             }
         }
@@ -275,6 +284,7 @@ pub fn write_error(e: &write::Error) -> Exit {
         E::Decode { source, .. } => compressed_error(source),
         // Like an image larger than the device found before the write.
         E::ImageLargerThanTarget { .. } => Exit::Refused,
+        E::HeldBack { source } => write_error(source),
     }
 }
 
@@ -336,6 +346,16 @@ pub fn job_error(e: &job::Error) -> Exit {
 }
 
 /// The code of a plan error.
+/// A station that could not run: its disks could not be enumerated, or
+/// its log could not be written (an output file: bad input, as an
+/// unwritable `extract` directory).
+pub fn station_error(e: &station::Error) -> Exit {
+    match e {
+        station::Error::Device(d) => device_error(d),
+        station::Error::Log(_) => Exit::BadInput,
+    }
+}
+
 pub fn plan_error(e: &PlanError) -> Exit {
     use PlanError as E;
     match e {

@@ -35,6 +35,9 @@ struct Report<'a> {
     /// it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     layout: Option<serde_json::Value>,
+    /// The MBR entry a byte copy gets for the El Torito EFI image
+    /// (docs/layout.md, "UEFI for isohybrid ISOs"), or null.
+    esp_entry: Option<bootstick::layout::esp_entry::EspEntry>,
     /// isomd5sum's MD5 in the primary volume descriptor (docs/trust.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     implanted_md5: Option<bootstick::trust::isomd5::Implanted>,
@@ -65,6 +68,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }),
         None => job::build_layout(&src, &args.image, Table::Gpt, None),
     });
+    // What `write` does to a byte copy's MBR (never for a compressed image).
+    let esp_entry = match (&inspection.decision.mode, &compressed) {
+        (inspect::Mode::Raw, None) => job::esp_entry_of(&src).map_err(super::advice::failure)?,
+        _ => None,
+    };
     let implanted = bootstick::trust::isomd5::read(&args.image);
     if args.json {
         let doc = Report {
@@ -76,6 +84,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                     "exit": super::exit::job_error(e) as u8
                 }),
             }),
+            esp_entry: esp_entry.clone(),
             implanted_md5: implanted,
             inspection: &inspection,
         };
@@ -123,6 +132,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 );
             }
             None => {}
+        }
+        if let Some(e) = &esp_entry {
+            let _ = writeln!(
+                text,
+                "esp entry    write adds one: {}",
+                super::mode::esp_entry_text(e)
+            );
         }
         emit(&text)
     }

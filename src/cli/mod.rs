@@ -22,6 +22,7 @@ pub mod probe;
 pub mod references;
 pub mod render;
 pub mod signals;
+pub mod station;
 pub mod target;
 pub mod verify;
 pub mod write;
@@ -60,6 +61,7 @@ pub enum Command {
     Mount(mount::Args),
     /// Unmount a directory `bootstick mount` mounted.
     Umount(mount::UmountArgs),
+    Station(station::Args),
     Completions(completions::CompletionsArgs),
     /// Write the manual pages into a directory (scripts/man.sh).
     #[command(hide = true)]
@@ -105,6 +107,13 @@ impl Command {
                 true,
                 "nothing was written",
             ),
+            Command::Station(a) => (
+                "station",
+                a.json,
+                Some(&a.image),
+                false,
+                "nothing was written",
+            ),
             Command::Completions(_) => ("completions", false, None, false, ""),
             Command::Man(_) => ("man", false, None, false, ""),
             Command::Mount(a) => ("mount", false, Some(&a.image), false, "nothing was mounted"),
@@ -133,6 +142,7 @@ impl Command {
             Command::Probe(args) => probe::run(args),
             Command::Backup(args) => backup::run(args),
             Command::Format(args) => format::run(args),
+            Command::Station(args) => station::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
             Command::Mount(args) => mount::run(args),
@@ -178,7 +188,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 15] = [
+const SUBCOMMANDS: [&str; 16] = [
     "write",
     "compare",
     "list",
@@ -192,6 +202,7 @@ const SUBCOMMANDS: [&str; 15] = [
     "format",
     "mount",
     "umount",
+    "station",
     "completions",
     "man",
 ];

@@ -44,5 +44,30 @@ pub fn notice_text(n: &Notice, image: &std::path::Path) -> String {
             "{} is neither an ISO nor a disk image bootstick recognises; copying it byte for byte as given",
             image.display()
         ),
+        Notice::EspEntryAdded(e) => format!(
+            "{}: {} (--raw copies the exact bytes instead)",
+            image.display(),
+            esp_entry_text(e)
+        ),
     }
+}
+
+/// The partition-table change of `layout::esp_entry`, in words.
+pub fn esp_entry_text(e: &bootstick::layout::esp_entry::EspEntry) -> String {
+    format!(
+        "its MBR has no entry for the El Torito EFI image{}, so UEFI could not boot a byte copy; \
+         the copy's MBR entry {} (type {:#04x}{}, over the whole image) becomes type 0x00 with the same \
+         range, and entry {} (type 0xef, EFI system partition) covers the EFI image \
+         (sectors {}..{}); every other byte is the image's",
+        e.efi_image
+            .as_deref()
+            .map(|p| format!(" {p}"))
+            .unwrap_or_default(),
+        e.hidden_entry,
+        e.hidden_type,
+        if e.hidden_active { ", active: kept" } else { "" },
+        e.esp_entry,
+        e.esp_start_lba,
+        u64::from(e.esp_start_lba) + u64::from(e.esp_sectors),
+    )
 }

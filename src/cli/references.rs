@@ -125,7 +125,10 @@ pub fn failure_message(report: &Report) -> String {
         Outcome::Mismatch if report.mismatches.iter().any(|m| m.conflicts_with.is_some()) => "a checksum file lists the image's path twice with different digests: it contradicts itself".into(),
         Outcome::Mismatch if report.mismatches.iter().all(|m| m.by == By::Implanted) => "the image's implanted MD5 differs: the image is corrupt or truncated".into(),
         Outcome::Mismatch => "the image's hash differs from the published one: the download is corrupt or was tampered with".into(),
-        Outcome::NotListed => "no checksum file lists this image by name or by hash".into(),
+        Outcome::NotListed => format!(
+            "no checksum file lists this image by name or by hash (looked at {})",
+            looked_at(report)
+        ),
         Outcome::BadSignature => match first_with(report, Status::Bad) {
             Some((f, _, Some(why))) => format!("a signature is bad: {}: {why}", f.file),
             _ => "a signature does not verify: the checksum file or signature was altered".into(),
@@ -183,8 +186,24 @@ pub fn write_refusal(report: &Report, require_signature: bool) -> String {
     }
 }
 
+/// The checksum files a check read, for messages.
+pub fn looked_at(report: &Report) -> String {
+    report
+        .sources
+        .iter()
+        .map(|s| s.source.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One line saying what vouched for the image (`write`'s summary).
 pub fn check_summary(report: &Report) -> String {
+    if report.outcome == Outcome::NotListed {
+        return format!(
+            "Source check: not-listed ({} does not list this image; nothing vouched for it).",
+            looked_at(report)
+        );
+    }
     let via = report
         .matched
         .as_ref()

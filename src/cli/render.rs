@@ -19,6 +19,20 @@ use super::exit::{Exit, Failure};
 /// At most one JSON progress line per phase this often.
 const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
+/// Without a terminal (a pipe, a log, CI, systemd), one plain progress line
+/// per phase this often, so a long write never looks frozen; overridden by
+/// `BOOTSTICK_PROGRESS_INTERVAL` (seconds, docs/cli.md).
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The interval of plain progress lines.
+fn plain_progress_every() -> Duration {
+    std::env::var("BOOTSTICK_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(PLAIN_PROGRESS_EVERY, Duration::from_secs_f64)
+}
+
 /// The command this process runs, as its JSON lines and messages name it.
 #[derive(Clone, Debug)]
 pub struct Invocation {
@@ -282,6 +296,16 @@ impl Renderer {
         }
     }
 
+    /// A JSON line of a command's own `event` with `fields` (an object;
+    /// the station's `arrived`, `skipped`, …); nothing for people.
+    pub fn line(&self, event: &str, fields: Value) {
+        if let Renderer::Json(j) = self {
+            let mut v = json!({ "event": event });
+            merge(&mut v, fields);
+            j.emit(v);
+        }
+    }
+
     /// A report command's success: the JSON `result` line with `ok: true`
     /// and the report's fields (`fields` is an object).
     pub fn document(&self, fields: Value) {
@@ -407,6 +431,23 @@ pub struct Human {
     multi: MultiProgress,
     /// The target this bar belongs to, in a job writing several.
     label: Option<String>,
+    /// No terminal: plain progress lines every `every` instead of a bar.
+    plain: Option<Plain>,
+}
+
+/// Plain progress lines' state.
+struct Plain {
+    every: Duration,
+    throttle: Mutex<Throttle>,
+}
+
+impl Plain {
+    fn new() -> Plain {
+        Plain {
+            every: plain_progress_every(),
+            throttle: Mutex::new(Throttle::default()),
+        }
+    }
 }
 
 impl Human {
@@ -423,6 +464,7 @@ impl Human {
             started: Mutex::new(Instant::now()),
             multi,
             label: None,
+            plain: (!tty).then(Plain::new),
         }
     }
 
@@ -438,6 +480,7 @@ impl Human {
             started: Mutex::new(Instant::now()),
             multi: self.multi.clone(),
             label: Some(label.to_owned()),
+            plain: self.plain.as_ref().map(|_| Plain::new()),
         }
     }
 
@@ -461,7 +504,22 @@ impl Human {
     fn event(&self, event: &Event) {
         match *event {
             Event::PhaseStarted { phase, total } => {
-                *self.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                let now = Instant::now();
+                *self.started.lock().unwrap_or_else(|e| e.into_inner()) = now;
+                if let Some(plain) = &self.plain {
+                    // The phase line is this phase's first line: the next
+                    // is due one interval later.
+                    plain
+                        .throttle
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .start(now);
+                    let line = match total {
+                        0 => format!("{:>7}: started", phase.name()),
+                        t => format!("{:>7}: started, {}", phase.name(), human_bytes(t)),
+                    };
+                    eprintln!("{}", self.labelled(line));
+                }
                 self.bar.reset();
                 if total == 0 {
                     self.bar
@@ -479,7 +537,23 @@ impl Human {
                 self.bar.set_length(total);
                 self.bar.set_prefix(phase.name());
             }
-            Event::Progress { done, .. } => self.bar.set_position(done),
+            Event::Progress { phase, done, total } => {
+                self.bar.set_position(done);
+                if let Some(plain) = &self.plain {
+                    let now = Instant::now();
+                    let due = plain
+                        .throttle
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .due(now, plain.every);
+                    if due {
+                        let started = *self.started.lock().unwrap_or_else(|e| e.into_inner());
+                        let secs = now.saturating_duration_since(started).as_secs_f64();
+                        let line = progress_line(phase, done, total, secs);
+                        eprintln!("{}", self.labelled(line));
+                    }
+                }
+            }
             Event::PhaseFinished { phase } => {
                 let secs = self
                     .started
@@ -550,6 +624,38 @@ impl Throttle {
     /// A new phase: its first line is due at once.
     fn reset(&mut self) {
         self.last = None;
+    }
+
+    /// A new phase whose first line was just printed (at `now`).
+    fn start(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+}
+
+/// A plain progress line: `  write: 412.0 MiB of 1.0 GiB (40%), 31.2 MiB/s,
+/// ETA 20 s`; the speed is the average since the phase began, the ETA what
+/// is left at that speed.
+fn progress_line(phase: Phase, done: u64, total: u64, secs: f64) -> String {
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let mut line = format!("{:>7}: {}", phase.name(), human_bytes(done));
+    if total > 0 {
+        let pct = (done as f64 * 100.0 / total as f64).floor().min(100.0);
+        line += &format!(" of {} ({pct:.0}%)", human_bytes(total));
+    }
+    line += &format!(", {}/s", human_bytes(rate as u64));
+    if total > done && rate > 0.0 {
+        line += &format!(", ETA {}", duration((total - done) as f64 / rate));
+    }
+    line
+}
+
+/// `45 s`, `3 min 05 s`, `1 h 02 min`.
+fn duration(secs: f64) -> String {
+    let s = secs.ceil() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -741,6 +847,39 @@ mod tests {
     /// at exactly the interval passes, and a new phase starts over. (This
     /// used to be checked by timing a real write and comparing rounded
     /// float seconds, which a loaded machine could make flaky.)
+    #[test]
+    fn plain_progress_lines_say_bytes_share_speed_and_eta() {
+        let mib = 1 << 20;
+        assert_eq!(
+            progress_line(Phase::Write, 412 * mib, 1024 * mib, 10.0),
+            "  write: 412.0 MiB of 1.0 GiB (40%), 41.2 MiB/s, ETA 15 s"
+        );
+        // Done: no ETA. Not byte-counted (a pipe without --size): no share.
+        assert_eq!(
+            progress_line(Phase::Verify, 8 * mib, 8 * mib, 2.0),
+            " verify: 8.0 MiB of 8.0 MiB (100%), 4.0 MiB/s"
+        );
+        assert_eq!(
+            progress_line(Phase::Write, 60 * mib, 0, 2.0),
+            "  write: 60.0 MiB, 30.0 MiB/s"
+        );
+        assert_eq!(duration(0.2), "1 s");
+        assert_eq!(duration(185.0), "3 min 05 s");
+        assert_eq!(duration(3725.0), "1 h 02 min");
+    }
+
+    /// A phase's first plain line is the phase line; progress lines follow
+    /// one interval apart.
+    #[test]
+    fn a_started_phase_holds_its_first_progress_line_for_one_interval() {
+        let every = Duration::from_secs(5);
+        let t0 = Instant::now();
+        let mut th = Throttle::default();
+        th.start(t0);
+        assert!(!th.due(t0 + Duration::from_millis(4999), every));
+        assert!(th.due(t0 + every, every));
+    }
+
     #[test]
     fn progress_lines_are_throttled_per_phase() {
         let every = Duration::from_millis(250);

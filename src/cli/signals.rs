@@ -19,6 +19,8 @@
 //! code: from the signal thread when it is free (after removing the
 //! temporary files of staged file targets), else from the signal handler
 //! itself, so nothing can hold it up; a third always exits from the handler.
+//! A command that drains (`station`, [`drain`]) takes two signals to stop
+//! its jobs: the first only stops it taking new work.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::AtomicBool;
@@ -47,6 +49,20 @@ pub fn cooperate() {
     *COOPERATIVE.lock().unwrap_or_else(|e| e.into_inner()) = true;
 }
 
+/// Cancelled by the first signal of a command that drains ([`drain`]).
+static DRAIN: OnceLock<Cancel> = OnceLock::new();
+
+/// Like [`cooperate`], for a command that winds down in two steps (the
+/// station): the first signal only cancels the returned token (take no
+/// new work, let running jobs finish), the second cancels [`token`] (the
+/// running jobs stop between chunks and report what they left), a third
+/// exits at once.
+pub fn drain() -> Cancel {
+    let d = DRAIN.get_or_init(Cancel::new).clone();
+    cooperate();
+    d
+}
+
 /// Installs the handlers; `report` tells the user about a signal that
 /// arrived before the command cooperates (the process then exits).
 pub fn install(report: fn(Signal)) -> std::io::Result<()> {
@@ -73,6 +89,23 @@ pub fn install(report: fn(Signal)) -> std::io::Result<()> {
                 return;
             };
             let cooperative = COOPERATIVE.lock().unwrap_or_else(|e| e.into_inner());
+            if let (true, Some(drain)) = (*cooperative, DRAIN.get()) {
+                // A station: the first signal stops taking sticks, the
+                // second aborts the running ones (reported as incomplete),
+                // a third exits at once.
+                drain.cancel_by(signal);
+                drop(cooperative);
+                let Some(second) = arriving.next() else {
+                    return;
+                };
+                cancel.cancel_by(second);
+                if let Some(third) = arriving.next() {
+                    arm();
+                    bootstick::write::remove_staged_files();
+                    std::process::exit(128 + third.number());
+                }
+                return;
+            }
             cancel.cancel_by(signal);
             if !*cooperative {
                 // Held until the process exits: a command that tries to

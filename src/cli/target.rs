@@ -50,8 +50,53 @@ fn read_line() -> String {
     answer.trim().to_string()
 }
 
+/// Whether a line (or the end of input) is waiting on stdin, within
+/// `timeout`. A signal interrupting the wait counts as "not yet".
+fn stdin_ready(timeout: std::time::Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let t = Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    matches!(poll(&mut fds, Some(&t)), Ok(n) if n > 0)
+}
+
+/// The eligible disks now.
+fn offered(roots: &Roots) -> Result<Vec<Disk>, Failure> {
+    let disks = devices::enumerate(roots).map_err(fail)?;
+    Ok(disks.into_iter().filter(devices::eligible).collect())
+}
+
+/// The numbered list the picker shows, under the table's header.
+fn numbered(disks: &[Disk]) -> String {
+    let refs: Vec<&Disk> = disks.iter().collect();
+    let full = table(&refs);
+    let (header, _) = full.split_once('\n').unwrap_or((&full, ""));
+    let mut out = format!("    {header}\n");
+    for (i, d) in disks.iter().enumerate() {
+        let mut lines = describe(d).lines().map(str::to_owned).collect::<Vec<_>>();
+        if let Some(first) = lines.first_mut() {
+            *first = format!("{:<4}{first}", format!("[{}]", i + 1));
+        }
+        for l in lines.iter_mut().skip(1) {
+            *l = format!("    {l}");
+        }
+        out.push_str(&lines.join("\n"));
+        out.push('\n');
+    }
+    out
+}
+
+/// How often the picker looks for sticks plugged in or pulled out.
+const RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Offers the eligible disks and lets the user choose one by number. Never
-/// chooses by itself, even when only one disk qualifies.
+/// chooses by itself, even when only one disk qualifies. With none plugged
+/// in it waits for one (Enter or Ctrl-C cancels); while the list is shown
+/// it is redrawn when a stick is plugged in or pulled out; a number that is
+/// not shown asks again.
 fn pick(roots: &Roots) -> Result<PathBuf, Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
@@ -61,33 +106,65 @@ fn pick(roots: &Roots) -> Result<PathBuf, Failure> {
             ),
         ));
     }
-    let disks = devices::enumerate(roots).map_err(fail)?;
-    let offered: Vec<&Disk> = disks.iter().filter(|d| devices::eligible(d)).collect();
-    if offered.is_empty() {
-        return Err(Failure::new(
-            Exit::BadInput,
-            anyhow::anyhow!(
-                "no removable or USB disk found; plug in a stick, or name the target (`bootstick list --all` shows every disk)"
-            ),
-        ));
-    }
-    eprintln!("Disks that can be written:");
-    for (i, d) in offered.iter().enumerate() {
-        eprint!("[{}] {}", i + 1, describe(d));
-    }
-    eprint!("Number of the disk to write (Enter to cancel): ");
-    let _ = std::io::stderr().flush();
-    let answer = read_line();
-    match answer.parse::<usize>() {
-        Ok(n) if (1..=offered.len()).contains(&n) => Ok(offered[n - 1].path.clone()),
-        _ if answer.is_empty() => Err(Failure::new(
+    let none_chosen = || {
+        Failure::new(
             Exit::Declined,
             anyhow::anyhow!("no disk chosen; nothing was written"),
-        )),
-        _ => Err(Failure::new(
-            Exit::Declined,
-            anyhow::anyhow!("{answer:?} is not one of the numbers shown; nothing was written"),
-        )),
+        )
+    };
+    let prompt = || {
+        eprint!("Number of the disk to write (Enter to cancel): ");
+        let _ = std::io::stderr().flush();
+    };
+    let mut shown: Option<Vec<Disk>> = None;
+    let mut waiting = false;
+    loop {
+        let now = offered(roots)?;
+        let paths = |d: &[Disk]| d.iter().map(|d| d.path.clone()).collect::<Vec<_>>();
+        let changed = shown.as_deref().is_none_or(|s| paths(s) != paths(&now));
+        if now.is_empty() {
+            if changed && shown.is_some() {
+                eprintln!();
+            }
+            if !waiting || changed {
+                eprintln!(
+                    "No removable or USB disk found: plug in a USB stick, or press Enter or Ctrl-C to cancel (`bootstick list --all` shows every disk)."
+                );
+                waiting = true;
+            }
+            shown = Some(now);
+            if stdin_ready(RESCAN) {
+                read_line();
+                return Err(none_chosen());
+            }
+            continue;
+        }
+        if changed {
+            if shown.is_some() {
+                eprintln!();
+            }
+            eprintln!("Disks that can be written:");
+            eprint!("{}", numbered(&now));
+            prompt();
+            shown = Some(now);
+        }
+        if !stdin_ready(RESCAN) {
+            continue;
+        }
+        let answer = read_line();
+        let list = shown.as_deref().unwrap_or_default();
+        match answer.parse::<usize>() {
+            Ok(n) if (1..=list.len()).contains(&n) => return Ok(list[n - 1].path.clone()),
+            _ if answer.is_empty() => return Err(none_chosen()),
+            _ => {
+                eprintln!(
+                    "{:?} is not one of the numbers shown (1 to {}).",
+                    super::fs_choice::printable(&answer),
+                    list.len()
+                );
+                prompt();
+            }
+        }
     }
 }
 
@@ -184,6 +261,12 @@ impl Confirm for Prompt {
             Answer::No
         }
     }
+
+    /// On a terminal the question names the mounted filesystems and says
+    /// they will be unmounted: "yes" is the permission.
+    fn grants_unmount(&self) -> bool {
+        std::io::stdin().is_terminal()
+    }
 }
 
 /// Why nothing was written when the confirmation was declined (`asked`)
@@ -215,5 +298,41 @@ pub fn given_or_picked(targets: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
         Ok(vec![pick(&Roots::live())?])
     } else {
         Ok(targets.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The picker's list: the table's header once, each disk numbered in
+    /// front of its row, its notes and partitions indented under it.
+    #[test]
+    fn the_picker_numbers_rows_under_one_header() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sysfs/testbed-guest");
+        let mut disks = offered(&Roots::under(&root)).unwrap();
+        for d in &mut disks {
+            d.path = PathBuf::from("/dev").join(&d.name);
+        }
+        let text = numbered(&disks);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("    PATH "), "{text}");
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("PATH")).count(),
+            1,
+            "{text}"
+        );
+        assert!(lines[1].starts_with("[1] /dev/sda "), "{text}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("[2] /dev/sdb ")),
+            "{text}"
+        );
+        // Columns line up: the header's PATH over the rows' paths.
+        assert_eq!(lines[0].find("PATH"), lines[1].find("/dev/sda"), "{text}");
+        assert!(
+            !text.contains("vda"),
+            "the system disk is never offered: {text}"
+        );
     }
 }

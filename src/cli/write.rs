@@ -116,14 +116,17 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let checked = image
         .check_source(&req, policy, render)
         .map_err(advice::failure)?;
-    if let Some(r) = checked
-        .as_ref()
-        .filter(|r| r.outcome == Outcome::ChecksumOnly)
-    {
-        render.event(&Event::Warning(format!(
+    match checked.as_ref().map(|r| (r.outcome, r)) {
+        Some((Outcome::ChecksumOnly, r)) => render.event(&Event::Warning(format!(
             "source check: {}",
             super::references::failure_message(r)
-        )));
+        ))),
+        Some((Outcome::NotListed, r)) => render.event(&Event::Warning(format!(
+            "source check: {} beside the image {} not list it by name or by hash; writing it without a source check (--no-discover skips the search, --sums or --sha256 give the right reference)",
+            super::references::looked_at(r),
+            if r.sources.len() == 1 { "does" } else { "do" }
+        ))),
+        _ => {}
     }
     let job = image
         .decide(checked, choice(args.raw, args.table))
@@ -172,10 +175,10 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let written = one.run(&options, render).map_err(advice::failure)?;
     let fields = to_fields(&written)?;
     if let Some(o) = &boot {
-        let summary = summary(&job, &written);
+        let summary = summary(&job, &written, options.eject);
         return super::boot::after_write(&written.target, o, fields, summary, render, args.json);
     }
-    render.result(Ok((fields, summary(&job, &written))));
+    render.result(Ok((fields, summary(&job, &written, options.eject))));
     Ok(())
 }
 
@@ -193,8 +196,9 @@ fn start_fields(p: &Prepared, options: &RunOptions) -> serde_json::Value {
     serde_json::to_value(p.start(options.verify)).unwrap_or_default()
 }
 
-/// The summary of one written target, for people.
-fn summary(job: &job::Job, w: &Written) -> String {
+/// The summary of one written target, for people; `eject`: `--eject` was
+/// given.
+fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
     let image_len = w.image_bytes;
     let what = match (&w.layout, job.compressed()) {
         (Some(l), _) => format!(
@@ -227,9 +231,21 @@ fn summary(job: &job::Job, w: &Written) -> String {
             (None, None) => String::new(),
         },
     );
-    match job.checked() {
+    let summary = match job.checked() {
         Some(r) => format!("{summary}\n{}", super::references::check_summary(r)),
         None => summary,
+    };
+    // A device target (its partitions were re-read) with --eject.
+    match (eject, w.ejected, w.partitions.is_some()) {
+        (_, true, _) => format!(
+            "{summary}\nEjected {}: it can be unplugged now.",
+            w.target.display()
+        ),
+        (true, false, true) => format!(
+            "{summary}\nNot ejected (see the warning above): unplug {} once this command has finished.",
+            w.target.display()
+        ),
+        _ => summary,
     }
 }
 
@@ -254,7 +270,7 @@ fn run_many(
     let outcomes: Vec<Result<(serde_json::Value, String), Failure>> =
         job::run_all(jobs, options, &renders, |i, outcome| {
             let outcome = match outcome {
-                Ok(w) => to_fields(&w).map(|f| (f, summary(job, &w))),
+                Ok(w) => to_fields(&w).map(|f| (f, summary(job, &w, options.eject))),
                 Err(e) => Err(advice::failure(e)),
             };
             renders[i].target_result(match &outcome {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Error;
 use crate::image::{self, ByteSource, FileTree};
 use crate::inspect::{self, Code, Inspection, Mode};
-use crate::layout::{disk, from_iso};
+use crate::layout::{disk, esp_entry, from_iso};
 
 /// What the caller asks for on top of the image's own decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub enum Notice {
     ForcedRaw { reasons: Vec<String> },
     /// Neither an ISO nor a disk image bootstick recognises: copied as it is.
     Unrecognised,
+    /// An isohybrid ISO without an MBR entry for its El Torito EFI image:
+    /// the copy gets one ([`Decided::esp_entry`], `docs/layout.md`).
+    EspEntryAdded(esp_entry::EspEntry),
 }
 
 /// How the image is put on a target.
@@ -55,6 +58,9 @@ pub struct Decided {
     pub decision: inspect::Decision,
     pub method: Method,
     pub notices: Vec<Notice>,
+    /// A byte copy's partition-table change that exposes the El Torito EFI
+    /// image to UEFI (never with [`Choice::raw`], which copies exact bytes).
+    pub esp_entry: Option<esp_entry::EspEntry>,
 }
 
 impl Decided {
@@ -149,6 +155,14 @@ pub fn inspect_source(src: &Arc<dyn ByteSource>, path: &Path) -> Result<Inspecti
     Ok(inspection)
 }
 
+/// The ESP entry a byte copy of `src` gets (`layout::esp_entry`), read
+/// with the image's file tree when it has one; for `write`, `compare` and
+/// `inspect` alike.
+pub fn esp_entry_of(src: &Arc<dyn ByteSource>) -> Result<Option<esp_entry::EspEntry>, Error> {
+    let tree = open_tree(src).ok().and_then(|(t, _)| t);
+    Ok(esp_entry::find(&**src, tree.as_deref())?)
+}
+
 /// Builds the FAT32 layout of a non-hybrid ISO (docs/layout.md), read from
 /// `src` (the image opened from `path`), for a target of `target_size`
 /// bytes (`None`: an image file, sized to fit). Its dates come from the
@@ -238,9 +252,19 @@ pub fn decide_as(
     } else {
         Method::Raw
     };
+    // A compressed image is written from its stream, which is not patched.
+    let esp_entry = if layout || choice.raw || compressed.is_some() {
+        None
+    } else {
+        esp_entry_of(src)?
+    };
+    if let Some(e) = &esp_entry {
+        notices.push(Notice::EspEntryAdded(e.clone()));
+    }
     Ok(Decided {
         decision,
         method,
         notices,
+        esp_entry,
     })
 }

@@ -60,7 +60,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use decide::{
-    build_layout, inspect_source, table_name, Choice, Decided, LayoutSummary, Method, Notice,
+    build_layout, esp_entry_of, inspect_source, table_name, Choice, Decided, LayoutSummary, Method,
+    Notice,
 };
 pub use select::{
     choose_all, choose_disk, resolve_for_reading, Action, Answer, Chosen, Confirm, Refusal,
@@ -289,9 +290,16 @@ impl Image {
             self.entry.as_deref(),
             observer,
         )?;
+        // Checksum files found beside the image that do not list it (an
+        // unrelated SHA256SUMS in a downloads folder) say nothing about it:
+        // unless a check was asked for or a reference given, the image is
+        // written, and the report (outcome `not-listed`) says so.
+        let discovered_only =
+            req.sums.is_empty() && req.expected.is_empty() && req.signatures.is_empty();
         match report.outcome {
             Outcome::Verified => Ok(Some(report)),
             Outcome::ChecksumOnly if !policy.require_signature => Ok(Some(report)),
+            Outcome::NotListed if !asked && discovered_only => Ok(Some(report)),
             _ => Err(Error::SourceCheck {
                 report: Box::new(report),
                 require_signature: policy.require_signature,
@@ -425,11 +433,20 @@ impl Job {
             }
             (Method::Raw, Some(cap)) if tail_wipe => Ok((
                 None,
-                Plan::raw(len)
+                self.raw_plan(len)?
                     .with_tail_wipe(cap)
                     .map_err(|e| Error::Write(e.into()))?,
             )),
-            (Method::Raw, _) => Ok((None, Plan::raw(len))),
+            (Method::Raw, _) => Ok((None, self.raw_plan(len)?)),
+        }
+    }
+
+    /// A byte copy of `len` bytes, with the decision's ESP entry when it
+    /// has one (`layout::esp_entry`).
+    fn raw_plan(&self, len: u64) -> Result<Plan, Error> {
+        match &self.decided.esp_entry {
+            Some(e) => e.plan(len).map_err(|e| Error::Write(e.into())),
+            None => Ok(Plan::raw(len)),
         }
     }
 
@@ -535,6 +552,8 @@ pub struct WriteStart<'a> {
     pub decision: &'a inspect::Decision,
     pub mode: &'static str,
     pub layout: Option<LayoutSummary<'a>>,
+    /// A byte copy's added ESP entry (`layout::esp_entry`), or null.
+    pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
     pub source_check: Option<CheckSummary<'a>>,
 }
 
@@ -689,6 +708,7 @@ impl Prepared<'_> {
             decision: &job.decided.decision,
             mode: self.mode_name(),
             layout: self.layout.as_ref().map(LayoutSummary::of),
+            esp_entry: job.decided.esp_entry.as_ref(),
             source_check: job.checked.as_ref().map(|r| CheckSummary {
                 outcome: r.outcome,
                 matched: &r.matched,
@@ -842,6 +862,8 @@ pub struct CompareStart<'a> {
     pub decision: &'a inspect::Decision,
     pub mode: &'static str,
     pub layout: Option<LayoutSummary<'a>>,
+    /// As in [`WriteStart::esp_entry`].
+    pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
 }
 
 /// What a comparison found: all equal (a difference is an error,
@@ -883,6 +905,7 @@ impl PreparedCompare<'_> {
                 "raw"
             },
             layout: self.layout.as_ref().map(LayoutSummary::of),
+            esp_entry: self.job.decided.esp_entry.as_ref(),
         }
     }
 

@@ -13,6 +13,14 @@ pub trait Confirm {
     /// `true` to go ahead. Called at most once per job, and only when a disk
     /// would be erased or an existing non-empty file replaced.
     fn confirm(&mut self, what: &Summary) -> Answer;
+
+    /// Whether a "yes" also permits unmounting the mounted filesystems the
+    /// question named: a person who read "mounted on /media/…" and answered
+    /// yes has given that permission. Automation ([`Yes`], `--yes`) has
+    /// not, so there the policy's `unmount` (`--unmount`) stays required.
+    fn grants_unmount(&self) -> bool {
+        false
+    }
 }
 
 /// The user's answer.
@@ -174,6 +182,11 @@ pub fn choose_all(
     image_len: u64,
     needed: u64,
 ) -> Result<Vec<Chosen>, Error> {
+    // A person asked (and about to answer) may permit the unmount.
+    let policy = Policy {
+        unmount: policy.unmount || confirm.grants_unmount(),
+        ..policy
+    };
     // Where the image lives, found before any target is looked at: a
     // target that is the image, or holds it, is refused by the rules below.
     let site = devices::ImageSite::of(roots, image)?;

@@ -6,6 +6,7 @@
 //! verifier and progress never know a layout was built.
 
 pub mod disk;
+pub mod esp_entry;
 pub mod fat32;
 pub mod from_iso;
 pub mod partition;

@@ -133,7 +133,8 @@ fn chs(lba: u64) -> [u8; 3] {
     ]
 }
 
-fn mbr_entry(status: u8, kind: u8, first: u64, sectors: u64) -> [u8; 16] {
+/// One 16-byte MBR entry (CHS from [`chs`], LBA fields as given).
+pub(crate) fn mbr_entry(status: u8, kind: u8, first: u64, sectors: u64) -> [u8; 16] {
     let mut e = [0u8; 16];
     e[0] = status;
     e[1..4].copy_from_slice(&chs(first));

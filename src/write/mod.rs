@@ -292,6 +292,16 @@ pub enum Error {
         #[source]
         source: crate::image::compressed::Error,
     },
+    /// A decoded write failed after its first chunk: the image's first MiB
+    /// (and, with a declared size, its last), held back until the whole
+    /// stream decoded (`write::stream`), is zeroed on the target.
+    #[error(
+        "the image's first MiB (partition tables, boot sectors) was held back until the whole stream decoded and is zeroed: the stick holds no partition table; it will not boot"
+    )]
+    HeldBack {
+        #[source]
+        source: Box<Error>,
+    },
     /// A decoded image (whose size its format does not record) continues
     /// past the end of the target.
     #[error(
@@ -315,6 +325,7 @@ impl Error {
             Error::Cancelled { target }
             | Error::Decode { target, .. }
             | Error::ImageLargerThanTarget { target, .. } => Some(*target),
+            Error::HeldBack { source } => source.target_state(),
             _ => None,
         }
     }

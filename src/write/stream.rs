@@ -24,12 +24,24 @@
 //!   and compressed offsets), and what was left on the target is said: a
 //!   failure in the first chunk leaves it untouched, a later one
 //!   incomplete.
+//! - **A stream that fails never leaves a bootable target.** A decoder's
+//!   verdict comes at the end (a zip member's CRC-32, gzip's trailer, a
+//!   truncated file), so the regions a firmware reads first are **held
+//!   back**: the image's first MiB (MBR, GPT header and entries, boot
+//!   sectors, the ISO 9660 system area) and, when the size is declared,
+//!   its last MiB (a backup GPT) go out as zeros and are kept in memory
+//!   ([`hold_stage`], after the hasher, so the checksums are of the real
+//!   bytes); they are written only once the whole stream decoded. A failure
+//!   after the first chunk leaves them zeroed ([`Error::HeldBack`]: the
+//!   target holds no partition table and will not boot).
 //! - **The plan is known at the end.** Once the stream ended at byte `L`,
 //!   the plan is `Plan::raw(L)` plus the tail wipe of a larger device,
 //!   written next through the same pipeline; the read-back checks that
 //!   plan.
 
 use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::align::{check_ops, write_ops, AlignedBuf, Alignment, Op};
@@ -135,6 +147,9 @@ pub(super) fn write(
     let (free_tx, free_rx) = AlignedBuf::pool(WRITE_BUFFERS, chunk, align.memory);
     let (filled_tx, filled_rx) = sync_channel::<Result<Chunk, Error>>(1);
     let (hashed_tx, hashed_rx) = sync_channel::<Result<Chunk, Error>>(1);
+    let (masked_tx, masked_rx) = sync_channel::<Result<Chunk, Error>>(1);
+    let held_ranges = held_back(image.declared_size());
+    let device = target.is_block_device();
     let summer = options.verify.then(|| Summer::grid(chunk as u64));
     untouched_unless_cancelled(&options.cancel)?;
     let cancel = &options.cancel;
@@ -152,21 +167,25 @@ pub(super) fn write(
         let decoder = &mut decoder;
         let read = s.spawn(move || reader.run(decoder, free_rx, filled_tx));
         let hasher = s.spawn(move || hash_stage(algorithm, summer, filled_rx, hashed_tx));
+        let holder = s.spawn(move || hold_stage(held_ranges, hashed_rx, masked_tx));
         let written = write_stage(
             file,
             direct,
             total,
             options.before_first_write.take(),
             cancel,
-            hashed_rx,
+            masked_rx,
             free_tx,
             observer,
         );
         let hashed = hasher.join().expect("the hasher thread does not panic");
+        let held = holder.join().expect("the holding thread does not panic");
         let ended = read.join().expect("the reader thread does not panic");
-        (written, ended, hashed)
+        (written.map(|d| (d, held)), ended, hashed)
     });
-    let direct_io = written?;
+    // A staged file target is discarded on failure: only a device keeps
+    // the zeroed regions.
+    let (direct_io, held) = written.map_err(|e| if device { held_back_error(e) } else { e })?;
     let Some(Ended { len }) = ended else {
         if options.cancel.is_cancelled() {
             return Err(Error::Cancelled {
@@ -180,6 +199,8 @@ pub(super) fn write(
     let (decoded_digest, sums) =
         hashed.ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?;
     unchanged()?;
+    // The whole stream decoded: the held-back regions go out now.
+    write_held(file, direct, &held)?;
     observer.event(&Event::PhaseFinished {
         phase: Phase::Write,
     });
@@ -231,6 +252,88 @@ pub(super) fn write(
         image_bytes: len,
         decoded_digest,
     })
+}
+
+/// Bytes held back at each end of a decoded image ([`hold_stage`]): the
+/// first MiB holds every partition table's primary copy, boot sectors and
+/// the ISO 9660 system area; the last holds a backup GPT.
+pub const HOLD_BACK: u64 = 1 << 20;
+
+/// The target ranges held back for a decoded image of `declared` bytes
+/// (`None`: unknown; its end is then found only as it passes, and only
+/// the first MiB is held).
+fn held_back(declared: Option<u64>) -> Vec<Range<u64>> {
+    let mut ranges = Vec::with_capacity(2);
+    ranges.push(0..declared.map_or(HOLD_BACK, |d| d.min(HOLD_BACK)));
+    if let Some(d) = declared.filter(|&d| d > 2 * HOLD_BACK) {
+        ranges.push(d - HOLD_BACK..d);
+    }
+    ranges
+}
+
+/// Passes chunks from the hasher to the writers, keeping the bytes that
+/// fall in `ranges` and sending zeros in their place. Chunks come in
+/// target order, so each range's bytes arrive in order. Returns what was
+/// kept, by target offset, once the pipeline ends.
+fn hold_stage(
+    ranges: Vec<Range<u64>>,
+    input: Receiver<Result<Chunk, Error>>,
+    out: SyncSender<Result<Chunk, Error>>,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut held: Vec<(u64, Vec<u8>)> = ranges.iter().map(|r| (r.start, Vec::new())).collect();
+    for mut msg in input {
+        if let Ok(c) = &mut msg {
+            let at = c.op.range.clone();
+            let data = c.buf.get_mut((at.end - at.start) as usize);
+            for (r, (_, kept)) in ranges.iter().zip(held.iter_mut()) {
+                let (s, e) = (r.start.max(at.start), r.end.min(at.end));
+                if s < e {
+                    let part = (s - at.start) as usize..(e - at.start) as usize;
+                    kept.extend_from_slice(&data[part.clone()]);
+                    data[part].fill(0);
+                }
+            }
+        }
+        let failed = msg.is_err();
+        if out.send(msg).is_err() || failed {
+            break;
+        }
+    }
+    held
+}
+
+/// Writes the held-back bytes in place (through the page cache: they need
+/// not be aligned; the sync that follows makes them durable).
+fn write_held(file: &File, direct: bool, held: &[(u64, Vec<u8>)]) -> Result<(), Error> {
+    if direct {
+        set_direct(file, false).map_err(|source| Error::WriteTarget { offset: 0, source })?;
+    }
+    for (at, bytes) in held.iter().filter(|(_, b)| !b.is_empty()) {
+        file.write_all_at(bytes, *at)
+            .map_err(|source| Error::WriteTarget {
+                offset: *at,
+                source,
+            })?;
+    }
+    if direct {
+        set_direct(file, true).map_err(|source| Error::WriteTarget { offset: 0, source })?;
+    }
+    Ok(())
+}
+
+/// A failed decoded write that wrote its first chunk left the held-back
+/// regions zeroed: the error says so ([`Error::HeldBack`]).
+fn held_back_error(e: Error) -> Error {
+    match e {
+        e @ (Error::Decode { .. } | Error::ImageLargerThanTarget { .. })
+            if e.target_state() == Some(TargetState::Incomplete) =>
+        {
+            Error::HeldBack {
+                source: Box::new(e),
+            }
+        }
+        e => e,
+    }
 }
 
 /// The plan of a decoded image of `len` bytes: the image, and on a device
@@ -380,5 +483,19 @@ impl StreamReader<'_> {
             }
         }
         Some(Ended { len: pos })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_mib_is_held_back_and_the_last_with_a_known_size() {
+        assert_eq!(held_back(None), vec![0..HOLD_BACK]);
+        assert_eq!(held_back(Some(4096)), vec![0..4096]);
+        assert_eq!(held_back(Some(2 * HOLD_BACK)), vec![0..HOLD_BACK]);
+        let d = 12 * HOLD_BACK + 333;
+        assert_eq!(held_back(Some(d)), vec![0..HOLD_BACK, d - HOLD_BACK..d]);
     }
 }

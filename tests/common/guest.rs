@@ -643,6 +643,26 @@ impl Stick {
     }
 }
 
+/// A `blkdebug` rules file that fails every `iotype` ("read" or "write")
+/// request touching 512-byte `sector` with EIO.
+pub fn blkdebug_rules(dir: &std::path::Path, iotype: &str, sector: u64) -> std::path::PathBuf {
+    let event = match iotype {
+        "read" => "read_aio",
+        "write" => "write_aio",
+        other => panic!("iotype {other}"),
+    };
+    let p = dir.join(format!("blkdebug-{iotype}-{sector}.conf"));
+    std::fs::write(
+        &p,
+        format!(
+            "[inject-error]\nevent = \"{event}\"\niotype = \"{iotype}\"\nerrno = \"5\"\n\
+             sector = \"{sector}\"\nonce = \"off\"\nimmediately = \"off\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
 /// One guest run: a script, files for the system disk, sticks.
 pub struct Guest {
     script: String,
@@ -651,6 +671,9 @@ pub struct Guest {
     pub sticks: Vec<Stick>,
     pub timeout: Duration,
     accel: &'static str,
+    /// The xHCI controller even without sticks at boot: sticks are
+    /// hot-plugged later ([`Running::plug`]).
+    hotplug: bool,
 }
 
 /// What a finished guest run reported.
@@ -707,7 +730,15 @@ impl Guest {
             sticks: Vec::new(),
             timeout: Duration::from_secs(180),
             accel: "",
+            hotplug: false,
         }
+    }
+
+    /// Sticks (and other disks) will be hot-plugged while the guest runs
+    /// ([`Running::plug`], [`Running::plug_virtio`]).
+    pub fn hotplug(mut self) -> Guest {
+        self.hotplug = true;
+        self
     }
 
     /// Puts a host file on the guest's system disk as `/mnt/sys/<name>`.
@@ -782,7 +813,7 @@ impl Guest {
                 disk.display()
             ))
             .args(["-device", "virtio-blk-pci,drive=sysdisk,serial=SYSTEMDISK"]);
-        if !self.sticks.is_empty() {
+        if !self.sticks.is_empty() || self.hotplug {
             cmd.args(["-device", "qemu-xhci,id=xhci"]);
         }
         for (i, s) in self.sticks.iter().enumerate() {
@@ -963,6 +994,61 @@ impl Running {
         };
         send(serde_json::json!({"execute": "qmp_capabilities"}));
         send(serde_json::json!({"execute": execute, "arguments": arguments}))
+    }
+
+    /// The block node of a hot-plugged disk backed by `image` (through
+    /// `blkdebug` when `rules` is given), named `node`.
+    fn add_node(&self, node: &str, image: &Path, rules: Option<&Path>) {
+        let file = serde_json::json!({"driver": "file", "filename": image});
+        let file = match rules {
+            None => file,
+            Some(r) => serde_json::json!({"driver": "blkdebug", "config": r, "image": file}),
+        };
+        let reply = self.qmp(
+            "blockdev-add",
+            serde_json::json!({"driver": "raw", "node-name": node, "file": file}),
+        );
+        assert!(
+            reply.get("return").is_some(),
+            "blockdev-add {node}: {reply}"
+        );
+    }
+
+    /// Hot-plugs `stick` as a USB stick with QMP `device_add` (its block
+    /// node `<id>-node` added first): device `id`, for [`Running::unplug`].
+    pub fn plug(&self, stick: &Stick, id: &str) {
+        let node = format!("{id}-node");
+        self.add_node(&node, &stick.image, stick.blkdebug.as_deref());
+        self.replug(id, &stick.serial);
+    }
+
+    /// Plugs the device `id` in again after [`Running::unplug`]: the same
+    /// block node, the same serial (the same stick re-inserted).
+    pub fn replug(&self, id: &str, serial: &str) {
+        let reply = self.qmp(
+            "device_add",
+            serde_json::json!({"driver": "usb-storage", "bus": "xhci.0", "id": id,
+                "drive": format!("{id}-node"), "removable": true, "serial": serial}),
+        );
+        assert!(reply.get("return").is_some(), "device_add {id}: {reply}");
+    }
+
+    /// Hot-plugs a virtio disk (not USB) backed by `image`: device `id`.
+    pub fn plug_virtio(&self, image: &Path, id: &str, serial: &str) {
+        let node = format!("{id}-node");
+        self.add_node(&node, image, None);
+        let reply = self.qmp(
+            "device_add",
+            serde_json::json!({"driver": "virtio-blk-pci", "id": id, "drive": node, "serial": serial}),
+        );
+        assert!(reply.get("return").is_some(), "device_add {id}: {reply}");
+    }
+
+    /// Unplugs the device `id` (QMP `device_del`; the guest sees it go a
+    /// moment later).
+    pub fn unplug(&self, id: &str) {
+        let reply = self.qmp("device_del", serde_json::json!({"id": id}));
+        assert!(reply.get("return").is_some(), "device_del {id}: {reply}");
     }
 
     /// Waits for the guest to power off; `None` (after killing it) when the
