@@ -148,32 +148,10 @@ fn malformed(offset: u64, detail: impl Into<String>) -> Error {
 /// points to. `Ok(None)` when the image has no ISO 9660 descriptors or no
 /// El Torito boot record.
 pub fn read_catalog(src: &dyn ByteSource) -> Result<Option<Catalog>, Error> {
-    let mut catalog_lba = None;
-    // 16 + 64 descriptors is far more than any image carries; the bound stops
-    // a hostile image without a terminator from keeping us busy.
-    for sector in 16u64..16 + 64 {
-        let at = sector * BLOCK;
-        if at + BLOCK > src.len() {
-            break;
-        }
-        let mut vd = [0u8; 75];
-        src.read_exact_at(at, &mut vd, "volume descriptor")?;
-        if &vd[1..6] != b"CD001" {
-            break;
-        }
-        match vd[0] {
-            0 if &vd[7..30] == b"EL TORITO SPECIFICATION" => {
-                catalog_lba = Some(u32::from_le_bytes([vd[71], vd[72], vd[73], vd[74]]));
-                break;
-            }
-            255 => break,
-            _ => {}
-        }
+    match super::descriptors::read(src)?.el_torito_catalog() {
+        Some(lba) => parse_catalog(src, lba).map(Some),
+        None => Ok(None),
     }
-    let Some(catalog_lba) = catalog_lba else {
-        return Ok(None);
-    };
-    parse_catalog(src, catalog_lba).map(Some)
 }
 
 /// Parses the catalog at block `catalog_lba`.

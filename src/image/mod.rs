@@ -20,6 +20,7 @@ use std::path::Path;
 pub mod archive;
 pub mod checked;
 pub mod compressed;
+pub mod descriptors;
 pub mod input;
 pub mod iso9660;
 pub mod open;

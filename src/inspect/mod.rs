@@ -106,39 +106,21 @@ pub struct Inspection {
 /// What the volume descriptors at block 16 onwards say: ISO 9660 (and its
 /// label), Joliet, a UDF volume recognition sequence.
 fn probe_filesystems(src: &dyn ByteSource) -> Result<(Vec<FsKind>, Option<String>), Error> {
+    let set = crate::image::descriptors::read(src)?;
     let mut kinds = Vec::new();
     let mut label = None;
-    for block in 16u64..16 + 64 {
-        let at = block * 2048;
-        if at + 2048 > src.len() {
-            break;
-        }
-        let mut vd = [0u8; 91];
-        src.read_exact_at(at, &mut vd, "volume descriptor")?;
-        match &vd[1..6] {
-            b"CD001" => match vd[0] {
-                1 if !kinds.contains(&FsKind::Iso9660) => {
-                    kinds.push(FsKind::Iso9660);
-                    let id = String::from_utf8_lossy(&vd[40..72]).trim_end().to_owned();
-                    label = (!id.is_empty()).then_some(id);
-                }
-                2 if vd[88] == 0x25
-                    && vd[89] == 0x2F
-                    && matches!(vd[90], 0x40 | 0x43 | 0x45)
-                    && !kinds.contains(&FsKind::Joliet) =>
-                {
-                    kinds.push(FsKind::Joliet)
-                }
-                _ => {}
-            },
-            b"NSR02" | b"NSR03" => {
-                if !kinds.contains(&FsKind::Udf) {
-                    kinds.push(FsKind::Udf)
-                }
-            }
-            b"BEA01" | b"TEA01" | b"BOOT2" | b"CDW02" => {}
-            _ => break,
-        }
+    if let Some(pvd) = set.primary() {
+        kinds.push(FsKind::Iso9660);
+        let id = String::from_utf8_lossy(&pvd.bytes[40..72])
+            .trim_end()
+            .to_owned();
+        label = (!id.is_empty()).then_some(id);
+    }
+    if set.joliet().is_some() {
+        kinds.push(FsKind::Joliet);
+    }
+    if set.udf.is_some() {
+        kinds.push(FsKind::Udf);
     }
     Ok((kinds, label))
 }

@@ -65,23 +65,13 @@ pub struct Truncation {
 
 /// The ISO 9660 primary volume's end in bytes, when the image has one.
 pub fn iso9660_volume_end(src: &dyn ByteSource) -> Result<Option<u64>, Error> {
-    for block in 16u64..16 + 64 {
-        let at = block * 2048;
-        if at + 2048 > src.len() {
-            return Ok(None);
-        }
-        let mut vd = [0u8; 132];
-        src.read_exact_at(at, &mut vd, "volume descriptor")?;
-        if &vd[1..6] != b"CD001" || vd[0] == 255 {
-            return Ok(None);
-        }
-        if vd[0] == 1 {
-            let blocks = u32::from_le_bytes([vd[80], vd[81], vd[82], vd[83]]);
-            let size = u16::from_le_bytes([vd[128], vd[129]]);
-            return Ok(Some(u64::from(blocks) * u64::from(size)));
-        }
-    }
-    Ok(None)
+    let set = crate::image::descriptors::read(src)?;
+    Ok(set.primary().map(|vd| {
+        let b = &vd.bytes;
+        let blocks = u32::from_le_bytes([b[80], b[81], b[82], b[83]]);
+        let size = u16::from_le_bytes([b[128], b[129]]);
+        u64::from(blocks) * u64::from(size)
+    }))
 }
 
 /// True when sector 0 reads as a partition table rather than a boot sector

@@ -11,9 +11,7 @@ use super::{cs0, malformed};
 use crate::image::{ByteSource, Error};
 
 /// Byte offset of the volume recognition sequence: after the 32 KiB system area.
-const VRS_START: u64 = 32768;
-/// How many volume structure descriptors we scan before giving up.
-const VRS_MAX: u64 = 64;
+const VRS_START: u64 = crate::image::descriptors::START;
 /// How many sectors of one volume descriptor sequence we read at most. The
 /// spec asks for at least 16; writers use 16 or 32.
 const VDS_MAX_SECTORS: u64 = 256;
@@ -22,44 +20,7 @@ const VDS_MAX_HOPS: usize = 16;
 /// The most partition maps we accept in a logical volume descriptor.
 const MAX_PARTITION_MAPS: u32 = 64;
 
-/// What the volume recognition sequence says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Recognition {
-    /// 2 for NSR02 (UDF ≤ 2.00), 3 for NSR03.
-    pub nsr: u8,
-    /// The spacing of the volume structure descriptors (2048 or 4096).
-    pub stride: u64,
-}
-
-/// Scans for `BEA01`, then `NSR02`/`NSR03`, then `TEA01`.
-pub(crate) fn recognize(src: &dyn ByteSource) -> Result<Option<Recognition>, Error> {
-    for stride in [2048u64, 4096] {
-        let mut in_extended = false;
-        let mut nsr = None;
-        for i in 0..VRS_MAX {
-            let off = VRS_START + i * stride;
-            let mut d = [0u8; 7];
-            if off + stride > src.len() {
-                break;
-            }
-            src.read_exact_at(off, &mut d, "UDF volume structure descriptor")?;
-            match &d[1..6] {
-                b"BEA01" => in_extended = true,
-                b"NSR02" if in_extended => nsr = Some(2),
-                b"NSR03" if in_extended => nsr = Some(3),
-                b"TEA01" if in_extended => {
-                    if let Some(nsr) = nsr {
-                        return Ok(Some(Recognition { nsr, stride }));
-                    }
-                    in_extended = false;
-                }
-                b"CD001" | b"CDW02" | b"BOOT2" | b"NSR02" | b"NSR03" => {}
-                _ => break,
-            }
-        }
-    }
-    Ok(None)
-}
+pub(crate) use crate::image::descriptors::{recognize, Recognition};
 
 /// A partition map of the logical volume, before the metadata file is read.
 #[derive(Clone, Debug)]
