@@ -815,20 +815,10 @@ impl Json {
     }
 }
 
-/// `1.5 GiB`-style sizes.
+/// `1.5 GiB`-style sizes: binary units, one decimal (`bytesize`'s IEC
+/// display), bytes below 1 KiB as `123 B`.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
 /// One line describing a layout, for people.
@@ -904,6 +894,20 @@ mod tests {
     /// at exactly the interval passes, and a new phase starts over. (This
     /// used to be checked by timing a real write and comparing rounded
     /// float seconds, which a loaded machine could make flaky.)
+    #[test]
+    fn sizes_are_binary_with_one_decimal() {
+        for (n, text) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (5 * 1024 * 1024 + 123, "5.0 MiB"),
+            (1536 << 20, "1.5 GiB"),
+            (1000 << 30, "1000.0 GiB"),
+        ] {
+            assert_eq!(human_bytes(n), text, "{n}");
+        }
+    }
+
     #[test]
     fn plain_progress_lines_say_bytes_share_speed_and_eta() {
         let mib = 1 << 20;
