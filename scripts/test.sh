@@ -62,7 +62,7 @@ commands=(
   findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
-  fusermount3 find stat blockdev dd
+  fusermount3 find stat blockdev dd wipefs
   zstd pigz bzip2 zip
 )
 absent=()

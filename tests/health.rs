@@ -607,3 +607,338 @@ fn probe_asks_on_a_terminal_like_write() {
         b"BSPROBE1"
     );
 }
+
+// ---------------------------------------------------------------------------
+// backup
+// ---------------------------------------------------------------------------
+
+fn sha256(p: &Path) -> String {
+    common::run(Command::new("sha256sum").arg(p))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn backup(args: &[&OsStr]) -> Output {
+    common::bootstick()
+        .arg("backup")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A 32 MiB "stick": an MBR partition from 1 MiB to 13 MiB, random data
+/// over its first 8 MiB, zeros elsewhere.
+fn partitioned_stick(dir: &Path) -> (std::path::PathBuf, LoopDevice) {
+    let img = dir.join("stick.img");
+    File::create(&img).unwrap().set_len(32 * MIB).unwrap();
+    common::sfdisk_image(&img, 32 * MIB, "label: dos\n1MiB,12MiB,c\n");
+    let data = dir.join("data");
+    common::pseudo_random_file(&data, 8 * MIB, 11);
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", data.display()))
+            .arg(format!("of={}", img.display()))
+            .args(["bs=1M", "seek=1", "conv=notrunc", "status=none"]),
+    );
+    let lo = LoopDevice::attach(&img);
+    (img, lo)
+}
+
+/// `backup` of a loop device into a plain file and a `.zst`: `cmp` and
+/// `zstd -d | cmp` against the device, `sha256sum -c FILE.sha256` passes,
+/// the report's `image_sha256` is the device's `sha256sum`, and `write`
+/// restores the `.zst` onto another device byte for byte.
+#[test]
+fn backup_plain_and_zstd_match_the_device_and_restore() {
+    let t = "backup_plain_and_zstd_match_the_device_and_restore";
+    if !require_root(t) || !require_tools(t, &["sfdisk", "zstd", "cmp", "sha256sum", "dd"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (_img, lo) = partitioned_stick(dir.path());
+    let device_sha = sha256(lo.path());
+    for name in ["b.img", "b.img.zst"] {
+        let file = dir.path().join(name);
+        let out = backup(&[
+            OsStr::new("--json"),
+            lo.path().as_os_str(),
+            file.as_os_str(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let r = json_result(&out.stdout);
+        assert_eq!(r["proven"], true, "{r}");
+        assert_eq!(r["image_sha256"], device_sha.as_str(), "{r}");
+        assert_eq!(r["image_bytes"], 32 * MIB, "{r}");
+        common::run(
+            Command::new("sha256sum")
+                .arg("-c")
+                .arg(format!("{name}.sha256"))
+                .current_dir(dir.path()),
+        );
+        let plain = if name.ends_with(".zst") {
+            assert_eq!(r["compression"], "zstd", "{r}");
+            let plain = dir.path().join("decompressed.img");
+            common::run(
+                Command::new("zstd")
+                    .args(["-d", "-q", "-f", "-o"])
+                    .arg(&plain)
+                    .arg(&file),
+            );
+            plain
+        } else {
+            file.clone()
+        };
+        common::run(Command::new("cmp").arg(&plain).arg(lo.path()));
+    }
+    // Restored by `write` from the compressed backup.
+    let other = dir.path().join("other.img");
+    File::create(&other).unwrap().set_len(32 * MIB).unwrap();
+    let lo2 = LoopDevice::attach(&other);
+    let out = common::bootstick()
+        .args(["write", "--yes"])
+        .arg(dir.path().join("b.img.zst"))
+        .arg(lo2.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    common::run(Command::new("cmp").arg(lo.path()).arg(lo2.path()));
+}
+
+/// `--shrink` stops at the end of the last partition as `sfdisk --json`
+/// reads it (start + size sectors), into `.xz` and `.gz`: the decompressed
+/// file is exactly that long and equal to the device's first bytes.
+#[test]
+fn backup_shrink_stops_at_the_last_partitions_end() {
+    let t = "backup_shrink_stops_at_the_last_partitions_end";
+    if !require_root(t) || !require_tools(t, &["sfdisk", "xz", "gzip", "cmp", "dd"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (img, lo) = partitioned_stick(dir.path());
+    let table: serde_json::Value =
+        serde_json::from_str(&common::run(Command::new("sfdisk").arg("--json").arg(&img))).unwrap();
+    let end = table["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["start"].as_u64().unwrap() + p["size"].as_u64().unwrap()) * 512)
+        .max()
+        .unwrap();
+    assert_eq!(end, 13 * MIB);
+    for (name, tool) in [("s.img.xz", "xz"), ("s.img.gz", "gzip")] {
+        let file = dir.path().join(name);
+        let out = backup(&[
+            OsStr::new("--shrink"),
+            OsStr::new("--json"),
+            lo.path().as_os_str(),
+            file.as_os_str(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let r = json_result(&out.stdout);
+        assert_eq!(
+            (r["image_bytes"].as_u64(), &r["shrunk"]),
+            (Some(end), &true.into()),
+            "{r}"
+        );
+        let plain = dir.path().join("plain");
+        let data = common::run(Command::new("sh").arg("-c").arg(format!(
+            "{tool} -dc '{}' > '{}' && stat -c %s '{}'",
+            file.display(),
+            plain.display(),
+            plain.display()
+        )));
+        assert_eq!(data.trim(), end.to_string(), "{name}");
+        common::run(
+            Command::new("cmp")
+                .arg("-n")
+                .arg(end.to_string())
+                .arg(&plain)
+                .arg(lo.path()),
+        );
+    }
+    // Without partitions there is nothing to shrink to (exit 3).
+    let blank = dir.path().join("blank.img");
+    File::create(&blank).unwrap().set_len(8 * MIB).unwrap();
+    let lo3 = LoopDevice::attach(&blank);
+    let out = backup(&[
+        OsStr::new("--shrink"),
+        lo3.path().as_os_str(),
+        dir.path().join("x.img").as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(!dir.path().join("x.img").exists());
+}
+
+/// Refused, with nothing created or changed: FILE on the stick's own
+/// mounted ext4 (exit 4); FILE the loop device's own backing file (exit
+/// 4); an existing FILE without `--yes` and without a terminal (exit 7,
+/// `sha256sum` unchanged), which `--yes` then replaces.
+#[test]
+fn backup_refuses_the_stick_itself_and_asks_before_replacing() {
+    let t = "backup_refuses_the_stick_itself_and_asks_before_replacing";
+    if !require_root(t) || !require_tools(t, &["mkfs.ext4", "mount", "umount", "sha256sum", "cmp"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("ext4.img");
+    File::create(&img).unwrap().set_len(32 * MIB).unwrap();
+    common::run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+    let lo = LoopDevice::attach(&img);
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    common::run(Command::new("mount").arg(lo.path()).arg(&mnt));
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _u = Unmount(&mnt);
+    let onto = mnt.join("backup.img");
+    let out = backup(&[lo.path().as_os_str(), onto.as_os_str()]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the disk being backed up"), "{err}");
+    assert!(!onto.exists());
+    assert_eq!(
+        std::fs::read_dir(&mnt)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("bootstick"))
+            .count(),
+        0
+    );
+    drop(_u);
+    let before = sha256(&img);
+    let out = backup(&[OsStr::new("--yes"), lo.path().as_os_str(), img.as_os_str()]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(sha256(&img), before);
+    let existing = dir.path().join("old.img");
+    std::fs::write(&existing, b"someone's data").unwrap();
+    let out = backup(&[lo.path().as_os_str(), existing.as_os_str()]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(std::fs::read(&existing).unwrap(), b"someone's data");
+    let out = backup(&[
+        OsStr::new("--yes"),
+        lo.path().as_os_str(),
+        existing.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    common::run(Command::new("cmp").arg(&existing).arg(lo.path()));
+}
+
+// ---------------------------------------------------------------------------
+// format
+// ---------------------------------------------------------------------------
+
+/// A stick that held a hybrid ISO with a GPT (both headers, an ISO 9660
+/// descriptor at 32 KiB) formatted as FAT32: `wipefs` finds only the new
+/// MBR on the disk and only `vfat` in the partition, `sfdisk --json` one
+/// partition of type c from 1 MiB, `fsck.fat -n` is clean and `mdir` sees
+/// the label; the last MiB (the old backup GPT) is zeros. Without `--yes`
+/// and a terminal it is declined (exit 7, unchanged). Seen failing with the
+/// gaps and tail left unwritten (wipefs still finds `iso9660` and `gpt`).
+#[test]
+fn format_leaves_one_clean_fat32_partition_and_no_old_signature() {
+    let t = "format_leaves_one_clean_fat32_partition_and_no_old_signature";
+    if !require_root(t)
+        || !require_tools(t, &["sgdisk", "wipefs", "sfdisk", "fsck.fat", "mdir", "dd"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("old.img");
+    File::create(&img).unwrap().set_len(128 * MIB).unwrap();
+    common::run(
+        Command::new("sgdisk")
+            .args(["-n", "1:2048:+8M", "-t", "1:ef00"])
+            .arg(&img),
+    );
+    {
+        let f = File::options().write(true).open(&img).unwrap();
+        f.write_all_at(b"\x01CD001\x01", 32768).unwrap();
+        f.write_all_at(b"CD001", 32769 + 2048).unwrap();
+    }
+    let wipefs = |p: &Path, offset: Option<u64>| {
+        let mut c = Command::new("wipefs");
+        c.arg("--no-act").arg("--output").arg("TYPE");
+        if let Some(o) = offset {
+            c.arg("--offset").arg(o.to_string());
+        }
+        let found = common::run(c.arg("--noheadings").arg(p));
+        let mut v: Vec<String> = found.split_whitespace().map(str::to_owned).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let old = wipefs(&img, None);
+    assert!(
+        old.contains(&"gpt".to_owned()) && old.contains(&"iso9660".to_owned()),
+        "{old:?}"
+    );
+    let lo = LoopDevice::attach(&img);
+    let before = sha256(&img);
+    let out = common::bootstick()
+        .arg("format")
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(sha256(&img), before);
+    let out = common::bootstick()
+        .args(["format", "--json", "--yes", "--label", "MyStick"])
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = json_result(&out.stdout);
+    assert_eq!(
+        (&r["verified"], &r["label"]),
+        (&true.into(), &"MYSTICK".into()),
+        "{r}"
+    );
+    drop(lo);
+    assert_eq!(wipefs(&img, None), ["dos"]);
+    let table: serde_json::Value =
+        serde_json::from_str(&common::run(Command::new("sfdisk").arg("--json").arg(&img))).unwrap();
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{table}");
+    assert_eq!(
+        (&parts[0]["start"], &parts[0]["type"]),
+        (&2048.into(), &"c".into()),
+        "{table}"
+    );
+    let size = parts[0]["size"].as_u64().unwrap() * 512;
+    assert_eq!(r["partition_bytes"], size, "{r}");
+    let part = dir.path().join("part.img");
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"])
+            .arg(format!("count={}", size / MIB)),
+    );
+    assert_eq!(wipefs(&part, None), ["vfat"]);
+    common::run(Command::new("fsck.fat").arg("-n").arg(&part));
+    let listing = common::run(Command::new("mdir").arg("-i").arg(&part).arg("::"));
+    assert!(
+        listing.contains("Volume in drive : is MYSTICK"),
+        "{listing}"
+    );
+    let data = std::fs::read(&img).unwrap();
+    assert!(data[data.len() - MIB as usize..].iter().all(|&b| b == 0));
+    assert!(data[512..MIB as usize].iter().all(|&b| b == 0));
+    // A label FAT cannot hold is a usage error, before anything is asked.
+    let out = common::bootstick()
+        .args(["format", "--yes", "--label", "far too long a label"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

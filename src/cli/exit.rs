@@ -216,6 +216,36 @@ pub fn probe_verdict(v: health::Verdict) -> Exit {
     }
 }
 
+/// The code of an error that stopped a format.
+pub fn format_error(e: &health::format::Error) -> Exit {
+    use health::format::Error as E;
+    match e {
+        E::BadLabel { .. } => Exit::Usage,
+        E::Layout { source, .. } => match source {
+            disk::Error::Fat32 { .. } => Exit::Refused,
+            disk::Error::Partition(p) => partition_error(p),
+            disk::Error::Plan(p) => plan_error(p),
+        },
+        E::Plan(p) => plan_error(p),
+        E::Device(d) => device_error(d),
+        E::Write(w) => write_error(w),
+    }
+}
+
+/// The code of an error that stopped a backup (FILE is then as it was).
+pub fn backup_error(e: &health::backup::Error) -> Exit {
+    use health::backup::Error as E;
+    match e {
+        E::Job(j) => job_error(j),
+        E::Device(d) => device_error(d),
+        E::OnSource { .. } | E::SameFile { .. } => Exit::Refused,
+        E::NoPartitions { .. } | E::PartitionTable { .. } => Exit::BadInput,
+        E::Open { .. } | E::Read { .. } | E::Output { .. } => Exit::WriteFailed,
+        E::NotProven { .. } => Exit::VerifyMismatch,
+        E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
+    }
+}
+
 /// The code of an error that stopped a probe before its verdict.
 pub fn probe_error(e: &health::Error) -> Exit {
     use health::Error as E;

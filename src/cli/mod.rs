@@ -3,6 +3,7 @@
 //! [`exit::Exit`] codes; nothing below `src/cli` is part of the library API.
 
 pub mod advice;
+pub mod backup;
 pub mod boot;
 pub mod boot_test;
 pub mod compare;
@@ -10,6 +11,7 @@ pub mod completions;
 pub mod disks;
 pub mod exit;
 pub mod extract;
+pub mod format;
 pub mod fs_choice;
 pub mod inspect;
 pub mod list;
@@ -52,6 +54,8 @@ pub enum Command {
     Extract(extract::Args),
     BootTest(boot_test::Args),
     Probe(probe::Args),
+    Backup(backup::Args),
+    Format(format::Args),
     /// Mount an image's file tree read-only (FUSE) on a directory, in the
     /// foreground, until Ctrl-C or `bootstick umount`.
     Mount(mount::Args),
@@ -84,6 +88,20 @@ impl Command {
             Command::BootTest(a) => ("boot-test", a.json, Some(&a.target), false, ""),
             Command::Probe(a) => (
                 "probe",
+                a.json,
+                a.target.as_ref(),
+                true,
+                "nothing was written",
+            ),
+            Command::Backup(a) => (
+                "backup",
+                a.json,
+                Some(&a.target),
+                false,
+                "no file was written",
+            ),
+            Command::Format(a) => (
+                "format",
                 a.json,
                 a.target.as_ref(),
                 true,
@@ -122,6 +140,8 @@ impl Command {
             Command::Extract(args) => extract::run(args),
             Command::BootTest(args) => boot_test::run(args),
             Command::Probe(args) => probe::run(args),
+            Command::Backup(args) => backup::run(args),
+            Command::Format(args) => format::run(args),
             Command::Station(args) => station::run(args),
             Command::Completions(args) => completions::completions(args),
             Command::Man(args) => completions::man(args),
@@ -168,7 +188,7 @@ pub fn usage_error(e: clap::Error, argv: &[std::ffi::OsString]) -> exit::Exit {
 }
 
 /// The subcommands' names, as `Invocation::command` spells them.
-const SUBCOMMANDS: [&str; 14] = [
+const SUBCOMMANDS: [&str; 16] = [
     "write",
     "compare",
     "list",
@@ -178,6 +198,8 @@ const SUBCOMMANDS: [&str; 14] = [
     "extract",
     "boot-test",
     "probe",
+    "backup",
+    "format",
     "mount",
     "umount",
     "station",

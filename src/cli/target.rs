@@ -233,6 +233,8 @@ impl Confirm for Prompt {
                 human_bytes(s.image_len)
             ),
             Action::Probe => format!("Probe {onto} by writing test patterns over all of it?"),
+            Action::Format => format!("Format {onto} as a plain FAT32 drive?"),
+            Action::Backup => format!("Back up {} into {onto}?", s.image.display()),
         };
         eprint!(
             "{head}\n{listed}{}{}{}Continue? [y/N] ",

@@ -49,6 +49,12 @@ pub enum Action {
     /// Writes test patterns over the disk (`health::probe`); `image` is
     /// empty.
     Probe,
+    /// Formats the disk as a plain data drive (`health::format`); `image`
+    /// is empty.
+    Format,
+    /// Reads the disk or file [`Summary::image`] into the replaced
+    /// [`Summary::files`] (`health::backup`); no disk is written.
+    Backup,
 }
 
 /// What a confirmation is asked for.

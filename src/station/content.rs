@@ -76,6 +76,15 @@ impl Finding {
     }
 }
 
+impl Finding {
+    /// The byte offset it was found at.
+    pub fn at(&self) -> u64 {
+        match self {
+            Finding::Filesystem { at, .. } | Finding::Signature { at, .. } => *at,
+        }
+    }
+}
+
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -119,7 +128,30 @@ pub fn probe(disk: &dyn ByteSource) -> std::io::Result<Content> {
         }
     }
     findings.dedup();
+    // A hybrid ISO's partitions lie inside its ISO 9660 volume (grub-mkrescue
+    // adds an HFS+ one for Macs): they are the image's own, not someone's
+    // data. Only what lies at or past the volume's end counts.
+    if let Some(end) = iso_volume_end(disk)? {
+        findings.retain(|f| f.at() == 0 || f.at() >= end);
+    }
     Ok(Content { findings })
+}
+
+/// The end of an ISO 9660 volume at the disk's start, from its primary
+/// volume descriptor (sector 16: volume space size at byte 80, logical
+/// block size at byte 128, both-endian).
+fn iso_volume_end(disk: &dyn ByteSource) -> std::io::Result<Option<u64>> {
+    if disk.len() < 0x8000 + 2048 {
+        return Ok(None);
+    }
+    let mut pvd = [0u8; 136];
+    disk.read_raw(0x8000, &mut pvd)?;
+    if pvd[0] != 1 || &pvd[1..6] != b"CD001" {
+        return Ok(None);
+    }
+    let blocks = u64::from(u32::from_le_bytes([pvd[80], pvd[81], pvd[82], pvd[83]]));
+    let block = u64::from(u16::from_le_bytes([pvd[128], pvd[129]]));
+    Ok(Some(blocks * block))
 }
 
 fn has(b: &[u8], off: usize, magic: &[u8]) -> bool {
@@ -330,6 +362,49 @@ mod tests {
                 kind: Signature::Raid,
                 at: off as u64
             }]
+        );
+    }
+
+    /// A hybrid ISO (as grub-mkrescue makes them) carries an HFS+
+    /// partition inside its ISO 9660 volume: part of the image, so a stick
+    /// written with it before is taken again. The same HFS+ past the
+    /// volume's end is someone's data.
+    #[test]
+    fn partitions_inside_an_iso_volume_are_the_images_own() {
+        let hybrid = |volume_blocks: u32| {
+            let mut b = blank(8 << 20);
+            b[0x8000] = 1;
+            b[0x8001..0x8006].copy_from_slice(b"CD001");
+            b[0x8000 + 80..0x8000 + 84].copy_from_slice(&volume_blocks.to_le_bytes());
+            b[0x8000 + 128..0x8000 + 130].copy_from_slice(&2048u16.to_le_bytes());
+            // MBR entry: type 0xAF (HFS+) from sector 4096 (2 MiB), 2048 sectors.
+            let e = 446;
+            b[e + 4] = 0xaf;
+            b[e + 8..e + 12].copy_from_slice(&4096u32.to_le_bytes());
+            b[e + 12..e + 16].copy_from_slice(&2048u32.to_le_bytes());
+            b[510] = 0x55;
+            b[511] = 0xaa;
+            let p = 2 << 20;
+            b[p + 1024..p + 1026].copy_from_slice(b"H+");
+            b
+        };
+        // A 4 MiB volume holds the partition at 2 MiB.
+        let inside = probe(&hybrid(2048)).unwrap().findings;
+        assert_eq!(
+            inside,
+            vec![Finding::Filesystem {
+                fs: "iso9660".into(),
+                at: 0
+            }]
+        );
+        // A 1 MiB volume does not.
+        let past = probe(&hybrid(512)).unwrap().findings;
+        assert!(
+            past.contains(&Finding::Filesystem {
+                fs: "hfsplus".into(),
+                at: 2 << 20
+            }),
+            "{past:?}"
         );
     }
 

@@ -422,6 +422,13 @@ impl<'j> Station<'j> {
                         _ => None,
                     })
                     .collect();
+                // The facts as they are now (udev has just finished with
+                // them), for the arrival the last rescan saw.
+                let fresh = if ready.is_empty() {
+                    None
+                } else {
+                    Some(Snapshot::take(&me.config.roots)?)
+                };
                 for name in ready {
                     if me
                         .config
@@ -430,8 +437,11 @@ impl<'j> Station<'j> {
                     {
                         break;
                     }
-                    let Some((_, disk)) = known.disks.get(&name) else {
-                        slots.remove(&name);
+                    let now = fresh.as_ref().and_then(|f| f.disks.get(&name));
+                    let Some((_, disk)) = now
+                        .filter(|(k, _)| known.disks.get(&name).is_some_and(|(seen, _)| seen == k))
+                    else {
+                        // Gone or replaced meanwhile: the next rescan says.
                         continue;
                     };
                     let disk = disk.clone();
@@ -472,29 +482,34 @@ impl<'j> Station<'j> {
     }
 
     /// Settled: `settle` has passed since it arrived and, where udev runs,
-    /// udev has recorded it (its by-id and by-path links exist), or 5 s
-    /// have passed.
+    /// udev has recorded it with its `/dev/disk` links, or 10 s have passed
+    /// (udev is slow on a loaded machine; a disk without links is taken then).
     fn settled(&self, name: &str, since: Instant, known: &Snapshot) -> bool {
         let waited = since.elapsed();
         if waited < self.config.settle {
             return false;
         }
         let udev = &self.config.roots.udev_data;
-        if !udev.is_dir() || waited >= Duration::from_secs(5) {
+        if !udev.is_dir() || waited >= Duration::from_secs(10) {
             return true;
         }
+        // Its database entry with its /dev/disk links (`S:` lines).
         known
             .disks
             .get(name)
             .and_then(|(_, d)| d.dev)
-            .is_none_or(|dev| udev.join(format!("b{}:{}", dev.major, dev.minor)).exists())
+            .is_none_or(|dev| {
+                std::fs::read_to_string(udev.join(format!("b{}:{}", dev.major, dev.minor)))
+                    .is_ok_and(|db| db.lines().any(|l| l.starts_with("S:")))
+            })
     }
 
     /// Applies every rule to `disk` as enumerated now (its identity as
     /// recorded at arrival), opens it guarded, reads what it holds and
     /// applies the content rule: the stick to write, or why not.
     fn take(&self, disk: &Disk, written: &HashSet<(String, u64)>) -> Result<Chosen, Skip> {
-        self.decide_listed(disk)?;
+        // First: a stick written here holds the image, which the content
+        // guard need not judge.
         if let (false, Some(serial)) = (self.config.rewrite, &disk.serial) {
             if written.contains(&(serial.clone(), disk.size_bytes)) {
                 return Err(Skip::AlreadyWritten {
@@ -503,6 +518,7 @@ impl<'j> Station<'j> {
                 });
             }
         }
+        self.decide_listed(disk)?;
         // O_EXCL + flock from here: what is read next cannot change under us.
         let guard =
             Guarded::open(&self.config.roots, disk).map_err(|error| Skip::Unsafe { error })?;

@@ -353,10 +353,19 @@ fn content_finding(disk: &Disk, content: &Content) -> Option<Finding> {
     if let Some(f) = content.findings.iter().find(|f| !f.allowed()) {
         return Some(f.clone());
     }
+    // On a disk that is an ISO 9660 volume (a hybrid ISO written before),
+    // the partitions are the image's own (grub-mkrescue's HFS+ one): what
+    // lies past the volume is the probe's to find (`content::probe`).
+    let iso = disk.fstype.as_deref() == Some("iso9660")
+        || content
+            .findings
+            .iter()
+            .any(|f| f.at() == 0 && matches!(f, Finding::Filesystem { fs, .. } if fs == "iso9660"));
     let reported = std::iter::once((disk.fstype.as_ref(), None))
         .chain(
             disk.partitions
                 .iter()
+                .filter(|_| !iso)
                 .map(|p| (p.fstype.as_ref(), Some(p.start_bytes))),
         )
         .filter_map(|(t, at)| t.map(|t| Finding::from_fstype(t, at.unwrap_or(0))));
@@ -553,6 +562,21 @@ mod tests {
         assert_eq!(got.to_string(), "holds xfs data (at byte 0)");
         sdc.fstype = Some("vfat".into());
         assert!(decide(&sdc, &none(), &Rules::default(), 1).is_ok());
+        // A hybrid ISO written before: its HFS+ partition, as udev reports
+        // it, is the image's own.
+        sdc.fstype = Some("iso9660".into());
+        let mut p = sdc
+            .partitions
+            .first()
+            .cloned()
+            .unwrap_or_else(|| d["sdb"].partitions[0].clone());
+        p.fstype = Some("hfsplus".into());
+        p.mountpoints.clear();
+        sdc.partitions = vec![p];
+        assert!(decide(&sdc, &none(), &Rules::default(), 1).is_ok());
+        // The same partition on a disk that is not an ISO is data.
+        sdc.fstype = None;
+        assert!(decide(&sdc, &none(), &Rules::default(), 1).is_err());
     }
 
     #[test]

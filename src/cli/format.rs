@@ -1,0 +1,122 @@
+//! `bootstick format TARGET`: a stick back as a plain data drive. Parses,
+//! chooses the disk through the library's target selection (the rules and
+//! question of `write`), renders `bootstick::health::format`'s report.
+
+use std::path::PathBuf;
+
+use super::advice;
+use super::exit::{self, Exit, Failure};
+use super::render::{human_bytes, Renderer};
+use bootstick::devices::{Policy, Roots};
+use bootstick::health::format;
+use bootstick::job;
+
+/// The filesystem to create.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FsArg {
+    Fat32,
+}
+
+/// Make a stick a plain data drive again: one partition, FAT32.
+///
+/// ERASES the stick: old partition tables (both GPT headers), ISO 9660
+/// and filesystem signatures are overwritten, then one MBR partition from
+/// 1 MiB to the end holds an empty FAT32 volume, read back to check it. The
+/// same rules and confirmation as `write` apply (`--yes` for scripts).
+/// exFAT is not available yet.
+///
+/// Examples:
+///   bootstick format /dev/sdb
+///   bootstick format --label DATA --yes usb-Generic_Flash_Disk_1234-0:0
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The disk to format, named as for `write`. Without it, a terminal
+    /// offers the eligible disks.
+    pub target: Option<PathBuf>,
+    /// The filesystem.
+    #[arg(long, value_enum, default_value = "fat32")]
+    pub fs: FsArg,
+    /// Volume label (at most 11 characters; stored uppercase).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Do not ask for confirmation (scripts must give it).
+    #[arg(long)]
+    pub yes: bool,
+    /// Unmount the disk's mounted filesystems first.
+    #[arg(long)]
+    pub unmount: bool,
+    /// Allow an internal disk (never the system disk).
+    #[arg(long)]
+    pub force: bool,
+    /// Print newline-delimited JSON events on stdout (schema in docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let render = Renderer::new(args.json);
+    render.failure(run_inner(&args, &render))
+}
+
+fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
+    let FsArg::Fat32 = args.fs;
+    // A bad label is refused before anyone is asked.
+    format::check_label(&args.label).map_err(fail)?;
+    let target = match &args.target {
+        Some(t) => t.clone(),
+        None => super::target::given_or_picked(&[])?.remove(0),
+    };
+    let mut confirm: Box<dyn job::Confirm> = if args.yes {
+        Box::new(job::Yes)
+    } else {
+        Box::new(super::target::Prompt)
+    };
+    let (disk, guard) = job::choose_disk(
+        &Roots::live(),
+        &target,
+        Policy {
+            unmount: args.unmount,
+            force: args.force,
+        },
+        &mut *confirm,
+        job::Action::Format,
+    )
+    .map_err(advice::failure)?;
+    render.start(
+        "format",
+        serde_json::json!({ "target": disk.path, "disk": disk, "fs": "fat32", "label": args.label }),
+    );
+    super::signals::cooperate();
+    let options = format::Options {
+        label: args.label.clone(),
+        cancel: super::signals::token(),
+    };
+    let report = format::format(&disk, guard, &options, render).map_err(fail)?;
+    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
+    let text = format!(
+        "{}: one MBR partition ({}) with an empty FAT32 volume{}, read back and verified{}.",
+        report.target.display(),
+        human_bytes(report.partition_bytes),
+        if report.label.is_empty() {
+            String::new()
+        } else {
+            format!(" labelled {}", report.label)
+        },
+        match report.partitions.first() {
+            Some(p) => format!("; it is {}", p.display()),
+            None => String::new(),
+        }
+    );
+    render.result(Ok((fields, text)));
+    Ok(())
+}
+
+fn fail(e: format::Error) -> Failure {
+    let code = exit::format_error(&e);
+    match e {
+        format::Error::Write(w) => Failure::write(w),
+        format::Error::Device(d) => advice::device(d),
+        e => Failure::new(code, e),
+    }
+}
