@@ -66,10 +66,17 @@ pub enum Ended {
 }
 
 /// Reads the firmware's output for `firmware`.
+///
+/// Only whole lines count: the logs are read while the firmware writes
+/// them, and a line caught half-written ("Boot failed: not" of "Boot
+/// failed: not a bootable disk") would be misread.
 pub fn read(firmware: Firmware, logs: &Logs) -> Reading {
+    let complete = |s: &str| -> usize { s.rfind('\n').map_or(0, |i| i + 1) };
     let mut r = match firmware {
-        Firmware::Bios => read_seabios(logs.debugcon),
-        Firmware::Uefi | Firmware::UefiSecureBoot => read_ovmf(logs.serial),
+        Firmware::Bios => read_seabios(&logs.debugcon[..complete(logs.debugcon)]),
+        Firmware::Uefi | Firmware::UefiSecureBoot => {
+            read_ovmf(&logs.serial[..complete(logs.serial)])
+        }
     };
     // QEMU logs a triple fault just before the reset it causes; it decides
     // over whatever the firmware said before (it said nothing after).
@@ -393,6 +400,16 @@ mod tests {
             r.loader_started, None,
             "the shell is not the stick's loader"
         );
+    }
+
+    /// A line caught half-written is not read: "Boot failed: not" (of
+    /// "not a bootable disk") once made a blank stick "disk-unreadable".
+    #[test]
+    fn a_half_written_line_is_not_evidence_yet() {
+        let partial =
+            "SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting from Hard Disk...\nBoot failed: not";
+        assert_eq!(code(&bios(partial)), None);
+        assert_eq!(code(&bios(SEABIOS_BLANK)), Some(Code::NotABootableDisk));
     }
 
     #[test]
