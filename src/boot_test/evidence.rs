@@ -69,13 +69,22 @@ pub enum Ended {
 ///
 /// Only whole lines count: the logs are read while the firmware writes
 /// them, and a line caught half-written ("Boot failed: not" of "Boot
-/// failed: not a bootable disk") would be misread.
+/// failed: not a bootable disk") would be misread. The one exception is
+/// shim's error box, drawn with cursor moves and no newline after it: its
+/// rule needs the whole status text, so a partial one never matches.
 pub fn read(firmware: Firmware, logs: &Logs) -> Reading {
     let complete = |s: &str| -> usize { s.rfind('\n').map_or(0, |i| i + 1) };
     let mut r = match firmware {
         Firmware::Bios => read_seabios(&logs.debugcon[..complete(logs.debugcon)]),
         Firmware::Uefi | Firmware::UefiSecureBoot => {
-            read_ovmf(&logs.serial[..complete(logs.serial)])
+            let (whole, partial) = logs.serial.split_at(complete(logs.serial));
+            let mut r = read_ovmf(whole);
+            if r.loader_started.is_some() && r.failure.is_none() {
+                if let Some(refusal) = shim_refusal(&strip_ansi(partial)) {
+                    r.failure = Some((Code::ShimRefused, refusal));
+                }
+            }
+            r
         }
     };
     // QEMU logs a triple fault just before the reset it causes; it decides
@@ -409,6 +418,11 @@ mod tests {
         let partial =
             "SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting from Hard Disk...\nBoot failed: not";
         assert_eq!(code(&bios(partial)), None);
+        // shim's box has no newline after it: still read.
+        let unterminated = OVMF_SHIM_REFUSES.trim_end_matches('\n');
+        assert_eq!(code(&uefi(unterminated)), Some(Code::ShimRefused));
+        let cut = unterminated.trim_end_matches(|c| c != 'S');
+        assert_eq!(code(&uefi(cut)), None, "{cut:?}");
         assert_eq!(code(&bios(SEABIOS_BLANK)), Some(Code::NotABootableDisk));
     }
 
