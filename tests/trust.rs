@@ -3089,3 +3089,80 @@ fn a_second_image_signature_is_unchecked_once_one_is_good() {
         v.json
     );
 }
+
+/// Signatures over the image itself are all checked on the file the job
+/// opened, not on whatever the path names by then. A malicious file is
+/// opened (and would be written from that descriptor), then the genuine
+/// image is renamed over its path before the check. The check verified the
+/// first signature in its hashing pass (on the opened file) but re-opened
+/// the path for the others, so with two signatures one came out good — over
+/// a file that is not the one written. Now every signature is checked on
+/// the opened file: all bad.
+#[test]
+fn signatures_over_the_image_are_checked_on_the_opened_file() {
+    use bootstick::job;
+    use bootstick::trust::{signature::Status, Outcome};
+    let Some(fx) = gpg_fixtures() else { return };
+    let genuine = fx.path("arch.iso");
+    let len = std::fs::metadata(&genuine).unwrap().len();
+    let request = |dir: &Path| bootstick::trust::Request {
+        image: dir.join("arch.iso"),
+        keys: vec![fx.path("ed25519.key"), fx.path("rsa4096.key")],
+        discover: true,
+        ..Default::default()
+    };
+    let policy = job::CheckPolicy {
+        required: true,
+        require_signature: true,
+    };
+    let silent = bootstick::events::Silent;
+    let statuses = |r: &bootstick::trust::Report| -> Vec<Status> {
+        r.signatures
+            .iter()
+            .flat_map(|f| f.signatures.iter().map(|c| c.status))
+            .collect()
+    };
+
+    // Control: the genuine image, opened and checked: the first signature
+    // is good (the second is then not needed).
+    let control = tempfile::tempdir().unwrap();
+    std::fs::copy(&genuine, control.path().join("arch.iso")).unwrap();
+    std::fs::copy(
+        fx.path("arch.iso.multi.sig"),
+        control.path().join("arch.iso.sig"),
+    )
+    .unwrap();
+    let ok = job::Image::open(&control.path().join("arch.iso"))
+        .unwrap()
+        .check_source(&request(control.path()), policy, &silent)
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.outcome, Outcome::Verified);
+    assert_eq!(statuses(&ok), [Status::Good, Status::Unchecked]);
+
+    // The malicious file is opened, then the genuine one replaces its path.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arch.iso");
+    pseudo_random_file(&path, len, 4242);
+    std::fs::copy(
+        fx.path("arch.iso.multi.sig"),
+        dir.path().join("arch.iso.sig"),
+    )
+    .unwrap();
+    let staged = dir.path().join("genuine.tmp");
+    std::fs::copy(&genuine, &staged).unwrap();
+    let opened = job::Image::open(&path).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    match opened.check_source(&request(dir.path()), policy, &silent) {
+        Err(job::Error::SourceCheck { report, .. }) => {
+            assert_eq!(report.outcome, Outcome::BadSignature);
+            assert_eq!(
+                statuses(&report),
+                [Status::Bad, Status::Bad],
+                "a signature was checked on another file than the one opened"
+            );
+        }
+        Ok(r) => panic!("the opened file passed as {:?}", r.map(|r| r.outcome)),
+        Err(e) => panic!("{e}"),
+    }
+}

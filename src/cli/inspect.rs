@@ -56,6 +56,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let out = super::render::Renderer::report(args.json);
     out.start("inspect", serde_json::json!({ "image": &args.image }));
     let src = open_source(&args.image)?;
+    // The image is opened once: everything below reads this descriptor.
+    let implanted = bootstick::trust::isomd5::read_source(&*src);
     // A compressed image is inspected decompressed (docs/cli.md).
     let (src, compressed) = job::inspectable(src, &args.image, args.entry.as_deref())
         .map_err(super::advice::failure)?;
@@ -73,7 +75,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
         (inspect::Mode::Raw, None) => job::esp_entry_of(&src).map_err(super::advice::failure)?,
         _ => None,
     };
-    let implanted = bootstick::trust::isomd5::read(&args.image);
     if args.json {
         let doc = Report {
             image: &args.image,

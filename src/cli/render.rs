@@ -140,17 +140,69 @@ fn publish(mut v: Value) {
 /// The `start` line of a run that fails before its command announced
 /// itself (a usage error, an unreadable image): the command and its image.
 fn minimal_start() -> Value {
-    let mut v = json!({ "event": "start" });
-    if let Some(i) = invocation() {
-        v["command"] = json!(i.command);
-        if let Some(image) = &i.image {
-            v["image"] = json!(image);
-        }
-    } else {
-        v["command"] = Value::Null;
+    let inv = invocation();
+    MinimalStart {
+        event: "start",
+        command: inv.map(|i| i.command),
+        image: inv.and_then(|i| i.image.as_deref()),
+        t: now(),
     }
-    v["t"] = json!(now());
-    v
+    .value()
+}
+
+/// The `start` line of a run that fails before its command announced
+/// itself (docs/cli.md): `command` is `null` when none was recognised.
+#[derive(Serialize)]
+struct MinimalStart<'a> {
+    event: &'static str,
+    command: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a std::path::Path>,
+    t: f64,
+}
+
+/// A `result` line of a run that ends outside a command's own rendering:
+/// a usage error, a signal before the command cooperates, a command that
+/// reported nothing itself.
+#[derive(Serialize)]
+struct BareResult<'a> {
+    event: &'static str,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_state: Option<&'static str>,
+}
+
+impl BareResult<'_> {
+    fn ok() -> Self {
+        BareResult {
+            event: "result",
+            ok: true,
+            error: None,
+            exit_code: None,
+            interrupted: None,
+            signal: None,
+            target_state: None,
+        }
+    }
+}
+
+/// Serialises a line of the JSON stream.
+fn to_line(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+impl MinimalStart<'_> {
+    fn value(&self) -> Value {
+        to_line(self)
+    }
 }
 
 /// The `result` line of a failure: `ok: false`, `error` (with its causes,
@@ -191,7 +243,7 @@ pub fn finish(outcome: Result<(), Failure>) -> Exit {
             if json_mode() {
                 // Every command reports its own success; this keeps the
                 // contract should one not.
-                publish(json!({ "event": "result", "ok": true }));
+                publish(to_line(&BareResult::ok()));
             }
             Exit::Ok
         }
@@ -219,14 +271,20 @@ pub fn usage_error(command: Option<&'static str>, json: bool, message: &str) {
         has_target: false,
         untouched: "",
     });
-    let mut start = json!({ "event": "start", "command": command });
-    start["t"] = json!(now());
-    publish(start);
-    publish(json!({
-        "event": "result",
-        "ok": false,
-        "error": message,
-        "exit_code": Exit::Usage as u8,
+    publish(
+        MinimalStart {
+            event: "start",
+            command,
+            image: None,
+            t: now(),
+        }
+        .value(),
+    );
+    publish(to_line(&BareResult {
+        error: Some(message),
+        exit_code: Some(Exit::Usage as u8),
+        ok: false,
+        ..BareResult::ok()
     }));
 }
 
@@ -242,18 +300,17 @@ pub fn interrupted(signal: Signal) {
         format!("interrupted by {}; {untouched}", signal.name())
     };
     if json_mode() {
-        let mut v = json!({
-            "event": "result",
-            "ok": false,
-            "error": message,
-            "exit_code": Exit::for_signal(Some(signal)) as u8,
-            "interrupted": true,
-            "signal": signal.name(),
-        });
-        if inv.is_some_and(|i| i.has_target) {
-            v["target_state"] = json!("untouched");
-        }
-        publish(v);
+        publish(to_line(&BareResult {
+            ok: false,
+            error: Some(&message),
+            exit_code: Some(Exit::for_signal(Some(signal)) as u8),
+            interrupted: Some(true),
+            signal: Some(signal.name()),
+            target_state: inv
+                .is_some_and(|i| i.has_target)
+                .then(|| bootstick::cancel::TargetState::Untouched.name()),
+            ..BareResult::ok()
+        }));
     }
     super::signals::say(&format!("bootstick: {message}"));
 }
@@ -758,20 +815,10 @@ impl Json {
     }
 }
 
-/// `1.5 GiB`-style sizes.
+/// `1.5 GiB`-style sizes: binary units, one decimal (`bytesize`'s IEC
+/// display), bytes below 1 KiB as `123 B`.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
 /// One line describing a layout, for people.
@@ -847,6 +894,20 @@ mod tests {
     /// at exactly the interval passes, and a new phase starts over. (This
     /// used to be checked by timing a real write and comparing rounded
     /// float seconds, which a loaded machine could make flaky.)
+    #[test]
+    fn sizes_are_binary_with_one_decimal() {
+        for (n, text) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (5 * 1024 * 1024 + 123, "5.0 MiB"),
+            (1536 << 20, "1.5 GiB"),
+            (1000 << 30, "1000.0 GiB"),
+        ] {
+            assert_eq!(human_bytes(n), text, "{n}");
+        }
+    }
+
     #[test]
     fn plain_progress_lines_say_bytes_share_speed_and_eta() {
         let mib = 1 << 20;

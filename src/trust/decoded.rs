@@ -64,17 +64,8 @@ pub fn stripped_name(image_name: &str, format: Format) -> Option<String> {
     })
 }
 
-fn source_of(
-    path: &Path,
-    image: Option<&File>,
-    blocks: Option<&Arc<BlockDigests>>,
-) -> Option<Arc<dyn ByteSource>> {
-    let file = match image {
-        Some(f) => f.try_clone().ok()?,
-        // Never blocking on a FIFO under the image's name (refused later
-        // with the reason, by the checking pass).
-        None => super::open_input(path, true).ok()?,
-    };
+fn source_of(image: &File, blocks: Option<&Arc<BlockDigests>>) -> Option<Arc<dyn ByteSource>> {
+    let file = image.try_clone().ok()?;
     Some(match blocks {
         Some(b) => Arc::new(CheckedImage::new(file, b.clone())),
         None => {
@@ -84,11 +75,11 @@ fn source_of(
     })
 }
 
-/// `Some` when the IMAGE at `path` (read through `image` when given) is
-/// compressed; `entry` names a zip archive's member, as for `write`. An
+/// `Some` when the IMAGE at `path` (read through `image`, its open
+/// descriptor) is compressed; `entry` names a zip archive's member, as for `write`. An
 /// image that cannot be probed is taken as it is (the write reports why).
-pub fn probe(path: &Path, image: Option<&File>, entry: Option<&str>) -> Option<Inner> {
-    let src = source_of(path, image, None)?;
+pub fn probe(path: &Path, image: &File, entry: Option<&str>) -> Option<Inner> {
+    let src = source_of(image, None)?;
     let c = Compressed::probe_entry(src, entry).ok()??;
     let name = match c.zip_member() {
         Some(m) => Some(
@@ -114,14 +105,13 @@ pub fn probe(path: &Path, image: Option<&File>, entry: Option<&str>) -> Option<I
 /// compressed IMAGE, decoded through `blocks` when the check took them.
 /// `Err`: why it could not be decoded, for the report's notes.
 pub fn digests(
-    path: &Path,
-    image: Option<&File>,
+    image: &File,
     blocks: Option<&Arc<BlockDigests>>,
     entry: Option<&str>,
     algorithms: &[HashAlgorithm],
     observer: &dyn Observer,
 ) -> Result<Vec<Digest>, String> {
-    let src = source_of(path, image, blocks).ok_or("the image cannot be opened again")?;
+    let src = source_of(image, blocks).ok_or("the image's descriptor cannot be duplicated")?;
     let c = Compressed::probe_entry(src, entry)
         .map_err(|e| crate::error_chain(&e))?
         .ok_or("the image is no longer compressed")?;

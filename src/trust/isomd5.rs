@@ -101,13 +101,17 @@ pub fn parse(head: &[u8]) -> Option<Implanted> {
     })
 }
 
-/// Reads the fields from an image file; `None` when it has none (or cannot
-/// be read: the streaming pass reports read errors).
-pub fn read(path: &std::path::Path) -> Option<Implanted> {
-    read_open(&super::open_input(path, true).ok()?)
+/// The fields from an image read as a byte source; `None` when it has
+/// none (or cannot be read: the streaming pass reports read errors).
+pub fn read_source(src: &dyn crate::image::ByteSource) -> Option<Implanted> {
+    let len = (PVD_OFFSET + SECTOR).min(src.len());
+    let mut head = vec![0u8; len as usize];
+    src.read_exact_at(0, &mut head, "primary volume descriptor")
+        .ok()?;
+    parse(&head)
 }
 
-/// [`read`] from an image the caller already opened (read by position, so
+/// The fields from an image the caller already opened (read by position, so
 /// the descriptor's offset does not matter).
 pub fn read_open(f: &std::fs::File) -> Option<Implanted> {
     use std::os::unix::fs::FileExt;

@@ -516,6 +516,23 @@ fn check_inner(
             source,
         })?;
     }
+    // The image is opened once (here, or by the caller): every pass below
+    // (the hashing pass, a signature over the image itself, a small image
+    // read whole, the implanted MD5, the decoder) reads this descriptor, so
+    // the check covers one file even if another replaces it under the same
+    // name meanwhile.
+    let opened;
+    let image: &File = match image {
+        Some(f) => f,
+        None => {
+            opened = open_input(&req.image, true)?;
+            &opened
+        }
+    };
+    let image_io = |source| Error::Io {
+        path: req.image.clone(),
+        source,
+    };
 
     // Which file each explicit --sig signs, by its name.
     let mut image_sigs: Vec<PathBuf> = Vec::new();
@@ -698,10 +715,7 @@ fn check_inner(
     }
     // An implanted MD5 counts when no checksum file names the image.
     let implanted = if selections.iter().all(Option::is_none) {
-        match image {
-            Some(f) => isomd5::read_open(f),
-            None => isomd5::read(&req.image),
-        }
+        isomd5::read_open(image)
     } else {
         None
     };
@@ -723,14 +737,7 @@ fn check_inner(
     }
     let checked_blocks = checked_blocks.map(std::sync::Arc::new);
     let inner_digests = if need_inner {
-        match decoded::digests(
-            &req.image,
-            image,
-            checked_blocks.as_ref(),
-            entry,
-            &algorithms,
-            observer,
-        ) {
+        match decoded::digests(image, checked_blocks.as_ref(), entry, &algorithms, observer) {
             Ok(d) => d,
             Err(why) => {
                 notes.push(format!(
@@ -753,7 +760,7 @@ fn check_inner(
                 ..openpgp::finish(&p.sig, p.signer, Ok(()))
             }
         } else {
-            let f = open_input(&req.image, true)?;
+            let f = rewound(image).map_err(image_io)?;
             let result = p
                 .signing
                 .verify(&p.sig, std::io::BufReader::with_capacity(stream::CHUNK, f));
@@ -771,7 +778,7 @@ fn check_inner(
         let data = match (sig.prehashed, b2) {
             (true, Some(d)) => ed25519::Data::Blake2b512(d.as_bytes(), size),
             _ if size <= ed25519::MAX_PURE_MESSAGE => {
-                whole = read_whole(&req.image, size)?;
+                whole = read_whole(image, &req.image, size)?;
                 ed25519::Data::Bytes(&whole)
             }
             _ => ed25519::Data::Blake2b512(&[], size),
@@ -1295,14 +1302,15 @@ fn load_signify_embedded(
 }
 
 /// Reads a small image whole (a pure Ed25519 signature needs the message).
-fn read_whole(path: &Path, size: u64) -> Result<Vec<u8>, Error> {
+fn read_whole(image: &File, path: &Path, size: u64) -> Result<Vec<u8>, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
     let mut buf = Vec::with_capacity(size as usize);
     // Bounded by the limit, as in `read_small`.
-    open_input(path, true)?
+    rewound(image)
+        .map_err(io)?
         .take(ed25519::MAX_PURE_MESSAGE)
         .read_to_end(&mut buf)
         .map_err(io)?;
@@ -1373,7 +1381,7 @@ type Hashed<T> = (
 
 fn hash_image<T>(
     path: &Path,
-    image: Option<&File>,
+    image: &File,
     algorithms: &[HashAlgorithm],
     implanted: Option<isomd5::Checker>,
     blocks: bool,
@@ -1384,10 +1392,7 @@ fn hash_image<T>(
         path: path.to_path_buf(),
         source,
     };
-    let f = match image {
-        Some(f) => rewound(f).map_err(io)?,
-        None => open_input(path, true)?,
-    };
+    let f = rewound(image).map_err(io)?;
     let total = f.metadata().map_err(io)?.len();
     observer.event(&Event::PhaseStarted {
         phase: Phase::Check,
