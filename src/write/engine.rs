@@ -309,32 +309,16 @@ pub(super) fn write(
         phase: Phase::Write,
     });
 
-    // Written but not yet durable: a stop here leaves an incomplete target.
-    if options.cancel.is_cancelled() {
-        return Err(Error::Cancelled {
-            target: TargetState::Incomplete,
-        });
-    }
-    observer.event(&Event::PhaseStarted {
-        phase: Phase::Sync,
-        total: 0,
-    });
-    file.sync_all().map_err(|source| Error::Sync { source })?;
-    observer.event(&Event::PhaseFinished { phase: Phase::Sync });
-
+    sync_phase(file, &options.cancel, observer)?;
     if let Some(sums) = sums {
-        let sums = sums.map_err(|why| Error::Internal(format!("write checksums: {why}")))?;
-        let stop = Stop {
-            cancel: &options.cancel,
-            state: TargetState::WrittenNotVerified,
-        };
-        verify::check(
+        let sums = write_checksums(sums)?;
+        read_back(
             plan,
             &SourceReader::Plain(source),
             target,
             chunk,
-            Expected::Sums(&sums),
-            &stop,
+            &sums,
+            &options.cancel,
             observer,
         )?;
         // The target holds what was sent; it is the image only if the image
@@ -347,6 +331,60 @@ pub(super) fn write(
         verified: options.verify,
         direct_io,
     })
+}
+
+/// The sync phase that ends every write. Written but not yet durable: a
+/// stop before it leaves an incomplete target.
+pub(super) fn sync_phase(
+    file: &File,
+    cancel: &Cancel,
+    observer: &dyn Observer,
+) -> Result<(), Error> {
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled {
+            target: TargetState::Incomplete,
+        });
+    }
+    observer.event(&Event::PhaseStarted {
+        phase: Phase::Sync,
+        total: 0,
+    });
+    file.sync_all().map_err(|source| Error::Sync { source })?;
+    observer.event(&Event::PhaseFinished { phase: Phase::Sync });
+    Ok(())
+}
+
+/// The write's checksums of what it sent (or a check of them), or why the
+/// summing stage failed.
+pub(super) fn write_checksums<T>(sums: Result<T, String>) -> Result<T, Error> {
+    sums.map_err(|why| Error::Internal(format!("write checksums: {why}")))
+}
+
+/// The read-back after a synced write: the target against the checksums
+/// `sums` of what was sent; a stop leaves it written but not verified.
+pub(super) fn read_back(
+    plan: &Plan,
+    source: &SourceReader,
+    target: &Target,
+    chunk: usize,
+    sums: &RangeSums,
+    cancel: &Cancel,
+    observer: &dyn Observer,
+) -> Result<(), Error> {
+    let stop = Stop {
+        cancel,
+        state: TargetState::WrittenNotVerified,
+    };
+    verify::check(
+        plan,
+        source,
+        target,
+        chunk,
+        Expected::Sums(sums),
+        &stop,
+        observer,
+    )
+    .map(drop)
 }
 
 /// Fills buffers from the plan, in target order. Stops (closing its

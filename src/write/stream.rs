@@ -46,12 +46,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::align::{check_ops, write_ops, AlignedBuf, Alignment, Op};
 use super::engine::{
-    file_len, hash_stage, set_direct, untouched_unless_cancelled, write_stage, Chunk, PinnedSource,
-    WRITE_BUFFERS,
+    file_len, hash_stage, read_back, set_direct, sync_phase, untouched_unless_cancelled,
+    write_checksums, write_stage, Chunk, PinnedSource, WRITE_BUFFERS,
 };
 use super::fill::SourceReader;
 use super::sums::Summer;
-use super::verify::{self, Expected, Stop};
 use super::{Error, Options, Report, Target};
 use crate::cancel::{Cancel, TargetState};
 use crate::events::{Event, Observer, Phase};
@@ -206,38 +205,22 @@ pub(super) fn write(
     });
     let plan = planned(len, capacity)?;
 
-    if options.cancel.is_cancelled() {
-        return Err(Error::Cancelled {
-            target: TargetState::Incomplete,
-        });
-    }
-    observer.event(&Event::PhaseStarted {
-        phase: Phase::Sync,
-        total: 0,
-    });
-    file.sync_all().map_err(|source| Error::Sync { source })?;
-    observer.event(&Event::PhaseFinished { phase: Phase::Sync });
-
+    sync_phase(file, &options.cancel, observer)?;
     if let Some(sums) = sums {
-        let sums = sums.map_err(|why| Error::Internal(format!("write checksums: {why}")))?;
+        let sums = write_checksums(sums)?;
         let ranges: Vec<_> = check_ops(&plan, align, chunk, false)
             .into_iter()
             .map(|op| op.check)
             .collect();
-        sums.check_ranges(&ranges)
-            .map_err(|why| Error::Internal(format!("write checksums: {why}")))?;
-        let stop = Stop {
-            cancel: &options.cancel,
-            state: TargetState::WrittenNotVerified,
-        };
+        write_checksums(sums.check_ranges(&ranges))?;
         let decoded = DecodedImage::new(image.clone());
-        verify::check(
+        read_back(
             &plan,
             &SourceReader::Decoded(&decoded),
             target,
             chunk,
-            Expected::Sums(&sums),
-            &stop,
+            &sums,
+            &options.cancel,
             observer,
         )?;
         unchanged()?;
