@@ -409,49 +409,47 @@ impl Dev {
     /// Writes `data` at `offset`; on failure block by block. Returns the
     /// blocks that failed.
     fn write(&self, data: &[u8], offset: u64) -> Result<Vec<u64>, Error> {
-        match self.file.write_all_at(data, offset) {
-            Ok(()) => Ok(Vec::new()),
-            Err(e) => {
-                if let Some(f) = self.fatal(offset, &e) {
-                    return Err(f);
-                }
-                let mut bad = Vec::new();
-                for (i, b) in data.chunks(self.block as usize).enumerate() {
-                    let at = offset + i as u64 * self.block;
-                    if let Err(e) = self.file.write_all_at(b, at) {
-                        if let Some(f) = self.fatal(at, &e) {
-                            return Err(f);
-                        }
-                        bad.push(at);
-                    }
-                }
-                Ok(bad)
-            }
-        }
+        let file = &self.file;
+        self.by_blocks(data.len(), offset, |r, at| file.write_all_at(&data[r], at))
     }
 
     /// Reads `buf.len()` bytes at `offset`; on failure block by block.
     /// Returns the blocks that could not be read.
     fn read(&self, buf: &mut [u8], offset: u64) -> Result<Vec<u64>, Error> {
-        match self.file.read_exact_at(buf, offset) {
-            Ok(()) => Ok(Vec::new()),
-            Err(e) => {
-                if let Some(f) = self.fatal(offset, &e) {
+        let file = &self.file;
+        self.by_blocks(buf.len(), offset, |r, at| {
+            file.read_exact_at(&mut buf[r], at)
+        })
+    }
+
+    /// Runs `io` over `len` bytes at `offset` at once, and when that fails
+    /// (and the failure is not fatal) again block by block, to find which
+    /// blocks fail. `io` gets the byte range of the caller's buffer and its
+    /// device offset.
+    fn by_blocks(
+        &self,
+        len: usize,
+        offset: u64,
+        mut io: impl FnMut(std::ops::Range<usize>, u64) -> std::io::Result<()>,
+    ) -> Result<Vec<u64>, Error> {
+        let Err(e) = io(0..len, offset) else {
+            return Ok(Vec::new());
+        };
+        if let Some(f) = self.fatal(offset, &e) {
+            return Err(f);
+        }
+        let block = self.block as usize;
+        let mut bad = Vec::new();
+        for start in (0..len).step_by(block) {
+            let at = offset + start as u64;
+            if let Err(e) = io(start..(start + block).min(len), at) {
+                if let Some(f) = self.fatal(at, &e) {
                     return Err(f);
                 }
-                let mut bad = Vec::new();
-                for (i, b) in buf.chunks_mut(self.block as usize).enumerate() {
-                    let at = offset + i as u64 * self.block;
-                    if let Err(e) = self.file.read_exact_at(b, at) {
-                        if let Some(f) = self.fatal(at, &e) {
-                            return Err(f);
-                        }
-                        bad.push(at);
-                    }
-                }
-                Ok(bad)
+                bad.push(at);
             }
         }
+        Ok(bad)
     }
 
     fn sync(&self) -> Result<(), Error> {
