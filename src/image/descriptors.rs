@@ -111,9 +111,14 @@ impl Descriptors {
     }
 }
 
-/// Reads the descriptors of `src`.
+/// Reads the descriptors of `src`, in one pass over the 2048-byte sectors
+/// from 32 KiB on (the ISO 9660 set and a UDF sequence at that stride);
+/// only an image without a 2048-stride UDF sequence is scanned again at the
+/// 4096-byte stride.
 pub fn read(src: &dyn ByteSource) -> Result<Descriptors, Error> {
     let mut found = Descriptors::default();
+    let mut in_set = true;
+    let mut vrs = Sequence::default();
     for i in 0..MAX {
         let offset = START + i * SECTOR;
         if offset + SECTOR > src.len() {
@@ -121,48 +126,88 @@ pub fn read(src: &dyn ByteSource) -> Result<Descriptors, Error> {
         }
         let mut bytes = Box::new([0u8; SECTOR as usize]);
         src.read_exact_at(offset, &mut bytes[..], "volume descriptor")?;
-        if &bytes[1..6] != b"CD001" {
+        let id = &bytes[1..6];
+        if in_set {
+            in_set = id == b"CD001" && bytes[0] != TYPE_TERMINATOR;
+            found.iso9660_present |= id == b"CD001";
+        }
+        let udf = vrs.step(id, SECTOR);
+        if in_set {
+            found.iso9660.push(Descriptor { offset, bytes });
+        } else if udf != Step::Continue {
+            if let Step::Recognized(r) = udf {
+                found.udf = Some(r);
+            }
             break;
         }
-        found.iso9660_present = true;
-        if bytes[0] == TYPE_TERMINATOR {
-            break;
-        }
-        found.iso9660.push(Descriptor { offset, bytes });
     }
-    found.udf = recognize(src)?;
+    if found.udf.is_none() {
+        found.udf = recognize_at(src, 4096)?;
+    }
     Ok(found)
 }
 
-/// Scans for `BEA01`, then `NSR02`/`NSR03`, then `TEA01`, with the
-/// 2048-byte stride of optical media and the 4096-byte one of 4K-sector
-/// media (ECMA-167 2/8.3: one descriptor per sector, at least 2048 bytes).
-/// Other standard identifiers (`CD001`, `CDW02`, `BOOT2`) may come between;
-/// anything else ends the sequence.
-pub(crate) fn recognize(src: &dyn ByteSource) -> Result<Option<Recognition>, Error> {
-    for stride in [2048u64, 4096] {
-        let mut in_extended = false;
-        let mut nsr = None;
-        for i in 0..MAX {
-            let off = START + i * stride;
-            if off + stride > src.len() {
-                break;
-            }
-            let mut d = [0u8; 7];
-            src.read_exact_at(off, &mut d, "UDF volume structure descriptor")?;
-            match &d[1..6] {
-                b"BEA01" => in_extended = true,
-                b"NSR02" if in_extended => nsr = Some(2),
-                b"NSR03" if in_extended => nsr = Some(3),
-                b"TEA01" if in_extended => {
-                    if let Some(nsr) = nsr {
-                        return Ok(Some(Recognition { nsr, stride }));
-                    }
-                    in_extended = false;
+/// Where a scan of the UDF volume recognition sequence stands.
+#[derive(Default)]
+struct Sequence {
+    /// Between `BEA01` and `TEA01`.
+    in_extended: bool,
+    nsr: Option<u8>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Continue,
+    Recognized(Recognition),
+    /// An identifier that ends the sequence.
+    Ended,
+}
+
+impl Sequence {
+    /// Takes the next descriptor's identifier: `BEA01`, then `NSR02`/`NSR03`,
+    /// then `TEA01` recognise UDF. Other standard identifiers (`CD001`,
+    /// `CDW02`, `BOOT2`) may come between; anything else ends the sequence.
+    fn step(&mut self, id: &[u8], stride: u64) -> Step {
+        match id {
+            b"BEA01" => self.in_extended = true,
+            b"NSR02" if self.in_extended => self.nsr = Some(2),
+            b"NSR03" if self.in_extended => self.nsr = Some(3),
+            b"TEA01" if self.in_extended => {
+                if let Some(nsr) = self.nsr {
+                    return Step::Recognized(Recognition { nsr, stride });
                 }
-                b"CD001" | b"CDW02" | b"BOOT2" | b"NSR02" | b"NSR03" => {}
-                _ => break,
+                self.in_extended = false;
             }
+            b"CD001" | b"CDW02" | b"BOOT2" | b"NSR02" | b"NSR03" => {}
+            _ => return Step::Ended,
+        }
+        Step::Continue
+    }
+}
+
+/// Scans for the UDF volume recognition sequence with the 2048-byte stride
+/// of optical media and the 4096-byte one of 4K-sector media (ECMA-167
+/// 2/8.3: one descriptor per sector, at least 2048 bytes).
+pub(crate) fn recognize(src: &dyn ByteSource) -> Result<Option<Recognition>, Error> {
+    match recognize_at(src, SECTOR)? {
+        Some(r) => Ok(Some(r)),
+        None => recognize_at(src, 4096),
+    }
+}
+
+fn recognize_at(src: &dyn ByteSource, stride: u64) -> Result<Option<Recognition>, Error> {
+    let mut vrs = Sequence::default();
+    for i in 0..MAX {
+        let off = START + i * stride;
+        if off + stride > src.len() {
+            break;
+        }
+        let mut d = [0u8; 7];
+        src.read_exact_at(off, &mut d, "UDF volume structure descriptor")?;
+        match vrs.step(&d[1..6], stride) {
+            Step::Continue => {}
+            Step::Recognized(r) => return Ok(Some(r)),
+            Step::Ended => break,
         }
     }
     Ok(None)
