@@ -29,7 +29,7 @@ packages=(
   file                                                # file(1): boot-test screenshots are PNGs (tests/boot_test.rs)
   shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/boot_test.rs)
   ipxe                                                # ipxe.iso: an isohybrid ISO without an ESP entry (tests/boot_test.rs)
-  sbsigntool osslsigncode openssl                     # Authenticode oracles and the throw-away signing key (tests/authenticode.rs)
+  sbsigntool osslsigncode pesign openssl              # Authenticode oracles and the throw-away signing key (tests/authenticode.rs)
 )
 
 missing=()
@@ -65,7 +65,7 @@ commands=(
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat blockdev dd wipefs
   zstd pigz bzip2 zip
-  sbsign sbverify osslsigncode openssl objdump
+  sbsign sbverify osslsigncode pesign openssl objdump
 )
 absent=()
 for c in "${commands[@]}"; do

@@ -1,6 +1,6 @@
 //! Authenticode signatures of UEFI loaders, as `bootstick inspect` reports
-//! them, against independent tools: `sbverify` (Debian `sbsigntool`) and
-//! `osslsigncode`. One ISO carries six El Torito EFI images, each with
+//! them, against independent tools: `sbverify` (Debian `sbsigntool`),
+//! `osslsigncode` and `pesign`. One ISO carries six El Torito EFI images, each with
 //! one loader as `EFI/BOOT/BOOTX64.EFI`: Debian's signed shim (two
 //! Microsoft signatures), Debian's signed CD GRUB, a GRUB signed here by
 //! `sbsign` with a throw-away key, the same with one byte of its code
@@ -39,6 +39,25 @@ fn osslsigncode_digest(file: &Path) -> String {
         .split_whitespace()
         .next()
         .unwrap_or_default()
+        .to_lowercase()
+}
+
+/// The Authenticode SHA-256 `pesign -h` computes (lowercase hex). Unlike
+/// osslsigncode 2.5 (Debian 12's), which answers "Invalid signature" and no
+/// digest for a file `sbsign` signed, pesign hashes any PE, signed or not.
+fn pesign_digest(file: &Path) -> String {
+    let out = Command::new("pesign")
+        .arg("-h")
+        .arg("-i")
+        .arg(file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("hash:"))
+        .unwrap_or_else(|| panic!("no hash from pesign:\n{text}"))
+        .trim()
         .to_lowercase()
 }
 
@@ -117,6 +136,7 @@ fn inspect_reports_each_loaders_signature_as_sbverify_and_osslsigncode_see_it() 
             "sbsign",
             "sbverify",
             "osslsigncode",
+            "pesign",
             "objdump",
         ],
     ) || !common::require_tools(t, common::qemu::STANDALONE_TOOLS)
@@ -257,6 +277,7 @@ fn inspect_reports_each_loaders_signature_as_sbverify_and_osslsigncode_see_it() 
     assert_eq!(grub["authenticode"]["state"], "valid", "{grub:#}");
     let s = &sigs(grub)[0];
     assert_eq!(s["digest"], osslsigncode_digest(Path::new(SIGNED_GRUB)));
+    assert_eq!(s["digest"], pesign_digest(Path::new(SIGNED_GRUB)));
     assert_eq!(s["digest"], s["signed_digest"]);
     assert_eq!(
         cn(s["signer"]["subject"].as_str().unwrap()),
@@ -267,19 +288,19 @@ fn inspect_reports_each_loaders_signature_as_sbverify_and_osslsigncode_see_it() 
         [cn(s["signer"]["issuer"].as_str().unwrap())]
     );
 
-    // Signed here: valid, our key; osslsigncode's digest again.
+    // Signed here: valid, our key; pesign's digest.
     let ours = at(2);
     assert_eq!(ours["authenticode"]["state"], "valid", "{ours:#}");
     let s = &sigs(ours)[0];
     assert_eq!(s["signer"]["subject"], "CN=bootstick throw-away test key");
-    assert_eq!(s["digest"], osslsigncode_digest(&signed));
+    assert_eq!(s["digest"], pesign_digest(&signed));
 
     // One byte flipped in its code: tampered, the recomputed digest is
-    // osslsigncode's and differs from the signed one.
+    // pesign's and differs from the signed one.
     let bad = at(3);
     assert_eq!(bad["authenticode"]["state"], "tampered", "{bad:#}");
     let s = &sigs(bad)[0];
-    assert_eq!(s["digest"], osslsigncode_digest(&flipped));
+    assert_eq!(s["digest"], pesign_digest(&flipped));
     assert_ne!(s["digest"], s["signed_digest"]);
     assert_eq!(s["signed_digest"], sigs(ours)[0]["signed_digest"]);
 
@@ -296,7 +317,7 @@ fn inspect_reports_each_loaders_signature_as_sbverify_and_osslsigncode_see_it() 
     );
     let s = &sigs(forged)[0];
     assert_eq!(s["digest"], s["signed_digest"]);
-    assert_eq!(s["digest"], osslsigncode_digest(&badsig));
+    assert_eq!(s["digest"], pesign_digest(&badsig));
 
     // `write` warns when the stick's loader cannot pass Secure Boot: an
     // ISO with only the unsigned GRUB as its El Torito loader, built as a
