@@ -6,8 +6,8 @@
 //! `/proc/self/mountinfo`; a truncated image gives EIO on the damaged file
 //! only; every write is EROFS.
 
-mod common;
-mod udf_build;
+use crate::common;
+use bootstick_testkit::udf_build;
 
 use common::fixtures::cached;
 use std::collections::BTreeMap;
