@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::advice;
-use super::exit::{self, Exit, Failure};
+use super::exit::{self, Failure};
 use super::render::{human_bytes, Renderer};
 use bootstick::devices::Roots;
 use bootstick::health::backup;
@@ -62,14 +62,14 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         .map_err(failure)?;
     render.start(
         "backup",
-        serde_json::json!({
-            "target": prepared.source,
-            "file": prepared.file,
-            "disk": prepared.disk,
-            "shrink": args.shrink,
-            "compression": backup::Compression::for_path(&prepared.file),
-            "replaces_bytes": prepared.replaces,
-        }),
+        &BackupStart {
+            target: &prepared.source,
+            file: &prepared.file,
+            disk: &prepared.disk,
+            shrink: args.shrink,
+            compression: backup::Compression::for_path(&prepared.file),
+            replaces_bytes: prepared.replaces,
+        },
     );
     super::signals::cooperate();
     let options = backup::Options {
@@ -77,7 +77,6 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     let report = backup::backup(&prepared, &options, render).map_err(failure)?;
-    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     let text = format!(
         "{} ({}{}) saved as {} ({}, {}), proven: read back, it hashes as {} says and decompresses to the {} bytes read, SHA-256 {}.",
         report.source.display(),
@@ -95,7 +94,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         report.image_bytes,
         report.image_sha256,
     );
-    render.result(Ok((fields, text)));
+    render.result(Ok((&report, text)));
     Ok(())
 }
 
@@ -112,4 +111,15 @@ fn failure(e: backup::Error) -> Failure {
         ),
         e => Failure::new(code, e),
     }
+}
+
+/// The `start` line of `backup` (docs/cli.md).
+#[derive(serde::Serialize)]
+struct BackupStart<'a, D: serde::Serialize> {
+    target: &'a std::path::Path,
+    file: &'a std::path::Path,
+    disk: &'a D,
+    shrink: bool,
+    compression: backup::Compression,
+    replaces_bytes: Option<u64>,
 }

@@ -109,19 +109,22 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     };
     render.start(
         "probe",
-        serde_json::json!({ "target": path, "mode": mode, "disk": disk }),
+        &ProbeStart {
+            target: &path,
+            mode,
+            disk: &disk,
+        },
     );
     super::signals::cooperate();
     let report = health::probe(&path, guard.as_ref(), &options, render).map_err(Failure::probe)?;
     drop(guard);
-    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     let text = describe(&report);
     match exit::probe_verdict(report.verdict) {
         Exit::Ok => {
-            render.result(Ok((fields, text)));
+            render.result(Ok((&report, text)));
             Ok(())
         }
-        code => Err(Failure::new(code, anyhow::anyhow!("{text}")).with_fields(fields)),
+        code => Err(Failure::new(code, anyhow::anyhow!("{text}")).with_fields(&report)),
     }
 }
 
@@ -222,4 +225,12 @@ pub fn state(s: health::TargetState) -> &'static str {
             "The stick holds test patterns; clearing its first and last MiB failed: write an image or format it."
         }
     }
+}
+
+/// The `start` line of `probe` (docs/cli.md).
+#[derive(serde::Serialize)]
+struct ProbeStart<'a, D: serde::Serialize> {
+    target: &'a std::path::Path,
+    mode: Mode,
+    disk: &'a D,
 }
