@@ -1003,3 +1003,201 @@ fn format_leaves_one_clean_fat32_partition_and_no_old_signature() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// A `dump.exfat` field (`Name: value`), trimmed.
+fn dump_field(dump: &str, name: &str) -> String {
+    dump.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .unwrap_or_else(|| panic!("no `{name}` in dump.exfat's output:\n{dump}"))
+        .trim()
+        .to_owned()
+}
+
+/// The up-case table's bytes, where `dump.exfat` says they are.
+fn upcase_table(part: &Path) -> Vec<u8> {
+    let dump = common::run(Command::new("dump.exfat").arg(part));
+    let heap: u64 = dump_field(&dump, "Cluster Heap Offset (sector offset)")
+        .parse()
+        .unwrap();
+    let shift: u32 = dump_field(&dump, "Sector per Cluster bits")
+        .parse()
+        .unwrap();
+    let first: u64 = dump_field(&dump, "Upcase table start cluster")
+        .parse()
+        .unwrap();
+    let len: usize = dump_field(&dump, "Upcase table size").parse().unwrap();
+    let mut buf = vec![0u8; len];
+    File::open(part)
+        .unwrap()
+        .read_exact_at(&mut buf, (heap + ((first - 2) << shift)) * 512)
+        .unwrap();
+    buf
+}
+
+/// `format --fs exfat` over a stick full of stale data with a GPT and ISO
+/// 9660 descriptors: `wipefs` finds only `dos` on the disk and `exfat` in
+/// the one partition (`sfdisk`: type 7 at sector 2048), `fsck.exfat -n` is
+/// clean (it checks the boot checksum, the FAT chains against the bitmap
+/// and the up-case table's checksum), `dump.exfat` shows the non-ASCII
+/// label as given and the same geometry `mkfs.exfat` chooses for the same
+/// partition, and the up-case table is byte for byte `mkfs.exfat`'s. A
+/// 40 GiB sparse stick formatted without `--fs` gets exFAT (over 32 GiB,
+/// 128 KiB clusters) and is `fsck.exfat`-clean too; an exFAT label with
+/// `/` is a usage error. (Failed before exFAT existed: `--fs exfat` was
+/// rejected, exit 2.)
+#[test]
+fn format_exfat_is_fsck_clean_and_laid_out_like_mkfs_exfat() {
+    let t = "format_exfat_is_fsck_clean_and_laid_out_like_mkfs_exfat";
+    if !require_root(t)
+        || !require_tools(
+            t,
+            &[
+                "sgdisk",
+                "wipefs",
+                "sfdisk",
+                "fsck.exfat",
+                "dump.exfat",
+                "mkfs.exfat",
+                "dd",
+                "losetup",
+            ],
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("old.img");
+    common::pseudo_random_file(&img, 128 * MIB, 99);
+    common::run(Command::new("sgdisk").args(["-Z"]).arg(&img));
+    common::run(
+        Command::new("sgdisk")
+            .args(["-n", "1:2048:+8M", "-t", "1:ef00"])
+            .arg(&img),
+    );
+    {
+        let f = File::options().write(true).open(&img).unwrap();
+        f.write_all_at(b"\x01CD001\x01", 32768).unwrap();
+    }
+    let lo = LoopDevice::attach(&img);
+    let out = common::bootstick()
+        .args([
+            "format", "--json", "--yes", "--fs", "exfat", "--label", "Données",
+        ])
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = json_result(&out.stdout);
+    assert_eq!(r["fs"], "exfat", "{r}");
+    assert_eq!(r["label"], "Données", "{r}");
+    assert_eq!(r["verified"], true, "{r}");
+    drop(lo);
+    let found = common::run(
+        Command::new("wipefs")
+            .args(["--no-act", "--output", "TYPE", "--noheadings"])
+            .arg(&img),
+    );
+    assert_eq!(
+        found.split_whitespace().collect::<Vec<_>>(),
+        ["dos"],
+        "{found}"
+    );
+    let table: serde_json::Value =
+        serde_json::from_str(&common::run(Command::new("sfdisk").arg("--json").arg(&img))).unwrap();
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{table}");
+    assert_eq!(
+        (&parts[0]["start"], &parts[0]["type"]),
+        (&2048.into(), &"7".into()),
+        "{table}"
+    );
+    let size = parts[0]["size"].as_u64().unwrap() * 512;
+    let part = dir.path().join("part.img");
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"])
+            .arg(format!("count={}", size / MIB)),
+    );
+    common::run(Command::new("fsck.exfat").arg("-n").arg(&part));
+    let ours = common::run(Command::new("dump.exfat").arg(&part));
+    assert_eq!(dump_field(&ours, "Volume label"), "Données", "{ours}");
+    // mkfs.exfat on a partition of the same size: the same geometry and
+    // the same up-case table.
+    let theirs_img = dir.path().join("mkfs.img");
+    File::create(&theirs_img).unwrap().set_len(size).unwrap();
+    common::run(Command::new("mkfs.exfat").arg(&theirs_img));
+    let theirs = common::run(Command::new("dump.exfat").arg(&theirs_img));
+    for f in [
+        "Volume Length(sectors)",
+        "FAT Offset(sector offset)",
+        "FAT Length(sectors)",
+        "Cluster Heap Offset (sector offset)",
+        "Cluster Count",
+        "Sector per Cluster bits",
+        "Bitmap size",
+        "Upcase table size",
+        "Free Clusters",
+    ] {
+        assert_eq!(
+            dump_field(&ours, f),
+            dump_field(&theirs, f),
+            "{f}:\n{ours}\n{theirs}"
+        );
+    }
+    assert!(upcase_table(&part) == upcase_table(&theirs_img));
+    // What blkid sees in the volume: exFAT (and, as in mkfs.exfat's, the
+    // boot sector's 55 AA read as "dos"), nothing of the old data.
+    let types = |p: &Path| {
+        let found = common::run(
+            Command::new("wipefs")
+                .args(["--no-act", "--output", "TYPE", "--noheadings"])
+                .arg(p),
+        );
+        let mut v: Vec<String> = found.split_whitespace().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert!(types(&part).contains(&"exfat".to_owned()));
+    assert_eq!(types(&part), types(&theirs_img));
+
+    // Over 32 GiB, without --fs: exFAT with 128 KiB clusters.
+    let big = dir.path().join("big.img");
+    File::create(&big).unwrap().set_len(40 << 30).unwrap();
+    let lo = LoopDevice::attach(&big);
+    let out = common::bootstick()
+        .args(["format", "--json", "--yes"])
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = json_result(&out.stdout);
+    assert_eq!(
+        (&r["fs"], &r["cluster_bytes"]),
+        (&"exfat".into(), &(128 << 10).into()),
+        "{r}"
+    );
+    drop(lo);
+    let size = r["partition_bytes"].as_u64().unwrap();
+    let plo = LoopDevice::attach_with(
+        &big,
+        &[
+            "-r",
+            "-o",
+            &MIB.to_string(),
+            "--sizelimit",
+            &size.to_string(),
+        ],
+    );
+    common::run(Command::new("fsck.exfat").arg("-n").arg(plo.path()));
+    drop(plo);
+    let out = common::bootstick()
+        .args(["format", "--yes", "--fs", "exfat", "--label", "a/b"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
