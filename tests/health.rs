@@ -1201,3 +1201,59 @@ fn format_exfat_is_fsck_clean_and_laid_out_like_mkfs_exfat() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// `write --probe` runs the quick probe on the stick before writing: a
+/// stick reporting 8 GiB that wraps at 512 MiB is not written (exit 23,
+/// the probe's report as the result, the image nowhere on the stick: the
+/// emulation's store, read directly, does not hold it); a healthy loop
+/// device is probed `genuine` and then written (`cmp`), the result
+/// carrying the probe's report. (Failed before: `--probe` was an unknown
+/// flag, exit 2.)
+#[test]
+fn write_probe_refuses_a_fake_stick_and_writes_a_genuine_one() {
+    let t = "write_probe_refuses_a_fake_stick_and_writes_a_genuine_one";
+    if !ready(t) || !require_tools(t, &["cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let image = dir.path().join("image.img");
+    common::pseudo_random_file(&image, 3 * MIB, 5);
+    let data = std::fs::read(&image).unwrap();
+    let write = |target: &Path| {
+        let out = common::bootstick()
+            .args(["write", "--probe", "--yes", "--json"])
+            .arg(&image)
+            .arg(target)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), json_result(&out.stdout))
+    };
+    let fake = Stick::new(8 * GIB, 512 * MIB, Kind::Wrap, None);
+    let (code, r) = write(fake.path());
+    assert_eq!(code, Some(23), "{r}");
+    assert_eq!(r["verdict"], "fake-capacity", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("not written"), "{r}");
+    let store = std::fs::read(fake.store()).unwrap();
+    // Anything the engine writes lands on a 512-byte boundary of the store.
+    assert!(
+        !store.chunks_exact(512).any(|c| c == &data[..512]),
+        "the image's first sector reached the fake stick"
+    );
+    drop(fake);
+
+    let healthy = dir.path().join("healthy.img");
+    File::create(&healthy).unwrap().set_len(64 * MIB).unwrap();
+    let lo = LoopDevice::attach(&healthy);
+    let (code, r) = write(lo.path());
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["probe"]["verdict"], "genuine", "{r}");
+    assert_eq!(r["verified"], true, "{r}");
+    drop(lo);
+    common::run(
+        Command::new("cmp")
+            .args(["-n", &(3 * MIB).to_string()])
+            .arg(&image)
+            .arg(&healthy),
+    );
+}

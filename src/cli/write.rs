@@ -89,6 +89,11 @@ pub struct Args {
     /// does (needs qemu-system-x86 and ovmf; one TARGET).
     #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
     pub boot_test: bool,
+    /// Before writing, run `bootstick probe`'s quick test on each disk
+    /// TARGET (it erases the disk, as the write does); a fake-capacity or
+    /// failing stick is not written (exit 23 or 24, the probe's report).
+    #[arg(long)]
+    pub probe: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -159,6 +164,11 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // From here on a signal stops the jobs between chunks and they report
     // what they left on each target (cli::signals).
     super::signals::cooperate();
+    let probed = if args.probe {
+        super::probe::before_write(&chosen, render)?
+    } else {
+        Vec::new()
+    };
     let mut jobs = job.prepare_all(chosen).map_err(advice::failure)?;
     let options = RunOptions {
         verify: !args.no_verify,
@@ -173,7 +183,10 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     render.start("write", start_fields(&one, &options));
     warn_notices(&job, render);
     let written = one.run(&options, render).map_err(advice::failure)?;
-    let fields = to_fields(&written)?;
+    let mut fields = to_fields(&written)?;
+    if let Some(p) = probed.first() {
+        fields["probe"] = to_fields(p)?;
+    }
     if let Some(o) = &boot {
         let summary = summary(&job, &written, options.eject);
         return super::boot::after_write(&written.target, o, fields, summary, render, args.json);

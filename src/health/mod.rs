@@ -19,6 +19,7 @@
 //! (`job::choose_disk`): the same rules and the same question as `write`.
 
 pub mod backup;
+pub mod before_write;
 pub mod format;
 pub mod probe;
 
