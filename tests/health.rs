@@ -1257,3 +1257,136 @@ fn write_probe_refuses_a_fake_stick_and_writes_a_genuine_one() {
             .arg(&healthy),
     );
 }
+
+/// Runs `bootstick ARGS --json`, sends `signal` once it prints its first
+/// `progress` line, and returns the exit code and the JSON `result`.
+fn interrupted(
+    args: &[&OsStr],
+    signal: rustix::process::Signal,
+) -> (Option<i32>, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = common::bootstick()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let mut lines = Vec::new();
+    let mut sent = false;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if !sent && line.contains(r#""event":"progress""#) {
+            rustix::process::kill_process(pid, signal).unwrap();
+            sent = true;
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    assert!(sent, "no progress line before the end: {lines:?}");
+    let out = lines.join("\n");
+    (status.code(), json_result(out.as_bytes()))
+}
+
+/// A signal during `backup` ends it with a result that says what FILE is:
+/// SIGINT while replacing an existing FILE: exit 130, `interrupted`,
+/// `signal: SIGINT`, `file_state: unchanged`, and FILE still holds its old
+/// bytes; SIGTERM with no FILE before: exit 143, `file_state:
+/// not-created`, and no FILE. Either way no temporary file and no
+/// `FILE.sha256` are left. (Failed before: the result had no
+/// `file_state`.)
+#[test]
+fn a_signal_stops_backup_and_the_result_says_what_file_is() {
+    let t = "a_signal_stops_backup_and_the_result_says_what_file_is";
+    if !require_root(t) || !require_tools(t, &["losetup"]) {
+        return;
+    }
+    use rustix::process::Signal;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("stick.img");
+    common::pseudo_random_file(&img, 192 * MIB, 31);
+    let lo = LoopDevice::attach(&img);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let file = out_dir.join("b.img.xz");
+    std::fs::write(&file, b"the old backup\n").unwrap();
+    let args = |extra: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["backup".into(), "--json".into()];
+        a.extend(extra.iter().map(|s| s.into()));
+        a.push(lo.path().into());
+        a.push(file.clone().into());
+        a
+    };
+    let left = || -> Vec<String> {
+        std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let a = args(&["--yes"]);
+    let a: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let (code, r) = interrupted(&a, Signal::INT);
+    assert_eq!(code, Some(130), "{r}");
+    assert_eq!(
+        (&r["interrupted"], &r["signal"], &r["file_state"]),
+        (&true.into(), &"SIGINT".into(), &"unchanged".into()),
+        "{r}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"the old backup\n");
+    assert_eq!(left(), ["b.img.xz"], "{r}");
+
+    std::fs::remove_file(&file).unwrap();
+    let a = args(&[]);
+    let a: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let (code, r) = interrupted(&a, Signal::TERM);
+    assert_eq!(code, Some(143), "{r}");
+    assert_eq!(
+        (&r["interrupted"], &r["signal"], &r["file_state"]),
+        (&true.into(), &"SIGTERM".into(), &"not-created".into()),
+        "{r}"
+    );
+    assert!(left().is_empty(), "{:?}", left());
+}
+
+/// A signal during `probe` ends it with a result that says what the stick
+/// holds, and that is true: SIGTERM after the first progress line (the
+/// probe is writing its patterns): exit 143, `interrupted`, `signal:
+/// SIGTERM`, and `target_state` `patterns-cleared` with the stick's first
+/// and last MiB zeros (the emulation's store, read directly), or
+/// `patterns`.
+#[test]
+fn a_signal_stops_probe_and_the_result_says_what_the_stick_holds() {
+    let t = "a_signal_stops_probe_and_the_result_says_what_the_stick_holds";
+    if !ready(t) {
+        return;
+    }
+    let stick = Stick::new(8 * GIB, 8 * GIB, Kind::Genuine, None);
+    common::pseudo_random_file(&stick.store(), 2 * MIB, 3);
+    let args = [
+        OsStr::new("probe"),
+        OsStr::new("--json"),
+        OsStr::new("--yes"),
+        stick.path().as_os_str(),
+    ];
+    let (code, r) = interrupted(&args, rustix::process::Signal::TERM);
+    assert_eq!(code, Some(143), "{r}");
+    assert_eq!(
+        (&r["interrupted"], &r["signal"]),
+        (&true.into(), &"SIGTERM".into()),
+        "{r}"
+    );
+    let store = File::open(stick.store()).unwrap();
+    let mut head = vec![0u8; MIB as usize];
+    store.read_exact_at(&mut head, 0).unwrap();
+    let mut tail = vec![0u8; MIB as usize];
+    store.read_exact_at(&mut tail, 8 * GIB - MIB).unwrap();
+    match r["target_state"].as_str() {
+        Some("patterns-cleared") => {
+            assert!(head.iter().all(|&b| b == 0), "first MiB not zeroed: {r}");
+            assert!(tail.iter().all(|&b| b == 0), "last MiB not zeroed: {r}");
+        }
+        Some("patterns") => {}
+        other => panic!("target_state {other:?} after patterns were written: {r}"),
+    }
+}
