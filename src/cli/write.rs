@@ -63,6 +63,11 @@ pub struct Args {
     /// that way).
     #[arg(long)]
     pub raw: bool,
+    /// Build a FAT32 layout of the ISO's files even when it would be copied
+    /// byte for byte (a hybrid ISO whose byte copy boots under BIOS only;
+    /// the layout boots under UEFI only).
+    #[arg(long, conflicts_with = "raw")]
+    pub layout: bool,
     /// When IMAGE is a zip archive holding several images: the member to
     /// write (its name in the archive, or its last component). Without it
     /// the one disk image or ISO in the archive is taken.
@@ -134,8 +139,14 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         _ => {}
     }
     let job = image
-        .decide(checked, choice(args.raw, args.table))
+        .decide(checked, choice(args.raw, args.layout, args.table))
         .map_err(advice::failure)?;
+    // People read what the decision means for booting (a byte copy that
+    // boots under BIOS only, a forced mode) before they confirm; JSON
+    // keeps `start` as its first line and has them right after it.
+    if !args.json {
+        warn_notices(&job, render);
+    }
     // Target selection, safety rules, confirmation and the guarded open
     // (docs/devices.md). A disk stays open with O_EXCL + flock until its
     // guard is dropped, after the partition table is re-read.
@@ -177,11 +188,13 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     if jobs.len() > 1 {
-        return run_many(&job, jobs, &options, render);
+        return run_many(&job, jobs, &options, render, args.json);
     }
     let one = jobs.remove(0);
     render.start("write", start_fields(&one, &options));
-    warn_notices(&job, render);
+    if args.json {
+        warn_notices(&job, render);
+    }
     let written = one.run(&options, render).map_err(advice::failure)?;
     let mut fields = to_fields(&written)?;
     if let Some(p) = probed.first() {
@@ -270,6 +283,7 @@ fn run_many(
     jobs: Vec<Prepared>,
     options: &RunOptions,
     render: &Renderer,
+    json: bool,
 ) -> Result<(), Failure> {
     let labels: Vec<String> = jobs
         .iter()
@@ -279,7 +293,9 @@ fn run_many(
     for (j, r) in jobs.iter().zip(&renders) {
         r.start("write", start_fields(j, options));
     }
-    warn_notices(job, render);
+    if json {
+        warn_notices(job, render);
+    }
     let outcomes: Vec<Result<(serde_json::Value, String), Failure>> =
         job::run_all(jobs, options, &renders, |i, outcome| {
             let outcome = match outcome {
