@@ -178,6 +178,12 @@ struct Unreadable {
     sector_bytes: u64,
 }
 
+/// The fields of the `result` of an interrupted backup: what FILE is.
+#[derive(serde::Serialize)]
+struct Stopped {
+    file_state: backup::FileState,
+}
+
 /// The failure to report for a backup error.
 fn failure(e: backup::Error) -> Failure {
     let code = exit::backup_error(&e);
@@ -194,11 +200,12 @@ fn failure(e: backup::Error) -> Failure {
             ),
         )
         .with_fields(&Unreadable { bad_lba: lba, sector_bytes }),
-        backup::Error::Cancelled { .. } => Failure::interrupted(
+        backup::Error::Cancelled { state, .. } => Failure::interrupted(
             super::signals::token().signal(),
             None,
             anyhow::Error::new(e),
-        ),
+        )
+        .with_fields(&Stopped { file_state: state }),
         e => Failure::new(code, e),
     }
 }

@@ -245,9 +245,14 @@ pub fn probe_verdict(v: health::Verdict) -> Exit {
 pub fn format_error(e: &health::format::Error) -> Exit {
     use health::format::Error as E;
     match e {
-        E::BadLabel { .. } => Exit::Usage,
+        E::BadLabel { .. } | E::BadExfatLabel { .. } => Exit::Usage,
         E::Layout { source, .. } => match source {
             disk::Error::Fat32 { .. } => Exit::Refused,
+            disk::Error::Exfat {
+                source: bootstick::layout::exfat::Error::BadLabel { .. },
+                ..
+            } => Exit::Usage,
+            disk::Error::Exfat { .. } => Exit::Refused,
             disk::Error::Partition(p) => partition_error(p),
             disk::Error::Plan(p) => plan_error(p),
         },
@@ -453,6 +458,8 @@ pub fn layout_error(e: &from_iso::Error) -> Exit {
             disk::Error::Partition(p) => partition_error(p),
             disk::Error::Plan(p) => plan_error(p),
             disk::Error::Fat32 { source, .. } => fat32_error(source),
+            // The ISO layout never makes an exFAT volume.
+            disk::Error::Exfat { .. } => Exit::Internal,
         },
     }
 }

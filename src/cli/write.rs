@@ -94,6 +94,11 @@ pub struct Args {
     /// does (needs qemu-system-x86 and ovmf; one TARGET).
     #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
     pub boot_test: bool,
+    /// Before writing, run `bootstick probe`'s quick test on each disk
+    /// TARGET (it erases the disk, as the write does); a fake-capacity or
+    /// failing stick is not written (exit 23 or 24, the probe's report).
+    #[arg(long)]
+    pub probe: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -170,6 +175,11 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // From here on a signal stops the jobs between chunks and they report
     // what they left on each target (cli::signals).
     super::signals::cooperate();
+    let probed = if args.probe {
+        super::probe::before_write(&chosen, render)?
+    } else {
+        Vec::new()
+    };
     let mut jobs = job.prepare_all(chosen).map_err(advice::failure)?;
     let options = RunOptions {
         verify: !args.no_verify,
@@ -187,10 +197,14 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     }
     let written = one.run(&options, render).map_err(advice::failure)?;
     let summary = summary(&job, &written, options.eject);
+    let fields = WithProbe {
+        written: &written,
+        probe: probed.first(),
+    };
     if let Some(o) = &boot {
-        return super::boot::after_write(&written.target, o, &written, summary, render, args.json);
+        return super::boot::after_write(&written.target, o, &fields, summary, render, args.json);
     }
-    render.result(Ok((&written, summary)));
+    render.result(Ok((&fields, summary)));
     Ok(())
 }
 
@@ -383,4 +397,14 @@ struct FailedTargets<'a> {
     interrupted: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<&'a serde_json::Value>,
+}
+
+/// One target's `result` fields, with the `write --probe` report of the
+/// disk when it was probed first.
+#[derive(Serialize)]
+struct WithProbe<'a> {
+    #[serde(flatten)]
+    written: &'a Written,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe: Option<&'a bootstick::health::Report>,
 }

@@ -1131,3 +1131,105 @@ dd if=skip.iso of=/dev/sda bs=1M seek=8 conv=fsync; echo "dd=$?"
             .arg(&export),
     );
 }
+
+/// Stick health on emulated USB sticks, in the guest:
+/// - `backup` of a stick of random data into a `.zst` on the system disk:
+///   its `image_sha256` is the host's SHA-256 of the stick's backing file;
+/// - `probe --read-only` of a stick whose image fails reads of one sector
+///   (QEMU `blkdebug`): `bad-sectors` (exit 24) with a range holding that
+///   sector's byte, and `backup --skip-bad` of it lists exactly that LBA;
+/// - `format --fs exfat`: the guest kernel sees the new partition after the
+///   re-read (`/dev/sdX1` exists), and on the host `fsck.exfat -n` finds
+///   the partition (read through a loop device at its offset) clean.
+#[test]
+fn guest_backup_probe_and_format_on_usb_sticks() {
+    let t = "guest_backup_probe_and_format_on_usb_sticks";
+    if !guest::require(t)
+        || !common::require_root(t)
+        || !common::require_tools(t, &["fsck.exfat", "losetup", "sha256sum"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.img");
+    common::pseudo_random_file(&a, 32 << 20, 61);
+    let b = dir.path().join("b.img");
+    common::pseudo_random_file(&b, 32 << 20, 62);
+    let c = stick_image(dir.path(), "c.img", 48);
+    let bad_sector = 20_000u64;
+    let mut sb = Stick::new(&b, "BSTHLTHB");
+    sb.blkdebug = Some(blkdebug_rules(dir.path(), "read", bad_sector));
+    let sa = Stick::new(&a, "BSTHLTHA");
+    let sc = Stick::new(&c, "BSTHLTHC");
+    let script = format!(
+        r#"
+echo "@@ backup"
+bootstick backup --json {a} a.img.zst; echo "rc=$?"
+rm -f a.img.zst a.img.zst.sha256  # the system disk has room for one
+echo "@@ probe"
+bootstick probe --read-only --json {b}; echo "rc=$?"
+echo "@@ skip"
+bootstick backup --json --skip-bad {b} b.img; echo "rc=$?"
+echo "@@ format"
+bootstick format --yes --json --fs exfat --label HEALTH {c}; echo "rc=$?"
+dev=$(readlink -f {c})
+if [ -b "${{dev}}1" ]; then echo "partition ${{dev}}1"; else echo "no ${{dev}}1:"; ls /dev/sd*; fi
+"#,
+        a = sa.by_id(),
+        b = sb.by_id(),
+        c = sc.by_id()
+    );
+    let out = Guest::new(&script).stick(sa).stick(sb).stick(sc).run();
+    out.assert_success();
+
+    let (r, rc) = write_result(&out.section("backup"), &out);
+    assert_eq!(rc, 0, "{out}");
+    let host_sha = common::run(std::process::Command::new("sha256sum").arg(&a));
+    assert_eq!(
+        r["image_sha256"].as_str(),
+        host_sha.split_whitespace().next(),
+        "{out}"
+    );
+    assert_eq!(r["compression"], "zstd", "{out}");
+
+    let (r, rc) = write_result(&out.section("probe"), &out);
+    assert_eq!(rc, 24, "{out}");
+    assert_eq!(r["verdict"], "bad-sectors", "{out}");
+    let byte = bad_sector * 512;
+    assert!(
+        r["bad_ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| { g["start"].as_u64().unwrap() <= byte && byte < g["end"].as_u64().unwrap() }),
+        "no bad range holds byte {byte}:\n{out}"
+    );
+
+    let (r, rc) = write_result(&out.section("skip"), &out);
+    assert_eq!(rc, 24, "{out}");
+    assert_eq!(r["bad_sectors"], serde_json::json!([bad_sector]), "{out}");
+    assert_eq!(r["sector_bytes"], 512, "{out}");
+
+    let section = out.section("format");
+    let (r, rc) = write_result(&section, &out);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(r["fs"], "exfat", "{out}");
+    assert!(section.contains("partition /dev/sd"), "{out}");
+    assert_eq!(r["partitions"].as_array().map(Vec::len), Some(1), "{out}");
+    let size = r["partition_bytes"].as_u64().unwrap();
+    let lo = common::LoopDevice::attach_with(
+        &c,
+        &[
+            "-r",
+            "-o",
+            &(1u64 << 20).to_string(),
+            "--sizelimit",
+            &size.to_string(),
+        ],
+    );
+    common::run(
+        std::process::Command::new("fsck.exfat")
+            .arg("-n")
+            .arg(lo.path()),
+    );
+}
