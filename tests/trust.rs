@@ -3337,3 +3337,29 @@ fn ed25519_signatures_over_the_image_either_side_of_the_pure_limit() {
     assert_outcome(&v, "verified", 0);
     assert_eq!(v.json["signatures"][0]["format"], "minisign");
 }
+
+/// A GNU line whose file name ends like a BSD line (`… (copy)=2.img`) is
+/// still the GNU line `sha256sum` wrote: what stands before the `(` is no
+/// BSD tag (it holds spaces), so the line is not read as one.
+#[test]
+fn a_gnu_name_shaped_like_a_bsd_tag() {
+    if !require_tools("bsd_shaped_name", &["sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("disk (copy)=2.img");
+    let sums = tool(dir.path(), "sha256sum", &["disk (copy)=2.img"]);
+    std::fs::write(dir.path().join("SHA256SUMS"), sums).unwrap();
+    let v = verify_image(&image, &[]);
+    assert_outcome(&v, "checksum-only", 10);
+    assert_eq!(
+        v.json["matched"]["name"], "disk (copy)=2.img",
+        "{:#}",
+        v.json
+    );
+    assert_eq!(
+        v.json["sources"][0]["ignored"],
+        serde_json::json!([]),
+        "{:#}",
+        v.json
+    );
+}
