@@ -17,6 +17,7 @@ packages=(
   udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
   fuse3                                               # fusermount3: bootstick mount/umount (tests/mount.rs)
   mtools dosfstools gdisk                             # FAT and GPT oracles
+  exfatprogs                                          # fsck.exfat/dump.exfat/mkfs.exfat: exFAT oracles (tests/health.rs)
   wimtools                                            # WIM oracle
   gnupg gpgv minisign signify-openbsd                 # signature peers (gpgv: apt's InRelease check)
   isomd5sum                                           # implantisomd5/checkisomd5: implanted ISO MD5 oracle
@@ -64,6 +65,7 @@ commands=(
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat blockdev dd wipefs
+  fsck.exfat dump.exfat mkfs.exfat
   zstd pigz bzip2 zip
   sbsign sbverify osslsigncode pesign openssl objdump
 )

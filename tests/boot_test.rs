@@ -1146,3 +1146,197 @@ fn ipxe_shape_is_left_alone_when_a_condition_fails() {
         common::run(Command::new("cmp").arg(&img).arg(&stick));
     }
 }
+
+/// Runs `bootstick ARGS…` and returns the exit code, stdout and stderr.
+fn bootstick(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_bootstick"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Issue 12, "Saying what happened": a byte copy that boots under BIOS
+/// only (ipxe.iso's EFI image is only in El Torito) is said before
+/// anything is written — before the first phase line for people, right
+/// after `start` in JSON — naming `--layout`; `--layout` then builds a
+/// FAT32 layout of the hybrid ISO (`sfdisk --json`: GPT with one basic
+/// data partition; mtools: its `EFI/BOOT/BOOTX64.EFI` is the El Torito
+/// image's, extracted with xorriso and compared with `cmp`), says the
+/// stick loses BIOS boot, and boots iPXE under OVMF. `--layout` with
+/// `--raw`, or of a disk image, is refused and writes nothing.
+#[test]
+fn bios_only_byte_copy_is_said_before_writing_and_layout_overrides_it() {
+    let t = "bios_only_byte_copy_is_said_before_writing_and_layout_overrides_it";
+    if !common::require_tools(t, &["sfdisk", "cmp", "xorriso", "mcopy"])
+        || !qemu::require(t, &[Firmware::Ovmf])
+    {
+        return;
+    }
+    if !Path::new(IPXE_ISO).is_file() {
+        common::skip(t, &format!("needs {IPXE_ISO} (Debian package ipxe)"));
+        return;
+    }
+    let iso = Path::new(IPXE_ISO);
+    let dir = tempfile::tempdir().unwrap();
+    let os = |p: &Path| p.as_os_str().to_owned();
+    let bios_only = "a byte copy of it boots under BIOS only";
+    let names_layout = "--layout builds a FAT32 layout instead, which boots under UEFI";
+
+    // --raw: the exact bytes, and the warning (an ESP entry was possible).
+    let raw = dir.path().join("raw.img");
+    let (code, _, err) = bootstick(&[
+        "write".as_ref(),
+        "--yes".as_ref(),
+        "--raw".as_ref(),
+        iso.as_os_str(),
+        &os(&raw),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let warned = err
+        .find(bios_only)
+        .unwrap_or_else(|| panic!("no BIOS-only warning: {err}"));
+    assert!(err.contains(names_layout), "{err}");
+    assert!(
+        err.contains("without --raw, write would add a partition entry"),
+        "{err}"
+    );
+    let first_phase = err.find("write: started").expect("no write phase line");
+    assert!(warned < first_phase, "warned after writing started: {err}");
+    common::run(Command::new("cmp").arg(iso).arg(&raw));
+
+    // No free MBR slot: the default byte copy gets no ESP entry, and says
+    // so in JSON before any progress.
+    let mut bytes = std::fs::read(IPXE_ISO).unwrap();
+    for slot in 2..=4usize {
+        let at = 446 + 16 * (slot - 1);
+        bytes[at + 4] = 0x83;
+        bytes[at + 8..at + 12].copy_from_slice(&(3000 + 100 * slot as u32).to_le_bytes());
+        bytes[at + 12..at + 16].copy_from_slice(&8u32.to_le_bytes());
+    }
+    let full = dir.path().join("no-free-slot.iso");
+    std::fs::write(&full, &bytes).unwrap();
+    let copy = dir.path().join("no-free-slot.img");
+    let (code, out, err) = bootstick(&[
+        "write".as_ref(),
+        "--yes".as_ref(),
+        "--json".as_ref(),
+        os(&full).as_ref(),
+        &os(&copy),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines = common::json_lines(out.as_bytes());
+    assert_eq!(lines[0]["mode"], "raw");
+    assert!(lines[0]["esp_entry"].is_null(), "{:#}", lines[0]);
+    assert_eq!(lines[1]["event"], "warning", "{lines:#?}");
+    let m = lines[1]["message"].as_str().unwrap();
+    assert!(m.contains(bios_only) && m.contains(names_layout), "{m}");
+    assert!(!m.contains("without --raw"), "{m}");
+    common::run(Command::new("cmp").arg(&full).arg(&copy));
+
+    // --layout: a built layout of the hybrid ISO.
+    let stick = dir.path().join("layout.img");
+    let (code, out, err) = bootstick(&[
+        "write".as_ref(),
+        "--yes".as_ref(),
+        "--json".as_ref(),
+        "--layout".as_ref(),
+        iso.as_os_str(),
+        &os(&stick),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines = common::json_lines(out.as_bytes());
+    assert_eq!(lines[0]["mode"], "layout", "{:#}", lines[0]);
+    assert_eq!(lines[0]["decision"]["mode"], "raw");
+    assert!(
+        lines.iter().any(|l| l["event"] == "warning"
+            && l["message"].as_str().is_some_and(
+                |m| m.contains("as asked (--layout): the stick will boot under UEFI only")
+            )),
+        "{lines:#?}"
+    );
+    let table: Value = serde_json::from_str(&common::run(
+        Command::new("sfdisk").arg("--json").arg(&stick),
+    ))
+    .unwrap();
+    let table = &table["partitiontable"];
+    assert_eq!(table["label"], "gpt", "{table:#}");
+    let parts = table["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{table:#}");
+    assert_eq!(parts[0]["start"], 2048);
+    assert_eq!(parts[0]["type"], "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7");
+    // The loader on the stick is the one in the El Torito image /efi.img.
+    let efi_img = dir.path().join("efi.img");
+    common::run(
+        Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(iso)
+            .args(["-extract", "/efi.img"])
+            .arg(&efi_img),
+    );
+    let want = dir.path().join("want.efi");
+    common::run(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&efi_img)
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .arg(&want),
+    );
+    let got = dir.path().join("got.efi");
+    fat_file(&stick, "EFI/BOOT/BOOTX64.EFI", &got);
+    common::run(Command::new("cmp").arg(&want).arg(&got));
+    // compare agrees with what write --layout put there.
+    let (code, _, err) = bootstick(&[
+        "compare".as_ref(),
+        "--layout".as_ref(),
+        iso.as_os_str(),
+        &os(&stick),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    // The overridden layout boots iPXE under OVMF (its banner on the
+    // serial console).
+    let (code, r) = boot_test(&["--firmware", "uefi"], &stick);
+    expect(&r, "uefi", "boots", "kept-running");
+    let console = under(&r, "uefi")["console"].as_str().unwrap();
+    assert!(
+        console.contains("iPXE initialising devices...ok"),
+        "{console}"
+    );
+    assert_eq!(code, Some(0), "{r:#}");
+
+    // Refused, nothing written: both overrides, and a disk image.
+    let none = dir.path().join("none.img");
+    let (code, _, err) = bootstick(&[
+        "write".as_ref(),
+        "--yes".as_ref(),
+        "--raw".as_ref(),
+        "--layout".as_ref(),
+        iso.as_os_str(),
+        &os(&none),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    let disk = mbr_disk(dir.path(), "disk.img", &[0xEB, 0xFE]);
+    let mut d = std::fs::read(&disk).unwrap();
+    d[446 + 4] = 0x83;
+    d[446 + 8] = 1;
+    d[446 + 12] = 8;
+    std::fs::write(&disk, &d).unwrap();
+    let (code, _, err) = bootstick(&[
+        "write".as_ref(),
+        "--yes".as_ref(),
+        "--layout".as_ref(),
+        os(&disk).as_ref(),
+        &os(&none),
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("no ISO 9660 or UDF file tree") && err.contains("drop --layout"),
+        "{err}"
+    );
+    assert!(!none.exists(), "written although refused");
+}

@@ -243,6 +243,11 @@ impl Stick {
         self.lo.as_ref().unwrap().path()
     }
 
+    /// The file holding what the emulation stores.
+    fn store(&self) -> std::path::PathBuf {
+        self._dir.path().join("store")
+    }
+
     /// Bytes the emulation was asked to write so far.
     fn written(&self) -> u64 {
         *self.written.lock().unwrap()
@@ -707,6 +712,62 @@ fn backup_plain_and_zstd_match_the_device_and_restore() {
     common::run(Command::new("cmp").arg(lo.path()).arg(lo2.path()));
 }
 
+/// A stick with one unreadable 512-byte sector (EIO on every read that
+/// touches it) at LBA 6146: `backup` retries it, then stops naming that LBA
+/// (exit 24, `bad_lba` in the JSON) and keeps no file; with `--skip-bad`
+/// it goes on, lists exactly that LBA, says the image is not complete
+/// (exit 24), and `cmp` finds the file equal to the stick's stored bytes
+/// with that sector zeroed. (Failed before the per-sector retry: the whole
+/// 4 MiB chunk failed as "reading failed at offset 0", no LBA, and
+/// `--skip-bad` did not exist.)
+#[test]
+fn backup_names_an_unreadable_sector_and_skip_bad_zeroes_and_lists_it() {
+    let t = "backup_names_an_unreadable_sector_and_skip_bad_zeroes_and_lists_it";
+    if !ready(t) || !require_tools(t, &["cmp"]) {
+        return;
+    }
+    let bad_lba = 6146u64;
+    let stick = Stick::new(
+        8 * MIB,
+        8 * MIB,
+        Kind::Genuine,
+        Some((bad_lba * 512, bad_lba * 512 + 512)),
+    );
+    common::pseudo_random_file(&stick.store(), 8 * MIB, 24);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let file = dir.path().join("b.img");
+    let run = |extra: &[&str]| {
+        let mut a: Vec<&OsStr> = vec![OsStr::new("--json"), OsStr::new("--yes")];
+        a.extend(extra.iter().map(OsStr::new));
+        a.push(stick.path().as_os_str());
+        a.push(file.as_os_str());
+        let out = backup(&a);
+        (out.status.code(), json_result(&out.stdout))
+    };
+    let (code, r) = run(&[]);
+    assert_eq!(code, Some(24), "{r}");
+    assert_eq!(r["bad_lba"], bad_lba, "{r}");
+    assert_eq!(r["sector_bytes"], 512, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("sector 6146"), "{r}");
+    assert!(
+        !file.exists(),
+        "a backup that stopped left {}",
+        file.display()
+    );
+
+    let (code, r) = run(&["--skip-bad"]);
+    assert_eq!(code, Some(24), "{r}");
+    assert_eq!(r["bad_sectors"], serde_json::json!([bad_lba]), "{r}");
+    assert_eq!(r["complete"], false, "{r}");
+    assert_eq!(r["incomplete"][0]["reason"], "bad-sectors", "{r}");
+    assert_eq!(r["proven"], true, "{r}");
+    let mut expected = std::fs::read(stick.store()).unwrap();
+    expected[(bad_lba * 512) as usize..(bad_lba * 512 + 512) as usize].fill(0);
+    let want = dir.path().join("expected.img");
+    std::fs::write(&want, &expected).unwrap();
+    common::run(Command::new("cmp").arg(&want).arg(&file));
+}
+
 /// `--shrink` stops at the end of the last partition as `sfdisk --json`
 /// reads it (start + size sectors), into `.xz` and `.gz`: the decompressed
 /// file is exactly that long and equal to the device's first bytes.
@@ -941,4 +1002,391 @@ fn format_leaves_one_clean_fat32_partition_and_no_old_signature() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A `dump.exfat` field (`Name: value`), trimmed.
+fn dump_field(dump: &str, name: &str) -> String {
+    dump.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .unwrap_or_else(|| panic!("no `{name}` in dump.exfat's output:\n{dump}"))
+        .trim()
+        .to_owned()
+}
+
+/// The up-case table's bytes, where `dump.exfat` says they are.
+fn upcase_table(part: &Path) -> Vec<u8> {
+    let dump = common::run(Command::new("dump.exfat").arg(part));
+    let heap: u64 = dump_field(&dump, "Cluster Heap Offset (sector offset)")
+        .parse()
+        .unwrap();
+    let shift: u32 = dump_field(&dump, "Sector per Cluster bits")
+        .parse()
+        .unwrap();
+    let first: u64 = dump_field(&dump, "Upcase table start cluster")
+        .parse()
+        .unwrap();
+    let len: usize = dump_field(&dump, "Upcase table size").parse().unwrap();
+    let mut buf = vec![0u8; len];
+    File::open(part)
+        .unwrap()
+        .read_exact_at(&mut buf, (heap + ((first - 2) << shift)) * 512)
+        .unwrap();
+    buf
+}
+
+/// `format --fs exfat` over a stick full of stale data with a GPT and ISO
+/// 9660 descriptors: `wipefs` finds only `dos` on the disk and `exfat` in
+/// the one partition (`sfdisk`: type 7 at sector 2048), `fsck.exfat -n` is
+/// clean (it checks the boot checksum, the FAT chains against the bitmap
+/// and the up-case table's checksum), `dump.exfat` shows the non-ASCII
+/// label as given and the same geometry `mkfs.exfat` chooses for the same
+/// partition, and the up-case table is byte for byte `mkfs.exfat`'s. A
+/// 40 GiB sparse stick formatted without `--fs` gets exFAT (over 32 GiB,
+/// 128 KiB clusters) and is `fsck.exfat`-clean too; an exFAT label with
+/// `/` is a usage error. (Failed before exFAT existed: `--fs exfat` was
+/// rejected, exit 2.)
+#[test]
+fn format_exfat_is_fsck_clean_and_laid_out_like_mkfs_exfat() {
+    let t = "format_exfat_is_fsck_clean_and_laid_out_like_mkfs_exfat";
+    if !require_root(t)
+        || !require_tools(
+            t,
+            &[
+                "sgdisk",
+                "wipefs",
+                "sfdisk",
+                "fsck.exfat",
+                "dump.exfat",
+                "mkfs.exfat",
+                "dd",
+                "losetup",
+            ],
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("old.img");
+    common::pseudo_random_file(&img, 128 * MIB, 99);
+    common::run(Command::new("sgdisk").args(["-Z"]).arg(&img));
+    common::run(
+        Command::new("sgdisk")
+            .args(["-n", "1:2048:+8M", "-t", "1:ef00"])
+            .arg(&img),
+    );
+    {
+        let f = File::options().write(true).open(&img).unwrap();
+        f.write_all_at(b"\x01CD001\x01", 32768).unwrap();
+    }
+    let lo = LoopDevice::attach(&img);
+    let out = common::bootstick()
+        .args([
+            "format", "--json", "--yes", "--fs", "exfat", "--label", "Données",
+        ])
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = json_result(&out.stdout);
+    assert_eq!(r["fs"], "exfat", "{r}");
+    assert_eq!(r["label"], "Données", "{r}");
+    assert_eq!(r["verified"], true, "{r}");
+    drop(lo);
+    let found = common::run(
+        Command::new("wipefs")
+            .args(["--no-act", "--output", "TYPE", "--noheadings"])
+            .arg(&img),
+    );
+    assert_eq!(
+        found.split_whitespace().collect::<Vec<_>>(),
+        ["dos"],
+        "{found}"
+    );
+    let table: serde_json::Value =
+        serde_json::from_str(&common::run(Command::new("sfdisk").arg("--json").arg(&img))).unwrap();
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{table}");
+    assert_eq!(
+        (&parts[0]["start"], &parts[0]["type"]),
+        (&2048.into(), &"7".into()),
+        "{table}"
+    );
+    let size = parts[0]["size"].as_u64().unwrap() * 512;
+    let part = dir.path().join("part.img");
+    common::run(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"])
+            .arg(format!("count={}", size / MIB)),
+    );
+    common::run(Command::new("fsck.exfat").arg("-n").arg(&part));
+    let ours = common::run(Command::new("dump.exfat").arg(&part));
+    assert_eq!(dump_field(&ours, "Volume label"), "Données", "{ours}");
+    // mkfs.exfat on a partition of the same size: the same geometry and
+    // the same up-case table.
+    let theirs_img = dir.path().join("mkfs.img");
+    File::create(&theirs_img).unwrap().set_len(size).unwrap();
+    common::run(Command::new("mkfs.exfat").arg(&theirs_img));
+    let theirs = common::run(Command::new("dump.exfat").arg(&theirs_img));
+    for f in [
+        "Volume Length(sectors)",
+        "FAT Offset(sector offset)",
+        "FAT Length(sectors)",
+        "Cluster Heap Offset (sector offset)",
+        "Cluster Count",
+        "Sector per Cluster bits",
+        "Bitmap size",
+        "Upcase table size",
+        "Free Clusters",
+    ] {
+        assert_eq!(
+            dump_field(&ours, f),
+            dump_field(&theirs, f),
+            "{f}:\n{ours}\n{theirs}"
+        );
+    }
+    assert!(upcase_table(&part) == upcase_table(&theirs_img));
+    // What blkid sees in the volume: exFAT (and, as in mkfs.exfat's, the
+    // boot sector's 55 AA read as "dos"), nothing of the old data.
+    let types = |p: &Path| {
+        let found = common::run(
+            Command::new("wipefs")
+                .args(["--no-act", "--output", "TYPE", "--noheadings"])
+                .arg(p),
+        );
+        let mut v: Vec<String> = found.split_whitespace().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert!(types(&part).contains(&"exfat".to_owned()));
+    assert_eq!(types(&part), types(&theirs_img));
+
+    // Over 32 GiB, without --fs: exFAT with 128 KiB clusters.
+    let big = dir.path().join("big.img");
+    File::create(&big).unwrap().set_len(40 << 30).unwrap();
+    let lo = LoopDevice::attach(&big);
+    let out = common::bootstick()
+        .args(["format", "--json", "--yes"])
+        .arg(lo.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let r = json_result(&out.stdout);
+    assert_eq!(
+        (&r["fs"], &r["cluster_bytes"]),
+        (&"exfat".into(), &(128 << 10).into()),
+        "{r}"
+    );
+    drop(lo);
+    let size = r["partition_bytes"].as_u64().unwrap();
+    let plo = LoopDevice::attach_with(
+        &big,
+        &[
+            "-r",
+            "-o",
+            &MIB.to_string(),
+            "--sizelimit",
+            &size.to_string(),
+        ],
+    );
+    common::run(Command::new("fsck.exfat").arg("-n").arg(plo.path()));
+    drop(plo);
+    let out = common::bootstick()
+        .args(["format", "--yes", "--fs", "exfat", "--label", "a/b"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// `write --probe` runs the quick probe on the stick before writing: a
+/// stick reporting 8 GiB that wraps at 512 MiB is not written (exit 23,
+/// the probe's report as the result, the image nowhere on the stick: the
+/// emulation's store, read directly, does not hold it); a healthy loop
+/// device is probed `genuine` and then written (`cmp`), the result
+/// carrying the probe's report. (Failed before: `--probe` was an unknown
+/// flag, exit 2.)
+#[test]
+fn write_probe_refuses_a_fake_stick_and_writes_a_genuine_one() {
+    let t = "write_probe_refuses_a_fake_stick_and_writes_a_genuine_one";
+    if !ready(t) || !require_tools(t, &["cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let image = dir.path().join("image.img");
+    common::pseudo_random_file(&image, 3 * MIB, 5);
+    let data = std::fs::read(&image).unwrap();
+    let write = |target: &Path| {
+        let out = common::bootstick()
+            .args(["write", "--probe", "--yes", "--json"])
+            .arg(&image)
+            .arg(target)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), json_result(&out.stdout))
+    };
+    let fake = Stick::new(8 * GIB, 512 * MIB, Kind::Wrap, None);
+    let (code, r) = write(fake.path());
+    assert_eq!(code, Some(23), "{r}");
+    assert_eq!(r["verdict"], "fake-capacity", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("not written"), "{r}");
+    let store = std::fs::read(fake.store()).unwrap();
+    // Anything the engine writes lands on a 512-byte boundary of the store.
+    assert!(
+        !store.chunks_exact(512).any(|c| c == &data[..512]),
+        "the image's first sector reached the fake stick"
+    );
+    drop(fake);
+
+    let healthy = dir.path().join("healthy.img");
+    File::create(&healthy).unwrap().set_len(64 * MIB).unwrap();
+    let lo = LoopDevice::attach(&healthy);
+    let (code, r) = write(lo.path());
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["probe"]["verdict"], "genuine", "{r}");
+    assert_eq!(r["verified"], true, "{r}");
+    drop(lo);
+    common::run(
+        Command::new("cmp")
+            .args(["-n", &(3 * MIB).to_string()])
+            .arg(&image)
+            .arg(&healthy),
+    );
+}
+
+/// Runs `bootstick ARGS --json`, sends `signal` once it prints its first
+/// `progress` line, and returns the exit code and the JSON `result`.
+fn interrupted(
+    args: &[&OsStr],
+    signal: rustix::process::Signal,
+) -> (Option<i32>, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = common::bootstick()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let mut lines = Vec::new();
+    let mut sent = false;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if !sent && line.contains(r#""event":"progress""#) {
+            rustix::process::kill_process(pid, signal).unwrap();
+            sent = true;
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    assert!(sent, "no progress line before the end: {lines:?}");
+    let out = lines.join("\n");
+    (status.code(), json_result(out.as_bytes()))
+}
+
+/// A signal during `backup` ends it with a result that says what FILE is:
+/// SIGINT while replacing an existing FILE: exit 130, `interrupted`,
+/// `signal: SIGINT`, `file_state: unchanged`, and FILE still holds its old
+/// bytes; SIGTERM with no FILE before: exit 143, `file_state:
+/// not-created`, and no FILE. Either way no temporary file and no
+/// `FILE.sha256` are left. (Failed before: the result had no
+/// `file_state`.)
+#[test]
+fn a_signal_stops_backup_and_the_result_says_what_file_is() {
+    let t = "a_signal_stops_backup_and_the_result_says_what_file_is";
+    if !require_root(t) || !require_tools(t, &["losetup"]) {
+        return;
+    }
+    use rustix::process::Signal;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("stick.img");
+    common::pseudo_random_file(&img, 192 * MIB, 31);
+    let lo = LoopDevice::attach(&img);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let file = out_dir.join("b.img.xz");
+    std::fs::write(&file, b"the old backup\n").unwrap();
+    let args = |extra: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["backup".into(), "--json".into()];
+        a.extend(extra.iter().map(|s| s.into()));
+        a.push(lo.path().into());
+        a.push(file.clone().into());
+        a
+    };
+    let left = || -> Vec<String> {
+        std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let a = args(&["--yes"]);
+    let a: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let (code, r) = interrupted(&a, Signal::INT);
+    assert_eq!(code, Some(130), "{r}");
+    assert_eq!(
+        (&r["interrupted"], &r["signal"], &r["file_state"]),
+        (&true.into(), &"SIGINT".into(), &"unchanged".into()),
+        "{r}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"the old backup\n");
+    assert_eq!(left(), ["b.img.xz"], "{r}");
+
+    std::fs::remove_file(&file).unwrap();
+    let a = args(&[]);
+    let a: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let (code, r) = interrupted(&a, Signal::TERM);
+    assert_eq!(code, Some(143), "{r}");
+    assert_eq!(
+        (&r["interrupted"], &r["signal"], &r["file_state"]),
+        (&true.into(), &"SIGTERM".into(), &"not-created".into()),
+        "{r}"
+    );
+    assert!(left().is_empty(), "{:?}", left());
+}
+
+/// A signal during `probe` ends it with a result that says what the stick
+/// holds, and that is true: SIGTERM after the first progress line (the
+/// probe is writing its patterns): exit 143, `interrupted`, `signal:
+/// SIGTERM`, and `target_state` `patterns-cleared` with the stick's first
+/// and last MiB zeros (the emulation's store, read directly), or
+/// `patterns`.
+#[test]
+fn a_signal_stops_probe_and_the_result_says_what_the_stick_holds() {
+    let t = "a_signal_stops_probe_and_the_result_says_what_the_stick_holds";
+    if !ready(t) {
+        return;
+    }
+    let stick = Stick::new(8 * GIB, 8 * GIB, Kind::Genuine, None);
+    common::pseudo_random_file(&stick.store(), 2 * MIB, 3);
+    let args = [
+        OsStr::new("probe"),
+        OsStr::new("--json"),
+        OsStr::new("--yes"),
+        stick.path().as_os_str(),
+    ];
+    let (code, r) = interrupted(&args, rustix::process::Signal::TERM);
+    assert_eq!(code, Some(143), "{r}");
+    assert_eq!(
+        (&r["interrupted"], &r["signal"]),
+        (&true.into(), &"SIGTERM".into()),
+        "{r}"
+    );
+    let store = File::open(stick.store()).unwrap();
+    let mut head = vec![0u8; MIB as usize];
+    store.read_exact_at(&mut head, 0).unwrap();
+    let mut tail = vec![0u8; MIB as usize];
+    store.read_exact_at(&mut tail, 8 * GIB - MIB).unwrap();
+    match r["target_state"].as_str() {
+        Some("patterns-cleared") => {
+            assert!(head.iter().all(|&b| b == 0), "first MiB not zeroed: {r}");
+            assert!(tail.iter().all(|&b| b == 0), "last MiB not zeroed: {r}");
+        }
+        Some("patterns") => {}
+        other => panic!("target_state {other:?} after patterns were written: {r}"),
+    }
 }

@@ -42,6 +42,10 @@ pub struct Args {
     /// layout (as `write --raw`).
     #[arg(long)]
     pub raw: bool,
+    /// Compare with a built layout even when `write` would copy the image
+    /// byte for byte (as `write --layout`).
+    #[arg(long, conflicts_with = "raw")]
+    pub layout: bool,
     /// Partition table of the built layout, as given to `write` (ignored
     /// for byte copies).
     #[arg(long, value_enum, default_value = "gpt")]
@@ -70,7 +74,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let target = write::Target::open_read(&path).map_err(Failure::write)?;
     // The decision and plan `write` makes for this target (job::Job).
     let job = image
-        .decide(None, choice(args.raw, args.table))
+        .decide(None, choice(args.raw, args.layout, args.table))
         .map_err(advice::failure)?;
     let prepared = job.prepare_compare(target, disk).map_err(advice::failure)?;
     render.start(

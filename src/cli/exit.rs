@@ -67,7 +67,9 @@ pub enum Exit {
     BootTestUnavailable = 22,
     /// `probe`: the stick stores less than it reports (`fake-capacity`).
     FakeCapacity = 23,
-    /// `probe`: blocks fail among good ones (`bad-sectors`).
+    /// `probe`: blocks fail among good ones (`bad-sectors`); `backup`: a
+    /// sector could not be read (stopped there, or stored as zeros in an
+    /// image that is therefore not complete).
     BadSectors = 24,
     /// `probe`: everything held, but slower than the limits (`slow`).
     Slow = 25,
@@ -220,9 +222,14 @@ pub fn probe_verdict(v: health::Verdict) -> Exit {
 pub fn format_error(e: &health::format::Error) -> Exit {
     use health::format::Error as E;
     match e {
-        E::BadLabel { .. } => Exit::Usage,
+        E::BadLabel { .. } | E::BadExfatLabel { .. } => Exit::Usage,
         E::Layout { source, .. } => match source {
             disk::Error::Fat32 { .. } => Exit::Refused,
+            disk::Error::Exfat {
+                source: bootstick::layout::exfat::Error::BadLabel { .. },
+                ..
+            } => Exit::Usage,
+            disk::Error::Exfat { .. } => Exit::Refused,
             disk::Error::Partition(p) => partition_error(p),
             disk::Error::Plan(p) => plan_error(p),
         },
@@ -241,6 +248,12 @@ pub fn backup_error(e: &health::backup::Error) -> Exit {
         E::OnSource { .. } | E::SameFile { .. } => Exit::Refused,
         E::NoPartitions { .. } | E::PartitionTable { .. } => Exit::BadInput,
         E::Open { .. } | E::Read { .. } | E::Output { .. } => Exit::WriteFailed,
+        E::Unreadable { .. } => Exit::BadSectors,
+        E::Volume {
+            source: image::Error::Io { .. },
+            ..
+        } => Exit::WriteFailed,
+        E::Volume { .. } => Exit::BadInput,
         E::NotProven { .. } => Exit::VerifyMismatch,
         E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
     }
@@ -330,7 +343,8 @@ pub fn job_error(e: &job::Error) -> Exit {
         E::Inspect { source, .. } => inspect_error(source),
         E::Layout { source, .. } => layout_error(source),
         E::Truncated { .. } => Exit::BadInput,
-        E::TableForRaw { .. } => Exit::Usage,
+        E::TableForRaw { .. } | E::RawAndLayout => Exit::Usage,
+        E::LayoutOfNonOptical { .. } => Exit::BadInput,
         E::SourceCheck { report, .. } => outcome(report.outcome),
         E::Declined { .. } => Exit::Declined,
         E::NamedTwice { .. } | E::NotADisk { .. } => Exit::Refused,
@@ -421,6 +435,8 @@ pub fn layout_error(e: &from_iso::Error) -> Exit {
             disk::Error::Partition(p) => partition_error(p),
             disk::Error::Plan(p) => plan_error(p),
             disk::Error::Fat32 { source, .. } => fat32_error(source),
+            // The ISO layout never makes an exFAT volume.
+            disk::Error::Exfat { .. } => Exit::Internal,
         },
     }
 }

@@ -67,6 +67,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Some(c) => Err(job::Error::CompressedLayout {
             path: args.image.clone(),
             format: c.format(),
+            asked: false,
         }),
         None => job::build_layout(&src, &args.image, Table::Gpt, None),
     });

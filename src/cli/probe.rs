@@ -223,3 +223,23 @@ pub fn state(s: health::TargetState) -> &'static str {
         }
     }
 }
+
+/// `write --probe`: the quick probe of every disk target before the write
+/// (`health::before_write`). An unfit stick ends the command with the
+/// probe's exit code and report; the reports of the probed disks are
+/// returned for the write's result.
+pub fn before_write(chosen: &[job::Chosen], render: &Renderer) -> Result<Vec<Report>, Failure> {
+    use bootstick::health::before_write::{probe_targets, Error};
+    probe_targets(chosen, &super::signals::token(), render).map_err(|e| match e {
+        Error::Probe { source, .. } => Failure::probe(source),
+        Error::Unfit { report } => {
+            let code = exit::probe_verdict(report.verdict);
+            let text = format!(
+                "{}\nThe image was not written (write --probe).",
+                describe(&report)
+            );
+            let fields = serde_json::to_value(&*report).unwrap_or_default();
+            Failure::new(code, anyhow::anyhow!("{text}")).with_fields(fields)
+        }
+    })
+}

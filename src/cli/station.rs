@@ -90,6 +90,9 @@ pub struct Args {
     /// Copy the image byte for byte even when it needs a built layout.
     #[arg(long)]
     pub raw: bool,
+    /// Build a FAT32 layout even of a hybrid ISO (as `write --layout`).
+    #[arg(long, conflicts_with = "raw")]
+    pub layout: bool,
     /// Partition table of a built layout.
     #[arg(long, value_enum, default_value = "gpt")]
     pub table: super::mode::TableArg,
@@ -141,7 +144,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         )));
     }
     let job = image
-        .decide(checked, choice(args.raw, args.table))
+        .decide(checked, choice(args.raw, args.layout, args.table))
         .map_err(advice::failure)?;
     let rules = Rules {
         ports: args.ports.clone(),

@@ -63,6 +63,11 @@ pub struct Args {
     /// that way).
     #[arg(long)]
     pub raw: bool,
+    /// Build a FAT32 layout of the ISO's files even when it would be copied
+    /// byte for byte (a hybrid ISO whose byte copy boots under BIOS only;
+    /// the layout boots under UEFI only).
+    #[arg(long, conflicts_with = "raw")]
+    pub layout: bool,
     /// When IMAGE is a zip archive holding several images: the member to
     /// write (its name in the archive, or its last component). Without it
     /// the one disk image or ISO in the archive is taken.
@@ -89,6 +94,11 @@ pub struct Args {
     /// does (needs qemu-system-x86 and ovmf; one TARGET).
     #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
     pub boot_test: bool,
+    /// Before writing, run `bootstick probe`'s quick test on each disk
+    /// TARGET (it erases the disk, as the write does); a fake-capacity or
+    /// failing stick is not written (exit 23 or 24, the probe's report).
+    #[arg(long)]
+    pub probe: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -129,8 +139,14 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         _ => {}
     }
     let job = image
-        .decide(checked, choice(args.raw, args.table))
+        .decide(checked, choice(args.raw, args.layout, args.table))
         .map_err(advice::failure)?;
+    // People read what the decision means for booting (a byte copy that
+    // boots under BIOS only, a forced mode) before they confirm; JSON
+    // keeps `start` as its first line and has them right after it.
+    if !args.json {
+        warn_notices(&job, render);
+    }
     // Target selection, safety rules, confirmation and the guarded open
     // (docs/devices.md). A disk stays open with O_EXCL + flock until its
     // guard is dropped, after the partition table is re-read.
@@ -159,6 +175,11 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // From here on a signal stops the jobs between chunks and they report
     // what they left on each target (cli::signals).
     super::signals::cooperate();
+    let probed = if args.probe {
+        super::probe::before_write(&chosen, render)?
+    } else {
+        Vec::new()
+    };
     let mut jobs = job.prepare_all(chosen).map_err(advice::failure)?;
     let options = RunOptions {
         verify: !args.no_verify,
@@ -167,13 +188,18 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     if jobs.len() > 1 {
-        return run_many(&job, jobs, &options, render);
+        return run_many(&job, jobs, &options, render, args.json);
     }
     let one = jobs.remove(0);
     render.start("write", start_fields(&one, &options));
-    warn_notices(&job, render);
+    if args.json {
+        warn_notices(&job, render);
+    }
     let written = one.run(&options, render).map_err(advice::failure)?;
-    let fields = to_fields(&written)?;
+    let mut fields = to_fields(&written)?;
+    if let Some(p) = probed.first() {
+        fields["probe"] = to_fields(p)?;
+    }
     if let Some(o) = &boot {
         let summary = summary(&job, &written, options.eject);
         return super::boot::after_write(&written.target, o, fields, summary, render, args.json);
@@ -257,6 +283,7 @@ fn run_many(
     jobs: Vec<Prepared>,
     options: &RunOptions,
     render: &Renderer,
+    json: bool,
 ) -> Result<(), Failure> {
     let labels: Vec<String> = jobs
         .iter()
@@ -266,7 +293,9 @@ fn run_many(
     for (j, r) in jobs.iter().zip(&renders) {
         r.start("write", start_fields(j, options));
     }
-    warn_notices(job, render);
+    if json {
+        warn_notices(job, render);
+    }
     let outcomes: Vec<Result<(serde_json::Value, String), Failure>> =
         job::run_all(jobs, options, &renders, |i, outcome| {
             let outcome = match outcome {
