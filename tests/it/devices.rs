@@ -505,6 +505,47 @@ fn refusal_rules() {
     assert_eq!(offered, vec!["mmcblk0", "sdb", "sdc", "sdd"]);
 }
 
+/// The edges of the rules, each a verdict a flipped comparison in
+/// `devices::safety` or `devices::resolve` would get wrong without another
+/// test noticing (mutation testing, `scripts/mutants.sh devices`).
+#[test]
+fn refusal_rules_at_their_edges() {
+    use devices::{check, Error as E, Policy};
+    let d = disks("laptop");
+    let none = Policy::default();
+    // A disk exactly as large as needed takes the image; one byte more is
+    // too much.
+    let size = d["sdc"].size_bytes;
+    check(&d["sdc"], size, none).unwrap();
+    let e = check(&d["sdc"], size + 1, none).unwrap_err();
+    assert!(
+        matches!(e, E::TooSmall { size: s, needed, .. } if s == size && needed == size + 1),
+        "{e}"
+    );
+    // A loop device is neither removable nor USB, yet needs no --force: the
+    // rule is about internal disks. (This one is mounted: --unmount.)
+    assert_eq!(d["loop0"].kind, Kind::Loop);
+    let unmount = Policy {
+        unmount: true,
+        force: false,
+    };
+    check(&d["loop0"], 1, unmount).unwrap();
+    // A card reader without a card (size 0) is not offered by the picker.
+    let mut empty = d["sdd"].clone();
+    assert!(devices::eligible(&empty));
+    empty.size_bytes = 0;
+    assert!(!devices::eligible(&empty));
+    // A TARGET with only a dot or only a slash is still an image file to
+    // create, not a serial number.
+    for t in ["stick.img", "out/stick"] {
+        assert_eq!(
+            resolve_in("laptop", t).unwrap(),
+            devices::Resolved::File(t.into()),
+            "{t}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The guarded open, unmount and partition re-read, on real loop devices.
 

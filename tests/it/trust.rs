@@ -180,6 +180,25 @@ fn renamed_image_is_matched_by_hash() {
     assert_outcome(&v, "checksum-only", 10);
     assert_eq!(v.json["matched"]["renamed"], true);
     assert_eq!(v.json["matched"]["name"], "debian-13.0.0-amd64-netinst.iso");
+
+    // Listed only with SHA-512 (which `write` does not need): the image's
+    // SHA-512 is still taken, since the file names the image nowhere.
+    if !require_tools("renamed_image", &["sha512sum"]) {
+        return;
+    }
+    std::fs::rename(&renamed, &image).unwrap();
+    let sums = tool(
+        dir.path(),
+        "sha512sum",
+        &["debian-13.0.0-amd64-netinst.iso"],
+    );
+    std::fs::remove_file(dir.path().join("SHA256SUMS")).unwrap();
+    std::fs::write(dir.path().join("SHA512SUMS"), sums).unwrap();
+    std::fs::rename(&image, &renamed).unwrap();
+    let v = verify_image(&renamed, &[]);
+    assert_outcome(&v, "checksum-only", 10);
+    assert_eq!(v.json["matched"]["renamed"], true);
+    assert_eq!(v.json["matched"]["algorithm"], "sha512");
 }
 
 #[test]
@@ -3168,4 +3187,182 @@ fn signatures_over_the_image_are_checked_on_the_opened_file() {
         Ok(r) => panic!("the opened file passed as {:?}", r.map(|r| r.outcome)),
         Err(e) => panic!("{e}"),
     }
+}
+
+/// OpenSSL 3's `openssl dgst` writes BSD-style lines whose tag carries a
+/// dash (`SHA2-256(o.iso)= …`, `SHA2-512(…)`, `BLAKE2B-512(…)`): each is
+/// read as the algorithm it names, and a flipped byte is a mismatch. The
+/// lines are the oracle's; a tag check that refused the dash would leave
+/// the image `not-listed` (12).
+#[test]
+fn openssl_dgst_lines_with_dashed_tags() {
+    if !require_tools("openssl_dgst", &["openssl"]) {
+        return;
+    }
+    let (dir, image) = image_dir("o.iso");
+    let sums = dir.path().join("CHECKSUM");
+    for (flag, tag, alg) in [
+        ("-sha256", "SHA2-256(o.iso)= ", "sha256"),
+        ("-sha512", "SHA2-512(o.iso)= ", "sha512"),
+        ("-blake2b512", "BLAKE2B-512(o.iso)= ", "blake2b-512"),
+    ] {
+        let line = tool(dir.path(), "openssl", &["dgst", flag, "o.iso"]);
+        assert!(line.starts_with(tag), "{line}");
+        std::fs::write(&sums, &line).unwrap();
+        let v = verify_image(&image, &["--sums", sums.to_str().unwrap()]);
+        assert_outcome(&v, "checksum-only", 10);
+        assert_eq!(v.json["matched"]["algorithm"], alg, "{:#}", v.json);
+        assert_eq!(v.json["matched"]["by"], "path", "{:#}", v.json);
+    }
+    flip_byte(&image, 4096);
+    let v = verify_image(&image, &["--sums", sums.to_str().unwrap()]);
+    assert_outcome(&v, "mismatch", 11);
+}
+
+/// A compressed image checked against references about the image inside
+/// (`trust::decoded`), made by `sha256sum` of the image before `xz` packed
+/// it: `--sha256` of the image inside, and a discovered SHA256SUMS that
+/// lists it under its decompressed name. An image repacked with one byte
+/// changed is a mismatch. A plain image checked by a bare hash is not
+/// decoded at all: no note says it could not be decompressed.
+#[test]
+fn references_about_the_image_inside_a_compressed_file() {
+    if !require_tools("image_inside", &["sha256sum", "xz"]) {
+        return;
+    }
+    let (dir, image) = image_dir("d.img");
+    let line = tool(dir.path(), "sha256sum", &["d.img"]);
+    let hex = line.split_whitespace().next().unwrap().to_string();
+    let no_decoding = |v: &Verdict| {
+        let notes = v.json["notes"].as_array().unwrap();
+        assert!(
+            !notes
+                .iter()
+                .any(|n| n.as_str().unwrap().contains("decompress")),
+            "{:#}",
+            v.json
+        );
+    };
+    let v = verify_image(&image, &["--sha256", &hex]);
+    assert_outcome(&v, "checksum-only", 0);
+    no_decoding(&v);
+
+    run(Command::new("xz")
+        .args(["-T1", "-k", "d.img"])
+        .current_dir(dir.path()));
+    let packed = dir.path().join("d.img.xz");
+    std::fs::remove_file(&image).unwrap();
+    let v = verify_image(&packed, &["--sha256", &hex]);
+    assert_outcome(&v, "checksum-only", 0);
+    assert_eq!(v.json["matched"]["decompressed"], true, "{:#}", v.json);
+
+    std::fs::write(dir.path().join("SHA256SUMS"), &line).unwrap();
+    let v = verify_image(&packed, &[]);
+    assert_outcome(&v, "checksum-only", 10);
+    assert_eq!(v.json["matched"]["decompressed"], true, "{:#}", v.json);
+    assert_eq!(v.json["matched"]["name"], "d.img", "{:#}", v.json);
+
+    // The image inside changed by one byte, packed again.
+    run(Command::new("xz")
+        .args(["-d", "d.img.xz"])
+        .current_dir(dir.path()));
+    flip_byte(&image, 1 << 20);
+    run(Command::new("xz")
+        .args(["-T1", "d.img"])
+        .current_dir(dir.path()));
+    let v = verify_image(&packed, &[]);
+    assert_outcome(&v, "mismatch", 11);
+}
+
+/// Ed25519 signatures over the image itself, either side of the 64 MiB up
+/// to which a pure signature's message is read whole
+/// (`ed25519::MAX_PURE_MESSAGE`): signify's pure signature over a small
+/// image verifies; over a larger one it is refused with that reason, the
+/// image not read into memory; minisign's prehashed signature over the
+/// larger one verifies from the BLAKE2b-512 taken while streaming.
+/// `signify -V` and `minisign -V` accept each signature first.
+#[test]
+fn ed25519_signatures_over_the_image_either_side_of_the_pure_limit() {
+    if !require_tools("ed25519_limit", &["signify-openbsd", "minisign"]) {
+        return;
+    }
+    let (dir, small) = image_dir("small.img");
+    let big = dir.path().join("big.img");
+    pseudo_random_file(&big, (64 << 20) + 4097, 7);
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("s.pub");
+    let secret = keys.path().join("s.sec");
+    run(Command::new("signify-openbsd")
+        .args(["-G", "-n", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret));
+    let signify = |file: &Path| {
+        run(Command::new("signify-openbsd")
+            .args(["-S", "-s"])
+            .arg(&secret)
+            .arg("-m")
+            .arg(file));
+        assert!(Command::new("signify-openbsd")
+            .args(["-V", "-q", "-p"])
+            .arg(&public)
+            .arg("-m")
+            .arg(file)
+            .status()
+            .unwrap()
+            .success());
+    };
+    let key = public.to_str().unwrap();
+
+    signify(&small);
+    let v = verify_image(&small, &["--key", key]);
+    assert_outcome(&v, "verified", 0);
+    assert_eq!(v.json["signatures"][0]["format"], "signify");
+
+    signify(&big);
+    let v = verify_image(&big, &["--key", key]);
+    assert_outcome(&v, "bad-signature", 13);
+    let detail = v.json["signatures"][0]["signatures"][0]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.contains("needs it whole in memory"), "{:#}", v.json);
+    std::fs::remove_file(dir.path().join("big.img.sig")).unwrap();
+
+    let (mpublic, msecret, _) = minisign_keys(keys.path(), "m");
+    run(Command::new("minisign")
+        .args(["-S", "-s"])
+        .arg(&msecret)
+        .arg("-m")
+        .arg(&big));
+    let msig = dir.path().join("big.img.minisig");
+    assert!(minisign_accepts(&mpublic, &big, &msig));
+    let v = verify_image(&big, &["--key", mpublic.to_str().unwrap()]);
+    assert_outcome(&v, "verified", 0);
+    assert_eq!(v.json["signatures"][0]["format"], "minisign");
+}
+
+/// A GNU line whose file name ends like a BSD line (`… (copy)=2.img`) is
+/// still the GNU line `sha256sum` wrote: what stands before the `(` is no
+/// BSD tag (it holds spaces), so the line is not read as one.
+#[test]
+fn a_gnu_name_shaped_like_a_bsd_tag() {
+    if !require_tools("bsd_shaped_name", &["sha256sum"]) {
+        return;
+    }
+    let (dir, image) = image_dir("disk (copy)=2.img");
+    let sums = tool(dir.path(), "sha256sum", &["disk (copy)=2.img"]);
+    std::fs::write(dir.path().join("SHA256SUMS"), sums).unwrap();
+    let v = verify_image(&image, &[]);
+    assert_outcome(&v, "checksum-only", 10);
+    assert_eq!(
+        v.json["matched"]["name"], "disk (copy)=2.img",
+        "{:#}",
+        v.json
+    );
+    assert_eq!(
+        v.json["sources"][0]["ignored"],
+        serde_json::json!([]),
+        "{:#}",
+        v.json
+    );
 }
