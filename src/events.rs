@@ -21,6 +21,8 @@ pub enum Phase {
     Sync,
     /// Reading the target back and comparing it with the plan.
     Verify,
+    /// Copying an image's files out into a directory (`extract`).
+    Extract,
 }
 
 impl Phase {
@@ -31,6 +33,7 @@ impl Phase {
             Phase::Write => "write",
             Phase::Sync => "sync",
             Phase::Verify => "verify",
+            Phase::Extract => "extract",
         }
     }
 }

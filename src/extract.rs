@@ -24,6 +24,7 @@
 //!   climb out).
 
 use crate::cancel::Cancel;
+use crate::events::{Event, Observer, Phase};
 use crate::image::tree::{safe_component, walk, FileReader};
 use crate::image::{ByteSource, Error as ImageError, FileTree, FsKind, NodeKind};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -93,12 +94,16 @@ pub struct Summary {
 }
 
 /// Extracts `tree` (read from `src`) into `dir`, created if missing and
-/// required to be empty otherwise. `skipped` hears of every entry left out.
+/// required to be empty otherwise. `skipped` hears of every entry left out;
+/// `observer` sees one `extract` phase whose total is the bytes of every
+/// file with a safe name (a duplicate found while copying is not counted,
+/// so the last progress may stop short of the total).
 pub fn extract(
     src: Arc<dyn ByteSource>,
     tree: &dyn FileTree,
     dir: &Path,
     cancel: &Cancel,
+    observer: &dyn Observer,
     skipped: &mut dyn FnMut(Skipped),
 ) -> Result<Summary, Error> {
     let host = |path: &Path| {
@@ -129,12 +134,20 @@ pub fn extract(
         path: root_path,
         parent: None,
     };
-    Extraction {
+    let total = file_bytes(tree)?;
+    observer.event(&Event::PhaseStarted {
+        phase: Phase::Extract,
+        total,
+    });
+    let summary = Extraction {
         src,
         root,
         cancel,
         skipped,
         dir,
+        observer,
+        total,
+        copied: 0,
         count: Summary {
             tree: tree.kind(),
             files: 0,
@@ -143,7 +156,32 @@ pub fn extract(
             skipped: 0,
         },
     }
-    .run(tree)
+    .run(tree)?;
+    observer.event(&Event::PhaseFinished {
+        phase: Phase::Extract,
+    });
+    Ok(summary)
+}
+
+/// The bytes of every file the extraction will copy: the metadata walk
+/// alone, before anything is created, so the progress has a total.
+fn file_bytes(tree: &dyn FileTree) -> Result<u64, Error> {
+    let mut total = 0u64;
+    walk::<ImageError>(tree, tree.root(), |v| {
+        if safe_component(&v.entry.name).is_err() {
+            return Ok(false);
+        }
+        Ok(match v.entry.kind {
+            NodeKind::Dir => true,
+            NodeKind::File => {
+                total = total.saturating_add(v.entry.size);
+                false
+            }
+            NodeKind::Symlink(_) => false,
+        })
+    })
+    .map_err(Error::Image)?;
+    Ok(total)
 }
 
 /// The directory extracted into: its descriptor, its canonical path (for
@@ -191,6 +229,10 @@ struct Extraction<'a> {
     cancel: &'a Cancel,
     skipped: &'a mut dyn FnMut(Skipped),
     dir: &'a Path,
+    observer: &'a dyn Observer,
+    /// The bytes of all files to copy, and those copied so far.
+    total: u64,
+    copied: u64,
     count: Summary,
 }
 
@@ -307,7 +349,7 @@ impl Extraction<'_> {
     /// Streams one file, leaving all-zero blocks as holes: a sparse 6 GiB
     /// image file extracts in seconds and takes no disk for its zeros.
     fn copy(
-        &self,
+        &mut self,
         mut reader: FileReader,
         mut out: File,
         buf: &mut [u8],
@@ -333,6 +375,12 @@ impl Extraction<'_> {
             } else {
                 out.write_all(&buf[..n]).map_err(host)?;
             }
+            self.copied += n as u64;
+            self.observer.event(&Event::Progress {
+                phase: Phase::Extract,
+                done: self.copied,
+                total: self.total,
+            });
         }
         // A trailing hole has no bytes written: set the length.
         let end = out.stream_position().map_err(host)?;

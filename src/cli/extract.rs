@@ -4,6 +4,8 @@
 
 use super::exit::Failure;
 use super::fs_choice::{open_image, printable, FsChoice};
+use super::render::Renderer;
+use bootstick::events::{Event, Observer};
 use bootstick::extract::{self, Error, Skipped};
 use std::path::PathBuf;
 
@@ -18,12 +20,12 @@ pub struct Args {
     pub fs: Option<FsChoice>,
 }
 
-fn warn(msg: String) {
-    eprintln!("bootstick: warning: {msg}");
-}
-
 pub fn run(args: Args) -> Result<(), Failure> {
     let (src, tree) = open_image(&args.image, args.fs)?;
+    // Progress on stderr as `write` shows it: a bar on a terminal, plain
+    // lines at a steady pace otherwise; the warnings print above the bar.
+    let render = Renderer::new(false);
+    let warn = |msg: String| render.event(&Event::Warning(msg));
     // From here on a signal stops the copy between blocks.
     super::signals::cooperate();
     let cancel = super::signals::token();
@@ -47,7 +49,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             printable(&target),
         )),
     };
-    let done = match extract::extract(src, &*tree, &args.dir, &cancel, &mut report) {
+    let outcome = extract::extract(src, &*tree, &args.dir, &cancel, &render, &mut report);
+    render.finish();
+    let done = match outcome {
         Ok(done) => done,
         Err(e @ Error::Interrupted { .. }) => {
             return Err(Failure::interrupted(

@@ -405,6 +405,13 @@ impl Renderer {
         }
     }
 
+    /// Clears a bar still drawn, before the command prints its own summary.
+    pub fn finish(&self) {
+        if let Renderer::Human(h) = self {
+            h.bar.finish_and_clear();
+        }
+    }
+
     /// Reports one target's outcome in a job writing several: a JSON
     /// `target_result` line (`ok`, and the result fields or `error`,
     /// `exit_code` and the failure's fields); for people the target's bar
