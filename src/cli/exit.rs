@@ -285,6 +285,11 @@ pub fn write_error(e: &write::Error) -> Exit {
         // Like an image larger than the device found before the write.
         E::ImageLargerThanTarget { .. } => Exit::Refused,
         E::HeldBack { source } => write_error(source),
+        // A stream that cannot be read, or that ends early or late: bad
+        // input; one whose digest differs: as a source check's mismatch.
+        E::StreamRead { .. } | E::StreamLength { .. } => Exit::BadInput,
+        E::StreamDigest { .. } => Exit::Mismatch,
+        E::StreamMismatch { .. } => Exit::VerifyMismatch,
     }
 }
 
@@ -342,6 +347,18 @@ pub fn job_error(e: &job::Error) -> Exit {
         E::Compressed { source, .. } => compressed_error(source),
         E::CompressedLayout { .. } => Exit::BadInput,
         E::EntryForNonArchive { .. } => Exit::Usage,
+        E::Stream(p) => match p {
+            image::pipe::Error::Terminal => Exit::Usage,
+            image::pipe::Error::Decode { source, .. } => compressed_error(source),
+            image::pipe::Error::Open { .. }
+            | image::pipe::Error::Empty { .. }
+            | image::pipe::Error::EmptyDecoded { .. }
+            | image::pipe::Error::Read { .. }
+            | image::pipe::Error::Zip { .. } => Exit::BadInput,
+        },
+        E::StreamCheck { .. } | E::StreamToSeveral { .. } => Exit::Usage,
+        E::StreamLayout { .. } => Exit::BadInput,
+        E::StreamTaken => Exit::Internal,
     }
 }
 

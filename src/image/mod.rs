@@ -25,6 +25,7 @@ pub mod descriptors;
 pub mod input;
 pub mod iso9660;
 pub mod open;
+pub mod pipe;
 pub mod tree;
 pub mod udf;
 
