@@ -3,8 +3,9 @@
 //! `stat -c '%s %F'` and `cmp` against `bootstick extract` and against
 //! xorriso's (and, for UDF, 7-Zip's) extraction; several processes read at
 //! once; signals, `bootstick umount` and `fusermount3 -u` leave no mount in
-//! `/proc/self/mountinfo`; a truncated image gives EIO on the damaged file
-//! only; every write is EROFS.
+//! `/proc/self/mountinfo`; a truncated image, and one whose directory
+//! record points a file outside it, give EIO on the damaged file only;
+//! every write is EROFS.
 
 mod common;
 mod udf_build;
@@ -768,4 +769,77 @@ fn hostile_names_are_hidden_and_loops_refused() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("loop"), "{err}");
     assert_eq!(mount_type(&dir), None);
+}
+
+/// A corrupted (not truncated) image: the directory records of one file,
+/// `data/nested/deeper/leaf.bin`, are patched in every tree that lists it
+/// (ISO 9660/Rock Ridge and Joliet: the both-endian extent location of the
+/// record whose both-endian size is the file's) to point past the image's
+/// end. Mounted through Rock Ridge and through Joliet: that file still
+/// lists with its size, reading it is EIO, and every other regular file of
+/// the source tree reads back `cmp`-equal; the mount stays up.
+#[test]
+fn a_corrupted_extent_gives_eio_on_that_file_and_the_rest_reads() {
+    if !common::require_tools(
+        "corrupted_extent",
+        &[MOUNT_TOOLS, &["genisoimage", "xorriso"]].concat(),
+    ) {
+        return;
+    }
+    let image = geniso();
+    let victim = "data/nested/deeper/leaf.bin";
+    let lba = data_lba(&image, &format!("/{victim}")) as u32;
+    let size = 70_001u32;
+    let mut bytes = std::fs::read(&image).unwrap();
+    let mut pattern = Vec::new();
+    for v in [lba, size] {
+        pattern.extend(v.to_le_bytes());
+        pattern.extend(v.to_be_bytes());
+    }
+    let beyond = (bytes.len() / 2048 + 100) as u32;
+    let mut patched = 0;
+    let mut i = 0;
+    while i + pattern.len() <= bytes.len() {
+        if bytes[i..i + pattern.len()] == pattern[..] {
+            bytes[i..i + 4].copy_from_slice(&beyond.to_le_bytes());
+            bytes[i + 4..i + 8].copy_from_slice(&beyond.to_be_bytes());
+            patched += 1;
+        }
+        i += 1;
+    }
+    assert_eq!(patched, 2, "the ISO 9660 and the Joliet record of {victim}");
+    let work = tempfile::tempdir().unwrap();
+    let bad = work.path().join("corrupt.iso");
+    std::fs::write(&bad, &bytes).unwrap();
+    let src = source_tree();
+    let others: Vec<String> = find_and_stat(&src)
+        .into_iter()
+        .filter(|(_, kind)| kind.ends_with("regular file") || kind.ends_with("regular empty file"))
+        .map(|(p, _)| p)
+        .filter(|p| p != victim)
+        .collect();
+    assert!(others.len() > 40, "{others:?}");
+    for fs in [&[][..], &["--fs", "joliet"][..]] {
+        let m = Mounted::new(&bad, fs);
+        assert_eq!(
+            std::fs::metadata(m.path(victim)).unwrap().len(),
+            u64::from(size)
+        );
+        match std::fs::read(m.path(victim)) {
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{fs:?}: {e}"),
+            Ok(d) => panic!(
+                "{fs:?}: {victim} read {} bytes from outside the image",
+                d.len()
+            ),
+        }
+        for f in &others {
+            let out = Command::new("cmp")
+                .arg(m.path(f))
+                .arg(src.join(f))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{fs:?} {f}: {out:?}");
+        }
+        assert_eq!(mount_type(&m.dir).as_deref(), Some("fuse.bootstick"));
+    }
 }

@@ -987,3 +987,147 @@ echo "@@ write"; bootstick write --yes --json image.img /dev/sda; echo "rc=$?"
         "offset {off} is not beyond the {verified} bytes verified before the unplug:\n{out}"
     );
 }
+
+/// A disc into an ISO, on QEMU's emulated USB CD-ROM drives (`usb-bot` +
+/// `scsi-cd`: the guest's `sr_mod` sees `/dev/srN`, 2048-byte sectors).
+/// Each disc is a genisoimage ISO followed by junk "run-out" sectors, so
+/// the drive reports more capacity than the volume holds:
+/// - `backup /dev/srN disc.iso` reads up to the ISO 9660 volume's end:
+///   the file is the ISO's length (less than the drive's capacity), and on
+///   the host `cmp` finds exactly the ISO's bytes (copied out through a
+///   scratch stick); the result says the ISO is complete.
+/// - on a second drive QEMU's `blkdebug` fails every read touching one LBA
+///   of the volume: `backup` stops naming that LBA (exit 24, no file), and
+///   `--skip-bad` lists exactly it, says the ISO is not complete (exit 24)
+///   and keeps a file that `cmp` finds equal to the ISO with that sector
+///   zeroed.
+///
+/// (Without the volume extent the backup read the whole capacity, junk
+/// included; without the per-sector retry the error named the 4 MiB
+/// chunk's offset, no LBA, and `--skip-bad` did not exist.)
+#[test]
+fn backup_of_an_emulated_cd_is_exactly_its_iso_and_names_a_bad_lba() {
+    let t = "backup_of_an_emulated_cd_is_exactly_its_iso_and_names_a_bad_lba";
+    if !guest::require(t) || !common::require_tools(t, &["genisoimage", "cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("docs")).unwrap();
+    common::pseudo_random_file(&tree.join("big.bin"), 2 << 20, 77);
+    std::fs::write(tree.join("docs/readme.txt"), "a disc to keep\n").unwrap();
+    let iso = dir.path().join("disc.iso");
+    common::run(
+        std::process::Command::new("genisoimage")
+            .args(["-quiet", "-R", "-J", "-V", "BSTDISC", "-o"])
+            .arg(&iso)
+            .arg(&tree),
+    );
+    let iso_bytes = std::fs::read(&iso).unwrap();
+    let iso_len = iso_bytes.len() as u64;
+    assert_eq!(iso_len % 2048, 0);
+    // The discs: the ISO, then junk sectors the drive reports as capacity.
+    let disc = |name: &str, runout: usize| {
+        let p = dir.path().join(name);
+        let mut d = iso_bytes.clone();
+        d.resize(iso_bytes.len() + runout * 2048, 0xa5);
+        std::fs::write(&p, d).unwrap();
+        p
+    };
+    let clean = disc("clean.img", 96);
+    let damaged = disc("damaged.img", 32);
+    let bad_lba = iso_len / 2048 / 2;
+    let clean_size = (iso_len + 96 * 2048) / 512;
+    let damaged_size = (iso_len + 32 * 2048) / 512;
+    let export = stick_image(dir.path(), "export.img", 16);
+    let script = format!(
+        r#"
+for d in /sys/block/sr*; do
+  case "$(cat $d/size)" in
+    {clean_size}) clean=/dev/${{d##*/}};;
+    {damaged_size}) bad=/dev/${{d##*/}};;
+  esac
+done
+echo "@@ info"
+echo "drives $clean $bad"
+echo "capacity $(blockdev --getsize64 $clean)"
+echo "@@ clean"
+bootstick backup --json $clean clean.iso; echo "rc=$?"
+echo "size $(stat -c %s clean.iso)"
+echo "@@ stop"
+bootstick backup --json $bad stop.iso; echo "rc=$?"
+[ -e stop.iso ] && echo "stop.iso exists"
+echo "@@ skip"
+bootstick backup --json --skip-bad $bad skip.iso; echo "rc=$?"
+echo "@@ export"
+dd if=clean.iso of=/dev/sda bs=1M conv=fsync; echo "dd=$?"
+dd if=skip.iso of=/dev/sda bs=1M seek=8 conv=fsync; echo "dd=$?"
+"#
+    );
+    let mut bad = guest::Disc {
+        image: damaged.clone(),
+        blkdebug: None,
+    };
+    bad.blkdebug = Some(blkdebug_rules(dir.path(), "read", bad_lba * 4 + 1));
+    let out = Guest::new(&script)
+        .disc(guest::Disc {
+            image: clean.clone(),
+            blkdebug: None,
+        })
+        .disc(bad)
+        .stick(Stick::new(&export, "BSTEXPORT"))
+        .run();
+    out.assert_success();
+    let info = out.section("info");
+    assert!(
+        line(&info, "drives").split_whitespace().count() == 2,
+        "both drives must be found by capacity:\n{out}"
+    );
+    assert_eq!(
+        line(&info, "capacity"),
+        (clean_size * 512).to_string(),
+        "the drive reports the disc's capacity, run-out included:\n{out}"
+    );
+
+    let section = out.section("clean");
+    let (r, rc) = write_result(&section, &out);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(r["image_bytes"], iso_len, "{out}");
+    assert_eq!(r["source_bytes"], clean_size * 512, "{out}");
+    assert_eq!(r["extent"]["kind"], "volume", "{out}");
+    assert_eq!(r["complete"], true, "{out}");
+    assert_eq!(r["sector_bytes"], 2048, "{out}");
+    assert_eq!(line(&section, "size"), iso_len.to_string(), "{out}");
+
+    let section = out.section("stop");
+    let (r, rc) = write_result(&section, &out);
+    assert_eq!(rc, 24, "{out}");
+    assert_eq!(r["bad_lba"], bad_lba, "{out}");
+    assert!(!section.contains("stop.iso exists"), "{out}");
+
+    let (r, rc) = write_result(&out.section("skip"), &out);
+    assert_eq!(rc, 24, "{out}");
+    assert_eq!(r["bad_sectors"], serde_json::json!([bad_lba]), "{out}");
+    assert_eq!(r["complete"], false, "{out}");
+    assert_eq!(r["image_bytes"], iso_len, "{out}");
+    assert_eq!(r["proven"], true, "{out}");
+
+    let export_out = out.section("export");
+    assert_eq!(
+        export_out.matches("dd=0").count(),
+        2,
+        "exporting the files failed:\n{out}"
+    );
+    assert_same_prefix(&iso, &export, iso_len);
+    let mut zeroed = iso_bytes.clone();
+    let at = (bad_lba * 2048) as usize;
+    zeroed[at..at + 2048].fill(0);
+    let expected = dir.path().join("expected.iso");
+    std::fs::write(&expected, &zeroed).unwrap();
+    common::run(
+        std::process::Command::new("cmp")
+            .args(["-n", &iso_len.to_string(), "-i", "0:8388608"])
+            .arg(&expected)
+            .arg(&export),
+    );
+}

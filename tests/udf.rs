@@ -1219,3 +1219,66 @@ fn damaged_udf_anchor_falls_back_to_another_anchor_then_to_rock_ridge() {
         "{problems:?}"
     );
 }
+
+/// `image::extent::volume`, what a disc backup reads up to, on images
+/// followed by zero "run-out" sectors (what a drive reports past a burned
+/// session): 0, 256 and 512 extra 2048-byte sectors. The volume is exactly
+/// the image as it was built: genisoimage's UDF bridge (ISO 9660 side
+/// checked against util-linux `isosize`) and mkudffs volumes in 512-, 2048-
+/// and 4096-byte blocks (UDF only; their closing anchor is the last sector,
+/// found past the padding by the trailing-anchor search when the padding
+/// hides it from the N−1/N−257 positions).
+#[test]
+fn volume_extent_ends_where_the_image_was_built_not_at_padding() {
+    let t = "volume_extent_ends_where_the_image_was_built_not_at_padding";
+    if !common::require_tools(t, &["mkudffs", "isosize"]) {
+        return;
+    }
+    let Some(bridge) = tree_image() else { return };
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut images = vec![(bridge.clone(), true)];
+    for bs in [512u64, 2048, 4096] {
+        let path = dir.path().join(format!("mk{bs}.img"));
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(12 << 20)
+            .unwrap();
+        common::run(
+            Command::new("mkudffs")
+                .args(["--media-type=hd", &format!("--blocksize={bs}")])
+                .arg(&path),
+        );
+        images.push((path, false));
+    }
+    for (image, iso) in images {
+        let built = std::fs::read(&image).unwrap();
+        for pad in [0usize, 256, 512] {
+            let mut padded = built.clone();
+            padded.resize(built.len() + pad * 2048, 0);
+            let src: Arc<dyn ByteSource> = Arc::new(padded);
+            let v = bootstick::image::extent::volume(&src)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: no volume", image.display()));
+            assert_eq!(
+                v.bytes,
+                built.len() as u64,
+                "{} + {pad} sectors: {v:?}",
+                image.display()
+            );
+            if iso {
+                let sectors: u64 = common::run(Command::new("isosize").args(["-x"]).arg(&image))
+                    .split(|c: char| !c.is_ascii_digit())
+                    .find(|w| !w.is_empty())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(v.iso9660_bytes, Some(sectors * 2048), "{v:?}");
+            } else {
+                assert_eq!(v.iso9660_bytes, None, "{v:?}");
+            }
+        }
+    }
+    // Neither file system: nothing to go by.
+    let zeros: Arc<dyn ByteSource> = Arc::new(vec![0u8; 1 << 20]);
+    assert_eq!(bootstick::image::extent::volume(&zeros).unwrap(), None);
+}

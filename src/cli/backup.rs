@@ -21,6 +21,13 @@ use bootstick::job;
 /// written and decompresses to exactly the bytes read from the stick.
 /// `bootstick write FILE TARGET` restores it.
 ///
+/// An optical drive (a disc into an ISO) is read up to the end of the
+/// disc's ISO 9660/UDF volume, not the capacity the drive reports. A
+/// sector that cannot be read is retried; one that fails every attempt
+/// stops the backup naming its LBA (exit 24), or with --skip-bad is stored
+/// as zeros and listed, and the result says the image is not complete
+/// (exit 24, the file kept).
+///
 /// FILE must not be on the stick itself. An existing FILE is replaced only
 /// after confirmation (`--yes` for scripts); until the backup is proven the
 /// old one stays. Nothing is written to the stick.
@@ -28,6 +35,7 @@ use bootstick::job;
 /// Examples:
 ///   bootstick backup /dev/sdb stick.img.zst
 ///   bootstick backup --shrink --yes --json /dev/sdb /srv/backups/usb.img.xz
+///   bootstick backup /dev/sr0 disc.iso
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -39,6 +47,10 @@ pub struct Args {
     /// Stop at the end of the last partition instead of the disk's end.
     #[arg(long)]
     pub shrink: bool,
+    /// Store sectors that cannot be read as zeros and list them, instead
+    /// of stopping at the first one.
+    #[arg(long)]
+    pub skip_bad: bool,
     /// Replace an existing FILE without asking.
     #[arg(long)]
     pub yes: bool,
@@ -67,6 +79,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             "file": prepared.file,
             "disk": prepared.disk,
             "shrink": args.shrink,
+            "skip_bad": args.skip_bad,
             "compression": backup::Compression::for_path(&prepared.file),
             "replaces_bytes": prepared.replaces,
         }),
@@ -74,15 +87,21 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     super::signals::cooperate();
     let options = backup::Options {
         shrink: args.shrink,
+        skip_bad: args.skip_bad,
         cancel: super::signals::token(),
     };
     let report = backup::backup(&prepared, &options, render).map_err(failure)?;
     let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     let text = format!(
-        "{} ({}{}) saved as {} ({}, {}), proven: read back, it hashes as {} says and decompresses to the {} bytes read, SHA-256 {}.",
+        "{} ({}{}) saved as {} ({}, {}), proven: read back, it hashes as {} says and decompresses to the {} bytes read, SHA-256 {}.{}",
         report.source.display(),
         human_bytes(report.image_bytes),
-        if report.shrunk { ", up to the end of its last partition" } else { "" },
+        match report.extent {
+            backup::Extent::Device => "",
+            backup::Extent::Partitions => ", up to the end of its last partition",
+            backup::Extent::Volume(_) => ", up to the end of the disc's ISO 9660/UDF volume",
+            backup::Extent::NoVolume => ", the whole disc: it holds no ISO 9660/UDF volume",
+        },
         report.file.display(),
         human_bytes(report.file_bytes),
         match report.compression {
@@ -94,9 +113,70 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         report.checksum_file.display(),
         report.image_bytes,
         report.image_sha256,
+        completeness(&report),
     );
+    if !report.complete {
+        return Err(Failure::new(Exit::BadSectors, anyhow::anyhow!("{text}")).with_fields(fields));
+    }
     render.result(Ok((fields, text)));
     Ok(())
+}
+
+/// The sentence that says whether the image is whole.
+fn completeness(report: &backup::Report) -> String {
+    let mut out = String::new();
+    for why in &report.incomplete {
+        match why {
+            backup::Incomplete::BadSectors { count } => out.push_str(&format!(
+                " NOT COMPLETE: {count} unreadable {}-byte sector{} stored as zeros, LBA {}.",
+                report.sector_bytes,
+                if *count == 1 { "" } else { "s" },
+                lba_ranges(&report.bad_sectors)
+            )),
+            backup::Incomplete::VolumeBeyondEnd {
+                volume_bytes,
+                source_bytes,
+            } => out.push_str(&format!(
+                " NOT COMPLETE: the volume claims {volume_bytes} bytes, the disc ends at {source_bytes}."
+            )),
+        }
+    }
+    if report.complete && matches!(report.extent, backup::Extent::Volume(_)) {
+        out.push_str(" The ISO is complete: every sector of the volume was read.");
+    }
+    if !report.recovered_sectors.is_empty() {
+        out.push_str(&format!(
+            " Read only on a retry: LBA {}.",
+            lba_ranges(&report.recovered_sectors)
+        ));
+    }
+    out
+}
+
+/// `5, 7-9, 12` for ascending LBAs.
+fn lba_ranges(lbas: &[u64]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < lbas.len() {
+        let mut j = i;
+        while j + 1 < lbas.len() && lbas[j + 1] == lbas[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            lbas[i].to_string()
+        } else {
+            format!("{}-{}", lbas[i], lbas[j])
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
+/// The fields of the `result` of a backup stopped at an unreadable sector.
+#[derive(serde::Serialize)]
+struct Unreadable {
+    bad_lba: u64,
+    sector_bytes: u64,
 }
 
 /// The failure to report for a backup error.
@@ -105,6 +185,16 @@ fn failure(e: backup::Error) -> Failure {
     match e {
         backup::Error::Job(j) => advice::failure(*j),
         backup::Error::Device(d) => advice::device(d),
+        backup::Error::Unreadable {
+            lba, sector_bytes, ..
+        } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{:#}; --skip-bad stores unreadable sectors as zeros, lists them and goes on (the image is then not complete)",
+                anyhow::Error::new(e)
+            ),
+        )
+        .with_fields(serde_json::to_value(Unreadable { bad_lba: lba, sector_bytes }).unwrap_or_default()),
         backup::Error::Cancelled { .. } => Failure::interrupted(
             super::signals::token().signal(),
             None,

@@ -67,7 +67,9 @@ pub enum Exit {
     BootTestUnavailable = 22,
     /// `probe`: the stick stores less than it reports (`fake-capacity`).
     FakeCapacity = 23,
-    /// `probe`: blocks fail among good ones (`bad-sectors`).
+    /// `probe`: blocks fail among good ones (`bad-sectors`); `backup`: a
+    /// sector could not be read (stopped there, or stored as zeros in an
+    /// image that is therefore not complete).
     BadSectors = 24,
     /// `probe`: everything held, but slower than the limits (`slow`).
     Slow = 25,
@@ -241,6 +243,12 @@ pub fn backup_error(e: &health::backup::Error) -> Exit {
         E::OnSource { .. } | E::SameFile { .. } => Exit::Refused,
         E::NoPartitions { .. } | E::PartitionTable { .. } => Exit::BadInput,
         E::Open { .. } | E::Read { .. } | E::Output { .. } => Exit::WriteFailed,
+        E::Unreadable { .. } => Exit::BadSectors,
+        E::Volume {
+            source: image::Error::Io { .. },
+            ..
+        } => Exit::WriteFailed,
+        E::Volume { .. } => Exit::BadInput,
         E::NotProven { .. } => Exit::VerifyMismatch,
         E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
     }

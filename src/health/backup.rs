@@ -10,6 +10,17 @@
 //! decompresses to exactly the bytes read from the device (length and
 //! SHA-256) is it renamed over FILE and `FILE.sha256` written. A failure
 //! leaves an old FILE as it was and no partial file.
+//!
+//! An optical drive (a disc into an ISO) is read up to the end of the
+//! ISO 9660/UDF volume on it ([`crate::image::extent`]), not up to the
+//! capacity the drive reports, which often includes run-out sectors that
+//! are unreadable or not part of what was burned.
+//!
+//! A chunk that cannot be read is read again sector by sector (the
+//! device's logical block: 2048 bytes on a disc), each sector up to
+//! [`ATTEMPTS`] times. A sector that still fails stops the backup naming
+//! its LBA, or with `skip_bad` is stored as zeros and listed; the report
+//! then says the image is not complete.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -22,14 +33,20 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cancel::Cancel;
-use crate::devices::{self, Disk, FileTarget, ImageSite, Policy, Roots};
+use crate::devices::{self, Disk, FileTarget, ImageSite, Kind, Policy, Roots};
 use crate::events::{Event, Observer, Phase};
-use crate::image::{partitions, ImageFile};
+use crate::image::extent::{self, Volume};
+use crate::image::{partitions, ByteSource, ImageFile};
 use crate::job::{self, Action, Answer, Confirm, Summary};
 use crate::write::align::{AlignedBuf, Alignment};
 
 /// Bytes read from the device at a time.
 const CHUNK: usize = 4 << 20;
+
+/// How many times a sector is read before it counts as unreadable: the
+/// first read and three retries. Drives retry internally too; a sector that
+/// fails four times in a row does not come back by asking more often.
+pub const ATTEMPTS: u32 = 4;
 
 /// How FILE is compressed, from its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -91,6 +108,27 @@ pub enum Error {
         offset: u64,
         #[source]
         source: io::Error,
+    },
+    /// A sector failed every one of `attempts` reads; nothing was kept.
+    #[error(
+        "sector {lba} of {} ({sector_bytes}-byte sectors, offset {}) could not be read after {attempts} attempts; the backup was not kept",
+        path.display(), lba * sector_bytes
+    )]
+    Unreadable {
+        path: PathBuf,
+        lba: u64,
+        sector_bytes: u64,
+        attempts: u32,
+        #[source]
+        source: io::Error,
+    },
+    /// The volume descriptors of a disc, which say how long it is, cannot
+    /// be read.
+    #[error("cannot read the volume descriptors of {}", path.display())]
+    Volume {
+        path: PathBuf,
+        #[source]
+        source: crate::image::Error,
     },
     /// Shrinking needs partitions to know where the data ends.
     #[error("{} has no partition table with partitions: nothing to shrink to", path.display())]
@@ -204,7 +242,39 @@ pub fn prepare(
 pub struct Options {
     /// Stop at the end of the last partition (MBR, GPT or APM).
     pub shrink: bool,
+    /// Store a sector that cannot be read as zeros, list it, and go on,
+    /// instead of stopping at it.
+    pub skip_bad: bool,
     pub cancel: Cancel,
+}
+
+/// Where the image ends, and why there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Extent {
+    /// The source's whole size.
+    Device,
+    /// The end of the last partition (`shrink`).
+    Partitions,
+    /// A disc: the end of its ISO 9660/UDF volume.
+    Volume(Volume),
+    /// A disc without an ISO 9660 or UDF volume: its whole reported
+    /// capacity (which may include run-out sectors).
+    NoVolume,
+}
+
+/// Why an image is not a whole copy of its source's data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub enum Incomplete {
+    /// Sectors that could not be read are zeros in the image.
+    BadSectors { count: u64 },
+    /// The volume claims more bytes than the disc reports: the image ends
+    /// at the disc's end.
+    VolumeBeyondEnd {
+        volume_bytes: u64,
+        source_bytes: u64,
+    },
 }
 
 /// What a backup made and proved (the JSON `result` of `bootstick backup`).
@@ -233,6 +303,19 @@ pub struct Report {
     /// The source had mounted filesystems while it was read (the image may
     /// be inconsistent).
     pub was_mounted: bool,
+    /// Where the image ends and why (a disc: its volume's end).
+    pub extent: Extent,
+    /// The sector size LBAs count in (the device's logical block).
+    pub sector_bytes: u64,
+    /// LBAs that failed every read and are zeros in the image
+    /// (`skip_bad`), ascending.
+    pub bad_sectors: Vec<u64>,
+    /// LBAs that failed at first and read on a retry.
+    pub recovered_sectors: Vec<u64>,
+    /// The image holds every byte of the extent as the source stores it
+    /// and, for a disc, the whole volume: `incomplete` is empty.
+    pub complete: bool,
+    pub incomplete: Vec<Incomplete>,
     pub seconds: f64,
 }
 
@@ -393,7 +476,24 @@ pub fn backup(
     } else {
         meta.len()
     };
-    let len = image_len(source, &plain, size, options.shrink)?;
+    let optical = prepared
+        .disk
+        .as_ref()
+        .is_some_and(|d| d.kind == Kind::Optical);
+    let mut incomplete = Vec::new();
+    let (len, extent) = if optical {
+        if options.shrink {
+            observer.event(&Event::Warning(format!(
+                "{} is an optical drive: the image ends with the disc's volume, not its partitions",
+                source.display()
+            )));
+        }
+        disc_len(source, &plain, size, observer, &mut incomplete)?
+    } else if options.shrink {
+        (image_len(source, &plain, size, true)?, Extent::Partitions)
+    } else {
+        (size, Extent::Device)
+    };
     let direct = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECT)
@@ -401,6 +501,7 @@ pub fn backup(
         .or_else(|_| File::open(source))
         .map_err(open_err)?;
     let align = Alignment::of(&direct, is_dev);
+    let sector = align.offset.max(align.memory as u64);
     let was_mounted = prepared
         .disk
         .as_ref()
@@ -426,6 +527,8 @@ pub fn backup(
         .prefix(&format!(".{name}.bootstick-"))
         .tempfile_in(dir)
         .map_err(out_err)?;
+    let mut bad_sectors: Vec<u64> = Vec::new();
+    let mut recovered_sectors: Vec<u64> = Vec::new();
     let (image_sha, file_sha, file_len) = {
         let out = Hashing {
             inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
@@ -440,9 +543,10 @@ pub fn backup(
         });
         // The reader thread reads ahead into a pool of aligned buffers.
         let (give, take) = AlignedBuf::pool(3, CHUNK, align.memory);
-        let (tx, rx) = sync_channel::<Result<(AlignedBuf, usize), Error>>(2);
+        let (tx, rx) = sync_channel::<Result<Chunk, Error>>(2);
         let cancel = options.cancel.clone();
         let read_path = source.clone();
+        let skip_bad = options.skip_bad;
         let reader = std::thread::spawn(move || {
             let mut at = 0u64;
             while at < len {
@@ -451,24 +555,18 @@ pub fn backup(
                 }
                 let Ok(mut buf) = take.recv() else { return };
                 let want = (CHUNK as u64).min(len - at) as usize;
-                let aligned = (align.up(want as u64) as usize).min(buf.capacity());
-                let r = direct
-                    .read_exact_at(buf.get_mut(aligned), at)
-                    .or_else(|e| {
-                        // Short at the device's end: read what is needed.
-                        if aligned != want {
-                            direct.read_exact_at(buf.get_mut(want), at)
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(|source| Error::Read {
-                        path: read_path.clone(),
-                        offset: at,
-                        source,
-                    });
+                let r = read_chunk(
+                    &direct, &mut buf, at, want, align, sector, skip_bad, &cancel,
+                )
+                .map_err(|e| e.into_error(&read_path, sector))
+                .map(|(bad, recovered)| Chunk {
+                    buf,
+                    len: want,
+                    bad,
+                    recovered,
+                });
                 let failed = r.is_err();
-                if tx.send(r.map(|()| (buf, want))).is_err() || failed {
+                if tx.send(r).is_err() || failed {
                     return;
                 }
                 at += want as u64;
@@ -476,7 +574,7 @@ pub fn backup(
         });
         let mut enc = encoder(compression, &mut out, len).map_err(out_err)?;
         let mut done = 0u64;
-        let result = (|| -> Result<(), Error> {
+        let mut result = (|| -> Result<(), Error> {
             while done < len {
                 if options.cancel.is_cancelled() {
                     return Err(Error::Cancelled {
@@ -488,7 +586,19 @@ pub fn backup(
                         file: prepared.file.clone(),
                     });
                 };
-                let (buf, n) = msg?;
+                let Chunk {
+                    buf,
+                    len: n,
+                    bad,
+                    recovered,
+                } = msg?;
+                for &lba in &bad {
+                    observer.event(&Event::Warning(format!(
+                        "sector {lba} ({sector}-byte sectors) could not be read after {ATTEMPTS} attempts: stored as zeros"
+                    )));
+                }
+                bad_sectors.extend(bad);
+                recovered_sectors.extend(recovered);
                 let data = buf.get(n);
                 image_hash.update(data);
                 enc.write_all(data).map_err(out_err)?;
@@ -504,6 +614,13 @@ pub fn backup(
         })();
         drop(rx);
         let _ = reader.join();
+        // The reader stops at a cancel without a word: say so, even when
+        // the loop saw the channel close before it saw the cancel.
+        if result.is_ok() && done < len {
+            result = Err(Error::Cancelled {
+                file: prepared.file.clone(),
+            });
+        }
         result?;
         enc.finish_stream().map_err(out_err)?;
         observer.event(&Event::PhaseFinished {
@@ -547,6 +664,14 @@ pub fn backup(
             what,
         },
     })?;
+    if !bad_sectors.is_empty() {
+        incomplete.insert(
+            0,
+            Incomplete::BadSectors {
+                count: bad_sectors.len() as u64,
+            },
+        );
+    }
     let mode = match std::fs::metadata(&prepared.file) {
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => 0o644,
@@ -565,14 +690,204 @@ pub fn backup(
         compression,
         source_bytes: size,
         image_bytes: len,
-        shrunk: options.shrink,
+        shrunk: extent == Extent::Partitions,
         image_sha256: image_sha,
         file_sha256: file_sha,
         file_bytes: file_len,
         proven: true,
         was_mounted,
+        extent,
+        sector_bytes: sector,
+        complete: incomplete.is_empty(),
+        incomplete,
+        bad_sectors,
+        recovered_sectors,
         seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     })
+}
+
+/// The length of a disc's image: its volume's end (at most the disc's
+/// reported size), or the whole disc when it holds no ISO 9660/UDF volume.
+fn disc_len(
+    path: &Path,
+    file: &File,
+    size: u64,
+    observer: &dyn Observer,
+    incomplete: &mut Vec<Incomplete>,
+) -> Result<(u64, Extent), Error> {
+    let buffered = file.try_clone().map_err(|source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let src: std::sync::Arc<dyn ByteSource> =
+        std::sync::Arc::new(ImageFile::from_file(buffered, size));
+    let volume = extent::volume(&src).map_err(|source| Error::Volume {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(match volume {
+        None => {
+            observer.event(&Event::Warning(format!(
+                "{} holds no ISO 9660 or UDF volume: reading its whole reported capacity",
+                path.display()
+            )));
+            (size, Extent::NoVolume)
+        }
+        Some(v) if v.bytes > size => {
+            incomplete.push(Incomplete::VolumeBeyondEnd {
+                volume_bytes: v.bytes,
+                source_bytes: size,
+            });
+            (size, Extent::Volume(v))
+        }
+        Some(v) => (v.bytes, Extent::Volume(v)),
+    })
+}
+
+/// What the reader thread hands over: `len` bytes in `buf`, with the LBAs
+/// stored as zeros and those read on a retry.
+struct Chunk {
+    buf: AlignedBuf,
+    len: usize,
+    bad: Vec<u64>,
+    recovered: Vec<u64>,
+}
+
+/// Why a chunk was not read.
+enum ReadFailure {
+    /// Not a medium error (the device went away, …): no point retrying.
+    Device {
+        offset: u64,
+        source: io::Error,
+    },
+    /// The sector at `offset` failed every attempt.
+    Sector {
+        offset: u64,
+        source: io::Error,
+    },
+    Cancelled,
+}
+
+impl ReadFailure {
+    fn into_error(self, path: &Path, sector: u64) -> Error {
+        match self {
+            ReadFailure::Device { offset, source } => Error::Read {
+                path: path.to_path_buf(),
+                offset,
+                source,
+            },
+            ReadFailure::Sector { offset, source } => Error::Unreadable {
+                path: path.to_path_buf(),
+                lba: offset / sector,
+                sector_bytes: sector,
+                attempts: ATTEMPTS,
+                source,
+            },
+            // The loop reports the cancel; this only stops the reader.
+            ReadFailure::Cancelled => Error::Cancelled {
+                file: PathBuf::new(),
+            },
+        }
+    }
+}
+
+/// An error the medium reports about the data (worth a retry, and with
+/// `skip_bad` a sector to skip), as opposed to the device failing.
+fn is_medium_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::ENODATA | libc::EILSEQ | libc::EBADMSG)
+    )
+}
+
+/// Reads `want` bytes at `at` into `buf` (aligned reads, the last one of a
+/// source that ends inside an alignment unit short), whole first; on a
+/// medium error again sector by sector, each up to [`ATTEMPTS`] times.
+/// Returns the LBAs stored as zeros (only with `skip_bad`) and those that
+/// read on a retry.
+#[allow(clippy::too_many_arguments)]
+fn read_chunk(
+    direct: &File,
+    buf: &mut AlignedBuf,
+    at: u64,
+    want: usize,
+    align: Alignment,
+    sector: u64,
+    skip_bad: bool,
+    cancel: &Cancel,
+) -> Result<(Vec<u64>, Vec<u64>), ReadFailure> {
+    let aligned = (align.up(want as u64) as usize).min(buf.capacity());
+    let whole = read_full(direct, buf.get_mut(aligned), at, want);
+    let err = match whole {
+        Ok(()) => return Ok((Vec::new(), Vec::new())),
+        Err(e) => e,
+    };
+    if !is_medium_error(&err) {
+        return Err(ReadFailure::Device {
+            offset: at,
+            source: err,
+        });
+    }
+    let mut bad = Vec::new();
+    let mut recovered = Vec::new();
+    let step = sector as usize;
+    let area = buf.get_mut(aligned);
+    let mut off = 0usize;
+    while off < want {
+        if cancel.is_cancelled() {
+            return Err(ReadFailure::Cancelled);
+        }
+        let need = step.min(want - off);
+        let span = step.min(aligned - off);
+        let piece = &mut area[off..off + span];
+        let mut last = None;
+        for attempt in 0..ATTEMPTS {
+            match read_full(direct, piece, at + off as u64, need) {
+                Ok(()) => {
+                    if attempt > 0 {
+                        recovered.push((at + off as u64) / sector);
+                    }
+                    last = None;
+                    break;
+                }
+                Err(e) if is_medium_error(&e) => last = Some(e),
+                Err(e) => {
+                    return Err(ReadFailure::Device {
+                        offset: at + off as u64,
+                        source: e,
+                    })
+                }
+            }
+        }
+        if let Some(e) = last {
+            if !skip_bad {
+                return Err(ReadFailure::Sector {
+                    offset: at + off as u64,
+                    source: e,
+                });
+            }
+            piece.fill(0);
+            bad.push((at + off as u64) / sector);
+        }
+        off += step;
+    }
+    Ok((bad, recovered))
+}
+
+/// Fills `buf` from `at` (one aligned read, repeated only when the kernel
+/// returns less), accepting a short read at the source's end once `need`
+/// bytes are in.
+fn read_full(file: &File, buf: &mut [u8], at: u64, need: usize) -> io::Result<()> {
+    let mut got = 0usize;
+    while got < need {
+        match file.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 enum Proof {

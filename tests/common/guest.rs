@@ -62,8 +62,8 @@ const BEGIN: &str = "@@BOOTSTICK-GUEST-BEGIN@@";
 const END: &str = "@@BOOTSTICK-GUEST-END@@ ";
 
 /// Modules the guest loads (with their dependencies): xHCI, USB mass storage
-/// (BOT and UAS), SCSI disks, virtio disks, ext4 (with the crc32c it asks the
-/// crypto API for).
+/// (BOT and UAS), SCSI disks and CD-ROMs, virtio disks, ext4 (with the
+/// crc32c it asks the crypto API for). Part of the kernel cache's key.
 const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -71,9 +71,15 @@ const MODULES: &[&str] = &[
     "usb_storage",
     "uas",
     "sd_mod",
+    "sr_mod",
     "crc32c_generic",
     "ext4",
 ];
+
+/// The kernel cache directory's suffix: which [`MODULES`] it was cut for.
+fn modules_key() -> String {
+    sha256_hex(MODULES.join(",").as_bytes())[..8].to_string()
+}
 
 /// udev rules that make `/dev/disk/by-id` (and nothing else).
 const UDEV_RULES: &[&str] = &[
@@ -166,9 +172,10 @@ fn cached_kernel() -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("guest-kernel-"))
-                && p.join("modules.order").is_file()
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("guest-kernel-") && n.ends_with(&format!("-{}", modules_key()))
+            }) && p.join("modules.order").is_file()
         })
         .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
         .collect();
@@ -197,7 +204,7 @@ fn download_kernel() -> PathBuf {
     let show = output(Command::new("apt-cache").args(["show", "--no-all-versions", &pkg]));
     let sha = package_field(&show, "SHA256")
         .unwrap_or_else(|| panic!("apt-cache show {pkg}: no SHA256 field"));
-    let dest = fixtures_dir().join(format!("guest-kernel-{}", &sha[..16]));
+    let dest = fixtures_dir().join(format!("guest-kernel-{}-{}", &sha[..16], modules_key()));
     if !dest.join("modules.order").exists() {
         let tmp = build_dir(&dest);
         let dl = tmp.join("download");
@@ -348,15 +355,18 @@ udevadm trigger --action=add --type=subsystems
 udevadm trigger --action=add --type=devices
 udevadm settle --timeout=60
 want=$(sed -n 's/.*bootstick\.sticks=\([0-9]*\).*/\1/p' /proc/cmdline)
+discs=$(sed -n 's/.*bootstick\.discs=\([0-9]*\).*/\1/p' /proc/cmdline)
 i=0
 while :; do
   n=0
   for d in /sys/block/sd*; do
     case "$(readlink -f $d)" in */usb*) n=$((n+1));; esac
   done
-  [ "$n" -ge "${want:-0}" ] && [ -e /dev/vda ] && break
+  c=0
+  for d in /sys/block/sr*; do [ -e "$d" ] && c=$((c+1)); done
+  [ "$n" -ge "${want:-0}" ] && [ "$c" -ge "${discs:-0}" ] && [ -e /dev/vda ] && break
   i=$((i+1))
-  [ $i -ge 600 ] && { echo "testbed init: only $n of $want sticks appeared"; break; }
+  [ $i -ge 600 ] && { echo "testbed init: only $n of $want sticks and $c of $discs discs appeared"; break; }
   sleep 0.1
 done
 udevadm settle --timeout=60
@@ -663,12 +673,25 @@ pub fn blkdebug_rules(dir: &std::path::Path, iotype: &str, sector: u64) -> std::
     p
 }
 
+/// An emulated optical drive (a USB CD/DVD drive: QEMU's `usb-bot` with a
+/// `scsi-cd`) holding a disc whose bytes are a host image file; the guest
+/// sees `/dev/srN` with 2048-byte sectors and the image's size as its
+/// capacity.
+#[derive(Clone, Debug)]
+pub struct Disc {
+    pub image: PathBuf,
+    /// A `blkdebug` rules file: inject read errors on the disc (sectors in
+    /// the rules count 512 bytes: LBA × 4).
+    pub blkdebug: Option<PathBuf>,
+}
+
 /// One guest run: a script, files for the system disk, sticks.
 pub struct Guest {
     script: String,
     files: Vec<(String, PathBuf)>,
     sparse: Vec<(String, u64)>,
     pub sticks: Vec<Stick>,
+    pub discs: Vec<Disc>,
     pub timeout: Duration,
     accel: &'static str,
     /// The xHCI controller even without sticks at boot: sticks are
@@ -728,6 +751,7 @@ impl Guest {
             files: Vec::new(),
             sparse: Vec::new(),
             sticks: Vec::new(),
+            discs: Vec::new(),
             timeout: Duration::from_secs(180),
             accel: "",
             hotplug: false,
@@ -756,6 +780,12 @@ impl Guest {
 
     pub fn stick(mut self, stick: Stick) -> Guest {
         self.sticks.push(stick);
+        self
+    }
+
+    /// An optical drive with `disc` in it; the guest waits for its `srN`.
+    pub fn disc(mut self, disc: Disc) -> Guest {
+        self.discs.push(disc);
         self
     }
 
@@ -798,8 +828,9 @@ impl Guest {
             .arg(format!(
                 // no_timer_check: on a loaded host a TCG guest can miss the
                 // IO-APIC timer test and panic ("IO-APIC + timer doesn't work").
-                "console=ttyS0 quiet loglevel=3 panic=-1 no_timer_check bootstick.sticks={}",
-                self.sticks.len()
+                "console=ttyS0 quiet loglevel=3 panic=-1 no_timer_check bootstick.sticks={} bootstick.discs={}",
+                self.sticks.len(),
+                self.discs.len()
             ))
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
@@ -813,8 +844,24 @@ impl Guest {
                 disk.display()
             ))
             .args(["-device", "virtio-blk-pci,drive=sysdisk,serial=SYSTEMDISK"]);
-        if !self.sticks.is_empty() || self.hotplug {
+        if !self.sticks.is_empty() || !self.discs.is_empty() || self.hotplug {
             cmd.args(["-device", "qemu-xhci,id=xhci"]);
+        }
+        for (i, d) in self.discs.iter().enumerate() {
+            let file = match &d.blkdebug {
+                None => format!("file.driver=file,file.filename={}", d.image.display()),
+                Some(rules) => format!(
+                    "file.driver=blkdebug,file.config={},file.image.driver=file,file.image.filename={}",
+                    rules.display(),
+                    d.image.display()
+                ),
+            };
+            cmd.arg("-blockdev")
+                .arg(format!("node-name=disc{i},driver=raw,{file}"));
+            cmd.arg("-device")
+                .arg(format!("usb-bot,bus=xhci.0,id=cdrom{i},serial=DISC{i}"));
+            cmd.arg("-device")
+                .arg(format!("scsi-cd,bus=cdrom{i}.0,lun=0,drive=disc{i}"));
         }
         for (i, s) in self.sticks.iter().enumerate() {
             // The raw node, or under a throttle filter the raw node as its

@@ -147,6 +147,16 @@ impl Udf {
         Ok(Some(udf))
     }
 
+    /// Where the UDF volume's structures end, in bytes (partitions, volume
+    /// descriptor sequences, anchors, the closing anchor): the length of a
+    /// whole copy of the volume. `Ok(None)` without a recognition sequence.
+    pub fn extent_end(src: &Arc<dyn ByteSource>) -> Result<Option<u64>, Error> {
+        let Some(rec) = volume::recognize(src.as_ref())? else {
+            return Ok(None);
+        };
+        volume::extent_end(src, rec).map(Some)
+    }
+
     /// True when the image carries a UDF volume recognition sequence: cheap
     /// (a few 7-byte reads), for listing which file trees an image has before
     /// opening one.

@@ -307,3 +307,47 @@ fn sequence(
         fsd,
     })
 }
+
+/// How many sectors past the last known UDF structure are searched for the
+/// closing anchor (UDF 2.60 2.2.3 puts one at N−257 and/or N−1, so an
+/// anchor at N−1 lies at most 256 sectors after the one at N−257).
+const TRAILING_ANCHOR_SEARCH: u64 = 257;
+
+/// Where the UDF volume's structures end, in bytes: the furthest of the
+/// partitions' ends, the volume descriptor sequences (main and reserve) and
+/// the anchors, then the last anchor found within
+/// [`TRAILING_ANCHOR_SEARCH`] sectors after that (the closing anchor at
+/// N−1 sits past everything else; on a disc whose drive reports run-out
+/// sectors beyond the volume, N−1 of the reported size is not it). The
+/// search stops at the first unreadable sector: run-out sectors of a
+/// recorded disc are often unreadable, and each failed read costs the
+/// drive's own retries.
+pub(crate) fn extent_end(src: &Arc<dyn ByteSource>, rec: Recognition) -> Result<u64, Error> {
+    let vol = read(src, rec)?;
+    let sector = vol.block;
+    let mut end = 0u64;
+    for m in &vol.maps {
+        let (PartMap::Physical { start, blocks } | PartMap::Metadata { start, blocks, .. }) = *m;
+        // `start` is a byte offset already (see `sequence`).
+        end = end.max(start.saturating_add(blocks.saturating_mul(sector)));
+    }
+    for (at, extents) in anchors(src.as_ref(), sector) {
+        end = end.max(at + sector);
+        for (loc, len) in extents {
+            end = end.max(loc.saturating_mul(sector).saturating_add(len));
+        }
+    }
+    let n = src.len() / sector;
+    let first = end.div_ceil(sector);
+    let mut buf = vec![0u8; 512.min(sector) as usize];
+    for s in first..first.saturating_add(TRAILING_ANCHOR_SEARCH).min(n) {
+        if src.read_raw(s * sector, &mut buf).is_err() {
+            break;
+        }
+        let Ok(loc) = u32::try_from(s) else { break };
+        if tag::check(&buf, s * sector, &[id::AVDP], Some(loc)).is_ok() {
+            end = (s + 1) * sector;
+        }
+    }
+    Ok(end)
+}
