@@ -360,6 +360,7 @@ pub fn job_error(e: &job::Error) -> Exit {
             image::pipe::Error::Decode { source, .. } => compressed_error(source),
             image::pipe::Error::Open { .. }
             | image::pipe::Error::Empty { .. }
+            | image::pipe::Error::NoWriter { .. }
             | image::pipe::Error::EmptyDecoded { .. }
             | image::pipe::Error::Read { .. }
             | image::pipe::Error::Zip { .. } => Exit::BadInput,

@@ -46,6 +46,11 @@ use crate::hash::{Digest, HashAlgorithm, Hasher};
 /// their first MiBs. Kept in memory until they are written.
 pub const WINDOW: usize = 4 << 20;
 
+/// How long a FIFO given as the image may have no writer before it is
+/// refused: long enough for a producer started beside bootstick (`mkfifo
+/// f; xz -dc x.xz > f & bootstick write f …`) to open it.
+pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The path that names standard input.
 pub const STDIN: &str = "-";
 
@@ -58,6 +63,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A FIFO that nothing opened for writing within [`WRITER_WAIT`].
+    #[error("{} is a FIFO (named pipe) that nothing writes to (none opened it for writing within {} s), not a regular file or block device: start the program that writes to it first", path.display(), WRITER_WAIT.as_secs())]
+    NoWriter { path: PathBuf },
     /// Standard input is a terminal: nothing is being piped in.
     #[error("standard input is a terminal, not a pipe: pipe an image in (curl URL | bootstick write - TARGET)")]
     Terminal,
@@ -183,12 +191,61 @@ impl Pipe {
             }
             File::from(fd)
         } else {
-            File::open(path).map_err(|source| Error::Open {
-                path: path.to_owned(),
-                source,
-            })?
+            return Pipe::open_fifo(path, algorithms);
         };
         Pipe::from_read(path, Box::new(file), algorithms)
+    }
+
+    /// Opens a FIFO (or whatever `path` is) for reading without blocking,
+    /// and waits up to [`WRITER_WAIT`] for a writer: a FIFO nobody writes
+    /// to is refused ([`Error::NoWriter`]) instead of waiting forever
+    /// (docs/cli.md, "IMAGE: what every command accepts").
+    fn open_fifo(path: &Path, algorithms: &[HashAlgorithm]) -> Result<Pipe, Error> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let open_err = |source| Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(open_err)?;
+        let deadline = std::time::Instant::now() + WRITER_WAIT;
+        let mut first = Vec::new();
+        loop {
+            let mut byte = [0u8; 1];
+            match file.read(&mut byte) {
+                // Data: a writer is there (the byte is the stream's first).
+                Ok(1) => {
+                    first.push(byte[0]);
+                    break;
+                }
+                // A writer is connected but has not written yet.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // No writer (yet).
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(_) => {
+                    return Err(Error::NoWriter {
+                        path: path.to_owned(),
+                    })
+                }
+                Err(source) => {
+                    return Err(Error::Read {
+                        path: path.to_owned(),
+                        offset: 0,
+                        source,
+                    })
+                }
+            }
+        }
+        let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| open_err(e.into()))?;
+        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
+            .map_err(|e| open_err(e.into()))?;
+        Pipe::from_read(path, Box::new(Cursor::new(first).chain(file)), algorithms)
     }
 
     /// `reader` as a stream named `path` (for messages): detects its
