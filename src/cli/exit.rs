@@ -223,6 +223,7 @@ pub fn format_error(e: &health::format::Error) -> Exit {
     use health::format::Error as E;
     match e {
         E::BadLabel { .. } | E::BadExfatLabel { .. } => Exit::Usage,
+        E::SectorSize { .. } => Exit::Refused,
         E::Layout { source, .. } => match source {
             disk::Error::Fat32 { .. } => Exit::Refused,
             disk::Error::Exfat {
