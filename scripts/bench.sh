@@ -28,6 +28,13 @@
 # the device side. The loop device does direct I/O to its backing file
 # (losetup --direct-io=on), so it behaves like a device rather than like
 # memory. Needs root, losetup, dd, /usr/bin/time (Debian package `time`).
+#
+# With zstd installed, two more rows: bootstick backup of the device into a
+# .zst (zstd level 3 on all cores, including its read-back proof: the file
+# is read again and decompressed) against `dd iflag=direct | zstd -T0 -3`
+# (no proof), and their ratio (issue 16's target: within 5 % of the pipe for
+# the reading and compressing part; the proof costs one more read of the
+# file and one decompression, so the ratio printed includes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,6 +98,8 @@ measure() { # name command...
 
 rounds=()
 wrounds=()
+brounds=()
+ZSTD=$(command -v zstd || true)
 for round in $(seq 1 "$ROUNDS"); do
   measure "dd write" dd if="$img" of="$LOOP" bs=4M oflag=direct conv=fsync status=none
   measure "dd read" dd if="$LOOP" of=/dev/null bs=4M iflag=direct status=none
@@ -101,6 +110,13 @@ for round in $(seq 1 "$ROUNDS"); do
   measure "bootstick write" "$BIN" write --yes --no-verify "$img" "$LOOP"
   measure "bootstick write+verify" "$BIN" write --yes "$img" "$LOOP"
   measure "write --digest (sha256)" "$BIN" write --yes --no-verify --digest "$img" "$LOOP"
+  if [ -n "$ZSTD" ]; then
+    measure "dd | zstd -T0" sh -c "dd if='$LOOP' bs=4M iflag=direct status=none | zstd -q -T0 -3 -f -o '$WORK/dd.zst'"
+    rm -f "$WORK/dd.zst"
+    measure "bootstick backup .zst" "$BIN" backup --yes "$LOOP" "$WORK/backup.img.zst"
+    rm -f "$WORK/backup.img.zst" "$WORK/backup.img.zst.sha256"
+    brounds+=("$(awk -v d="${last_s[dd | zstd -T0]}" -v b="${last_s[bootstick backup .zst]}" 'BEGIN{printf "%.2f", b/d}')")
+  fi
   wrounds+=("$(awk -v d="${last_s[dd write]}" -v b="${last_s[bootstick write]}" 'BEGIN{printf "%.2f", b/d}')")
   rounds+=("$(awk -v p="$pair" -v b="${last_s[bootstick write+verify]}" 'BEGIN{printf "%.2f", b/p}')")
 done
@@ -111,7 +127,9 @@ echo
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared: other jobs may run)"
 echo "image ${SIZE_MIB} MiB, loop device (direct I/O backing file), best of ${ROUNDS} round(s)"
 printf '%-24s %9s %9s %9s %12s\n' "" "seconds" "MiB/s" "CPU s" "peak RSS"
-for name in "dd write" "dd read" "bootstick write" "bootstick write+verify" "write --digest (sha256)"; do
+names=("dd write" "dd read" "bootstick write" "bootstick write+verify" "write --digest (sha256)")
+[ -n "$ZSTD" ] && names+=("dd | zstd -T0" "bootstick backup .zst")
+for name in "${names[@]}"; do
   awk -v n="$name" -v s="${best_s[$name]}" -v r="${best_rss[$name]}" -v m="$SIZE_MIB" -v c="${best_cpu[$name]}" \
     'BEGIN{printf "%-24s %9.2f %9.0f %9.2f %8.1f MiB\n", n, s, (s>0? m/s : 0), c, r/1024}'
 done
@@ -130,3 +148,8 @@ awk -v w="${best_s[dd write]}" -v r="${best_s[dd read]}" -v p="$best_pair" \
   printf "bootstick write+verify peak RSS: %.1f MiB (target <= 64)\n", rss/1024
 }'
 echo "round by round: write ${wrounds[*]}; write+verify ${rounds[*]}"
+if [ -n "$ZSTD" ]; then
+  awk -v d="${best_s[dd | zstd -T0]}" -v b="${best_s[bootstick backup .zst]}" -v m="$(median "${brounds[@]}")" \
+    'BEGIN{printf "bootstick backup .zst (with read-back) / (dd | zstd -T0): best %.3f, median %.3f (target <= 1.05 without the read-back)\n", b/d, m}'
+  echo "round by round: backup ${brounds[*]}"
+fi

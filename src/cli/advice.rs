@@ -52,6 +52,12 @@ pub fn failure(e: Error) -> Failure {
                 "{e}, or give --raw to copy it byte for byte (it will likely not boot)"
             ),
         ),
+        e @ Error::CompressedLayout { asked: true, .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{e} (xz -dk, zstd -d, gzip -dk or bzip2 -dk IMAGE), or drop --layout to copy it byte for byte"
+            ),
+        ),
         e @ Error::CompressedLayout { .. } => Failure::new(
             code,
             anyhow::anyhow!(
@@ -83,6 +89,14 @@ pub fn failure(e: Error) -> Failure {
         Error::Declined { summary, asked } => Failure::new(
             code,
             anyhow::anyhow!("{}", super::target::declined(&summary, asked)),
+        ),
+        Error::RawAndLayout => Failure::new(
+            code,
+            anyhow::anyhow!("--raw and --layout ask for opposite things: give one"),
+        ),
+        e @ Error::LayoutOfNonOptical { .. } => Failure::new(
+            code,
+            anyhow::anyhow!("{e}; drop --layout (it is copied byte for byte)"),
         ),
         e @ Error::EntryForNonArchive { .. } => {
             Failure::new(code, anyhow::anyhow!("{e}; drop --entry"))

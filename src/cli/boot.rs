@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::exit::{Exit, Failure};
 use bootstick::boot_test::{self, Accel, Firmware, OvmfFiles, Report, Verdict};
 use bootstick::image::ImageFile;
@@ -116,11 +118,6 @@ pub fn failure(e: boot_test::Error) -> Failure {
     }
 }
 
-/// The JSON fields of a report.
-pub fn fields(report: &Report) -> Result<serde_json::Value, Failure> {
-    serde_json::to_value(report).map_err(|e| Failure::new(Exit::Internal, e))
-}
-
 fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Boots => "boots",
@@ -226,7 +223,7 @@ pub fn one_target(targets: &[PathBuf]) -> Result<(), Failure> {
 pub fn after_write(
     target: &Path,
     options: &boot_test::Options,
-    mut fields: serde_json::Value,
+    written: &impl Serialize,
     summary_line: String,
     render: &super::render::Renderer,
     json: bool,
@@ -235,19 +232,30 @@ pub fn after_write(
         println!("{summary_line}");
     }
     let report = run(target, options, json)?;
-    fields["boot_test"] = self::fields(&report)?;
+    let fields = WithBootTest {
+        written,
+        boot_test: &report,
+    };
     if !json {
         print!("{}", human(&report));
     }
     let boot = summary(target, &report);
     match super::exit::boot_verdicts(&report) {
         Exit::Ok => {
-            render.result(Ok((fields, boot)));
+            render.result(Ok((&fields, boot)));
             Ok(())
         }
         exit => Err(
             Failure::new(exit, anyhow::anyhow!("written and verified, but {boot}"))
-                .with_fields(fields),
+                .with_fields(&fields),
         ),
     }
+}
+
+/// A write's `result` fields with the boot test's report beside them.
+#[derive(Serialize)]
+struct WithBootTest<'a, W> {
+    #[serde(flatten)]
+    written: &'a W,
+    boot_test: &'a Report,
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::advice;
-use super::exit::{Exit, Failure};
+use super::exit::Failure;
 use super::mode::{choice, TableArg};
 use super::render::{human_bytes, layout_line, Renderer};
 use bootstick::devices::Roots;
@@ -42,6 +42,10 @@ pub struct Args {
     /// layout (as `write --raw`).
     #[arg(long)]
     pub raw: bool,
+    /// Compare with a built layout even when `write` would copy the image
+    /// byte for byte (as `write --layout`).
+    #[arg(long, conflicts_with = "raw")]
+    pub layout: bool,
     /// Partition table of the built layout, as given to `write` (ignored
     /// for byte copies).
     #[arg(long, value_enum, default_value = "gpt")]
@@ -70,13 +74,10 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let target = write::Target::open_read(&path).map_err(Failure::write)?;
     // The decision and plan `write` makes for this target (job::Job).
     let job = image
-        .decide(None, choice(args.raw, args.table))
+        .decide(None, choice(args.raw, args.layout, args.table))
         .map_err(advice::failure)?;
     let prepared = job.prepare_compare(target, disk).map_err(advice::failure)?;
-    render.start(
-        "compare",
-        serde_json::to_value(prepared.start()).map_err(|e| Failure::new(Exit::Internal, e))?,
-    );
+    render.start("compare", &prepared.start());
     // From here on a signal stops the comparison between chunks.
     super::signals::cooperate();
     let report = prepared
@@ -90,7 +91,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         None => "a byte-for-byte copy of".into(),
     };
     render.result(Ok((
-        serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?,
+        &report,
         format!(
             "{} holds {what} {}: all {} ({} bytes) identical.",
             path.display(),

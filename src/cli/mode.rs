@@ -21,10 +21,11 @@ impl TableArg {
     }
 }
 
-/// The library's choice from `--raw` and `--table`.
-pub fn choice(raw: bool, table: TableArg) -> Choice {
+/// The library's choice from `--raw`, `--layout` and `--table`.
+pub fn choice(raw: bool, layout: bool, table: TableArg) -> Choice {
     Choice {
         raw,
+        layout,
         table: Some(table.table()),
     }
 }
@@ -64,6 +65,32 @@ pub fn notice_text(n: &Notice, image: &std::path::Path) -> String {
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ),
+        Notice::RawBiosOnly {
+            esp_entry_possible,
+            compressed,
+        } => format!(
+            "{}: a byte copy of it boots under BIOS only: its EFI boot image is reachable only through El Torito (as from a CD), and UEFI PCs boot a USB stick only from a FAT partition{}; {}",
+            image.display(),
+            if *esp_entry_possible {
+                " (without --raw, write would add a partition entry for it)"
+            } else {
+                ""
+            },
+            if *compressed {
+                "to boot under UEFI, decompress it and write it with --layout (a built FAT32 layout, UEFI only)"
+            } else {
+                "--layout builds a FAT32 layout instead, which boots under UEFI (but not BIOS)"
+            }
+        ),
+        Notice::ForcedLayout { bios_lost } => format!(
+            "{}: building a FAT32 layout of its files as asked (--layout){}",
+            image.display(),
+            if *bios_lost {
+                ": the stick will boot under UEFI only; a byte copy (without --layout) would boot under BIOS too"
+            } else {
+                ""
+            }
         ),
         Notice::EspEntryAdded(e) => format!(
             "{}: {} (--raw copies the exact bytes instead)",

@@ -109,19 +109,22 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     };
     render.start(
         "probe",
-        serde_json::json!({ "target": path, "mode": mode, "disk": disk }),
+        &ProbeStart {
+            target: &path,
+            mode,
+            disk: &disk,
+        },
     );
     super::signals::cooperate();
     let report = health::probe(&path, guard.as_ref(), &options, render).map_err(Failure::probe)?;
     drop(guard);
-    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     let text = describe(&report);
     match exit::probe_verdict(report.verdict) {
         Exit::Ok => {
-            render.result(Ok((fields, text)));
+            render.result(Ok((&report, text)));
             Ok(())
         }
-        code => Err(Failure::new(code, anyhow::anyhow!("{text}")).with_fields(fields)),
+        code => Err(Failure::new(code, anyhow::anyhow!("{text}")).with_fields(&report)),
     }
 }
 
@@ -222,4 +225,31 @@ pub fn state(s: health::TargetState) -> &'static str {
             "The stick holds test patterns; clearing its first and last MiB failed: write an image or format it."
         }
     }
+}
+
+/// The `start` line of `probe` (docs/cli.md).
+#[derive(serde::Serialize)]
+struct ProbeStart<'a, D: serde::Serialize> {
+    target: &'a std::path::Path,
+    mode: Mode,
+    disk: &'a D,
+}
+
+/// `write --probe`: the quick probe of every disk target before the write
+/// (`health::before_write`). An unfit stick ends the command with the
+/// probe's exit code and report; the reports of the probed disks are
+/// returned for the write's result.
+pub fn before_write(chosen: &[job::Chosen], render: &Renderer) -> Result<Vec<Report>, Failure> {
+    use bootstick::health::before_write::{probe_targets, Error};
+    probe_targets(chosen, &super::signals::token(), render).map_err(|e| match e {
+        Error::Probe { source, .. } => Failure::probe(source),
+        Error::Unfit { report } => {
+            let code = exit::probe_verdict(report.verdict);
+            let text = format!(
+                "{}\nThe image was not written (write --probe).",
+                describe(&report)
+            );
+            Failure::new(code, anyhow::anyhow!("{text}")).with_fields(&*report)
+        }
+    })
 }

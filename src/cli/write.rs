@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::advice;
-use super::exit::{Exit, Failure};
+use super::exit::Failure;
 use super::render::{human_bytes, layout_line, Renderer};
 
 use super::mode::{choice, notice_text};
@@ -64,6 +64,11 @@ pub struct Args {
     /// that way).
     #[arg(long)]
     pub raw: bool,
+    /// Build a FAT32 layout of the ISO's files even when it would be copied
+    /// byte for byte (a hybrid ISO whose byte copy boots under BIOS only;
+    /// the layout boots under UEFI only).
+    #[arg(long, conflicts_with = "raw")]
+    pub layout: bool,
     /// When IMAGE is a zip archive holding several images: the member to
     /// write (its name in the archive, or its last component). Without it
     /// the one disk image or ISO in the archive is taken.
@@ -95,6 +100,11 @@ pub struct Args {
     /// does (needs qemu-system-x86 and ovmf; one TARGET).
     #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
     pub boot_test: bool,
+    /// Before writing, run `bootstick probe`'s quick test on each disk
+    /// TARGET (it erases the disk, as the write does); a fake-capacity or
+    /// failing stick is not written (exit 23 or 24, the probe's report).
+    #[arg(long)]
+    pub probe: bool,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -139,8 +149,14 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         _ => {}
     }
     let job = image
-        .decide(checked, choice(args.raw, args.table))
+        .decide(checked, choice(args.raw, args.layout, args.table))
         .map_err(advice::failure)?;
+    // People read what the decision means for booting (a byte copy that
+    // boots under BIOS only, a forced mode) before they confirm; JSON
+    // keeps `start` as its first line and has them right after it.
+    if !args.json {
+        warn_notices(&job, render);
+    }
     // Target selection, safety rules, confirmation and the guarded open
     // (docs/devices.md). A disk stays open with O_EXCL + flock until its
     // guard is dropped, after the partition table is re-read.
@@ -169,6 +185,11 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // From here on a signal stops the jobs between chunks and they report
     // what they left on each target (cli::signals).
     super::signals::cooperate();
+    let probed = if args.probe {
+        super::probe::before_write(&chosen, render)?
+    } else {
+        Vec::new()
+    };
     let mut jobs = job.prepare_all(chosen).map_err(advice::failure)?;
     let options = RunOptions {
         verify: !args.no_verify,
@@ -177,18 +198,23 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     if jobs.len() > 1 {
-        return run_many(&job, jobs, &options, render);
+        return run_many(&job, jobs, &options, render, args.json);
     }
     let one = jobs.remove(0);
-    render.start("write", start_fields(&one, &options));
-    warn_notices(&job, render);
-    let written = one.run(&options, render).map_err(advice::failure)?;
-    let fields = to_fields(&written)?;
-    if let Some(o) = &boot {
-        let summary = summary(&job, &written, options.eject);
-        return super::boot::after_write(&written.target, o, fields, summary, render, args.json);
+    render.start("write", &one.start(options.verify));
+    if args.json {
+        warn_notices(&job, render);
     }
-    render.result(Ok((fields, summary(&job, &written, options.eject))));
+    let written = one.run(&options, render).map_err(advice::failure)?;
+    let summary = summary(&job, &written, options.eject);
+    let fields = WithProbe {
+        written: &written,
+        probe: probed.first(),
+    };
+    if let Some(o) = &boot {
+        return super::boot::after_write(&written.target, o, &fields, summary, render, args.json);
+    }
+    render.result(Ok((&fields, summary)));
     Ok(())
 }
 
@@ -196,14 +222,6 @@ fn warn_notices(job: &job::Job, render: &Renderer) {
     for n in &job.decided().notices {
         render.event(&Event::Warning(notice_text(n, job.path())));
     }
-}
-
-fn to_fields<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Failure> {
-    serde_json::to_value(v).map_err(|e| Failure::new(Exit::Internal, e))
-}
-
-fn start_fields(p: &Prepared, options: &RunOptions) -> serde_json::Value {
-    serde_json::to_value(p.start(options.verify)).unwrap_or_default()
 }
 
 /// The summary of one written target, for people; `eject`: `--eject` was
@@ -274,6 +292,7 @@ fn run_many(
     jobs: Vec<Prepared>,
     options: &RunOptions,
     render: &Renderer,
+    json: bool,
 ) -> Result<(), Failure> {
     let labels: Vec<String> = jobs
         .iter()
@@ -281,17 +300,22 @@ fn run_many(
         .collect();
     let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
     for (j, r) in jobs.iter().zip(&renders) {
-        r.start("write", start_fields(j, options));
+        r.start("write", &j.start(options.verify));
     }
-    warn_notices(job, render);
-    let outcomes: Vec<Result<(serde_json::Value, String), Failure>> =
+    if json {
+        warn_notices(job, render);
+    }
+    let outcomes: Vec<Result<(Written, String), Failure>> =
         job::run_all(jobs, options, &renders, |i, outcome| {
             let outcome = match outcome {
-                Ok(w) => to_fields(&w).map(|f| (f, summary(job, &w, options.eject))),
+                Ok(w) => {
+                    let line = summary(job, &w, options.eject);
+                    Ok((w, line))
+                }
                 Err(e) => Err(advice::failure(e)),
             };
             renders[i].target_result(match &outcome {
-                Ok((fields, _)) => Ok(fields.clone()),
+                Ok((written, _)) => Ok(written),
                 Err(f) => Err(f),
             });
             outcome
@@ -300,25 +324,22 @@ fn run_many(
     let mut lines = Vec::with_capacity(outcomes.len());
     for (label, outcome) in labels.iter().zip(&outcomes) {
         match outcome {
-            Ok((fields, summary)) => {
-                let mut v = json!({ "target": label, "ok": true });
-                if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), fields) {
-                    a.extend(b.clone());
-                }
-                targets.push(v);
+            Ok((written, summary)) => {
+                targets.push(TargetEntry::Written {
+                    target: label,
+                    ok: true,
+                    written,
+                });
                 lines.push(format!("ok     {summary}"));
             }
             Err(f) => {
-                let mut v = json!({
-                    "target": label,
-                    "ok": false,
-                    "error": super::render::chain(&f.error),
-                    "exit_code": f.exit as u8,
+                targets.push(TargetEntry::Failed {
+                    target: label,
+                    ok: false,
+                    error: super::render::chain(&f.error),
+                    exit_code: f.exit as u8,
+                    fields: &f.fields,
                 });
-                if let Some(m) = v.as_object_mut() {
-                    m.extend(f.fields.clone());
-                }
-                targets.push(v);
                 lines.push(format!(
                     "FAILED {label}: {} (exit {})",
                     super::render::chain(&f.error),
@@ -333,7 +354,7 @@ fn run_many(
         .filter_map(|(l, o)| o.as_ref().err().map(|f| (l, f)))
         .collect();
     let Some((first_label, first)) = failed.first() else {
-        render.overall(true, json!({ "targets": targets }), &lines.join("\n"));
+        render.overall(true, &Targets { targets }, &lines.join("\n"));
         return Ok(());
     };
     let error = anyhow::anyhow!(
@@ -342,18 +363,65 @@ fn run_many(
         labels.len(),
         super::render::chain(&first.error)
     );
-    let mut overall = json!({
-        "targets": targets,
-        "error": super::render::chain(&error),
-        "exit_code": first.exit as u8,
-    });
-    // An interrupted job says so in the overall result too (each target's
-    // state is in its own entry).
-    for key in ["interrupted", "signal"] {
-        if let Some(v) = first.fields.get(key) {
-            overall[key] = v.clone();
-        }
-    }
-    render.overall(false, overall, &lines.join("\n"));
+    let overall = FailedTargets {
+        targets,
+        error: super::render::chain(&error),
+        exit_code: first.exit as u8,
+        // An interrupted job says so in the overall result too (each
+        // target's state is in its own entry).
+        interrupted: first.fields.get("interrupted"),
+        signal: first.fields.get("signal"),
+    };
+    render.overall(false, &overall, &lines.join("\n"));
     Err(Failure::new(first.exit, error).reported())
+}
+
+/// One target's entry in a multi-target job's `targets` (docs/cli.md,
+/// "Several targets").
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TargetEntry<'a> {
+    Written {
+        target: &'a str,
+        ok: bool,
+        #[serde(flatten)]
+        written: &'a Written,
+    },
+    Failed {
+        target: &'a str,
+        ok: bool,
+        error: String,
+        exit_code: u8,
+        #[serde(flatten)]
+        fields: &'a serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// A multi-target job's `result` when every target was written.
+#[derive(Serialize)]
+struct Targets<'a> {
+    targets: Vec<TargetEntry<'a>>,
+}
+
+/// A multi-target job's `result` when a target failed: the first failure's
+/// message and code, and whether a signal stopped the job.
+#[derive(Serialize)]
+struct FailedTargets<'a> {
+    targets: Vec<TargetEntry<'a>>,
+    error: String,
+    exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'a serde_json::Value>,
+}
+
+/// One target's `result` fields, with the `write --probe` report of the
+/// disk when it was probed first.
+#[derive(Serialize)]
+struct WithProbe<'a> {
+    #[serde(flatten)]
+    written: &'a Written,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe: Option<&'a bootstick::health::Report>,
 }

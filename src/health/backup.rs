@@ -149,8 +149,38 @@ pub enum Error {
     /// renamed over FILE.
     #[error("{} read back {what}; the backup was discarded", file.display())]
     NotProven { file: PathBuf, what: String },
-    #[error("backup stopped; {} was not written", file.display())]
-    Cancelled { file: PathBuf },
+    /// Stopped by a cancel (a signal): no partial file is left, and FILE is
+    /// as it was (`state`).
+    #[error("backup stopped; {} {}", file.display(), state.advice())]
+    Cancelled { file: PathBuf, state: FileState },
+}
+
+/// What a backup that stopped left at FILE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileState {
+    /// There was no FILE, and there is none: nothing was created (the
+    /// temporary file beside it is removed).
+    NotCreated,
+    /// FILE existed and is as it was: the backup was never renamed over it.
+    Unchanged,
+}
+
+impl FileState {
+    /// The kebab-case name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileState::NotCreated => "not-created",
+            FileState::Unchanged => "unchanged",
+        }
+    }
+
+    fn advice(self) -> &'static str {
+        match self {
+            FileState::NotCreated => "was not created (no partial file is left)",
+            FileState::Unchanged => "is unchanged (the old file is kept; no partial file is left)",
+        }
+    }
 }
 
 impl From<job::Error> for Error {
@@ -527,6 +557,15 @@ pub fn backup(
         .prefix(&format!(".{name}.bootstick-"))
         .tempfile_in(dir)
         .map_err(out_err)?;
+    // A cancel before the rename leaves FILE as it was.
+    let cancelled = || Error::Cancelled {
+        file: prepared.file.clone(),
+        state: if prepared.replaces.is_some() {
+            FileState::Unchanged
+        } else {
+            FileState::NotCreated
+        },
+    };
     let mut bad_sectors: Vec<u64> = Vec::new();
     let mut recovered_sectors: Vec<u64> = Vec::new();
     let (image_sha, file_sha, file_len) = {
@@ -577,21 +616,20 @@ pub fn backup(
         let mut result = (|| -> Result<(), Error> {
             while done < len {
                 if options.cancel.is_cancelled() {
-                    return Err(Error::Cancelled {
-                        file: prepared.file.clone(),
-                    });
+                    return Err(cancelled());
                 }
                 let Ok(msg) = rx.recv() else {
-                    return Err(Error::Cancelled {
-                        file: prepared.file.clone(),
-                    });
+                    return Err(cancelled());
                 };
                 let Chunk {
                     buf,
                     len: n,
                     bad,
                     recovered,
-                } = msg?;
+                } = match msg {
+                    Err(Error::Cancelled { .. }) => return Err(cancelled()),
+                    m => m?,
+                };
                 for &lba in &bad {
                     observer.event(&Event::Warning(format!(
                         "sector {lba} ({sector}-byte sectors) could not be read after {ATTEMPTS} attempts: stored as zeros"
@@ -617,9 +655,7 @@ pub fn backup(
         // The reader stops at a cancel without a word: say so, even when
         // the loop saw the channel close before it saw the cancel.
         if result.is_ok() && done < len {
-            result = Err(Error::Cancelled {
-                file: prepared.file.clone(),
-            });
+            result = Err(cancelled());
         }
         result?;
         enc.finish_stream().map_err(out_err)?;
@@ -671,6 +707,11 @@ pub fn backup(
                 count: bad_sectors.len() as u64,
             },
         );
+    }
+    // A signal during the read-back: the proven file is still only the
+    // temporary one, so stopping here leaves FILE as it was.
+    if options.cancel.is_cancelled() {
+        return Err(cancelled());
     }
     let mode = match std::fs::metadata(&prepared.file) {
         Ok(m) => m.permissions().mode() & 0o7777,
@@ -783,9 +824,11 @@ impl ReadFailure {
                 attempts: ATTEMPTS,
                 source,
             },
-            // The loop reports the cancel; this only stops the reader.
+            // Only stops the reader: the loop reports the cancel with
+            // FILE's state.
             ReadFailure::Cancelled => Error::Cancelled {
                 file: PathBuf::new(),
+                state: FileState::NotCreated,
             },
         }
     }

@@ -1,9 +1,11 @@
 //! `format`: giving a stick back as a plain data drive (docs/health.md).
 //!
-//! One MBR partition (type 0x0C, from 1 MiB to the last MiB boundary) with
-//! an empty FAT32 volume, built by the layout's own formatter
-//! (`layout::disk::fat32_stick`), written and read back by the write engine
-//! like every image. Old signatures go with it: every byte from the start
+//! One MBR partition (from 1 MiB to the last MiB boundary) with an empty
+//! FAT32 volume (type 0x0C, the layout's own formatter,
+//! `layout::disk::fat32_stick`) or exFAT volume (type 0x07,
+//! `layout::disk::exfat_stick`, written from Microsoft's specification;
+//! the default over 32 GiB, as Windows chooses), written and read back by
+//! the write engine like every image. Old signatures go with it: every byte from the start
 //! of the disk to the end of the new volume's metadata (MBR, the old GPT
 //! header and entries, an ISO 9660 volume descriptor at 32 KiB, any old
 //! boot sector or superblock at the partition's start) and the disk's last
@@ -28,12 +30,31 @@ use crate::write;
 #[serde(rename_all = "kebab-case")]
 pub enum Fs {
     Fat32,
+    Exfat,
+}
+
+/// Sticks larger than this get exFAT unless told otherwise (Windows's
+/// choice: it offers FAT32 only up to 32 GiB).
+pub const EXFAT_ABOVE: u64 = 32 << 30;
+
+impl Fs {
+    /// The filesystem for a stick of `size` bytes when none is asked for.
+    pub fn default_for(size: u64) -> Fs {
+        if size > EXFAT_ABOVE {
+            Fs::Exfat
+        } else {
+            Fs::Fat32
+        }
+    }
 }
 
 /// How to format.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Volume label (at most 11 characters, FAT's rules); empty for none.
+    /// The filesystem; `None`: [`Fs::default_for`] the stick's size.
+    pub fs: Option<Fs>,
+    /// Volume label (at most 11 characters, the filesystem's rules); empty
+    /// for none.
     pub label: String,
     pub cancel: Cancel,
 }
@@ -63,6 +84,16 @@ pub enum Error {
     /// The label breaks FAT's rules.
     #[error("the label {label:?} is not a FAT label: {why}")]
     BadLabel { label: String, why: &'static str },
+    #[error("the label {label:?} is not an exFAT label: {why}")]
+    BadExfatLabel { label: String, why: &'static str },
+    /// The layouts address the disk in 512-byte sectors (the MBR's LBAs,
+    /// FAT32's and exFAT's `BytesPerSector`); on a disk with larger
+    /// logical sectors every one of those numbers would point elsewhere.
+    #[error(
+        "{} has {bytes}-byte logical sectors; format writes 512-byte-sector layouts only",
+        path.display()
+    )]
+    SectorSize { path: PathBuf, bytes: u64 },
     #[error("cannot lay out {}", path.display())]
     Layout {
         path: PathBuf,
@@ -98,6 +129,22 @@ pub fn check_label(label: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks `label` against the rules of `fs` (FAT32: [`check_label`];
+/// exFAT: at most 11 UTF-16 characters, no control characters or
+/// `"*/:<>?\|`).
+pub fn check_label_for(fs: Fs, label: &str) -> Result<(), Error> {
+    match fs {
+        Fs::Fat32 => check_label(label),
+        Fs::Exfat => match crate::layout::exfat::label_problem(label) {
+            None => Ok(()),
+            Some(why) => Err(Error::BadExfatLabel {
+                label: label.to_owned(),
+                why,
+            }),
+        },
+    }
+}
+
 /// `plan` with zeros in every gap before `upto` and over the last MiB of
 /// a disk of `size` bytes.
 fn wiping(plan: Plan, upto: u64, size: u64) -> Result<Plan, PlanError> {
@@ -128,11 +175,18 @@ pub fn format(
     options: &Options,
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
-    check_label(&options.label)?;
     let started = Instant::now();
+    if disk.logical_block_size != 512 {
+        return Err(Error::SectorSize {
+            path: disk.path.clone(),
+            bytes: disk.logical_block_size,
+        });
+    }
     let file = guard.try_clone()?;
     let mut target = write::Target::block_device(file, &disk.path)?;
     let size = target.capacity().unwrap_or(disk.size_bytes);
+    let fs = options.fs.unwrap_or(Fs::default_for(size));
+    check_label_for(fs, &options.label)?;
     let id = {
         use ring::rand::SecureRandom;
         let mut b = [0u8; 4];
@@ -142,20 +196,29 @@ pub fn format(
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let (plan, summary) = disk::fat32_stick(
-        &Dir::new(),
-        &disk::Options {
-            size,
-            table: Table::Mbr,
-            label: options.label.clone(),
-            id,
-            mtime,
-        },
-    )
-    .map_err(|source| Error::Layout {
+    let layout = disk::Options {
+        size,
+        table: Table::Mbr,
+        label: options.label.clone(),
+        id,
+        mtime,
+    };
+    let layout_err = |source| Error::Layout {
         path: disk.path.clone(),
         source,
-    })?;
+    };
+    let (plan, cluster_bytes, label) = match fs {
+        Fs::Fat32 => {
+            let (plan, summary) = disk::fat32_stick(&Dir::new(), &layout).map_err(layout_err)?;
+            let cluster = summary.geometry.sectors_per_cluster * 512;
+            (plan, cluster, options.label.to_ascii_uppercase())
+        }
+        Fs::Exfat => {
+            let (plan, summary) = disk::exfat_stick(&layout).map_err(layout_err)?;
+            let cluster = summary.geometry.cluster_bytes() as u32;
+            (plan, cluster, options.label.clone())
+        }
+    };
     let (start, len) = disk::partition_range(size, Table::Mbr);
     // Everything up to the end of the new metadata, and at least the first
     // MiB of the partition (old boot sectors, superblocks, ISO 9660
@@ -190,12 +253,12 @@ pub fn format(
     };
     Ok(Report {
         target: disk.path.clone(),
-        fs: Fs::Fat32,
-        label: options.label.to_ascii_uppercase(),
+        fs,
+        label,
         table: "mbr",
         partition_offset: start,
         partition_bytes: len,
-        cluster_bytes: summary.geometry.sectors_per_cluster * 512,
+        cluster_bytes,
         bytes_written: report.bytes_written,
         verified: report.verified,
         partitions,

@@ -12,12 +12,14 @@
 //!   it, proven by reading it back.
 //!
 //! - [`format`]: a stick back as a plain data drive: old signatures
-//!   overwritten, one MBR partition, an empty FAT32 volume, read back.
+//!   overwritten, one MBR partition, an empty FAT32 or exFAT volume, read
+//!   back.
 //!
 //! The disk is chosen, confirmed and opened by the job's target selection
 //! (`job::choose_disk`): the same rules and the same question as `write`.
 
 pub mod backup;
+pub mod before_write;
 pub mod format;
 pub mod probe;
 

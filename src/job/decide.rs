@@ -17,6 +17,13 @@ use crate::layout::{disk, esp_entry, from_iso};
 pub struct Choice {
     /// Copy the image byte for byte even when it needs a built layout.
     pub raw: bool,
+    /// Build a layout even for an optical image whose inspection decides
+    /// raw (an isohybrid ISO): the opposite override of `raw`, for a hybrid
+    /// ISO whose byte copy cannot boot UEFI (its EFI image only in El
+    /// Torito). Both at once is refused ([`Error::RawAndLayout`]); an image
+    /// without an ISO 9660/UDF tree has no files to lay out
+    /// ([`Error::LayoutOfNonOptical`]).
+    pub layout: bool,
     /// The partition table of a built layout. `None`: the default (GPT).
     /// Naming one for an image copied byte for byte is refused
     /// ([`Error::TableForRaw`]), since it would be silently ignored.
@@ -32,6 +39,23 @@ pub enum Notice {
     ForcedRaw { reasons: Vec<String> },
     /// Neither an ISO nor a disk image bootstick recognises: copied as it is.
     Unrecognised,
+    /// A byte copy that boots under BIOS only: the image's EFI boot image
+    /// is reachable only through El Torito (as from a CD), and the copy
+    /// gets no ESP entry for it, so UEFI PCs will not boot the stick; a
+    /// built layout ([`Choice::layout`]) would. Said before anything is
+    /// written, as `inspect`'s `efi-only-in-el-torito` reason says it.
+    /// `esp_entry_possible`: without [`Choice::raw`] the copy would get an
+    /// ESP entry ([`Decided::esp_entry`]) and boot under UEFI as well;
+    /// `compressed`: a layout is built only from the decompressed ISO.
+    RawBiosOnly {
+        esp_entry_possible: bool,
+        compressed: bool,
+    },
+    /// A layout built because the caller asked ([`Choice::layout`]) of an
+    /// image whose inspection decides raw. `bios_lost`: its byte copy
+    /// would boot under BIOS (MBR boot code), the layout does not (no BIOS
+    /// boot code in built layouts, docs/layout.md).
+    ForcedLayout { bios_lost: bool },
     /// An isohybrid ISO without an MBR entry for its El Torito EFI image:
     /// the copy gets one ([`Decided::esp_entry`], `docs/layout.md`).
     EspEntryAdded(esp_entry::EspEntry),
@@ -241,7 +265,8 @@ pub fn build_layout(
 }
 
 /// Decides how the image `src` (opened from `path`) is written: an image
-/// that needs a built layout gets one unless `choice.raw`; a truncated
+/// that needs a built layout gets one unless `choice.raw`; an optical
+/// image decided raw gets one with `choice.layout`; a truncated
 /// image is refused (its partitions or files would run off the end of what
 /// was written, no override); a table named for a byte copy is refused.
 pub fn decide(src: &Arc<dyn ByteSource>, path: &Path, choice: Choice) -> Result<Decided, Error> {
@@ -276,6 +301,10 @@ pub fn decide_as(
         });
     }
     let decision = inspection.decision;
+    if choice.raw && choice.layout {
+        return Err(Error::RawAndLayout);
+    }
+    let has = |code: Code| decision.reasons.iter().any(|r| r.code == code);
     let mut notices = Vec::new();
     let layout = match decision.mode {
         Mode::Layout if !choice.raw => true,
@@ -285,12 +314,21 @@ pub fn decide_as(
             });
             false
         }
+        Mode::Raw if choice.layout => {
+            // Only an ISO 9660/UDF image has files to lay out: a disk
+            // image's partitions are copied, never re-packed.
+            if has(Code::DiskImage) || has(Code::Unrecognised) {
+                return Err(Error::LayoutOfNonOptical {
+                    path: path.to_path_buf(),
+                });
+            }
+            notices.push(Notice::ForcedLayout {
+                bios_lost: has(Code::BiosBootCode),
+            });
+            true
+        }
         Mode::Raw => {
-            if decision
-                .reasons
-                .iter()
-                .any(|r| r.code == Code::Unrecognised)
-            {
+            if has(Code::Unrecognised) {
                 notices.push(Notice::Unrecognised);
             }
             false
@@ -301,6 +339,7 @@ pub fn decide_as(
             return Err(Error::CompressedLayout {
                 path: path.to_path_buf(),
                 format,
+                asked: decision.mode == Mode::Raw,
             })
         }
         (true, Some(Streamed::Pipe(_))) => {
@@ -330,6 +369,15 @@ pub fn decide_as(
     };
     if let Some(e) = &esp_entry {
         notices.push(Notice::EspEntryAdded(e.clone()));
+    }
+    // A byte copy whose only EFI path is El Torito, and no entry added for
+    // it: BIOS boots it, UEFI PCs will not (inspect's reason, said before
+    // the write so the user can choose the layout instead).
+    if !layout && esp_entry.is_none() && has(Code::EfiOnlyInElTorito) {
+        notices.push(Notice::RawBiosOnly {
+            esp_entry_possible: choice.raw && streamed.is_none() && esp_entry_of(src)?.is_some(),
+            compressed: streamed.is_some(),
+        });
     }
     notices.extend(secure_boot_off(
         &inspection.uefi_loaders,

@@ -126,6 +126,17 @@ pub enum Error {
         if *forced { "as asked" } else { "its inspection decides raw" }
     )]
     TableForRaw { forced: bool },
+    /// A byte copy and a built layout were both asked for.
+    #[error("a byte-for-byte copy and a built layout were both asked for")]
+    RawAndLayout,
+    /// A built layout was asked for an image without an ISO 9660 or UDF
+    /// file tree (a disk image, or an image not recognised): there are no
+    /// files to lay out.
+    #[error(
+        "{} has no ISO 9660 or UDF file tree (it is a disk image or not recognised): only an optical image's files can be put into a built layout",
+        path.display()
+    )]
+    LayoutOfNonOptical { path: PathBuf },
     /// The source check reached an outcome that does not allow the write
     /// (`require_signature`: a checksum-only match was not enough).
     #[error("source check: {}", report.outcome.name())]
@@ -158,16 +169,19 @@ pub enum Error {
         #[source]
         source: compressed::Error,
     },
-    /// A compressed ISO that needs a built layout: the layout reads its
+    /// A compressed ISO that needs a built layout (`asked`: because the
+    /// caller asked for one, [`Choice::layout`]): the layout reads its
     /// files in any order, which a compressed stream cannot give without a
     /// decompressed copy on disk (docs/cli.md, "Compressed images").
     #[error(
-        "{} is a {format}-compressed ISO that needs a built layout (it is not hybrid), and a layout is built only from an uncompressed ISO: decompress it first and write the ISO",
-        path.display()
+        "{} is a {format}-compressed ISO that needs a built layout ({}), and a layout is built only from an uncompressed ISO: decompress it first and write the ISO",
+        path.display(),
+        if *asked { "as asked" } else { "it is not hybrid" }
     )]
     CompressedLayout {
         path: PathBuf,
         format: compressed::Format,
+        asked: bool,
     },
     /// A member name was given for an image that is not a zip archive.
     #[error("{} is not a zip archive: it has no entries to choose from", path.display())]

@@ -8,6 +8,7 @@
 //! The partition starts at 1 MiB and ends on a MiB boundary, the erase-block
 //! alignment flash sticks are fastest with.
 
+use crate::layout::exfat;
 use crate::layout::fat32::{self, Dir};
 use crate::layout::partition::{self, Kind, Partition};
 use crate::plan::{Extent, Plan, PlanError, MIB};
@@ -45,6 +46,12 @@ pub enum Error {
         size: u64,
         #[source]
         source: fat32::Error,
+    },
+    #[error("the stick ({size} bytes) cannot hold this exFAT volume")]
+    Exfat {
+        size: u64,
+        #[source]
+        source: exfat::Error,
     },
     #[error(transparent)]
     Partition(#[from] partition::Error),
@@ -117,6 +124,38 @@ pub fn fat32_stick(root: &Dir, options: &Options) -> Result<(Plan, fat32::Summar
     if let Some(gpt) = gpt {
         gpt.push_backup(&mut b)?;
     }
+    Ok((b.build(), summary))
+}
+
+/// Lays out the whole stick with one MBR partition (type 0x07) holding an
+/// empty exFAT volume (`layout::exfat`).
+pub fn exfat_stick(options: &Options) -> Result<(Plan, exfat::Summary), Error> {
+    let (start, len) = partition_range(options.size, Table::Mbr);
+    let ex_err = |source| Error::Exfat {
+        size: options.size,
+        source,
+    };
+    let part = Partition {
+        start,
+        len,
+        kind: Kind::ExfatData,
+        name: options.label.clone(),
+        bootable: false,
+    };
+    exfat::Geometry::new(len).map_err(ex_err)?;
+    let mut b = Plan::builder();
+    let mbr = partition::mbr(options.id, options.size, std::slice::from_ref(&part))?;
+    b.push(0, Extent::bytes(mbr.to_vec()))?;
+    let volume = exfat::Options {
+        bytes: len,
+        partition_offset: start / partition::SECTOR,
+        label: options.label.clone(),
+        serial: options.id,
+    };
+    let summary = exfat::build(&volume, start, &mut b).map_err(|e| match e {
+        exfat::Error::Plan(p) => Error::Plan(p),
+        e => ex_err(e),
+    })?;
     Ok((b.build(), summary))
 }
 

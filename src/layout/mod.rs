@@ -7,6 +7,7 @@
 
 pub mod disk;
 pub mod esp_entry;
+pub mod exfat;
 pub mod fat32;
 pub mod from_iso;
 pub mod partition;

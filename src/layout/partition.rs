@@ -62,6 +62,9 @@ pub enum Kind {
     /// EBD0A0A2-B9E5-4433-87C0-68B6B72699C7). Firmware boots removable media
     /// from it too, and Windows mounts it.
     Fat32Data,
+    /// An exFAT data partition (MBR 0x07, the type Windows gives exFAT;
+    /// GPT "Microsoft basic data").
+    ExfatData,
 }
 
 impl Kind {
@@ -69,13 +72,14 @@ impl Kind {
         match self {
             Kind::EfiSystem => 0xEF,
             Kind::Fat32Data => 0x0C,
+            Kind::ExfatData => 0x07,
         }
     }
 
     fn gpt_type(self) -> [u8; 16] {
         match self {
             Kind::EfiSystem => guid("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
-            Kind::Fat32Data => guid("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"),
+            Kind::Fat32Data | Kind::ExfatData => guid("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"),
         }
     }
 }

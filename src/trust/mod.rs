@@ -786,13 +786,13 @@ fn check_inner(
         let checked = ed25519::check(&sig, &keys.ed, keys.any(), data);
         sig_files[idx].signatures.push(checked);
     }
+    // A file that could not be read as signatures (`detail`) has none, and
+    // `file_status` of none is `Bad`, as it was made: one rule for all.
     for f in &mut sig_files {
         for c in &mut f.signatures {
             keys.mark_excluded(c);
         }
-        if f.detail.is_none() || !f.signatures.is_empty() {
-            f.status = signature::file_status(&f.signatures);
-        }
+        f.status = signature::file_status(&f.signatures);
     }
 
     // Match the image against the entries about it (docs/trust.md,

@@ -509,6 +509,8 @@ mod tests {
         assert_eq!(hint_from_file_name("SHA256SUMS"), Some(Sha256));
         assert_eq!(hint_from_file_name("x.iso.sha512"), Some(Sha512));
         assert_eq!(hint_from_file_name("b2sums.txt"), Some(Blake2b512));
+        assert_eq!(hint_from_file_name("x.iso.blake2"), Some(Blake2b512));
+        assert_eq!(hint_from_file_name("x.iso.b2"), Some(Blake2b512));
         assert_eq!(hint_from_file_name("Fedora-CHECKSUM"), None);
     }
 }
