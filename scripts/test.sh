@@ -18,6 +18,7 @@ packages=(
   fuse3                                               # fusermount3: bootstick mount/umount (tests/it/mount.rs)
   mtools dosfstools gdisk                             # FAT and GPT oracles
   exfatprogs                                          # fsck.exfat/dump.exfat/mkfs.exfat: exFAT oracles (tests/it/health.rs)
+  nbdkit                                              # a fake-capacity USB stick for the test-bed guest (tests/it/testbed.rs)
   wimtools                                            # WIM oracle
   gnupg gpgv minisign signify-openbsd                 # signature peers (gpgv: apt's InRelease check)
   isomd5sum                                           # implantisomd5/checkisomd5: implanted ISO MD5 oracle
@@ -65,7 +66,7 @@ commands=(
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat blockdev dd wipefs
-  fsck.exfat dump.exfat mkfs.exfat
+  fsck.exfat dump.exfat mkfs.exfat nbdkit
   zstd pigz bzip2 zip
   sbsign sbverify osslsigncode pesign openssl objdump
 )

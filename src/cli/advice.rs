@@ -38,7 +38,20 @@ pub fn failure(e: Error) -> Failure {
         | Error::Duplicate(_)
         | Error::Compressed { .. }
         | Error::NotADisk { .. }
+        | Error::Stream(_)
+        | Error::StreamTaken
+        | Error::StreamToSeveral { .. }
         | Error::Panicked) => Failure::new(code, e),
+        e @ Error::StreamCheck { .. } => Failure::new(
+            code,
+            anyhow::anyhow!("{e}: give one --sha256 or --sha512 (and --no-discover is implied)"),
+        ),
+        e @ Error::StreamLayout { .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{e}, or give --raw to copy it byte for byte (it will likely not boot)"
+            ),
+        ),
         e @ Error::CompressedLayout { asked: true, .. } => Failure::new(
             code,
             anyhow::anyhow!(

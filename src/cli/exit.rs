@@ -246,6 +246,7 @@ pub fn format_error(e: &health::format::Error) -> Exit {
     use health::format::Error as E;
     match e {
         E::BadLabel { .. } | E::BadExfatLabel { .. } => Exit::Usage,
+        E::SectorSize { .. } => Exit::Refused,
         E::Layout { source, .. } => match source {
             disk::Error::Fat32 { .. } => Exit::Refused,
             disk::Error::Exfat {
@@ -321,6 +322,11 @@ pub fn write_error(e: &write::Error) -> Exit {
         // Like an image larger than the device found before the write.
         E::ImageLargerThanTarget { .. } => Exit::Refused,
         E::HeldBack { source } => write_error(source),
+        // A stream that cannot be read, or that ends early or late: bad
+        // input; one whose digest differs: as a source check's mismatch.
+        E::StreamRead { .. } | E::StreamLength { .. } => Exit::BadInput,
+        E::StreamDigest { .. } => Exit::Mismatch,
+        E::StreamMismatch { .. } => Exit::VerifyMismatch,
     }
 }
 
@@ -379,6 +385,19 @@ pub fn job_error(e: &job::Error) -> Exit {
         E::Compressed { source, .. } => compressed_error(source),
         E::CompressedLayout { .. } => Exit::BadInput,
         E::EntryForNonArchive { .. } => Exit::Usage,
+        E::Stream(p) => match p {
+            image::pipe::Error::Terminal => Exit::Usage,
+            image::pipe::Error::Decode { source, .. } => compressed_error(source),
+            image::pipe::Error::Open { .. }
+            | image::pipe::Error::Empty { .. }
+            | image::pipe::Error::NoWriter { .. }
+            | image::pipe::Error::EmptyDecoded { .. }
+            | image::pipe::Error::Read { .. }
+            | image::pipe::Error::Zip { .. } => Exit::BadInput,
+        },
+        E::StreamCheck { .. } | E::StreamToSeveral { .. } => Exit::Usage,
+        E::StreamLayout { .. } => Exit::BadInput,
+        E::StreamTaken => Exit::Internal,
     }
 }
 

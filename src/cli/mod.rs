@@ -18,6 +18,7 @@ pub mod list;
 pub mod ls;
 pub mod mode;
 pub mod mount;
+pub mod piped;
 pub mod probe;
 pub mod references;
 pub mod render;

@@ -32,7 +32,8 @@ use bootstick::trust::Outcome;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The image to write.
+    /// The image to write; `-` reads it from standard input (a FIFO is
+    /// read as a stream too), compressed or not.
     pub image: PathBuf,
     /// Where to write it: a whole disk (e.g. /dev/sdb, a /dev/disk/by-id
     /// link or the disk's serial number; everything on it is erased) or a file
@@ -89,6 +90,11 @@ pub struct Args {
     pub require_signature: bool,
     #[command(flatten)]
     pub references: super::references::References,
+    /// The (decompressed) length in bytes of an image read from a pipe:
+    /// checked against the target before writing and against the stream at
+    /// its end, and shown as the progress total.
+    #[arg(long, value_name = "BYTES")]
+    pub size: Option<u64>,
     /// After the verified write, boot the target read-only in QEMU under
     /// BIOS and UEFI and say whether it boots, as `bootstick boot-test`
     /// does (needs qemu-system-x86 and ovmf; one TARGET).
@@ -112,20 +118,24 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     if let Some(o) = &boot {
         super::boot::available(o)?;
     }
-    let image = job::Image::open(&args.image)
-        .map_err(advice::failure)?
-        .with_entry(args.entry.clone());
     let req = super::references::request(args.image.clone(), &args.references)?;
     let policy = job::CheckPolicy {
         required: args.verify_source,
         require_signature: args.require_signature,
     };
+    // A stream is checked as it passes, against the digest given for it
+    // (cli::piped).
+    let (image, stream) = super::piped::open(&args.image, args.size, &req, policy)?;
+    let image = image.with_entry(args.entry.clone());
     // Checks the image before anything is written (docs/trust.md); the
     // engine is then given its SHA-256 and block digests, so an image that
     // changes between this check and the write fails with `source-changed`.
-    let checked = image
-        .check_source(&req, policy, render)
-        .map_err(advice::failure)?;
+    let checked = match stream {
+        true => None,
+        false => image
+            .check_source(&req, policy, render)
+            .map_err(advice::failure)?,
+    };
     match checked.as_ref().map(|r| (r.outcome, r)) {
         Some((Outcome::ChecksumOnly, r)) => render.event(&Event::Warning(format!(
             "source check: {}",
@@ -230,6 +240,13 @@ fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
             c.format(),
             human_bytes(c.compressed_len()),
             super::render::zip_member_line(c)
+        ),
+        (None, None) if job.is_stream() => format!(
+            "{} byte for byte from a stream{}",
+            human_bytes(image_len),
+            job.stream_format()
+                .map(|f| format!(", decompressed from {f}"))
+                .unwrap_or_default()
         ),
         (None, None) => format!("{} byte for byte", human_bytes(image_len)),
     };

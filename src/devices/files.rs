@@ -134,7 +134,20 @@ impl ImageSite {
     /// anything else, the filesystem holding it. From there partitions lead
     /// to their disk, dm/md devices to their slaves' disks, and loop devices
     /// to the disk holding their backing file, recursively.
+    ///
+    /// A stream (`-`, a FIFO: `image::pipe`) is stored nowhere bootstick
+    /// can see: its site is empty (what feeds it, such as a `dd` of a
+    /// disk, is the caller's to know: docs/devices.md).
     pub fn of(roots: &Roots, image: &Path) -> Result<ImageSite, Error> {
+        if crate::image::pipe::is_stream(image) {
+            return Ok(ImageSite {
+                image: image.to_path_buf(),
+                id: None,
+                rdev: None,
+                disks: BTreeMap::new(),
+                backing: Vec::new(),
+            });
+        }
         let meta = fs::metadata(image).map_err(|cause| Error::Image {
             path: image.to_path_buf(),
             cause,

@@ -86,6 +86,14 @@ pub enum Error {
     BadLabel { label: String, why: &'static str },
     #[error("the label {label:?} is not an exFAT label: {why}")]
     BadExfatLabel { label: String, why: &'static str },
+    /// The layouts address the disk in 512-byte sectors (the MBR's LBAs,
+    /// FAT32's and exFAT's `BytesPerSector`); on a disk with larger
+    /// logical sectors every one of those numbers would point elsewhere.
+    #[error(
+        "{} has {bytes}-byte logical sectors; format writes 512-byte-sector layouts only",
+        path.display()
+    )]
+    SectorSize { path: PathBuf, bytes: u64 },
     #[error("cannot lay out {}", path.display())]
     Layout {
         path: PathBuf,
@@ -168,6 +176,12 @@ pub fn format(
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
     let started = Instant::now();
+    if disk.logical_block_size != 512 {
+        return Err(Error::SectorSize {
+            path: disk.path.clone(),
+            bytes: disk.logical_block_size,
+        });
+    }
     let file = guard.try_clone()?;
     let mut target = write::Target::block_device(file, &disk.path)?;
     let size = target.capacity().unwrap_or(disk.size_bytes);

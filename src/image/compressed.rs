@@ -556,7 +556,7 @@ const XZ_THREADS_MEMORY: u64 = 64 << 20;
 /// "concatenated" flag, so the next stream is started here; stream padding
 /// (NUL bytes) between and after streams is skipped.
 struct XzStreams {
-    current: Option<liblzma::bufread::XzDecoder<BufReader<Sequential>>>,
+    current: Option<liblzma::bufread::XzDecoder<BufReader<Box<dyn Read + Send>>>>,
 }
 
 fn xz_stream() -> io::Result<liblzma::stream::Stream> {
@@ -570,7 +570,7 @@ fn xz_stream() -> io::Result<liblzma::stream::Stream> {
 }
 
 impl XzStreams {
-    fn new(input: BufReader<Sequential>) -> io::Result<XzStreams> {
+    fn new(input: BufReader<Box<dyn Read + Send>>) -> io::Result<XzStreams> {
         Ok(XzStreams {
             current: Some(liblzma::bufread::XzDecoder::new_stream(input, xz_stream()?)),
         })
@@ -640,14 +640,32 @@ impl Decoder {
     /// from its first byte.
     pub fn new(src: Arc<dyn ByteSource>, format: Format) -> Result<Decoder, Error> {
         let consumed = Arc::new(AtomicU64::new(0));
-        let input = BufReader::with_capacity(
-            INPUT_BUFFER,
-            Sequential {
-                src,
-                pos: 0,
-                counter: consumed.clone(),
-            },
-        );
+        let input = Sequential {
+            src,
+            pos: 0,
+            counter: consumed.clone(),
+        };
+        Decoder::over(Box::new(input), format, consumed)
+    }
+
+    /// A decoder of the stream `input` (a pipe, read once), compressed in
+    /// `format` (not zip: an archive needs its central directory at the
+    /// end); `consumed` is kept up to date by `input` with the compressed
+    /// bytes it handed out, for error messages.
+    pub fn from_read(
+        input: Box<dyn Read + Send>,
+        format: Format,
+        consumed: Arc<AtomicU64>,
+    ) -> Result<Decoder, Error> {
+        Decoder::over(input, format, consumed)
+    }
+
+    fn over(
+        input: Box<dyn Read + Send>,
+        format: Format,
+        consumed: Arc<AtomicU64>,
+    ) -> Result<Decoder, Error> {
+        let input = BufReader::with_capacity(INPUT_BUFFER, input);
         let setup = |e: io::Error| Error::Setup {
             format,
             detail: e.to_string(),
@@ -673,6 +691,11 @@ impl Decoder {
             out: 0,
             consumed,
         })
+    }
+
+    /// Compressed bytes read so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Relaxed)
     }
 
     pub fn format(&self) -> Format {

@@ -26,6 +26,7 @@ pub mod extent;
 pub mod input;
 pub mod iso9660;
 pub mod open;
+pub mod pipe;
 pub mod tree;
 pub mod udf;
 

@@ -273,15 +273,25 @@ pub fn decide(src: &Arc<dyn ByteSource>, path: &Path, choice: Choice) -> Result<
     decide_as(src, path, choice, None)
 }
 
-/// [`decide`], for the decompressed bytes of an image compressed in
-/// `compressed` (when given): one that needs a built layout is refused
-/// with [`Error::CompressedLayout`] unless a byte copy is asked for, as a
-/// layout reads the ISO's files in any order, which a stream cannot give.
+/// How an image decided by [`decide_as`] is written: as a stream, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streamed {
+    /// A compressed file, decoded on the fly.
+    Compressed(crate::image::compressed::Format),
+    /// A stream read once (`image::pipe`), compressed or not.
+    Pipe(Option<crate::image::compressed::Format>),
+}
+
+/// [`decide`], for the bytes of an image written as a stream (`streamed`,
+/// when given: `src` is then its decoded bytes, or their head): one that
+/// needs a built layout is refused with [`Error::CompressedLayout`] or
+/// [`Error::StreamLayout`] unless a byte copy is asked for, as a layout
+/// reads the ISO's files in any order, which a stream cannot give.
 pub fn decide_as(
     src: &Arc<dyn ByteSource>,
     path: &Path,
     choice: Choice,
-    compressed: Option<crate::image::compressed::Format>,
+    streamed: Option<Streamed>,
 ) -> Result<Decided, Error> {
     let inspection = inspect_source(src, path)?;
     if let Some(t) = inspection.truncated {
@@ -324,12 +334,20 @@ pub fn decide_as(
             false
         }
     };
-    if let (true, Some(format)) = (layout, compressed) {
-        return Err(Error::CompressedLayout {
-            path: path.to_path_buf(),
-            format,
-            asked: decision.mode == Mode::Raw,
-        });
+    match (layout, streamed) {
+        (true, Some(Streamed::Compressed(format))) => {
+            return Err(Error::CompressedLayout {
+                path: path.to_path_buf(),
+                format,
+                asked: decision.mode == Mode::Raw,
+            })
+        }
+        (true, Some(Streamed::Pipe(_))) => {
+            return Err(Error::StreamLayout {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => {}
     }
     if !layout && choice.table.is_some_and(|t| t != disk::Table::Gpt) {
         return Err(Error::TableForRaw { forced: choice.raw });
@@ -343,8 +361,8 @@ pub fn decide_as(
     } else {
         Method::Raw
     };
-    // A compressed image is written from its stream, which is not patched.
-    let esp_entry = if layout || choice.raw || compressed.is_some() {
+    // A streamed image is written as it streams, which is not patched.
+    let esp_entry = if layout || choice.raw || streamed.is_some() {
         None
     } else {
         esp_entry_of(src)?
@@ -357,8 +375,8 @@ pub fn decide_as(
     // the write so the user can choose the layout instead).
     if !layout && esp_entry.is_none() && has(Code::EfiOnlyInElTorito) {
         notices.push(Notice::RawBiosOnly {
-            esp_entry_possible: choice.raw && compressed.is_none() && esp_entry_of(src)?.is_some(),
-            compressed: compressed.is_some(),
+            esp_entry_possible: choice.raw && streamed.is_none() && esp_entry_of(src)?.is_some(),
+            compressed: streamed.is_some(),
         });
     }
     notices.extend(secure_boot_off(

@@ -73,6 +73,9 @@ use crate::devices::{self, Disk, Guarded, Roots};
 use crate::events::{Event, Observer};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::image::compressed::{self, Compressed, DecodedImage};
+use crate::image::pipe::{self, Pipe};
+
+pub use crate::image::pipe::is_stream;
 use crate::image::{self, input, ByteSource};
 use crate::inspect;
 use crate::layout::from_iso;
@@ -185,6 +188,30 @@ pub enum Error {
     EntryForNonArchive { path: PathBuf },
     #[error("the job's thread panicked")]
     Panicked,
+    /// A stream (standard input, a FIFO) cannot be opened or read up to
+    /// its head (`image::pipe`).
+    #[error(transparent)]
+    Stream(#[from] pipe::Error),
+    /// A stream is checked only against a digest given for it: a checksum
+    /// file, a signature or a second digest would need to read it again.
+    #[error(
+        "{} is a stream, read once: it can be checked only against one digest given for it (its SHA-256 or SHA-512), not against checksum or signature files",
+        path.display()
+    )]
+    StreamCheck { path: PathBuf },
+    /// A stream was already written by another job (it is read once).
+    #[error("the input stream was already read by another job")]
+    StreamTaken,
+    /// A stream goes to one target: fanning it out is not done yet.
+    #[error("a stream is written to one target at a time ({count} were given): save it to a file to write several sticks")]
+    StreamToSeveral { count: usize },
+    /// A streamed ISO that needs a built layout: a layout reads the ISO's
+    /// files in any order, which a stream read once cannot give.
+    #[error(
+        "{} is an ISO that needs a built layout (it is not hybrid), and a layout is built only from an ISO file: save the stream to a file and write that",
+        path.display()
+    )]
+    StreamLayout { path: PathBuf },
     /// A job that works on whole disks only (a probe) was given a file.
     #[error(
         "{} is not a disk; give a whole disk such as /dev/sdX",
@@ -236,10 +263,44 @@ fn check_entry(path: &Path, entry: Option<&str>, c: Option<&Compressed>) -> Resu
     }
 }
 
+/// Where an image's bytes come from.
+#[derive(Debug)]
+enum Source {
+    /// A regular file or block device, opened once, its stamp pinned.
+    File(input::Input),
+    /// A stream read once (standard input or a FIFO, `image::pipe`), with
+    /// the digest it must have at its end. Taken by the one job that
+    /// writes it (`Mutex<Option<…>>`: a [`Prepared`] borrows its job).
+    Pipe {
+        path: PathBuf,
+        pipe: std::sync::Mutex<Option<Pipe>>,
+        format: Option<compressed::Format>,
+        size: Option<u64>,
+        expected: Option<Digest>,
+    },
+}
+
+impl Source {
+    fn path(&self) -> &Path {
+        match self {
+            Source::File(i) => i.path(),
+            Source::Pipe { path, .. } => path,
+        }
+    }
+
+    /// The open file, for everything but a stream.
+    fn file(&self) -> Option<&input::Input> {
+        match self {
+            Source::File(i) => Some(i),
+            Source::Pipe { .. } => None,
+        }
+    }
+}
+
 /// An image, opened once, with its identity pinned.
 #[derive(Debug)]
 pub struct Image {
-    input: input::Input,
+    input: Source,
     /// The zip member to write, when the image is an archive.
     entry: Option<String>,
 }
@@ -249,9 +310,42 @@ impl Image {
     /// regular file or block device that is not empty).
     pub fn open(path: &Path) -> Result<Image, Error> {
         Ok(Image {
-            input: input::open(path)?,
+            input: Source::File(input::open(path)?),
             entry: None,
         })
+    }
+
+    /// Opens a stream (`-`, standard input, or a FIFO: see
+    /// [`pipe::is_stream`]) to be written once (`image::pipe`): its
+    /// compression is detected and its head read now, so an empty or
+    /// corrupt stream is refused before any target is chosen. `size`: the
+    /// decoded length, when the caller knows it (checked against the
+    /// target before writing and against the stream at its end).
+    /// `expected`: the digest the stream must have, its decoded bytes as
+    /// written or (compressed) its compressed bytes as read, checked at its
+    /// end before the first MiB held back is written (`write::write_piped`).
+    pub fn open_stream(
+        path: &Path,
+        size: Option<u64>,
+        expected: Option<Digest>,
+    ) -> Result<Image, Error> {
+        let algorithms: Vec<HashAlgorithm> = expected.iter().map(Digest::algorithm).collect();
+        let pipe = Pipe::open(path, &algorithms)?.with_size(size);
+        Ok(Image {
+            input: Source::Pipe {
+                path: path.to_path_buf(),
+                format: pipe.format(),
+                size: pipe.size(),
+                pipe: std::sync::Mutex::new(Some(pipe)),
+                expected,
+            },
+            entry: None,
+        })
+    }
+
+    /// True for an image opened with [`Image::open_stream`].
+    pub fn is_stream(&self) -> bool {
+        matches!(self.input, Source::Pipe { .. })
     }
 
     /// Names the member to write when the image is a zip archive (else
@@ -265,18 +359,22 @@ impl Image {
         self.input.path()
     }
 
+    /// The file's length; a stream's given length, else 0.
     pub fn len(&self) -> u64 {
-        self.input.len()
+        match &self.input {
+            Source::File(i) => i.len(),
+            Source::Pipe { size, .. } => size.unwrap_or(0),
+        }
     }
 
-    /// Always false: empty images are refused.
+    /// Always false: empty images and streams are refused.
     pub fn is_empty(&self) -> bool {
-        self.input.is_empty()
+        false
     }
 
-    /// The `fstat` stamp taken when it was opened.
-    pub fn stamp(&self) -> input::Stamp {
-        self.input.stamp()
+    /// The `fstat` stamp taken when a file was opened (`None`: a stream).
+    pub fn stamp(&self) -> Option<input::Stamp> {
+        self.input.file().map(input::Input::stamp)
     }
 
     /// Checks the image before anything is written, when a check is asked for
@@ -295,15 +393,18 @@ impl Image {
         // Each of these asks for a check, so with nothing to check against
         // they refuse (no-reference) rather than write an image nothing vouches for.
         let asked = policy.required || policy.require_signature || !req.keys.is_empty();
+        let file = match &self.input {
+            Source::File(i) => i.file(),
+            Source::Pipe { .. } => {
+                return Err(Error::StreamCheck {
+                    path: self.path().to_path_buf(),
+                })
+            }
+        };
         if !asked && !trust::has_references(req) {
             return Ok(None);
         }
-        let report = trust::check_pinned_open_entry(
-            req,
-            self.input.file(),
-            self.entry.as_deref(),
-            observer,
-        )?;
+        let report = trust::check_pinned_open_entry(req, file, self.entry.as_deref(), observer)?;
         // Checksum files found beside the image that do not list it (an
         // unrelated SHA256SUMS in a downloads folder) say nothing about it:
         // unless a check was asked for or a reference given, the image is
@@ -323,14 +424,44 @@ impl Image {
 
     /// Decides how the image is written (see [`decide::decide`]), reading it
     /// through `checked`'s block digests when a source check ran, so every
-    /// byte the decision and the plan read is a checked one.
+    /// byte the decision and the plan read is a checked one. A stream is
+    /// decided from its head (`image::pipe`).
     pub fn decide(self, checked: Option<Report>, choice: Choice) -> Result<Job, Error> {
         use crate::image::{checked::CheckedImage, ImageFile};
-        let file = self.input.file().try_clone().map_err(Error::Duplicate)?;
+        let input = match &self.input {
+            Source::File(i) => i,
+            Source::Pipe { pipe, format, .. } => {
+                if self.entry.is_some() {
+                    return Err(Error::EntryForNonArchive {
+                        path: self.path().to_path_buf(),
+                    });
+                }
+                let bytes = pipe
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(Pipe::window)
+                    .ok_or(Error::StreamTaken)?;
+                let decided = decide::decide_as(
+                    &bytes,
+                    self.path(),
+                    choice,
+                    Some(decide::Streamed::Pipe(*format)),
+                )?;
+                return Ok(Job {
+                    input: self.input,
+                    checked: None,
+                    bytes,
+                    decided,
+                    compressed: None,
+                });
+            }
+        };
+        let file = input.file().try_clone().map_err(Error::Duplicate)?;
         let bytes: Arc<dyn ByteSource> =
             match checked.as_ref().and_then(|r| r.checked_blocks.clone()) {
                 Some(blocks) => Arc::new(CheckedImage::new(file, blocks)),
-                None => Arc::new(ImageFile::from_file(file, self.input.len())),
+                None => Arc::new(ImageFile::from_file(file, input.len())),
             };
         // A compressed image is decided on, and written, decompressed
         // (docs/cli.md, "Compressed images"); its compressed bytes are read
@@ -351,7 +482,12 @@ impl Image {
             Some(c) => {
                 let window: Arc<dyn ByteSource> =
                     Arc::new(DecodedImage::window(c.clone(), compressed::DECIDE_WINDOW));
-                decide::decide_as(&window, self.input.path(), choice, Some(c.format()))?
+                decide::decide_as(
+                    &window,
+                    self.input.path(),
+                    choice,
+                    Some(decide::Streamed::Compressed(c.format())),
+                )?
             }
             None => decide::decide(&bytes, self.input.path(), choice)?,
         };
@@ -367,7 +503,7 @@ impl Image {
 
 /// An image with its decision: ready to be planned onto targets.
 pub struct Job {
-    input: input::Input,
+    input: Source,
     checked: Option<Report>,
     bytes: Arc<dyn ByteSource>,
     decided: Decided,
@@ -384,9 +520,23 @@ impl Job {
     /// compressed image's declared uncompressed size (0 when its format
     /// records none: the write then stops at the target's end).
     pub fn image_len(&self) -> u64 {
-        match &self.compressed {
-            Some(c) => c.declared_size().unwrap_or(0),
-            None => self.input.len(),
+        match (&self.compressed, &self.input) {
+            (Some(c), _) => c.declared_size().unwrap_or(0),
+            (None, Source::File(i)) => i.len(),
+            (None, Source::Pipe { size, .. }) => size.unwrap_or(0),
+        }
+    }
+
+    /// True when the image is a stream read once ([`Image::open_stream`]).
+    pub fn is_stream(&self) -> bool {
+        matches!(self.input, Source::Pipe { .. })
+    }
+
+    /// A stream's compression, when it is compressed.
+    pub fn stream_format(&self) -> Option<compressed::Format> {
+        match &self.input {
+            Source::Pipe { format, .. } => *format,
+            Source::File(_) => None,
         }
     }
 
@@ -398,9 +548,10 @@ impl Job {
     /// The image's length when known before writing (a compressed image
     /// whose format records no size: `None`).
     fn known_len(&self) -> Option<u64> {
-        match &self.compressed {
-            Some(c) => c.declared_size(),
-            None => Some(self.input.len()),
+        match (&self.compressed, &self.input) {
+            (Some(c), _) => c.declared_size(),
+            (None, Source::File(i)) => Some(i.len()),
+            (None, Source::Pipe { size, .. }) => *size,
         }
     }
 
@@ -488,6 +639,11 @@ impl Job {
     /// may refuse) before any job starts; disks first, so a refusal there
     /// comes before any file target is created.
     pub fn prepare_all(&self, chosen: Vec<Chosen>) -> Result<Vec<Prepared<'_>>, Error> {
+        if self.is_stream() && chosen.len() > 1 {
+            return Err(Error::StreamToSeveral {
+                count: chosen.len(),
+            });
+        }
         let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(chosen.len());
         let mut files = Vec::new();
         for (i, c) in chosen.into_iter().enumerate() {
@@ -562,6 +718,8 @@ pub struct WriteStart<'a> {
     pub plan_bytes: Option<u64>,
     /// The image's compression, when it is compressed.
     pub compressed: Option<CompressedSummary>,
+    /// A stream read once (standard input, a FIFO), when the image is one.
+    pub stream: Option<StreamSummary>,
     pub verify: bool,
     pub decision: &'a inspect::Decision,
     pub mode: &'static str,
@@ -569,6 +727,17 @@ pub struct WriteStart<'a> {
     /// A byte copy's added ESP entry (`layout::esp_entry`), or null.
     pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
     pub source_check: Option<CheckSummary<'a>>,
+}
+
+/// A stream, in a start line.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamSummary {
+    /// Its compression, detected from its first bytes.
+    pub format: Option<compressed::Format>,
+    /// The length given for it (or known because it ended within its head).
+    pub size: Option<u64>,
+    /// Its digest is checked at its end (the first MiB held back until then).
+    pub expected: Option<DigestOut>,
 }
 
 /// A compressed image, in a start line or `inspect`'s report.
@@ -718,6 +887,19 @@ impl Prepared<'_> {
                 .compressed
                 .as_ref()
                 .map(|c| CompressedSummary::of(c, None)),
+            stream: match &job.input {
+                Source::Pipe {
+                    format,
+                    size,
+                    expected,
+                    ..
+                } => Some(StreamSummary {
+                    format: *format,
+                    size: *size,
+                    expected: expected.as_ref().map(DigestOut::of),
+                }),
+                Source::File(_) => None,
+            },
             verify,
             decision: &job.decided.decision,
             mode: self.mode_name(),
@@ -751,27 +933,45 @@ impl Prepared<'_> {
             None => None,
         };
         let checked = job.checked.as_ref();
+        let expect_source = match &job.input {
+            Source::Pipe { expected, .. } => expected.clone(),
+            Source::File(_) => checked.and_then(|r| r.checked_sha256.clone()),
+        };
         let engine = write::Options {
             verify: options.verify,
             before_first_write,
-            expect_source: checked.and_then(|r| r.checked_sha256.clone()),
+            expect_source,
             source_blocks: checked.and_then(|r| r.checked_blocks.clone()),
-            source_stamp: Some(job.input.stamp()),
+            source_stamp: job.input.file().map(input::Input::stamp),
             digest: options.digest.then_some(HashAlgorithm::Sha256),
             cancel: options.cancel.clone(),
             ..write::Options::default()
         };
         let started = Instant::now();
-        let (report, image_bytes, decoded) = match &job.compressed {
-            Some(c) => {
-                let r = write::write_decoded(c, job.input.file(), &mut target, engine, observer)?;
+        let (report, image_bytes, decoded) = match (&job.compressed, &job.input) {
+            (Some(c), Source::File(i)) => {
+                let r = write::write_decoded(c, i.file(), &mut target, engine, observer)?;
                 (r.report, r.image_bytes, r.decoded_digest)
             }
-            None => (
-                write::write(&plan, job.input.file(), &mut target, engine, observer)?,
-                job.input.len(),
+            (None, Source::File(i)) => (
+                write::write(&plan, i.file(), &mut target, engine, observer)?,
+                i.len(),
                 None,
             ),
+            (_, Source::Pipe { pipe, format, .. }) => {
+                let stream = pipe
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .ok_or(Error::StreamTaken)?
+                    .into_stream();
+                let mut r = write::write_piped(stream, &mut target, engine, observer)?;
+                // An uncompressed stream's digest is the image's own.
+                if format.is_none() && r.report.source_digest.is_none() {
+                    r.report.source_digest = r.decoded_digest.take();
+                }
+                (r.report, r.image_bytes, r.decoded_digest)
+            }
         };
         // A file target was written beside itself; only now does it replace
         // the old file (docs/devices.md, "File targets").
@@ -938,7 +1138,7 @@ impl PreparedCompare<'_> {
             )?,
             None => write::compare(
                 &self.plan,
-                self.job.input.file(),
+                self.job.input.file().ok_or(Error::StreamTaken)?.file(),
                 &self.target,
                 write::DEFAULT_CHUNK,
                 cancel,

@@ -19,6 +19,10 @@ pub enum SourceReader<'a> {
     /// naming the first differing byte); its compressed bytes are read
     /// through the source check's digests when there was one.
     Decoded(&'a DecodedImage),
+    /// A stream that was read once (`write_piped`): nothing can be read
+    /// again, so a range that differs is named by its bounds
+    /// ([`Error::StreamMismatch`]).
+    Streamed,
 }
 
 impl SourceReader<'_> {
@@ -33,6 +37,10 @@ impl SourceReader<'_> {
             SourceReader::Decoded(d) => d
                 .read_at(offset, dst)
                 .map_err(|e| Error::from_decode(e, crate::cancel::TargetState::Incomplete)),
+            SourceReader::Streamed => Err(Error::StreamMismatch {
+                start: offset,
+                end: offset + dst.len() as u64,
+            }),
         }
     }
 }

@@ -309,6 +309,52 @@ pub enum Error {
         target.advice()
     )]
     ImageLargerThanTarget { capacity: u64, target: TargetState },
+    /// Reading a stream (a pipe, `image::pipe`) failed at its compressed
+    /// byte `offset`.
+    #[error("reading the input stream failed at byte {offset}; {}", target.advice())]
+    StreamRead {
+        offset: u64,
+        target: TargetState,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stream of a given length ended before it (`actual`) or went on
+    /// past it (`actual: None`).
+    #[error(
+        "the input stream {} where {declared} bytes were expected: {}; {}",
+        match actual { Some(a) => format!("ended after {a} bytes"), None => "went on past them".to_string() },
+        match actual { Some(_) => "truncated (an interrupted download?)", None => "it is not the image of that size" },
+        target.advice()
+    )]
+    StreamLength {
+        declared: u64,
+        actual: Option<u64>,
+        target: TargetState,
+    },
+    /// A stream's digest, known only at its end, is not the expected one:
+    /// neither the bytes written (`actual`) nor the compressed bytes read
+    /// (`compressed`, for a compressed stream) have it.
+    #[error(
+        "the input stream's {} digest is {}{}, but {} was expected: the stream is not the image that was vouched for; {}",
+        expected.algorithm(),
+        actual.to_hex(),
+        compressed.as_ref().map(|c| format!(" (of the compressed bytes: {})", c.to_hex())).unwrap_or_default(),
+        expected.to_hex(),
+        target.advice()
+    )]
+    StreamDigest {
+        expected: Digest,
+        actual: Digest,
+        compressed: Option<Digest>,
+        target: TargetState,
+    },
+    /// The read-back found target bytes `start..end` differ from what was
+    /// sent there; the source was a stream read once, so the first
+    /// differing byte cannot be named.
+    #[error(
+        "the target's bytes {start}..{end} differ from what was written there (their checksum taken while streaming does not match); a failing or fake-capacity stick, or something else wrote to it"
+    )]
+    StreamMismatch { start: u64, end: u64 },
     /// The job's [`Cancel`] token was cancelled; `target` says what the
     /// job left there.
     #[error("stopped before the end: {}", target.advice())]
@@ -324,7 +370,10 @@ impl Error {
         match self {
             Error::Cancelled { target }
             | Error::Decode { target, .. }
-            | Error::ImageLargerThanTarget { target, .. } => Some(*target),
+            | Error::ImageLargerThanTarget { target, .. }
+            | Error::StreamRead { target, .. }
+            | Error::StreamLength { target, .. }
+            | Error::StreamDigest { target, .. } => Some(*target),
             Error::HeldBack { source } => source.target_state(),
             _ => None,
         }
@@ -426,6 +475,29 @@ fn staged_untouched(target: &Target, e: Error) -> Error {
             capacity,
             target: untouched,
         },
+        Error::StreamRead { offset, source, .. } => Error::StreamRead {
+            offset,
+            target: untouched,
+            source,
+        },
+        Error::StreamLength {
+            declared, actual, ..
+        } => Error::StreamLength {
+            declared,
+            actual,
+            target: untouched,
+        },
+        Error::StreamDigest {
+            expected,
+            actual,
+            compressed,
+            ..
+        } => Error::StreamDigest {
+            expected,
+            actual,
+            compressed,
+            target: untouched,
+        },
         e => e,
     }
 }
@@ -448,7 +520,33 @@ pub fn write_decoded(
     options: Options,
     observer: &dyn Observer,
 ) -> Result<DecodedReport, Error> {
-    stream::write(image, source, target, options, observer)
+    stream::write(
+        stream::Streamed::File { image, source },
+        target,
+        options,
+        observer,
+    )
+    .map_err(|e| explain_disappearance(target, e))
+    .map_err(|e| staged_untouched(target, e))
+}
+
+/// Writes a stream read once (`image::pipe`: standard input or a FIFO,
+/// compressed or not) onto `target` through the same pipeline as
+/// [`write_decoded`]: its first MiB (and, with a known length, its last)
+/// is held back until the whole stream arrived and, with
+/// [`Options::expect_source`], its digest (of the decoded bytes written,
+/// or of the compressed bytes read) matched ([`Error::StreamDigest`]);
+/// the read-back checks the target against checksums taken of the bytes
+/// as they were sent ([`Error::StreamMismatch`] names the range that
+/// differs). A length given with `Pipe::with_size` is checked
+/// ([`Error::StreamLength`]). [`Options::source_blocks`] must be `None`.
+pub fn write_piped(
+    stream: crate::image::pipe::PipeStream,
+    target: &mut Target,
+    options: Options,
+    observer: &dyn Observer,
+) -> Result<DecodedReport, Error> {
+    stream::write(stream::Streamed::Pipe(stream), target, options, observer)
         .map_err(|e| explain_disappearance(target, e))
         .map_err(|e| staged_untouched(target, e))
 }

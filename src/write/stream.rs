@@ -56,6 +56,7 @@ use crate::cancel::{Cancel, TargetState};
 use crate::events::{Event, Observer, Phase};
 use crate::hash::Digest;
 use crate::image::compressed::{Compressed, DecodedImage, Decoder};
+use crate::image::pipe::{PipeStream, StreamError};
 use crate::plan::{Extent, Plan};
 
 /// What a successful write of a compressed image did.
@@ -76,45 +77,99 @@ struct Ended {
     len: u64,
 }
 
+/// Where a streamed write's bytes come from.
+pub(super) enum Streamed<'a> {
+    /// A compressed file, decoded on the fly; it can be read again (to
+    /// name the first differing byte after a failed read-back).
+    File {
+        image: &'a Compressed,
+        source: &'a File,
+    },
+    /// A stream read once (`image::pipe`): compressed or not, of a length
+    /// given or found at its end; its digest is checked at its end.
+    Pipe(PipeStream),
+}
+
+/// The bytes the reader thread pulls, in order.
+enum Bytes {
+    Decoder(Decoder),
+    Pipe(PipeStream),
+}
+
+impl Bytes {
+    /// Fills `buf`; fewer bytes only at the end. `state` is what a failure
+    /// now leaves on the target.
+    fn read_full(&mut self, buf: &mut [u8], state: TargetState) -> Result<usize, Error> {
+        match self {
+            Bytes::Decoder(d) => d.read_full(buf).map_err(|e| Error::from_decode(e, state)),
+            Bytes::Pipe(p) => p.read_full(buf).map_err(|e| match e {
+                StreamError::Decode(e) => Error::from_decode(e, state),
+                StreamError::Read { offset, source } => Error::StreamRead {
+                    offset,
+                    target: state,
+                    source,
+                },
+            }),
+        }
+    }
+}
+
 pub(super) fn write(
-    image: &Compressed,
-    source: &File,
+    input: Streamed,
     target: &mut Target,
     mut options: Options,
     observer: &dyn Observer,
 ) -> Result<DecodedReport, Error> {
-    let pinned = PinnedSource::new(source, options.source_stamp)?;
-    let unchanged = || pinned.unchanged();
-    let compressed_len = file_len(source).map_err(|e| Error::ReadSource {
-        offset: 0,
-        source: e,
-    })?;
-    if compressed_len != image.compressed_len() {
-        return Err(Error::SourceTruncated {
-            at: compressed_len.min(image.compressed_len()),
-        });
-    }
-    // The compressed bytes are vouched for only by the check's block
-    // digests, through which `image` reads them (docs/trust.md).
-    let trusted = match (&options.source_blocks, &options.expect_source) {
-        (Some(blocks), expect) => {
-            if blocks.len() != compressed_len {
-                return Err(Error::SourceChangedSinceCheck {
-                    start: blocks.len().min(compressed_len),
-                    end: blocks.len().max(compressed_len),
+    let (pinned, image, mut bytes) = match input {
+        Streamed::File { image, source } => {
+            let pinned = PinnedSource::new(source, options.source_stamp)?;
+            let compressed_len = file_len(source).map_err(|e| Error::ReadSource {
+                offset: 0,
+                source: e,
+            })?;
+            if compressed_len != image.compressed_len() {
+                return Err(Error::SourceTruncated {
+                    at: compressed_len.min(image.compressed_len()),
                 });
             }
-            expect.clone()
+            if let Some(blocks) = &options.source_blocks {
+                if blocks.len() != compressed_len {
+                    return Err(Error::SourceChangedSinceCheck {
+                        start: blocks.len().min(compressed_len),
+                        end: blocks.len().max(compressed_len),
+                    });
+                }
+            }
+            let decoder = image
+                .decoder()
+                .map_err(|e| Error::from_decode(e, TargetState::Untouched))?;
+            (Some(pinned), Some(image), Bytes::Decoder(decoder))
         }
-        (None, Some(_)) => {
-            return Err(Error::Internal(
-                "a compressed image is checked through its block digests (Options::source_blocks), not a whole-file digest".into(),
-            ))
+        Streamed::Pipe(p) => {
+            if options.source_blocks.is_some() {
+                return Err(Error::Internal(
+                    "a stream has no block digests: it is checked by its digest at its end".into(),
+                ));
+            }
+            (None, None, Bytes::Pipe(p))
         }
-        (None, None) => None,
+    };
+    let unchanged = || pinned.as_ref().map_or(Ok(()), PinnedSource::unchanged);
+    // A file's compressed bytes are vouched for only by the check's block
+    // digests, through which `image` reads them (docs/trust.md); a
+    // stream's digest is compared at its end, below.
+    if let (Some(_), None, Some(_)) = (image, &options.source_blocks, &options.expect_source) {
+        return Err(Error::Internal(
+            "a compressed image is checked through its block digests (Options::source_blocks), not a whole-file digest".into(),
+        ));
+    }
+    let declared = match (&bytes, image) {
+        (Bytes::Pipe(p), _) => p.size(),
+        (_, Some(image)) => image.declared_size(),
+        (_, None) => None,
     };
     let capacity = target.capacity();
-    if let (Some(declared), Some(cap)) = (image.declared_size(), capacity) {
+    if let (Some(declared), Some(cap)) = (declared, capacity) {
         Plan::raw(declared).check_fits(cap)?;
     }
 
@@ -132,29 +187,38 @@ pub(super) fn write(
     };
     let chunk = align.chunk(options.chunk_size);
     // With a declared size the plan is known now (and the progress total).
-    let total = image
-        .declared_size()
+    let total = declared
         .map(|len| planned(len, capacity).map(|p| p.bytes_to_write()))
         .transpose()?;
     observer.event(&Event::PhaseStarted {
         phase: Phase::Write,
         total: total.unwrap_or(0),
     });
-    let mut decoder = image
-        .decoder()
-        .map_err(|e| Error::from_decode(e, TargetState::Untouched))?;
     let (free_tx, free_rx) = AlignedBuf::pool(WRITE_BUFFERS, chunk, align.memory);
     let (filled_tx, filled_rx) = sync_channel::<Result<Chunk, Error>>(1);
     let (hashed_tx, hashed_rx) = sync_channel::<Result<Chunk, Error>>(1);
     let (masked_tx, masked_rx) = sync_channel::<Result<Chunk, Error>>(1);
-    let held_ranges = held_back(image.declared_size());
+    let held_ranges = held_back(declared);
     let device = target.is_block_device();
     let summer = options.verify.then(|| Summer::grid(chunk as u64));
     untouched_unless_cancelled(&options.cancel)?;
     let cancel = &options.cancel;
-    let algorithm = options.digest;
+    // A stream's expected digest is computed as it passes; a file's was
+    // checked before (its block digests).
+    let algorithm = match image {
+        None => options
+            .expect_source
+            .as_ref()
+            .map(Digest::algorithm)
+            .or(options.digest),
+        Some(_) => options.digest,
+    };
     let reader = StreamReader {
         image,
+        stream_size: match &bytes {
+            Bytes::Pipe(p) => p.size(),
+            Bytes::Decoder(_) => None,
+        },
         capacity,
         chunk,
         align,
@@ -163,8 +227,8 @@ pub(super) fn write(
     };
     let (written, ended, hashed) = std::thread::scope(|s| {
         let reader = &reader;
-        let decoder = &mut decoder;
-        let read = s.spawn(move || reader.run(decoder, free_rx, filled_tx));
+        let bytes = &mut bytes;
+        let read = s.spawn(move || reader.run(bytes, free_rx, filled_tx));
         let hasher = s.spawn(move || hash_stage(algorithm, summer, filled_rx, hashed_tx));
         let holder = s.spawn(move || hold_stage(held_ranges, hashed_rx, masked_tx));
         let written = write_stage(
@@ -184,7 +248,8 @@ pub(super) fn write(
     });
     // A staged file target is discarded on failure: only a device keeps
     // the zeroed regions.
-    let (direct_io, held) = written.map_err(|e| if device { held_back_error(e) } else { e })?;
+    let held_back_on = |e| if device { held_back_error(e) } else { e };
+    let (direct_io, held) = written.map_err(held_back_on)?;
     let Some(Ended { len }) = ended else {
         if options.cancel.is_cancelled() {
             return Err(Error::Cancelled {
@@ -198,7 +263,30 @@ pub(super) fn write(
     let (decoded_digest, sums) =
         hashed.ok_or_else(|| Error::Internal("the hasher stopped before the last chunk".into()))?;
     unchanged()?;
-    // The whole stream decoded: the held-back regions go out now.
+    let trusted = match (&bytes, &options.expect_source) {
+        (Bytes::Pipe(p), Some(expected)) => {
+            // Either stream may be the one the digest is of: the decoded
+            // bytes as written, or the compressed bytes as read.
+            let compressed = p
+                .raw_digests()
+                .into_iter()
+                .find(|d| d.algorithm() == expected.algorithm());
+            let streamed = decoded_digest
+                .clone()
+                .ok_or_else(|| Error::Internal("a stream was not hashed".into()))?;
+            if &streamed != expected && compressed.as_ref() != Some(expected) {
+                return Err(held_back_on(Error::StreamDigest {
+                    expected: expected.clone(),
+                    actual: streamed,
+                    compressed,
+                    target: TargetState::Incomplete,
+                }));
+            }
+            Some(expected.clone())
+        }
+        (_, expect) => expect.clone(),
+    };
+    // The whole stream decoded (and matched): the held-back regions go out now.
     write_held(file, direct, &held)?;
     observer.event(&Event::PhaseFinished {
         phase: Phase::Write,
@@ -213,10 +301,14 @@ pub(super) fn write(
             .map(|op| op.check)
             .collect();
         write_checksums(sums.check_ranges(&ranges))?;
-        let decoded = DecodedImage::new(image.clone());
+        let decoded = image.map(|i| DecodedImage::new(i.clone()));
+        let source = match &decoded {
+            Some(d) => SourceReader::Decoded(d),
+            None => SourceReader::Streamed,
+        };
         read_back(
             &plan,
-            &SourceReader::Decoded(&decoded),
+            &source,
             target,
             chunk,
             &sums,
@@ -308,7 +400,11 @@ fn write_held(file: &File, direct: bool, held: &[(u64, Vec<u8>)]) -> Result<(), 
 /// regions zeroed: the error says so ([`Error::HeldBack`]).
 fn held_back_error(e: Error) -> Error {
     match e {
-        e @ (Error::Decode { .. } | Error::ImageLargerThanTarget { .. })
+        e @ (Error::Decode { .. }
+        | Error::ImageLargerThanTarget { .. }
+        | Error::StreamRead { .. }
+        | Error::StreamLength { .. }
+        | Error::StreamDigest { .. })
             if e.target_state() == Some(TargetState::Incomplete) =>
         {
             Error::HeldBack {
@@ -331,7 +427,10 @@ fn planned(len: u64, capacity: Option<u64>) -> Result<Plan, Error> {
 
 /// The reader thread of a decoded write.
 struct StreamReader<'a> {
-    image: &'a Compressed,
+    /// A compressed file's image (its length is checked at the end).
+    image: Option<&'a Compressed>,
+    /// A stream's given length: a hard stop, and checked at the end.
+    stream_size: Option<u64>,
     capacity: Option<u64>,
     chunk: usize,
     align: Alignment,
@@ -345,7 +444,7 @@ impl StreamReader<'_> {
     /// stopped early (an error, sent down the pipeline, or a cancellation).
     fn run(
         &self,
-        decoder: &mut Decoder,
+        decoder: &mut Bytes,
         free: Receiver<AlignedBuf>,
         out: SyncSender<Result<Chunk, Error>>,
     ) -> Option<Ended> {
@@ -372,17 +471,30 @@ impl StreamReader<'_> {
             if self.cancel.is_cancelled() {
                 return None;
             }
-            let want = match self.capacity {
-                Some(cap) => (cap - pos).min(self.chunk as u64) as usize,
+            // A stream of a given length stops there as at the target's end.
+            let limit = match (self.capacity, self.stream_size) {
+                (Some(c), Some(s)) => Some(c.min(s)),
+                (c, s) => c.or(s),
+            };
+            let want = match limit {
+                Some(end) => (end - pos).min(self.chunk as u64) as usize,
                 None => self.chunk,
             };
             if want == 0 {
-                // The target is full: the image must end here.
+                // The target is full, or the given length reached: the
+                // image must end here.
                 let mut probe = [0u8; 1];
-                match decoder.read_full(&mut probe) {
+                match decoder.read_full(&mut probe, state(pos)) {
                     Ok(0) => {
                         spare = Some(buf);
                         break;
+                    }
+                    Ok(_) if self.stream_size == Some(pos) => {
+                        return fail(Error::StreamLength {
+                            declared: pos,
+                            actual: None,
+                            target: state(pos),
+                        })
                     }
                     Ok(_) => {
                         return fail(Error::ImageLargerThanTarget {
@@ -390,12 +502,12 @@ impl StreamReader<'_> {
                             target: state(pos),
                         })
                     }
-                    Err(e) => return fail(Error::from_decode(e, state(pos))),
+                    Err(e) => return fail(e),
                 }
             }
-            let n = match decoder.read_full(buf.get_mut(want)) {
+            let n = match decoder.read_full(buf.get_mut(want), state(pos)) {
                 Ok(n) => n,
-                Err(e) => return fail(Error::from_decode(e, state(pos))),
+                Err(e) => return fail(e),
             };
             if n == 0 {
                 spare = Some(buf);
@@ -418,19 +530,33 @@ impl StreamReader<'_> {
                 break;
             }
         }
-        if pos == 0 {
-            return fail(Error::Decode {
+        let checked = match self.image {
+            Some(image) if pos == 0 => Err(Error::Decode {
                 target: TargetState::Untouched,
                 source: crate::image::compressed::Error::Empty {
-                    format: self.image.format(),
+                    format: image.format(),
                 },
-            });
-        }
-        if let Err(e) = self.image.check_len(pos) {
-            return fail(Error::Decode {
+            }),
+            Some(image) => image.check_len(pos).map_err(|e| Error::Decode {
                 target: state(pos),
                 source: e,
-            });
+            }),
+            // A stream's first bytes arrived when it was opened
+            // (`image::pipe`): it cannot be empty here.
+            None if pos == 0 => Err(Error::Internal(
+                "an empty stream reached the write engine".into(),
+            )),
+            None => match self.stream_size {
+                Some(declared) if declared != pos => Err(Error::StreamLength {
+                    declared,
+                    actual: Some(pos),
+                    target: state(pos),
+                }),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = checked {
+            return fail(e);
         }
         // The tail wipe of a larger device, now that the image's end is known.
         if let Some(cap) = self.capacity {

@@ -355,6 +355,16 @@ impl Compare<'_> {
     /// target matches the image as it is now, but not what was written) an
     /// image that changed during the write.
     fn locate(&self, op: &CheckOp, t: &[u8]) -> Error {
+        if let SourceReader::Streamed = self.source {
+            // Nothing to compare with: the range, or the target's early end.
+            if (t.len() as u64) < op.check.end - op.check.start {
+                return self.short(op, t);
+            }
+            return Error::StreamMismatch {
+                start: op.check.start,
+                end: op.check.end,
+            };
+        }
         let mut e = vec![0u8; t.len()];
         if let Err(err) = fill(self.plan, self.source, op.check.start, &mut e) {
             return err;

@@ -1060,3 +1060,240 @@ fn a_signed_sha256sums_of_the_image_inside_is_verified() {
         .args(["--kill", "all"])
         .status();
 }
+
+// ---- Pipes and standard input (docs/cli.md, "Pipes and standard input") ----
+
+/// Runs `producer | bootstick write --yes --json [extra] - target`: the
+/// producer (a real compressor, or `cat`) writes into bootstick's stdin.
+fn write_from_pipe(
+    producer: &mut Command,
+    target: &Path,
+    extra: &[&str],
+) -> (Output, Vec<serde_json::Value>) {
+    let mut child = producer.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out = bootstick()
+        .args(["write", "--yes", "--json"])
+        .args(extra)
+        .arg("-")
+        .arg(target)
+        .stdin(Stdio::from(stdout))
+        .output()
+        .unwrap();
+    // The producer may be cut off when bootstick refuses early.
+    let _ = child.wait();
+    let lines = json_lines(&out.stdout);
+    (out, lines)
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let out = common::run(Command::new("sha256sum").arg(path));
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+/// An image piped in, as it is or compressed by the real tools (xz, zstd
+/// from a pipe, so with no content size, gzip), and one read from a FIFO,
+/// is on the file target byte for byte (`cmp`), verified by the
+/// read-back, with the stream and its compression in the start line.
+#[test]
+fn pipes_and_fifos_round_trip() {
+    let t = "pipes_and_fifos_round_trip";
+    if !require_tools(t, &["xz", "zstd", "gzip", "cat", "cmp", "sfdisk", "mkfifo"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than the 4 MiB head read to decide, so the rest streams.
+    let img = disk_image(dir.path(), "disk.img", 10 * MIB);
+    let len = std::fs::metadata(&img).unwrap().len();
+    for (name, tool, format) in [
+        ("raw", &["cat"][..], None),
+        (
+            "xz",
+            &["xz", "-T0", "--block-size=1MiB", "-c"][..],
+            Some("xz"),
+        ),
+        ("zstd", &["zstd", "-q", "-c"][..], Some("zstd")),
+        ("gzip", &["gzip", "-c"][..], Some("gzip")),
+    ] {
+        let target = dir.path().join(format!("out-{name}.img"));
+        let (out, lines) = write_from_pipe(
+            Command::new(tool[0])
+                .args(&tool[1..])
+                .stdin(std::fs::File::open(&img).unwrap()),
+            &target,
+            &["--digest"],
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        common::run(Command::new("cmp").arg(&img).arg(&target));
+        let start = &lines[0];
+        assert_eq!(start["image"], "-", "{name}: {start}");
+        assert_eq!(
+            start["stream"]["format"],
+            serde_json::json!(format),
+            "{name}: {start}"
+        );
+        let result = lines.last().unwrap();
+        assert_eq!(result["verified"], true, "{name}: {result}");
+        assert_eq!(result["image_bytes"], len, "{name}: {result}");
+    }
+    // A FIFO named as the image: read as a stream (a file path that is a
+    // FIFO was refused before), here fed by xz.
+    let fifo = dir.path().join("image.fifo");
+    common::run(Command::new("mkfifo").arg(&fifo));
+    let mut feeder = Command::new("sh")
+        .arg("-c")
+        .arg(format!("xz -c '{}' > '{}'", img.display(), fifo.display()))
+        .spawn()
+        .unwrap();
+    let target = dir.path().join("out-fifo.img");
+    let (out, lines) = write_json(&fifo, &target, &[]);
+    assert!(feeder.wait().unwrap().success());
+    assert!(out.status.success(), "fifo: {}", stderr(&out));
+    common::run(Command::new("cmp").arg(&img).arg(&target));
+    assert_eq!(lines[0]["stream"]["format"], "xz", "{}", lines[0]);
+}
+
+/// A stream's digest is known only at its end, so the first MiB is held
+/// back until it matched: a wrong `--sha256` fails with exit 11 and
+/// leaves the device's first MiB zeroed (it held 0xA5), the rest written;
+/// the right one, of the compressed bytes as piped or of the image inside,
+/// puts the image on the device byte for byte.
+#[test]
+fn a_pipe_whose_digest_fails_leaves_the_boot_area_zeroed() {
+    let t = "a_pipe_whose_digest_fails_leaves_the_boot_area_zeroed";
+    if !require_root(t) || !require_tools(t, &["losetup", "xz", "cmp", "sfdisk", "sha256sum"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = mbr_image(dir.path(), "disk.img", 10 * MIB);
+    let len = std::fs::metadata(&img).unwrap().len();
+    let packed = dir.path().join("disk.img.xz");
+    compress(&img, &packed, &["xz", "-T0", "-c"]);
+    let wrong = "ab".repeat(32);
+    let of_image = sha256_hex(&img);
+    let of_packed = sha256_hex(&packed);
+    for (name, source, digest, ok) in [
+        ("raw-wrong", &img, &wrong, false),
+        ("xz-wrong", &packed, &wrong, false),
+        ("xz-of-compressed", &packed, &of_packed, true),
+        ("xz-of-image", &packed, &of_image, true),
+        ("raw-right", &img, &of_image, true),
+    ] {
+        let backing = dir.path().join(format!("stick-{name}"));
+        std::fs::write(&backing, vec![0xA5u8; (16 * MIB) as usize]).unwrap();
+        let dev = LoopDevice::attach(&backing);
+        let (out, lines) = write_from_pipe(
+            Command::new("cat").arg(source),
+            dev.path(),
+            &["--sha256", digest],
+        );
+        drop(dev);
+        let result = lines.last().unwrap();
+        let stick = std::fs::read(&backing).unwrap();
+        let orig = std::fs::read(&img).unwrap();
+        if ok {
+            assert!(out.status.success(), "{name}: {}", stderr(&out));
+            assert_eq!(result["verified"], true, "{name}: {result}");
+            assert_eq!(result["source_digest"]["hex"], **digest, "{name}: {result}");
+            assert_eq!(&stick[..len as usize], &orig[..], "{name}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(11), "{name}: {}", stderr(&out));
+        assert_eq!(result["target_state"], "incomplete", "{name}: {result}");
+        assert_eq!(result["boot_area_zeroed"], true, "{name}: {result}");
+        let msg = result["error"].as_str().unwrap();
+        assert!(msg.contains("it will not boot"), "{name}: {msg}");
+        assert!(msg.contains(&wrong), "{name}: {msg}");
+        assert!(
+            stick[..MIB as usize].iter().all(|&b| b == 0),
+            "{name}: the first MiB is zeroed"
+        );
+        assert_eq!(
+            &stick[MIB as usize..len as usize],
+            &orig[MIB as usize..],
+            "{name}: the rest was written"
+        );
+    }
+}
+
+/// An empty pipe is refused before anything is written (exit 3, the
+/// device keeps its bytes); a compressed pipe cut short past its head, or
+/// a pipe shorter or longer than its `--size`, fails as bad input (exit
+/// 3) with the target incomplete and its first MiB zeroed.
+#[test]
+fn an_empty_or_truncated_pipe() {
+    let t = "an_empty_or_truncated_pipe";
+    if !require_root(t) || !require_tools(t, &["losetup", "xz", "head", "true", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = mbr_image(dir.path(), "disk.img", 12 * MIB);
+    let len = std::fs::metadata(&img).unwrap().len();
+    let packed = dir.path().join("disk.img.xz");
+    compress(&img, &packed, &["xz", "-T0", "-c"]);
+    let clen = std::fs::metadata(&packed).unwrap().len();
+    let (more, exact) = ((len + 4096).to_string(), len.to_string());
+    let cut = (clen * 3 / 4).to_string();
+    let cases: [(&str, Command, Vec<&str>, &str); 4] = [
+        ("empty", Command::new("true"), vec![], "is empty"),
+        (
+            "xz-cut",
+            {
+                let mut c = Command::new("head");
+                c.args(["-c", &cut]).arg(&packed);
+                c
+            },
+            vec![],
+            "stream ends early",
+        ),
+        (
+            "short-of-size",
+            {
+                let mut c = Command::new("cat");
+                c.arg(&img);
+                c
+            },
+            vec!["--size", &more],
+            "",
+        ),
+        (
+            "past-size",
+            {
+                let mut c = Command::new("cat");
+                c.arg(&img).arg(&img);
+                c
+            },
+            vec!["--size", &exact],
+            "went on past them",
+        ),
+    ];
+    for (name, mut producer, extra, says) in cases {
+        let backing = dir.path().join(format!("stick-{name}"));
+        std::fs::write(&backing, vec![0xA5u8; (16 * MIB) as usize]).unwrap();
+        let dev = LoopDevice::attach(&backing);
+        let (out, lines) = write_from_pipe(&mut producer, dev.path(), &extra);
+        drop(dev);
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", stderr(&out));
+        let result = lines.last().unwrap();
+        let msg = result["error"].as_str().unwrap();
+        let stick = std::fs::read(&backing).unwrap();
+        if name == "empty" {
+            assert!(msg.contains(says), "{name}: {msg}");
+            assert!(msg.contains("nothing was written"), "{name}: {msg}");
+            assert!(stick.iter().all(|&b| b == 0xA5), "{name}: untouched");
+            continue;
+        }
+        let says = if name == "short-of-size" {
+            format!("ended after {len} bytes")
+        } else {
+            says.to_string()
+        };
+        assert!(msg.contains(&says), "{name}: {msg}");
+        assert_eq!(result["target_state"], "incomplete", "{name}: {result}");
+        assert_eq!(result["boot_area_zeroed"], true, "{name}: {result}");
+        assert!(
+            stick[..MIB as usize].iter().all(|&b| b == 0),
+            "{name}: the first MiB is zeroed"
+        );
+    }
+}

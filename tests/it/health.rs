@@ -1390,3 +1390,40 @@ fn a_signal_stops_probe_and_the_result_says_what_the_stick_holds() {
         other => panic!("target_state {other:?} after patterns were written: {r}"),
     }
 }
+
+/// A disk with 4096-byte logical sectors (a loop device made with
+/// `losetup -b 4096`) is refused by `format` (exit 4) and left unchanged:
+/// its layouts count 512-byte sectors, which would all point elsewhere
+/// there. (Failed before: exit 0, a 512-byte-sector layout written onto
+/// it.)
+#[test]
+fn format_refuses_a_4k_sector_disk() {
+    let t = "format_refuses_a_4k_sector_disk";
+    if !require_root(t) || !require_tools(t, &["losetup", "sha256sum"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let img = dir.path().join("4k.img");
+    common::pseudo_random_file(&img, 64 * MIB, 44);
+    let before = sha256(&img);
+    let lo = LoopDevice::attach_with(&img, &["-b", "4096"]);
+    for fs in ["fat32", "exfat"] {
+        let out = common::bootstick()
+            .args(["format", "--yes", "--json", "--fs", fs])
+            .arg(lo.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{fs}: {out:?}");
+        let r = json_result(&out.stdout);
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap()
+                .contains("4096-byte logical sectors"),
+            "{r}"
+        );
+    }
+    drop(lo);
+    assert_eq!(sha256(&img), before);
+}

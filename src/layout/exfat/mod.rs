@@ -22,9 +22,9 @@
 
 use crate::plan::{Extent, PlanBuilder, PlanError};
 
-/// Bytes per sector: the only size `format` writes (sticks report 512; a
-/// 4Kn stick would need `BytesPerSectorShift` 12 and is refused earlier by
-/// the layout's 512-byte partition rules).
+/// Bytes per sector: the only size `format` writes (most sticks report
+/// 512; `health::format` refuses a disk with larger logical sectors, which
+/// would need `BytesPerSectorShift` 12 and an MBR in 4096-byte LBAs).
 pub const SECTOR: u64 = 512;
 
 const SECTOR_SHIFT: u8 = 9;

@@ -634,6 +634,10 @@ pub struct Stick {
     /// Cap reads from the stick at this many bytes per second (a QEMU
     /// `throttle` filter), to stretch a read-back without slowing the write.
     pub read_bytes_per_second: Option<u64>,
+    /// Serve the stick from an NBD server on this Unix socket (QEMU's NBD
+    /// client) instead of `image`: an `nbdkit` emulation of a misbehaving
+    /// stick.
+    pub nbd_socket: Option<PathBuf>,
 }
 
 impl Stick {
@@ -644,6 +648,7 @@ impl Stick {
             blkdebug: None,
             logical_block_size: None,
             read_bytes_per_second: None,
+            nbd_socket: None,
         }
     }
 
@@ -877,12 +882,16 @@ impl Guest {
                     )
                 }
             };
-            let raw = match &s.blkdebug {
-                None => format!(
+            let raw = match (&s.nbd_socket, &s.blkdebug) {
+                (Some(sock), _) => format!(
+                    "{p}driver=raw,{p}file.driver=nbd,{p}file.server.type=unix,{p}file.server.path={}",
+                    sock.display()
+                ),
+                (None, None) => format!(
                     "{p}driver=raw,{p}file.driver=file,{p}file.filename={}",
                     s.image.display()
                 ),
-                Some(rules) => format!(
+                (None, Some(rules)) => format!(
                     "{p}driver=raw,{p}file.driver=blkdebug,{p}file.config={},\
                      {p}file.image.driver=file,{p}file.image.filename={}",
                     rules.display(),
