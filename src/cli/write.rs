@@ -89,11 +89,8 @@ pub struct Args {
     pub require_signature: bool,
     #[command(flatten)]
     pub references: super::references::References,
-    /// After the verified write, boot the target read-only in QEMU under
-    /// BIOS and UEFI and say whether it boots, as `bootstick boot-test`
-    /// does (needs qemu-system-x86 and ovmf; one TARGET).
-    #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
-    pub boot_test: bool,
+    #[command(flatten)]
+    pub boot: super::boot::WriteArgs,
     /// Before writing, run `bootstick probe`'s quick test on each disk
     /// TARGET (it erases the disk, as the write does); a fake-capacity or
     /// failing stick is not written (exit 23 or 24, the probe's report).
@@ -108,7 +105,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // QEMU and OVMF are found before anything is written (cli::boot).
-    let boot = args.boot_test.then(super::boot::after_write_options);
+    let boot = args.boot.options();
     if let Some(o) = &boot {
         super::boot::available(o)?;
     }
@@ -151,9 +148,6 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // (docs/devices.md). A disk stays open with O_EXCL + flock until its
     // guard is dropped, after the partition table is re-read.
     let targets = super::target::given_or_picked(&args.targets)?;
-    if boot.is_some() {
-        super::boot::one_target(&targets)?;
-    }
     let mut confirm: Box<dyn job::Confirm> = if args.yes {
         Box::new(job::Yes)
     } else {
@@ -188,7 +182,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     if jobs.len() > 1 {
-        return run_many(&job, jobs, &options, render, args.json);
+        return run_many(&job, jobs, &options, render, args.json, boot.as_ref());
     }
     let one = jobs.remove(0);
     render.start("write", start_fields(&one, &options));
@@ -284,12 +278,17 @@ fn run_many(
     options: &RunOptions,
     render: &Renderer,
     json: bool,
+    boot: Option<&bootstick::boot_test::Options>,
 ) -> Result<(), Failure> {
     let labels: Vec<String> = jobs
         .iter()
         .map(|j| j.target_path().display().to_string())
         .collect();
     let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
+    // With --boot-test each target is booted as soon as it is written and
+    // verified, one boot at a time (cli::boot::after_one).
+    let paths: Vec<PathBuf> = jobs.iter().map(|j| j.target_path().to_path_buf()).collect();
+    let boots = boot.map(|b| super::boot::per_target(b, &paths));
     for (j, r) in jobs.iter().zip(&renders) {
         r.start("write", start_fields(j, options));
     }
@@ -299,7 +298,12 @@ fn run_many(
     let outcomes: Vec<Result<(serde_json::Value, String), Failure>> =
         job::run_all(jobs, options, &renders, |i, outcome| {
             let outcome = match outcome {
-                Ok(w) => to_fields(&w).map(|f| (f, summary(job, &w, options.eject))),
+                Ok(w) => to_fields(&w)
+                    .map(|f| (f, summary(job, &w, options.eject)))
+                    .and_then(|(f, s)| match &boots {
+                        Some(b) => super::boot::after_one(&w.target, &b[i], f, s, json),
+                        None => Ok((f, s)),
+                    }),
                 Err(e) => Err(advice::failure(e)),
             };
             renders[i].target_result(match &outcome {
