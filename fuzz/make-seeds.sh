@@ -3,7 +3,7 @@
 # (not committed) with the real tools: the iso9660 seeds via make-iso-seeds.sh,
 # El Torito catalogs from xorriso images, MBR/EBR/GPT system areas from sfdisk
 # (with a small FAT ESP from mkfs.fat + mtools), UDF edit seeds (one per base
-# form of tests/udf_build), checksum lists from sha*sum, OpenPGP material from
+# form of testkit/src/udf_build.rs), checksum lists from sha*sum, OpenPGP material from
 # gpg, minisign and signify keys and signatures, compressed streams from
 # xz, zstd, gzip and bzip2, zip archives from zip and 7z. Each seed is at most a few
 # dozen KiB so the fuzzers mutate them quickly.

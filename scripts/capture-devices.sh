@@ -14,7 +14,7 @@
 # Read-only: it only reads sysfs attribute files (never writes one) and
 # copies nothing larger than 4 KiB per file. POSIX sh with busybox applets
 # (find, readlink, head), so it runs in the test-bed guest
-# (tests/testbed.rs) as on a real machine; tests/fixtures/sysfs/ holds trees
+# (tests/it/testbed.rs) as on a real machine; tests/fixtures/sysfs/ holds trees
 # made with it.
 #
 #   sh scripts/capture-devices.sh OUTDIR

@@ -15,22 +15,22 @@ packages=(
   grub-pc-bin grub-efi-amd64-bin grub-common xorriso  # fixture hybrid ISOs (grub-mkrescue)
   genisoimage p7zip-full                              # ISO/UDF fixtures and an independent reader
   udftools                                            # mkudffs/udfinfo: UDF 2.01 volumes in 512/2048/4096-byte blocks
-  fuse3                                               # fusermount3: bootstick mount/umount (tests/mount.rs)
+  fuse3                                               # fusermount3: bootstick mount/umount (tests/it/mount.rs)
   mtools dosfstools gdisk                             # FAT and GPT oracles
-  exfatprogs                                          # fsck.exfat/dump.exfat/mkfs.exfat: exFAT oracles (tests/health.rs)
+  exfatprogs                                          # fsck.exfat/dump.exfat/mkfs.exfat: exFAT oracles (tests/it/health.rs)
   wimtools                                            # WIM oracle
   gnupg gpgv minisign signify-openbsd                 # signature peers (gpgv: apt's InRelease check)
   isomd5sum                                           # implantisomd5/checkisomd5: implanted ISO MD5 oracle
   e2fsprogs util-linux mount fdisk                    # ext4 for mounted-target tests, losetup, sfdisk (package fdisk)
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
-  zstd gzip pigz bzip2 zip                            # compressed images and zip archives (tests/compressed.rs; xz-utils above; 7z: p7zip-full)
+  zstd gzip pigz bzip2 zip                            # compressed images and zip archives (tests/it/compressed.rs; xz-utils above; 7z: p7zip-full)
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
-  groff-base                                          # renders the generated manual pages (tests/contract.rs)
-  file                                                # file(1): boot-test screenshots are PNGs (tests/boot_test.rs)
-  shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/boot_test.rs)
-  ipxe                                                # ipxe.iso: an isohybrid ISO without an ESP entry (tests/boot_test.rs)
-  sbsigntool osslsigncode pesign openssl              # Authenticode oracles and the throw-away signing key (tests/authenticode.rs)
+  groff-base                                          # renders the generated manual pages (tests/it/contract.rs)
+  file                                                # file(1): boot-test screenshots are PNGs (tests/it/boot_test.rs)
+  shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/it/boot_test.rs)
+  ipxe                                                # ipxe.iso: an isohybrid ISO without an ESP entry (tests/it/boot_test.rs)
+  sbsigntool osslsigncode pesign openssl              # Authenticode oracles and the throw-away signing key (tests/it/authenticode.rs)
 )
 
 missing=()
@@ -88,6 +88,6 @@ done
 
 export BOOTSTICK_REQUIRE_ALL=1
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --all-targets --locked --no-fail-fast
 cargo test --doc --locked

@@ -8,10 +8,8 @@
 
 #![no_main]
 
+use bootstick_testkit::iso_fuzz;
 use libfuzzer_sys::fuzz_target;
-
-#[path = "../../tests/iso_fuzz/mod.rs"]
-mod iso_fuzz;
 
 fuzz_target!(|data: &[u8]| {
     let _ = iso_fuzz::exercise(data);

@@ -13,10 +13,8 @@ use std::sync::Arc;
 
 use bootstick::image::udf::Udf;
 use bootstick::image::{ByteSource, FileTree, NodeKind};
+use bootstick_testkit::udf_build;
 use libfuzzer_sys::fuzz_target;
-
-#[path = "../../tests/udf_build/mod.rs"]
-mod udf_build;
 
 fn image(data: &[u8]) -> Vec<u8> {
     if data.len() >= 64 << 10 {

@@ -74,15 +74,15 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         .map_err(failure)?;
     render.start(
         "backup",
-        serde_json::json!({
-            "target": prepared.source,
-            "file": prepared.file,
-            "disk": prepared.disk,
-            "shrink": args.shrink,
-            "skip_bad": args.skip_bad,
-            "compression": backup::Compression::for_path(&prepared.file),
-            "replaces_bytes": prepared.replaces,
-        }),
+        &BackupStart {
+            target: &prepared.source,
+            file: &prepared.file,
+            disk: &prepared.disk,
+            shrink: args.shrink,
+            skip_bad: args.skip_bad,
+            compression: backup::Compression::for_path(&prepared.file),
+            replaces_bytes: prepared.replaces,
+        },
     );
     super::signals::cooperate();
     let options = backup::Options {
@@ -91,7 +91,6 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     let report = backup::backup(&prepared, &options, render).map_err(failure)?;
-    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     let text = format!(
         "{} ({}{}) saved as {} ({}, {}), proven: read back, it hashes as {} says and decompresses to the {} bytes read, SHA-256 {}.{}",
         report.source.display(),
@@ -116,9 +115,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         completeness(&report),
     );
     if !report.complete {
-        return Err(Failure::new(Exit::BadSectors, anyhow::anyhow!("{text}")).with_fields(fields));
+        return Err(Failure::new(Exit::BadSectors, anyhow::anyhow!("{text}")).with_fields(&report));
     }
-    render.result(Ok((fields, text)));
+    render.result(Ok((&report, text)));
     Ok(())
 }
 
@@ -200,13 +199,25 @@ fn failure(e: backup::Error) -> Failure {
                 anyhow::Error::new(e)
             ),
         )
-        .with_fields(serde_json::to_value(Unreadable { bad_lba: lba, sector_bytes }).unwrap_or_default()),
+        .with_fields(&Unreadable { bad_lba: lba, sector_bytes }),
         backup::Error::Cancelled { state, .. } => Failure::interrupted(
             super::signals::token().signal(),
             None,
             anyhow::Error::new(e),
         )
-        .with_fields(serde_json::to_value(Stopped { file_state: state }).unwrap_or_default()),
+        .with_fields(&Stopped { file_state: state }),
         e => Failure::new(code, e),
     }
+}
+
+/// The `start` line of `backup` (docs/cli.md).
+#[derive(serde::Serialize)]
+struct BackupStart<'a, D: serde::Serialize> {
+    target: &'a std::path::Path,
+    file: &'a std::path::Path,
+    disk: &'a D,
+    shrink: bool,
+    skip_bad: bool,
+    compression: backup::Compression,
+    replaces_bytes: Option<u64>,
 }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::exit::{Exit, Failure};
 use bootstick::boot_test::{self, Accel, Firmware, OvmfFiles, Report, Verdict};
 use bootstick::image::ImageFile;
@@ -167,11 +169,6 @@ pub fn failure(e: boot_test::Error) -> Failure {
     }
 }
 
-/// The JSON fields of a report.
-pub fn fields(report: &Report) -> Result<serde_json::Value, Failure> {
-    serde_json::to_value(report).map_err(|e| Failure::new(Exit::Internal, e))
-}
-
 fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Boots => "boots",
@@ -278,36 +275,38 @@ pub fn per_target(options: &boot_test::Options, targets: &[PathBuf]) -> Vec<boot
 /// After one of several targets was written and verified (on its job's
 /// thread): boots it — one boot at a time across the targets, as QEMU
 /// under TCG takes a core, while the other targets go on writing — and
-/// returns that target's outcome: the write's `fields` with `boot_test`,
-/// and its `summary_line` followed by the verdicts; or the failure with
-/// the boot test's exit code, saying the write succeeded.
-pub fn after_one(
+/// returns the boot test's report and the target's `summary_line`
+/// followed by the verdicts; or the failure with the boot test's exit
+/// code, saying the write succeeded (its fields: `written` and
+/// `boot_test`).
+pub fn after_one<W: Serialize>(
     target: &Path,
     options: &boot_test::Options,
-    mut fields: serde_json::Value,
+    written: &W,
     summary_line: String,
     json: bool,
-) -> Result<(serde_json::Value, String), Failure> {
+) -> Result<(Report, String), Failure> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let report = {
         let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         // Quiet: the other targets' bars are still drawn.
         run(target, options, true)?
     };
-    fields["boot_test"] = self::fields(&report)?;
     let boot = summary(target, &report);
     let verdicts = indent(&human(&report));
     match super::exit::boot_verdicts(&report) {
-        Exit::Ok => Ok((fields, format!("{summary_line}\n{verdicts}       {boot}"))),
-        exit => Err(Failure::new(
-            exit,
-            if json {
+        Exit::Ok => Ok((report, format!("{summary_line}\n{verdicts}       {boot}"))),
+        exit => {
+            let error = if json {
                 anyhow::anyhow!("written and verified, but {boot}")
             } else {
                 anyhow::anyhow!("written and verified, but {boot}\n{}", verdicts.trim_end())
-            },
-        )
-        .with_fields(fields)),
+            };
+            Err(Failure::new(exit, error).with_fields(&WithBootTest {
+                written,
+                boot_test: Some(&report),
+            }))
+        }
     }
 }
 
@@ -325,7 +324,7 @@ fn indent(text: &str) -> String {
 pub fn after_write(
     target: &Path,
     options: &boot_test::Options,
-    mut fields: serde_json::Value,
+    written: &impl Serialize,
     summary_line: String,
     render: &super::render::Renderer,
     json: bool,
@@ -334,19 +333,32 @@ pub fn after_write(
         println!("{summary_line}");
     }
     let report = run(target, options, json)?;
-    fields["boot_test"] = self::fields(&report)?;
+    let fields = WithBootTest {
+        written,
+        boot_test: Some(&report),
+    };
     if !json {
         print!("{}", human(&report));
     }
     let boot = summary(target, &report);
     match super::exit::boot_verdicts(&report) {
         Exit::Ok => {
-            render.result(Ok((fields, boot)));
+            render.result(Ok((&fields, boot)));
             Ok(())
         }
         exit => Err(
             Failure::new(exit, anyhow::anyhow!("written and verified, but {boot}"))
-                .with_fields(fields),
+                .with_fields(&fields),
         ),
     }
+}
+
+/// A write's `result` fields with the boot test's report beside them
+/// (none without `--boot-test`).
+#[derive(Serialize)]
+pub struct WithBootTest<'a, W> {
+    #[serde(flatten)]
+    pub written: &'a W,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_test: Option<&'a Report>,
 }

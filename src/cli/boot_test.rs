@@ -4,12 +4,13 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::boot::{self, FirmwareArg, SETTLE};
 use super::exit::{Exit, Failure};
 use super::render::Renderer;
-use bootstick::devices::Roots;
+use bootstick::boot_test::Firmware;
+use bootstick::devices::{Disk, Roots};
 
 /// Boot a stick (or image file) read-only in QEMU: does it boot?
 ///
@@ -67,28 +68,39 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let options = boot::options(&args.firmware, args.timeout, args.screenshot.as_deref());
     render.start(
         "boot-test",
-        json!({
-            "image": args.target,
-            "target": path,
-            "disk": disk,
-            "firmware": options.firmware,
-            "timeout": args.timeout,
-            "settle": SETTLE.as_secs(),
-            "screenshot_dir": args.screenshot,
-        }),
+        &BootTestStart {
+            image: &args.target,
+            target: &path,
+            disk: disk.as_deref(),
+            firmware: &options.firmware,
+            timeout: args.timeout,
+            settle: SETTLE.as_secs(),
+            screenshot_dir: args.screenshot.as_deref(),
+        },
     );
     super::signals::cooperate();
     let report = boot::run(&path, &options, args.json)?;
-    let fields = boot::fields(&report)?;
     if !args.json {
         print!("{}", boot::human(&report));
     }
     let summary = boot::summary(&path, &report);
     match super::exit::boot_verdicts(&report) {
         Exit::Ok => {
-            render.result(Ok((fields, summary)));
+            render.result(Ok((&report, summary)));
             Ok(())
         }
-        exit => Err(Failure::new(exit, anyhow::anyhow!(summary)).with_fields(fields)),
+        exit => Err(Failure::new(exit, anyhow::anyhow!(summary)).with_fields(&report)),
     }
+}
+
+/// The `start` line of `boot-test` (docs/cli.md).
+#[derive(Serialize)]
+struct BootTestStart<'a> {
+    image: &'a std::path::Path,
+    target: &'a std::path::Path,
+    disk: Option<&'a Disk>,
+    firmware: &'a [Firmware],
+    timeout: u64,
+    settle: u64,
+    screenshot_dir: Option<&'a std::path::Path>,
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::advice;
-use super::exit::{Exit, Failure};
+use super::exit::Failure;
 use super::mode::{choice, TableArg};
 use super::render::{human_bytes, layout_line, Renderer};
 use bootstick::devices::Roots;
@@ -77,10 +77,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         .decide(None, choice(args.raw, args.layout, args.table))
         .map_err(advice::failure)?;
     let prepared = job.prepare_compare(target, disk).map_err(advice::failure)?;
-    render.start(
-        "compare",
-        serde_json::to_value(prepared.start()).map_err(|e| Failure::new(Exit::Internal, e))?,
-    );
+    render.start("compare", &prepared.start());
     // From here on a signal stops the comparison between chunks.
     super::signals::cooperate();
     let report = prepared
@@ -94,7 +91,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         None => "a byte-for-byte copy of".into(),
     };
     render.result(Ok((
-        serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?,
+        &report,
         format!(
             "{} holds {what} {}: all {} ({} bytes) identical.",
             path.display(),

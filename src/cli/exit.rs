@@ -10,7 +10,8 @@ use bootstick::cancel::{Signal, TargetState};
 use bootstick::layout::{disk, fat32, from_iso, partition};
 use bootstick::plan::PlanError;
 use bootstick::{boot_test, devices, health, image, job, station, trust, write};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// How a `bootstick` run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +102,40 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
+/// What a job stopped by a signal (or a request) adds to its failed
+/// `result`: `interrupted`, `signal` (null for a request) and, for a
+/// command with a target, `target_state` (docs/cli.md).
+#[derive(Serialize)]
+pub struct Stopped {
+    pub interrupted: bool,
+    pub signal: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_state: Option<&'static str>,
+}
+
+impl Stopped {
+    /// `state`: the name of the target's state (`cancel::TargetState` or
+    /// a probe's `health::TargetState`).
+    pub fn new(signal: Option<Signal>, state: Option<&'static str>) -> Self {
+        Stopped {
+            interrupted: true,
+            signal: signal.map(Signal::name),
+            target_state: state,
+        }
+    }
+}
+
+/// What a write that failed part-way left (docs/cli.md): the target's
+/// state, and `boot_area_zeroed` when a decoded image's held-back first
+/// MiB was never written.
+#[derive(Serialize)]
+struct Left {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot_area_zeroed: Option<bool>,
+}
+
 /// A failed command: the exit code it maps to and the error to show.
 #[derive(Debug)]
 pub struct Failure {
@@ -131,9 +166,10 @@ impl Failure {
         self
     }
 
-    /// Adds the fields of `object` (a JSON object) to the `result` line.
-    pub fn with_fields(mut self, object: Value) -> Self {
-        if let Value::Object(m) = object {
+    /// Adds the fields of `report` (a struct, or anything serialized as
+    /// a JSON object) to the `result` line.
+    pub fn with_fields(mut self, report: &impl Serialize) -> Self {
+        if let Ok(Value::Object(m)) = serde_json::to_value(report) {
             self.fields.extend(m);
         }
         self
@@ -149,11 +185,8 @@ impl Failure {
     ) -> Self {
         let name = signal.map(Signal::name);
         let error = error.context(format!("interrupted by {}", name.unwrap_or("a request")));
-        let mut fields = json!({ "interrupted": true, "signal": name });
-        if let Some(s) = state {
-            fields["target_state"] = json!(s.name());
-        }
-        Failure::new(Exit::for_signal(signal), error).with_fields(fields)
+        Failure::new(Exit::for_signal(signal), error)
+            .with_fields(&Stopped::new(signal, state.map(TargetState::name)))
     }
 
     /// A write-engine failure with its exit code; a cancelled job says it
@@ -169,17 +202,11 @@ impl Failure {
                 // A decoded image that failed part-way says what it left.
                 let state = e.target_state();
                 let zeroed = matches!(e, write::Error::HeldBack { .. });
-                let f = Failure::new(write_error(&e), e);
-                let f = match state {
-                    Some(s) => f.with_fields(json!({ "target_state": s.name() })),
-                    None => f,
-                };
-                // The first MiB was held back and is zeroed (no partition table).
-                if zeroed {
-                    f.with_fields(json!({ "boot_area_zeroed": true }))
-                } else {
-                    f
-                }
+                Failure::new(write_error(&e), e).with_fields(&Left {
+                    target_state: state.map(TargetState::name),
+                    // The first MiB was held back and is zeroed (no partition table).
+                    boot_area_zeroed: zeroed.then_some(true),
+                })
             }
         }
     }
@@ -196,11 +223,7 @@ impl Failure {
                 let name = signal.map(bootstick::cancel::Signal::name);
                 let error = anyhow::Error::new(e)
                     .context(format!("interrupted by {}", name.unwrap_or("a request")));
-                Failure::new(code, error).with_fields(json!({
-                    "interrupted": true,
-                    "signal": name,
-                    "target_state": state.name(),
-                }))
+                Failure::new(code, error).with_fields(&Stopped::new(signal, Some(state.name())))
             }
             e => Failure::new(code, e),
         }

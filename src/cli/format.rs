@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::advice;
-use super::exit::{self, Exit, Failure};
+use super::exit::{self, Failure};
 use super::render::{human_bytes, Renderer};
 use bootstick::devices::{Policy, Roots};
 use bootstick::health::format;
@@ -108,7 +108,12 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     .map_err(advice::failure)?;
     render.start(
         "format",
-        serde_json::json!({ "target": disk.path, "disk": disk, "fs": args.fs.map(FsArg::fs), "label": args.label }),
+        &FormatStart {
+            target: &disk.path,
+            disk: &disk,
+            fs: args.fs.map(FsArg::fs),
+            label: &args.label,
+        },
     );
     super::signals::cooperate();
     let options = format::Options {
@@ -117,7 +122,6 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     let report = format::format(&disk, guard, &options, render).map_err(fail)?;
-    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     let text = format!(
         "{}: one MBR partition ({}) with an empty {} volume{}, read back and verified{}.",
         report.target.display(),
@@ -136,7 +140,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             None => String::new(),
         }
     );
-    render.result(Ok((fields, text)));
+    render.result(Ok((&report, text)));
     Ok(())
 }
 
@@ -147,4 +151,13 @@ fn fail(e: format::Error) -> Failure {
         format::Error::Device(d) => advice::device(d),
         e => Failure::new(code, e),
     }
+}
+
+/// The `start` line of `format` (docs/cli.md).
+#[derive(serde::Serialize)]
+struct FormatStart<'a, D: serde::Serialize> {
+    target: &'a std::path::Path,
+    disk: &'a D,
+    fs: Option<format::Fs>,
+    label: &'a str,
 }

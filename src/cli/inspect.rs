@@ -34,15 +34,27 @@ struct Report<'a> {
     /// The layout `write` would build (a `layout` decision only), or why
     /// it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
-    layout: Option<serde_json::Value>,
+    layout: Option<Planned<'a>>,
     /// The MBR entry a byte copy gets for the El Torito EFI image
     /// (docs/layout.md, "UEFI for isohybrid ISOs"), or null.
     esp_entry: Option<bootstick::layout::esp_entry::EspEntry>,
     /// isomd5sum's MD5 in the primary volume descriptor (docs/trust.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     implanted_md5: Option<bootstick::trust::isomd5::Implanted>,
+    /// A compressed image: its format and sizes (inspected decompressed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compressed: Option<job::CompressedSummary>,
     #[serde(flatten)]
     inspection: &'a Inspection,
+}
+
+/// The layout `write` would build, or why it cannot (docs/cli.md,
+/// "inspect").
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Planned<'a> {
+    Built(job::LayoutSummary<'a>),
+    Refused { error: String, exit: u8 },
 }
 
 /// Opens the image at `path` (`image::input::open`: never blocking, a
@@ -54,7 +66,7 @@ pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let out = super::render::Renderer::report(args.json);
-    out.start("inspect", serde_json::json!({ "image": &args.image }));
+    out.start("inspect", &super::render::ImageStart { image: &args.image });
     let src = open_source(&args.image)?;
     // The image is opened once: everything below reads this descriptor.
     let implanted = bootstick::trust::isomd5::read_source(&*src);
@@ -80,23 +92,20 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let doc = Report {
             image: &args.image,
             layout: planned.as_ref().map(|p| match p {
-                Ok(l) => serde_json::to_value(job::LayoutSummary::of(l)).unwrap_or_default(),
-                Err(e) => serde_json::json!({
-                    "error": bootstick::error_chain(e),
-                    "exit": super::exit::job_error(e) as u8
-                }),
+                Ok(l) => Planned::Built(job::LayoutSummary::of(l)),
+                Err(e) => Planned::Refused {
+                    error: bootstick::error_chain(e),
+                    exit: super::exit::job_error(e) as u8,
+                },
             }),
             esp_entry: esp_entry.clone(),
             implanted_md5: implanted,
+            compressed: compressed
+                .as_ref()
+                .map(|c| job::CompressedSummary::of(c, Some(inspection.size))),
             inspection: &inspection,
         };
-        let mut doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
-        if let Some(c) = &compressed {
-            doc["compressed"] =
-                serde_json::to_value(job::CompressedSummary::of(c, Some(inspection.size)))
-                    .unwrap_or_default();
-        }
-        out.document(doc);
+        out.document(&doc);
         Ok(())
     } else {
         let mut text = render(&args.image, &inspection);

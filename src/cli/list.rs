@@ -23,7 +23,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let out = super::render::Renderer::report(args.json);
-    out.start("list", serde_json::json!({ "all": args.all }));
+    out.start("list", &ListStart { all: args.all });
     let roots = args.root.as_deref().map_or_else(Roots::live, Roots::under);
     let disks = devices::enumerate(&roots).map_err(|e| Failure::new(Exit::Internal, e))?;
     let shown: Vec<&Disk> = disks
@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .filter(|d| args.all || d.listed_by_default)
         .collect();
     if args.json {
-        out.document(serde_json::json!({ "disks": shown }));
+        out.document(&Disks { disks: shown });
     } else if shown.is_empty() {
         eprintln!(
             "no removable or USB disks found ({} disks in all; `bootstick list --all` shows them)",
@@ -41,4 +41,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
         print!("{}", table(&shown));
     }
     Ok(())
+}
+
+/// The `start` line of `list`.
+#[derive(serde::Serialize)]
+struct ListStart {
+    all: bool,
+}
+
+/// `list --json`'s `result` fields (docs/cli.md).
+#[derive(serde::Serialize)]
+struct Disks<'a> {
+    disks: Vec<&'a Disk>,
 }

@@ -73,7 +73,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let out = super::render::Renderer::report(args.json);
     out.start(
         "ls",
-        serde_json::json!({ "image": &args.image, "path": &args.path }),
+        &LsStart {
+            image: &args.image,
+            path: &args.path,
+        },
     );
     let (_src, tree) = open_image(&args.image, args.fs)?;
     let bad = |e: Error| {
@@ -120,8 +123,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             path: format!("/{prefix}"),
             entries,
         };
-        let doc = serde_json::to_value(&doc).map_err(|e| Failure::new(Exit::Internal, e))?;
-        out.document(doc);
+        out.document(&doc);
         return Ok(());
     } else {
         let mut s = String::new();
@@ -152,4 +154,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         _ => Ok(()),
     }
+}
+
+/// The `start` line of `ls`.
+#[derive(serde::Serialize)]
+struct LsStart<'a, P: serde::Serialize> {
+    image: &'a std::path::Path,
+    path: &'a P,
 }

@@ -109,19 +109,22 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     };
     render.start(
         "probe",
-        serde_json::json!({ "target": path, "mode": mode, "disk": disk }),
+        &ProbeStart {
+            target: &path,
+            mode,
+            disk: &disk,
+        },
     );
     super::signals::cooperate();
     let report = health::probe(&path, guard.as_ref(), &options, render).map_err(Failure::probe)?;
     drop(guard);
-    let fields = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     let text = describe(&report);
     match exit::probe_verdict(report.verdict) {
         Exit::Ok => {
-            render.result(Ok((fields, text)));
+            render.result(Ok((&report, text)));
             Ok(())
         }
-        code => Err(Failure::new(code, anyhow::anyhow!("{text}")).with_fields(fields)),
+        code => Err(Failure::new(code, anyhow::anyhow!("{text}")).with_fields(&report)),
     }
 }
 
@@ -224,6 +227,14 @@ pub fn state(s: health::TargetState) -> &'static str {
     }
 }
 
+/// The `start` line of `probe` (docs/cli.md).
+#[derive(serde::Serialize)]
+struct ProbeStart<'a, D: serde::Serialize> {
+    target: &'a std::path::Path,
+    mode: Mode,
+    disk: &'a D,
+}
+
 /// `write --probe`: the quick probe of every disk target before the write
 /// (`health::before_write`). An unfit stick ends the command with the
 /// probe's exit code and report; the reports of the probed disks are
@@ -238,8 +249,7 @@ pub fn before_write(chosen: &[job::Chosen], render: &Renderer) -> Result<Vec<Rep
                 "{}\nThe image was not written (write --probe).",
                 describe(&report)
             );
-            let fields = serde_json::to_value(&*report).unwrap_or_default();
-            Failure::new(code, anyhow::anyhow!("{text}")).with_fields(fields)
+            Failure::new(code, anyhow::anyhow!("{text}")).with_fields(&*report)
         }
     })
 }

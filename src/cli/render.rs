@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use bootstick::cancel::Signal;
 use bootstick::events::{Event, Observer, Phase};
@@ -101,7 +101,7 @@ fn now() -> f64 {
 /// Prints one line of the JSON stream (see [`Stream`]).
 fn publish(mut v: Value) {
     if v.get("t").is_none() {
-        merge(&mut v, json!({ "t": now() }));
+        insert(&mut v, "t", now());
     }
     let mut stream = STREAM.lock().unwrap_or_else(|e| e.into_inner());
     if stream.finished {
@@ -345,31 +345,36 @@ impl Renderer {
     }
 
     /// Announces the job (JSON `start` line; nothing for people, who typed it).
-    pub fn start(&self, command: &str, fields: Value) {
+    pub fn start(&self, command: &str, fields: &impl Serialize) {
         if let Renderer::Json(j) = self {
-            let mut v = json!({ "event": "start", "command": command });
-            merge(&mut v, fields);
-            j.emit(v);
+            #[derive(Serialize)]
+            struct Start<'a, F> {
+                event: &'static str,
+                command: &'a str,
+                #[serde(flatten)]
+                fields: F,
+            }
+            j.emit(to_line(&Start {
+                event: "start",
+                command,
+                fields,
+            }));
         }
     }
 
     /// A JSON line of a command's own `event` with `fields` (an object;
     /// the station's `arrived`, `skipped`, …); nothing for people.
-    pub fn line(&self, event: &str, fields: Value) {
+    pub fn line(&self, event: &'static str, fields: &impl Serialize) {
         if let Renderer::Json(j) = self {
-            let mut v = json!({ "event": event });
-            merge(&mut v, fields);
-            j.emit(v);
+            j.emit(to_line(&Tagged { event, fields }));
         }
     }
 
     /// A report command's success: the JSON `result` line with `ok: true`
     /// and the report's fields (`fields` is an object).
-    pub fn document(&self, fields: Value) {
+    pub fn document(&self, fields: &impl Serialize) {
         if let Renderer::Json(j) = self {
-            let mut v = json!({ "event": "result", "ok": true });
-            merge(&mut v, fields);
-            j.emit(v);
+            j.emit(to_line(&Outcome::result(true, fields)));
         }
     }
 
@@ -404,14 +409,14 @@ impl Renderer {
     /// `target_result` line (`ok`, and the result fields or `error`,
     /// `exit_code` and the failure's fields); for people the target's bar
     /// is cleared (the job's summary lists every target).
-    pub fn target_result(&self, outcome: Result<Value, &Failure>) {
+    pub fn target_result(&self, outcome: Result<&impl Serialize, &Failure>) {
         match self {
             Renderer::Json(j) => j.emit(match outcome {
-                Ok(fields) => {
-                    let mut v = json!({ "event": "target_result", "ok": true });
-                    merge(&mut v, fields);
-                    v
-                }
+                Ok(fields) => to_line(&Outcome {
+                    event: "target_result",
+                    ok: true,
+                    fields,
+                }),
                 Err(f) => failure_line("target_result", f),
             }),
             Renderer::Human(h) => h.bar.finish_and_clear(),
@@ -421,13 +426,9 @@ impl Renderer {
 
     /// The overall outcome of a job writing several targets: a JSON `result`
     /// line with `ok` and `fields`, or `summary` on stdout for people.
-    pub fn overall(&self, ok: bool, fields: Value, summary: &str) {
+    pub fn overall(&self, ok: bool, fields: &impl Serialize, summary: &str) {
         match self {
-            Renderer::Json(j) => {
-                let mut v = json!({ "event": "result", "ok": ok });
-                merge(&mut v, fields);
-                j.emit(v);
-            }
+            Renderer::Json(j) => j.emit(to_line(&Outcome::result(ok, fields))),
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
                 println!("{summary}");
@@ -438,14 +439,10 @@ impl Renderer {
 
     /// Reports the outcome: a JSON `result` line, or the human summary
     /// (`summary`, on stdout) / nothing on failure (main prints the error).
-    pub fn result(&self, outcome: Result<(Value, String), &Failure>) {
+    pub fn result<F: Serialize>(&self, outcome: Result<(&F, String), &Failure>) {
         match self {
             Renderer::Json(j) => j.emit(match outcome {
-                Ok((fields, _)) => {
-                    let mut v = json!({ "event": "result", "ok": true });
-                    merge(&mut v, fields);
-                    v
-                }
+                Ok((fields, _)) => to_line(&Outcome::result(true, fields)),
                 Err(f) => failure_line("result", f),
             }),
             Renderer::Human(h) => {
@@ -463,9 +460,45 @@ impl Renderer {
     }
 }
 
-fn merge(into: &mut Value, fields: Value) {
-    if let (Value::Object(a), Value::Object(b)) = (into, fields) {
-        a.extend(b);
+/// The `start` fields of a command that reads one image (`inspect`,
+/// `verify`).
+#[derive(Serialize)]
+pub struct ImageStart<'a> {
+    pub image: &'a std::path::Path,
+}
+
+/// A line of a command's own `event` with its fields beside it.
+#[derive(Serialize)]
+struct Tagged<'a, F> {
+    event: &'a str,
+    #[serde(flatten)]
+    fields: F,
+}
+
+/// A `result` or `target_result` line: `ok` and the outcome's fields.
+#[derive(Serialize)]
+struct Outcome<F> {
+    event: &'static str,
+    ok: bool,
+    #[serde(flatten)]
+    fields: F,
+}
+
+impl<F> Outcome<F> {
+    fn result(ok: bool, fields: F) -> Self {
+        Outcome {
+            event: "result",
+            ok,
+            fields,
+        }
+    }
+}
+
+/// Adds `key` to the line `v` (an object), as the envelope does for `t`
+/// and a multi-target job's `target`.
+fn insert(v: &mut Value, key: &str, value: impl Into<Value>) {
+    if let Value::Object(m) = v {
+        m.insert(key.to_owned(), value.into());
     }
 }
 
@@ -717,7 +750,7 @@ fn duration(secs: f64) -> String {
 }
 
 /// The progress lines of the JSON stream, one variant per `event` (the
-/// table in docs/cli.md, checked against real output by `tests/contract.rs`).
+/// table in docs/cli.md, checked against real output by `tests/it/contract.rs`).
 /// `t`, and `target` in a multi-target job, are added to each.
 #[derive(Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -757,9 +790,9 @@ impl Json {
     }
 
     fn emit(&self, mut v: Value) {
-        merge(&mut v, json!({ "t": now() }));
+        insert(&mut v, "t", now());
         if let Some(target) = &self.target {
-            merge(&mut v, json!({ "target": target }));
+            insert(&mut v, "target", target.as_str());
         }
         publish(v);
     }

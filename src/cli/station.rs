@@ -8,10 +8,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::advice;
-use super::exit::{self, Exit, Failure};
+use super::exit::{self, Exit, Failure, Stopped};
 use super::mode::choice;
 use super::render::{human_bytes, Renderer};
 use bootstick::devices::{Disk, Roots};
@@ -175,20 +175,23 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let present = station.present();
     render.start(
         "station",
-        json!({
-            "image": &args.image,
-            "image_bytes": job.image_len(),
-            "needed_bytes": job.needed(),
-            "mode": mode_name(&job),
-            "rules": rules_json(station.rules(), args),
-            "watching": station.watching(),
-            "present": present.iter().map(|p| json!({
-                "disk": &p.disk,
-                "ignored": !args.include_present,
-                "take": p.decision.is_ok(),
-                "skip": p.decision.as_ref().err(),
-            })).collect::<Vec<_>>(),
-        }),
+        &StationStart {
+            image: &args.image,
+            image_bytes: job.image_len(),
+            needed_bytes: job.needed(),
+            mode: mode_name(&job),
+            rules: RulesLine::new(station.rules(), args),
+            watching: station.watching(),
+            present: present
+                .iter()
+                .map(|p| PresentLine {
+                    disk: &p.disk,
+                    ignored: !args.include_present,
+                    take: p.decision.is_ok(),
+                    skip: p.decision.as_ref().err(),
+                })
+                .collect(),
+        },
     );
     if !args.json {
         eprint!(
@@ -228,17 +231,33 @@ fn station_failure(e: station::Error) -> Failure {
     Failure::new(exit::station_error(&e), e)
 }
 
-fn rules_json(r: &Rules, args: &Args) -> serde_json::Value {
-    json!({
-        "ports": r.ports,
-        "match": r.matches,
-        "max_size": r.max_size,
-        "take_any": r.take_any,
-        "include_present": args.include_present,
-        "rewrite": args.rewrite,
-        "count": args.count,
-        "eject": args.eject,
-    })
+/// The `start` line's `rules`: what the station takes (docs/cli.md).
+#[derive(Serialize)]
+struct RulesLine<'a> {
+    ports: &'a [String],
+    #[serde(rename = "match")]
+    matches: &'a Match,
+    max_size: u64,
+    take_any: bool,
+    include_present: bool,
+    rewrite: bool,
+    count: Option<u64>,
+    eject: bool,
+}
+
+impl<'a> RulesLine<'a> {
+    fn new(r: &'a Rules, args: &Args) -> Self {
+        RulesLine {
+            ports: &r.ports,
+            matches: &r.matches,
+            max_size: r.max_size,
+            take_any: r.take_any,
+            include_present: args.include_present,
+            rewrite: args.rewrite,
+            count: args.count,
+            eject: args.eject,
+        }
+    }
 }
 
 fn disk_line(d: &Disk) -> String {
@@ -416,26 +435,24 @@ impl station::Observer for View<'_> {
     fn station(&self, e: &Event) {
         match e {
             Event::Arrived { disk } => {
-                self.render
-                    .line("arrived", json!({ "target": disk.path, "disk": disk }));
+                self.render.line("arrived", &DiskLine::of(disk));
                 self.say(format!("{}: arrived: {}", disk.name, disk_line(disk)));
             }
             Event::Skipped { disk, reason } => {
                 self.render.line(
                     "skipped",
-                    json!({
-                        "target": disk.path,
-                        "rule": reason.rule(),
-                        "reason": reason.to_string(),
-                        "detail": reason,
-                        "disk": disk,
-                    }),
+                    &SkippedLine {
+                        target: &disk.path,
+                        rule: reason.rule(),
+                        reason: reason.to_string(),
+                        detail: reason,
+                        disk,
+                    },
                 );
                 self.say(format!("{}: skipped: {reason}", disk.name));
             }
             Event::Writing { disk } => {
-                self.render
-                    .line("writing", json!({ "target": disk.path, "disk": disk }));
+                self.render.line("writing", &DiskLine::of(disk));
                 self.say(format!("{}: writing {}", disk.name, disk_line(disk)));
                 let _ = self.bar(disk);
             }
@@ -455,7 +472,10 @@ impl station::Observer for View<'_> {
                 });
                 match error {
                     None => {
-                        bar.target_result(Ok(json!({ "record": record })));
+                        bar.target_result(Ok(&RecordLine {
+                            record,
+                            stopped: None,
+                        }));
                         let bell = if self.bell { "\x07" } else { "" };
                         self.say(format!(
                             "{}: done — remove it ({} in {:.1} s, {} MB/s, verified){bell}",
@@ -466,25 +486,32 @@ impl station::Observer for View<'_> {
                         ));
                     }
                     Some(err) => {
-                        let mut fields = json!({ "record": record });
                         let mut code = exit::job_error(err);
                         // What a stopped or part-written job left, as
                         // `write` reports it.
+                        let mut left = RecordLine {
+                            record,
+                            stopped: None,
+                        };
                         if let job::Error::Write(w) = err {
-                            if let Some(state) = w.target_state() {
-                                fields["target_state"] = json!(state.name());
-                            }
+                            let state = w.target_state();
                             if matches!(w, bootstick::write::Error::Cancelled { .. }) {
                                 let signal = super::signals::token().signal();
-                                fields["interrupted"] = json!(true);
-                                fields["signal"] = json!(signal.map(|s| s.name()));
+                                left.stopped = Some(Left::Stopped(Stopped::new(
+                                    signal,
+                                    state.map(|s| s.name()),
+                                )));
                                 code = Exit::for_signal(signal);
+                            } else if let Some(state) = state {
+                                left.stopped = Some(Left::State {
+                                    target_state: state.name(),
+                                });
                             }
                         }
                         let f =
                             Failure::new(code, anyhow::anyhow!("{}", bootstick::error_chain(*err)))
-                                .with_fields(fields);
-                        bar.target_result(Err(&f));
+                                .with_fields(&left);
+                        bar.target_result(Err::<&(), _>(&f));
                         let what = if record.result == Outcome::Incomplete {
                             "INCOMPLETE"
                         } else {
@@ -499,11 +526,11 @@ impl station::Observer for View<'_> {
                 }
             }
             Event::Removed { name } => {
-                self.render.line("removed", json!({ "device": name }));
+                self.render.line("removed", &RemovedLine { device: name });
                 self.say(format!("{name}: removed"));
             }
             Event::Stopping { why } => {
-                self.render.line("stopping", json!({ "why": why }));
+                self.render.line("stopping", &StoppingLine { why });
                 self.say(match why {
                     station::StopReason::Count => {
                         "station: the count is reached; finishing the sticks being written".into()
@@ -534,16 +561,24 @@ fn finish(
     for (dev, err) in &s.failures {
         text.push_str(&format!("\n  FAILED {dev}: {err}"));
     }
-    let mut fields = json!({
-        "done": s.done,
-        "failed": s.failed,
-        "incomplete": s.incomplete,
-        "skipped": s.skipped,
-        "failures": s.failures.iter().map(|(d, e)| json!({"target": d, "error": e})).collect::<Vec<_>>(),
-        "stopped": s.stopped,
-    });
+    let mut fields = SummaryLine {
+        done: s.done,
+        failed: s.failed,
+        incomplete: s.incomplete,
+        skipped: s.skipped,
+        failures: s
+            .failures
+            .iter()
+            .map(|(target, error)| FailureEntry { target, error })
+            .collect(),
+        stopped: s.stopped,
+        error: None,
+        exit_code: None,
+        interrupted: None,
+        signal: None,
+    };
     if s.ok() {
-        render.overall(true, fields, &text);
+        render.overall(true, &fields, &text);
         return Ok(());
     }
     let code = if s.incomplete > 0 {
@@ -559,14 +594,113 @@ fn finish(
         first.0,
         first.1
     );
-    fields["error"] = json!(super::render::chain(&error));
-    fields["exit_code"] = json!(code as u8);
+    fields.error = Some(super::render::chain(&error));
+    fields.exit_code = Some(code as u8);
     if s.incomplete > 0 {
-        fields["interrupted"] = json!(true);
-        if let Some(sig) = aborted_by {
-            fields["signal"] = json!(sig.name());
+        fields.interrupted = Some(true);
+        fields.signal = aborted_by.map(|sig| sig.name());
+    }
+    render.overall(false, &fields, &text);
+    Err(Failure::new(code, error).reported())
+}
+
+// ---- The JSON lines (docs/cli.md, "station"): one struct per event.
+
+/// The `start` line.
+#[derive(Serialize)]
+struct StationStart<'a> {
+    image: &'a std::path::Path,
+    image_bytes: u64,
+    needed_bytes: u64,
+    mode: &'static str,
+    rules: RulesLine<'a>,
+    watching: &'a Watching,
+    present: Vec<PresentLine<'a>>,
+}
+
+/// A disk present when the station started, and what would be done with it.
+#[derive(Serialize)]
+struct PresentLine<'a> {
+    disk: &'a Disk,
+    ignored: bool,
+    take: bool,
+    skip: Option<&'a rules::Skip>,
+}
+
+/// `arrived` and `writing`: the disk and its path.
+#[derive(Serialize)]
+struct DiskLine<'a> {
+    target: &'a std::path::Path,
+    disk: &'a Disk,
+}
+
+impl<'a> DiskLine<'a> {
+    fn of(disk: &'a Disk) -> Self {
+        DiskLine {
+            target: &disk.path,
+            disk,
         }
     }
-    render.overall(false, fields, &text);
-    Err(Failure::new(code, error).reported())
+}
+
+/// `skipped`: which rule, in words and typed.
+#[derive(Serialize)]
+struct SkippedLine<'a> {
+    target: &'a std::path::Path,
+    rule: &'static str,
+    reason: String,
+    detail: &'a rules::Skip,
+    disk: &'a Disk,
+}
+
+/// A stick's `target_result` fields: its log record, and what a failed
+/// one left.
+#[derive(Serialize)]
+struct RecordLine<'a> {
+    record: &'a bootstick::station::log::Record,
+    #[serde(flatten)]
+    stopped: Option<Left>,
+}
+
+/// What a failed stick was left in: stopped by a signal, or part-written.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Left {
+    Stopped(Stopped),
+    State { target_state: &'static str },
+}
+
+#[derive(Serialize)]
+struct RemovedLine<'a> {
+    device: &'a str,
+}
+
+#[derive(Serialize)]
+struct StoppingLine<'a> {
+    why: &'a station::StopReason,
+}
+
+/// The overall `result`.
+#[derive(Serialize)]
+struct SummaryLine<'a> {
+    done: u64,
+    failed: u64,
+    incomplete: u64,
+    skipped: u64,
+    failures: Vec<FailureEntry<'a>>,
+    stopped: Option<station::StopReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct FailureEntry<'a> {
+    target: &'a str,
+    error: &'a str,
 }

@@ -183,10 +183,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // --json: a `start` line, then the report in the `result` line
     // (docs/cli.md), also when the outcome is a failure.
     let out = super::render::Renderer::report(args.json);
-    out.start("verify", serde_json::json!({ "image": &args.image }));
+    out.start("verify", &super::render::ImageStart { image: &args.image });
     let req = request(args.image, &args.references)?;
     let report = check(&req, args.json)?;
-    let doc = serde_json::to_value(&report).map_err(|e| Failure::new(Exit::Internal, e))?;
     if !args.json {
         print!("{}", render(&report));
     }
@@ -197,13 +196,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     match code {
         Exit::Ok => {
-            out.document(doc);
+            out.document(&report);
             Ok(())
         }
         code => Err(Failure::new(
             code,
             anyhow::anyhow!("{}: {}", outcome_text(&report), failure_message(&report)),
         )
-        .with_fields(doc)),
+        .with_fields(&report)),
     }
 }

@@ -4,13 +4,15 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::advice;
-use super::exit::{Exit, Failure};
+use super::exit::Failure;
 use super::render::{human_bytes, layout_line, Renderer};
 
 use super::mode::{choice, notice_text};
+use super::boot::WithBootTest;
+use bootstick::boot_test::Report;
 use bootstick::devices::{Policy, Roots};
 use bootstick::events::{Event, Observer};
 use bootstick::job::{self, Prepared, RunOptions, Written};
@@ -185,20 +187,20 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         return run_many(&job, jobs, &options, render, args.json, boot.as_ref());
     }
     let one = jobs.remove(0);
-    render.start("write", start_fields(&one, &options));
+    render.start("write", &one.start(options.verify));
     if args.json {
         warn_notices(&job, render);
     }
     let written = one.run(&options, render).map_err(advice::failure)?;
-    let mut fields = to_fields(&written)?;
-    if let Some(p) = probed.first() {
-        fields["probe"] = to_fields(p)?;
-    }
+    let summary = summary(&job, &written, options.eject);
+    let fields = WithProbe {
+        written: &written,
+        probe: probed.first(),
+    };
     if let Some(o) = &boot {
-        let summary = summary(&job, &written, options.eject);
-        return super::boot::after_write(&written.target, o, fields, summary, render, args.json);
+        return super::boot::after_write(&written.target, o, &fields, summary, render, args.json);
     }
-    render.result(Ok((fields, summary(&job, &written, options.eject))));
+    render.result(Ok((&fields, summary)));
     Ok(())
 }
 
@@ -206,14 +208,6 @@ fn warn_notices(job: &job::Job, render: &Renderer) {
     for n in &job.decided().notices {
         render.event(&Event::Warning(notice_text(n, job.path())));
     }
-}
-
-fn to_fields<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Failure> {
-    serde_json::to_value(v).map_err(|e| Failure::new(Exit::Internal, e))
-}
-
-fn start_fields(p: &Prepared, options: &RunOptions) -> serde_json::Value {
-    serde_json::to_value(p.start(options.verify)).unwrap_or_default()
 }
 
 /// The summary of one written target, for people; `eject`: `--eject` was
@@ -290,51 +284,56 @@ fn run_many(
     let paths: Vec<PathBuf> = jobs.iter().map(|j| j.target_path().to_path_buf()).collect();
     let boots = boot.map(|b| super::boot::per_target(b, &paths));
     for (j, r) in jobs.iter().zip(&renders) {
-        r.start("write", start_fields(j, options));
+        r.start("write", &j.start(options.verify));
     }
     if json {
         warn_notices(job, render);
     }
-    let outcomes: Vec<Result<(serde_json::Value, String), Failure>> =
+    let outcomes: Vec<Result<(Written, Option<Report>, String), Failure>> =
         job::run_all(jobs, options, &renders, |i, outcome| {
             let outcome = match outcome {
-                Ok(w) => to_fields(&w)
-                    .map(|f| (f, summary(job, &w, options.eject)))
-                    .and_then(|(f, s)| match &boots {
-                        Some(b) => super::boot::after_one(&w.target, &b[i], f, s, json),
-                        None => Ok((f, s)),
-                    }),
+                Ok(w) => {
+                    let line = summary(job, &w, options.eject);
+                    match &boots {
+                        Some(b) => super::boot::after_one(&w.target, &b[i], &w, line, json)
+                            .map(|(report, line)| (w, Some(report), line)),
+                        None => Ok((w, None, line)),
+                    }
+                }
                 Err(e) => Err(advice::failure(e)),
             };
-            renders[i].target_result(match &outcome {
-                Ok((fields, _)) => Ok(fields.clone()),
-                Err(f) => Err(f),
-            });
+            match &outcome {
+                Ok((written, report, _)) => renders[i].target_result(Ok(&WithBootTest {
+                    written,
+                    boot_test: report.as_ref(),
+                })),
+                Err(f) => renders[i].target_result(Err::<&WithBootTest<Written>, _>(f)),
+            }
             outcome
         });
     let mut targets = Vec::with_capacity(outcomes.len());
     let mut lines = Vec::with_capacity(outcomes.len());
     for (label, outcome) in labels.iter().zip(&outcomes) {
         match outcome {
-            Ok((fields, summary)) => {
-                let mut v = json!({ "target": label, "ok": true });
-                if let (Some(a), serde_json::Value::Object(b)) = (v.as_object_mut(), fields) {
-                    a.extend(b.clone());
-                }
-                targets.push(v);
+            Ok((written, report, summary)) => {
+                targets.push(TargetEntry::Written {
+                    target: label,
+                    ok: true,
+                    written: WithBootTest {
+                        written,
+                        boot_test: report.as_ref(),
+                    },
+                });
                 lines.push(format!("ok     {summary}"));
             }
             Err(f) => {
-                let mut v = json!({
-                    "target": label,
-                    "ok": false,
-                    "error": super::render::chain(&f.error),
-                    "exit_code": f.exit as u8,
+                targets.push(TargetEntry::Failed {
+                    target: label,
+                    ok: false,
+                    error: super::render::chain(&f.error),
+                    exit_code: f.exit as u8,
+                    fields: &f.fields,
                 });
-                if let Some(m) = v.as_object_mut() {
-                    m.extend(f.fields.clone());
-                }
-                targets.push(v);
                 lines.push(format!(
                     "FAILED {label}: {} (exit {})",
                     super::render::chain(&f.error),
@@ -349,7 +348,7 @@ fn run_many(
         .filter_map(|(l, o)| o.as_ref().err().map(|f| (l, f)))
         .collect();
     let Some((first_label, first)) = failed.first() else {
-        render.overall(true, json!({ "targets": targets }), &lines.join("\n"));
+        render.overall(true, &Targets { targets }, &lines.join("\n"));
         return Ok(());
     };
     let error = anyhow::anyhow!(
@@ -358,18 +357,65 @@ fn run_many(
         labels.len(),
         super::render::chain(&first.error)
     );
-    let mut overall = json!({
-        "targets": targets,
-        "error": super::render::chain(&error),
-        "exit_code": first.exit as u8,
-    });
-    // An interrupted job says so in the overall result too (each target's
-    // state is in its own entry).
-    for key in ["interrupted", "signal"] {
-        if let Some(v) = first.fields.get(key) {
-            overall[key] = v.clone();
-        }
-    }
-    render.overall(false, overall, &lines.join("\n"));
+    let overall = FailedTargets {
+        targets,
+        error: super::render::chain(&error),
+        exit_code: first.exit as u8,
+        // An interrupted job says so in the overall result too (each
+        // target's state is in its own entry).
+        interrupted: first.fields.get("interrupted"),
+        signal: first.fields.get("signal"),
+    };
+    render.overall(false, &overall, &lines.join("\n"));
     Err(Failure::new(first.exit, error).reported())
+}
+
+/// One target's entry in a multi-target job's `targets` (docs/cli.md,
+/// "Several targets").
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TargetEntry<'a> {
+    Written {
+        target: &'a str,
+        ok: bool,
+        #[serde(flatten)]
+        written: WithBootTest<'a, Written>,
+    },
+    Failed {
+        target: &'a str,
+        ok: bool,
+        error: String,
+        exit_code: u8,
+        #[serde(flatten)]
+        fields: &'a serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// A multi-target job's `result` when every target was written.
+#[derive(Serialize)]
+struct Targets<'a> {
+    targets: Vec<TargetEntry<'a>>,
+}
+
+/// A multi-target job's `result` when a target failed: the first failure's
+/// message and code, and whether a signal stopped the job.
+#[derive(Serialize)]
+struct FailedTargets<'a> {
+    targets: Vec<TargetEntry<'a>>,
+    error: String,
+    exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interrupted: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'a serde_json::Value>,
+}
+
+/// One target's `result` fields, with the `write --probe` report of the
+/// disk when it was probed first.
+#[derive(Serialize)]
+struct WithProbe<'a> {
+    #[serde(flatten)]
+    written: &'a Written,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probe: Option<&'a bootstick::health::Report>,
 }

@@ -12,7 +12,7 @@
 //! stream) are loaded, and the XML is referenced, not copied.
 //!
 //! The assignment of resources to parts follows wimlib's `split.c` (observed
-//! byte for byte against `wimlib-imagex split` in `tests/wim.rs`):
+//! byte for byte against `wimlib-imagex split` in `tests/it/wim.rs`):
 //! metadata resources (one per image, in lookup-table order) all go to
 //! part 1; then the streams, in the order they lie in the file, are added
 //! greedily, a new part starting when the current part's resources plus the

@@ -4,7 +4,7 @@
 //! `tests/fixtures/sysfs/` (what each disk must be classified as is written
 //! here, next to the tree) and on the real machine, checked against `lsblk`.
 
-mod common;
+use crate::common;
 
 use bootstick::devices::{self, Disk, Kind, Roots, Transport};
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 //! (`src/station/rules.rs`); USB sticks hot-plugged into a guest are in
 //! `tests/testbed.rs`.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -482,7 +482,12 @@ fn first_sigint_drains_second_aborts() {
     assert_eq!(code, Some(130), "{err}\n{lines:#?}");
     let r = lines.iter().find(|v| is("target_result", &two)(v)).unwrap();
     assert_eq!(r["ok"], false);
-    assert_eq!(r["target_state"], "incomplete", "{r}");
+    // Stopped while writing, or (on a loaded machine, where the write can
+    // finish before the second signal lands) while reading it back.
+    assert!(
+        r["target_state"] == "incomplete" || r["target_state"] == "written-not-verified",
+        "{r}"
+    );
     assert_documented(&lines);
     let result = lines.last().unwrap();
     assert_eq!(result["interrupted"], true);

@@ -5,7 +5,7 @@
 //! SCSI layer's vendor/model, udev's by-id links) and QEMU's: we never
 //! check bootstick against bootstick.
 
-mod common;
+use crate::common;
 
 use common::guest::{self, blkdebug_rules, Guest, Stick};
 use common::qemu;

@@ -7,8 +7,8 @@
 //! record points a file outside it, give EIO on the damaged file only;
 //! every write is EROFS.
 
-mod common;
-mod udf_build;
+use crate::common;
+use bootstick_testkit::udf_build;
 
 use common::fixtures::cached;
 use std::collections::BTreeMap;

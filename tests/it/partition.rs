@@ -3,7 +3,7 @@
 //! write must see exactly the partitions we meant, with valid CRCs and a
 //! consistent backup GPT.
 
-mod common;
+use crate::common;
 
 use bootstick::layout::partition::{self, Kind, Partition};
 use std::path::Path;

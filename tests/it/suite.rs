@@ -3,7 +3,7 @@
 //! Strict mode (`BOOTSTICK_REQUIRE_ALL=1`, set by `scripts/test.sh` and so by
 //! CI) promises that a green run ran every test. That holds only while every
 //! skip goes through the one helper that fails in strict mode
-//! (`tests/common::skip`, or `src/test_support.rs` for unit tests). This test
+//! (`tests/it/common::skip`, or `src/test_support.rs` for unit tests). This test
 //! finds the shapes that bypassed it before: a hand-written `SKIP` line, a
 //! `have_tool` check with its own early return, a private reading of the
 //! strict variable.
@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 /// Files allowed to print a skip or read the strict-mode variable.
-const SKIP_HELPERS: &[&str] = &["tests/common/mod.rs", "src/test_support.rs"];
+const SKIP_HELPERS: &[&str] = &["tests/it/common/mod.rs", "src/test_support.rs"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -39,7 +39,7 @@ fn prints_skip(code: &str) -> bool {
 /// Every place in `text` (the file `rel`) that skips without the helper.
 fn bypasses(rel: &str, text: &str) -> Vec<String> {
     let helper = SKIP_HELPERS.contains(&rel);
-    let in_common = rel.starts_with("tests/common/");
+    let in_common = rel.starts_with("tests/it/common/");
     let mut found = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or_default();
@@ -66,11 +66,12 @@ fn every_skip_goes_through_the_strict_mode_helper() {
     rust_files(&root.join("tests"), &mut files);
     rust_files(&root.join("src"), &mut files);
     rust_files(&root.join("fuzz/fuzz_targets"), &mut files);
+    rust_files(&root.join("testkit"), &mut files);
     assert!(files.len() > 20, "found only {files:?}");
     let mut found = Vec::new();
     for f in &files {
         let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        if rel == "tests/suite.rs" {
+        if rel == "tests/it/suite.rs" {
             continue;
         }
         found.extend(bypasses(&rel, &std::fs::read_to_string(f).unwrap()));
@@ -88,11 +89,41 @@ fn the_rule_finds_the_old_bypasses() {
     let old_wim = "if !common::have_tool(\"wimlib-imagex\") {\n    return Ok(());\n}";
     let old_engine = "eprintln!(\n    \"SKIP refused_direct_writes: {} does not refuse\",";
     let own_strict = "if std::env::var_os(\"BOOTSTICK_REQUIRE_ALL\").is_some() {";
-    assert_eq!(bypasses("tests/wim.rs", old_wim).len(), 1);
+    assert_eq!(bypasses("tests/it/wim.rs", old_wim).len(), 1);
     assert_eq!(bypasses("src/write/engine.rs", old_engine).len(), 1);
-    assert_eq!(bypasses("tests/common/qemu.rs", own_strict).len(), 1);
-    assert!(bypasses("tests/common/mod.rs", old_engine).is_empty());
+    assert_eq!(bypasses("tests/it/common/qemu.rs", own_strict).len(), 1);
+    assert!(bypasses("tests/it/common/mod.rs", old_engine).is_empty());
     // A colon right after the word is a SKIP line too; a longer word is not.
     assert_eq!(bypasses("tests/x.rs", "eprintln!(\"SKIP: x\");").len(), 1);
     assert!(bypasses("src/trust/isomd5.rs", "strip_prefix(\"SKIPSECTORS = \")").is_empty());
+}
+
+/// Every integration test is a module of the one test binary (`tests/it`): a
+/// new top-level `tests/*.rs` file would be its own binary, compiling and
+/// linking `common` and every dependency again.
+#[test]
+fn integration_tests_are_modules_of_tests_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loose: Vec<_> = std::fs::read_dir(root.join("tests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    assert!(
+        loose.is_empty(),
+        "move these into tests/it/ and add `mod NAME;` to tests/it/main.rs: {loose:?}"
+    );
+    let main = std::fs::read_to_string(root.join("tests/it/main.rs")).unwrap();
+    for entry in std::fs::read_dir(root.join("tests/it")).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs") && stem != "main" {
+            assert!(
+                main.contains(&format!("\nmod {stem};")),
+                "tests/it/{stem}.rs is not a module of tests/it/main.rs, so it never runs"
+            );
+        }
+    }
 }

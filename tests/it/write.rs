@@ -1,7 +1,7 @@
 //! The write engine and the `write` / `compare` commands, checked with
 //! independent readers: `cmp`, and reading backing files of loop devices.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::Read;

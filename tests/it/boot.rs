@@ -7,7 +7,7 @@
 //! product: what `bootstick write` puts into an image file and onto a block
 //! device (a loop device) boots under both firmwares.
 
-mod common;
+use crate::common;
 
 use bootstick::layout::disk::Table;
 use common::qemu::{self, Boot, End, Firmware};

@@ -3,7 +3,7 @@
 //! must agree, including a Windows-like "UDF bridge" whose ISO 9660 side holds
 //! only README.TXT and a file over 4 GiB.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -390,7 +390,7 @@ fn images_without_udf_are_not_udf() {
 
 // ---- Hand-built images: the forms genisoimage never writes, and hostile ones.
 
-mod udf_build;
+use bootstick_testkit::udf_build;
 
 use bootstick::image::Error;
 use udf_build::{build, link, Ad, Node, Opts, BS};

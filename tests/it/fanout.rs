@@ -2,7 +2,7 @@
 //! once. Oracles: `cmp` of every target against the image, `sha256sum` of
 //! backing files that must survive a refusal, and the JSON events.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,7 +4,7 @@
 //! names the changed byte, several targets at once, and the refusals that
 //! must leave everything untouched.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

@@ -5,7 +5,7 @@
 //! come back as we put them in. The volume is written by the real write
 //! engine from a plan, like any image.
 
-mod common;
+use crate::common;
 
 use bootstick::events::Silent;
 use bootstick::image::{FileData, Run};

@@ -1,5 +1,5 @@
 //! The body of the ISO 9660 fuzz target (`fuzz/fuzz_targets/iso9660.rs`),
-//! shared with `tests/iso.rs` so the normal suite runs exactly what the fuzzer
+//! shared with `tests/it/iso.rs` so the normal suite runs exactly what the fuzzer
 //! runs.
 //!
 //! Input encoding: the bytes of an image from sector 16 on (byte 32768). The

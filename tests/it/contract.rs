@@ -4,7 +4,7 @@
 //! print each cause once; SIGINT, SIGTERM and SIGHUP stop a job promptly,
 //! with a result that says what the target holds.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -1157,4 +1157,104 @@ fn json_lines_carry_only_the_fields_docs_cli_md_documents() {
     ] {
         assert!(seen.contains(event), "no `{event}` line was produced");
     }
+}
+
+/// The names docs/cli.md mentions in the section `## {command}`: every
+/// identifier inside a backticked span (so `command: "probe"` names
+/// `command`, and `match` {`vendor`} names both).
+fn section_names(doc: &str, command: &str) -> std::collections::BTreeSet<String> {
+    let heading = format!("\n## {command}\n");
+    let start = doc
+        .find(&heading)
+        .unwrap_or_else(|| panic!("docs/cli.md has no `## {command}` section"));
+    let body = &doc[start + heading.len()..];
+    let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+    body.split('`')
+        .skip(1)
+        .step_by(2)
+        .flat_map(|span| {
+            span.split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every other command's `--json` output, on real runs: each top-level field
+/// of its `start` and `result` lines is named in that command's section of
+/// docs/cli.md (the envelope's `event`, `t`, `ok`, and a failure's `error`
+/// and `exit_code`, are documented once under "JSON output"). With the
+/// write/compare table check above and the station's own
+/// (`tests/it/station.rs`), a field added to any command's output without a
+/// word in the docs fails the suite.
+#[test]
+fn every_commands_json_fields_are_named_in_its_docs_section() {
+    let t = "every_commands_json_fields_are_named_in_its_docs_section";
+    if !require_tools(t, &["xorriso", "qemu-system-x86_64"])
+        || !common::require_root(t)
+        || !common::qemu::require(t, &[common::qemu::Firmware::SeaBios])
+    {
+        return;
+    }
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let img = d.join("disk.img");
+    pseudo_random_file(&img, 3 << 20, 21);
+    let iso = iso_of(d, "c.iso", &[("boot/readme.txt", b"hello")]);
+    let stick = d.join("stick.img");
+    std::fs::write(&stick, vec![0u8; 64 << 20]).unwrap();
+    let dev = common::LoopDevice::attach(&stick);
+    let p = |p: &Path| p.to_str().unwrap().to_owned();
+    let digest = sha256(&img);
+    let runs: Vec<(&str, Vec<String>)> = vec![
+        ("verify", vec!["--sha256".into(), digest, p(&img)]),
+        ("verify", vec![p(&img)]),
+        ("inspect", vec![p(&iso)]),
+        ("inspect", vec![p(&img)]),
+        ("ls", vec![p(&iso), "/boot".into()]),
+        ("list", vec!["--all".into()]),
+        ("probe", vec!["--read-only".into(), p(&stick)]),
+        ("probe", vec!["--yes".into(), p(dev.path())]),
+        ("format", vec!["--yes".into(), p(dev.path())]),
+        (
+            "backup",
+            vec!["--yes".into(), p(dev.path()), p(&d.join("b.img.zst"))],
+        ),
+        (
+            "boot-test",
+            vec![
+                "--firmware".into(),
+                "bios".into(),
+                "--timeout".into(),
+                "30".into(),
+                p(&stick),
+            ],
+        ),
+    ];
+    let envelope = ["event", "t", "ok", "error", "exit_code"];
+    let mut missing = Vec::new();
+    for (command, args) in &runs {
+        let names = section_names(&doc, command);
+        let mut argv: Vec<&std::ffi::OsStr> = vec![os(command), os("--json")];
+        argv.extend(args.iter().map(|a| os(a)));
+        let out = run(&argv);
+        let lines = json_lines(&out.stdout);
+        assert_eq!(lines[0]["command"], *command, "{argv:?}");
+        for line in [&lines[0], lines.last().unwrap()] {
+            for key in line.as_object().unwrap().keys() {
+                if !(envelope.contains(&key.as_str()) || names.contains(key)) {
+                    missing.push(format!("`## {command}`: {} field {key:?}", line["event"]));
+                }
+            }
+        }
+    }
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "fields not named in docs/cli.md's section of their command:\n{}",
+        missing.join("\n")
+    );
 }

@@ -5,8 +5,8 @@
 //! files themselves. Hostile variants (truncated, self-referencing, absurd
 //! sizes) must give typed errors, never a panic.
 
-mod common;
-mod iso_fuzz;
+use crate::common;
+use bootstick_testkit::iso_fuzz;
 
 use bootstick::image::open::{open_tree, open_tree_as};
 use bootstick::image::tree::{walk, FileReader};

@@ -5,8 +5,6 @@
 //! metadata partition, symlinks, unrecorded extents) and for breaking things
 //! (loops, bad tags).
 
-#![allow(dead_code)]
-
 pub const BS: usize = 2048;
 /// First sector of the partition.
 pub const PART_START: u32 = 264;
@@ -20,19 +18,10 @@ const META_SPLIT: [(u32, u32); 2] = [(8, 40), (60, 40)];
 const META_WHOLE: [(u32, u32); 1] = [(8, 80)];
 const META_BLOCKS: u32 = 80;
 
+/// The descriptor tag CRC of ECMA-167 3/7.2.1.1 (CRC-16/XMODEM: polynomial
+/// 0x1021, initial value 0).
 pub fn crc(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    crc::Crc::<u16>::new(&crc::CRC_16_XMODEM).checksum(data)
 }
 
 /// Fills in the tag of the descriptor `d` (whose whole length is `d.len()`).

@@ -2,7 +2,7 @@
 //! tools we did not write: xorriso's `-report_el_torito` / `-report_system_area`,
 //! `sgdisk`, and mtools reading the EFI images in place.
 
-mod common;
+use crate::common;
 
 use bootstick::image::eltorito::{self, Platform, SizeSource};
 use bootstick::image::partitions::{self, BackupState, Table};

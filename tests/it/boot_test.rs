@@ -9,7 +9,7 @@
 //!
 //! Each medium is booted once per firmware; assertions share the boots.
 
-mod common;
+use crate::common;
 
 use common::fixtures::cached;
 use common::qemu::{self, Firmware};

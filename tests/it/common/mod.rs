@@ -27,7 +27,7 @@ fn strict() -> bool {
 
 /// Skips `test` for `why` (a visible `SKIP:` line), or panics under
 /// `BOOTSTICK_REQUIRE_ALL=1`. Returns false, so `if !require_x() { return }`
-/// reads naturally. Every skip goes through here (`tests/suite.rs` checks).
+/// reads naturally. Every skip goes through here (`tests/it/suite.rs` checks).
 pub fn skip(test: &str, why: &str) -> bool {
     if strict() {
         panic!("{test}: {why} (BOOTSTICK_REQUIRE_ALL=1 forbids skipping; run scripts/test.sh to install it)");

@@ -7,7 +7,7 @@
 //! flipped, the unsigned GRUB, and the signed one with a byte of its RSA
 //! signature flipped.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! at random). Also through an ISO (run translation), a fragmented file, a
 //! FAT32 volume laid out by `layout::fat32`, and hostile inputs.
 
-mod common;
+use crate::common;
 
 use bootstick::events::Silent;
 use bootstick::image::{self, ByteSource, FileData, ImageFile, Run};

@@ -3,7 +3,7 @@
 //! The oracles are the tools that wrote the files: we never compute the
 //! expected digests ourselves.
 
-mod common;
+use crate::common;
 
 use common::{bootstick, pseudo_random_file, require_tools, run};
 use std::path::{Path, PathBuf};
@@ -332,6 +332,9 @@ fn build_gpg_fixtures(out: &Path) {
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let gen = |uid: &str, algo: &str, usage: &str, expire: &str, faked: Option<&str>| {
         let mut c = gpg(&home);
+        // Every faked time ends in `!`, which freezes gpg's clock there:
+        // without it the clock runs on from that time, and on a loaded
+        // machine a signature came out dated a second late (00:00:01).
         if let Some(t) = faked {
             c.arg("--faked-system-time").arg(t);
         }
@@ -371,7 +374,7 @@ fn build_gpg_fixtures(out: &Path) {
         "ed25519",
         "sign",
         "1d",
-        Some("20200101T000000"),
+        Some("20200101T000000!"),
     );
     std::fs::write(out.join("expired.fpr"), &fpr).unwrap();
     // A key made in 2020 that never expires, for signatures with their own
@@ -381,7 +384,7 @@ fn build_gpg_fixtures(out: &Path) {
         "ed25519",
         "sign",
         "never",
-        Some("20200101T000000"),
+        Some("20200101T000000!"),
     );
     std::fs::write(out.join("old.fpr"), &fpr).unwrap();
     // A certify-only primary whose signing is done by a subkey.
@@ -462,7 +465,7 @@ fn build_gpg_fixtures(out: &Path) {
         &["expired"],
         &[
             "--faked-system-time",
-            "20200101T120000",
+            "20200101T120000!",
             "--armor",
             "--detach-sign",
         ],
@@ -480,7 +483,7 @@ fn build_gpg_fixtures(out: &Path) {
         &["old"],
         &[
             "--faked-system-time",
-            "20200102T000000",
+            "20200102T000000!",
             "--default-sig-expire",
             "1d",
             "--armor",
@@ -495,7 +498,7 @@ fn build_gpg_fixtures(out: &Path) {
         &["rsa4096"],
         &[
             "--faked-system-time",
-            "20200102T000000",
+            "20200102T000000!",
             "--ignore-time-conflict",
             "--armor",
             "--detach-sign",
@@ -508,7 +511,7 @@ fn build_gpg_fixtures(out: &Path) {
         &["rsa4096"],
         &[
             "--faked-system-time",
-            "20990101T000000",
+            "20990101T000000!",
             "--armor",
             "--detach-sign",
         ],

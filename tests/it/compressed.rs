@@ -3,7 +3,7 @@
 //! the original; corrupt, truncated and too-large streams fail as
 //! documented (docs/cli.md, "Compressed images").
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

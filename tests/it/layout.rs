@@ -7,7 +7,7 @@
 //! against `7z x` of the ISO, `cmp` of the loader, and OVMF booting the
 //! written stick.
 
-mod common;
+use crate::common;
 
 use common::fixtures::cached;
 use common::qemu::{self, Boot, Firmware};

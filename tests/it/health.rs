@@ -8,7 +8,7 @@
 //! emulation itself (proved with `dd` before each probe), `sha256sum` of
 //! the device before and after a read-only probe, `cmp`.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs::File;

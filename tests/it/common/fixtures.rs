@@ -15,7 +15,7 @@ pub fn fixture_dir() -> PathBuf {
 
 /// What a fixture's bytes depend on besides its recipe: the source of the
 /// test file that builds it (`caller`, relative to the crate), every helper
-/// in `tests/common/`, and the installed packages (the builders' tool
+/// in `tests/it/common/`, and the installed packages (the builders' tool
 /// versions). A change to any of them changes the key, so a cached fixture
 /// can never outlive the code that built it; no version string is bumped by
 /// hand.
@@ -24,7 +24,7 @@ fn builder_inputs(caller: &str) -> Vec<u8> {
     let mut h = Sha256::new();
     let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     h.update(read(&root.join(caller)));
-    let mut common: Vec<PathBuf> = std::fs::read_dir(root.join("tests/common"))
+    let mut common: Vec<PathBuf> = std::fs::read_dir(root.join("tests/it/common"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "rs"))
