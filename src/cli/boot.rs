@@ -34,6 +34,57 @@ impl From<FirmwareArg> for Firmware {
 /// (docs/boot-test.md).
 pub const SETTLE: Duration = Duration::from_secs(5);
 
+/// `--timeout`'s default, seconds.
+pub const TIMEOUT: u64 = 120;
+
+/// `write`'s boot-test flags, flattened into its arguments: the same names
+/// and meanings as `boot-test`'s, each needing `--boot-test`.
+#[derive(Debug, clap::Args)]
+pub struct WriteArgs {
+    /// After the verified write, boot each target read-only in QEMU and say
+    /// whether it boots, as `bootstick boot-test` does (needs
+    /// qemu-system-x86 and ovmf).
+    #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
+    pub boot_test: bool,
+    /// With --boot-test: the firmwares to boot under, comma-separated
+    /// (bios, uefi, uefi-secure-boot) [default: bios,uefi].
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "LIST",
+        requires = "boot_test"
+    )]
+    pub firmware: Vec<FirmwareArg>,
+    /// With --boot-test: seconds each firmware may take to start a loader
+    /// or give up [default: 120].
+    #[arg(long, value_name = "S", requires = "boot_test",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: Option<u64>,
+    /// With --boot-test: save the screen under each firmware as
+    /// DIR/FIRMWARE.png (several TARGETs: DIR/TARGET-NAME/FIRMWARE.png).
+    #[arg(long, value_name = "DIR", requires = "boot_test")]
+    pub screenshot: Option<PathBuf>,
+}
+
+impl WriteArgs {
+    /// The boot test to run after the write, when one was asked for.
+    pub fn options(&self) -> Option<boot_test::Options> {
+        self.boot_test.then(|| {
+            let firmware: &[FirmwareArg] = if self.firmware.is_empty() {
+                &[FirmwareArg::Bios, FirmwareArg::Uefi]
+            } else {
+                &self.firmware
+            };
+            options(
+                firmware,
+                self.timeout.unwrap_or(TIMEOUT),
+                self.screenshot.as_deref(),
+            )
+        })
+    }
+}
+
 /// A pair of OVMF files from two environment variables (tests, and OVMF
 /// installed elsewhere than Debian, Fedora or Arch put it).
 fn ovmf_from_env(code: &str, vars: &str) -> Option<OvmfFiles> {
@@ -52,7 +103,7 @@ fn probe_cache() -> Option<PathBuf> {
         .map(|c| c.join("bootstick"))
 }
 
-/// The options a `boot-test` (or, later, `write --boot-test`) runs with.
+/// The options a `boot-test` (or `write --boot-test`) runs with.
 pub fn options(
     firmware: &[FirmwareArg],
     timeout: u64,
@@ -189,30 +240,80 @@ pub fn summary(path: &Path, report: &Report) -> String {
     )
 }
 
-/// The boot test `write --boot-test` runs: BIOS and UEFI, the default
-/// timeout, no screenshots.
-pub fn after_write_options() -> boot_test::Options {
-    options(&[FirmwareArg::Bios, FirmwareArg::Uefi], 120, None)
-}
-
 /// QEMU and OVMF are installed (exit 22 naming the packages otherwise).
 pub fn available(options: &boot_test::Options) -> Result<(), Failure> {
     boot_test::available(options).map(drop).map_err(failure)
 }
 
-/// `write --boot-test` boots one target (exit 2 for several, before
-/// anything is written).
-pub fn one_target(targets: &[PathBuf]) -> Result<(), Failure> {
-    if targets.len() > 1 {
-        return Err(Failure::new(
-            Exit::Usage,
-            anyhow::anyhow!(
-                "--boot-test boots one TARGET, and {} were given: write them, then run `bootstick boot-test` on each",
-                targets.len()
-            ),
-        ));
+/// The boot-test options for each of several targets: the same, with the
+/// screenshots of each in its own directory, `DIR/<target's file name>`
+/// (`sdb`, `stick.img`), numbered `-2`, `-3` … when two targets share one.
+pub fn per_target(options: &boot_test::Options, targets: &[PathBuf]) -> Vec<boot_test::Options> {
+    let mut seen: Vec<String> = Vec::new();
+    targets
+        .iter()
+        .map(|t| {
+            let mut o = options.clone();
+            if let Some(dir) = &options.screenshots {
+                let base = t
+                    .file_name()
+                    .map_or_else(|| "target".to_owned(), |n| n.to_string_lossy().into_owned());
+                let mut name = base.clone();
+                let mut n = 1;
+                while seen.contains(&name) {
+                    n += 1;
+                    name = format!("{base}-{n}");
+                }
+                seen.push(name.clone());
+                o.screenshots = Some(dir.join(name));
+            }
+            o
+        })
+        .collect()
+}
+
+/// After one of several targets was written and verified (on its job's
+/// thread): boots it — one boot at a time across the targets, as QEMU
+/// under TCG takes a core, while the other targets go on writing — and
+/// returns the boot test's report and the target's `summary_line`
+/// followed by the verdicts; or the failure with the boot test's exit
+/// code, saying the write succeeded (its fields: `written` and
+/// `boot_test`).
+pub fn after_one<W: Serialize>(
+    target: &Path,
+    options: &boot_test::Options,
+    written: &W,
+    summary_line: String,
+    json: bool,
+) -> Result<(Report, String), Failure> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let report = {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        // Quiet: the other targets' bars are still drawn.
+        run(target, options, true)?
+    };
+    let boot = summary(target, &report);
+    let verdicts = indent(&human(&report));
+    match super::exit::boot_verdicts(&report) {
+        Exit::Ok => Ok((report, format!("{summary_line}\n{verdicts}       {boot}"))),
+        exit => {
+            let error = if json {
+                anyhow::anyhow!("written and verified, but {boot}")
+            } else {
+                anyhow::anyhow!("written and verified, but {boot}\n{}", verdicts.trim_end())
+            };
+            Err(Failure::new(exit, error).with_fields(&WithBootTest {
+                written,
+                boot_test: Some(&report),
+            }))
+        }
     }
-    Ok(())
+}
+
+/// `text`'s lines, each indented under the "ok     " of `write`'s
+/// several-target summary.
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("       {l}\n")).collect()
 }
 
 /// After a verified write: boots `target` and ends the run with the
@@ -234,7 +335,7 @@ pub fn after_write(
     let report = run(target, options, json)?;
     let fields = WithBootTest {
         written,
-        boot_test: &report,
+        boot_test: Some(&report),
     };
     if !json {
         print!("{}", human(&report));
@@ -252,10 +353,12 @@ pub fn after_write(
     }
 }
 
-/// A write's `result` fields with the boot test's report beside them.
+/// A write's `result` fields with the boot test's report beside them
+/// (none without `--boot-test`).
 #[derive(Serialize)]
-struct WithBootTest<'a, W> {
+pub struct WithBootTest<'a, W> {
     #[serde(flatten)]
-    written: &'a W,
-    boot_test: &'a Report,
+    pub written: &'a W,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_test: Option<&'a Report>,
 }

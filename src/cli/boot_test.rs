@@ -46,7 +46,7 @@ pub struct Args {
     )]
     pub firmware: Vec<FirmwareArg>,
     /// Seconds each firmware may take to start a loader or give up.
-    #[arg(long, default_value_t = 120, value_name = "S",
+    #[arg(long, default_value_t = boot::TIMEOUT, value_name = "S",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
     /// Save the screen under each firmware as DIR/FIRMWARE.png.

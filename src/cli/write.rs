@@ -10,7 +10,9 @@ use super::advice;
 use super::exit::Failure;
 use super::render::{human_bytes, layout_line, Renderer};
 
+use super::boot::WithBootTest;
 use super::mode::{choice, notice_text};
+use bootstick::boot_test::Report;
 use bootstick::devices::{Policy, Roots};
 use bootstick::events::{Event, Observer};
 use bootstick::job::{self, Prepared, RunOptions, Written};
@@ -95,11 +97,8 @@ pub struct Args {
     /// its end, and shown as the progress total.
     #[arg(long, value_name = "BYTES")]
     pub size: Option<u64>,
-    /// After the verified write, boot the target read-only in QEMU under
-    /// BIOS and UEFI and say whether it boots, as `bootstick boot-test`
-    /// does (needs qemu-system-x86 and ovmf; one TARGET).
-    #[arg(long, conflicts_with_all = ["no_verify", "eject"])]
-    pub boot_test: bool,
+    #[command(flatten)]
+    pub boot: super::boot::WriteArgs,
     /// Before writing, run `bootstick probe`'s quick test on each disk
     /// TARGET (it erases the disk, as the write does); a fake-capacity or
     /// failing stick is not written (exit 23 or 24, the probe's report).
@@ -114,7 +113,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // QEMU and OVMF are found before anything is written (cli::boot).
-    let boot = args.boot_test.then(super::boot::after_write_options);
+    let boot = args.boot.options();
     if let Some(o) = &boot {
         super::boot::available(o)?;
     }
@@ -161,9 +160,6 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // (docs/devices.md). A disk stays open with O_EXCL + flock until its
     // guard is dropped, after the partition table is re-read.
     let targets = super::target::given_or_picked(&args.targets)?;
-    if boot.is_some() {
-        super::boot::one_target(&targets)?;
-    }
     let mut confirm: Box<dyn job::Confirm> = if args.yes {
         Box::new(job::Yes)
     } else {
@@ -198,7 +194,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         cancel: super::signals::token(),
     };
     if jobs.len() > 1 {
-        return run_many(&job, jobs, &options, render, args.json);
+        return run_many(&job, jobs, &options, render, args.json, boot.as_ref());
     }
     let one = jobs.remove(0);
     render.start("write", &one.start(options.verify));
@@ -293,44 +289,62 @@ fn run_many(
     options: &RunOptions,
     render: &Renderer,
     json: bool,
+    boot: Option<&bootstick::boot_test::Options>,
 ) -> Result<(), Failure> {
     let labels: Vec<String> = jobs
         .iter()
         .map(|j| j.target_path().display().to_string())
         .collect();
     let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
+    // With --boot-test each target is booted as soon as it is written and
+    // verified, one boot at a time (cli::boot::after_one).
+    let paths: Vec<PathBuf> = jobs.iter().map(|j| j.target_path().to_path_buf()).collect();
+    let boots = boot.map(|b| super::boot::per_target(b, &paths));
     for (j, r) in jobs.iter().zip(&renders) {
         r.start("write", &j.start(options.verify));
     }
     if json {
         warn_notices(job, render);
     }
-    let outcomes: Vec<Result<(Written, String), Failure>> =
+    let outcomes: Vec<Result<Done, Failure>> =
         job::run_all(jobs, options, &renders, |i, outcome| {
             let outcome = match outcome {
                 Ok(w) => {
                     let line = summary(job, &w, options.eject);
-                    Ok((w, line))
+                    match &boots {
+                        Some(b) => super::boot::after_one(&w.target, &b[i], &w, line, json).map(
+                            |(report, summary)| Done {
+                                written: w,
+                                boot_test: Some(report),
+                                summary,
+                            },
+                        ),
+                        None => Ok(Done {
+                            written: w,
+                            boot_test: None,
+                            summary: line,
+                        }),
+                    }
                 }
                 Err(e) => Err(advice::failure(e)),
             };
-            renders[i].target_result(match &outcome {
-                Ok((written, _)) => Ok(written),
-                Err(f) => Err(f),
-            });
+            match &outcome {
+                Ok(done) => renders[i].target_result(Ok(&done.fields())),
+                Err(f) => renders[i].target_result(Err::<&WithBootTest<Written>, _>(f)),
+            }
             outcome
         });
     let mut targets = Vec::with_capacity(outcomes.len());
     let mut lines = Vec::with_capacity(outcomes.len());
     for (label, outcome) in labels.iter().zip(&outcomes) {
         match outcome {
-            Ok((written, summary)) => {
+            Ok(done) => {
                 targets.push(TargetEntry::Written {
                     target: label,
                     ok: true,
-                    written,
+                    written: done.fields(),
                 });
-                lines.push(format!("ok     {summary}"));
+                lines.push(format!("ok     {}", done.summary));
             }
             Err(f) => {
                 targets.push(TargetEntry::Failed {
@@ -376,6 +390,24 @@ fn run_many(
     Err(Failure::new(first.exit, error).reported())
 }
 
+/// One target of a multi-target job that was written (and booted, with
+/// `--boot-test`): what its result reports and the line for people.
+struct Done {
+    written: Written,
+    boot_test: Option<Report>,
+    summary: String,
+}
+
+impl Done {
+    /// Its `result` fields: the write's, and the boot test's report.
+    fn fields(&self) -> WithBootTest<'_, Written> {
+        WithBootTest {
+            written: &self.written,
+            boot_test: self.boot_test.as_ref(),
+        }
+    }
+}
+
 /// One target's entry in a multi-target job's `targets` (docs/cli.md,
 /// "Several targets").
 #[derive(Serialize)]
@@ -385,7 +417,7 @@ enum TargetEntry<'a> {
         target: &'a str,
         ok: bool,
         #[serde(flatten)]
-        written: &'a Written,
+        written: WithBootTest<'a, Written>,
     },
     Failed {
         target: &'a str,

@@ -1155,3 +1155,104 @@ impl Drop for Running {
         }
     }
 }
+
+// ---------------------------------------------------------------- nested QEMU
+
+/// The wrapper the guest runs as `qemu-system-x86_64`: the bundled binary
+/// through the bundled dynamic loader and libraries, its firmware and
+/// accelerator module from the bundle.
+const QEMU_WRAPPER: &str = r#"#!/bin/sh
+d=/tmp/q
+export QEMU_MODULE_DIR=$d/mod
+exec $d/lib/ld-linux-x86-64.so.2 --library-path $d/lib $d/qemu-system-x86_64 -L $d/share "$@"
+"#;
+
+/// QEMU for the guest itself, so bootstick's boot test runs inside it
+/// (nested, TCG in TCG): the host's `qemu-system-x86_64`, the shared
+/// libraries `ldd` names, its TCG accelerator module (a loadable module in
+/// Debian's build) and its firmware files (SeaBIOS, VGA BIOS, option ROMs),
+/// packed under `q/` in a tar archive, with `q/bin/qemu-system-x86_64`
+/// the wrapper. The guest unpacks it into `/tmp` (`tar xf … -C /tmp`) and
+/// puts `/tmp/q/bin` first on PATH. Cached per QEMU build.
+pub fn qemu_bundle() -> PathBuf {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(build_qemu_bundle).clone()
+}
+
+fn build_qemu_bundle() -> PathBuf {
+    let qemu = std::fs::canonicalize(which("qemu-system-x86_64")).unwrap();
+    let libs = shared_libraries(&qemu);
+    let module = [
+        "/usr/lib/x86_64-linux-gnu/qemu",
+        "/usr/lib/qemu",
+        "/usr/lib64/qemu",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("accel-tcg-x86_64.so"))
+    .find(|p| p.is_file());
+    let data_dirs = ["/usr/share/qemu", "/usr/share/seabios"];
+    let mut key = Sha256::new();
+    key.update(QEMU_WRAPPER.as_bytes());
+    let meta = std::fs::metadata(&qemu).unwrap();
+    let mtime = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    key.update(format!(
+        "{}\0{}\0{}\n",
+        qemu.display(),
+        meta.len(),
+        mtime.as_nanos()
+    ));
+    let key = hex(&key.finalize());
+    let dest = fixtures_dir().join(format!("guest-qemu-{}", &key[..16]));
+    let tar = dest.join("qemu.tar");
+    if tar.exists() {
+        return tar;
+    }
+    let tmp = build_dir(&dest);
+    let root = tmp.join("q");
+    for d in ["lib", "mod", "share", "bin"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(&qemu, root.join("qemu-system-x86_64")).unwrap();
+    for lib in &libs {
+        // By the name the loader asks for (ld-linux-x86-64.so.2, …), with
+        // the bytes of what it links to.
+        std::fs::copy(lib, root.join("lib").join(lib.file_name().unwrap())).unwrap();
+    }
+    if let Some(m) = &module {
+        std::fs::copy(m, root.join("mod").join(m.file_name().unwrap())).unwrap();
+    }
+    for dir in data_dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            // Files only (links followed; dangling ones skipped): the
+            // keymaps and firmware descriptors are not needed headless.
+            if std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()) {
+                std::fs::copy(e.path(), root.join("share").join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let wrapper = root.join("bin/qemu-system-x86_64");
+    std::fs::write(&wrapper, QEMU_WRAPPER).unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    output(
+        Command::new("tar")
+            .arg("cf")
+            .arg(tmp.join("qemu.tar"))
+            .arg("-C")
+            .arg(&tmp)
+            .arg("q"),
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+    publish(&tmp, &dest);
+    tar
+}
