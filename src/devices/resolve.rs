@@ -65,6 +65,7 @@ pub fn resolve(roots: &Roots, target: &Path) -> Result<Resolved, Error> {
         }
         return Err(Error::UnknownTarget {
             target: as_str.into_owned(),
+            files: false,
         });
     };
     if let Some(disk) = disks.iter().find(|d| d.name == node) {
@@ -107,7 +108,10 @@ fn by_serial(graph: &Graph, disks: &[Disk], s: &str) -> Result<Resolved, Error> 
         .filter(|d| d.serial.as_deref() == Some(s) || by_id_name(d))
         .collect();
     match hits.as_slice() {
-        [] => Err(Error::UnknownTarget { target: s.into() }),
+        [] => Err(Error::UnknownTarget {
+            target: s.into(),
+            files: false,
+        }),
         [d] => Ok(Resolved::Disk {
             disk: Box::new((*d).clone()),
             by_path: false,
