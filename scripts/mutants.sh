@@ -13,7 +13,8 @@
 #
 # cargo-mutants runs --in-place: the source files are mutated one at a time
 # and restored, reusing the warm target/ instead of copying it. Do not edit
-# the tree while it runs. It runs under `nice`, one mutant at a time.
+# the tree while it runs. It runs under `nice -n 19`, one mutant at a time
+# (--in-place is always one at a time: cargo-mutants refuses it with -j).
 #
 # Results go to target/mutants/MODULE/mutants.out/ (missed.txt, caught.txt,
 # unviable.txt, timeout.txt, log/). Exits 1 when any mutant survives (missed or
@@ -112,7 +113,7 @@ for m in "${modules[@]}"; do
   echo "   tests: ${targs[*]}"
   start=$(date +%s)
   rc=0
-  nice -n 10 cargo mutants --in-place --output "$out" "${fargs[@]}" "${extra[@]}" "${targs[@]}" || rc=$?
+  nice -n 19 cargo mutants --in-place --output "$out" "${fargs[@]}" "${extra[@]}" "${targs[@]}" || rc=$?
   minutes=$(( ($(date +%s) - start + 59) / 60 ))
   # 0: all caught; 2: missed; 3: timeouts; anything else: the run itself failed
   # (a baseline that does not pass is 4).
