@@ -59,7 +59,7 @@ declare -A units=(
   [trust]="--lib"
   [devices]="--lib"
   [verify]="--lib"
-  [exit]="--lib --bin=bootstick"
+  [exit]="--bin=bootstick"
 )
 declare -A integration=(
   [trust]="trust"
@@ -70,7 +70,7 @@ declare -A integration=(
 declare -A prefixes=(
   [trust]="trust::"
   [devices]="devices::"
-  [verify]="write::"
+  [verify]="write:: contract::a_cancelled"
   [exit]="cli:: job:: contract:: trust::"
 )
 # MODULE: tests left out: they boot a QEMU guest under TCG (minutes each) and

@@ -328,6 +328,97 @@ fn target_cut_short_after_the_write_is_named() {
     );
 }
 
+/// A piped image has no source to read again: a byte changed on the
+/// target after the write is named by the range whose checksum fails
+/// ([`write::Error::StreamMismatch`], exit 6), and a target cut short
+/// during the read-back by its new end ([`write::Error::TargetShort`]),
+/// not as a changed range.
+#[test]
+fn piped_read_back_names_a_changed_range_and_a_target_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    // Past the first MiB (held back and written last) by a few chunks.
+    let len = MIB + 6 * CHUNK as u64 + 100;
+    let img = dir.path().join("img");
+    pseudo_random_file(&img, len, 12);
+    let bytes = std::fs::read(&img).unwrap();
+    let piped = |out: &Path, act: &(dyn Fn() + Sync)| {
+        let pipe = bootstick::image::pipe::Pipe::from_read(
+            Path::new("-"),
+            Box::new(std::io::Cursor::new(bytes.clone())),
+            &[],
+        )
+        .unwrap();
+        let mut target = Target::file(out).unwrap();
+        write::write_piped(
+            pipe.into_stream(),
+            &mut target,
+            opts(),
+            &before_read_back(act),
+        )
+        .unwrap_err()
+    };
+    for at in [MIB + 2 * CHUNK as u64 + 7, len - 1] {
+        let out = dir.path().join(format!("flip-{at}"));
+        match piped(&out, &|| flip_byte(&out, at)) {
+            write::Error::StreamMismatch { start, end } => {
+                assert!(start <= at && at < end, "{start}..{end} holds {at}");
+                assert!(end - start <= CHUNK as u64, "{start}..{end}");
+            }
+            e => panic!("byte {at} changed: expected StreamMismatch, got {e:?}"),
+        }
+    }
+    let out = dir.path().join("cut");
+    let cut = MIB + 3 * CHUNK as u64 + 10;
+    let err = piped(&out, &|| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&out)
+            .unwrap()
+            .set_len(cut)
+            .unwrap()
+    });
+    assert!(
+        matches!(err, write::Error::TargetShort { at, needed } if at == cut && needed == len),
+        "{err:?}"
+    );
+}
+
+/// `compare` of a target that gets shorter while it is read (after its
+/// length was taken): the bytes that are there match, so the answer is
+/// the target's early end at its new length, not a match and not a
+/// differing byte.
+#[test]
+fn compare_of_a_target_cut_short_while_read_names_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = 4 * CHUNK as u64 + 100;
+    let img = dir.path().join("img");
+    let out = dir.path().join("out");
+    pseudo_random_file(&img, len, 13);
+    std::fs::copy(&img, &out).unwrap();
+    let cut = 2 * CHUNK as u64 + 10;
+    let target = Target::open_read(&out).unwrap();
+    let err = write::compare(
+        &Plan::raw(len),
+        &File::open(&img).unwrap(),
+        &target,
+        CHUNK,
+        &bootstick::cancel::Cancel::new(),
+        &before_read_back(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&out)
+                .unwrap()
+                .set_len(cut)
+                .unwrap()
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, write::Error::TargetShort { at, needed } if at == cut && needed == len),
+        "{err:?}"
+    );
+}
+
 // ---------------------------------------------------------------- CLI, files
 
 #[test]
