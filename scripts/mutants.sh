@@ -71,7 +71,7 @@ declare -A prefixes=(
   [trust]="trust::"
   [devices]="devices::"
   [verify]="write:: contract::a_cancelled"
-  [exit]="cli:: job:: contract:: trust::"
+  [exit]="cli:: job:: trust:: contract::each_exit_code contract::a_source_check contract::an_image_changed contract::every_json_run contract::json_lines"
 )
 # MODULE: tests left out: they boot a QEMU guest under TCG (minutes each) and
 # repeat what the tests kept check on the host.
