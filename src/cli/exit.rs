@@ -299,7 +299,9 @@ pub fn write_error(e: &write::Error) -> Exit {
     match e {
         E::Plan(p) => plan_error(p),
         E::Internal(_) => Exit::Internal,
-        E::OpenTarget { source, .. } if source.raw_os_error() == Some(libc::EBUSY) => Exit::Refused,
+        // A busy disk is refused before this (devices::Error::Busy, from
+        // the guarded open); the engine opens only files and disks handed
+        // to it, so an open error here is the target failing.
         E::NotATarget { .. } | E::Refused(_) => Exit::Refused,
         E::OpenTarget { .. }
         | E::WriteTarget { .. }
@@ -642,6 +644,42 @@ mod tests {
             write_error(&write::Error::SourceTruncated { at: 4096 }),
             Exit::SourceChanged
         );
+    }
+
+    /// `boot-test`'s code (docs/cli.md): one firmware that does not boot
+    /// decides (20) over one that decided nothing (21); every firmware
+    /// booted is 0; nothing booted (all skipped) is 20.
+    #[test]
+    fn boot_verdicts_map_to_the_documented_codes() {
+        use bootstick::boot_test::{Accel, Code, Firmware, FirmwareResult, Report, Verdict as V};
+        let report = |verdicts: &[V]| Report {
+            accel: Accel::Tcg,
+            results: verdicts
+                .iter()
+                .map(|&verdict| FirmwareResult {
+                    firmware: Firmware::Bios,
+                    verdict,
+                    reason: Code::KeptRunning,
+                    message: String::new(),
+                    evidence: Vec::new(),
+                    loader_started_after: None,
+                    seconds: 0.0,
+                    screenshot: None,
+                    screenshot_error: None,
+                    console: String::new(),
+                })
+                .collect(),
+        };
+        for (verdicts, code) in [
+            (&[V::Boots, V::Boots][..], Exit::Ok),
+            (&[V::Boots, V::Skipped][..], Exit::Ok),
+            (&[V::Boots, V::DoesNotBoot][..], Exit::NotBootable),
+            (&[V::Unknown, V::DoesNotBoot][..], Exit::NotBootable),
+            (&[V::Boots, V::Unknown][..], Exit::BootUnknown),
+            (&[V::Skipped][..], Exit::NotBootable),
+        ] {
+            assert_eq!(boot_verdicts(&report(verdicts)), code, "{verdicts:?}");
+        }
     }
 
     #[test]
