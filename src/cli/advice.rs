@@ -42,6 +42,19 @@ pub fn failure(e: Error) -> Failure {
         | Error::StreamTaken
         | Error::StreamToSeveral { .. }
         | Error::Panicked) => Failure::new(code, e),
+        e @ Error::Bmap { .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{:#}; nothing was written (--no-bmap writes the whole image, --bmap FILE names another block map)",
+                anyhow::Error::new(e)
+            ),
+        ),
+        e @ Error::BmapNotByteCopy { .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{e}; nothing was written (--raw copies it byte for byte through the block map, --no-bmap writes it without one)"
+            ),
+        ),
         e @ Error::StreamCheck { .. } => Failure::new(
             code,
             anyhow::anyhow!("{e}: give one --sha256 or --sha512 (and --no-discover is implied)"),

@@ -319,6 +319,9 @@ pub fn write_error(e: &write::Error) -> Exit {
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
         E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
         E::Decode { source, .. } => compressed_error(source),
+        // An image that does not match its block map is corrupt (or the
+        // map is another image's), as a corrupt compressed stream.
+        E::Bmap { .. } => Exit::BadInput,
         // Like an image larger than the device found before the write.
         E::ImageLargerThanTarget { .. } => Exit::Refused,
         E::HeldBack { source } => write_error(source),
@@ -397,6 +400,7 @@ pub fn job_error(e: &job::Error) -> Exit {
         },
         E::StreamCheck { .. } | E::StreamToSeveral { .. } => Exit::Usage,
         E::StreamLayout { .. } => Exit::BadInput,
+        E::Bmap { .. } | E::BmapNotByteCopy { .. } => Exit::BadInput,
         E::StreamTaken => Exit::Internal,
     }
 }

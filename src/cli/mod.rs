@@ -4,6 +4,7 @@
 
 pub mod advice;
 pub mod backup;
+pub mod bmap;
 pub mod boot;
 pub mod boot_test;
 pub mod compare;

@@ -98,6 +98,8 @@ pub struct Args {
     #[arg(long, value_name = "BYTES")]
     pub size: Option<u64>,
     #[command(flatten)]
+    pub bmap: super::bmap::BmapArgs,
+    #[command(flatten)]
     pub boot: super::boot::WriteArgs,
     /// Before writing, run `bootstick probe`'s quick test on each disk
     /// TARGET (it erases the disk, as the write does); a fake-capacity or
@@ -125,7 +127,9 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // A stream is checked as it passes, against the digest given for it
     // (cli::piped).
     let (image, stream) = super::piped::open(&args.image, args.size, &req, policy)?;
-    let image = image.with_entry(args.entry.clone());
+    let image = image
+        .with_entry(args.entry.clone())
+        .with_bmap(args.bmap.choice());
     // Checks the image before anything is written (docs/trust.md); the
     // engine is then given its SHA-256 and block digests, so an image that
     // changes between this check and the write fails with `source-changed`.
@@ -262,6 +266,10 @@ fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
             (None, None) => String::new(),
         },
     );
+    let summary = match job.bmap() {
+        Some(b) => format!("{summary}{}", super::bmap::line(b)),
+        None => summary,
+    };
     let summary = match job.checked() {
         Some(r) => format!("{summary}\n{}", super::references::check_summary(r)),
         None => summary,

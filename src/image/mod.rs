@@ -19,6 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 pub mod archive;
+pub mod bmap;
 pub mod checked;
 pub mod compressed;
 pub mod descriptors;

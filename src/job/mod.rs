@@ -72,6 +72,7 @@ use crate::cancel::Cancel;
 use crate::devices::{self, Disk, Guarded, Roots};
 use crate::events::{Event, Observer};
 use crate::hash::{Digest, HashAlgorithm};
+use crate::image::bmap::{self, Bmap};
 use crate::image::compressed::{self, Compressed, DecodedImage};
 use crate::image::pipe::{self, Pipe};
 
@@ -212,6 +213,29 @@ pub enum Error {
         path.display()
     )]
     StreamLayout { path: PathBuf },
+    /// The block map cannot be read, is not consistent, or is not of this
+    /// image (its image size differs): refused before anything is written.
+    #[error("cannot use the block map {}", path.display())]
+    Bmap {
+        path: PathBuf,
+        #[source]
+        source: Box<bmap::Error>,
+    },
+    /// A block map describes a byte-for-byte copy of the image, and this
+    /// image gets a built layout (`esp_entry`: or a byte copy with an added
+    /// partition entry), which would not write the image's blocks as they
+    /// are.
+    #[error(
+        "{} is a block map of a byte-for-byte copy, but {} gets {}",
+        bmap.display(),
+        path.display(),
+        if *esp_entry { "an added partition entry (its El Torito EFI image)" } else { "a built layout" }
+    )]
+    BmapNotByteCopy {
+        path: PathBuf,
+        bmap: PathBuf,
+        esp_entry: bool,
+    },
     /// A job that works on whole disks only (a probe) was given a file.
     #[error(
         "{} is not a disk; give a whole disk such as /dev/sdX",
@@ -297,12 +321,78 @@ impl Source {
     }
 }
 
+/// Where a job's block map comes from (`image::bmap`; docs/cli.md,
+/// "Block maps").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BmapChoice {
+    /// No block map: the whole image is written.
+    #[default]
+    Ignore,
+    /// The one beside the image, if there is one (`bmap::discover`; a
+    /// stream has none).
+    Discover,
+    /// This file.
+    File(PathBuf),
+}
+
+/// A job's block map, loaded and checked.
+#[derive(Clone, Debug)]
+pub struct JobBmap {
+    pub path: PathBuf,
+    /// Found beside the image rather than given.
+    pub discovered: bool,
+    pub bmap: Arc<Bmap>,
+}
+
+/// A block map, in a start line and a result.
+#[derive(Clone, Debug, Serialize)]
+pub struct BmapSummary {
+    pub path: PathBuf,
+    pub discovered: bool,
+    pub version: String,
+    pub block_size: u64,
+    /// The image size the bmap records (the image's, checked).
+    pub image_bytes: u64,
+    /// Bytes in mapped ranges: written and read back.
+    pub mapped_bytes: u64,
+    /// Bytes not written: the target keeps its old contents there.
+    pub skipped_bytes: u64,
+    pub ranges: usize,
+    /// Ranges with a checksum, checked as the image streams.
+    pub checked_ranges: usize,
+    /// The ranges' checksum algorithm (`null`: a bmap before 1.3).
+    pub checksum: Option<HashAlgorithm>,
+    /// The bmap's own checksum was there and matched.
+    pub file_checksum: bool,
+}
+
+impl BmapSummary {
+    pub fn of(b: &JobBmap) -> BmapSummary {
+        let m = &b.bmap;
+        BmapSummary {
+            path: b.path.clone(),
+            discovered: b.discovered,
+            version: m.version.clone(),
+            block_size: m.block_size,
+            image_bytes: m.image_size,
+            mapped_bytes: m.mapped_bytes(),
+            skipped_bytes: m.image_size - m.mapped_bytes(),
+            ranges: m.ranges.len(),
+            checked_ranges: m.checked_ranges(),
+            checksum: m.checksum,
+            file_checksum: m.file_checksum.is_some(),
+        }
+    }
+}
+
 /// An image, opened once, with its identity pinned.
 #[derive(Debug)]
 pub struct Image {
     input: Source,
     /// The zip member to write, when the image is an archive.
     entry: Option<String>,
+    /// Where its block map comes from.
+    bmap: BmapChoice,
 }
 
 impl Image {
@@ -312,6 +402,7 @@ impl Image {
         Ok(Image {
             input: Source::File(input::open(path)?),
             entry: None,
+            bmap: BmapChoice::Ignore,
         })
     }
 
@@ -340,6 +431,7 @@ impl Image {
                 expected,
             },
             entry: None,
+            bmap: BmapChoice::Ignore,
         })
     }
 
@@ -353,6 +445,51 @@ impl Image {
     /// archive is then refused ([`Error::EntryForNonArchive`]).
     pub fn with_entry(self, entry: Option<String>) -> Image {
         Image { entry, ..self }
+    }
+
+    /// Writes (and compares) only the ranges a block map maps, from
+    /// `choice` (`image::bmap`): loaded and checked by [`Image::decide`].
+    pub fn with_bmap(self, bmap: BmapChoice) -> Image {
+        Image { bmap, ..self }
+    }
+
+    /// The block map `choice` names for this image, loaded and checked
+    /// against the decision and the image's size where it is known.
+    fn load_bmap(
+        &self,
+        decided: &Decided,
+        known_len: Option<u64>,
+    ) -> Result<Option<JobBmap>, Error> {
+        let (path, discovered) = match (&self.bmap, &self.input) {
+            (BmapChoice::Ignore, _) | (BmapChoice::Discover, Source::Pipe { .. }) => {
+                return Ok(None)
+            }
+            (BmapChoice::Discover, Source::File(i)) => match bmap::discover(i.path()) {
+                Some(p) => (p, true),
+                None => return Ok(None),
+            },
+            (BmapChoice::File(p), _) => (p.clone(), false),
+        };
+        let fail = |source| Error::Bmap {
+            path: path.clone(),
+            source: Box::new(source),
+        };
+        let loaded = bmap::load(&path).map_err(fail)?;
+        if let Some(len) = known_len {
+            loaded.check_image_len(len).map_err(fail)?;
+        }
+        if !matches!(decided.method, Method::Raw) || decided.esp_entry.is_some() {
+            return Err(Error::BmapNotByteCopy {
+                path: self.path().to_path_buf(),
+                bmap: path,
+                esp_entry: decided.esp_entry.is_some(),
+            });
+        }
+        Ok(Some(JobBmap {
+            path,
+            discovered,
+            bmap: Arc::new(loaded),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -448,12 +585,18 @@ impl Image {
                     choice,
                     Some(decide::Streamed::Pipe(*format)),
                 )?;
+                let size = match &self.input {
+                    Source::Pipe { size, .. } => *size,
+                    Source::File(_) => None,
+                };
+                let bmap = self.load_bmap(&decided, size)?;
                 return Ok(Job {
                     input: self.input,
                     checked: None,
                     bytes,
                     decided,
                     compressed: None,
+                    bmap,
                 });
             }
         };
@@ -491,12 +634,18 @@ impl Image {
             }
             None => decide::decide(&bytes, self.input.path(), choice)?,
         };
+        let known = match &compressed {
+            Some(c) => c.declared_size(),
+            None => Some(input.len()),
+        };
+        let bmap = self.load_bmap(&decided, known)?;
         Ok(Job {
             input: self.input,
             checked,
             bytes,
             decided,
             compressed,
+            bmap,
         })
     }
 }
@@ -509,9 +658,16 @@ pub struct Job {
     decided: Decided,
     /// The image is compressed: written decoded (`write::write_decoded`).
     compressed: Option<Compressed>,
+    /// Only the ranges this maps are written (`write::write_mapped`).
+    bmap: Option<JobBmap>,
 }
 
 impl Job {
+    /// The block map the job writes through, when it has one.
+    pub fn bmap(&self) -> Option<&JobBmap> {
+        self.bmap.as_ref()
+    }
+
     pub fn path(&self) -> &Path {
         self.input.path()
     }
@@ -607,8 +763,12 @@ impl Job {
     }
 
     /// A byte copy of `len` bytes, with the decision's ESP entry when it
-    /// has one (`layout::esp_entry`).
+    /// has one (`layout::esp_entry`); through a block map, its mapped
+    /// ranges only.
     fn raw_plan(&self, len: u64) -> Result<Plan, Error> {
+        if let Some(b) = &self.bmap {
+            return Ok(b.bmap.plan());
+        }
         match &self.decided.esp_entry {
             Some(e) => e.plan(len).map_err(|e| Error::Write(e.into())),
             None => Ok(Plan::raw(len)),
@@ -683,7 +843,16 @@ impl Job {
                 path: self.path().to_path_buf(),
                 source,
             })?;
-            plan = Plan::raw(len);
+            plan = match &self.bmap {
+                Some(b) => {
+                    b.bmap.check_image_len(len).map_err(|source| Error::Bmap {
+                        path: b.path.clone(),
+                        source: Box::new(source),
+                    })?;
+                    b.bmap.plan()
+                }
+                None => Plan::raw(len),
+            };
         }
         Ok(PreparedCompare {
             job: self,
@@ -727,6 +896,8 @@ pub struct WriteStart<'a> {
     /// A byte copy's added ESP entry (`layout::esp_entry`), or null.
     pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
     pub source_check: Option<CheckSummary<'a>>,
+    /// The block map written through, or null.
+    pub bmap: Option<BmapSummary>,
 }
 
 /// A stream, in a start line.
@@ -829,6 +1000,8 @@ pub struct Written {
     pub partitions: Option<Vec<PathBuf>>,
     pub ejected: bool,
     pub mode: &'static str,
+    /// The block map written through (what was skipped), or null.
+    pub bmap: Option<BmapSummary>,
     /// The target written.
     #[serde(skip)]
     pub target: PathBuf,
@@ -911,6 +1084,7 @@ impl Prepared<'_> {
                 signers: &r.signers,
                 sha256: r.checked_sha256.as_ref().map(|d| d.to_hex()),
             }),
+            bmap: job.bmap.as_ref().map(BmapSummary::of),
         }
     }
 
@@ -948,16 +1122,44 @@ impl Prepared<'_> {
             ..write::Options::default()
         };
         let started = Instant::now();
+        let mapped = job.bmap.as_ref().map(|b| &*b.bmap);
         let (report, image_bytes, decoded) = match (&job.compressed, &job.input) {
             (Some(c), Source::File(i)) => {
-                let r = write::write_decoded(c, i.file(), &mut target, engine, observer)?;
+                let r = match mapped {
+                    Some(b) => write::write_mapped(
+                        b,
+                        write::Mapped::Compressed {
+                            image: c,
+                            source: i.file(),
+                        },
+                        &mut target,
+                        engine,
+                        observer,
+                    )?,
+                    None => write::write_decoded(c, i.file(), &mut target, engine, observer)?,
+                };
                 (r.report, r.image_bytes, r.decoded_digest)
             }
-            (None, Source::File(i)) => (
-                write::write(&plan, i.file(), &mut target, engine, observer)?,
-                i.len(),
-                None,
-            ),
+            (None, Source::File(i)) => match mapped {
+                Some(b) => {
+                    let r = write::write_mapped(
+                        b,
+                        write::Mapped::File(i.file()),
+                        &mut target,
+                        engine,
+                        observer,
+                    )?;
+                    // An uncompressed image's digest is the image's own.
+                    let mut report = r.report;
+                    report.source_digest = report.source_digest.or(r.decoded_digest);
+                    (report, r.image_bytes, None)
+                }
+                None => (
+                    write::write(&plan, i.file(), &mut target, engine, observer)?,
+                    i.len(),
+                    None,
+                ),
+            },
             (_, Source::Pipe { pipe, format, .. }) => {
                 let stream = pipe
                     .lock()
@@ -965,7 +1167,16 @@ impl Prepared<'_> {
                     .take()
                     .ok_or(Error::StreamTaken)?
                     .into_stream();
-                let mut r = write::write_piped(stream, &mut target, engine, observer)?;
+                let mut r = match mapped {
+                    Some(b) => write::write_mapped(
+                        b,
+                        write::Mapped::Pipe(stream),
+                        &mut target,
+                        engine,
+                        observer,
+                    )?,
+                    None => write::write_piped(stream, &mut target, engine, observer)?,
+                };
                 // An uncompressed stream's digest is the image's own.
                 if format.is_none() && r.report.source_digest.is_none() {
                     r.report.source_digest = r.decoded_digest.take();
@@ -990,6 +1201,7 @@ impl Prepared<'_> {
             ejected: after.as_ref().is_some_and(|a| a.ejected),
             partitions: after.map(|a| a.partitions),
             mode,
+            bmap: job.bmap.as_ref().map(BmapSummary::of),
             target: target_path,
             layout,
             elapsed,

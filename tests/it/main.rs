@@ -13,6 +13,7 @@
 mod common;
 
 mod authenticode;
+mod bmap;
 mod boot;
 mod boot_test;
 mod compressed;
