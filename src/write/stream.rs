@@ -115,12 +115,15 @@ impl Bytes<'_> {
     /// them, hashing them into `hasher` when given (a file read without
     /// one is not read at all). Returns how many bytes it moved: fewer
     /// only where the image ended.
+    /// Stopped by `cancel` between pieces ([`Error::Cancelled`]: decoding
+    /// a long unmapped stretch takes a while).
     fn advance(
         &mut self,
         n: u64,
         hasher: Option<&mut Hasher>,
         scratch: &mut [u8],
         state: TargetState,
+        cancel: &Cancel,
     ) -> Result<u64, Error> {
         if let (Bytes::Raw { pos, len, .. }, None) = (&mut *self, &hasher) {
             let step = n.min(*len - *pos);
@@ -130,6 +133,9 @@ impl Bytes<'_> {
         let mut hasher = hasher;
         let mut moved = 0u64;
         while moved < n {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled { target: state });
+            }
             let want = (n - moved).min(scratch.len() as u64) as usize;
             let got = self.read_full(&mut scratch[..want], state)?;
             if let Some(h) = hasher.as_deref_mut() {
@@ -424,6 +430,18 @@ pub(super) fn write(
     };
     // The whole stream decoded (and matched): the held-back regions go out now.
     write_held(file, direct, &held)?;
+    // A file target written through a bmap has the image's length (its
+    // unmapped end is a hole, zeros, as the image's).
+    if let (Some(b), false) = (bmap, device) {
+        let now = file_len(file).map_err(|source| Error::WriteTarget { offset: 0, source })?;
+        if now < b.image_size {
+            file.set_len(b.image_size)
+                .map_err(|source| Error::WriteTarget {
+                    offset: b.image_size,
+                    source,
+                })?;
+        }
+    }
     observer.event(&Event::PhaseFinished {
         phase: Phase::Write,
     });
@@ -849,7 +867,7 @@ impl StreamReader<'_> {
         for op in write_ops(&bmap.plan(), self.align, self.chunk, self.direct) {
             if op.range.start > pos {
                 let gap = op.range.start - pos;
-                match bytes.advance(gap, whole.as_mut(), &mut scratch, state(sent)) {
+                match bytes.advance(gap, whole.as_mut(), &mut scratch, state(sent), self.cancel) {
                     Ok(n) if n == gap => pos += n,
                     Ok(n) => return fail(short(pos + n, sent)),
                     Err(e) => return fail(e),
@@ -884,7 +902,7 @@ impl StreamReader<'_> {
         // The rest of the image, to its end: one byte past the bmap's size
         // tells an image that goes on.
         let rest = bmap.image_size.saturating_sub(pos).saturating_add(1);
-        match bytes.advance(rest, whole.as_mut(), &mut scratch, state(sent)) {
+        match bytes.advance(rest, whole.as_mut(), &mut scratch, state(sent), self.cancel) {
             Ok(n) => pos += n,
             Err(e) => return fail(e),
         }

@@ -152,7 +152,8 @@ fn assert_like_bmaptool(ours: &[u8], theirs: &[u8], image: &[u8], ranges: &[(u64
 /// Written through the bmap found beside it, a stick holds what `bmaptool
 /// copy` puts on another one from the same starting bytes; the start and
 /// result say how much was mapped and skipped; `compare` compares the
-/// mapped ranges only; `--no-bmap` writes the whole image.
+/// mapped ranges only; a file target is the image, its unmapped end
+/// included; `--no-bmap` writes the whole image.
 #[test]
 fn a_bmap_write_equals_bmaptool_copy() {
     let t = "bmap::a_bmap_write_equals_bmaptool_copy";
@@ -204,6 +205,30 @@ fn a_bmap_write_equals_bmaptool_copy() {
 
     let theirs = bmaptool_copy(dir.path(), &img, &bmap);
     assert_like_bmaptool(&std::fs::read(&ours).unwrap(), &theirs, &image, &ranges);
+
+    // A file target is a new file: through a bmap it is the image byte
+    // for byte (unmapped ranges are holes), its unmapped end included.
+    let longer = dir.path().join("longer.img");
+    std::fs::copy(&img, &longer).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&longer)
+        .unwrap()
+        .set_len(IMAGE + MIB)
+        .unwrap();
+    let longer_bmap = dir.path().join("longer.bmap");
+    common::run(
+        Command::new("bmaptool")
+            .args(["-q", "create", "-o"])
+            .arg(&longer_bmap)
+            .arg(&longer),
+    );
+    let file_target = dir.path().join("stick.img");
+    let (out, lines) = write_json(&longer, &file_target, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!lines.last().unwrap()["bmap"].is_null());
+    common::run(Command::new("cmp").arg(&longer).arg(&file_target));
+    std::fs::remove_file(&file_target).unwrap();
 
     // --no-bmap writes the whole image.
     let full = stick(dir.path(), "full");
