@@ -5,7 +5,7 @@
 # (with a small FAT ESP from mkfs.fat + mtools), UDF edit seeds (one per base
 # form of testkit/src/udf_build.rs), checksum lists from sha*sum, OpenPGP material from
 # gpg, minisign and signify keys and signatures, compressed streams from
-# xz, zstd, gzip and bzip2, zip archives from zip and 7z, block maps from
+# xz, zstd, gzip, bzip2 and lz4, zip archives from zip and 7z, block maps from
 # bmaptool create. Each seed is at most a few
 # dozen KiB so the fuzzers mutate them quickly.
 set -euo pipefail
@@ -118,6 +118,8 @@ zstd -q -c "$work/raw" > $c/compressed/sized.zst
 zstd -q -c < "$work/raw" > $c/compressed/stream.zst
 gzip -c "$work/raw" > $c/compressed/raw.gz
 bzip2 -c "$work/raw" > $c/compressed/raw.bz2
+lz4 -q -c "$work/raw" > $c/compressed/raw.lz4
+lz4 -q -B4 --content-size -c "$work/raw" > $c/compressed/sized-64k.lz4
 
 # --- zip: vendor-style archives made by zip and 7z (an image with a boot
 # signature in a folder beside a README and a .DS_Store; two images; none;

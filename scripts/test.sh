@@ -27,6 +27,7 @@ packages=(
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
   zstd gzip pigz bzip2 zip                            # compressed images and zip archives (tests/it/compressed.rs; xz-utils above; 7z: p7zip-full)
   bmap-tools                                          # bmaptool create/copy: block maps and their oracle (tests/it/bmap.rs)
+  lz4                                                 # lz4: LZ4 frame images (tests/it/compressed.rs)
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
   groff-base                                          # renders the generated manual pages (tests/it/contract.rs)
   file                                                # file(1): boot-test screenshots are PNGs (tests/it/boot_test.rs)
@@ -68,7 +69,7 @@ commands=(
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat blockdev dd wipefs
   fsck.exfat dump.exfat mkfs.exfat nbdkit
-  zstd pigz bzip2 zip bmaptool
+  zstd pigz bzip2 zip bmaptool lz4
   sbsign sbverify osslsigncode pesign openssl objdump
 )
 absent=()
