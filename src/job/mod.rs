@@ -73,6 +73,7 @@ use crate::devices::{self, Disk, Guarded, Roots};
 use crate::events::{Event, Observer};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::image::compressed::{self, Compressed, DecodedImage};
+use crate::image::download::{self, Download};
 use crate::image::pipe::{self, Pipe};
 
 pub use crate::image::pipe::is_stream;
@@ -212,6 +213,13 @@ pub enum Error {
         path.display()
     )]
     StreamLayout { path: PathBuf },
+    /// A download (`image::download`): refused, failed or broken off.
+    #[error(transparent)]
+    Download(#[from] download::Error),
+    /// The copy of a download was asked for where a target will be
+    /// written.
+    #[error("{} is where the download would be saved and a target at once", path.display())]
+    SaveIsTarget { path: PathBuf },
     /// A job that works on whole disks only (a probe) was given a file.
     #[error(
         "{} is not a disk; give a whole disk such as /dev/sdX",
@@ -277,7 +285,20 @@ enum Source {
         format: Option<compressed::Format>,
         size: Option<u64>,
         expected: Option<Digest>,
+        /// The stream is a download.
+        download: Option<Box<Fetched>>,
     },
+}
+
+/// A stream that is a download: what the server said, its counters, and
+/// the copy being saved (kept once the job succeeded).
+#[derive(Debug)]
+struct Fetched {
+    entity: download::Entity,
+    stats: Arc<download::Stats>,
+    save_path: Option<PathBuf>,
+    staged: Option<PathBuf>,
+    save: std::sync::Mutex<Option<download::Save>>,
 }
 
 impl Source {
@@ -338,6 +359,65 @@ impl Image {
                 size: pipe.size(),
                 pipe: std::sync::Mutex::new(Some(pipe)),
                 expected,
+                download: None,
+            },
+            entry: None,
+        })
+    }
+
+    /// Downloads `url` (`image::download`) as a stream written once, as
+    /// [`Image::open_stream`] opens a pipe: the response is checked (a 2xx
+    /// status, not a web page) and the head read now, before any target is
+    /// chosen. An uncompressed download's `Content-Length` is its size
+    /// (checked against the target, the progress total, and against the
+    /// stream's end). `expected` as for a pipe; `save`: a copy written as
+    /// it streams, kept once the job succeeded.
+    pub fn open_download(
+        url: &Path,
+        options: &download::Options,
+        expected: Option<Digest>,
+        save: Option<download::Save>,
+    ) -> Result<Image, Error> {
+        let text = url.to_str().ok_or_else(|| download::Error::BadUrl {
+            url: url.to_string_lossy().into_owned(),
+        })?;
+        let dl = Download::open(text, options)?;
+        let entity = dl.entity().clone();
+        let stats = dl.stats();
+        let reader: Box<dyn std::io::Read + Send> = match &save {
+            Some(s) => s.tee(Box::new(dl))?,
+            None => Box::new(dl),
+        };
+        let algorithms: Vec<HashAlgorithm> = expected.iter().map(Digest::algorithm).collect();
+        let pipe = Pipe::from_read(url, reader, &algorithms).map_err(|e| match e {
+            // The download's own error, typed again.
+            pipe::Error::Read { source, .. } if download::cause(&source).is_some() => {
+                match source.into_inner().map(|b| b.downcast::<download::Error>()) {
+                    Some(Ok(d)) => Error::Download(*d),
+                    _ => Error::Panicked,
+                }
+            }
+            e => Error::Stream(e),
+        })?;
+        let size = match pipe.format() {
+            None => entity.length,
+            Some(_) => None,
+        };
+        let pipe = pipe.with_size(size);
+        Ok(Image {
+            input: Source::Pipe {
+                path: url.to_path_buf(),
+                format: pipe.format(),
+                size: pipe.size(),
+                pipe: std::sync::Mutex::new(Some(pipe)),
+                expected,
+                download: Some(Box::new(Fetched {
+                    entity,
+                    stats,
+                    save_path: save.as_ref().map(|s| s.path().to_path_buf()),
+                    staged: save.as_ref().map(|s| s.staged().to_path_buf()),
+                    save: std::sync::Mutex::new(save),
+                })),
             },
             entry: None,
         })
@@ -532,6 +612,30 @@ impl Job {
         matches!(self.input, Source::Pipe { .. })
     }
 
+    /// Where the image is stored on this machine, for the rule that no
+    /// target may be or hold it (`select::choose_all`): the file, a
+    /// download's staged copy when it is saved, else the stream's name
+    /// (stored nowhere bootstick can see).
+    pub fn stored_at(&self) -> &Path {
+        match &self.input {
+            Source::Pipe {
+                download: Some(f), ..
+            } => f.staged.as_deref().unwrap_or(self.path()),
+            _ => self.path(),
+        }
+    }
+
+    /// True when the image is a download (`image::download`).
+    pub fn is_download(&self) -> bool {
+        matches!(
+            self.input,
+            Source::Pipe {
+                download: Some(_),
+                ..
+            }
+        )
+    }
+
     /// A stream's compression, when it is compressed.
     pub fn stream_format(&self) -> Option<compressed::Format> {
         match &self.input {
@@ -644,6 +748,22 @@ impl Job {
                 count: chosen.len(),
             });
         }
+        if let Source::Pipe {
+            download: Some(f), ..
+        } = &self.input
+        {
+            if let Some(save) = &f.save_path {
+                for c in &chosen {
+                    let target = match c {
+                        Chosen::File(p) => p.as_path(),
+                        Chosen::Disk { disk, .. } => disk.path.as_path(),
+                    };
+                    if same_path(save, target) {
+                        return Err(Error::SaveIsTarget { path: save.clone() });
+                    }
+                }
+            }
+        }
         let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(chosen.len());
         let mut files = Vec::new();
         for (i, c) in chosen.into_iter().enumerate() {
@@ -695,6 +815,25 @@ impl Job {
     }
 }
 
+/// True when `a` and `b` name one file: equal once their directories are
+/// resolved (either may not exist yet), or the same inode.
+fn same_path(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let resolved = |p: &Path| -> Option<PathBuf> {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(dir.canonicalize().ok()?.join(p.file_name()?))
+    };
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        if (x.dev(), x.ino()) == (y.dev(), y.ino()) {
+            return true;
+        }
+    }
+    a == b || resolved(a).is_some_and(|x| resolved(b).is_some_and(|y| x == y))
+}
+
 /// What a source check vouched for, in a start line.
 #[derive(Debug, Serialize)]
 pub struct CheckSummary<'a> {
@@ -727,6 +866,28 @@ pub struct WriteStart<'a> {
     /// A byte copy's added ESP entry (`layout::esp_entry`), or null.
     pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
     pub source_check: Option<CheckSummary<'a>>,
+    /// A download: what the server said about the file, and where a copy
+    /// is saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadStart<'a>>,
+}
+
+/// A download, in a start line.
+#[derive(Debug, Serialize)]
+pub struct DownloadStart<'a> {
+    #[serde(flatten)]
+    pub entity: &'a download::Entity,
+    /// `--save`'s file, kept once the job succeeded.
+    pub save: Option<&'a Path>,
+}
+
+/// A download, in a result.
+#[derive(Clone, Debug, Serialize)]
+pub struct DownloadDone {
+    /// Times a dropped connection was resumed.
+    pub resumed: u32,
+    /// The copy kept, when one was asked for.
+    pub saved: Option<PathBuf>,
 }
 
 /// A stream, in a start line.
@@ -829,6 +990,9 @@ pub struct Written {
     pub partitions: Option<Vec<PathBuf>>,
     pub ejected: bool,
     pub mode: &'static str,
+    /// A download's resumes and saved copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadDone>,
     /// The target written.
     #[serde(skip)]
     pub target: PathBuf,
@@ -911,6 +1075,15 @@ impl Prepared<'_> {
                 signers: &r.signers,
                 sha256: r.checked_sha256.as_ref().map(|d| d.to_hex()),
             }),
+            download: match &job.input {
+                Source::Pipe {
+                    download: Some(f), ..
+                } => Some(DownloadStart {
+                    entity: &f.entity,
+                    save: f.save_path.as_deref(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -976,6 +1149,20 @@ impl Prepared<'_> {
         // A file target was written beside itself; only now does it replace
         // the old file (docs/devices.md, "File targets").
         target.commit()?;
+        // A download's copy is kept only now: it is whole and matched its
+        // digest, and the target holds it.
+        let download = match &job.input {
+            Source::Pipe {
+                download: Some(f), ..
+            } => {
+                let save = f.save.lock().unwrap_or_else(|p| p.into_inner()).take();
+                Some(DownloadDone {
+                    resumed: f.stats.resumed(),
+                    saved: save.map(download::Save::keep).transpose()?,
+                })
+            }
+            _ => None,
+        };
         let elapsed = started.elapsed().as_secs_f64();
         drop(target);
         let after = device.map(|(disk, guard)| after_write(&disk, guard, options.eject, observer));
@@ -990,6 +1177,7 @@ impl Prepared<'_> {
             ejected: after.as_ref().is_some_and(|a| a.ejected),
             partitions: after.map(|a| a.partitions),
             mode,
+            download,
             target: target_path,
             layout,
             elapsed,
