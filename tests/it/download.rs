@@ -293,8 +293,11 @@ fn a_web_page_or_a_404_is_refused_before_writing() {
     let dev = stick(&backing, 8 * MIB);
     let before = sha256_hex(dev.path());
     for (path, words) in [
-        ("download.html", "web page"),
-        ("download.html?type=application/octet-stream", "web page"),
+        ("download.html", "a web page, not an image (its Content-Type is text/html)"),
+        (
+            "download.html?type=application/octet-stream",
+            "a web page, not an image (its body starts as an HTML document)",
+        ),
         ("missing.iso", "404 Not Found"),
     ] {
         let (out, lines) = write_url(&server.url(path), dev.path(), &[]);
