@@ -25,11 +25,12 @@ pub struct DownloadArgs {
     pub ca_cert: Vec<PathBuf>,
 }
 
-/// Opens IMAGE: a download (an `http://`/`https://` URL) or a stream
+/// Opens IMAGE: a download (an `http://`/`https://` URL, its published
+/// checksum files checked first: [`job::check_download`]) or a stream
 /// (`-`, a FIFO) with its `--size` and digest ([`expected`]), else the
 /// file (where `--size` is refused: a file's length is its own). The
-/// second value is true for a stream. `replace`: `--yes`, which lets
-/// `--save` replace an existing file.
+/// second value is true for a stream, the third a download's source check.
+/// `replace`: `--yes`, which lets `--save` replace an existing file.
 pub fn open(
     path: &std::path::Path,
     size: Option<u64>,
@@ -37,7 +38,7 @@ pub fn open(
     policy: CheckPolicy,
     dl: &DownloadArgs,
     replace: bool,
-) -> Result<(Image, bool), Failure> {
+) -> Result<(Image, bool, Option<trust::Report>), Failure> {
     let url = bootstick::image::download::is_url(path);
     if !url && (dl.save.is_some() || !dl.ca_cert.is_empty()) {
         return Err(Failure::new(
@@ -55,24 +56,32 @@ pub fn open(
                 anyhow::anyhow!("--size is for an image read from a pipe; a download's length is the server's (Content-Length): drop --size"),
             ));
         }
-        let expected = expected(req, policy)?;
+        let options = bootstick::image::download::Options {
+            ca_certs: dl.ca_cert.clone(),
+        };
+        // A digest given is checked as the download streams; else the
+        // checksum files published beside it (and their signatures) are
+        // checked before it is opened, and the digest they list is.
+        let (checked, expected) = match req.expected.is_empty() {
+            true => {
+                job::check_download(path, &options, req, policy).map_err(super::advice::failure)?
+            }
+            false => (None, expected(req, policy)?),
+        };
         let save = dl
             .save
             .as_deref()
             .map(|f| bootstick::image::download::Save::create(f, replace))
             .transpose()
             .map_err(|e| super::advice::failure(e.into()))?;
-        let options = bootstick::image::download::Options {
-            ca_certs: dl.ca_cert.clone(),
-        };
         let image =
             Image::open_download(path, &options, expected, save).map_err(super::advice::failure)?;
-        return Ok((image, true));
+        return Ok((image, true, checked));
     }
     if job::is_stream(path) {
         let expected = expected(req, policy)?;
         let image = Image::open_stream(path, size, expected).map_err(super::advice::failure)?;
-        return Ok((image, true));
+        return Ok((image, true, None));
     }
     if size.is_some() {
         return Err(Failure::new(
@@ -83,7 +92,11 @@ pub fn open(
             ),
         ));
     }
-    Ok((Image::open(path).map_err(super::advice::failure)?, false))
+    Ok((
+        Image::open(path).map_err(super::advice::failure)?,
+        false,
+        None,
+    ))
 }
 
 /// A stream's digest, from `--sha256`/`--sha512`: checked as it passes,

@@ -127,7 +127,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     };
     // A stream is checked as it passes, against the digest given for it
     // (cli::piped).
-    let (image, stream) = super::piped::open(
+    let (image, stream, announced) = super::piped::open(
         &args.image,
         args.size,
         &req,
@@ -140,7 +140,8 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // engine is then given its SHA-256 and block digests, so an image that
     // changes between this check and the write fails with `source-changed`.
     let checked = match stream {
-        true => None,
+        // A download's published files were checked before it was opened.
+        true => announced,
         false => image
             .check_source(&req, policy, render)
             .map_err(advice::failure)?,
@@ -175,7 +176,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     } else {
         Box::new(super::target::Prompt)
     };
-    let chosen = job::choose_all(
+    let chosen = job::choose_all_stored(
         &Roots::live(),
         &targets,
         Policy {
@@ -183,6 +184,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
             force: args.device.force,
         },
         &mut *confirm,
+        &args.image,
         job.stored_at(),
         job.image_len(),
         job.needed(),

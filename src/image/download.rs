@@ -10,7 +10,7 @@
 //!   stored on disk unless a copy is asked for ([`Save`]).
 //! - **What is not an image is refused before anything is written.** A
 //!   status other than 2xx is [`Error::Status`] (a 404 for the image; for a
-//!   checksum file looked for beside it ([`fetch_small`]) a 404 is simply
+//!   checksum file looked for beside it ([`Fetcher::fetch`]) a 4xx is simply
 //!   "not there"); a web page (a `Content-Type: text/html`, or a body that
 //!   starts like one: `<!DOCTYPE html`, `<html`) is [`Error::WebPage`],
 //!   found while the response is opened, so before any target is chosen.
@@ -551,38 +551,114 @@ impl Read for Download {
     }
 }
 
-/// Fetches a small file (a checksum file, a signature) at `url`: `None`
-/// when the server has none there (404, 410), at most `cap` bytes.
-pub fn fetch_small(url: &str, options: &Options, cap: u64) -> Result<Option<Vec<u8>>, Error> {
-    let agent = agent(url, options)?;
-    let resp = agent.get(url).call().map_err(|e| request_error(url, e))?;
-    match resp.status().as_u16() {
-        404 | 410 => return Ok(None),
-        _ if !resp.status().is_success() => return Err(status_error(url, &resp)),
-        _ => {}
+/// Splits a download's URL into its directory (with its last `/`) and its
+/// file name as written in the URL and decoded (`%20` → ` `); the query
+/// and fragment are dropped (they are not part of the name checksum files
+/// list). `None` when the URL has no file name.
+pub fn split_url(url: &str) -> Option<(String, String)> {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let path = &url[..end];
+    let (scheme, rest) = path.split_once("://")?;
+    let slash = rest.rfind('/')?;
+    let name = &rest[slash + 1..];
+    if name.is_empty() {
+        return None;
     }
-    let mut bytes = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| Error::CannotResume {
-            url: url.into(),
-            offset: bytes.len() as u64,
-            why: "the connection failed".into(),
-            source: Some(source),
-        })?;
-    if bytes.len() as u64 > cap {
-        return Err(Error::TooLarge {
-            url: url.into(),
-            cap,
-        });
+    Some((
+        format!("{scheme}://{}", &rest[..=slash]),
+        percent_decode(name)?,
+    ))
+}
+
+/// `%XX` escapes undone; `None` when they do not decode to UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
     }
-    // A server that answers every path with its home page.
-    if looks_like_html(&bytes) {
-        return Ok(None);
+    String::from_utf8(out).ok()
+}
+
+/// A file name as a URL path segment: bytes outside the unreserved set
+/// escaped.
+pub fn percent_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &c in name.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"-._~+".contains(&c) {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
     }
-    Ok(Some(bytes))
+    out
+}
+
+/// Fetches small files (checksum files, signatures) over one agent, so
+/// the probes beside a download reuse their connection.
+pub struct Fetcher {
+    agent: ureq::Agent,
+}
+
+impl Fetcher {
+    /// A fetcher for URLs like `url` (its scheme decides whether TLS roots
+    /// are loaded).
+    pub fn new(url: &str, options: &Options) -> Result<Fetcher, Error> {
+        Ok(Fetcher {
+            agent: agent(url, options)?,
+        })
+    }
+
+    /// The file at `url`, at most `cap` bytes: `None` when the server has
+    /// none there (any 4xx: a 404 is the usual "not found", some servers
+    /// answer 403 instead) or answers with a web page (a server that
+    /// answers every path with its home page). A 5xx is an error: the
+    /// file may exist.
+    pub fn fetch(&self, url: &str, cap: u64) -> Result<Option<Vec<u8>>, Error> {
+        let resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| request_error(url, e))?;
+        if resp.status().is_client_error() {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(status_error(url, &resp));
+        }
+        if header(&resp, "content-type").is_some_and(|t| is_html_type(&t)) {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(cap + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| Error::CannotResume {
+                url: url.into(),
+                offset: bytes.len() as u64,
+                why: "the connection failed".into(),
+                source: Some(source),
+            })?;
+        if bytes.len() as u64 > cap {
+            return Err(Error::TooLarge {
+                url: url.into(),
+                cap,
+            });
+        }
+        if looks_like_html(&bytes) {
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
 }
 
 /// Where a copy of the download goes (`--save FILE`): written beside FILE
@@ -733,6 +809,17 @@ mod tests {
         assert_eq!(parse_content_range("bytes 9-5/20"), None);
         assert_eq!(parse_content_range("items 1-2/3"), None);
         assert_eq!(parse_content_range("bytes */200"), None);
+    }
+
+    #[test]
+    fn a_url_splits_into_its_directory_and_name() {
+        assert_eq!(
+            split_url("https://h.example/pub/x%20y.iso?token=1#f"),
+            Some(("https://h.example/pub/".into(), "x y.iso".into()))
+        );
+        assert_eq!(split_url("http://h/"), None);
+        assert_eq!(split_url("http://h/%zz"), None);
+        assert_eq!(percent_encode("x y.iso"), "x%20y.iso");
     }
 
     #[test]

@@ -64,8 +64,8 @@ pub use decide::{
     Notice,
 };
 pub use select::{
-    choose_all, choose_disk, resolve_for_reading, Action, Answer, Chosen, Confirm, Refusal,
-    Summary, Yes,
+    choose_all, choose_all_stored, choose_disk, resolve_for_reading, Action, Answer, Chosen,
+    Confirm, Refusal, Summary, Yes,
 };
 
 use crate::cancel::Cancel;
@@ -235,6 +235,86 @@ pub struct CheckPolicy {
     pub required: bool,
     /// Refuse a checksum-only match (no trusted signature covers it).
     pub require_signature: bool,
+}
+
+/// Checks what is published about the download `url` before it is opened
+/// (docs/trust.md, "Downloads"): the checksum files at its directory
+/// (`trust::discover::published_names`, fetched into a local directory
+/// with their signatures, `.gpg`/`.asc`/`.sig`/`.sign`/`.minisig`) or
+/// those given in `req.sums`, their signatures verified now
+/// (`trust::announced`). Returns the report, whose outcome holds once the
+/// stream's digest matched, and that digest, for
+/// [`Image::open_download`]. The policy is [`Image::check_source`]'s: a
+/// failing outcome, or nothing to check against when a check was asked
+/// for, is [`Error::SourceCheck`]; lists that do not name the image, found
+/// without being asked for, let it be written without a digest (`None`).
+pub fn check_download(
+    url: &Path,
+    options: &download::Options,
+    req: &trust::Request,
+    policy: CheckPolicy,
+) -> Result<(Option<Report>, Option<Digest>), Error> {
+    let asked = policy.required || policy.require_signature || !req.keys.is_empty();
+    let text = url.to_str().unwrap_or_default();
+    let (base, name) = download::split_url(text).ok_or_else(|| download::Error::BadUrl {
+        url: text.to_string(),
+    })?;
+    let mirror = tempfile::tempdir().map_err(|source| trust::Error::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    if req.discover && req.sums.is_empty() {
+        let fetcher = download::Fetcher::new(text, options)?;
+        let fetch = |file: &str| -> Result<bool, Error> {
+            let at = format!("{base}{}", download::percent_encode(file));
+            match fetcher.fetch(&at, trust::MAX_REFERENCE_FILE)? {
+                Some(bytes) => {
+                    let local = mirror.path().join(file);
+                    std::fs::write(&local, bytes).map_err(|source| trust::Error::Io {
+                        path: local,
+                        source,
+                    })?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        };
+        let mut signed = vec![name.clone()];
+        for file in trust::discover::published_names(&name) {
+            if fetch(&file)? {
+                signed.push(file);
+            }
+        }
+        for file in signed {
+            for ext in trust::discover::SIGNATURE_EXTENSIONS {
+                fetch(&format!("{file}.{ext}"))?;
+            }
+        }
+    }
+    let local = trust::Request {
+        image: mirror.path().join(&name),
+        expected: Vec::new(),
+        ..req.clone()
+    };
+    let mut announced = trust::announced::check_announced(&local)?;
+    announced
+        .report
+        .relabel(&format!("{}/", mirror.path().display()), &base);
+    announced.report.image = url.to_path_buf();
+    let report = announced.report;
+    let discovered_only = req.sums.is_empty() && req.signatures.is_empty();
+    match report.outcome {
+        Outcome::NoReference if !asked => Ok((None, None)),
+        Outcome::Verified => Ok((Some(report), announced.expected)),
+        Outcome::ChecksumOnly if !policy.require_signature => {
+            Ok((Some(report), announced.expected))
+        }
+        Outcome::NotListed if !asked && discovered_only => Ok((Some(report), None)),
+        _ => Err(Error::SourceCheck {
+            report: Box::new(report),
+            require_signature: policy.require_signature,
+        }),
+    }
 }
 
 /// The bytes `inspect` reads for the image `src` (opened from `path`): a
@@ -530,7 +610,10 @@ impl Image {
                 )?;
                 return Ok(Job {
                     input: self.input,
-                    checked: None,
+                    // A download's published files, checked before it was
+                    // opened ([`check_download`]); its digest is enforced
+                    // as it streams.
+                    checked,
                     bytes,
                     decided,
                     compressed: None,
@@ -1139,9 +1222,13 @@ impl Prepared<'_> {
                     .ok_or(Error::StreamTaken)?
                     .into_stream();
                 let mut r = write::write_piped(stream, &mut target, engine, observer)?;
-                // An uncompressed stream's digest is the image's own.
-                if format.is_none() && r.report.source_digest.is_none() {
-                    r.report.source_digest = r.decoded_digest.take();
+                // An uncompressed stream's digest is the image's own: it has
+                // no decompressed image to report apart.
+                if format.is_none() {
+                    let decoded = r.decoded_digest.take();
+                    if r.report.source_digest.is_none() {
+                        r.report.source_digest = decoded;
+                    }
                 }
                 (r.report, r.image_bytes, r.decoded_digest)
             }

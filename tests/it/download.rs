@@ -293,7 +293,10 @@ fn a_web_page_or_a_404_is_refused_before_writing() {
     let dev = stick(&backing, 8 * MIB);
     let before = sha256_hex(dev.path());
     for (path, words) in [
-        ("download.html", "a web page, not an image (its Content-Type is text/html)"),
+        (
+            "download.html",
+            "a web page, not an image (its Content-Type is text/html)",
+        ),
         (
             "download.html?type=application/octet-stream",
             "a web page, not an image (its body starts as an HTML document)",
@@ -373,4 +376,296 @@ fn https_with_a_private_ca() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     common::run(Command::new("cmp").arg(&img).arg(&target));
+}
+
+/// `SHA256SUMS` at the URL's directory is found and its digest enforced
+/// as the download streams: listed right, the image is written and the
+/// start line names the URL it came from; listed wrong, the write fails
+/// (exit 11) with the device incomplete and its first MiB zeroed (held
+/// back until the digest matched: it will not boot). An `.img.xz`
+/// download is found through `IMAGE.sha256` named after the image inside.
+#[test]
+fn sha256sums_at_the_url_are_found_and_enforced() {
+    let t = "sha256sums_at_the_url_are_found_and_enforced";
+    if !require_root(t)
+        || !require_python(t)
+        || !require_tools(t, &["losetup", "cmp", "sfdisk", "sha256sum", "xz"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let good = www.join("good.img");
+    mbr_image(&good, 20 * MIB);
+    // Another length, so other bytes than good.img's.
+    let tampered = www.join("tampered.img");
+    let tampered_len = 18 * MIB;
+    mbr_image(&tampered, tampered_len);
+    let wrong = "ab".repeat(32);
+    std::fs::write(
+        www.join("SHA256SUMS"),
+        format!("{}  good.img\n{wrong}  tampered.img\n", sha256_hex(&good)),
+    )
+    .unwrap();
+    // A compressed download whose checksum file is about the image inside.
+    let inner = dir.path().join("packed.img");
+    mbr_image(&inner, 12 * MIB);
+    let packed = std::fs::File::create(www.join("packed.img.xz")).unwrap();
+    common::run(
+        Command::new("xz")
+            .args(["-T0", "-c"])
+            .arg(&inner)
+            .stdout(packed),
+    );
+    std::fs::write(
+        www.join("packed.img.sha256"),
+        format!("{}  packed.img\n", sha256_hex(&inner)),
+    )
+    .unwrap();
+    let server = Server::start(&www, None);
+
+    let backing = dir.path().join("stick");
+    let dev = stick(&backing, 32 * MIB);
+    let (out, lines) = write_url(&server.url("good.img"), dev.path(), &["--verify-source"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let check = &lines[0]["source_check"];
+    assert_eq!(check["outcome"], "checksum-only", "{check}");
+    assert_eq!(
+        check["matched"]["source"],
+        server.url("SHA256SUMS"),
+        "{check}"
+    );
+    assert_eq!(lines.last().unwrap()["verified"], true);
+    cmp_prefix(&good, dev.path(), 20 * MIB);
+
+    let (out, lines) = write_url(&server.url("tampered.img"), dev.path(), &[]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    let result = lines.last().unwrap();
+    assert_eq!(result["target_state"], "incomplete", "{result}");
+    assert_eq!(result["boot_area_zeroed"], true, "{result}");
+    let msg = result["error"].as_str().unwrap();
+    assert!(msg.contains("it will not boot"), "{msg}");
+    assert!(msg.contains(&wrong), "{msg}");
+    drop(dev);
+    // The first MiB and (the length being known) the image's last MiB were
+    // held back: zeroed; the bytes between them were written.
+    let on_stick = std::fs::read(&backing).unwrap();
+    let (mib, end) = (MIB as usize, tampered_len as usize);
+    assert!(
+        on_stick[..mib].iter().all(|&b| b == 0),
+        "the first MiB is zeroed"
+    );
+    assert!(
+        on_stick[end - mib..end].iter().all(|&b| b == 0),
+        "the last MiB is zeroed"
+    );
+    let orig = std::fs::read(&tampered).unwrap();
+    assert!(
+        on_stick[mib..end - mib] == orig[mib..end - mib],
+        "the rest was written"
+    );
+
+    let target = dir.path().join("packed.out");
+    let (out, lines) = write_url(&server.url("packed.img.xz"), &target, &["--verify-source"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let check = &lines[0]["source_check"];
+    assert_eq!(
+        check["matched"]["source"],
+        server.url("packed.img.sha256"),
+        "{check}"
+    );
+    assert_eq!(check["matched"]["decompressed"], true, "{check}");
+    common::run(Command::new("cmp").arg(&inner).arg(&target));
+}
+
+/// `--require-signature` with a gpg-signed `SHA256SUMS` (`SHA256SUMS.gpg`
+/// beside it, made by the real gpg): written with the signer's key
+/// (`verified`, the signer named); with another key (exit 14) or no
+/// signature at all (exit 10) refused before anything is written, the
+/// device's bytes unchanged.
+#[test]
+fn require_signature_with_a_gpg_signed_sha256sums() {
+    let t = "require_signature_with_a_gpg_signed_sha256sums";
+    if !require_root(t)
+        || !require_python(t)
+        || !require_tools(
+            t,
+            &["losetup", "cmp", "sfdisk", "sha256sum", "gpg", "gpgconf"],
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = || {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir").arg(&home).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        c
+    };
+    for uid in [
+        "Publisher <publisher@example.org>",
+        "Someone Else <other@example.org>",
+    ] {
+        common::run(gpg().args(["--quick-gen-key", uid, "ed25519", "sign", "never"]));
+    }
+    let export = |uid: &str, file: &Path| {
+        common::run(
+            gpg()
+                .arg("--armor")
+                .arg("--output")
+                .arg(file)
+                .args(["--export", uid]),
+        );
+    };
+    let publisher = dir.path().join("publisher.asc");
+    let other = dir.path().join("other.asc");
+    export("publisher@example.org", &publisher);
+    export("other@example.org", &other);
+
+    let signed = dir.path().join("signed");
+    let unsigned = dir.path().join("unsigned");
+    for d in [&signed, &unsigned] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let img = signed.join("disk.img");
+    mbr_image(&img, 16 * MIB);
+    std::fs::copy(&img, unsigned.join("disk.img")).unwrap();
+    let sums = format!("{}  disk.img\n", sha256_hex(&img));
+    std::fs::write(signed.join("SHA256SUMS"), &sums).unwrap();
+    std::fs::write(unsigned.join("SHA256SUMS"), &sums).unwrap();
+    common::run(
+        gpg()
+            .args([
+                "--local-user",
+                "publisher@example.org",
+                "--detach-sign",
+                "--output",
+            ])
+            .arg(signed.join("SHA256SUMS.gpg"))
+            .arg(signed.join("SHA256SUMS")),
+    );
+    let server = Server::start(dir.path(), None);
+
+    let backing = dir.path().join("stick");
+    let dev = stick(&backing, 24 * MIB);
+    let before = sha256_hex(dev.path());
+    let key = |p: &Path| p.to_str().unwrap().to_owned();
+    for (path, k, code) in [
+        ("signed/disk.img", key(&other), 14),
+        ("unsigned/disk.img", key(&publisher), 10),
+    ] {
+        let (out, lines) = write_url(
+            &server.url(path),
+            dev.path(),
+            &["--require-signature", "--key", &k],
+        );
+        assert_eq!(out.status.code(), Some(code), "{path}: {}", stderr(&out));
+        assert!(lines.last().unwrap()["ok"] == false);
+        assert_eq!(
+            sha256_hex(dev.path()),
+            before,
+            "{path}: nothing was written"
+        );
+    }
+    let (out, lines) = write_url(
+        &server.url("signed/disk.img"),
+        dev.path(),
+        &["--require-signature", "--key", &key(&publisher)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let check = &lines[0]["source_check"];
+    assert_eq!(check["outcome"], "verified", "{check}");
+    let signer = check["signers"].to_string();
+    assert!(signer.contains("publisher@example.org"), "{check}");
+    assert_eq!(lines.last().unwrap()["verified"], true);
+    cmp_prefix(&img, dev.path(), 16 * MIB);
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--kill", "all"])
+        .status();
+}
+
+/// Unmounts (lazily) the directory it names when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// `--save FILE` where FILE is the TARGET is refused (exit 2), and so is
+/// a TARGET disk whose mounted filesystem would hold FILE (exit 4, even
+/// with `--unmount`: the copy would be written onto the disk being
+/// erased), before anything is written or unmounted.
+#[test]
+fn save_refuses_a_target_that_is_or_holds_it() {
+    let t = "save_refuses_a_target_that_is_or_holds_it";
+    if !require_root(t)
+        || !require_python(t)
+        || !require_tools(t, &["losetup", "mkfs.ext4", "mount", "umount", "sha256sum"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    common::pseudo_random_file(&www.join("disk.img"), 2 * MIB, 3);
+    let server = Server::start(&www, None);
+
+    let target = dir.path().join("out.img");
+    let (out, _) = write_url(
+        &server.url("disk.img"),
+        &target,
+        &["--save", target.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("saved and a target"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!target.exists(), "nothing was written");
+
+    let backing = dir.path().join("stick");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(32 * MIB)
+        .unwrap();
+    common::run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&backing));
+    let dev = LoopDevice::attach(&backing);
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    common::run(Command::new("mount").arg(dev.path()).arg(&mnt));
+    let mounted = Mounted(mnt.clone());
+    let save = mnt.join("copy.img");
+    let (out, _) = write_url(
+        &server.url("disk.img"),
+        dev.path(),
+        &["--unmount", "--save", save.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is on the target"),
+        "{}",
+        stderr(&out)
+    );
+    // Refused before the unmount: still mounted, nothing saved.
+    assert!(
+        mnt.join("lost+found").is_dir(),
+        "the filesystem is still mounted"
+    );
+    assert!(!save.exists());
+    drop(mounted);
 }
