@@ -210,7 +210,7 @@ pub fn choose_all_stored(
     // target that is the image, or holds it, is refused by the rules below.
     let site = devices::ImageSite::of(roots, stored)?;
     let check_one = |target: &Path| -> Result<Checked, Error> {
-        match devices::resolve(roots, target)? {
+        match devices::resolve(roots, target).map_err(devices::Error::for_writing)? {
             Resolved::File(p) => Ok(Checked::File(devices::check_file(
                 roots, &p, &site, policy,
             )?)),
