@@ -23,6 +23,7 @@ pub mod bmap;
 pub mod checked;
 pub mod compressed;
 pub mod descriptors;
+pub mod download;
 pub mod extent;
 pub mod input;
 pub mod iso9660;

@@ -19,6 +19,7 @@ mod boot_test;
 mod compressed;
 mod contract;
 mod devices;
+mod download;
 mod fanout;
 mod fat32;
 mod health;
