@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::advice;
-use super::exit::{self, Exit, Failure, Stopped};
+use super::exit::{self, Exit, Failure, Left};
 use super::mode::choice;
 use super::render::{human_bytes, Renderer};
 use bootstick::devices::{Disk, Roots};
@@ -486,28 +486,16 @@ impl station::Observer for View<'_> {
                         ));
                     }
                     Some(err) => {
-                        let mut code = exit::job_error(err);
                         // What a stopped or part-written job left, as
                         // `write` reports it.
-                        let mut left = RecordLine {
-                            record,
-                            stopped: None,
-                        };
-                        if let job::Error::Write(w) = err {
-                            let state = w.target_state();
-                            if matches!(w, bootstick::write::Error::Cancelled { .. }) {
-                                let signal = super::signals::token().signal();
-                                left.stopped = Some(Left::Stopped(Stopped::new(
-                                    signal,
-                                    state.map(|s| s.name()),
-                                )));
-                                code = Exit::for_signal(signal);
-                            } else if let Some(state) = state {
-                                left.stopped = Some(Left::State {
-                                    target_state: state.name(),
-                                });
+                        let (code, stopped) = match err {
+                            job::Error::Write(w) => {
+                                let (code, left) = exit::write_left(w);
+                                (code, Some(left))
                             }
-                        }
+                            e => (exit::job_error(e), None),
+                        };
+                        let left = RecordLine { record, stopped };
                         let f =
                             Failure::new(code, anyhow::anyhow!("{}", bootstick::error_chain(*err)))
                                 .with_fields(&left);
@@ -660,14 +648,6 @@ struct RecordLine<'a> {
     record: &'a bootstick::station::log::Record,
     #[serde(flatten)]
     stopped: Option<Left>,
-}
-
-/// What a failed stick was left in: stopped by a signal, or part-written.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Left {
-    Stopped(Stopped),
-    State { target_state: &'static str },
 }
 
 #[derive(Serialize)]
