@@ -232,6 +232,36 @@ impl Failure {
     }
 }
 
+/// Library errors whose code follows from the error alone convert with
+/// `?`; the mapping stays in this module's `*_error` functions.
+macro_rules! failure_from {
+    ($($ty:ty => $code:ident),* $(,)?) => {$(
+        impl From<$ty> for Failure {
+            fn from(e: $ty) -> Self {
+                Failure::new($code(&e), e)
+            }
+        }
+    )*};
+}
+
+failure_from! {
+    image::Error => image_error,
+    bootstick::mount::Error => mount_error,
+    station::Error => station_error,
+}
+
+impl From<write::Error> for Failure {
+    fn from(e: write::Error) -> Self {
+        Failure::write(e)
+    }
+}
+
+impl From<health::Error> for Failure {
+    fn from(e: health::Error) -> Self {
+        Failure::probe(e)
+    }
+}
+
 impl Failure {
     /// A probe that stopped without a verdict; a cancelled one says by
     /// which signal and what it left on the target.

@@ -60,7 +60,7 @@ enum Planned<'a> {
 /// Opens the image at `path` (`image::input::open`: never blocking, a
 /// regular file or block device that is not empty) as a byte source.
 pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
-    let file = ImageFile::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;
+    let file = ImageFile::open(path)?;
     Ok(Arc::new(file))
 }
 

@@ -171,7 +171,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     config.poll = args.poll;
     config.run.eject = args.device_eject();
     config.log = log;
-    let station = Station::new(&job, config).map_err(station_failure)?;
+    let station = Station::new(&job, config)?;
     let present = station.present();
     render.start(
         "station",
@@ -210,7 +210,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         bars: Mutex::new(HashMap::new()),
         bell: std::io::stderr().is_terminal() && !args.json,
     };
-    let summary = station.run(&view).map_err(station_failure)?;
+    let summary = station.run(&view)?;
     finish(&summary, render, abort.signal())
 }
 
@@ -225,10 +225,6 @@ fn mode_name(job: &job::Job) -> &'static str {
         job::Method::Raw => "raw",
         job::Method::Layout { .. } => "layout",
     }
-}
-
-fn station_failure(e: station::Error) -> Failure {
-    Failure::new(exit::station_error(&e), e)
 }
 
 /// The `start` line's `rules`: what the station takes (docs/cli.md).
