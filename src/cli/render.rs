@@ -393,14 +393,16 @@ impl Renderer {
 
     /// A renderer for one target of a job writing several: JSON lines carry
     /// `"target": label`; people get a bar of their own labelled with it
-    /// (all bars of the job drawn together by one `MultiProgress`).
-    pub fn for_target(&self, label: &str) -> Renderer {
+    /// (all bars of the job drawn together by one `MultiProgress`), the
+    /// label padded to `width` columns so every bar of the job starts in
+    /// the same column (pass the longest label's width).
+    pub fn for_target(&self, label: &str, width: usize) -> Renderer {
         match self {
             Renderer::Json(_) => Renderer::Json(Json {
                 state: Mutex::default(),
                 target: Some(label.to_owned()),
             }),
-            Renderer::Human(h) => Renderer::Human(h.for_target(label)),
+            Renderer::Human(h) => Renderer::Human(h.for_target(label, width)),
             Renderer::Plain => Renderer::Plain,
         }
     }
@@ -565,13 +567,15 @@ impl Human {
         }
     }
 
-    fn for_target(&self, label: &str) -> Human {
-        // The job's own bar is not drawn once its targets have theirs.
+    fn for_target(&self, label: &str, width: usize) -> Human {
+        // The job's own bar is not drawn once its targets have theirs (and
+        // is wiped if a phase before the targets' drew it).
+        self.bar.finish_and_clear();
         self.bar.set_draw_target(ProgressDrawTarget::hidden());
         // Until its first phase starts, the bar shows only its target.
         let bar = ProgressBar::hidden()
             .with_style(ProgressStyle::with_template("{msg}").expect("valid template"))
-            .with_message(label.to_owned());
+            .with_message(bar_label(label, width));
         Human {
             bar: self.multi.add(bar),
             started: Mutex::new(Instant::now()),
@@ -588,6 +592,14 @@ impl Human {
             None => template.to_owned(),
         };
         ProgressStyle::with_template(&template).expect("valid template")
+    }
+
+    /// The byte bar's template, fitted to the terminal's width less this
+    /// target's label ([`bar_template`]).
+    fn bytes_template(&self) -> String {
+        let label = self.bar.message().chars().count();
+        let used = if self.label.is_some() { label + 1 } else { 0 };
+        bar_template(stderr_columns().saturating_sub(used))
     }
 
     /// `line` after the target's label, in a multi-target job.
@@ -624,12 +636,8 @@ impl Human {
                     self.bar.enable_steady_tick(Duration::from_millis(120));
                 } else {
                     self.bar.disable_steady_tick();
-                    self.bar.set_style(
-                        self.style(
-                            "{prefix:>7.bold.cyan} [{bar:32.green}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12}  ETA {eta}",
-                        )
-                        .progress_chars("=> "),
-                    );
+                    self.bar
+                        .set_style(self.style(&self.bytes_template()).progress_chars("=> "));
                 }
                 self.bar.set_length(total);
                 self.bar.set_prefix(phase.name());
@@ -670,6 +678,9 @@ impl Human {
                     format!("{:>7}: done in {secs:.1} s", phase.name())
                 };
                 self.bar.disable_steady_tick();
+                // Until the next phase: what this target finished (beside
+                // the bars of targets still at it), not an empty bar.
+                self.bar.set_style(self.style("{prefix:>7.bold.cyan} done"));
                 self.bar.set_length(0);
                 self.bar.set_position(0);
                 let line = self.labelled(line);
@@ -680,6 +691,58 @@ impl Human {
                 self.bar.suspend(|| eprintln!("warning: {w}"))
             }
         }
+    }
+}
+
+/// The widest a target's label is drawn in front of its bar; a longer one
+/// (a `/dev/disk/by-id/…` path) keeps its end, where names differ.
+const LABEL_MAX: usize = 24;
+
+/// `label` padded (or shortened from the front, with `…`) to `width`
+/// columns, at most [`LABEL_MAX`].
+fn bar_label(label: &str, width: usize) -> String {
+    let width = width.clamp(1, LABEL_MAX);
+    let chars: Vec<char> = label.chars().collect();
+    if chars.len() <= width {
+        return format!("{label:<width$}");
+    }
+    let tail: String = chars[chars.len() - (width - 1)..].iter().collect();
+    format!("…{tail}")
+}
+
+/// The columns stderr's terminal has (bars are drawn only on one), else
+/// `$COLUMNS`, else 80.
+fn stderr_columns() -> usize {
+    let stderr = std::io::stderr();
+    if let Ok(ws) = rustix::termios::tcgetwinsize(&stderr) {
+        if ws.ws_col > 0 {
+            return ws.ws_col.into();
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(80)
+}
+
+/// A byte phase's bar template that fits `columns` (one column is kept
+/// free: a line that fills the last column wraps on some terminals).
+/// The bar takes what the fields leave, 10 to 50 columns; below that the
+/// sizes and speed give way to a percentage.
+fn bar_template(columns: usize) -> String {
+    // "  write [" "] " "1.00 GiB/ 2.00 GiB" " " "  12.3 MiB/s" "  ETA 12m"
+    const FIELDS: usize = 7 + 2 + 2 + 21 + 1 + 12 + 6 + 3;
+    let room = columns.saturating_sub(1);
+    match room.checked_sub(FIELDS) {
+        Some(bar) if bar >= 10 => format!(
+            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{bytes:>10}}/{{total_bytes:10}} {{binary_bytes_per_sec:>12}}  ETA {{eta}}",
+            bar.min(50)
+        ),
+        // "  write [" "] " "100%" "  ETA 12m"
+        _ => format!(
+            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{percent:>3}}%  ETA {{eta}}",
+            room.saturating_sub(7 + 2 + 2 + 4 + 6 + 3).clamp(4, 50)
+        ),
     }
 }
 

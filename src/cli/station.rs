@@ -412,6 +412,11 @@ struct View<'a> {
     bell: bool,
 }
 
+/// The width the station pads device names to in front of their bars,
+/// so sticks that arrive later line up with those already drawn
+/// (`/dev/sdaa` is the longest name of the first 702 SCSI disks).
+const STATION_LABEL: usize = "/dev/sdaa".len();
+
 impl View<'_> {
     fn say(&self, line: String) {
         if matches!(self.render, Renderer::Human(_)) {
@@ -422,7 +427,12 @@ impl View<'_> {
     fn bar(&self, d: &Disk) -> Arc<Renderer> {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         bars.entry(d.name.clone())
-            .or_insert_with(|| Arc::new(self.render.for_target(&d.path.display().to_string())))
+            .or_insert_with(|| {
+                Arc::new(
+                    self.render
+                        .for_target(&d.path.display().to_string(), STATION_LABEL),
+                )
+            })
             .clone()
     }
 }
@@ -464,7 +474,10 @@ impl station::Observer for View<'_> {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&disk.name);
                 let bar = bar.unwrap_or_else(|| {
-                    Arc::new(self.render.for_target(&disk.path.display().to_string()))
+                    Arc::new(
+                        self.render
+                            .for_target(&disk.path.display().to_string(), STATION_LABEL),
+                    )
                 });
                 match error {
                     None => {

@@ -295,7 +295,8 @@ fn run_many(
         .iter()
         .map(|j| j.target_path().display().to_string())
         .collect();
-    let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
+    let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l, width)).collect();
     // With --boot-test each target is booted as soon as it is written and
     // verified, one boot at a time (cli::boot::after_one).
     let paths: Vec<PathBuf> = jobs.iter().map(|j| j.target_path().to_path_buf()).collect();

@@ -252,6 +252,65 @@ pub fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
     )
 }
 
+/// Runs `bootstick ARGS` in a detached tmux session of `columns` × 24 (its
+/// own server socket, so no other tmux is touched) and returns every
+/// distinct screen `tmux capture-pane` showed while it ran, polled every
+/// 40 ms: what a person at a terminal that size saw, drawn by a terminal
+/// emulator that is not ours.
+pub fn screens_on_tmux(args: &str, columns: u16) -> Vec<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let socket = format!(
+        "bootstick-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmux = |a: &[&str]| Command::new("tmux").arg("-L").arg(&socket).args(a).output();
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_bootstick"));
+    let cols = columns.to_string();
+    let o = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        &cols,
+        "-y",
+        "24",
+        &cmd,
+    ])
+    .unwrap();
+    assert!(o.status.success(), "tmux: {o:?}");
+    // The pane stays after the command ends, so its last screen is read too.
+    let _ = tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    let mut screens: Vec<String> = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        // Whether it had ended before this screen was read: then the
+        // screen is its last.
+        let dead = tmux(&["display-message", "-p", "-t", "t", "#{pane_dead}"]).unwrap();
+        let ended = String::from_utf8_lossy(&dead.stdout).trim() == "1";
+        let shot = tmux(&["capture-pane", "-p", "-t", "t"]).unwrap();
+        if !shot.status.success() {
+            break;
+        }
+        let screen = String::from_utf8_lossy(&shot.stdout).into_owned();
+        if screens.last() != Some(&screen) {
+            screens.push(screen);
+        }
+        if ended {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{args}: still running after 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
+    let _ = tmux(&["kill-server"]);
+    screens
+}
+
 /// Runs `bootstick write --yes --json ARGS... IMAGE TARGET`, calling `act`
 /// once with the first JSON line of the write phase (`"phase": "write"`)
 /// while the write goes on, and returns the exit code and every JSON line.
