@@ -440,7 +440,7 @@ impl Renderer {
             Renderer::Json(j) => j.emit(to_line(&Outcome::result(ok, fields))),
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
-                println!("{summary}");
+                println!("{}", for_stdout(summary));
             }
             Renderer::Plain => println!("{summary}"),
         }
@@ -457,7 +457,7 @@ impl Renderer {
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
                 if let Ok((_, summary)) = outcome {
-                    println!("{summary}");
+                    println!("{}", for_stdout(&summary));
                 }
             }
             Renderer::Plain => {
@@ -532,6 +532,8 @@ pub struct Human {
     label: Option<String>,
     /// No terminal: plain progress lines every `every` instead of a bar.
     plain: Option<Plain>,
+    /// stderr is a terminal: bars are drawn.
+    tty: bool,
 }
 
 /// Plain progress lines' state.
@@ -552,10 +554,12 @@ impl Plain {
 impl Human {
     fn new() -> Human {
         let tty = std::io::stderr().is_terminal();
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+        // Drawn only while a phase runs (`shown`): an idle bar would be
+        // drawn in indicatif's default style, a stray full-width bar above
+        // a warning or the confirmation.
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
         if !tty {
-            bar.set_draw_target(ProgressDrawTarget::hidden());
             multi.set_draw_target(ProgressDrawTarget::hidden());
         }
         Human {
@@ -564,6 +568,7 @@ impl Human {
             multi,
             label: None,
             plain: (!tty).then(Plain::new),
+            tty,
         }
     }
 
@@ -582,6 +587,7 @@ impl Human {
             multi: self.multi.clone(),
             label: Some(label.to_owned()),
             plain: self.plain.as_ref().map(|_| Plain::new()),
+            tty: self.tty,
         }
     }
 
@@ -629,11 +635,10 @@ impl Human {
                     };
                     eprintln!("{}", self.labelled(line));
                 }
-                self.bar.reset();
+                // Styled before it is reset: reset() draws.
                 if total == 0 {
                     self.bar
                         .set_style(self.style("{prefix:>7.bold.cyan} {spinner} {elapsed}"));
-                    self.bar.enable_steady_tick(Duration::from_millis(120));
                 } else {
                     self.bar.disable_steady_tick();
                     self.bar
@@ -641,6 +646,14 @@ impl Human {
                 }
                 self.bar.set_length(total);
                 self.bar.set_prefix(phase.name());
+                if self.tty && self.label.is_none() {
+                    self.bar
+                        .set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+                }
+                self.bar.reset();
+                if total == 0 {
+                    self.bar.enable_steady_tick(Duration::from_millis(120));
+                }
             }
             Event::Progress { phase, done, total } => {
                 self.bar.set_position(done);
@@ -678,19 +691,63 @@ impl Human {
                     format!("{:>7}: done in {secs:.1} s", phase.name())
                 };
                 self.bar.disable_steady_tick();
-                // Until the next phase: what this target finished (beside
-                // the bars of targets still at it), not an empty bar.
-                self.bar.set_style(self.style("{prefix:>7.bold.cyan} done"));
-                self.bar.set_length(0);
-                self.bar.set_position(0);
                 let line = self.labelled(line);
-                self.bar.suspend(|| eprintln!("{line}"));
+                if self.label.is_some() {
+                    // Until the next phase: what this target finished
+                    // (beside the bars of targets still at it), not an
+                    // empty bar.
+                    self.bar.set_style(self.style("{prefix:>7.bold.cyan} done"));
+                    self.bar.set_length(0);
+                    self.bar.set_position(0);
+                    self.bar.suspend(|| eprintln!("{line}"));
+                } else {
+                    // Not drawn again until the next phase.
+                    self.bar.finish_and_clear();
+                    self.bar.set_draw_target(ProgressDrawTarget::hidden());
+                    eprintln!("{line}");
+                }
             }
             Event::Warning(ref w) => {
-                let w = self.labelled(w.clone());
-                self.bar.suspend(|| eprintln!("warning: {w}"))
+                let mut w = format!("warning: {}", self.labelled(w.clone()));
+                if self.tty {
+                    w = fit(&w, stderr_columns(), "         ");
+                }
+                self.bar.suspend(|| eprintln!("{w}"))
             }
         }
+    }
+}
+
+/// `text` wrapped at word boundaries to `columns` (less one: a line that
+/// fills the last column wraps on some terminals), continuation lines
+/// after `indent`, so a long warning or summary does not break mid-word.
+fn fit(text: &str, columns: usize, indent: &str) -> String {
+    let options = textwrap::Options::new(columns.saturating_sub(1).max(20))
+        .subsequent_indent(indent)
+        .break_words(false);
+    text.lines()
+        .map(|l| textwrap::fill(l, &options))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A summary for stdout: fitted to the terminal when stdout is one
+/// (a pipe gets it on one line, for scripts).
+fn for_stdout(summary: &str) -> String {
+    if std::io::stdout().is_terminal() {
+        fit(summary, super::disks::width(), "")
+    } else {
+        summary.to_owned()
+    }
+}
+
+/// A message for stderr (a question, a notice): fitted to the terminal
+/// when stderr is one.
+pub fn for_stderr(text: &str) -> String {
+    if std::io::stderr().is_terminal() {
+        fit(text, stderr_columns(), "")
+    } else {
+        text.to_owned()
     }
 }
 

@@ -399,6 +399,7 @@ fn bars_line_up_and_fit_the_terminal() {
         let screens = common::screens_on_tmux(
             &format!("write --yes {} {}", img.display(), targets.join(" ")),
             columns,
+            None,
         );
         let last = screens.last().cloned().unwrap_or_default();
         let with_bars: Vec<&String> = screens

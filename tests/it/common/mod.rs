@@ -256,8 +256,9 @@ pub fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
 /// own server socket, so no other tmux is touched) and returns every
 /// distinct screen `tmux capture-pane` showed while it ran, polled every
 /// 40 ms: what a person at a terminal that size saw, drawn by a terminal
-/// emulator that is not ours.
-pub fn screens_on_tmux(args: &str, columns: u16) -> Vec<String> {
+/// emulator that is not ours. With `answer` `(prompt, keys)`, `keys` and
+/// Enter are typed once a screen shows `prompt`.
+pub fn screens_on_tmux(args: &str, columns: u16, answer: Option<(&str, &str)>) -> Vec<String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let socket = format!(
@@ -295,6 +296,11 @@ pub fn screens_on_tmux(args: &str, columns: u16) -> Vec<String> {
             break;
         }
         let screen = String::from_utf8_lossy(&shot.stdout).into_owned();
+        if let Some((prompt, keys)) = answer {
+            if screen.contains(prompt) && !screens.iter().any(|s| s.contains(prompt)) {
+                let _ = tmux(&["send-keys", "-t", "t", keys, "Enter"]);
+            }
+        }
         if screens.last() != Some(&screen) {
             screens.push(screen);
         }
