@@ -63,7 +63,7 @@ commands=(
   qemu-system-x86_64 grub-mkrescue grub-mkstandalone xorriso genisoimage 7z
   mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype mshowfat fsck.fat mkfs.fat sgdisk sfdisk
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
-  findmnt lsblk partx fallocate script tmux busybox cpio depmod strip xz dpkg-deb
+  findmnt lsblk partx fallocate script scriptreplay base64 tmux busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat blockdev dd wipefs
