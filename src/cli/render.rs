@@ -641,8 +641,11 @@ impl Human {
                         .set_style(self.style("{prefix:>7.bold.cyan} {spinner} {elapsed}"));
                 } else {
                     self.bar.disable_steady_tick();
-                    self.bar
-                        .set_style(self.style(&self.bytes_template()).progress_chars("=> "));
+                    self.bar.set_style(
+                        self.style(&self.bytes_template())
+                            .progress_chars("=> ")
+                            .with_key("eta_clock", eta_clock),
+                    );
                 }
                 self.bar.set_length(total);
                 self.bar.set_prefix(phase.name());
@@ -751,6 +754,38 @@ pub fn for_stderr(text: &str) -> String {
     }
 }
 
+/// The bar's `{eta_clock}`: when the phase has more than a minute left,
+/// the local time it should end, ` (14:03)`; nothing before that.
+fn eta_clock(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let left = state.eta();
+    if left < Duration::from_secs(60) {
+        return;
+    }
+    let at = std::time::SystemTime::now() + left;
+    if let Some((h, m)) = local_hour_minute(at) {
+        let _ = write!(w, " ({h:02}:{m:02})");
+    }
+}
+
+/// The local wall-clock hour and minute of `at` (`localtime_r`, so the
+/// machine's time zone, as `date` shows it).
+fn local_hour_minute(at: std::time::SystemTime) -> Option<(i32, i32)> {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed
+    // `libc::tm` is a valid value of that plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    extern "C" {
+        // POSIX; the libc crate does not declare it.
+        fn tzset();
+    }
+    // SAFETY: tzset takes no arguments; it (re)reads TZ, which
+    // localtime_r alone need not do.
+    unsafe { tzset() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    ok.then_some((tm.tm_hour, tm.tm_min))
+}
+
 /// The widest a target's label is drawn in front of its bar; a longer one
 /// (a `/dev/disk/by-id/…` path) keeps its end, where names differ.
 const LABEL_MAX: usize = 24;
@@ -788,17 +823,18 @@ fn stderr_columns() -> usize {
 /// sizes and speed give way to a percentage.
 fn bar_template(columns: usize) -> String {
     // "  write [" "] " "1.00 GiB/ 2.00 GiB" " " "  12.3 MiB/s" "  ETA 12m"
-    const FIELDS: usize = 7 + 2 + 2 + 21 + 1 + 12 + 6 + 3;
+    // " (14:03)"
+    const FIELDS: usize = 7 + 2 + 2 + 21 + 1 + 12 + 6 + 3 + 8;
     let room = columns.saturating_sub(1);
     match room.checked_sub(FIELDS) {
         Some(bar) if bar >= 10 => format!(
-            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{bytes:>10}}/{{total_bytes:10}} {{binary_bytes_per_sec:>12}}  ETA {{eta}}",
+            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{bytes:>10}}/{{total_bytes:10}} {{binary_bytes_per_sec:>12}}  ETA {{eta}}{{eta_clock}}",
             bar.min(50)
         ),
-        // "  write [" "] " "100%" "  ETA 12m"
+        // "  write [" "] " "100%" "  ETA 12m" " (14:03)"
         _ => format!(
-            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{percent:>3}}%  ETA {{eta}}",
-            room.saturating_sub(7 + 2 + 2 + 4 + 6 + 3).clamp(4, 50)
+            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{percent:>3}}%  ETA {{eta}}{{eta_clock}}",
+            room.saturating_sub(7 + 2 + 2 + 4 + 6 + 3 + 8).clamp(4, 50)
         ),
     }
 }
@@ -1048,6 +1084,42 @@ pub fn zip_member_line(c: &bootstick::image::compressed::Compressed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ETA's wall-clock time is the local time `date` shows for the
+    /// same instant (the machine's time zone, through `TZ` too).
+    #[test]
+    fn the_eta_clock_is_local_time_as_date_shows_it() {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_765_000_000);
+        for tz in ["UTC", "America/New_York", "Asia/Kolkata"] {
+            std::env::set_var("TZ", tz);
+            let (h, m) = local_hour_minute(at).unwrap();
+            let out = std::process::Command::new("date")
+                .args(["-d", "@1765000000", "+%H:%M"])
+                .env("TZ", tz)
+                .output()
+                .unwrap();
+            let date = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(format!("{h:02}:{m:02}"), date.trim(), "TZ={tz}");
+        }
+        std::env::remove_var("TZ");
+    }
+
+    /// A byte bar's fixed fields plus its bar leave the last column free
+    /// at every width from 40 to 250 columns.
+    #[test]
+    fn the_bar_template_leaves_the_last_column_free() {
+        for columns in 40..=250usize {
+            let t = bar_template(columns);
+            let bar: usize = t
+                .split("{bar:")
+                .nth(1)
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            let fields = if t.contains("{bytes") { 54 + 8 } else { 24 + 8 };
+            assert!(bar + fields < columns, "{columns}: {t}");
+        }
+    }
 
     /// The JSON progress throttle, on an injected clock: the first line of
     /// a phase passes, lines closer than the interval are held back, one

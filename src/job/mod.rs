@@ -825,6 +825,9 @@ pub struct Written {
     pub decompressed_digest: Option<DigestOut>,
     /// Wall-clock seconds, to the millisecond.
     pub seconds: f64,
+    /// Where the time went: each phase (`write`, `sync`, `verify`) and its
+    /// seconds, in the order they ran.
+    pub phases: Vec<crate::events::PhaseTime>,
     /// A disk's partitions after the re-read (`None` for a file).
     pub partitions: Option<Vec<PathBuf>>,
     pub ejected: bool,
@@ -948,6 +951,8 @@ impl Prepared<'_> {
             ..write::Options::default()
         };
         let started = Instant::now();
+        let clock = crate::events::PhaseClock::new(observer);
+        let observer: &dyn Observer = &clock;
         let (report, image_bytes, decoded) = match (&job.compressed, &job.input) {
             (Some(c), Source::File(i)) => {
                 let r = write::write_decoded(c, i.file(), &mut target, engine, observer)?;
@@ -987,6 +992,7 @@ impl Prepared<'_> {
             source_digest: report.source_digest.as_ref().map(DigestOut::of),
             decompressed_digest: decoded.as_ref().map(DigestOut::of),
             seconds: (elapsed * 1000.0).round() / 1000.0,
+            phases: clock.times(),
             ejected: after.as_ref().is_some_and(|a| a.ejected),
             partitions: after.map(|a| a.partitions),
             mode,

@@ -438,7 +438,13 @@ fn bars_line_up_and_fit_the_terminal() {
                 "a finished phase's bar is drawn empty:\n{screen}"
             );
         }
-        assert!(last.contains("verified by reading it back"), "{last}");
+        let words = last.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words.contains("verified by reading it back"), "{last}");
+        // Where the time went, in the summary.
+        assert!(
+            words.contains("write ") && words.contains(" s, verify "),
+            "{last}"
+        );
     }
 }
 
