@@ -32,7 +32,8 @@ packages=(
   file                                                # file(1): boot-test screenshots are PNGs (tests/it/boot_test.rs)
   shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/it/boot_test.rs)
   ipxe                                                # ipxe.iso: an isohybrid ISO without an ESP entry (tests/it/boot_test.rs)
-  sbsigntool osslsigncode pesign openssl              # Authenticode oracles and the throw-away signing key (tests/it/authenticode.rs)
+  sbsigntool osslsigncode pesign openssl              # Authenticode oracles and the throw-away signing key (tests/it/authenticode.rs); the HTTPS test's CA (tests/it/download.rs)
+  python3                                             # /usr/bin/python3: the download tests' HTTP(S) server (tests/it/fixtures/http_server.py)
 )
 
 missing=()
@@ -70,6 +71,7 @@ commands=(
   fsck.exfat dump.exfat mkfs.exfat nbdkit
   zstd pigz bzip2 zip
   sbsign sbverify osslsigncode pesign openssl objdump
+  /usr/bin/python3
 )
 absent=()
 for c in "${commands[@]}"; do

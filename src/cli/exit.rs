@@ -76,6 +76,10 @@ pub enum Exit {
     Slow = 25,
     /// `station`: at least one stick failed (the others were written).
     SticksFailed = 26,
+    /// `write URL`: the download failed: an HTTP error status, a web page
+    /// instead of an image, TLS, a connection that broke and could not be
+    /// resumed, or a file that changed on the server while downloaded.
+    Download = 27,
     /// Stopped by `SIGHUP` (128 + 1, as a shell reports a job killed by it).
     HungUp = 129,
     /// Stopped by `SIGINT`, Ctrl-C (128 + 2).
@@ -374,9 +378,37 @@ pub fn write_error(e: &write::Error) -> Exit {
         E::HeldBack { source } => write_error(source),
         // A stream that cannot be read, or that ends early or late: bad
         // input; one whose digest differs: as a source check's mismatch.
-        E::StreamRead { .. } | E::StreamLength { .. } => Exit::BadInput,
+        // A download that broke off or changed: its own code (27).
+        E::StreamRead { source, .. } => {
+            image::download::cause(source).map_or(Exit::BadInput, download_error)
+        }
+        E::StreamLength { .. } => Exit::BadInput,
         E::StreamDigest { .. } => Exit::Mismatch,
         E::StreamMismatch { .. } => Exit::VerifyMismatch,
+    }
+}
+
+/// The code of a download's error: 27 for what the server or the network
+/// did (a status, a web page, TLS, a connection broken for good, a file
+/// that changed), bad input for a checksum file too large, usage for a
+/// URL or `--save`/`--ca-cert` file that cannot be used.
+pub fn download_error(e: &image::download::Error) -> Exit {
+    use image::download::Error as E;
+    match e {
+        E::Status { .. }
+        | E::WebPage { .. }
+        | E::Tls { .. }
+        | E::Connect { .. }
+        | E::LengthChanged { .. }
+        | E::Changed { .. }
+        | E::CannotResume { .. }
+        | E::TooLong { .. } => Exit::Download,
+        E::TooLarge { .. } => Exit::BadInput,
+        E::BadUrl { .. } | E::CaCert { .. } | E::SaveExists { .. } | E::SaveNotAFile { .. } => {
+            Exit::Usage
+        }
+        E::NoRoots { .. } => Exit::BadInput,
+        E::Save { .. } => Exit::WriteFailed,
     }
 }
 
@@ -445,6 +477,8 @@ pub fn job_error(e: &job::Error) -> Exit {
             | image::pipe::Error::Read { .. }
             | image::pipe::Error::Zip { .. } => Exit::BadInput,
         },
+        E::Download(d) => download_error(d),
+        E::SaveIsTarget { .. } => Exit::Usage,
         E::StreamCheck { .. } | E::StreamToSeveral { .. } => Exit::Usage,
         E::StreamLayout { .. } => Exit::BadInput,
         E::StreamTaken => Exit::Internal,

@@ -35,7 +35,8 @@ use bootstick::trust::Outcome;
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// The image to write; `-` reads it from standard input (a FIFO is
-    /// read as a stream too), compressed or not.
+    /// read as a stream too), an http:// or https:// URL downloads it as
+    /// it is written; compressed or not.
     pub image: PathBuf,
     /// Where to write it: a whole disk (e.g. /dev/sdb, a /dev/disk/by-id
     /// link or the disk's serial number; everything on it is erased) or a file
@@ -98,6 +99,8 @@ pub struct Args {
     #[arg(long, value_name = "BYTES")]
     pub size: Option<u64>,
     #[command(flatten)]
+    pub download: super::piped::DownloadArgs,
+    #[command(flatten)]
     pub boot: super::boot::WriteArgs,
     /// Before writing, run `bootstick probe`'s quick test on each disk
     /// TARGET (it erases the disk, as the write does); a fake-capacity or
@@ -124,13 +127,21 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     };
     // A stream is checked as it passes, against the digest given for it
     // (cli::piped).
-    let (image, stream) = super::piped::open(&args.image, args.size, &req, policy)?;
+    let (image, stream, announced) = super::piped::open(
+        &args.image,
+        args.size,
+        &req,
+        policy,
+        &args.download,
+        args.yes,
+    )?;
     let image = image.with_entry(args.entry.clone());
     // Checks the image before anything is written (docs/trust.md); the
     // engine is then given its SHA-256 and block digests, so an image that
     // changes between this check and the write fails with `source-changed`.
     let checked = match stream {
-        true => None,
+        // A download's published files were checked before it was opened.
+        true => announced,
         false => image
             .check_source(&req, policy, render)
             .map_err(advice::failure)?,
@@ -165,7 +176,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     } else {
         Box::new(super::target::Prompt)
     };
-    let chosen = job::choose_all(
+    let chosen = job::choose_all_stored(
         &Roots::live(),
         &targets,
         Policy {
@@ -174,6 +185,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         },
         &mut *confirm,
         &args.image,
+        job.stored_at(),
         job.image_len(),
         job.needed(),
     )
@@ -238,8 +250,13 @@ fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
             super::render::zip_member_line(c)
         ),
         (None, None) if job.is_stream() => format!(
-            "{} byte for byte from a stream{}",
+            "{} byte for byte {}{}",
             human_bytes(image_len),
+            if job.is_download() {
+                "downloaded"
+            } else {
+                "from a stream"
+            },
             job.stream_format()
                 .map(|f| format!(", decompressed from {f}"))
                 .unwrap_or_default()
@@ -273,6 +290,20 @@ fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
             (None, None) => String::new(),
         },
     );
+    let summary = match &w.download {
+        Some(d) => format!(
+            "{summary}{}{}",
+            match d.resumed {
+                0 => String::new(),
+                n => format!("\nThe download broke off and was resumed {n} time(s), from the same file (ETag/Last-Modified and length)."),
+            },
+            d.saved
+                .as_ref()
+                .map(|p| format!("\nSaved the download as {}.", p.display()))
+                .unwrap_or_default()
+        ),
+        None => summary,
+    };
     let summary = match job.checked() {
         Some(r) => format!("{summary}\n{}", super::references::check_summary(r)),
         None => summary,

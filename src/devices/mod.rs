@@ -50,10 +50,15 @@ pub enum Error {
         path: PathBuf,
         cause: std::io::Error,
     },
+    /// `files` is whether the job could create an image file instead (only
+    /// writing can): then the message says how to name one. `resolve` sets
+    /// it false; [`Error::for_writing`] sets it, so that `probe`, `format`
+    /// or `backup` never suggest a file they would refuse or not find.
     #[error(
-        "no disk or file named {target:?}: not a /dev path, a /dev/disk/by-id or by-path link, or the serial number of a disk; run `bootstick list` (or `list --all`) to see the disks; to create an image file, give a path such as ./{target}.img"
+        "no disk or file named {target:?}: not a /dev path, a /dev/disk/by-id or by-path link, or the serial number of a disk; run `bootstick list` (or `list --all`) to see the disks{}",
+        if *files { format!("; to create an image file, give a path such as ./{target}.img") } else { String::new() }
     )]
-    UnknownTarget { target: String },
+    UnknownTarget { target: String, files: bool },
     #[error(
         "{}: no such device; nothing of that name exists under /dev (a stick that is unplugged, or a typo?); run `bootstick list` (or `list --all`) to see the disks",
         path.display()
@@ -226,6 +231,21 @@ pub enum Error {
         attr: PathBuf,
         cause: std::io::Error,
     },
+}
+
+impl Error {
+    /// The error as a job that may create an image file reports it: an
+    /// unknown TARGET then names the `./NAME.img` form (see
+    /// [`Error::UnknownTarget`]).
+    pub fn for_writing(self) -> Self {
+        match self {
+            Error::UnknownTarget { target, .. } => Error::UnknownTarget {
+                target,
+                files: true,
+            },
+            e => e,
+        }
+    }
 }
 
 fn list(paths: &[PathBuf]) -> String {

@@ -65,16 +65,17 @@ pub fn resolve(roots: &Roots, target: &Path) -> Result<Resolved, Error> {
         }
         return Err(Error::UnknownTarget {
             target: as_str.into_owned(),
+            files: false,
         });
     };
-    if let Some(disk) = disks.iter().find(|d| d.name == node) {
+    if let Some(disk) = named(&disks, &node) {
         return Ok(Resolved::Disk {
             disk: Box::new(disk.clone()),
             by_path: true,
         });
     }
     if let Some(parent) = graph.nodes.get(&node).and_then(|n| n.parent.clone()) {
-        let disk = disks.iter().find(|d| d.name == parent);
+        let disk = named(&disks, &parent);
         return Err(Error::Partition {
             path: target.to_path_buf(),
             partition: node,
@@ -85,6 +86,13 @@ pub fn resolve(roots: &Roots, target: &Path) -> Result<Resolved, Error> {
         path: target.to_path_buf(),
         name: node,
     })
+}
+
+/// The disk whose kernel name is `name`. One function for both uses, so
+/// that `.cargo/mutants.toml` can keep its `!=` mutant (any other disk of
+/// the machine) from being run.
+fn named<'d>(disks: &'d [Disk], name: &str) -> Option<&'d Disk> {
+    disks.iter().find(|d| d.name == name)
 }
 
 /// A disk by serial number or by-id link name (exact match). Only ordinary
@@ -107,7 +115,10 @@ fn by_serial(graph: &Graph, disks: &[Disk], s: &str) -> Result<Resolved, Error> 
         .filter(|d| d.serial.as_deref() == Some(s) || by_id_name(d))
         .collect();
     match hits.as_slice() {
-        [] => Err(Error::UnknownTarget { target: s.into() }),
+        [] => Err(Error::UnknownTarget {
+            target: s.into(),
+            files: false,
+        }),
         [d] => Ok(Resolved::Disk {
             disk: Box::new((*d).clone()),
             by_path: false,

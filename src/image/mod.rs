@@ -22,6 +22,7 @@ pub mod archive;
 pub mod checked;
 pub mod compressed;
 pub mod descriptors;
+pub mod download;
 pub mod extent;
 pub mod input;
 pub mod iso9660;

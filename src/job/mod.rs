@@ -64,8 +64,8 @@ pub use decide::{
     Notice,
 };
 pub use select::{
-    choose_all, choose_disk, resolve_for_reading, Action, Answer, Chosen, Confirm, Refusal,
-    Summary, Yes,
+    choose_all, choose_all_stored, choose_disk, resolve_for_reading, Action, Answer, Chosen,
+    Confirm, Refusal, Summary, Yes,
 };
 
 use crate::cancel::Cancel;
@@ -73,6 +73,7 @@ use crate::devices::{self, Disk, Guarded, Roots};
 use crate::events::{Event, Observer};
 use crate::hash::{Digest, HashAlgorithm};
 use crate::image::compressed::{self, Compressed, DecodedImage};
+use crate::image::download::{self, Download};
 use crate::image::pipe::{self, Pipe};
 
 pub use crate::image::pipe::is_stream;
@@ -212,6 +213,13 @@ pub enum Error {
         path.display()
     )]
     StreamLayout { path: PathBuf },
+    /// A download (`image::download`): refused, failed or broken off.
+    #[error(transparent)]
+    Download(#[from] download::Error),
+    /// The copy of a download was asked for where a target will be
+    /// written.
+    #[error("{} is where the download would be saved and a target at once", path.display())]
+    SaveIsTarget { path: PathBuf },
     /// A job that works on whole disks only (a probe) was given a file.
     #[error(
         "{} is not a disk; give a whole disk such as /dev/sdX",
@@ -227,6 +235,86 @@ pub struct CheckPolicy {
     pub required: bool,
     /// Refuse a checksum-only match (no trusted signature covers it).
     pub require_signature: bool,
+}
+
+/// Checks what is published about the download `url` before it is opened
+/// (docs/trust.md, "Downloads"): the checksum files at its directory
+/// (`trust::discover::published_names`, fetched into a local directory
+/// with their signatures, `.gpg`/`.asc`/`.sig`/`.sign`/`.minisig`) or
+/// those given in `req.sums`, their signatures verified now
+/// (`trust::announced`). Returns the report, whose outcome holds once the
+/// stream's digest matched, and that digest, for
+/// [`Image::open_download`]. The policy is [`Image::check_source`]'s: a
+/// failing outcome, or nothing to check against when a check was asked
+/// for, is [`Error::SourceCheck`]; lists that do not name the image, found
+/// without being asked for, let it be written without a digest (`None`).
+pub fn check_download(
+    url: &Path,
+    options: &download::Options,
+    req: &trust::Request,
+    policy: CheckPolicy,
+) -> Result<(Option<Report>, Option<Digest>), Error> {
+    let asked = policy.required || policy.require_signature || !req.keys.is_empty();
+    let text = url.to_str().unwrap_or_default();
+    let (base, name) = download::split_url(text).ok_or_else(|| download::Error::BadUrl {
+        url: text.to_string(),
+    })?;
+    let mirror = tempfile::tempdir().map_err(|source| trust::Error::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    if req.discover && req.sums.is_empty() {
+        let fetcher = download::Fetcher::new(text, options)?;
+        let fetch = |file: &str| -> Result<bool, Error> {
+            let at = format!("{base}{}", download::percent_encode(file));
+            match fetcher.fetch(&at, trust::MAX_REFERENCE_FILE)? {
+                Some(bytes) => {
+                    let local = mirror.path().join(file);
+                    std::fs::write(&local, bytes).map_err(|source| trust::Error::Io {
+                        path: local,
+                        source,
+                    })?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        };
+        let mut signed = vec![name.clone()];
+        for file in trust::discover::published_names(&name) {
+            if fetch(&file)? {
+                signed.push(file);
+            }
+        }
+        for file in signed {
+            for ext in trust::discover::SIGNATURE_EXTENSIONS {
+                fetch(&format!("{file}.{ext}"))?;
+            }
+        }
+    }
+    let local = trust::Request {
+        image: mirror.path().join(&name),
+        expected: Vec::new(),
+        ..req.clone()
+    };
+    let mut announced = trust::announced::check_announced(&local)?;
+    announced
+        .report
+        .relabel(&format!("{}/", mirror.path().display()), &base);
+    announced.report.image = url.to_path_buf();
+    let report = announced.report;
+    let discovered_only = req.sums.is_empty() && req.signatures.is_empty();
+    match report.outcome {
+        Outcome::NoReference if !asked => Ok((None, None)),
+        Outcome::Verified => Ok((Some(report), announced.expected)),
+        Outcome::ChecksumOnly if !policy.require_signature => {
+            Ok((Some(report), announced.expected))
+        }
+        Outcome::NotListed if !asked && discovered_only => Ok((Some(report), None)),
+        _ => Err(Error::SourceCheck {
+            report: Box::new(report),
+            require_signature: policy.require_signature,
+        }),
+    }
 }
 
 /// The bytes `inspect` reads for the image `src` (opened from `path`): a
@@ -277,7 +365,20 @@ enum Source {
         format: Option<compressed::Format>,
         size: Option<u64>,
         expected: Option<Digest>,
+        /// The stream is a download.
+        download: Option<Box<Fetched>>,
     },
+}
+
+/// A stream that is a download: what the server said, its counters, and
+/// the copy being saved (kept once the job succeeded).
+#[derive(Debug)]
+struct Fetched {
+    entity: download::Entity,
+    stats: Arc<download::Stats>,
+    save_path: Option<PathBuf>,
+    staged: Option<PathBuf>,
+    save: std::sync::Mutex<Option<download::Save>>,
 }
 
 impl Source {
@@ -338,6 +439,65 @@ impl Image {
                 size: pipe.size(),
                 pipe: std::sync::Mutex::new(Some(pipe)),
                 expected,
+                download: None,
+            },
+            entry: None,
+        })
+    }
+
+    /// Downloads `url` (`image::download`) as a stream written once, as
+    /// [`Image::open_stream`] opens a pipe: the response is checked (a 2xx
+    /// status, not a web page) and the head read now, before any target is
+    /// chosen. An uncompressed download's `Content-Length` is its size
+    /// (checked against the target, the progress total, and against the
+    /// stream's end). `expected` as for a pipe; `save`: a copy written as
+    /// it streams, kept once the job succeeded.
+    pub fn open_download(
+        url: &Path,
+        options: &download::Options,
+        expected: Option<Digest>,
+        save: Option<download::Save>,
+    ) -> Result<Image, Error> {
+        let text = url.to_str().ok_or_else(|| download::Error::BadUrl {
+            url: url.to_string_lossy().into_owned(),
+        })?;
+        let dl = Download::open(text, options)?;
+        let entity = dl.entity().clone();
+        let stats = dl.stats();
+        let reader: Box<dyn std::io::Read + Send> = match &save {
+            Some(s) => s.tee(Box::new(dl))?,
+            None => Box::new(dl),
+        };
+        let algorithms: Vec<HashAlgorithm> = expected.iter().map(Digest::algorithm).collect();
+        let pipe = Pipe::from_read(url, reader, &algorithms).map_err(|e| match e {
+            // The download's own error, typed again.
+            pipe::Error::Read { source, .. } if download::cause(&source).is_some() => {
+                match source.into_inner().map(|b| b.downcast::<download::Error>()) {
+                    Some(Ok(d)) => Error::Download(*d),
+                    _ => Error::Panicked,
+                }
+            }
+            e => Error::Stream(e),
+        })?;
+        let size = match pipe.format() {
+            None => entity.length,
+            Some(_) => None,
+        };
+        let pipe = pipe.with_size(size);
+        Ok(Image {
+            input: Source::Pipe {
+                path: url.to_path_buf(),
+                format: pipe.format(),
+                size: pipe.size(),
+                pipe: std::sync::Mutex::new(Some(pipe)),
+                expected,
+                download: Some(Box::new(Fetched {
+                    entity,
+                    stats,
+                    save_path: save.as_ref().map(|s| s.path().to_path_buf()),
+                    staged: save.as_ref().map(|s| s.staged().to_path_buf()),
+                    save: std::sync::Mutex::new(save),
+                })),
             },
             entry: None,
         })
@@ -450,7 +610,10 @@ impl Image {
                 )?;
                 return Ok(Job {
                     input: self.input,
-                    checked: None,
+                    // A download's published files, checked before it was
+                    // opened ([`check_download`]); its digest is enforced
+                    // as it streams.
+                    checked,
                     bytes,
                     decided,
                     compressed: None,
@@ -530,6 +693,30 @@ impl Job {
     /// True when the image is a stream read once ([`Image::open_stream`]).
     pub fn is_stream(&self) -> bool {
         matches!(self.input, Source::Pipe { .. })
+    }
+
+    /// Where the image is stored on this machine, for the rule that no
+    /// target may be or hold it (`select::choose_all`): the file, a
+    /// download's staged copy when it is saved, else the stream's name
+    /// (stored nowhere bootstick can see).
+    pub fn stored_at(&self) -> &Path {
+        match &self.input {
+            Source::Pipe {
+                download: Some(f), ..
+            } => f.staged.as_deref().unwrap_or(self.path()),
+            _ => self.path(),
+        }
+    }
+
+    /// True when the image is a download (`image::download`).
+    pub fn is_download(&self) -> bool {
+        matches!(
+            self.input,
+            Source::Pipe {
+                download: Some(_),
+                ..
+            }
+        )
     }
 
     /// A stream's compression, when it is compressed.
@@ -644,6 +831,22 @@ impl Job {
                 count: chosen.len(),
             });
         }
+        if let Source::Pipe {
+            download: Some(f), ..
+        } = &self.input
+        {
+            if let Some(save) = &f.save_path {
+                for c in &chosen {
+                    let target = match c {
+                        Chosen::File(p) => p.as_path(),
+                        Chosen::Disk { disk, .. } => disk.path.as_path(),
+                    };
+                    if same_path(save, target) {
+                        return Err(Error::SaveIsTarget { path: save.clone() });
+                    }
+                }
+            }
+        }
         let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(chosen.len());
         let mut files = Vec::new();
         for (i, c) in chosen.into_iter().enumerate() {
@@ -695,6 +898,25 @@ impl Job {
     }
 }
 
+/// True when `a` and `b` name one file: equal once their directories are
+/// resolved (either may not exist yet), or the same inode.
+fn same_path(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let resolved = |p: &Path| -> Option<PathBuf> {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(dir.canonicalize().ok()?.join(p.file_name()?))
+    };
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        if (x.dev(), x.ino()) == (y.dev(), y.ino()) {
+            return true;
+        }
+    }
+    a == b || resolved(a).is_some_and(|x| resolved(b).is_some_and(|y| x == y))
+}
+
 /// What a source check vouched for, in a start line.
 #[derive(Debug, Serialize)]
 pub struct CheckSummary<'a> {
@@ -727,6 +949,28 @@ pub struct WriteStart<'a> {
     /// A byte copy's added ESP entry (`layout::esp_entry`), or null.
     pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
     pub source_check: Option<CheckSummary<'a>>,
+    /// A download: what the server said about the file, and where a copy
+    /// is saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadStart<'a>>,
+}
+
+/// A download, in a start line.
+#[derive(Debug, Serialize)]
+pub struct DownloadStart<'a> {
+    #[serde(flatten)]
+    pub entity: &'a download::Entity,
+    /// `--save`'s file, kept once the job succeeded.
+    pub save: Option<&'a Path>,
+}
+
+/// A download, in a result.
+#[derive(Clone, Debug, Serialize)]
+pub struct DownloadDone {
+    /// Times a dropped connection was resumed.
+    pub resumed: u32,
+    /// The copy kept, when one was asked for.
+    pub saved: Option<PathBuf>,
 }
 
 /// A stream, in a start line.
@@ -832,6 +1076,9 @@ pub struct Written {
     pub partitions: Option<Vec<PathBuf>>,
     pub ejected: bool,
     pub mode: &'static str,
+    /// A download's resumes and saved copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadDone>,
     /// The target written.
     #[serde(skip)]
     pub target: PathBuf,
@@ -914,6 +1161,15 @@ impl Prepared<'_> {
                 signers: &r.signers,
                 sha256: r.checked_sha256.as_ref().map(|d| d.to_hex()),
             }),
+            download: match &job.input {
+                Source::Pipe {
+                    download: Some(f), ..
+                } => Some(DownloadStart {
+                    entity: &f.entity,
+                    save: f.save_path.as_deref(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -971,9 +1227,13 @@ impl Prepared<'_> {
                     .ok_or(Error::StreamTaken)?
                     .into_stream();
                 let mut r = write::write_piped(stream, &mut target, engine, observer)?;
-                // An uncompressed stream's digest is the image's own.
-                if format.is_none() && r.report.source_digest.is_none() {
-                    r.report.source_digest = r.decoded_digest.take();
+                // An uncompressed stream's digest is the image's own: it has
+                // no decompressed image to report apart.
+                if format.is_none() {
+                    let decoded = r.decoded_digest.take();
+                    if r.report.source_digest.is_none() {
+                        r.report.source_digest = decoded;
+                    }
                 }
                 (r.report, r.image_bytes, r.decoded_digest)
             }
@@ -981,6 +1241,20 @@ impl Prepared<'_> {
         // A file target was written beside itself; only now does it replace
         // the old file (docs/devices.md, "File targets").
         target.commit()?;
+        // A download's copy is kept only now: it is whole and matched its
+        // digest, and the target holds it.
+        let download = match &job.input {
+            Source::Pipe {
+                download: Some(f), ..
+            } => {
+                let save = f.save.lock().unwrap_or_else(|p| p.into_inner()).take();
+                Some(DownloadDone {
+                    resumed: f.stats.resumed(),
+                    saved: save.map(download::Save::keep).transpose()?,
+                })
+            }
+            _ => None,
+        };
         let elapsed = started.elapsed().as_secs_f64();
         drop(target);
         let after = device.map(|(disk, guard)| after_write(&disk, guard, options.eject, observer));
@@ -996,6 +1270,7 @@ impl Prepared<'_> {
             ejected: after.as_ref().is_some_and(|a| a.ejected),
             partitions: after.map(|a| a.partitions),
             mode,
+            download,
             target: target_path,
             layout,
             elapsed,

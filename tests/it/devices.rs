@@ -419,8 +419,19 @@ fn bad_targets_are_explained() {
         "{e}"
     );
     let e = err("NOSUCHSERIAL");
-    assert!(matches!(e, devices::Error::UnknownTarget { .. }), "{e}");
+    assert!(
+        matches!(&e, devices::Error::UnknownTarget { target, files: false } if target == "NOSUCHSERIAL"),
+        "{e}"
+    );
     assert!(e.to_string().contains("bootstick list"), "{e}");
+    // The ./NAME.img form is named only where a file may be created.
+    assert!(!e.to_string().contains(".img"), "{e}");
+    let e = e.for_writing();
+    assert!(
+        e.to_string()
+            .contains("give a path such as ./NOSUCHSERIAL.img"),
+        "{e}"
+    );
     // A /dev path that names nothing is a missing device, never a file to
     // create: no "give a path such as .//dev/sdz.img" (issue 10, item 17).
     let e = err("/dev/sdz");
@@ -1075,10 +1086,7 @@ fn cli_write_refusals_leave_the_disk_untouched() {
         err.contains("neither a block device nor a regular file"),
         "{err}"
     );
-    let o = write_cli(&["--yes".as_ref(), img.as_os_str(), "NOSUCHSERIAL".as_ref()]);
-    let (code, err) = code_and_err(&o);
-    assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("bootstick list"), "{err}");
+    // An unknown name: `a_name_that_is_no_disk_is_refused_and_nothing_is_created`.
     // No TARGET and no terminal to offer a choice.
     let o = write_cli(&["--yes".as_ref(), img.as_os_str()]);
     assert_eq!(
@@ -1094,6 +1102,51 @@ fn cli_write_refusals_leave_the_disk_untouched() {
 
     drop(lo);
     cmp(&backing, &copy);
+}
+
+/// A relative TARGET that is neither a device, nor an existing file, nor
+/// the serial or by-id name of a disk (no `/` or `.` that would make it a
+/// new image file's path) is refused with exit 3 by every command taking
+/// one, before anything is asked, and nothing is created: not `./NAME` (a
+/// typo of a serial must not become a 1 GiB file in the working directory),
+/// nor `backup`'s FILE. Only `write`, which can create an image file, says
+/// how to name one. Run in a directory of its own, so that a broken
+/// resolution litters only that.
+#[test]
+fn a_name_that_is_no_disk_is_refused_and_nothing_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("img.img"), vec![0x5a; 1 << 20]).unwrap();
+    let hint = "give a path such as ./NOSUCHSERIAL.img";
+    let runs: [(&[&str], bool); 6] = [
+        (&["write", "--yes", "img.img", "NOSUCHSERIAL"], true),
+        (&["write", "img.img", "NOSUCHSERIAL"], true),
+        (&["probe", "--yes", "NOSUCHSERIAL"], false),
+        (&["format", "--yes", "NOSUCHSERIAL"], false),
+        (&["backup", "NOSUCHSERIAL", "out.img"], false),
+        (&["compare", "img.img", "NOSUCHSERIAL"], false),
+    ];
+    for (args, creates_files) in runs {
+        let o = common::bootstick()
+            .args(args)
+            .current_dir(tmp.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let (code, err) = code_and_err(&o);
+        assert_eq!(code, Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("no disk or file named \"NOSUCHSERIAL\"")
+                && err.contains("bootstick list"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.contains(hint), creates_files, "{args:?}: {err}");
+        let mut left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["img.img"], "{args:?} created a file: {err}");
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod boot_test;
 mod compressed;
 mod contract;
 mod devices;
+mod download;
 mod fanout;
 mod fat32;
 mod health;

@@ -116,7 +116,25 @@ impl LoopDevice {
 }
 
 impl Drop for LoopDevice {
+    /// Unmounts what is still mounted from the device first (deepest
+    /// first), so that a test failing between its `mount` and bootstick's
+    /// unmount (or a mutant making it fail there) leaves no mounted loop
+    /// device and no undeletable temporary directory behind.
     fn drop(&mut self) {
+        if let Ok(o) = Command::new("findmnt")
+            .args(["-n", "-l", "-o", "TARGET", "--source"])
+            .arg(&self.path)
+            .output()
+        {
+            let mut points: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = Command::new("umount").arg(&p).status();
+            }
+        }
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
 }
