@@ -80,6 +80,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             path: args.image.clone(),
             format: c.format(),
             asked: false,
+            needed: true,
         }),
         None => job::build_layout(&src, &args.image, Table::Gpt, None),
     });

@@ -177,12 +177,16 @@ pub enum Error {
     #[error(
         "{} is a {format}-compressed ISO that needs a built layout ({}), and a layout is built only from an uncompressed ISO: decompress it first and write the ISO",
         path.display(),
-        if *asked { "as asked" } else { "it is not hybrid" }
+        if *needed { "it is not hybrid" } else { "as asked" }
     )]
     CompressedLayout {
         path: PathBuf,
         format: compressed::Format,
+        /// The user asked for a layout (`layout` in the choice).
         asked: bool,
+        /// The image needs one (it is not hybrid); a hybrid's byte copy
+        /// would boot.
+        needed: bool,
     },
     /// A member name was given for an image that is not a zip archive.
     #[error("{} is not a zip archive: it has no entries to choose from", path.display())]
