@@ -239,8 +239,9 @@ pub struct CheckPolicy {
 
 /// Checks what is published about the download `url` before it is opened
 /// (docs/trust.md, "Downloads"): the checksum files at its directory
-/// (`trust::discover::published_names`, fetched into a local directory
-/// with their signatures, `.gpg`/`.asc`/`.sig`/`.sign`/`.minisig`) or
+/// (`trust::discover::published_names`, and the checksum names its index
+/// page lists when it has one, fetched into a local directory with their
+/// signatures, `.gpg`/`.asc`/`.sig`/`.sign`/`.minisig`) or
 /// those given in `req.sums`, their signatures verified now
 /// (`trust::announced`). Returns the report, whose outcome holds once the
 /// stream's digest matched, and that digest, for
@@ -279,15 +280,38 @@ pub fn check_download(
                 None => Ok(false),
             }
         };
+        // A directory whose index page lists its files: only what it
+        // lists is asked for, and names no list could guess (Fedora's
+        // `…-CHECKSUM`, FreeBSD's `CHECKSUM.SHA256-…`) are found too.
+        let listed = fetcher.index(&base)?;
+        let exists = |f: &str| listed.as_ref().is_none_or(|l| l.iter().any(|n| n == f));
+        let inner = trust::discover::inner_name(&name);
+        let mut wanted = trust::discover::published_names(&name);
+        for n in listed.iter().flatten() {
+            let lower = n.to_ascii_lowercase();
+            let about = trust::discover::is_sums_name(n, &name)
+                || inner
+                    .as_deref()
+                    .is_some_and(|i| trust::discover::is_sums_name(n, i))
+                // OpenBSD's signify list, alone.
+                || lower == "sha256.sig"
+                || lower == "sha512.sig";
+            if about && !wanted.contains(n) {
+                wanted.push(n.clone());
+            }
+        }
         let mut signed = vec![name.clone()];
-        for file in trust::discover::published_names(&name) {
-            if fetch(&file)? {
+        for file in wanted {
+            if exists(&file) && fetch(&file)? {
                 signed.push(file);
             }
         }
         for file in signed {
             for ext in trust::discover::SIGNATURE_EXTENSIONS {
-                fetch(&format!("{file}.{ext}"))?;
+                let sig = format!("{file}.{ext}");
+                if exists(&sig) && !mirror.path().join(&sig).exists() {
+                    fetch(&sig)?;
+                }
             }
         }
     }
