@@ -778,3 +778,50 @@ fn save_refuses_a_target_that_is_or_holds_it() {
     assert!(!save.exists());
     drop(mounted);
 }
+
+/// A resume that cannot be proven to continue the same file is refused
+/// (exit 27) with the device incomplete and its first MiB zeroed: the
+/// resumed response names another total length (`Content-Range`), or the
+/// server gave no `ETag` or `Last-Modified` to resume against.
+#[test]
+fn a_resume_that_cannot_be_proven_the_same_file_is_refused() {
+    let t = "a_resume_that_cannot_be_proven_the_same_file_is_refused";
+    if !require_root(t) || !require_python(t) || !require_tools(t, &["losetup", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    mbr_image(&www.join("disk.img"), 24 * MIB);
+    let server = Server::start(&www, None);
+    // The server drops once per path and byte count: one count each.
+    for (drop_at, query, words) in [
+        (
+            16 * MIB,
+            "length=change",
+            "changed while it was downloaded (25165824 bytes, then 25165825)",
+        ),
+        (
+            17 * MIB,
+            "validators=none",
+            "cannot be resumed: the server gave no ETag or Last-Modified",
+        ),
+    ] {
+        let backing = dir.path().join("stick");
+        let dev = stick(&backing, 32 * MIB);
+        let url = server.url(&format!("disk.img?drop={drop_at}&{query}"));
+        let (out, lines) = write_url(&url, dev.path(), &[]);
+        drop(dev);
+        assert_eq!(out.status.code(), Some(27), "{query}: {}", stderr(&out));
+        let result = lines.last().unwrap();
+        let msg = result["error"].as_str().unwrap();
+        assert!(msg.contains(words), "{query}: {msg}");
+        assert_eq!(result["target_state"], "incomplete", "{query}: {result}");
+        assert_eq!(result["boot_area_zeroed"], true, "{query}: {result}");
+        let on_stick = std::fs::read(&backing).unwrap();
+        assert!(
+            on_stick[..MIB as usize].iter().all(|&b| b == 0),
+            "{query}: the first MiB is zeroed"
+        );
+    }
+}
