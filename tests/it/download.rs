@@ -272,11 +272,12 @@ fn a_changed_etag_on_resume_is_refused() {
 }
 
 /// A web page (by Content-Type, and by its first bytes under another
-/// type) and a 404 are refused with exit 27 before anything is written:
-/// the device's bytes are the same before and after.
+/// type), a 404 and a redirect loop (more than 10 redirects) are refused
+/// with exit 27 before anything is written: the device's bytes are the
+/// same before and after.
 #[test]
-fn a_web_page_or_a_404_is_refused_before_writing() {
-    let t = "a_web_page_or_a_404_is_refused_before_writing";
+fn a_web_page_a_404_or_a_redirect_loop_is_refused_before_writing() {
+    let t = "a_web_page_a_404_or_a_redirect_loop_is_refused_before_writing";
     if !require_root(t) || !require_python(t) || !require_tools(t, &["losetup", "sha256sum"]) {
         return;
     }
@@ -302,6 +303,7 @@ fn a_web_page_or_a_404_is_refused_before_writing() {
             "a web page, not an image (its body starts as an HTML document)",
         ),
         ("missing.iso", "404 Not Found"),
+        ("loop/disk.img", "too many redirects"),
     ] {
         let (out, lines) = write_url(&server.url(path), dev.path(), &[]);
         assert_eq!(out.status.code(), Some(27), "{path}: {}", stderr(&out));
