@@ -73,10 +73,21 @@ pub fn failure(e: Error) -> Failure {
                 "{e}, or give --raw to copy it byte for byte (it will likely not boot)"
             ),
         ),
-        e @ Error::CompressedLayout { asked: true, .. } => Failure::new(
+        e @ Error::CompressedLayout {
+            asked: true,
+            needed: false,
+            ..
+        } => Failure::new(
             code,
             anyhow::anyhow!(
                 "{e} (xz -dk, zstd -d, gzip -dk or bzip2 -dk IMAGE), or drop --layout to copy it byte for byte"
+            ),
+        ),
+        // --layout and --raw exclude each other: the byte copy replaces it.
+        e @ Error::CompressedLayout { asked: true, .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{e} (xz -dk, zstd -d, gzip -dk or bzip2 -dk IMAGE), or replace --layout with --raw to copy the decompressed ISO byte for byte (it will likely not boot)"
             ),
         ),
         e @ Error::CompressedLayout { .. } => Failure::new(

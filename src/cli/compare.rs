@@ -71,7 +71,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         .with_entry(args.entry.clone());
     let (path, disk) =
         job::resolve_for_reading(&Roots::live(), &args.target).map_err(advice::failure)?;
-    let target = write::Target::open_read(&path).map_err(Failure::write)?;
+    let target = write::Target::open_read(&path)?;
     // The decision and plan `write` makes for this target (job::Job).
     let job = image
         .decide(None, choice(args.raw, args.layout, args.table))

@@ -116,7 +116,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         },
     );
     super::signals::cooperate();
-    let report = health::probe(&path, guard.as_ref(), &options, render).map_err(Failure::probe)?;
+    let report = health::probe(&path, guard.as_ref(), &options, render)?;
     drop(guard);
     let text = describe(&report);
     match exit::probe_verdict(report.verdict) {

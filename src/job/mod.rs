@@ -177,12 +177,16 @@ pub enum Error {
     #[error(
         "{} is a {format}-compressed ISO that needs a built layout ({}), and a layout is built only from an uncompressed ISO: decompress it first and write the ISO",
         path.display(),
-        if *asked { "as asked" } else { "it is not hybrid" }
+        if *needed { "it is not hybrid" } else { "as asked" }
     )]
     CompressedLayout {
         path: PathBuf,
         format: compressed::Format,
+        /// The user asked for a layout (`layout` in the choice).
         asked: bool,
+        /// The image needs one (it is not hybrid); a hybrid's byte copy
+        /// would boot.
+        needed: bool,
     },
     /// A member name was given for an image that is not a zip archive.
     #[error("{} is not a zip archive: it has no entries to choose from", path.display())]
@@ -1101,6 +1105,9 @@ pub struct Written {
     pub decompressed_digest: Option<DigestOut>,
     /// Wall-clock seconds, to the millisecond.
     pub seconds: f64,
+    /// Where the time went: each phase (`write`, `sync`, `verify`) and its
+    /// seconds, in the order they ran.
+    pub phases: Vec<crate::events::PhaseTime>,
     /// A disk's partitions after the re-read (`None` for a file).
     pub partitions: Option<Vec<PathBuf>>,
     pub ejected: bool,
@@ -1236,6 +1243,8 @@ impl Prepared<'_> {
             ..write::Options::default()
         };
         let started = Instant::now();
+        let clock = crate::events::PhaseClock::new(observer);
+        let observer: &dyn Observer = &clock;
         let (report, image_bytes, decoded) = match (&job.compressed, &job.input) {
             (Some(c), Source::File(i)) => {
                 let r = write::write_decoded(c, i.file(), &mut target, engine, observer)?;
@@ -1293,6 +1302,7 @@ impl Prepared<'_> {
             source_digest: report.source_digest.as_ref().map(DigestOut::of),
             decompressed_digest: decoded.as_ref().map(DigestOut::of),
             seconds: (elapsed * 1000.0).round() / 1000.0,
+            phases: clock.times(),
             ejected: after.as_ref().is_some_and(|a| a.ejected),
             partitions: after.map(|a| a.partitions),
             mode,

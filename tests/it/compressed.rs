@@ -513,6 +513,14 @@ fn a_compressed_non_hybrid_iso_is_refused() {
     assert!(msg.contains("needs a built layout"), "{msg}");
     assert!(msg.contains("decompress it first"), "{msg}");
     assert!(!target.exists());
+    // With --layout given, the byte copy is offered as --raw in its place
+    // ("give --raw" alone would exit 2: the two exclude each other).
+    let (out, lines) = write_json(&packed, &target, &["--layout"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("it is not hybrid"), "{msg}");
+    assert!(msg.contains("replace --layout with --raw"), "{msg}");
+    assert!(!target.exists());
     let (out, _) = write_json(&packed, &target, &["--raw"]);
     assert!(out.status.success(), "{}", stderr(&out));
     common::run(Command::new("cmp").arg(&iso).arg(&target));
