@@ -21,6 +21,7 @@ pub mod mode;
 pub mod mount;
 pub mod piped;
 pub mod probe;
+pub mod probe_report;
 pub mod references;
 pub mod render;
 pub mod signals;

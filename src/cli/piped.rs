@@ -59,9 +59,12 @@ pub fn open(
         let options = bootstick::image::download::Options {
             ca_certs: dl.ca_cert.clone(),
         };
-        // A digest given is checked as the download streams; else the
+        // The response first (a 404 or a web page is refused at once);
+        // then a digest given is checked as the download streams, or the
         // checksum files published beside it (and their signatures) are
-        // checked before it is opened, and the digest they list is.
+        // checked before its body is read further, and the digest they
+        // list is enforced as it streams.
+        let response = Image::request_download(path, &options).map_err(super::advice::failure)?;
         let (checked, expected) = match req.expected.is_empty() {
             true => {
                 job::check_download(path, &options, req, policy).map_err(super::advice::failure)?
@@ -75,7 +78,7 @@ pub fn open(
             .transpose()
             .map_err(|e| super::advice::failure(e.into()))?;
         let image =
-            Image::open_download(path, &options, expected, save).map_err(super::advice::failure)?;
+            Image::open_download(path, response, expected, save).map_err(super::advice::failure)?;
         return Ok((image, true, checked));
     }
     if job::is_stream(path) {

@@ -198,7 +198,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // what they left on each target (cli::signals).
     super::signals::cooperate();
     let probed = if args.probe {
-        super::probe::before_write(&chosen, render)?
+        super::probe_report::before_write(&chosen, render)?
     } else {
         Vec::new()
     };

@@ -659,6 +659,78 @@ impl Fetcher {
         }
         Ok(Some(bytes))
     }
+
+    /// The file names a directory's index page lists (`dir_url` ends in
+    /// `/`): what Apache's, nginx's and lighttpd's autoindex, and most
+    /// mirrors, serve for a directory. `None` when the server lists
+    /// nothing there (a status other than 2xx, or not an HTML page): most
+    /// servers do not, and the caller then asks for each name it knows.
+    pub fn index(&self, dir_url: &str) -> Result<Option<Vec<String>>, Error> {
+        let resp = self
+            .agent
+            .get(dir_url)
+            .call()
+            .map_err(|e| request_error(dir_url, e))?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let html_type = header(&resp, "content-type").is_some_and(|t| is_html_type(&t));
+        let mut bytes = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(INDEX_CAP)
+            .read_to_end(&mut bytes)
+            .map_err(|source| Error::CannotResume {
+                url: dir_url.into(),
+                offset: bytes.len() as u64,
+                why: "the connection failed".into(),
+                source: Some(source),
+            })?;
+        if !html_type && !looks_like_html(&bytes) {
+            return Ok(None);
+        }
+        Ok(Some(index_names(&String::from_utf8_lossy(&bytes))))
+    }
+}
+
+/// The most of a directory's index page read (a mirror's directory of a
+/// few hundred files is well under it).
+const INDEX_CAP: u64 = 4 << 20;
+
+/// The names of the files an index page links to in its own directory:
+/// every `href` that is a plain relative name (no `/`, `?`, `#` or scheme,
+/// not starting with `.`), entities and `%XX` escapes undone, in order,
+/// each once.
+pub fn index_names(html: &str) -> Vec<String> {
+    let lower = html.to_ascii_lowercase();
+    let mut names: Vec<String> = Vec::new();
+    let mut at = 0;
+    while let Some(i) = lower[at..].find("href") {
+        let start = at + i + 4;
+        at = start;
+        let rest = html[start..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let (quote, body) = match rest.chars().next() {
+            Some(q @ ('"' | '\'')) => (q, &rest[1..]),
+            _ => continue,
+        };
+        let Some(end) = body.find(quote) else {
+            continue;
+        };
+        let raw = body[..end].replace("&amp;", "&");
+        if raw.is_empty() || raw.starts_with('.') || raw.contains(['/', '?', '#', ':']) {
+            continue;
+        }
+        if let Some(name) = percent_decode(&raw) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 /// Where a copy of the download goes (`--save FILE`): written beside FILE
@@ -820,6 +892,25 @@ mod tests {
         assert_eq!(split_url("http://h/"), None);
         assert_eq!(split_url("http://h/%zz"), None);
         assert_eq!(percent_encode("x y.iso"), "x%20y.iso");
+    }
+
+    #[test]
+    fn an_index_page_gives_the_names_of_its_files() {
+        let page = r#"<html><body><a href="?C=N;O=D">Name</a>
+            <a href="/pub/">Parent Directory</a> <a href="../">up</a>
+            <A HREF="Fedora-Server-43-x86_64-CHECKSUM">x</A>
+            <a href = 'disk%20one.img.xz'>disk one</a>
+            <a href="https://elsewhere.example/x.iso">x</a>
+            <a href="a&amp;b.sha256">a</a><a href="Fedora-Server-43-x86_64-CHECKSUM">again</a>
+            <a href=unquoted.iso>no</a>"#;
+        assert_eq!(
+            index_names(page),
+            [
+                "Fedora-Server-43-x86_64-CHECKSUM",
+                "disk one.img.xz",
+                "a&b.sha256"
+            ]
+        );
     }
 
     #[test]

@@ -265,10 +265,11 @@ pub struct CheckPolicy {
     pub require_signature: bool,
 }
 
-/// Checks what is published about the download `url` before it is opened
+/// Checks what is published about the download `url` before its body is read
 /// (docs/trust.md, "Downloads"): the checksum files at its directory
-/// (`trust::discover::published_names`, fetched into a local directory
-/// with their signatures, `.gpg`/`.asc`/`.sig`/`.sign`/`.minisig`) or
+/// (`trust::discover::published_names`, and the checksum names its index
+/// page lists when it has one, fetched into a local directory with their
+/// signatures, `.gpg`/`.asc`/`.sig`/`.sign`/`.minisig`) or
 /// those given in `req.sums`, their signatures verified now
 /// (`trust::announced`). Returns the report, whose outcome holds once the
 /// stream's digest matched, and that digest, for
@@ -307,15 +308,38 @@ pub fn check_download(
                 None => Ok(false),
             }
         };
+        // A directory whose index page lists its files: only what it
+        // lists is asked for, and names no list could guess (Fedora's
+        // `…-CHECKSUM`, FreeBSD's `CHECKSUM.SHA256-…`) are found too.
+        let listed = fetcher.index(&base)?;
+        let exists = |f: &str| listed.as_ref().is_none_or(|l| l.iter().any(|n| n == f));
+        let inner = trust::discover::inner_name(&name);
+        let mut wanted = trust::discover::published_names(&name);
+        for n in listed.iter().flatten() {
+            let lower = n.to_ascii_lowercase();
+            let about = trust::discover::is_sums_name(n, &name)
+                || inner
+                    .as_deref()
+                    .is_some_and(|i| trust::discover::is_sums_name(n, i))
+                // OpenBSD's signify list, alone.
+                || lower == "sha256.sig"
+                || lower == "sha512.sig";
+            if about && !wanted.contains(n) {
+                wanted.push(n.clone());
+            }
+        }
         let mut signed = vec![name.clone()];
-        for file in trust::discover::published_names(&name) {
-            if fetch(&file)? {
+        for file in wanted {
+            if exists(&file) && fetch(&file)? {
                 signed.push(file);
             }
         }
         for file in signed {
             for ext in trust::discover::SIGNATURE_EXTENSIONS {
-                fetch(&format!("{file}.{ext}"))?;
+                let sig = format!("{file}.{ext}");
+                if exists(&sig) && !mirror.path().join(&sig).exists() {
+                    fetch(&sig)?;
+                }
             }
         }
     }
@@ -541,23 +565,31 @@ impl Image {
         })
     }
 
-    /// Downloads `url` (`image::download`) as a stream written once, as
-    /// [`Image::open_stream`] opens a pipe: the response is checked (a 2xx
-    /// status, not a web page) and the head read now, before any target is
+    /// Requests `url` (`image::download::Download::open`): the response
+    /// is checked (a 2xx status, not a web page: by its type and its first
+    /// bytes) before anything else is done, so a 404 or a download page is
+    /// refused at once. Then [`check_download`], then
+    /// [`Image::open_download`].
+    pub fn request_download(url: &Path, options: &download::Options) -> Result<Download, Error> {
+        let text = url.to_str().ok_or_else(|| download::Error::BadUrl {
+            url: url.to_string_lossy().into_owned(),
+        })?;
+        Ok(Download::open(text, options)?)
+    }
+
+    /// The download `dl` of `url` (from [`Image::request_download`]) as a
+    /// stream written once, as [`Image::open_stream`] opens a pipe: its
+    /// compression detected and its head read now, before any target is
     /// chosen. An uncompressed download's `Content-Length` is its size
     /// (checked against the target, the progress total, and against the
     /// stream's end). `expected` as for a pipe; `save`: a copy written as
     /// it streams, kept once the job succeeded.
     pub fn open_download(
         url: &Path,
-        options: &download::Options,
+        dl: Download,
         expected: Option<Digest>,
         save: Option<download::Save>,
     ) -> Result<Image, Error> {
-        let text = url.to_str().ok_or_else(|| download::Error::BadUrl {
-            url: url.to_string_lossy().into_owned(),
-        })?;
-        let dl = Download::open(text, options)?;
         let entity = dl.entity().clone();
         let stats = dl.stats();
         let reader: Box<dyn std::io::Read + Send> = match &save {

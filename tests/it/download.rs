@@ -272,11 +272,12 @@ fn a_changed_etag_on_resume_is_refused() {
 }
 
 /// A web page (by Content-Type, and by its first bytes under another
-/// type) and a 404 are refused with exit 27 before anything is written:
-/// the device's bytes are the same before and after.
+/// type), a 404 and a redirect loop (more than 10 redirects) are refused
+/// with exit 27 before anything is written: the device's bytes are the
+/// same before and after.
 #[test]
-fn a_web_page_or_a_404_is_refused_before_writing() {
-    let t = "a_web_page_or_a_404_is_refused_before_writing";
+fn a_web_page_a_404_or_a_redirect_loop_is_refused_before_writing() {
+    let t = "a_web_page_a_404_or_a_redirect_loop_is_refused_before_writing";
     if !require_root(t) || !require_python(t) || !require_tools(t, &["losetup", "sha256sum"]) {
         return;
     }
@@ -302,6 +303,7 @@ fn a_web_page_or_a_404_is_refused_before_writing() {
             "a web page, not an image (its body starts as an HTML document)",
         ),
         ("missing.iso", "404 Not Found"),
+        ("loop/disk.img", "too many redirects"),
     ] {
         let (out, lines) = write_url(&server.url(path), dev.path(), &[]);
         assert_eq!(out.status.code(), Some(27), "{path}: {}", stderr(&out));
@@ -497,41 +499,8 @@ fn require_signature_with_a_gpg_signed_sha256sums() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = || {
-        let mut c = Command::new("gpg");
-        c.arg("--homedir").arg(&home).args([
-            "--batch",
-            "--yes",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ]);
-        c
-    };
-    for uid in [
-        "Publisher <publisher@example.org>",
-        "Someone Else <other@example.org>",
-    ] {
-        common::run(gpg().args(["--quick-gen-key", uid, "ed25519", "sign", "never"]));
-    }
-    let export = |uid: &str, file: &Path| {
-        common::run(
-            gpg()
-                .arg("--armor")
-                .arg("--output")
-                .arg(file)
-                .args(["--export", uid]),
-        );
-    };
-    let publisher = dir.path().join("publisher.asc");
-    let other = dir.path().join("other.asc");
-    export("publisher@example.org", &publisher);
-    export("other@example.org", &other);
-
+    let keys = Keys::new(dir.path());
+    let (publisher, other) = (&keys.publisher, &keys.other);
     let signed = dir.path().join("signed");
     let unsigned = dir.path().join("unsigned");
     for d in [&signed, &unsigned] {
@@ -544,7 +513,7 @@ fn require_signature_with_a_gpg_signed_sha256sums() {
     std::fs::write(signed.join("SHA256SUMS"), &sums).unwrap();
     std::fs::write(unsigned.join("SHA256SUMS"), &sums).unwrap();
     common::run(
-        gpg()
+        keys.gpg()
             .args([
                 "--local-user",
                 "publisher@example.org",
@@ -561,8 +530,8 @@ fn require_signature_with_a_gpg_signed_sha256sums() {
     let before = sha256_hex(dev.path());
     let key = |p: &Path| p.to_str().unwrap().to_owned();
     for (path, k, code) in [
-        ("signed/disk.img", key(&other), 14),
-        ("unsigned/disk.img", key(&publisher), 10),
+        ("signed/disk.img", key(other), 14),
+        ("unsigned/disk.img", key(publisher), 10),
     ] {
         let (out, lines) = write_url(
             &server.url(path),
@@ -580,7 +549,7 @@ fn require_signature_with_a_gpg_signed_sha256sums() {
     let (out, lines) = write_url(
         &server.url("signed/disk.img"),
         dev.path(),
-        &["--require-signature", "--key", &key(&publisher)],
+        &["--require-signature", "--key", &key(publisher)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let check = &lines[0]["source_check"];
@@ -589,11 +558,153 @@ fn require_signature_with_a_gpg_signed_sha256sums() {
     assert!(signer.contains("publisher@example.org"), "{check}");
     assert_eq!(lines.last().unwrap()["verified"], true);
     cmp_prefix(&img, dev.path(), 16 * MIB);
-    let _ = Command::new("gpgconf")
-        .arg("--homedir")
-        .arg(&home)
-        .args(["--kill", "all"])
-        .status();
+}
+
+/// A throw-away gpg home with two signing keys, exported (armored); its
+/// agent is stopped when dropped.
+struct Keys {
+    home: PathBuf,
+    publisher: PathBuf,
+    other: PathBuf,
+}
+
+impl Keys {
+    fn new(dir: &Path) -> Keys {
+        let home = dir.join("gnupg");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let keys = Keys {
+            home,
+            publisher: dir.join("publisher.asc"),
+            other: dir.join("other.asc"),
+        };
+        for (uid, file) in [
+            ("Publisher <publisher@example.org>", &keys.publisher),
+            ("Someone Else <other@example.org>", &keys.other),
+        ] {
+            common::run(
+                keys.gpg()
+                    .args(["--quick-gen-key", uid, "ed25519", "sign", "never"]),
+            );
+            let email = uid.split('<').nth(1).unwrap().trim_end_matches('>');
+            common::run(
+                keys.gpg()
+                    .arg("--armor")
+                    .arg("--output")
+                    .arg(file)
+                    .args(["--export", email]),
+            );
+        }
+        keys
+    }
+
+    fn gpg(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir").arg(&self.home).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        c
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(&self.home)
+            .args(["--kill", "all"])
+            .status();
+    }
+}
+
+/// A Fedora-style directory: a compressed image and a clearsigned
+/// `…-CHECKSUM` whose name no list can guess (BSD tags, by `sha256sum
+/// --tag`), found through the directory's index page (an Apache-style
+/// autoindex) and checked with `--require-signature` (verified, the image
+/// written decompressed); the same directory without an index page finds
+/// nothing (exit 18, nothing written).
+#[test]
+fn a_directory_index_finds_a_fedora_style_checksum() {
+    let t = "a_directory_index_finds_a_fedora_style_checksum";
+    if !require_python(t)
+        || !require_tools(t, &["cmp", "sfdisk", "sha256sum", "xz", "gpg", "gpgconf"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys::new(dir.path());
+    let www = dir.path().join("www");
+    let (listed, unlisted) = (www.join("listed"), www.join("unlisted"));
+    let inner = dir.path().join("Fedora-Test-43-1.6.x86_64.raw");
+    mbr_image(&inner, 10 * MIB);
+    let name = "Fedora-Test-43-1.6.x86_64.raw.xz";
+    for d in [&listed, &unlisted] {
+        std::fs::create_dir_all(d).unwrap();
+        let packed = std::fs::File::create(d.join(name)).unwrap();
+        common::run(
+            Command::new("xz")
+                .args(["-T0", "-c"])
+                .arg(&inner)
+                .stdout(packed),
+        );
+        let tagged = common::run(
+            Command::new("sha256sum")
+                .arg("--tag")
+                .arg(name)
+                .current_dir(d),
+        );
+        let plain = d.join("checksum.txt");
+        std::fs::write(
+            &plain,
+            format!("# Fedora-Test-43-1.6.x86_64.raw.xz\n{tagged}"),
+        )
+        .unwrap();
+        common::run(
+            keys.gpg()
+                .args([
+                    "--local-user",
+                    "publisher@example.org",
+                    "--clearsign",
+                    "--output",
+                ])
+                .arg(d.join("Fedora-Test-43-1.6-x86_64-CHECKSUM"))
+                .arg(&plain),
+        );
+        std::fs::remove_file(&plain).unwrap();
+    }
+    std::fs::write(listed.join(".autoindex"), "").unwrap();
+    let server = Server::start(&www, None);
+    let key = keys.publisher.to_str().unwrap().to_owned();
+    let target = dir.path().join("out.img");
+    let (out, lines) = write_url(
+        &server.url(&format!("listed/{name}")),
+        &target,
+        &["--require-signature", "--key", &key],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let check = &lines[0]["source_check"];
+    assert_eq!(check["outcome"], "verified", "{check}");
+    assert_eq!(
+        check["matched"]["source"],
+        server.url("listed/Fedora-Test-43-1.6-x86_64-CHECKSUM"),
+        "{check}"
+    );
+    common::run(Command::new("cmp").arg(&inner).arg(&target));
+
+    let target = dir.path().join("out2.img");
+    let (out, _) = write_url(
+        &server.url(&format!("unlisted/{name}")),
+        &target,
+        &["--require-signature", "--key", &key],
+    );
+    assert_eq!(out.status.code(), Some(18), "{}", stderr(&out));
+    assert!(!target.exists());
 }
 
 /// Unmounts (lazily) the directory it names when dropped.
@@ -668,4 +779,51 @@ fn save_refuses_a_target_that_is_or_holds_it() {
     );
     assert!(!save.exists());
     drop(mounted);
+}
+
+/// A resume that cannot be proven to continue the same file is refused
+/// (exit 27) with the device incomplete and its first MiB zeroed: the
+/// resumed response names another total length (`Content-Range`), or the
+/// server gave no `ETag` or `Last-Modified` to resume against.
+#[test]
+fn a_resume_that_cannot_be_proven_the_same_file_is_refused() {
+    let t = "a_resume_that_cannot_be_proven_the_same_file_is_refused";
+    if !require_root(t) || !require_python(t) || !require_tools(t, &["losetup", "sfdisk"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    mbr_image(&www.join("disk.img"), 24 * MIB);
+    let server = Server::start(&www, None);
+    // The server drops once per path and byte count: one count each.
+    for (drop_at, query, words) in [
+        (
+            16 * MIB,
+            "length=change",
+            "changed while it was downloaded (25165824 bytes, then 25165825)",
+        ),
+        (
+            17 * MIB,
+            "validators=none",
+            "cannot be resumed: the server gave no ETag or Last-Modified",
+        ),
+    ] {
+        let backing = dir.path().join("stick");
+        let dev = stick(&backing, 32 * MIB);
+        let url = server.url(&format!("disk.img?drop={drop_at}&{query}"));
+        let (out, lines) = write_url(&url, dev.path(), &[]);
+        drop(dev);
+        assert_eq!(out.status.code(), Some(27), "{query}: {}", stderr(&out));
+        let result = lines.last().unwrap();
+        let msg = result["error"].as_str().unwrap();
+        assert!(msg.contains(words), "{query}: {msg}");
+        assert_eq!(result["target_state"], "incomplete", "{query}: {result}");
+        assert_eq!(result["boot_area_zeroed"], true, "{query}: {result}");
+        let on_stick = std::fs::read(&backing).unwrap();
+        assert!(
+            on_stick[..MIB as usize].iter().all(|&b| b == 0),
+            "{query}: the first MiB is zeroed"
+        );
+    }
 }
