@@ -5,7 +5,8 @@
 # (with a small FAT ESP from mkfs.fat + mtools), UDF edit seeds (one per base
 # form of testkit/src/udf_build.rs), checksum lists from sha*sum, OpenPGP material from
 # gpg, minisign and signify keys and signatures, compressed streams from
-# xz, zstd, gzip and bzip2, zip archives from zip and 7z. Each seed is at most a few
+# xz, zstd, gzip, bzip2 and lz4, zip archives from zip and 7z, block maps from
+# bmaptool create. Each seed is at most a few
 # dozen KiB so the fuzzers mutate them quickly.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -117,6 +118,8 @@ zstd -q -c "$work/raw" > $c/compressed/sized.zst
 zstd -q -c < "$work/raw" > $c/compressed/stream.zst
 gzip -c "$work/raw" > $c/compressed/raw.gz
 bzip2 -c "$work/raw" > $c/compressed/raw.bz2
+lz4 -q -c "$work/raw" > $c/compressed/raw.lz4
+lz4 -q -B4 --content-size -c "$work/raw" > $c/compressed/sized-64k.lz4
 
 # --- zip: vendor-style archives made by zip and 7z (an image with a boot
 # signature in a folder beside a README and a .DS_Store; two images; none;
@@ -145,6 +148,36 @@ for f in /usr/lib/shim/shimx64.efi.signed /usr/lib/shim/mmx64.efi.signed \
   [ -e "$f" ] && cp "$f" $c/authenticode/
 done
 
-for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519 compressed zip authenticode; do
+# --- bmap: block maps made by bmaptool create of sparse images (data
+# regions written into holes; one with --no-checksum; one all holes; one
+# fully mapped), and a 1.3 (SHA-1) form of the first made from it.
+mkdir -p $c/bmap
+truncate -s 2M "$work/sparse.img"
+for at in 1 40 41 300; do
+  head -c 4096 /dev/urandom | dd of="$work/sparse.img" bs=4096 seek=$at conv=notrunc status=none
+done
+bmaptool -q create -o $c/bmap/sparse.bmap "$work/sparse.img"
+bmaptool -q create --no-checksum -o $c/bmap/no-checksum.bmap "$work/sparse.img"
+truncate -s 100K "$work/holes.img"
+bmaptool -q create -o $c/bmap/holes.bmap "$work/holes.img"
+head -c 70000 /dev/urandom > "$work/full.img"
+bmaptool -q create -o $c/bmap/full.bmap "$work/full.img"
+python3 - "$work/sparse.img" $c/bmap/sparse.bmap $c/bmap/v1.3.bmap <<'PY'
+import hashlib, re, sys
+img = open(sys.argv[1], 'rb').read()
+t = open(sys.argv[2]).read()
+def range_sha1(m):
+    a, _, b = m.group(2).partition('-')
+    a, b = int(a), int(b or a)
+    return '<Range sha1="%s"> %s </Range>' % (hashlib.sha1(img[a * 4096:(b + 1) * 4096]).hexdigest(), m.group(2))
+t = re.sub(r'<Range chksum="([0-9a-f]+)"> ([0-9-]+) </Range>', range_sha1, t)
+t = re.sub(r'\s*<ChecksumType>.*?</ChecksumType>', '', t)
+t = t.replace('version="2.0"', 'version="1.3"')
+t = re.sub(r'<BmapFileChecksum> [0-9a-f]+ </BmapFileChecksum>', '<BmapFileSHA1> %s </BmapFileSHA1>' % ('0' * 40), t)
+t = t.replace('0' * 40, hashlib.sha1(t.encode()).hexdigest(), 1)
+open(sys.argv[3], 'w').write(t)
+PY
+
+for t in iso9660 eltorito system_area udf trust_sums trust_openpgp trust_ed25519 compressed zip authenticode bmap; do
   echo "$t: $(ls $c/$t | wc -l) seeds"
 done

@@ -35,6 +35,14 @@
 # (no proof), and their ratio (issue 16's target: within 5 % of the pipe for
 # the reading and compressing part; the proof costs one more read of the
 # file and one decompression, so the ratio printed includes it).
+#
+# With bmaptool installed (Debian `bmap-tools`), two more rows: a sparse
+# image of the same size, 40 % data (4 MiB of /dev/urandom every 10 MiB, the
+# rest holes) with its bmap from `bmaptool create`, written through it by
+# `bmaptool copy` (which reads nothing back) and by bootstick write (with
+# its read-back of the mapped ranges), and their ratio (issue 21's target:
+# <= 1.0). They run first in each round, so the round's last write is still
+# the full image checked at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,6 +80,18 @@ echo "bench: loop device $LOOP ($(cat /sys/block/"$(basename "$LOOP")"/loop/dio 
 # so no measured run pays for block allocation.
 dd if="$img" of="$LOOP" bs=4M oflag=direct conv=fsync status=none
 
+BMAPTOOL=$(command -v bmaptool || true)
+sparse=$WORK/sparse.img
+if [ -n "$BMAPTOOL" ]; then
+  echo "bench: making a ${SIZE_MIB} MiB sparse image (40 % data) and its bmap" >&2
+  truncate -s "$((SIZE_MIB * 1024 * 1024))" "$sparse"
+  for ((at = 0; at + 4 <= SIZE_MIB; at += 10)); do
+    dd if=/dev/urandom of="$sparse" bs=1M count=4 seek="$at" conv=notrunc status=none
+  done
+  "$BMAPTOOL" -q create -o "$sparse.bmap" "$sparse"
+  sync "$sparse"
+fi
+
 declare -A best_s best_rss best_cpu last_s
 best_pair=""
 measure() { # name command...
@@ -99,8 +119,14 @@ measure() { # name command...
 rounds=()
 wrounds=()
 brounds=()
+mrounds=()
 ZSTD=$(command -v zstd || true)
 for round in $(seq 1 "$ROUNDS"); do
+  if [ -n "$BMAPTOOL" ]; then
+    measure "bmaptool copy" "$BMAPTOOL" -q copy --bmap "$sparse.bmap" "$sparse" "$LOOP"
+    measure "write --bmap (verify)" "$BIN" write --yes --bmap "$sparse.bmap" "$sparse" "$LOOP"
+    mrounds+=("$(awk -v d="${last_s[bmaptool copy]}" -v b="${last_s[write --bmap (verify)]}" 'BEGIN{printf "%.2f", b/d}')")
+  fi
   measure "dd write" dd if="$img" of="$LOOP" bs=4M oflag=direct conv=fsync status=none
   measure "dd read" dd if="$LOOP" of=/dev/null bs=4M iflag=direct status=none
   pair=$(awk -v w="${last_s[dd write]}" -v r="${last_s[dd read]}" 'BEGIN{printf "%.2f", w+r}')
@@ -129,6 +155,8 @@ echo "image ${SIZE_MIB} MiB, loop device (direct I/O backing file), best of ${RO
 printf '%-24s %9s %9s %9s %12s\n' "" "seconds" "MiB/s" "CPU s" "peak RSS"
 names=("dd write" "dd read" "bootstick write" "bootstick write+verify" "write --digest (sha256)")
 [ -n "$ZSTD" ] && names+=("dd | zstd -T0" "bootstick backup .zst")
+# (their MiB/s is of the whole image's size; 40 % of it is mapped)
+[ -n "$BMAPTOOL" ] && names+=("bmaptool copy" "write --bmap (verify)")
 for name in "${names[@]}"; do
   awk -v n="$name" -v s="${best_s[$name]}" -v r="${best_rss[$name]}" -v m="$SIZE_MIB" -v c="${best_cpu[$name]}" \
     'BEGIN{printf "%-24s %9.2f %9.0f %9.2f %8.1f MiB\n", n, s, (s>0? m/s : 0), c, r/1024}'
@@ -152,4 +180,9 @@ if [ -n "$ZSTD" ]; then
   awk -v d="${best_s[dd | zstd -T0]}" -v b="${best_s[bootstick backup .zst]}" -v m="$(median "${brounds[@]}")" \
     'BEGIN{printf "bootstick backup .zst (with read-back) / (dd | zstd -T0): best %.3f, median %.3f (target <= 1.05 without the read-back)\n", b/d, m}'
   echo "round by round: backup ${brounds[*]}"
+fi
+if [ -n "$BMAPTOOL" ]; then
+  awk -v d="${best_s[bmaptool copy]}" -v b="${best_s[write --bmap (verify)]}" -v m="$(median "${mrounds[@]}")" \
+    'BEGIN{printf "bootstick write --bmap (with read-back) / bmaptool copy: best %.3f, median %.3f (target <= 1.0)\n", b/d, m}'
+  echo "round by round: bmap ${mrounds[*]}"
 fi

@@ -26,12 +26,16 @@ packages=(
   busybox-static cpio kmod udev                       # the guest test-bed's initramfs
   binutils xz-utils apt                               # test-bed: strip, vmlinux from bzImage, apt-get download linux-image
   zstd gzip pigz bzip2 zip                            # compressed images and zip archives (tests/it/compressed.rs; xz-utils above; 7z: p7zip-full)
+  bmap-tools                                          # bmaptool create/copy: block maps and their oracle (tests/it/bmap.rs)
+  lz4                                                 # lz4: LZ4 frame images (tests/it/compressed.rs)
   time                                                # scripts/bench.sh: peak RSS (GNU time -v)
+  tmux                                                # terminal-output tests: screens drawn by a real terminal emulator
   groff-base                                          # renders the generated manual pages (tests/it/contract.rs)
   file                                                # file(1): boot-test screenshots are PNGs (tests/it/boot_test.rs)
   shim-signed grub-efi-amd64-signed                   # Debian's signed Secure Boot chain (tests/it/boot_test.rs)
   ipxe                                                # ipxe.iso: an isohybrid ISO without an ESP entry (tests/it/boot_test.rs)
-  sbsigntool osslsigncode pesign openssl              # Authenticode oracles and the throw-away signing key (tests/it/authenticode.rs)
+  sbsigntool osslsigncode pesign openssl              # Authenticode oracles and the throw-away signing key (tests/it/authenticode.rs); the HTTPS test's CA (tests/it/download.rs)
+  python3                                             # /usr/bin/python3: the download tests' HTTP(S) server (tests/it/fixtures/http_server.py)
 )
 
 missing=()
@@ -62,13 +66,14 @@ commands=(
   qemu-system-x86_64 grub-mkrescue grub-mkstandalone xorriso genisoimage 7z
   mkudffs udfinfo mcopy mdir minfo mlabel mmd mtype mshowfat fsck.fat mkfs.fat sgdisk sfdisk
   wimlib-imagex gpg gpgconf minisign signify-openbsd mkfs.ext4 losetup mount umount
-  findmnt lsblk partx fallocate script busybox cpio depmod strip xz dpkg-deb
+  findmnt lsblk partx fallocate script scriptreplay base64 tmux busybox cpio depmod strip xz dpkg-deb
   apt-get apt-cache time cmp diff sha256sum sha512sum b2sum md5sum sha1sum isosize mkfifo
   gpgv implantisomd5 checkisomd5 /usr/lib/apt/apt-helper tar gzip base64 groff bash file
   fusermount3 find stat blockdev dd wipefs
   fsck.exfat dump.exfat mkfs.exfat nbdkit
-  zstd pigz bzip2 zip
+  zstd pigz bzip2 zip bmaptool lz4
   sbsign sbverify osslsigncode pesign openssl objdump
+  /usr/bin/python3
 )
 absent=()
 for c in "${commands[@]}"; do

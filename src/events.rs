@@ -65,9 +65,120 @@ impl Observer for Silent {
     fn event(&self, _: &Event) {}
 }
 
+/// How long one phase of a job took (a write's result lists them, so its
+/// summary can say where the time went).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PhaseTime {
+    pub phase: Phase,
+    /// Wall-clock seconds, to the millisecond.
+    pub seconds: f64,
+}
+
+/// Passes every event on to `inner` and times each phase from its
+/// `PhaseStarted` to its `PhaseFinished` (a phase that never finished is
+/// not listed).
+pub struct PhaseClock<'a> {
+    inner: &'a dyn Observer,
+    state: std::sync::Mutex<Clock>,
+}
+
+/// The phase running (since when) and the finished ones.
+#[derive(Default)]
+struct Clock {
+    running: Option<(Phase, std::time::Instant)>,
+    finished: Vec<PhaseTime>,
+}
+
+impl<'a> PhaseClock<'a> {
+    pub fn new(inner: &'a dyn Observer) -> Self {
+        PhaseClock {
+            inner,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The finished phases, in the order they ran.
+    pub fn times(&self) -> Vec<PhaseTime> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finished
+            .clone()
+    }
+}
+
+impl Observer for PhaseClock<'_> {
+    fn event(&self, event: &Event) {
+        match *event {
+            Event::PhaseStarted { phase, .. } => {
+                self.state.lock().unwrap_or_else(|e| e.into_inner()).running =
+                    Some((phase, std::time::Instant::now()));
+            }
+            Event::PhaseFinished { phase } => {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((started, at)) = state.running.take() {
+                    if started == phase {
+                        let secs = at.elapsed().as_secs_f64();
+                        state.finished.push(PhaseTime {
+                            phase,
+                            seconds: (secs * 1000.0).round() / 1000.0,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.inner.event(event);
+    }
+}
+
 /// Closures are observers, which keeps tests short.
 impl<F: Fn(&Event) + Sync> Observer for F {
     fn event(&self, event: &Event) {
         self(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each finished phase is listed once, in order, and every event still
+    /// reaches the inner observer; a phase that never finished is not.
+    #[test]
+    fn the_phase_clock_times_finished_phases_and_passes_everything_on() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let inner = |e: &Event| seen.lock().unwrap().push(e.clone());
+        let clock = PhaseClock::new(&inner);
+        let events = [
+            Event::PhaseStarted {
+                phase: Phase::Write,
+                total: 10,
+            },
+            Event::Progress {
+                phase: Phase::Write,
+                done: 10,
+                total: 10,
+            },
+            Event::PhaseFinished {
+                phase: Phase::Write,
+            },
+            Event::PhaseStarted {
+                phase: Phase::Sync,
+                total: 0,
+            },
+            Event::PhaseFinished { phase: Phase::Sync },
+            Event::PhaseStarted {
+                phase: Phase::Verify,
+                total: 10,
+            },
+        ];
+        for e in &events {
+            clock.event(e);
+        }
+        let phases: Vec<Phase> = clock.times().iter().map(|t| t.phase).collect();
+        assert_eq!(phases, [Phase::Write, Phase::Sync]);
+        assert!(clock.times().iter().all(|t| t.seconds >= 0.0));
+        assert_eq!(*seen.lock().unwrap(), events);
     }
 }

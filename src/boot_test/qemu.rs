@@ -362,10 +362,7 @@ pub fn probe_kvm(qemu: &Path, ovmf: Option<&OvmfFiles>, cache: Option<&Path>) ->
     };
     use sha2::{Digest, Sha256};
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let key: String = Sha256::digest(format!("{host}{}", qemu.display()).as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = hex::encode(&Sha256::digest(format!("{host}{}", qemu.display()).as_bytes())[..8]);
     let cached = cache.map(|c| c.join(format!("kvm-probe-{key}")));
     if let Some(v) = cached
         .as_ref()

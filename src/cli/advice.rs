@@ -8,6 +8,22 @@ use bootstick::devices;
 use bootstick::image::{archive, compressed};
 use bootstick::job::Error;
 
+/// A download's failure, with what to do next where a flag helps.
+fn download(code: exit::Exit, d: bootstick::image::download::Error) -> Failure {
+    use bootstick::image::download::Error as D;
+    match d {
+        d @ D::Tls { .. } => Failure::new(
+            code,
+            anyhow::anyhow!("{d}; for a server with a private CA, give its certificate with --ca-cert FILE (PEM)"),
+        ),
+        d @ D::SaveExists { .. } => Failure::new(
+            code,
+            anyhow::anyhow!("{d}: give --yes to replace it, or another --save FILE"),
+        ),
+        d => Failure::new(code, d),
+    }
+}
+
 /// The failure to report for a job error.
 pub fn failure(e: Error) -> Failure {
     let code = exit::job_error(&e);
@@ -42,6 +58,24 @@ pub fn failure(e: Error) -> Failure {
         | Error::StreamTaken
         | Error::StreamToSeveral { .. }
         | Error::Panicked) => Failure::new(code, e),
+        e @ Error::Bmap { .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{:#}; nothing was written (--no-bmap writes the whole image, --bmap FILE names another block map)",
+                anyhow::Error::new(e)
+            ),
+        ),
+        e @ Error::BmapNotByteCopy { .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{e}; nothing was written (--raw copies it byte for byte through the block map, --no-bmap writes it without one)"
+            ),
+        ),
+        Error::Download(d) => download(code, d),
+        e @ Error::SaveIsTarget { .. } => Failure::new(
+            code,
+            anyhow::anyhow!("{e}: give --save a file that is not a TARGET"),
+        ),
         e @ Error::StreamCheck { .. } => Failure::new(
             code,
             anyhow::anyhow!("{e}: give one --sha256 or --sha512 (and --no-discover is implied)"),
@@ -52,10 +86,21 @@ pub fn failure(e: Error) -> Failure {
                 "{e}, or give --raw to copy it byte for byte (it will likely not boot)"
             ),
         ),
-        e @ Error::CompressedLayout { asked: true, .. } => Failure::new(
+        e @ Error::CompressedLayout {
+            asked: true,
+            needed: false,
+            ..
+        } => Failure::new(
             code,
             anyhow::anyhow!(
                 "{e} (xz -dk, zstd -d, gzip -dk or bzip2 -dk IMAGE), or drop --layout to copy it byte for byte"
+            ),
+        ),
+        // --layout and --raw exclude each other: the byte copy replaces it.
+        e @ Error::CompressedLayout { asked: true, .. } => Failure::new(
+            code,
+            anyhow::anyhow!(
+                "{e} (xz -dk, zstd -d, gzip -dk or bzip2 -dk IMAGE), or replace --layout with --raw to copy the decompressed ISO byte for byte (it will likely not boot)"
             ),
         ),
         e @ Error::CompressedLayout { .. } => Failure::new(

@@ -153,7 +153,7 @@ impl boot_test::Observer for Say {
 pub fn run(path: &Path, options: &boot_test::Options, json: bool) -> Result<Report, Failure> {
     // Only for the checks before booting (a FAT volume with a UEFI
     // loader); QEMU opens the path itself, read-only.
-    let src = ImageFile::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;
+    let src = ImageFile::open(path)?;
     boot_test::run(path, &src, options, &Say(json)).map_err(failure)
 }
 

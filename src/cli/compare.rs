@@ -58,6 +58,10 @@ pub struct Args {
     /// the one disk image or ISO in the archive is taken.
     #[arg(long, value_name = "NAME")]
     pub entry: Option<String>,
+    /// Compare only the blocks a bmap maps, as `write` writes them (the
+    /// same discovery beside the image, `--bmap FILE`, `--no-bmap`).
+    #[command(flatten)]
+    pub bmap: super::bmap::BmapArgs,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -68,10 +72,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
 fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     let image = job::Image::open(&args.image)
         .map_err(advice::failure)?
-        .with_entry(args.entry.clone());
+        .with_entry(args.entry.clone())
+        .with_bmap(args.bmap.choice());
     let (path, disk) =
         job::resolve_for_reading(&Roots::live(), &args.target).map_err(advice::failure)?;
-    let target = write::Target::open_read(&path).map_err(Failure::write)?;
+    let target = write::Target::open_read(&path)?;
     // The decision and plan `write` makes for this target (job::Job).
     let job = image
         .decide(None, choice(args.raw, args.layout, args.table))

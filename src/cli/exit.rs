@@ -76,6 +76,10 @@ pub enum Exit {
     Slow = 25,
     /// `station`: at least one stick failed (the others were written).
     SticksFailed = 26,
+    /// `write URL`: the download failed: an HTTP error status, a web page
+    /// instead of an image, TLS, a connection that broke and could not be
+    /// resumed, or a file that changed on the server while downloaded.
+    Download = 27,
     /// Stopped by `SIGHUP` (128 + 1, as a shell reports a job killed by it).
     HungUp = 129,
     /// Stopped by `SIGINT`, Ctrl-C (128 + 2).
@@ -125,15 +129,43 @@ impl Stopped {
     }
 }
 
-/// What a write that failed part-way left (docs/cli.md): the target's
-/// state, and `boot_area_zeroed` when a decoded image's held-back first
-/// MiB was never written.
+/// What a write that stopped early left on its target, as `write` and
+/// the station's `target_result` both report it (docs/cli.md): stopped by
+/// a signal (`interrupted`, `signal`, `target_state`), or failed part-way
+/// (`target_state`, and `boot_area_zeroed` when a decoded image's
+/// held-back first MiB was never written).
 #[derive(Serialize)]
-struct Left {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target_state: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    boot_area_zeroed: Option<bool>,
+#[serde(untagged)]
+pub enum Left {
+    Stopped(Stopped),
+    Failed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target_state: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        boot_area_zeroed: Option<bool>,
+    },
+}
+
+/// The exit code of a write-engine failure and what it left on the
+/// target: the one derivation `write` and `station` share.
+pub fn write_left(e: &write::Error) -> (Exit, Left) {
+    match e {
+        write::Error::Cancelled { target } => {
+            let signal = super::signals::token().signal();
+            (
+                Exit::for_signal(signal),
+                Left::Stopped(Stopped::new(signal, Some(target.name()))),
+            )
+        }
+        e => (
+            write_error(e),
+            Left::Failed {
+                target_state: e.target_state().map(TargetState::name),
+                // The first MiB was held back and is zeroed (no partition table).
+                boot_area_zeroed: matches!(e, write::Error::HeldBack { .. }).then_some(true),
+            },
+        ),
+    }
 }
 
 /// A failed command: the exit code it maps to and the error to show.
@@ -192,23 +224,45 @@ impl Failure {
     /// A write-engine failure with its exit code; a cancelled job says it
     /// was interrupted, by which signal, and what it left on the target.
     pub fn write(e: write::Error) -> Self {
-        match e {
-            write::Error::Cancelled { target } => Failure::interrupted(
-                super::signals::token().signal(),
-                Some(target),
-                anyhow::Error::new(e),
-            ),
-            e => {
-                // A decoded image that failed part-way says what it left.
-                let state = e.target_state();
-                let zeroed = matches!(e, write::Error::HeldBack { .. });
-                Failure::new(write_error(&e), e).with_fields(&Left {
-                    target_state: state.map(TargetState::name),
-                    // The first MiB was held back and is zeroed (no partition table).
-                    boot_area_zeroed: zeroed.then_some(true),
-                })
+        let (code, left) = write_left(&e);
+        let error = match &left {
+            Left::Stopped(s) => anyhow::Error::new(e).context(format!(
+                "interrupted by {}",
+                s.signal.unwrap_or("a request")
+            )),
+            Left::Failed { .. } => anyhow::Error::new(e),
+        };
+        Failure::new(code, error).with_fields(&left)
+    }
+}
+
+/// Library errors whose code follows from the error alone convert with
+/// `?`; the mapping stays in this module's `*_error` functions.
+macro_rules! failure_from {
+    ($($ty:ty => $code:ident),* $(,)?) => {$(
+        impl From<$ty> for Failure {
+            fn from(e: $ty) -> Self {
+                Failure::new($code(&e), e)
             }
         }
+    )*};
+}
+
+failure_from! {
+    image::Error => image_error,
+    bootstick::mount::Error => mount_error,
+    station::Error => station_error,
+}
+
+impl From<write::Error> for Failure {
+    fn from(e: write::Error) -> Self {
+        Failure::write(e)
+    }
+}
+
+impl From<health::Error> for Failure {
+    fn from(e: health::Error) -> Self {
+        Failure::probe(e)
     }
 }
 
@@ -321,14 +375,45 @@ pub fn write_error(e: &write::Error) -> Exit {
         E::Mismatch { .. } | E::TargetShort { .. } => Exit::VerifyMismatch,
         E::Cancelled { .. } => Exit::for_signal(super::signals::token().signal()),
         E::Decode { source, .. } => compressed_error(source),
+        // An image that does not match its block map is corrupt (or the
+        // map is another image's), as a corrupt compressed stream.
+        E::Bmap { .. } => Exit::BadInput,
         // Like an image larger than the device found before the write.
         E::ImageLargerThanTarget { .. } => Exit::Refused,
         E::HeldBack { source } => write_error(source),
         // A stream that cannot be read, or that ends early or late: bad
         // input; one whose digest differs: as a source check's mismatch.
-        E::StreamRead { .. } | E::StreamLength { .. } => Exit::BadInput,
+        // A download that broke off or changed: its own code (27).
+        E::StreamRead { source, .. } => {
+            image::download::cause(source).map_or(Exit::BadInput, download_error)
+        }
+        E::StreamLength { .. } => Exit::BadInput,
         E::StreamDigest { .. } => Exit::Mismatch,
         E::StreamMismatch { .. } => Exit::VerifyMismatch,
+    }
+}
+
+/// The code of a download's error: 27 for what the server or the network
+/// did (a status, a web page, TLS, a connection broken for good, a file
+/// that changed), bad input for a checksum file too large, usage for a
+/// URL or `--save`/`--ca-cert` file that cannot be used.
+pub fn download_error(e: &image::download::Error) -> Exit {
+    use image::download::Error as E;
+    match e {
+        E::Status { .. }
+        | E::WebPage { .. }
+        | E::Tls { .. }
+        | E::Connect { .. }
+        | E::LengthChanged { .. }
+        | E::Changed { .. }
+        | E::CannotResume { .. }
+        | E::TooLong { .. } => Exit::Download,
+        E::TooLarge { .. } => Exit::BadInput,
+        E::BadUrl { .. } | E::CaCert { .. } | E::SaveExists { .. } | E::SaveNotAFile { .. } => {
+            Exit::Usage
+        }
+        E::NoRoots { .. } => Exit::BadInput,
+        E::Save { .. } => Exit::WriteFailed,
     }
 }
 
@@ -397,8 +482,11 @@ pub fn job_error(e: &job::Error) -> Exit {
             | image::pipe::Error::Read { .. }
             | image::pipe::Error::Zip { .. } => Exit::BadInput,
         },
+        E::Download(d) => download_error(d),
+        E::SaveIsTarget { .. } => Exit::Usage,
         E::StreamCheck { .. } | E::StreamToSeveral { .. } => Exit::Usage,
         E::StreamLayout { .. } => Exit::BadInput,
+        E::Bmap { .. } | E::BmapNotByteCopy { .. } => Exit::BadInput,
         E::StreamTaken => Exit::Internal,
     }
 }

@@ -60,7 +60,7 @@ enum Planned<'a> {
 /// Opens the image at `path` (`image::input::open`: never blocking, a
 /// regular file or block device that is not empty) as a byte source.
 pub fn open_source(path: &Path) -> Result<Arc<dyn ByteSource>, Failure> {
-    let file = ImageFile::open(path).map_err(|e| Failure::new(super::exit::image_error(&e), e))?;
+    let file = ImageFile::open(path)?;
     Ok(Arc::new(file))
 }
 
@@ -80,6 +80,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             path: args.image.clone(),
             format: c.format(),
             asked: false,
+            needed: true,
         }),
         None => job::build_layout(&src, &args.image, Table::Gpt, None),
     });

@@ -4,6 +4,7 @@
 
 pub mod advice;
 pub mod backup;
+pub mod bmap;
 pub mod boot;
 pub mod boot_test;
 pub mod compare;
@@ -20,6 +21,7 @@ pub mod mode;
 pub mod mount;
 pub mod piped;
 pub mod probe;
+pub mod probe_report;
 pub mod references;
 pub mod render;
 pub mod signals;

@@ -27,10 +27,6 @@ pub struct UmountArgs {
     pub dir: PathBuf,
 }
 
-fn failed(e: mount::Error) -> Failure {
-    Failure::new(super::exit::mount_error(&e), e)
-}
-
 pub fn run(args: Args) -> Result<(), Failure> {
     let (src, tree) = open_image(&args.image, args.fs)?;
     // From here on a signal only cancels the token, which unmounts: the
@@ -48,8 +44,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         dir: &args.dir,
         name: args.image.display().to_string(),
         observer,
-    })
-    .map_err(failed)?;
+    })?;
     for p in &problems {
         say(&match p {
             Problem::Hidden { path, error } => {
@@ -74,7 +69,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         mounted.inodes - 1,
         args.dir.display()
     ));
-    match mounted.wait(&cancel).map_err(failed)? {
+    match mounted.wait(&cancel)? {
         Ended::Unmounted => {
             say(&format!("bootstick: {} was unmounted", args.dir.display()));
             Ok(())
@@ -88,5 +83,5 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 pub fn run_umount(args: UmountArgs) -> Result<(), Failure> {
-    mount::unmount(&args.dir).map_err(failed)
+    Ok(mount::unmount(&args.dir)?)
 }

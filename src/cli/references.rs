@@ -115,13 +115,20 @@ pub fn outcome_text(report: &Report) -> String {
 /// naming the file and the reason that decided it.
 pub fn failure_message(report: &Report) -> String {
     let keys_given = !report.keys.is_empty();
+    // A download's check comes before its bytes (`trust::announced`): its
+    // listing is known, the match is enforced as it streams.
+    let matches = if report.digests.is_empty() {
+        "the image is listed (its digest is enforced as it streams)"
+    } else {
+        "the checksum matches"
+    };
     match report.outcome {
         Outcome::Verified => "verified".into(),
         Outcome::ChecksumOnly if report.matched.as_ref().is_some_and(|m| m.by == By::Implanted) => "no checksum file lists the image, but its implanted MD5 matches: that finds corruption, not tampering".into(),
         Outcome::ChecksumOnly if report.matched.as_ref().is_some_and(|m| m.algorithm.is_weak()) => "the image is listed with MD5 or SHA-1 only: that finds corruption, not tampering, so no signature can make it verified".into(),
-        Outcome::ChecksumOnly if !keys_given => "the checksum matches, but no trusted signature covers it (give --key to check signatures)".into(),
-        Outcome::ChecksumOnly if report.signatures.is_empty() => "the checksum matches, but no signature file was given or found beside the checksum file or the image, so the keys given with --key vouch for nothing here".into(),
-        Outcome::ChecksumOnly => "the checksum matches, but no good signature by a key given with --key covers the listing that matched".into(),
+        Outcome::ChecksumOnly if !keys_given => format!("{matches}, but no trusted signature covers it (give --key to check signatures)"),
+        Outcome::ChecksumOnly if report.signatures.is_empty() => format!("{matches}, but no signature file was given or found beside the checksum file or the image, so the keys given with --key vouch for nothing here"),
+        Outcome::ChecksumOnly => format!("{matches}, but no good signature by a key given with --key covers the listing that matched"),
         Outcome::Mismatch if report.mismatches.iter().any(|m| m.conflicts_with.is_some()) => "a checksum file lists the image's path twice with different digests: it contradicts itself".into(),
         Outcome::Mismatch if report.mismatches.iter().all(|m| m.by == By::Implanted) => "the image's implanted MD5 differs: the image is corrupt or truncated".into(),
         Outcome::Mismatch => "the image's hash differs from the published one: the download is corrupt or was tampered with".into(),

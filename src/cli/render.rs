@@ -393,14 +393,16 @@ impl Renderer {
 
     /// A renderer for one target of a job writing several: JSON lines carry
     /// `"target": label`; people get a bar of their own labelled with it
-    /// (all bars of the job drawn together by one `MultiProgress`).
-    pub fn for_target(&self, label: &str) -> Renderer {
+    /// (all bars of the job drawn together by one `MultiProgress`), the
+    /// label padded to `width` columns so every bar of the job starts in
+    /// the same column (pass the longest label's width).
+    pub fn for_target(&self, label: &str, width: usize) -> Renderer {
         match self {
             Renderer::Json(_) => Renderer::Json(Json {
                 state: Mutex::default(),
                 target: Some(label.to_owned()),
             }),
-            Renderer::Human(h) => Renderer::Human(h.for_target(label)),
+            Renderer::Human(h) => Renderer::Human(h.for_target(label, width)),
             Renderer::Plain => Renderer::Plain,
         }
     }
@@ -438,7 +440,7 @@ impl Renderer {
             Renderer::Json(j) => j.emit(to_line(&Outcome::result(ok, fields))),
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
-                println!("{summary}");
+                println!("{}", for_stdout(summary));
             }
             Renderer::Plain => println!("{summary}"),
         }
@@ -455,7 +457,7 @@ impl Renderer {
             Renderer::Human(h) => {
                 h.bar.finish_and_clear();
                 if let Ok((_, summary)) = outcome {
-                    println!("{summary}");
+                    println!("{}", for_stdout(&summary));
                 }
             }
             Renderer::Plain => {
@@ -530,6 +532,8 @@ pub struct Human {
     label: Option<String>,
     /// No terminal: plain progress lines every `every` instead of a bar.
     plain: Option<Plain>,
+    /// stderr is a terminal: bars are drawn.
+    tty: bool,
 }
 
 /// Plain progress lines' state.
@@ -550,10 +554,12 @@ impl Plain {
 impl Human {
     fn new() -> Human {
         let tty = std::io::stderr().is_terminal();
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+        // Drawn only while a phase runs (`shown`): an idle bar would be
+        // drawn in indicatif's default style, a stray full-width bar above
+        // a warning or the confirmation.
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
         if !tty {
-            bar.set_draw_target(ProgressDrawTarget::hidden());
             multi.set_draw_target(ProgressDrawTarget::hidden());
         }
         Human {
@@ -562,22 +568,26 @@ impl Human {
             multi,
             label: None,
             plain: (!tty).then(Plain::new),
+            tty,
         }
     }
 
-    fn for_target(&self, label: &str) -> Human {
-        // The job's own bar is not drawn once its targets have theirs.
+    fn for_target(&self, label: &str, width: usize) -> Human {
+        // The job's own bar is not drawn once its targets have theirs (and
+        // is wiped if a phase before the targets' drew it).
+        self.bar.finish_and_clear();
         self.bar.set_draw_target(ProgressDrawTarget::hidden());
         // Until its first phase starts, the bar shows only its target.
         let bar = ProgressBar::hidden()
             .with_style(ProgressStyle::with_template("{msg}").expect("valid template"))
-            .with_message(label.to_owned());
+            .with_message(bar_label(label, width));
         Human {
             bar: self.multi.add(bar),
             started: Mutex::new(Instant::now()),
             multi: self.multi.clone(),
             label: Some(label.to_owned()),
             plain: self.plain.as_ref().map(|_| Plain::new()),
+            tty: self.tty,
         }
     }
 
@@ -588,6 +598,14 @@ impl Human {
             None => template.to_owned(),
         };
         ProgressStyle::with_template(&template).expect("valid template")
+    }
+
+    /// The byte bar's template, fitted to the terminal's width less this
+    /// target's label ([`bar_template`]).
+    fn bytes_template(&self) -> String {
+        let label = self.bar.message().chars().count();
+        let used = if self.label.is_some() { label + 1 } else { 0 };
+        bar_template(stderr_columns().saturating_sub(used))
     }
 
     /// `line` after the target's label, in a multi-target job.
@@ -617,22 +635,28 @@ impl Human {
                     };
                     eprintln!("{}", self.labelled(line));
                 }
-                self.bar.reset();
+                // Styled before it is reset: reset() draws.
                 if total == 0 {
                     self.bar
                         .set_style(self.style("{prefix:>7.bold.cyan} {spinner} {elapsed}"));
-                    self.bar.enable_steady_tick(Duration::from_millis(120));
                 } else {
                     self.bar.disable_steady_tick();
                     self.bar.set_style(
-                        self.style(
-                            "{prefix:>7.bold.cyan} [{bar:32.green}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12}  ETA {eta}",
-                        )
-                        .progress_chars("=> "),
+                        self.style(&self.bytes_template())
+                            .progress_chars("=> ")
+                            .with_key("eta_clock", eta_clock),
                     );
                 }
                 self.bar.set_length(total);
                 self.bar.set_prefix(phase.name());
+                if self.tty && self.label.is_none() {
+                    self.bar
+                        .set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+                }
+                self.bar.reset();
+                if total == 0 {
+                    self.bar.enable_steady_tick(Duration::from_millis(120));
+                }
             }
             Event::Progress { phase, done, total } => {
                 self.bar.set_position(done);
@@ -670,16 +694,148 @@ impl Human {
                     format!("{:>7}: done in {secs:.1} s", phase.name())
                 };
                 self.bar.disable_steady_tick();
-                self.bar.set_length(0);
-                self.bar.set_position(0);
                 let line = self.labelled(line);
-                self.bar.suspend(|| eprintln!("{line}"));
+                if self.label.is_some() {
+                    // Until the next phase: what this target finished
+                    // (beside the bars of targets still at it), not an
+                    // empty bar.
+                    self.bar.set_style(self.style("{prefix:>7.bold.cyan} done"));
+                    self.bar.set_length(0);
+                    self.bar.set_position(0);
+                    self.bar.suspend(|| eprintln!("{line}"));
+                } else {
+                    // Not drawn again until the next phase.
+                    self.bar.finish_and_clear();
+                    self.bar.set_draw_target(ProgressDrawTarget::hidden());
+                    eprintln!("{line}");
+                }
             }
             Event::Warning(ref w) => {
-                let w = self.labelled(w.clone());
-                self.bar.suspend(|| eprintln!("warning: {w}"))
+                let mut w = format!("warning: {}", self.labelled(w.clone()));
+                if self.tty {
+                    w = fit(&w, stderr_columns(), "         ");
+                }
+                self.bar.suspend(|| eprintln!("{w}"))
             }
         }
+    }
+}
+
+/// `text` wrapped at word boundaries to `columns` (less one: a line that
+/// fills the last column wraps on some terminals), continuation lines
+/// after `indent`, so a long warning or summary does not break mid-word.
+fn fit(text: &str, columns: usize, indent: &str) -> String {
+    let options = textwrap::Options::new(columns.saturating_sub(1).max(20))
+        .subsequent_indent(indent)
+        .break_words(false);
+    text.lines()
+        .map(|l| textwrap::fill(l, &options))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A summary for stdout: fitted to the terminal when stdout is one
+/// (a pipe gets it on one line, for scripts).
+fn for_stdout(summary: &str) -> String {
+    if std::io::stdout().is_terminal() {
+        fit(summary, super::disks::width(), "")
+    } else {
+        summary.to_owned()
+    }
+}
+
+/// A message for stderr (a question, a notice): fitted to the terminal
+/// when stderr is one.
+pub fn for_stderr(text: &str) -> String {
+    if std::io::stderr().is_terminal() {
+        fit(text, stderr_columns(), "")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The bar's `{eta_clock}`: when the phase has more than a minute left,
+/// the local time it should end, ` (14:03)`; nothing before that.
+fn eta_clock(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let left = state.eta();
+    if left < Duration::from_secs(60) {
+        return;
+    }
+    let at = std::time::SystemTime::now() + left;
+    if let Some((h, m)) = local_hour_minute(at) {
+        let _ = write!(w, " ({h:02}:{m:02})");
+    }
+}
+
+/// The local wall-clock hour and minute of `at` (`localtime_r`, so the
+/// machine's time zone, as `date` shows it).
+fn local_hour_minute(at: std::time::SystemTime) -> Option<(i32, i32)> {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: localtime_r writes only into `tm`, which we own; a zeroed
+    // `libc::tm` is a valid value of that plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    extern "C" {
+        // POSIX; the libc crate does not declare it.
+        fn tzset();
+    }
+    // SAFETY: tzset takes no arguments; it (re)reads TZ, which
+    // localtime_r alone need not do.
+    unsafe { tzset() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    ok.then_some((tm.tm_hour, tm.tm_min))
+}
+
+/// The widest a target's label is drawn in front of its bar; a longer one
+/// (a `/dev/disk/by-id/…` path) keeps its end, where names differ.
+const LABEL_MAX: usize = 24;
+
+/// `label` padded (or shortened from the front, with `…`) to `width`
+/// columns, at most [`LABEL_MAX`].
+fn bar_label(label: &str, width: usize) -> String {
+    let width = width.clamp(1, LABEL_MAX);
+    let chars: Vec<char> = label.chars().collect();
+    if chars.len() <= width {
+        return format!("{label:<width$}");
+    }
+    let tail: String = chars[chars.len() - (width - 1)..].iter().collect();
+    format!("…{tail}")
+}
+
+/// The columns stderr's terminal has (bars are drawn only on one), else
+/// `$COLUMNS`, else 80.
+fn stderr_columns() -> usize {
+    let stderr = std::io::stderr();
+    if let Ok(ws) = rustix::termios::tcgetwinsize(&stderr) {
+        if ws.ws_col > 0 {
+            return ws.ws_col.into();
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(80)
+}
+
+/// A byte phase's bar template that fits `columns` (one column is kept
+/// free: a line that fills the last column wraps on some terminals).
+/// The bar takes what the fields leave, 10 to 50 columns; below that the
+/// sizes and speed give way to a percentage.
+fn bar_template(columns: usize) -> String {
+    // "  write [" "] " "1.00 GiB/ 2.00 GiB" " " "  12.3 MiB/s" "  ETA 12m"
+    // " (14:03)"
+    const FIELDS: usize = 7 + 2 + 2 + 21 + 1 + 12 + 6 + 3 + 8;
+    let room = columns.saturating_sub(1);
+    match room.checked_sub(FIELDS) {
+        Some(bar) if bar >= 10 => format!(
+            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{bytes:>10}}/{{total_bytes:10}} {{binary_bytes_per_sec:>12}}  ETA {{eta}}{{eta_clock}}",
+            bar.min(50)
+        ),
+        // "  write [" "] " "100%" "  ETA 12m" " (14:03)"
+        _ => format!(
+            "{{prefix:>7.bold.cyan}} [{{bar:{}.green}}] {{percent:>3}}%  ETA {{eta}}{{eta_clock}}",
+            room.saturating_sub(7 + 2 + 2 + 4 + 6 + 3 + 8).clamp(4, 50)
+        ),
     }
 }
 
@@ -928,6 +1084,42 @@ pub fn zip_member_line(c: &bootstick::image::compressed::Compressed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ETA's wall-clock time is the local time `date` shows for the
+    /// same instant (the machine's time zone, through `TZ` too).
+    #[test]
+    fn the_eta_clock_is_local_time_as_date_shows_it() {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_765_000_000);
+        for tz in ["UTC", "America/New_York", "Asia/Kolkata"] {
+            std::env::set_var("TZ", tz);
+            let (h, m) = local_hour_minute(at).unwrap();
+            let out = std::process::Command::new("date")
+                .args(["-d", "@1765000000", "+%H:%M"])
+                .env("TZ", tz)
+                .output()
+                .unwrap();
+            let date = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(format!("{h:02}:{m:02}"), date.trim(), "TZ={tz}");
+        }
+        std::env::remove_var("TZ");
+    }
+
+    /// A byte bar's fixed fields plus its bar leave the last column free
+    /// at every width from 40 to 250 columns.
+    #[test]
+    fn the_bar_template_leaves_the_last_column_free() {
+        for columns in 40..=250usize {
+            let t = bar_template(columns);
+            let bar: usize = t
+                .split("{bar:")
+                .nth(1)
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            let fields = if t.contains("{bytes") { 54 + 8 } else { 24 + 8 };
+            assert!(bar + fields < columns, "{columns}: {t}");
+        }
+    }
 
     /// The JSON progress throttle, on an injected clock: the first line of
     /// a phase passes, lines closer than the interval are held back, one

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::advice;
-use super::exit::{self, Exit, Failure, Stopped};
+use super::exit::{self, Exit, Failure, Left};
 use super::mode::choice;
 use super::render::{human_bytes, Renderer};
 use bootstick::devices::{Disk, Roots};
@@ -171,7 +171,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     config.poll = args.poll;
     config.run.eject = args.device_eject();
     config.log = log;
-    let station = Station::new(&job, config).map_err(station_failure)?;
+    let station = Station::new(&job, config)?;
     let present = station.present();
     render.start(
         "station",
@@ -210,7 +210,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         bars: Mutex::new(HashMap::new()),
         bell: std::io::stderr().is_terminal() && !args.json,
     };
-    let summary = station.run(&view).map_err(station_failure)?;
+    let summary = station.run(&view)?;
     finish(&summary, render, abort.signal())
 }
 
@@ -225,10 +225,6 @@ fn mode_name(job: &job::Job) -> &'static str {
         job::Method::Raw => "raw",
         job::Method::Layout { .. } => "layout",
     }
-}
-
-fn station_failure(e: station::Error) -> Failure {
-    Failure::new(exit::station_error(&e), e)
 }
 
 /// The `start` line's `rules`: what the station takes (docs/cli.md).
@@ -416,6 +412,11 @@ struct View<'a> {
     bell: bool,
 }
 
+/// The width the station pads device names to in front of their bars,
+/// so sticks that arrive later line up with those already drawn
+/// (`/dev/sdaa` is the longest name of the first 702 SCSI disks).
+const STATION_LABEL: usize = "/dev/sdaa".len();
+
 impl View<'_> {
     fn say(&self, line: String) {
         if matches!(self.render, Renderer::Human(_)) {
@@ -426,7 +427,12 @@ impl View<'_> {
     fn bar(&self, d: &Disk) -> Arc<Renderer> {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         bars.entry(d.name.clone())
-            .or_insert_with(|| Arc::new(self.render.for_target(&d.path.display().to_string())))
+            .or_insert_with(|| {
+                Arc::new(
+                    self.render
+                        .for_target(&d.path.display().to_string(), STATION_LABEL),
+                )
+            })
             .clone()
     }
 }
@@ -468,7 +474,10 @@ impl station::Observer for View<'_> {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&disk.name);
                 let bar = bar.unwrap_or_else(|| {
-                    Arc::new(self.render.for_target(&disk.path.display().to_string()))
+                    Arc::new(
+                        self.render
+                            .for_target(&disk.path.display().to_string(), STATION_LABEL),
+                    )
                 });
                 match error {
                     None => {
@@ -486,28 +495,16 @@ impl station::Observer for View<'_> {
                         ));
                     }
                     Some(err) => {
-                        let mut code = exit::job_error(err);
                         // What a stopped or part-written job left, as
                         // `write` reports it.
-                        let mut left = RecordLine {
-                            record,
-                            stopped: None,
-                        };
-                        if let job::Error::Write(w) = err {
-                            let state = w.target_state();
-                            if matches!(w, bootstick::write::Error::Cancelled { .. }) {
-                                let signal = super::signals::token().signal();
-                                left.stopped = Some(Left::Stopped(Stopped::new(
-                                    signal,
-                                    state.map(|s| s.name()),
-                                )));
-                                code = Exit::for_signal(signal);
-                            } else if let Some(state) = state {
-                                left.stopped = Some(Left::State {
-                                    target_state: state.name(),
-                                });
+                        let (code, stopped) = match err {
+                            job::Error::Write(w) => {
+                                let (code, left) = exit::write_left(w);
+                                (code, Some(left))
                             }
-                        }
+                            e => (exit::job_error(e), None),
+                        };
+                        let left = RecordLine { record, stopped };
                         let f =
                             Failure::new(code, anyhow::anyhow!("{}", bootstick::error_chain(*err)))
                                 .with_fields(&left);
@@ -660,14 +657,6 @@ struct RecordLine<'a> {
     record: &'a bootstick::station::log::Record,
     #[serde(flatten)]
     stopped: Option<Left>,
-}
-
-/// What a failed stick was left in: stopped by a signal, or part-written.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Left {
-    Stopped(Stopped),
-    State { target_state: &'static str },
 }
 
 #[derive(Serialize)]

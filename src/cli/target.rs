@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::disks::table;
 use super::exit::{Exit, Failure};
-use super::render::human_bytes;
+use super::render::{for_stderr, human_bytes};
 use bootstick::devices::{self, Disk, Roots};
 use bootstick::job::{Action, Answer, Confirm, Summary};
 
@@ -236,24 +236,30 @@ impl Confirm for Prompt {
             Action::Format => format!("Format {onto} as a plain FAT32 drive?"),
             Action::Backup => format!("Back up {} into {onto}?", s.image.display()),
         };
-        eprint!(
-            "{head}\n{listed}{}{}{}Continue? [y/N] ",
-            match (mounted && s.unmount, disks.len()) {
-                (false, _) => "",
-                (true, 1) => "Its mounted filesystems will be unmounted first.\n",
-                (true, _) => "Their mounted filesystems will be unmounted first.\n",
-            },
-            if disks.is_empty() {
-                String::new()
-            } else {
-                format!("EVERYTHING on {what} will be erased.\n")
-            },
-            match files.len() {
-                0 => String::new(),
-                1 => format!("The existing file {replaced} will be replaced.\n"),
-                _ => format!("The existing files {replaced} will be replaced.\n"),
-            },
-        );
+        let unmounted = match (mounted && s.unmount, disks.len()) {
+            (false, _) => "",
+            (true, 1) => "Its mounted filesystems will be unmounted first.",
+            (true, _) => "Their mounted filesystems will be unmounted first.",
+        };
+        let erased = if disks.is_empty() {
+            String::new()
+        } else {
+            format!("EVERYTHING on {what} will be erased.")
+        };
+        let replaced = match files.len() {
+            0 => String::new(),
+            1 => format!("The existing file {replaced} will be replaced."),
+            _ => format!("The existing files {replaced} will be replaced."),
+        };
+        // The sentences are broken at word boundaries to the terminal's
+        // width; the disk table is laid out for it already.
+        let mut text = for_stderr(&head) + "\n" + &listed;
+        for line in [unmounted, &erased, &replaced] {
+            if !line.is_empty() {
+                text = text + &for_stderr(line) + "\n";
+            }
+        }
+        eprint!("{text}Continue? [y/N] ");
         let _ = std::io::stderr().flush();
         if matches!(read_line().to_ascii_lowercase().as_str(), "y" | "yes") {
             Answer::Yes

@@ -35,7 +35,8 @@ use bootstick::trust::Outcome;
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// The image to write; `-` reads it from standard input (a FIFO is
-    /// read as a stream too), compressed or not.
+    /// read as a stream too), an http:// or https:// URL downloads it as
+    /// it is written; compressed or not.
     pub image: PathBuf,
     /// Where to write it: a whole disk (e.g. /dev/sdb, a /dev/disk/by-id
     /// link or the disk's serial number; everything on it is erased) or a file
@@ -98,6 +99,10 @@ pub struct Args {
     #[arg(long, value_name = "BYTES")]
     pub size: Option<u64>,
     #[command(flatten)]
+    pub bmap: super::bmap::BmapArgs,
+    #[command(flatten)]
+    pub download: super::piped::DownloadArgs,
+    #[command(flatten)]
     pub boot: super::boot::WriteArgs,
     /// Before writing, run `bootstick probe`'s quick test on each disk
     /// TARGET (it erases the disk, as the write does); a fake-capacity or
@@ -124,13 +129,23 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     };
     // A stream is checked as it passes, against the digest given for it
     // (cli::piped).
-    let (image, stream) = super::piped::open(&args.image, args.size, &req, policy)?;
-    let image = image.with_entry(args.entry.clone());
+    let (image, stream, announced) = super::piped::open(
+        &args.image,
+        args.size,
+        &req,
+        policy,
+        &args.download,
+        args.yes,
+    )?;
+    let image = image
+        .with_entry(args.entry.clone())
+        .with_bmap(args.bmap.choice());
     // Checks the image before anything is written (docs/trust.md); the
     // engine is then given its SHA-256 and block digests, so an image that
     // changes between this check and the write fails with `source-changed`.
     let checked = match stream {
-        true => None,
+        // A download's published files were checked before it was opened.
+        true => announced,
         false => image
             .check_source(&req, policy, render)
             .map_err(advice::failure)?,
@@ -165,7 +180,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     } else {
         Box::new(super::target::Prompt)
     };
-    let chosen = job::choose_all(
+    let chosen = job::choose_all_stored(
         &Roots::live(),
         &targets,
         Policy {
@@ -174,6 +189,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
         },
         &mut *confirm,
         &args.image,
+        job.stored_at(),
         job.image_len(),
         job.needed(),
     )
@@ -182,7 +198,7 @@ fn run_inner(args: &Args, render: &Renderer) -> Result<(), Failure> {
     // what they left on each target (cli::signals).
     super::signals::cooperate();
     let probed = if args.probe {
-        super::probe::before_write(&chosen, render)?
+        super::probe_report::before_write(&chosen, render)?
     } else {
         Vec::new()
     };
@@ -238,8 +254,13 @@ fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
             super::render::zip_member_line(c)
         ),
         (None, None) if job.is_stream() => format!(
-            "{} byte for byte from a stream{}",
+            "{} byte for byte {}{}",
             human_bytes(image_len),
+            if job.is_download() {
+                "downloaded"
+            } else {
+                "from a stream"
+            },
             job.stream_format()
                 .map(|f| format!(", decompressed from {f}"))
                 .unwrap_or_default()
@@ -247,8 +268,19 @@ fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
         (None, None) => format!("{} byte for byte", human_bytes(image_len)),
     };
     let secs = w.elapsed;
+    // Where the time went, in the same line: "write 10.6 s, sync 0.1 s, …".
+    let phases: Vec<String> = w
+        .phases
+        .iter()
+        .map(|p| format!("{} {:.1} s", p.phase.name(), p.seconds))
+        .collect();
+    let split = if phases.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", phases.join(", "))
+    };
     let summary = format!(
-        "Wrote {what} to {} in {secs:.1} s ({}/s){}.{}",
+        "Wrote {what} to {} in {secs:.1} s ({split}{}/s){}.{}",
         w.target.display(),
         human_bytes((w.bytes_written as f64 / secs.max(1e-6)) as u64),
         if w.verified {
@@ -262,6 +294,24 @@ fn summary(job: &job::Job, w: &Written, eject: bool) -> String {
             (None, None) => String::new(),
         },
     );
+    let summary = match job.bmap() {
+        Some(b) => format!("{summary}{}", super::bmap::line(b)),
+        None => summary,
+    };
+    let summary = match &w.download {
+        Some(d) => format!(
+            "{summary}{}{}",
+            match d.resumed {
+                0 => String::new(),
+                n => format!("\nThe download broke off and was resumed {n} time(s), from the same file (ETag/Last-Modified and length)."),
+            },
+            d.saved
+                .as_ref()
+                .map(|p| format!("\nSaved the download as {}.", p.display()))
+                .unwrap_or_default()
+        ),
+        None => summary,
+    };
     let summary = match job.checked() {
         Some(r) => format!("{summary}\n{}", super::references::check_summary(r)),
         None => summary,
@@ -295,7 +345,8 @@ fn run_many(
         .iter()
         .map(|j| j.target_path().display().to_string())
         .collect();
-    let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l)).collect();
+    let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let renders: Vec<Renderer> = labels.iter().map(|l| render.for_target(l, width)).collect();
     // With --boot-test each target is booted as soon as it is written and
     // verified, one boot at a time (cli::boot::after_one).
     let paths: Vec<PathBuf> = jobs.iter().map(|j| j.target_path().to_path_buf()).collect();

@@ -137,9 +137,10 @@ impl ImageSite {
     ///
     /// A stream (`-`, a FIFO: `image::pipe`) is stored nowhere bootstick
     /// can see: its site is empty (what feeds it, such as a `dd` of a
-    /// disk, is the caller's to know: docs/devices.md).
+    /// disk, is the caller's to know: docs/devices.md), and so is a
+    /// download's URL (a saved copy's staged file is given instead).
     pub fn of(roots: &Roots, image: &Path) -> Result<ImageSite, Error> {
-        if crate::image::pipe::is_stream(image) {
+        if crate::image::pipe::is_stream(image) || crate::image::download::is_url(image) {
             return Ok(ImageSite {
                 image: image.to_path_buf(),
                 id: None,

@@ -56,6 +56,8 @@ pub enum Format {
     Zstd,
     Gzip,
     Bzip2,
+    /// The LZ4 frame format (`lz4`), frames concatenated.
+    Lz4,
     /// A zip archive: the one member that is an image (`image::archive`).
     Zip,
 }
@@ -68,6 +70,7 @@ impl Format {
             Format::Zstd => "zstd",
             Format::Gzip => "gzip",
             Format::Bzip2 => "bzip2",
+            Format::Lz4 => "lz4",
             Format::Zip => "zip",
         }
     }
@@ -97,11 +100,18 @@ pub const MAGIC_LEN: usize = 10;
 pub fn detect(head: &[u8]) -> Option<Format> {
     const XZ: &[u8] = &[0xFD, b'7', b'z', b'X', b'Z', 0x00];
     const ZSTD: &[u8] = &[0x28, 0xB5, 0x2F, 0xFD];
+    const LZ4: &[u8] = &[0x04, 0x22, 0x4D, 0x18];
     if head.starts_with(XZ) {
         return Some(Format::Xz);
     }
     if head.starts_with(ZSTD) {
         return Some(Format::Zstd);
+    }
+    // The LZ4 frame magic 0x184D2204, little-endian; version bits 01 in
+    // the frame descriptor's FLG byte (so a boot sector starting with the
+    // same four bytes is not taken for one).
+    if head.len() >= 5 && head.starts_with(LZ4) && head[4] >> 6 == 0b01 {
+        return Some(Format::Lz4);
     }
     // A local file header, or the end of central directory of an empty
     // archive (refused later: it holds no image).
@@ -206,7 +216,9 @@ pub fn declared_size(src: &dyn ByteSource, format: Format) -> Result<Option<u64>
     match format {
         Format::Xz => xz_size(src).map(Some),
         Format::Zstd => zstd_size(src),
-        Format::Gzip | Format::Bzip2 | Format::Zip => Ok(None),
+        // An LZ4 frame may record its content size, but `lz4` writes it
+        // only when asked (`--content-size`): the size is found at the end.
+        Format::Gzip | Format::Bzip2 | Format::Lz4 | Format::Zip => Ok(None),
     }
 }
 
@@ -605,6 +617,94 @@ impl Read for XzStreams {
     }
 }
 
+/// LZ4 frames decoded one after the other (`lz4` decodes concatenated
+/// frames as one file, and skips skippable frames), each by `lz4_flex`'s
+/// frame decoder, which checks the header checksum, the block checksums
+/// and the content checksum (`lz4` writes one by default) and the content
+/// size where the frame records them. Its reader reads no further than the
+/// frame and stops at its end, so the next frame, a skippable frame or the
+/// end of the input is looked for here.
+struct Lz4Frames {
+    input: Option<Lz4Input>,
+    current: Option<lz4_flex::frame::FrameDecoder<Lz4Input>>,
+}
+
+/// The compressed input, with the magic number [`Lz4Frames`] read to
+/// look at a frame given back before it.
+struct Lz4Input {
+    magic: [u8; 4],
+    /// Bytes of `magic` not yet read again.
+    pending: usize,
+    inner: BufReader<Box<dyn Read + Send>>,
+}
+
+impl Read for Lz4Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pending > 0 {
+            let from = 4 - self.pending;
+            let n = self.pending.min(buf.len());
+            buf[..n].copy_from_slice(&self.magic[from..from + n]);
+            self.pending -= n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl Lz4Frames {
+    fn new(input: BufReader<Box<dyn Read + Send>>) -> Lz4Frames {
+        Lz4Frames {
+            input: Some(Lz4Input {
+                magic: [0; 4],
+                pending: 0,
+                inner: input,
+            }),
+            current: None,
+        }
+    }
+}
+
+/// Skippable frames' magic numbers: 0x184D2A50 to 0x184D2A5F.
+fn lz4_skippable(magic: [u8; 4]) -> bool {
+    u32::from_le_bytes(magic) & 0xFFFF_FFF0 == 0x184D_2A50
+}
+
+impl Read for Lz4Frames {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(d) = &mut self.current {
+                let n = d.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.input = Some(self.current.take().expect("checked").into_inner());
+            }
+            let Some(input) = self.input.as_mut() else {
+                return Ok(0);
+            };
+            if input.inner.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            input.inner.read_exact(&mut input.magic)?;
+            if lz4_skippable(input.magic) {
+                let mut len = [0u8; 4];
+                input.inner.read_exact(&mut len)?;
+                let len = u64::from(u32::from_le_bytes(len));
+                let skipped = io::copy(&mut (&mut input.inner).take(len), &mut io::sink())?;
+                if skipped < len {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                continue;
+            }
+            // Anything else must be a frame, which the decoder reads from
+            // its magic on (trailing garbage fails there).
+            input.pending = 4;
+            let input = self.input.take().expect("checked");
+            self.current = Some(lz4_flex::frame::FrameDecoder::new(input));
+        }
+    }
+}
+
 /// Decodes a compressed image as a stream of its decompressed bytes.
 pub struct Decoder {
     format: Format,
@@ -677,6 +777,7 @@ impl Decoder {
             }
             Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
             Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+            Format::Lz4 => Box::new(Lz4Frames::new(input)),
             Format::Zip => {
                 return Err(Error::Setup {
                     format,
@@ -1102,6 +1203,76 @@ mod tests {
         assert_eq!(detect(b"BZh0"), None);
         assert_eq!(detect(&[0xEB, 0x63, 0x90]), None, "an MBR's jump");
         assert_eq!(detect(&[]), None);
+        assert_eq!(
+            detect(&[0x04, 0x22, 0x4D, 0x18, 0x64, 0x40]),
+            Some(Format::Lz4)
+        );
+        // The LZ4 magic with another frame version is not taken for one.
+        assert_eq!(detect(&[0x04, 0x22, 0x4D, 0x18, 0xA4]), None);
+    }
+
+    fn lz4_frame(data: &[u8], checksum: bool) -> Vec<u8> {
+        use std::io::Write as _;
+        let info = lz4_flex::frame::FrameInfo::new()
+            .content_checksum(checksum)
+            .block_size(lz4_flex::frame::BlockSize::Max64KB);
+        let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn decode_all(bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let src: Arc<dyn ByteSource> = Arc::new(bytes);
+        let c = Compressed::probe(src).unwrap().expect("detected");
+        let mut d = c.decoder()?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 100_000];
+        loop {
+            let n = d.read_full(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Concatenated LZ4 frames decode as one image, skipping a skippable
+    /// frame between them, as `lz4 -d` does; a damaged frame fails by its
+    /// content checksum, a cut one as truncated, garbage after a frame as
+    /// corrupt.
+    #[test]
+    fn lz4_frames_decode_in_full_and_damage_fails() {
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i * 7 / 13) as u8).collect();
+        let b: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut two = lz4_frame(&a, true);
+        two.extend_from_slice(&[0x5A, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        two.extend_from_slice(&lz4_frame(&b, false));
+        let mut both = a.clone();
+        both.extend_from_slice(&b);
+        assert!(decode_all(two.clone()).unwrap() == both);
+        let one = lz4_frame(&a, true);
+        let mut flipped = one.clone();
+        // The last byte is the content checksum's.
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        assert!(matches!(
+            decode_all(flipped),
+            Err(Error::Corrupt {
+                format: Format::Lz4,
+                ..
+            })
+        ));
+        let cut = one[..one.len() / 2].to_vec();
+        assert!(matches!(
+            decode_all(cut),
+            Err(Error::Truncated {
+                format: Format::Lz4,
+                ..
+            })
+        ));
+        let mut trailing = one.clone();
+        trailing.extend_from_slice(b"garbage!");
+        assert!(matches!(decode_all(trailing), Err(Error::Corrupt { .. })));
     }
 
     #[test]

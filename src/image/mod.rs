@@ -19,9 +19,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 pub mod archive;
+pub mod bmap;
 pub mod checked;
 pub mod compressed;
 pub mod descriptors;
+pub mod download;
 pub mod extent;
 pub mod input;
 pub mod iso9660;

@@ -339,7 +339,8 @@ pub fn decide_as(
             return Err(Error::CompressedLayout {
                 path: path.to_path_buf(),
                 format,
-                asked: decision.mode == Mode::Raw,
+                asked: choice.layout,
+                needed: decision.mode == Mode::Layout,
             })
         }
         (true, Some(Streamed::Pipe(_))) => {

@@ -64,15 +64,17 @@ pub use decide::{
     Notice,
 };
 pub use select::{
-    choose_all, choose_disk, resolve_for_reading, Action, Answer, Chosen, Confirm, Refusal,
-    Summary, Yes,
+    choose_all, choose_all_stored, choose_disk, resolve_for_reading, Action, Answer, Chosen,
+    Confirm, Refusal, Summary, Yes,
 };
 
 use crate::cancel::Cancel;
 use crate::devices::{self, Disk, Guarded, Roots};
 use crate::events::{Event, Observer};
 use crate::hash::{Digest, HashAlgorithm};
+use crate::image::bmap::{self, Bmap};
 use crate::image::compressed::{self, Compressed, DecodedImage};
+use crate::image::download::{self, Download};
 use crate::image::pipe::{self, Pipe};
 
 pub use crate::image::pipe::is_stream;
@@ -176,12 +178,16 @@ pub enum Error {
     #[error(
         "{} is a {format}-compressed ISO that needs a built layout ({}), and a layout is built only from an uncompressed ISO: decompress it first and write the ISO",
         path.display(),
-        if *asked { "as asked" } else { "it is not hybrid" }
+        if *needed { "it is not hybrid" } else { "as asked" }
     )]
     CompressedLayout {
         path: PathBuf,
         format: compressed::Format,
+        /// The user asked for a layout (`layout` in the choice).
         asked: bool,
+        /// The image needs one (it is not hybrid); a hybrid's byte copy
+        /// would boot.
+        needed: bool,
     },
     /// A member name was given for an image that is not a zip archive.
     #[error("{} is not a zip archive: it has no entries to choose from", path.display())]
@@ -212,6 +218,36 @@ pub enum Error {
         path.display()
     )]
     StreamLayout { path: PathBuf },
+    /// The block map cannot be read, is not consistent, or is not of this
+    /// image (its image size differs): refused before anything is written.
+    #[error("cannot use the block map {}", path.display())]
+    Bmap {
+        path: PathBuf,
+        #[source]
+        source: Box<bmap::Error>,
+    },
+    /// A block map describes a byte-for-byte copy of the image, and this
+    /// image gets a built layout (`esp_entry`: or a byte copy with an added
+    /// partition entry), which would not write the image's blocks as they
+    /// are.
+    #[error(
+        "{} is a block map of a byte-for-byte copy, but {} gets {}",
+        bmap.display(),
+        path.display(),
+        if *esp_entry { "an added partition entry (its El Torito EFI image)" } else { "a built layout" }
+    )]
+    BmapNotByteCopy {
+        path: PathBuf,
+        bmap: PathBuf,
+        esp_entry: bool,
+    },
+    /// A download (`image::download`): refused, failed or broken off.
+    #[error(transparent)]
+    Download(#[from] download::Error),
+    /// The copy of a download was asked for where a target will be
+    /// written.
+    #[error("{} is where the download would be saved and a target at once", path.display())]
+    SaveIsTarget { path: PathBuf },
     /// A job that works on whole disks only (a probe) was given a file.
     #[error(
         "{} is not a disk; give a whole disk such as /dev/sdX",
@@ -227,6 +263,110 @@ pub struct CheckPolicy {
     pub required: bool,
     /// Refuse a checksum-only match (no trusted signature covers it).
     pub require_signature: bool,
+}
+
+/// Checks what is published about the download `url` before its body is read
+/// (docs/trust.md, "Downloads"): the checksum files at its directory
+/// (`trust::discover::published_names`, and the checksum names its index
+/// page lists when it has one, fetched into a local directory with their
+/// signatures, `.gpg`/`.asc`/`.sig`/`.sign`/`.minisig`) or
+/// those given in `req.sums`, their signatures verified now
+/// (`trust::announced`). Returns the report, whose outcome holds once the
+/// stream's digest matched, and that digest, for
+/// [`Image::open_download`]. The policy is [`Image::check_source`]'s: a
+/// failing outcome, or nothing to check against when a check was asked
+/// for, is [`Error::SourceCheck`]; lists that do not name the image, found
+/// without being asked for, let it be written without a digest (`None`).
+pub fn check_download(
+    url: &Path,
+    options: &download::Options,
+    req: &trust::Request,
+    policy: CheckPolicy,
+) -> Result<(Option<Report>, Option<Digest>), Error> {
+    let asked = policy.required || policy.require_signature || !req.keys.is_empty();
+    let text = url.to_str().unwrap_or_default();
+    let (base, name) = download::split_url(text).ok_or_else(|| download::Error::BadUrl {
+        url: text.to_string(),
+    })?;
+    let mirror = tempfile::tempdir().map_err(|source| trust::Error::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    if req.discover && req.sums.is_empty() {
+        let fetcher = download::Fetcher::new(text, options)?;
+        let fetch = |file: &str| -> Result<bool, Error> {
+            let at = format!("{base}{}", download::percent_encode(file));
+            match fetcher.fetch(&at, trust::MAX_REFERENCE_FILE)? {
+                Some(bytes) => {
+                    let local = mirror.path().join(file);
+                    std::fs::write(&local, bytes).map_err(|source| trust::Error::Io {
+                        path: local,
+                        source,
+                    })?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        };
+        // A directory whose index page lists its files: only what it
+        // lists is asked for, and names no list could guess (Fedora's
+        // `…-CHECKSUM`, FreeBSD's `CHECKSUM.SHA256-…`) are found too.
+        let listed = fetcher.index(&base)?;
+        let exists = |f: &str| listed.as_ref().is_none_or(|l| l.iter().any(|n| n == f));
+        let inner = trust::discover::inner_name(&name);
+        let mut wanted = trust::discover::published_names(&name);
+        for n in listed.iter().flatten() {
+            let lower = n.to_ascii_lowercase();
+            let about = trust::discover::is_sums_name(n, &name)
+                || inner
+                    .as_deref()
+                    .is_some_and(|i| trust::discover::is_sums_name(n, i))
+                // OpenBSD's signify list, alone.
+                || lower == "sha256.sig"
+                || lower == "sha512.sig";
+            if about && !wanted.contains(n) {
+                wanted.push(n.clone());
+            }
+        }
+        let mut signed = vec![name.clone()];
+        for file in wanted {
+            if exists(&file) && fetch(&file)? {
+                signed.push(file);
+            }
+        }
+        for file in signed {
+            for ext in trust::discover::SIGNATURE_EXTENSIONS {
+                let sig = format!("{file}.{ext}");
+                if exists(&sig) && !mirror.path().join(&sig).exists() {
+                    fetch(&sig)?;
+                }
+            }
+        }
+    }
+    let local = trust::Request {
+        image: mirror.path().join(&name),
+        expected: Vec::new(),
+        ..req.clone()
+    };
+    let mut announced = trust::announced::check_announced(&local)?;
+    announced
+        .report
+        .relabel(&format!("{}/", mirror.path().display()), &base);
+    announced.report.image = url.to_path_buf();
+    let report = announced.report;
+    let discovered_only = req.sums.is_empty() && req.signatures.is_empty();
+    match report.outcome {
+        Outcome::NoReference if !asked => Ok((None, None)),
+        Outcome::Verified => Ok((Some(report), announced.expected)),
+        Outcome::ChecksumOnly if !policy.require_signature => {
+            Ok((Some(report), announced.expected))
+        }
+        Outcome::NotListed if !asked && discovered_only => Ok((Some(report), None)),
+        _ => Err(Error::SourceCheck {
+            report: Box::new(report),
+            require_signature: policy.require_signature,
+        }),
+    }
 }
 
 /// The bytes `inspect` reads for the image `src` (opened from `path`): a
@@ -277,7 +417,20 @@ enum Source {
         format: Option<compressed::Format>,
         size: Option<u64>,
         expected: Option<Digest>,
+        /// The stream is a download.
+        download: Option<Box<Fetched>>,
     },
+}
+
+/// A stream that is a download: what the server said, its counters, and
+/// the copy being saved (kept once the job succeeded).
+#[derive(Debug)]
+struct Fetched {
+    entity: download::Entity,
+    stats: Arc<download::Stats>,
+    save_path: Option<PathBuf>,
+    staged: Option<PathBuf>,
+    save: std::sync::Mutex<Option<download::Save>>,
 }
 
 impl Source {
@@ -297,12 +450,78 @@ impl Source {
     }
 }
 
+/// Where a job's block map comes from (`image::bmap`; docs/cli.md,
+/// "Block maps").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BmapChoice {
+    /// No block map: the whole image is written.
+    #[default]
+    Ignore,
+    /// The one beside the image, if there is one (`bmap::discover`; a
+    /// stream has none).
+    Discover,
+    /// This file.
+    File(PathBuf),
+}
+
+/// A job's block map, loaded and checked.
+#[derive(Clone, Debug)]
+pub struct JobBmap {
+    pub path: PathBuf,
+    /// Found beside the image rather than given.
+    pub discovered: bool,
+    pub bmap: Arc<Bmap>,
+}
+
+/// A block map, in a start line and a result.
+#[derive(Clone, Debug, Serialize)]
+pub struct BmapSummary {
+    pub path: PathBuf,
+    pub discovered: bool,
+    pub version: String,
+    pub block_size: u64,
+    /// The image size the bmap records (the image's, checked).
+    pub image_bytes: u64,
+    /// Bytes in mapped ranges: written and read back.
+    pub mapped_bytes: u64,
+    /// Bytes not written: the target keeps its old contents there.
+    pub skipped_bytes: u64,
+    pub ranges: usize,
+    /// Ranges with a checksum, checked as the image streams.
+    pub checked_ranges: usize,
+    /// The ranges' checksum algorithm (`null`: a bmap before 1.3).
+    pub checksum: Option<HashAlgorithm>,
+    /// The bmap's own checksum was there and matched.
+    pub file_checksum: bool,
+}
+
+impl BmapSummary {
+    pub fn of(b: &JobBmap) -> BmapSummary {
+        let m = &b.bmap;
+        BmapSummary {
+            path: b.path.clone(),
+            discovered: b.discovered,
+            version: m.version.clone(),
+            block_size: m.block_size,
+            image_bytes: m.image_size,
+            mapped_bytes: m.mapped_bytes(),
+            skipped_bytes: m.image_size - m.mapped_bytes(),
+            ranges: m.ranges.len(),
+            checked_ranges: m.checked_ranges(),
+            checksum: m.checksum,
+            file_checksum: m.file_checksum.is_some(),
+        }
+    }
+}
+
 /// An image, opened once, with its identity pinned.
 #[derive(Debug)]
 pub struct Image {
     input: Source,
     /// The zip member to write, when the image is an archive.
     entry: Option<String>,
+    /// Where its block map comes from.
+    bmap: BmapChoice,
 }
 
 impl Image {
@@ -312,6 +531,7 @@ impl Image {
         Ok(Image {
             input: Source::File(input::open(path)?),
             entry: None,
+            bmap: BmapChoice::Ignore,
         })
     }
 
@@ -338,8 +558,77 @@ impl Image {
                 size: pipe.size(),
                 pipe: std::sync::Mutex::new(Some(pipe)),
                 expected,
+                download: None,
             },
             entry: None,
+            bmap: BmapChoice::Ignore,
+        })
+    }
+
+    /// Requests `url` (`image::download::Download::open`): the response
+    /// is checked (a 2xx status, not a web page: by its type and its first
+    /// bytes) before anything else is done, so a 404 or a download page is
+    /// refused at once. Then [`check_download`], then
+    /// [`Image::open_download`].
+    pub fn request_download(url: &Path, options: &download::Options) -> Result<Download, Error> {
+        let text = url.to_str().ok_or_else(|| download::Error::BadUrl {
+            url: url.to_string_lossy().into_owned(),
+        })?;
+        Ok(Download::open(text, options)?)
+    }
+
+    /// The download `dl` of `url` (from [`Image::request_download`]) as a
+    /// stream written once, as [`Image::open_stream`] opens a pipe: its
+    /// compression detected and its head read now, before any target is
+    /// chosen. An uncompressed download's `Content-Length` is its size
+    /// (checked against the target, the progress total, and against the
+    /// stream's end). `expected` as for a pipe; `save`: a copy written as
+    /// it streams, kept once the job succeeded.
+    pub fn open_download(
+        url: &Path,
+        dl: Download,
+        expected: Option<Digest>,
+        save: Option<download::Save>,
+    ) -> Result<Image, Error> {
+        let entity = dl.entity().clone();
+        let stats = dl.stats();
+        let reader: Box<dyn std::io::Read + Send> = match &save {
+            Some(s) => s.tee(Box::new(dl))?,
+            None => Box::new(dl),
+        };
+        let algorithms: Vec<HashAlgorithm> = expected.iter().map(Digest::algorithm).collect();
+        let pipe = Pipe::from_read(url, reader, &algorithms).map_err(|e| match e {
+            // The download's own error, typed again.
+            pipe::Error::Read { source, .. } if download::cause(&source).is_some() => {
+                match source.into_inner().map(|b| b.downcast::<download::Error>()) {
+                    Some(Ok(d)) => Error::Download(*d),
+                    _ => Error::Panicked,
+                }
+            }
+            e => Error::Stream(e),
+        })?;
+        let size = match pipe.format() {
+            None => entity.length,
+            Some(_) => None,
+        };
+        let pipe = pipe.with_size(size);
+        Ok(Image {
+            input: Source::Pipe {
+                path: url.to_path_buf(),
+                format: pipe.format(),
+                size: pipe.size(),
+                pipe: std::sync::Mutex::new(Some(pipe)),
+                expected,
+                download: Some(Box::new(Fetched {
+                    entity,
+                    stats,
+                    save_path: save.as_ref().map(|s| s.path().to_path_buf()),
+                    staged: save.as_ref().map(|s| s.staged().to_path_buf()),
+                    save: std::sync::Mutex::new(save),
+                })),
+            },
+            entry: None,
+            bmap: BmapChoice::Ignore,
         })
     }
 
@@ -353,6 +642,51 @@ impl Image {
     /// archive is then refused ([`Error::EntryForNonArchive`]).
     pub fn with_entry(self, entry: Option<String>) -> Image {
         Image { entry, ..self }
+    }
+
+    /// Writes (and compares) only the ranges a block map maps, from
+    /// `choice` (`image::bmap`): loaded and checked by [`Image::decide`].
+    pub fn with_bmap(self, bmap: BmapChoice) -> Image {
+        Image { bmap, ..self }
+    }
+
+    /// The block map `choice` names for this image, loaded and checked
+    /// against the decision and the image's size where it is known.
+    fn load_bmap(
+        &self,
+        decided: &Decided,
+        known_len: Option<u64>,
+    ) -> Result<Option<JobBmap>, Error> {
+        let (path, discovered) = match (&self.bmap, &self.input) {
+            (BmapChoice::Ignore, _) | (BmapChoice::Discover, Source::Pipe { .. }) => {
+                return Ok(None)
+            }
+            (BmapChoice::Discover, Source::File(i)) => match bmap::discover(i.path()) {
+                Some(p) => (p, true),
+                None => return Ok(None),
+            },
+            (BmapChoice::File(p), _) => (p.clone(), false),
+        };
+        let fail = |source| Error::Bmap {
+            path: path.clone(),
+            source: Box::new(source),
+        };
+        let loaded = bmap::load(&path).map_err(fail)?;
+        if let Some(len) = known_len {
+            loaded.check_image_len(len).map_err(fail)?;
+        }
+        if !matches!(decided.method, Method::Raw) || decided.esp_entry.is_some() {
+            return Err(Error::BmapNotByteCopy {
+                path: self.path().to_path_buf(),
+                bmap: path,
+                esp_entry: decided.esp_entry.is_some(),
+            });
+        }
+        Ok(Some(JobBmap {
+            path,
+            discovered,
+            bmap: Arc::new(loaded),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -448,12 +782,21 @@ impl Image {
                     choice,
                     Some(decide::Streamed::Pipe(*format)),
                 )?;
+                let size = match &self.input {
+                    Source::Pipe { size, .. } => *size,
+                    Source::File(_) => None,
+                };
+                let bmap = self.load_bmap(&decided, size)?;
                 return Ok(Job {
                     input: self.input,
-                    checked: None,
+                    // A download's published files, checked before it was
+                    // opened ([`check_download`]); its digest is enforced
+                    // as it streams.
+                    checked,
                     bytes,
                     decided,
                     compressed: None,
+                    bmap,
                 });
             }
         };
@@ -491,12 +834,18 @@ impl Image {
             }
             None => decide::decide(&bytes, self.input.path(), choice)?,
         };
+        let known = match &compressed {
+            Some(c) => c.declared_size(),
+            None => Some(input.len()),
+        };
+        let bmap = self.load_bmap(&decided, known)?;
         Ok(Job {
             input: self.input,
             checked,
             bytes,
             decided,
             compressed,
+            bmap,
         })
     }
 }
@@ -509,9 +858,16 @@ pub struct Job {
     decided: Decided,
     /// The image is compressed: written decoded (`write::write_decoded`).
     compressed: Option<Compressed>,
+    /// Only the ranges this maps are written (`write::write_mapped`).
+    bmap: Option<JobBmap>,
 }
 
 impl Job {
+    /// The block map the job writes through, when it has one.
+    pub fn bmap(&self) -> Option<&JobBmap> {
+        self.bmap.as_ref()
+    }
+
     pub fn path(&self) -> &Path {
         self.input.path()
     }
@@ -530,6 +886,30 @@ impl Job {
     /// True when the image is a stream read once ([`Image::open_stream`]).
     pub fn is_stream(&self) -> bool {
         matches!(self.input, Source::Pipe { .. })
+    }
+
+    /// Where the image is stored on this machine, for the rule that no
+    /// target may be or hold it (`select::choose_all`): the file, a
+    /// download's staged copy when it is saved, else the stream's name
+    /// (stored nowhere bootstick can see).
+    pub fn stored_at(&self) -> &Path {
+        match &self.input {
+            Source::Pipe {
+                download: Some(f), ..
+            } => f.staged.as_deref().unwrap_or(self.path()),
+            _ => self.path(),
+        }
+    }
+
+    /// True when the image is a download (`image::download`).
+    pub fn is_download(&self) -> bool {
+        matches!(
+            self.input,
+            Source::Pipe {
+                download: Some(_),
+                ..
+            }
+        )
     }
 
     /// A stream's compression, when it is compressed.
@@ -607,8 +987,12 @@ impl Job {
     }
 
     /// A byte copy of `len` bytes, with the decision's ESP entry when it
-    /// has one (`layout::esp_entry`).
+    /// has one (`layout::esp_entry`); through a block map, its mapped
+    /// ranges only.
     fn raw_plan(&self, len: u64) -> Result<Plan, Error> {
+        if let Some(b) = &self.bmap {
+            return Ok(b.bmap.plan());
+        }
         match &self.decided.esp_entry {
             Some(e) => e.plan(len).map_err(|e| Error::Write(e.into())),
             None => Ok(Plan::raw(len)),
@@ -643,6 +1027,22 @@ impl Job {
             return Err(Error::StreamToSeveral {
                 count: chosen.len(),
             });
+        }
+        if let Source::Pipe {
+            download: Some(f), ..
+        } = &self.input
+        {
+            if let Some(save) = &f.save_path {
+                for c in &chosen {
+                    let target = match c {
+                        Chosen::File(p) => p.as_path(),
+                        Chosen::Disk { disk, .. } => disk.path.as_path(),
+                    };
+                    if same_path(save, target) {
+                        return Err(Error::SaveIsTarget { path: save.clone() });
+                    }
+                }
+            }
         }
         let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(chosen.len());
         let mut files = Vec::new();
@@ -683,7 +1083,16 @@ impl Job {
                 path: self.path().to_path_buf(),
                 source,
             })?;
-            plan = Plan::raw(len);
+            plan = match &self.bmap {
+                Some(b) => {
+                    b.bmap.check_image_len(len).map_err(|source| Error::Bmap {
+                        path: b.path.clone(),
+                        source: Box::new(source),
+                    })?;
+                    b.bmap.plan()
+                }
+                None => Plan::raw(len),
+            };
         }
         Ok(PreparedCompare {
             job: self,
@@ -693,6 +1102,25 @@ impl Job {
             plan,
         })
     }
+}
+
+/// True when `a` and `b` name one file: equal once their directories are
+/// resolved (either may not exist yet), or the same inode.
+fn same_path(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let resolved = |p: &Path| -> Option<PathBuf> {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(dir.canonicalize().ok()?.join(p.file_name()?))
+    };
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        if (x.dev(), x.ino()) == (y.dev(), y.ino()) {
+            return true;
+        }
+    }
+    a == b || resolved(a).is_some_and(|x| resolved(b).is_some_and(|y| x == y))
 }
 
 /// What a source check vouched for, in a start line.
@@ -727,6 +1155,30 @@ pub struct WriteStart<'a> {
     /// A byte copy's added ESP entry (`layout::esp_entry`), or null.
     pub esp_entry: Option<&'a crate::layout::esp_entry::EspEntry>,
     pub source_check: Option<CheckSummary<'a>>,
+    /// The block map written through, or null.
+    pub bmap: Option<BmapSummary>,
+    /// A download: what the server said about the file, and where a copy
+    /// is saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadStart<'a>>,
+}
+
+/// A download, in a start line.
+#[derive(Debug, Serialize)]
+pub struct DownloadStart<'a> {
+    #[serde(flatten)]
+    pub entity: &'a download::Entity,
+    /// `--save`'s file, kept once the job succeeded.
+    pub save: Option<&'a Path>,
+}
+
+/// A download, in a result.
+#[derive(Clone, Debug, Serialize)]
+pub struct DownloadDone {
+    /// Times a dropped connection was resumed.
+    pub resumed: u32,
+    /// The copy kept, when one was asked for.
+    pub saved: Option<PathBuf>,
 }
 
 /// A stream, in a start line.
@@ -825,10 +1277,18 @@ pub struct Written {
     pub decompressed_digest: Option<DigestOut>,
     /// Wall-clock seconds, to the millisecond.
     pub seconds: f64,
+    /// Where the time went: each phase (`write`, `sync`, `verify`) and its
+    /// seconds, in the order they ran.
+    pub phases: Vec<crate::events::PhaseTime>,
     /// A disk's partitions after the re-read (`None` for a file).
     pub partitions: Option<Vec<PathBuf>>,
     pub ejected: bool,
     pub mode: &'static str,
+    /// The block map written through (what was skipped), or null.
+    pub bmap: Option<BmapSummary>,
+    /// A download's resumes and saved copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadDone>,
     /// The target written.
     #[serde(skip)]
     pub target: PathBuf,
@@ -911,6 +1371,16 @@ impl Prepared<'_> {
                 signers: &r.signers,
                 sha256: r.checked_sha256.as_ref().map(|d| d.to_hex()),
             }),
+            bmap: job.bmap.as_ref().map(BmapSummary::of),
+            download: match &job.input {
+                Source::Pipe {
+                    download: Some(f), ..
+                } => Some(DownloadStart {
+                    entity: &f.entity,
+                    save: f.save_path.as_deref(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -948,16 +1418,46 @@ impl Prepared<'_> {
             ..write::Options::default()
         };
         let started = Instant::now();
+        let mapped = job.bmap.as_ref().map(|b| &*b.bmap);
+        let clock = crate::events::PhaseClock::new(observer);
+        let observer: &dyn Observer = &clock;
         let (report, image_bytes, decoded) = match (&job.compressed, &job.input) {
             (Some(c), Source::File(i)) => {
-                let r = write::write_decoded(c, i.file(), &mut target, engine, observer)?;
+                let r = match mapped {
+                    Some(b) => write::write_mapped(
+                        b,
+                        write::Mapped::Compressed {
+                            image: c,
+                            source: i.file(),
+                        },
+                        &mut target,
+                        engine,
+                        observer,
+                    )?,
+                    None => write::write_decoded(c, i.file(), &mut target, engine, observer)?,
+                };
                 (r.report, r.image_bytes, r.decoded_digest)
             }
-            (None, Source::File(i)) => (
-                write::write(&plan, i.file(), &mut target, engine, observer)?,
-                i.len(),
-                None,
-            ),
+            (None, Source::File(i)) => match mapped {
+                Some(b) => {
+                    let r = write::write_mapped(
+                        b,
+                        write::Mapped::File(i.file()),
+                        &mut target,
+                        engine,
+                        observer,
+                    )?;
+                    // An uncompressed image's digest is the image's own.
+                    let mut report = r.report;
+                    report.source_digest = report.source_digest.or(r.decoded_digest);
+                    (report, r.image_bytes, None)
+                }
+                None => (
+                    write::write(&plan, i.file(), &mut target, engine, observer)?,
+                    i.len(),
+                    None,
+                ),
+            },
             (_, Source::Pipe { pipe, format, .. }) => {
                 let stream = pipe
                     .lock()
@@ -965,10 +1465,23 @@ impl Prepared<'_> {
                     .take()
                     .ok_or(Error::StreamTaken)?
                     .into_stream();
-                let mut r = write::write_piped(stream, &mut target, engine, observer)?;
-                // An uncompressed stream's digest is the image's own.
-                if format.is_none() && r.report.source_digest.is_none() {
-                    r.report.source_digest = r.decoded_digest.take();
+                let mut r = match mapped {
+                    Some(b) => write::write_mapped(
+                        b,
+                        write::Mapped::Pipe(stream),
+                        &mut target,
+                        engine,
+                        observer,
+                    )?,
+                    None => write::write_piped(stream, &mut target, engine, observer)?,
+                };
+                // An uncompressed stream's digest is the image's own: it has
+                // no decompressed image to report apart.
+                if format.is_none() {
+                    let decoded = r.decoded_digest.take();
+                    if r.report.source_digest.is_none() {
+                        r.report.source_digest = decoded;
+                    }
                 }
                 (r.report, r.image_bytes, r.decoded_digest)
             }
@@ -976,6 +1489,20 @@ impl Prepared<'_> {
         // A file target was written beside itself; only now does it replace
         // the old file (docs/devices.md, "File targets").
         target.commit()?;
+        // A download's copy is kept only now: it is whole and matched its
+        // digest, and the target holds it.
+        let download = match &job.input {
+            Source::Pipe {
+                download: Some(f), ..
+            } => {
+                let save = f.save.lock().unwrap_or_else(|p| p.into_inner()).take();
+                Some(DownloadDone {
+                    resumed: f.stats.resumed(),
+                    saved: save.map(download::Save::keep).transpose()?,
+                })
+            }
+            _ => None,
+        };
         let elapsed = started.elapsed().as_secs_f64();
         drop(target);
         let after = device.map(|(disk, guard)| after_write(&disk, guard, options.eject, observer));
@@ -987,9 +1514,12 @@ impl Prepared<'_> {
             source_digest: report.source_digest.as_ref().map(DigestOut::of),
             decompressed_digest: decoded.as_ref().map(DigestOut::of),
             seconds: (elapsed * 1000.0).round() / 1000.0,
+            phases: clock.times(),
             ejected: after.as_ref().is_some_and(|a| a.ejected),
             partitions: after.map(|a| a.partitions),
             mode,
+            bmap: job.bmap.as_ref().map(BmapSummary::of),
+            download,
             target: target_path,
             layout,
             elapsed,

@@ -182,6 +182,25 @@ pub fn choose_all(
     image_len: u64,
     needed: u64,
 ) -> Result<Vec<Chosen>, Error> {
+    choose_all_stored(
+        roots, targets, policy, confirm, image, image, image_len, needed,
+    )
+}
+
+/// [`choose_all`] for an image named `image` (in the question) whose bytes
+/// are stored at `stored` (what no target may be or hold): a download's
+/// URL, and the copy being saved for it (`super::Job::stored_at`).
+#[allow(clippy::too_many_arguments)]
+pub fn choose_all_stored(
+    roots: &Roots,
+    targets: &[PathBuf],
+    policy: Policy,
+    confirm: &mut dyn Confirm,
+    image: &Path,
+    stored: &Path,
+    image_len: u64,
+    needed: u64,
+) -> Result<Vec<Chosen>, Error> {
     // A person asked (and about to answer) may permit the unmount.
     let policy = Policy {
         unmount: policy.unmount || confirm.grants_unmount(),
@@ -189,7 +208,7 @@ pub fn choose_all(
     };
     // Where the image lives, found before any target is looked at: a
     // target that is the image, or holds it, is refused by the rules below.
-    let site = devices::ImageSite::of(roots, image)?;
+    let site = devices::ImageSite::of(roots, stored)?;
     let check_one = |target: &Path| -> Result<Checked, Error> {
         match devices::resolve(roots, target).map_err(devices::Error::for_writing)? {
             Resolved::File(p) => Ok(Checked::File(devices::check_file(

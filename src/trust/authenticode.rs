@@ -183,10 +183,6 @@ pub fn check(b: &[u8]) -> Result<Report, Error> {
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Hashes with the algorithm `oid` names.
 fn digest(oid: &str, parts: &mut dyn Iterator<Item = &[u8]>) -> Option<(&'static str, Vec<u8>)> {
     fn run<D: Digest>(parts: &mut dyn Iterator<Item = &[u8]>) -> Vec<u8> {
@@ -252,8 +248,8 @@ fn verify(b: &[u8], ranges: &[std::ops::Range<usize>], pkcs7: &[u8]) -> Signatur
         return report.fail(State::Unreadable, format!("digest algorithm {alg}"));
     };
     report.digest_algorithm = Some(name);
-    report.digest = Some(hex(&computed));
-    report.signed_digest = Some(hex(&signed));
+    report.digest = Some(hex::encode(&computed));
+    report.signed_digest = Some(hex::encode(&signed));
     let certs: Vec<&Certificate> = sd
         .certificates
         .iter()
@@ -277,7 +273,7 @@ fn verify(b: &[u8], ranges: &[std::ops::Range<usize>], pkcs7: &[u8]) -> Signatur
         report.signer = Some(Signer {
             subject: c.tbs_certificate.subject.to_string(),
             issuer: c.tbs_certificate.issuer.to_string(),
-            serial: hex(c.tbs_certificate.serial_number.as_bytes()),
+            serial: hex::encode(c.tbs_certificate.serial_number.as_bytes()),
         });
         report.issuer_chain = chain(c, &certs);
     }
@@ -286,8 +282,8 @@ fn verify(b: &[u8], ranges: &[std::ops::Range<usize>], pkcs7: &[u8]) -> Signatur
             State::Tampered,
             format!(
                 "the image's {name} digest is {} but the signature is over {}",
-                hex(&computed),
-                hex(&signed)
+                hex::encode(&computed),
+                hex::encode(&signed)
             ),
         );
     }

@@ -48,6 +48,7 @@ fn suffixes(format: Format) -> &'static [&'static str] {
         Format::Zstd => &[".zst", ".zstd"],
         Format::Gzip => &[".gz"],
         Format::Bzip2 => &[".bz2"],
+        Format::Lz4 => &[".lz4"],
         Format::Zip => &[".zip"],
     }
 }

@@ -33,13 +33,7 @@ pub fn sums_beside(image: &Path) -> std::io::Result<Vec<PathBuf>> {
     // A compressed image's own checksum file may be named after the image
     // inside (`disk.img.sha256` beside `disk.img.xz`; the hash decides
     // which stream it is about: `trust::decoded`).
-    let inner_name = COMPRESSED_SUFFIXES.iter().find_map(|s| {
-        image_name
-            .to_ascii_lowercase()
-            .strip_suffix(s)
-            .filter(|stem| !stem.is_empty())
-            .map(|stem| image_name[..stem.len()].to_string())
-    });
+    let inner_name = inner_name(&image_name);
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
@@ -141,6 +135,15 @@ pub fn is_sums_name(name: &str, image_name: &str) -> bool {
 
 /// Existing detached signature files for `file` (`file.gpg`, `file.sig`, …).
 pub fn signatures_of(file: &Path) -> Vec<PathBuf> {
+    signature_names(file)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The names a detached signature of `file` is published under, whether
+/// or not one exists (a download probes them: [`published_names`]).
+pub fn signature_names(file: &Path) -> Vec<PathBuf> {
     SIGNATURE_EXTENSIONS
         .iter()
         .map(|ext| {
@@ -149,13 +152,74 @@ pub fn signatures_of(file: &Path) -> Vec<PathBuf> {
             p.push(ext);
             PathBuf::from(p)
         })
-        .filter(|p| p.is_file())
         .collect()
+}
+
+/// The checksum files to ask a server for beside `image_name` (a
+/// download, where no directory can be listed): the lists under the
+/// spelling distributions publish them with, and the files named after
+/// the image (or, for a compressed one, after the image inside). Every
+/// name is one [`is_sums_name`] accepts (tested), so a download finds
+/// what a folder would, but for names with a varying part (Fedora's
+/// `…-CHECKSUM`, FreeBSD's `CHECKSUM.SHA256-…`), which cannot be guessed.
+pub fn published_names(image_name: &str) -> Vec<String> {
+    const LISTS: [&str; 10] = [
+        "SHA256SUMS",
+        "SHA512SUMS",
+        "sha256sum.txt",
+        "sha256sums.txt",
+        "sha512sums.txt",
+        "b2sums.txt",
+        "CHECKSUM",
+        "CHECKSUMS",
+        "SHA256",
+        "SHA512",
+    ];
+    const SINGLE: [&str; 7] = [
+        "sha256",
+        "sha512",
+        "sha256sum",
+        "sha256.txt",
+        "CHECKSUM",
+        "DIGESTS",
+        "b2sum",
+    ];
+    let mut names: Vec<String> = LISTS.iter().map(|s| s.to_string()).collect();
+    let inner = inner_name(image_name);
+    for base in std::iter::once(image_name).chain(inner.as_deref()) {
+        names.extend(SINGLE.iter().map(|ext| format!("{base}.{ext}")));
+    }
+    names
+}
+
+/// `x.img` for `x.img.xz` (and the other compressed suffixes).
+pub fn inner_name(image_name: &str) -> Option<String> {
+    COMPRESSED_SUFFIXES.iter().find_map(|s| {
+        image_name
+            .to_ascii_lowercase()
+            .strip_suffix(s)
+            .filter(|stem| !stem.is_empty())
+            .map(|stem| image_name[..stem.len()].to_string())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_names_asked_of_a_server_are_names_found_in_a_folder() {
+        let names = published_names("disk.img.xz");
+        assert!(names.contains(&"SHA256SUMS".to_string()));
+        assert!(names.contains(&"disk.img.xz.sha256".to_string()));
+        assert!(names.contains(&"disk.img.sha256".to_string()));
+        for n in &names {
+            assert!(
+                is_sums_name(n, "disk.img.xz") || is_sums_name(n, "disk.img"),
+                "{n}"
+            );
+        }
+    }
 
     #[test]
     fn published_names_only() {

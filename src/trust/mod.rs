@@ -10,6 +10,7 @@
 //! See `docs/trust.md` for what each outcome means and the order they are
 //! decided in.
 
+pub mod announced;
 pub mod authenticode;
 pub mod decoded;
 pub mod discover;
@@ -1039,44 +1040,17 @@ fn check_inner(
         signers.extend(m.signed_by.iter().cloned());
     }
     signers.dedup();
-    let worst = |statuses: &[Status]| {
-        sig_files
-            .iter()
-            .map(|f| f.status)
-            .filter(|s| statuses.contains(s))
-            .min()
-    };
     let unchecked = sig_files.iter().any(|f| f.status == Status::Unchecked);
     if unchecked {
         notes.push("signatures were found but not checked: no signing key was given".into());
     }
-    let outcome = if worst(&[Status::Bad]).is_some() {
-        Outcome::BadSignature
-    } else if !mismatches.is_empty() {
-        Outcome::Mismatch
-    } else if !signers.is_empty() {
-        Outcome::Verified
-    } else if let Some(s) = worst(&[
-        Status::RevokedKey,
-        Status::ExpiredKey,
-        Status::Weak,
-        Status::UnknownKey,
-    ]) {
-        match s {
-            Status::RevokedKey => Outcome::RevokedKey,
-            Status::ExpiredKey => Outcome::ExpiredKey,
-            Status::Weak => Outcome::WeakSignature,
-            _ => Outcome::UnknownKey,
-        }
-    } else if matched.is_some() {
-        Outcome::ChecksumOnly
-    } else if unchecked {
-        Outcome::UnknownKey
-    } else if !sources.is_empty() {
-        Outcome::NotListed
-    } else {
-        Outcome::NoReference
-    };
+    let outcome = outcome_of(
+        &sig_files,
+        !mismatches.is_empty(),
+        !signers.is_empty(),
+        matched.is_some(),
+        !sources.is_empty(),
+    );
     if outcome != Outcome::Verified {
         signers.clear();
     }
@@ -1120,6 +1094,55 @@ fn check_inner(
         notes,
         implanted_md5,
     })
+}
+
+/// A check's outcome from what it found, in the order `docs/trust.md`
+/// gives: a bad signature file, then a listed digest that differs, then a
+/// trusted signer, then the signatures' worst verdict, then a checksum
+/// match alone, then unchecked signatures, then files that do not list
+/// the image, then nothing at all.
+fn outcome_of(
+    sig_files: &[SignatureFile],
+    mismatched: bool,
+    signed: bool,
+    matched: bool,
+    sources: bool,
+) -> Outcome {
+    let worst = |statuses: &[Status]| {
+        sig_files
+            .iter()
+            .map(|f| f.status)
+            .filter(|s| statuses.contains(s))
+            .min()
+    };
+    let unchecked = sig_files.iter().any(|f| f.status == Status::Unchecked);
+    if worst(&[Status::Bad]).is_some() {
+        Outcome::BadSignature
+    } else if mismatched {
+        Outcome::Mismatch
+    } else if signed {
+        Outcome::Verified
+    } else if let Some(s) = worst(&[
+        Status::RevokedKey,
+        Status::ExpiredKey,
+        Status::Weak,
+        Status::UnknownKey,
+    ]) {
+        match s {
+            Status::RevokedKey => Outcome::RevokedKey,
+            Status::ExpiredKey => Outcome::ExpiredKey,
+            Status::Weak => Outcome::WeakSignature,
+            _ => Outcome::UnknownKey,
+        }
+    } else if matched {
+        Outcome::ChecksumOnly
+    } else if unchecked {
+        Outcome::UnknownKey
+    } else if sources {
+        Outcome::NotListed
+    } else {
+        Outcome::NoReference
+    }
 }
 
 /// What a file type is, in words.

@@ -81,7 +81,7 @@ fn fpr(f: &pgp::types::Fingerprint) -> String {
 }
 
 fn key_id_hex(k: &pgp::types::KeyId) -> String {
-    k.as_ref().iter().map(|b| format!("{b:02X}")).collect()
+    hex::encode_upper(k.as_ref())
 }
 
 fn now() -> u32 {

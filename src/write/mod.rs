@@ -292,11 +292,21 @@ pub enum Error {
         #[source]
         source: crate::image::compressed::Error,
     },
+    /// The image does not match its bmap: a mapped range's bytes do not
+    /// have the bmap's checksum, or the image ended before (or went on
+    /// past) the bmap's image size. A corrupt image, or the bmap of
+    /// another one; `target` says what the job left on the target.
+    #[error("the image does not match its block map: {}", target.advice())]
+    Bmap {
+        target: TargetState,
+        #[source]
+        source: Box<crate::image::bmap::Error>,
+    },
     /// A decoded write failed after its first chunk: the image's first MiB
     /// (and, with a declared size, its last), held back until the whole
     /// stream decoded (`write::stream`), is zeroed on the target.
     #[error(
-        "the image's first MiB (partition tables, boot sectors) was held back until the whole stream decoded and is zeroed: the stick holds no partition table; it will not boot"
+        "the image's first MiB (partition tables, boot sectors) was held back until the whole stream was read and checked, and is zeroed: the stick holds no partition table; it will not boot"
     )]
     HeldBack {
         #[source]
@@ -370,6 +380,7 @@ impl Error {
         match self {
             Error::Cancelled { target }
             | Error::Decode { target, .. }
+            | Error::Bmap { target, .. }
             | Error::ImageLargerThanTarget { target, .. }
             | Error::StreamRead { target, .. }
             | Error::StreamLength { target, .. }
@@ -471,6 +482,10 @@ fn staged_untouched(target: &Target, e: Error) -> Error {
             target: untouched,
             source,
         },
+        Error::Bmap { source, .. } => Error::Bmap {
+            target: untouched,
+            source,
+        },
         Error::ImageLargerThanTarget { capacity, .. } => Error::ImageLargerThanTarget {
             capacity,
             target: untouched,
@@ -522,6 +537,7 @@ pub fn write_decoded(
 ) -> Result<DecodedReport, Error> {
     stream::write(
         stream::Streamed::File { image, source },
+        None,
         target,
         options,
         observer,
@@ -546,7 +562,58 @@ pub fn write_piped(
     options: Options,
     observer: &dyn Observer,
 ) -> Result<DecodedReport, Error> {
-    stream::write(stream::Streamed::Pipe(stream), target, options, observer)
+    stream::write(
+        stream::Streamed::Pipe(stream),
+        None,
+        target,
+        options,
+        observer,
+    )
+    .map_err(|e| explain_disappearance(target, e))
+    .map_err(|e| staged_untouched(target, e))
+}
+
+/// The image a [`write_mapped`] writes through its bmap.
+pub enum Mapped<'a> {
+    /// An uncompressed image file.
+    File(&'a std::fs::File),
+    /// A compressed image file (as for [`write_decoded`]).
+    Compressed {
+        image: &'a crate::image::compressed::Compressed,
+        source: &'a std::fs::File,
+    },
+    /// A stream read once (as for [`write_piped`]).
+    Pipe(crate::image::pipe::PipeStream),
+}
+
+/// Writes only the ranges `bmap` maps (`image::bmap`), as `bmaptool copy`
+/// does, through the pipeline of [`write_decoded`]: the image is read (or
+/// decoded) in order, each mapped range goes to the target at its own
+/// offset and is checked against the bmap's checksum as it passes; a range
+/// that differs fails with [`Error::Bmap`] (a corrupt image, not a bad
+/// stick), the image's first MiB (and its last) held back until then, so
+/// the stick is left without a partition table. The unmapped ranges are
+/// not written: the target keeps its old bytes there (the image's file
+/// systems hold nothing there). An image whose size is not the bmap's is
+/// refused before anything is written where its size is known, and fails
+/// at its end otherwise. The read-back reads the mapped ranges (and the
+/// tail wipe) only. The report's `bytes_written` is the mapped bytes plus
+/// the tail wipe; `decoded_digest` (with [`Options::digest`], or a
+/// stream's [`Options::expect_source`]) is of the whole image, unmapped
+/// bytes too.
+pub fn write_mapped(
+    bmap: &crate::image::bmap::Bmap,
+    image: Mapped<'_>,
+    target: &mut Target,
+    options: Options,
+    observer: &dyn Observer,
+) -> Result<DecodedReport, Error> {
+    let input = match image {
+        Mapped::File(source) => stream::Streamed::Raw { source },
+        Mapped::Compressed { image, source } => stream::Streamed::File { image, source },
+        Mapped::Pipe(p) => stream::Streamed::Pipe(p),
+    };
+    stream::write(input, Some(bmap), target, options, observer)
         .map_err(|e| explain_disappearance(target, e))
         .map_err(|e| staged_untouched(target, e))
 }

@@ -121,9 +121,14 @@ const TOOLS: &[Tool] = &[
     ("gzip", &["gzip", "-c"], "gzip", false, false),
     ("pigz", &["pigz", "-c"], "gzip", false, false),
     ("bzip2", &["bzip2", "-c"], "bzip2", false, false),
+    // 64 KiB blocks (-B4), so the image spans many; from a pipe, as lz4
+    // then writes frames without a content size either way.
+    ("lz4", &["lz4", "-q", "-B4", "-c"], "lz4", false, true),
 ];
 
-const TOOL_NAMES: &[&str] = &["xz", "zstd", "gzip", "pigz", "bzip2", "cmp", "sfdisk"];
+const TOOL_NAMES: &[&str] = &[
+    "xz", "zstd", "gzip", "pigz", "bzip2", "lz4", "cmp", "sfdisk",
+];
 
 /// Every compressor's output, written to a file target, is the original
 /// image byte for byte (`cmp`), verified by reading it back, and reported
@@ -269,7 +274,11 @@ fn write_to_loop(dir: &Path, packed: &Path) -> (Option<i32>, serde_json::Value, 
 #[test]
 fn a_flipped_byte_mid_stream_is_bad_input_and_leaves_the_target_incomplete() {
     let t = "a_flipped_byte_mid_stream_is_bad_input_and_leaves_the_target_incomplete";
-    if !require_root(t) || !require_tools(t, &["losetup", "xz", "zstd", "gzip", "bzip2", "sfdisk"])
+    if !require_root(t)
+        || !require_tools(
+            t,
+            &["losetup", "xz", "zstd", "gzip", "bzip2", "lz4", "sfdisk"],
+        )
     {
         return;
     }
@@ -280,6 +289,9 @@ fn a_flipped_byte_mid_stream_is_bad_input_and_leaves_the_target_incomplete() {
         ("zst", &["zstd", "-q", "-T0", "-c"][..]),
         ("gz", &["gzip", "-c"][..]),
         ("bz2", &["bzip2", "-c"][..]),
+        // lz4's default 4 MiB blocks: the damage is found by the block
+        // decoder or, at the frame's end, its content checksum.
+        ("lz4", &["lz4", "-q", "-c"][..]),
     ] {
         let packed = dir.path().join(format!("disk.img.{name}"));
         compress(&img, &packed, tool);
@@ -316,14 +328,18 @@ fn a_flipped_byte_mid_stream_is_bad_input_and_leaves_the_target_incomplete() {
     }
 }
 
-/// A stream cut short: gzip and bzip2 (no size recorded) fail when the
+/// A stream cut short: gzip, bzip2 and lz4 (no size recorded) fail when the
 /// decoder runs out of input, after writing what came before (exit 3,
 /// incomplete); xz and zstd are refused before anything is written,
 /// because the framing that records the size is missing (exit 3).
 #[test]
 fn a_truncated_stream_is_bad_input() {
     let t = "a_truncated_stream_is_bad_input";
-    if !require_root(t) || !require_tools(t, &["losetup", "xz", "zstd", "gzip", "bzip2", "sfdisk"])
+    if !require_root(t)
+        || !require_tools(
+            t,
+            &["losetup", "xz", "zstd", "gzip", "bzip2", "lz4", "sfdisk"],
+        )
     {
         return;
     }
@@ -332,6 +348,7 @@ fn a_truncated_stream_is_bad_input() {
     for (name, tool, state) in [
         ("gz", &["gzip", "-c"][..], "incomplete"),
         ("bz2", &["bzip2", "-c"][..], "incomplete"),
+        ("lz4", &["lz4", "-q", "-c"][..], "incomplete"),
         ("xz", &["xz", "-T0", "-c"][..], "untouched"),
         ("zst", &["zstd", "-q", "-c"][..], "untouched"),
     ] {
@@ -512,6 +529,14 @@ fn a_compressed_non_hybrid_iso_is_refused() {
     let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
     assert!(msg.contains("needs a built layout"), "{msg}");
     assert!(msg.contains("decompress it first"), "{msg}");
+    assert!(!target.exists());
+    // With --layout given, the byte copy is offered as --raw in its place
+    // ("give --raw" alone would exit 2: the two exclude each other).
+    let (out, lines) = write_json(&packed, &target, &["--layout"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let msg = lines.last().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("it is not hybrid"), "{msg}");
+    assert!(msg.contains("replace --layout with --raw"), "{msg}");
     assert!(!target.exists());
     let (out, _) = write_json(&packed, &target, &["--raw"]);
     assert!(out.status.success(), "{}", stderr(&out));

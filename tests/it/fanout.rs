@@ -350,6 +350,104 @@ fn a_failing_target_does_not_stop_the_others() {
     cmp_prefix(&img, d2.path(), len);
 }
 
+/// Bar rows of a screen: those with a phase and a bar (`  write [`).
+fn bar_rows(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .filter(|l| l.contains(" write [") || l.contains(" verify ["))
+        .collect()
+}
+
+/// On a terminal, every target's bar starts in the same column whatever
+/// the lengths of the targets' names, and a bar line fits the terminal
+/// (never wrapped: each bar row ends with its ETA) at 80 columns and at
+/// 200, where the sizes and speed are shown too. Screens as tmux drew them.
+#[test]
+fn bars_line_up_and_fit_the_terminal() {
+    let t = "bars_line_up_and_fit_the_terminal";
+    if !require_tools(t, &["tmux"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image.bin");
+    pseudo_random_file(&img, 96 * MIB, 9);
+    let eta_last = |row: &str| {
+        let last = row
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        row.contains("ETA ")
+            && last.len() >= 2
+            && last[..last.len() - 1].chars().all(|c| c.is_ascii_digit())
+    };
+    for (columns, names) in [
+        (80u16, &["a.img", "longer-name.img"][..]),
+        (200, &["a.img", "longer-name.img"][..]),
+        (80, &["only.img"][..]),
+    ] {
+        let targets: Vec<String> = names
+            .iter()
+            .map(|n| {
+                dir.path()
+                    .join(format!("{columns}-{n}"))
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let screens = common::screens_on_tmux(
+            &format!("write --yes {} {}", img.display(), targets.join(" ")),
+            columns,
+            None,
+        );
+        let last = screens.last().cloned().unwrap_or_default();
+        let with_bars: Vec<&String> = screens
+            .iter()
+            .filter(|s| bar_rows(s).len() == names.len())
+            .collect();
+        assert!(
+            !with_bars.is_empty(),
+            "{columns} columns, {names:?}: no screen showed every bar:\n{}",
+            screens.join("\n----\n")
+        );
+        for screen in &with_bars {
+            let rows = bar_rows(screen);
+            let starts: Vec<usize> = rows
+                .iter()
+                .map(|r| r.chars().position(|c| c == '[').unwrap())
+                .collect();
+            assert!(
+                starts.iter().all(|&s| s == starts[0]),
+                "{columns} columns: bars start in different columns:\n{screen}"
+            );
+            for row in &rows {
+                assert!(row.chars().count() < usize::from(columns), "{row:?}");
+                assert!(
+                    eta_last(row),
+                    "{columns} columns: a wrapped bar row {row:?}:\n{screen}"
+                );
+                if columns == 200 || names.len() == 1 {
+                    assert!(row.contains("/96.00 MiB"), "sizes shown with room: {row:?}");
+                }
+            }
+        }
+        for screen in &screens {
+            assert!(
+                !screen.contains("0 B/0 B"),
+                "a finished phase's bar is drawn empty:\n{screen}"
+            );
+        }
+        let words = last.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words.contains("verified by reading it back"), "{last}");
+        // Where the time went, in the summary.
+        assert!(
+            words.contains("write ") && words.contains(" s, verify "),
+            "{last}"
+        );
+    }
+}
+
 #[test]
 fn one_confirmation_lists_every_disk() {
     let t = "one_confirmation_lists_every_disk";

@@ -376,10 +376,7 @@ fn the_source_check_reads_the_opened_image_not_the_path() {
     let img = dir.path().join("disk.img");
     let len = MIB + 5;
     pseudo_random_file(&img, len, 31);
-    let hex: String = sha2::Sha256::digest(std::fs::read(&img).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hex::encode(sha2::Sha256::digest(std::fs::read(&img).unwrap()));
     let image = Image::open(&img).unwrap();
     let other = dir.path().join("other.img");
     pseudo_random_file(&other, len, 32);

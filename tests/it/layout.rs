@@ -24,10 +24,7 @@ fn fixture() -> (PathBuf, PathBuf) {
     let efi_bytes = std::fs::read(&efi).unwrap();
     let efi_hash: String = {
         use sha2::{Digest, Sha256};
-        Sha256::digest(&efi_bytes)[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(&Sha256::digest(&efi_bytes)[..8])
     };
     let recipe = format!(
         "efi={efi_hash} tree(a/b/c/d, long names, 3 random files 1+2+1.5 MiB) \

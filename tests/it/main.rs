@@ -13,11 +13,13 @@
 mod common;
 
 mod authenticode;
+mod bmap;
 mod boot;
 mod boot_test;
 mod compressed;
 mod contract;
 mod devices;
+mod download;
 mod fanout;
 mod fat32;
 mod health;

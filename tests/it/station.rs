@@ -417,6 +417,49 @@ fn a_failing_stick_fails_alone_and_the_exit_code_says_so() {
     drop((bad, good));
 }
 
+/// A compressed image whose stream is corrupt past the first MiB fails
+/// the stick the way `write` fails it: exit 3 (bad input), the target
+/// incomplete, and its held-back first MiB zeroed (`boot_area_zeroed`),
+/// so the half-written stick cannot boot.
+#[test]
+fn a_corrupt_compressed_image_leaves_the_sticks_boot_area_zeroed() {
+    let t = "a_corrupt_compressed_image_leaves_the_sticks_boot_area_zeroed";
+    if !require_root(t) || !require_tools(t, &["losetup", "xz"]) {
+        return;
+    }
+    let b = bench(6 << 20);
+    let packed = b.image.with_extension("img.xz");
+    common::run(Command::new("sh").arg("-c").arg(format!(
+        "xz -T0 --block-size=1MiB -c '{}' > '{}'",
+        b.image.display(),
+        packed.display()
+    )));
+    let clen = std::fs::metadata(&packed).unwrap().len();
+    common::flip_byte(&packed, clen * 3 / 4);
+    let stick = b.sticks.join("stick.img");
+    std::fs::write(&stick, vec![0xA5u8; 24 << 20]).unwrap();
+    let st = Running::start(
+        &packed,
+        &b.sticks,
+        &["--yes", "--log", b.log.to_str().unwrap()],
+    );
+    let lo = LoopDevice::attach(&stick);
+    let failed = st.wait_for("a result", is("target_result", &lo));
+    st.signal(libc::SIGINT);
+    let (_, lines, err) = st.finish();
+    assert_documented(&lines);
+    assert_eq!(failed["ok"], false, "{failed}\n{err}");
+    assert_eq!(failed["exit_code"], 3, "{failed}");
+    assert_eq!(failed["target_state"], "incomplete", "{failed}");
+    assert_eq!(failed["boot_area_zeroed"], true, "{failed}");
+    drop(lo);
+    let bytes = std::fs::read(&stick).unwrap();
+    assert!(
+        bytes[..1 << 20].iter().all(|&b| b == 0),
+        "the first MiB is zeroed"
+    );
+}
+
 /// The first SIGINT stops taking sticks and lets the one being written
 /// finish (a stick attached afterwards is not touched); exit 0. A second
 /// SIGINT aborts a running stick: logged as incomplete, exit 130.

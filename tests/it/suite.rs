@@ -127,3 +127,70 @@ fn integration_tests_are_modules_of_tests_it() {
         }
     }
 }
+
+/// The command modules of `src/cli`: those `cli::run` dispatches a
+/// subcommand to (`Command::X(a) => module::run(a)` in src/cli/mod.rs).
+fn command_modules(mod_rs: &str) -> Vec<String> {
+    mod_rs
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let (_, call) = l.strip_prefix("Command::")?.split_once("=>")?;
+            let (module, _) = call.trim().split_once("::run(")?;
+            Some(module.to_owned())
+        })
+        .collect()
+}
+
+/// Where `text` (the module `own`) names another command module: a
+/// `super::M::` path or `M` inside a `use super::{…}` list.
+fn imports_of_commands(own: &str, text: &str, commands: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or_default();
+        for m in commands.iter().filter(|m| m.as_str() != own) {
+            let path = code.contains(&format!("super::{m}::"))
+                || code.contains(&format!("use super::{m};"));
+            let listed = code
+                .split_once("use super::{")
+                .is_some_and(|(_, l)| l.split([',', '}', ' ']).any(|n| n == m));
+            if path || listed {
+                found.push(format!(
+                    "{own}.rs:{}: imports the command module {m}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Command modules do not import each other (issue 11): what two commands
+/// share lives in a helper module (render, exit, target, probe_report, …)
+/// or in the library, so a command's flow cannot quietly depend on
+/// another's.
+#[test]
+fn cli_command_modules_do_not_import_each_other() {
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    let commands = command_modules(&std::fs::read_to_string(cli.join("mod.rs")).unwrap());
+    assert!(
+        commands.len() >= 10 && commands.contains(&"write".to_owned()),
+        "the dispatch in src/cli/mod.rs was not understood: {commands:?}"
+    );
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&cli).unwrap() {
+        let path = entry.unwrap().path();
+        let own = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if own == "mod" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        found.extend(imports_of_commands(&own, &text, &commands));
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // The rule sees the import it was written for.
+    let old = "        super::probe::before_write(&chosen, render)?";
+    assert_eq!(imports_of_commands("write", old, &commands).len(), 1);
+    let listed = "use super::{inspect, render};";
+    assert_eq!(imports_of_commands("write", listed, &commands).len(), 1);
+}

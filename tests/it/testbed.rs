@@ -1307,3 +1307,128 @@ bootstick probe --yes --json {dev}; echo "rc=$?"
     );
     assert_eq!(r["fails_how"], "wrapped", "{out}");
 }
+
+/// An interactive write to a USB stick at 80 columns, as a person sees it:
+/// the guest runs `bootstick write IMAGE /dev/sda` on a terminal (util-linux
+/// `script`, recording its timing), types "y" once the confirmation asks,
+/// and the recording is replayed on the host into an 80-column tmux
+/// (`scriptreplay`), whose screens are checked: the confirmation names the
+/// stick's model and its whole serial, no row reaches the last column, a
+/// bar is drawn while writing and the summary says it was verified; `cmp`
+/// proves the stick. With `BOOTSTICK_SCREENSHOTS=DIR` the screens mid-write
+/// and at the end are saved there (`scripts/screenshots.sh` turns them into
+/// the README's images).
+#[test]
+fn guest_an_interactive_write_to_a_usb_stick_at_80_columns() {
+    let t = "guest_an_interactive_write_to_a_usb_stick_at_80_columns";
+    if !guest::require(t)
+        || !common::require_tools(t, &["tmux", "scriptreplay", "sfdisk", "cmp", "base64"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("debian-live-13-amd64.img");
+    common::pseudo_random_file(&img, 40 << 20, 41);
+    let mut sfdisk = std::process::Command::new("sfdisk")
+        .args(["-q"])
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        sfdisk.stdin.as_mut().unwrap(),
+        b"label: dos\nstart=2048, type=c, bootable\n",
+    )
+    .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let serial = "4C530001230502118205";
+    let stick = Stick::new(&stick_image(dir.path(), "stick.img", 128), serial);
+    let script = r#"
+echo "@@ run"
+(i=0; while ! grep -q 'Continue?' /tmp/ts 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; sleep 0.5; printf 'y\n') | script -q -f -e --timing=/tmp/tm -c "stty cols 80 rows 24; echo '# bootstick write debian-live-13-amd64.img /dev/sda'; bootstick write debian-live-13-amd64.img /dev/sda" /tmp/ts > /dev/null; echo "rc=$?"
+echo "@@ typescript"; base64 /tmp/ts
+echo "@@ timing"; cat /tmp/tm
+echo "@@ end"
+"#;
+    let out = Guest::new(script)
+        .file("debian-live-13-amd64.img", &img)
+        .stick(stick.clone())
+        .run();
+    out.assert_success();
+    assert_eq!(line(&out.section("run"), "rc="), "0", "{out}");
+    let ts = dir.path().join("typescript");
+    let tm = dir.path().join("timing");
+    let decoded = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let typescript = out.section("typescript");
+    let mut decoded = decoded;
+    std::io::Write::write_all(decoded.stdin.as_mut().unwrap(), typescript.as_bytes()).unwrap();
+    let decoded = decoded.wait_with_output().unwrap();
+    assert!(decoded.status.success(), "{out}");
+    std::fs::write(&ts, &decoded.stdout).unwrap();
+    std::fs::write(&tm, out.section("timing") + "\n").unwrap();
+
+    let screens = common::tmux_screens(
+        &format!("scriptreplay --timing {} {}", tm.display(), ts.display()),
+        80,
+        None,
+        true,
+    );
+    let plain: Vec<String> = screens.iter().map(|s| common::plain_screen(s)).collect();
+    for screen in &plain {
+        for row in screen.lines() {
+            assert!(
+                row.chars().count() < 80,
+                "a row reaches the last column: {row:?}\n{screen}"
+            );
+        }
+    }
+    // The last screen before tmux's "Pane is dead" line scrolled it.
+    let done = plain
+        .iter()
+        .rposition(|s| !s.contains("Pane is dead"))
+        .unwrap_or_default();
+    let last = plain.get(done).cloned().unwrap_or_default();
+    for shown in [
+        "# bootstick write debian-live-13-amd64.img /dev/sda",
+        "Write debian-live-13-amd64.img (40.0 MiB) to this disk?",
+        "QEMU HARDDISK",
+        serial,
+        "/dev/sda",
+        "will be erased",
+        "Continue? [y/N] y",
+    ] {
+        assert!(last.contains(shown), "{shown:?} not on the screen:\n{last}");
+    }
+    assert!(
+        last.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains("verified by reading it back"),
+        "{last}"
+    );
+    let writing = plain
+        .iter()
+        .rposition(|s| s.contains("  write [") && s.contains("ETA"))
+        .unwrap_or_else(|| panic!("no screen drew the write bar:\n{}", plain.join("\n----\n")));
+    if let Some(dir) = std::env::var_os("BOOTSTICK_SCREENSHOTS") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let shown = |s: &str| s.trim_end().to_owned() + "\n";
+        std::fs::copy(&ts, dir.join("write.typescript")).unwrap();
+        std::fs::copy(&tm, dir.join("write.timing")).unwrap();
+        std::fs::write(dir.join("write-progress.ans"), shown(&screens[writing])).unwrap();
+        std::fs::write(dir.join("write-done.ans"), shown(&screens[done])).unwrap();
+    }
+    common::run(
+        std::process::Command::new("cmp")
+            .arg("-n")
+            .arg((40u64 << 20).to_string())
+            .arg(&img)
+            .arg(&stick.image),
+    );
+}

@@ -676,6 +676,50 @@ fn image_larger_than_device_is_refused_untouched() {
     assert_eq!(sha256_file(&backing), before);
 }
 
+/// A whole interactive write at 80 columns, as tmux drew it: the warning,
+/// the confirmation (naming the disk, its size and the erase), the bars
+/// and the summary each fit, broken at word boundaries where they are
+/// long: no row reaches the last column (where the terminal would have
+/// wrapped it mid-word), and no stray bar is drawn before a phase runs.
+#[test]
+fn an_interactive_write_fits_80_columns() {
+    let t = "an_interactive_write_fits_80_columns";
+    if !require_root(t) || !require_tools(t, &["losetup", "tmux", "cmp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_backing, dev) = ff_loop(dir.path(), 64 * MIB, &[]);
+    // Not an ISO nor a disk image: `write` warns that it copies it as given.
+    let img = dir.path().join("an-image-with-a-rather-long-file-name.bin");
+    pseudo_random_file(&img, 24 * MIB, 17);
+    let screens = common::screens_on_tmux(
+        &format!("write {} {}", img.display(), dev.path().display()),
+        80,
+        Some(("Continue? [y/N]", "y")),
+    );
+    let last = screens.last().cloned().unwrap_or_default();
+    assert!(last.contains("Continue? [y/N] y"), "{last}");
+    assert!(last.contains("will be erased"), "{last}");
+    assert!(last.contains(&dev.path().display().to_string()), "{last}");
+    assert!(last.contains("verified by"), "{last}");
+    for screen in &screens {
+        for row in screen.lines() {
+            assert!(
+                row.chars().count() < 80,
+                "a row reaches the last column (wrapped by the terminal): {row:?}\n{screen}"
+            );
+            assert!(!row.contains("0/0"), "a stray idle bar: {row:?}\n{screen}");
+        }
+    }
+    common::run(
+        Command::new("cmp")
+            .arg("-n")
+            .arg((24 * MIB).to_string())
+            .arg(&img)
+            .arg(dev.path()),
+    );
+}
+
 #[test]
 fn block_device_without_yes_or_terminal_is_declined() {
     let t = "block_device_without_yes_or_terminal_is_declined";

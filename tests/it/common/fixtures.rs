@@ -46,10 +46,7 @@ fn key(recipe: &str, caller: &str) -> String {
     let mut h = Sha256::new();
     h.update(recipe.as_bytes());
     h.update(builder_inputs(caller));
-    h.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&h.finalize()[..6])
 }
 
 /// Returns `target/fixtures/<name>-<key>.<ext>`, building it with

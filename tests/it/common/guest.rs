@@ -104,11 +104,7 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(data))
 }
 
 fn output(cmd: &mut Command) -> String {
@@ -471,7 +467,7 @@ fn build_initramfs() -> PathBuf {
             mtime.as_nanos()
         ));
     }
-    let key = hex(&key.finalize());
+    let key = hex::encode(key.finalize());
     let dest = fixtures_dir().join(format!("guest-initramfs-{}", &key[..16]));
     let cpio = dest.join("initramfs.cpio");
     if cpio.exists() {
@@ -1205,7 +1201,7 @@ fn build_qemu_bundle() -> PathBuf {
         meta.len(),
         mtime.as_nanos()
     ));
-    let key = hex(&key.finalize());
+    let key = hex::encode(key.finalize());
     let dest = fixtures_dir().join(format!("guest-qemu-{}", &key[..16]));
     let tar = dest.join("qemu.tar");
     if tar.exists() {

@@ -270,6 +270,116 @@ pub fn write_on_terminal(args: &str, answer: &str) -> (Option<i32>, String) {
     )
 }
 
+/// Runs `bootstick ARGS` in a detached tmux session of `columns` × 24 (its
+/// own server socket, so no other tmux is touched) and returns every
+/// distinct screen `tmux capture-pane` showed while it ran, polled every
+/// 40 ms: what a person at a terminal that size saw, drawn by a terminal
+/// emulator that is not ours. With `answer` `(prompt, keys)`, `keys` and
+/// Enter are typed once a screen shows `prompt`.
+pub fn screens_on_tmux(args: &str, columns: u16, answer: Option<(&str, &str)>) -> Vec<String> {
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_bootstick"));
+    tmux_screens(&cmd, columns, answer, false)
+}
+
+/// Runs the shell command `cmd` as [`screens_on_tmux`] runs bootstick;
+/// with `colours`, the screens keep their SGR escapes (`capture-pane -e`).
+pub fn tmux_screens(
+    cmd: &str,
+    columns: u16,
+    answer: Option<(&str, &str)>,
+    colours: bool,
+) -> Vec<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let socket = format!(
+        "bootstick-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmux = |a: &[&str]| {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&socket)
+            .args(a)
+            .output()
+            .unwrap()
+    };
+    let cols = columns.to_string();
+    // The pause keeps the last screen up before tmux marks the pane dead
+    // (its "Pane is dead" line scrolls the screen by one).
+    let cmd = format!("{cmd}; sleep 0.5");
+    let o = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        &cols,
+        "-y",
+        "24",
+        &cmd,
+    ]);
+    assert!(o.status.success(), "tmux: {o:?}");
+    // The pane stays after the command ends, so its last screen is read too.
+    let _ = tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    let capture: &[&str] = if colours {
+        &["capture-pane", "-e", "-p", "-t", "t"]
+    } else {
+        &["capture-pane", "-p", "-t", "t"]
+    };
+    let mut screens: Vec<String> = Vec::new();
+    let started = Instant::now();
+    loop {
+        // Whether it had ended before this screen was read: then the
+        // screen is its last.
+        let dead = tmux(&["display-message", "-p", "-t", "t", "#{pane_dead}"]);
+        let ended = String::from_utf8_lossy(&dead.stdout).trim() == "1";
+        let shot = tmux(capture);
+        if !shot.status.success() {
+            break;
+        }
+        let screen = String::from_utf8_lossy(&shot.stdout).into_owned();
+        if let Some((prompt, keys)) = answer {
+            if screen.contains(prompt) && !screens.iter().any(|s| s.contains(prompt)) {
+                let _ = tmux(&["send-keys", "-t", "t", keys, "Enter"]);
+            }
+        }
+        if screens.last() != Some(&screen) {
+            screens.push(screen);
+        }
+        if ended {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{cmd}: still running after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let _ = tmux(&["kill-server"]);
+    screens
+}
+
+/// `screen` without its SGR escapes (`ESC [ … m`), as people read it.
+pub fn plain_screen(screen: &str) -> String {
+    let mut out = String::with_capacity(screen.len());
+    let mut chars = screen.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ parameters, up to the final letter.
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Runs `bootstick write --yes --json ARGS... IMAGE TARGET`, calling `act`
 /// once with the first JSON line of the write phase (`"phase": "write"`)
 /// while the write goes on, and returns the exit code and every JSON line.

@@ -36,10 +36,7 @@ pub fn image(group: &str, name: &str) -> PathBuf {
     for inc in incs {
         h.update(std::fs::read(inc).unwrap());
     }
-    let key: String = h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = hex::encode(&h.finalize()[..8]);
     let cache = target_dir().join("fixtures").join(group);
     std::fs::create_dir_all(&cache).unwrap();
     let out = cache.join(format!("{name}-{key}.img"));
