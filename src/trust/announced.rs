@@ -256,20 +256,7 @@ pub fn check_announced(req: &Request) -> Result<Announced, Error> {
         decompressed_digests: Default::default(),
         matched,
         mismatches,
-        sources: sources
-            .iter()
-            .map(|s| SourceSummary {
-                source: s.name.clone(),
-                entries: s.sums.entries.len(),
-                ignored: s
-                    .sums
-                    .ignored
-                    .iter()
-                    .map(|i| format!("line {}: {}", i.line, i.reason))
-                    .collect(),
-                clearsigned: s.clearsigned,
-            })
-            .collect(),
+        sources: sources.iter().map(SourceSummary::of).collect(),
         signatures: sig_files,
         signers,
         keys: keys.describe(),

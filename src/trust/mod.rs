@@ -259,6 +259,23 @@ pub struct ImplantedCheck {
     pub verdict: isomd5::Verdict,
 }
 
+impl SourceSummary {
+    /// What the report says of one checksum reference read.
+    fn of(s: &Source) -> Self {
+        SourceSummary {
+            source: s.name.clone(),
+            entries: s.sums.entries.len(),
+            ignored: s
+                .sums
+                .ignored
+                .iter()
+                .map(|i| format!("line {}: {}", i.line, i.reason))
+                .collect(),
+            clearsigned: s.clearsigned,
+        }
+    }
+}
+
 /// A checksum reference ready for matching.
 struct Source {
     name: String,
@@ -1074,20 +1091,7 @@ fn check_inner(
             .collect(),
         matched,
         mismatches,
-        sources: sources
-            .iter()
-            .map(|s| SourceSummary {
-                source: s.name.clone(),
-                entries: s.sums.entries.len(),
-                ignored: s
-                    .sums
-                    .ignored
-                    .iter()
-                    .map(|i| format!("line {}: {}", i.line, i.reason))
-                    .collect(),
-                clearsigned: s.clearsigned,
-            })
-            .collect(),
+        sources: sources.iter().map(SourceSummary::of).collect(),
         signatures: sig_files,
         signers,
         keys: keys.describe(),
