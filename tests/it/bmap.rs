@@ -8,9 +8,9 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::common::{self, bootstick, json_lines, require_root, require_tools, LoopDevice};
+use crate::common::{self, bootstick, require_root, require_tools, stderr, write_json, LoopDevice};
 
 const MIB: u64 = 1 << 20;
 /// The image's size; the sticks are larger, so their last MiB (which
@@ -71,23 +71,6 @@ fn bmaptool_copy(dir: &Path, image: &Path, bmap: &Path) -> Vec<u8> {
     let bytes = std::fs::read(&theirs).unwrap();
     std::fs::remove_file(&theirs).unwrap();
     bytes
-}
-
-fn write_json(image: &Path, target: &Path, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
-    let out = bootstick()
-        .args(["write", "--yes", "--json"])
-        .args(extra)
-        .arg(image)
-        .arg(target)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let lines = json_lines(&out.stdout);
-    (out, lines)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The mapped byte ranges of `bmap`, read with plain text matching (not

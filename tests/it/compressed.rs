@@ -8,7 +8,10 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{bootstick, json_lines, pseudo_random_file, require_root, require_tools, LoopDevice};
+use common::{
+    bootstick, json_lines, pseudo_random_file, require_root, require_tools, stderr, write_json,
+    LoopDevice,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -74,24 +77,6 @@ fn compress_stream(img: &Path, out: &Path, tool: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "{tool:?} failed");
-}
-
-/// Runs `write --yes --json [extra] image target`.
-fn write_json(image: &Path, target: &Path, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
-    let out = bootstick()
-        .args(["write", "--yes", "--json"])
-        .args(extra)
-        .arg(image)
-        .arg(target)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let lines = json_lines(&out.stdout);
-    (out, lines)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The compressors under test, as run from the command line: name,

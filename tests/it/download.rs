@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{bootstick, json_lines, require_root, require_tools, LoopDevice};
+use common::{bootstick, json_lines, require_root, require_tools, stderr, LoopDevice};
 
 const MIB: u64 = 1 << 20;
 
@@ -80,10 +80,6 @@ fn write_url(url: &str, target: &Path, extra: &[&str]) -> (Output, Vec<serde_jso
         .unwrap();
     let lines = json_lines(&out.stdout);
     (out, lines)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn sha256_hex(path: &Path) -> String {

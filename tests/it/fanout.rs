@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bootstick::plan::MIB;
-use common::{bootstick, pseudo_random_file, require_root, require_tools, LoopDevice};
+use common::{bootstick, pseudo_random_file, require_root, require_tools, stderr, LoopDevice};
 use serde_json::Value;
 
 fn sha256_file(p: &Path) -> String {
@@ -44,10 +44,6 @@ fn write_json(image: &Path, targets: &[&Path]) -> (Output, Vec<Value>) {
         .unwrap();
     let events = common::json_lines(&out.stdout);
     (out, events)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Every per-target event names its target, one of `targets`; the last line

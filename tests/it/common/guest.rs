@@ -414,6 +414,24 @@ fn install(root: &Path, src: &Path, dest: &Path) {
 }
 
 /// The cached initramfs (uncompressed newc cpio) for this build of bootstick.
+/// Adds `path`'s name, size and modification time to a fixture's cache
+/// key: cheaper than hashing a ~50 MB debug binary, and changed by any
+/// rebuild or package upgrade.
+fn stamp(key: &mut Sha256, path: &Path) {
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mtime = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    key.update(format!(
+        "{}\0{}\0{}\n",
+        path.display(),
+        meta.len(),
+        mtime.as_nanos()
+    ));
+}
+
 pub fn initramfs() -> &'static PathBuf {
     static INITRAMFS: OnceLock<PathBuf> = OnceLock::new();
     INITRAMFS.get_or_init(build_initramfs)
@@ -454,18 +472,7 @@ fn build_initramfs() -> PathBuf {
     inputs.extend(kernel.modules.iter().cloned());
     inputs.extend(UDEV_RULES.iter().map(|r| rules_dir.join(r)));
     for p in &inputs {
-        let meta = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let mtime = meta
-            .modified()
-            .unwrap()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        key.update(format!(
-            "{}\0{}\0{}\n",
-            p.display(),
-            meta.len(),
-            mtime.as_nanos()
-        ));
+        stamp(&mut key, p);
     }
     let key = hex::encode(key.finalize());
     let dest = fixtures_dir().join(format!("guest-initramfs-{}", &key[..16]));
@@ -1189,18 +1196,7 @@ fn build_qemu_bundle() -> PathBuf {
     let data_dirs = ["/usr/share/qemu", "/usr/share/seabios"];
     let mut key = Sha256::new();
     key.update(QEMU_WRAPPER.as_bytes());
-    let meta = std::fs::metadata(&qemu).unwrap();
-    let mtime = meta
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    key.update(format!(
-        "{}\0{}\0{}\n",
-        qemu.display(),
-        meta.len(),
-        mtime.as_nanos()
-    ));
+    stamp(&mut key, &qemu);
     let key = hex::encode(key.finalize());
     let dest = fixtures_dir().join(format!("guest-qemu-{}", &key[..16]));
     let tar = dest.join("qemu.tar");

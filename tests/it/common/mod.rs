@@ -361,6 +361,30 @@ pub fn tmux_screens(
     screens
 }
 
+/// Runs `bootstick write --yes --json [extra] IMAGE TARGET` with no input:
+/// its output and its JSON lines (checked as [`json_lines`] checks them).
+pub fn write_json(
+    image: &Path,
+    target: &Path,
+    extra: &[&str],
+) -> (std::process::Output, Vec<serde_json::Value>) {
+    let out = bootstick()
+        .args(["write", "--yes", "--json"])
+        .args(extra)
+        .arg(image)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    (out, lines)
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// `screen` without its SGR escapes (`ESC [ … m`), as people read it.
 pub fn plain_screen(screen: &str) -> String {
     let mut out = String::with_capacity(screen.len());
